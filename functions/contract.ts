@@ -1,0 +1,368 @@
+// The job contract: the request, the frame message, the ledger keys and the error shape.
+// Imported by the job API, the renderer, the CLI and the local farm; nothing re-declares these shapes.
+// Everything here is a plain function or constant: the job API is serialized by Pulumi's closure
+// serializer, which handles those well (module-level class instances would not survive it).
+import { z } from "zod";
+
+export const ENGINES = ["CYCLES", "EEVEE", "WORKBENCH"] as const;
+export type Engine = (typeof ENGINES)[number];
+
+export const FORMATS = ["PNG", "JPEG", "OPEN_EXR", "TIFF"] as const;
+export type Format = (typeof FORMATS)[number];
+
+export const FORMAT_EXTENSIONS: Record<Format, string> = {
+    PNG: "png",
+    JPEG: "jpg",
+    OPEN_EXR: "exr",
+    TIFF: "tif",
+};
+
+export const FRAME_MESSAGE_VERSION = 1;
+export const MANIFEST_VERSION = 1;
+export const JOB_ID_PATTERN = /^[a-z0-9-]{1,64}$/;
+/** Largest request body the job API reads; a real request is a few hundred bytes. */
+export const MAX_REQUEST_BYTES = 256 * 1024;
+/** Blender's own frame limit (MAXFRAME). */
+export const MAX_FRAME_NUMBER = 1048574;
+export const MAX_ASSETS = 1000;
+export const MAX_SAMPLES = 1 << 20;
+/** S3's own limit on key length, in bytes. */
+const MAX_KEY_BYTES = 1024;
+
+/** AWS Lambda x86 price per GB-second, us-east-1, first tier: https://aws.amazon.com/lambda/pricing/ */
+export const LAMBDA_X86_USD_PER_GB_SECOND = 0.0000166667;
+
+export interface Resolution {
+    x?: number;
+    y?: number;
+    percentage?: number;
+}
+
+export interface RenderSettings {
+    engine?: Engine;
+    samples?: number;
+    resolution?: Resolution;
+    format: Format;
+}
+
+export interface JobRequest {
+    scene: string;
+    assets: string[];
+    frames?: string;
+    engine?: Engine;
+    samples?: number;
+    resolution?: Resolution;
+    format: Format;
+    jobId?: string;
+}
+
+/** Bounds a deployment puts on requests (from the stack config, through the function's environment). */
+export interface JobLimits {
+    maxFrames: number;
+    maxResolution: number;
+    allowedEngines: Engine[];
+}
+
+export interface FrameMessage {
+    v: typeof FRAME_MESSAGE_VERSION;
+    jobId: string;
+    frame: number;
+    scene: string;
+    sceneEtag: string;
+    assets: string[];
+    settings: RenderSettings;
+    output: { bucket: string; key: string };
+}
+
+export interface JobManifest {
+    v: typeof MANIFEST_VERSION;
+    jobId: string;
+    request: JobRequest;
+    /** Identifies the request body: resubmitting the same jobId with another body is a conflict. */
+    requestHash: string;
+    frames: number[];
+    scenesBucket: string;
+    sceneEtag: string;
+    settings: RenderSettings;
+    outputPrefix: string;
+    createdAt: string;
+}
+
+/** done: the frame is on S3; retrying: an attempt failed and SQS will deliver it again; failed: no attempts left. */
+export type FrameStatus = "done" | "retrying" | "failed";
+
+export interface FrameRecord {
+    jobId: string;
+    frame: number;
+    status: FrameStatus;
+    attempts: number;
+    startedAt: string;
+    finishedAt: string;
+    wallMs: number;
+    blenderMs: number;
+    renderSeconds?: number;
+    memoryMb: number;
+    costUsd: number;
+    output?: { bucket: string; key: string };
+    error?: { code: string; message: string };
+    logTail?: string;
+}
+
+export type JobState = "queued" | "rendering" | "complete" | "failed" | "partial";
+
+export interface JobStatus {
+    jobId: string;
+    state: JobState;
+    frames: { total: number; done: number; failed: number; pending: number };
+    failures: { frame: number; attempts: number; error: string; logTail: string }[];
+    outputPrefix: string;
+    startedAt: string;
+    updatedAt: string;
+    renderSeconds: number;
+    costUsd: number;
+}
+
+/** The error body of every 4xx reply: `{error:{code,message,field}}` (plus `missing` for 422). */
+export interface ApiError {
+    status: number;
+    code: string;
+    message: string;
+    field?: string;
+    missing?: string[];
+}
+
+export type Checked<T> = { ok: true; value: T } | { ok: false; error: ApiError };
+
+export function apiError(status: number, code: string, message: string, field?: string): ApiError {
+    return field === undefined ? { status, code, message } : { status, code, message, field };
+}
+
+export function errorBody(error: ApiError): { error: Omit<ApiError, "status"> } {
+    const { status: _status, ...rest } = error;
+    return { error: rest };
+}
+
+// ---- ledger keys ----------------------------------------------------------------------------
+
+export function manifestKey(jobId: string): string {
+    return `jobs/${jobId}/job.json`;
+}
+
+export function frameRecordsPrefix(jobId: string): string {
+    return `jobs/${jobId}/frames/`;
+}
+
+export function frameRecordKey(jobId: string, frame: number): string {
+    return `${frameRecordsPrefix(jobId)}${frame}.json`;
+}
+
+export function outputPrefix(jobId: string): string {
+    return `renders/${jobId}/`;
+}
+
+/** `renders/<jobId>/frame_0007.png`: at least four digits, more when the frame needs them. */
+export function frameOutputKey(jobId: string, frame: number, format: Format): string {
+    return `${outputPrefix(jobId)}frame_${String(frame).padStart(4, "0")}.${FORMAT_EXTENSIONS[format]}`;
+}
+
+// ---- object keys ----------------------------------------------------------------------------
+
+/** Why `key` is not a safe S3 key to mirror into a work dir, or undefined when it is. */
+export function objectKeyProblem(key: string): string | undefined {
+    if (key.length === 0) return "is empty";
+    if (Buffer.byteLength(key, "utf8") > MAX_KEY_BYTES) return `is longer than ${MAX_KEY_BYTES} bytes`;
+    if (key.startsWith("/")) return "starts with '/'";
+    if (key.includes("\\")) return "contains '\\'";
+    // eslint-disable-next-line no-control-regex
+    if (/[\u0000-\u001f\u007f]/.test(key)) return "contains a control character";
+    const segments = key.split("/");
+    if (segments.some((segment) => segment === "..")) return "contains a '..' segment";
+    if (segments.some((segment) => segment === "." || segment === "")) return "contains an empty or '.' segment";
+    return undefined;
+}
+
+// ---- frame specs ----------------------------------------------------------------------------
+
+/**
+ * Parses `"1-250"`, `"1-250x2"`, `"1,5,10-20"` into sorted, distinct frame numbers.
+ * The count is computed before anything is expanded, so a huge range costs nothing.
+ */
+export function parseFrameSpec(spec: string, maxFrames: number): Checked<number[]> {
+    const invalid = (message: string) => ({ ok: false as const, error: apiError(400, "invalid_frames", message, "frames") });
+    if (spec.trim() === "") return invalid("frames is empty; use e.g. \"1-250\", \"1-250x2\" or \"1,5,10-20\"");
+    const ranges: { start: number; end: number; step: number }[] = [];
+    let upperBound = 0;
+    for (const rawPart of spec.split(",")) {
+        const part = rawPart.trim();
+        const match = /^(\d{1,7})(?:-(\d{1,7})(?:x(\d{1,7}))?)?$/.exec(part);
+        if (!match) return invalid(`frames part "${part}" is not N, A-B or A-BxS with whole numbers >= 0`);
+        const start = Number(match[1]);
+        const end = match[2] === undefined ? start : Number(match[2]);
+        const step = match[3] === undefined ? 1 : Number(match[3]);
+        if (start > MAX_FRAME_NUMBER || end > MAX_FRAME_NUMBER) return invalid(`frames part "${part}" is past Blender's last frame ${MAX_FRAME_NUMBER}`);
+        if (end < start) return invalid(`frames part "${part}" is reversed: ${start} is after ${end}`);
+        if (step < 1) return invalid(`frames part "${part}" has step 0; the step must be at least 1`);
+        ranges.push({ start, end, step });
+        upperBound += Math.floor((end - start) / step) + 1;
+        if (upperBound > maxFrames) break;
+    }
+    if (upperBound > maxFrames) {
+        return { ok: false, error: apiError(413, "too_many_frames", `frames "${spec}" asks for more than this farm's limit of ${maxFrames} frames per job`, "frames") };
+    }
+    const frames = new Set<number>();
+    for (const { start, end, step } of ranges) {
+        for (let frame = start; frame <= end; frame += step) frames.add(frame);
+    }
+    return { ok: true, value: [...frames].sort((a, b) => a - b) };
+}
+
+/** The canonical spec of a frame list, e.g. [1,2,3,7] -> "1-3,7". */
+export function formatFrameSpec(frames: number[]): string {
+    const parts: string[] = [];
+    let index = 0;
+    while (index < frames.length) {
+        let last = index;
+        while (last + 1 < frames.length && frames[last + 1] === frames[last] + 1) last++;
+        parts.push(last === index ? `${frames[index]}` : `${frames[index]}-${frames[last]}`);
+        index = last + 1;
+    }
+    return parts.join(",");
+}
+
+// ---- the job request ------------------------------------------------------------------------
+
+function jobRequestSchema(limits: JobLimits) {
+    const dimension = z.number().int().min(1).max(limits.maxResolution);
+    return z
+        .object({
+            scene: z.string(),
+            assets: z.array(z.string()).max(MAX_ASSETS).default([]),
+            frames: z.string().max(1000).optional(),
+            engine: z.enum(ENGINES).optional(),
+            samples: z.number().int().min(1).max(MAX_SAMPLES).optional(),
+            resolution: z
+                .object({ x: dimension.optional(), y: dimension.optional(), percentage: z.number().int().min(1).max(100).optional() })
+                .strict()
+                .refine((resolution) => Object.keys(resolution).length > 0, "resolution needs at least one of x, y, percentage")
+                .optional(),
+            format: z.enum(FORMATS).default("PNG"),
+            jobId: z.string().regex(JOB_ID_PATTERN, "jobId must be 1-64 characters of a-z, 0-9 and '-'").optional(),
+        })
+        .strict();
+}
+
+/** Validates a parsed request body: types, unknown fields, bounds, keys. Frames are checked by parseFrameSpec. */
+export function parseJobRequest(body: unknown, limits: JobLimits): Checked<JobRequest> {
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+        return { ok: false, error: apiError(400, "invalid_request", "the request body must be a JSON object") };
+    }
+    const parsed = jobRequestSchema(limits).safeParse(body);
+    if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        const field = issue.code === "unrecognized_keys" ? [...issue.path, ...issue.keys].join(".") : issue.path.join(".");
+        const message = issue.code === "unrecognized_keys" ? `unknown field ${issue.keys.map((key) => `"${key}"`).join(", ")}` : `${field || "body"}: ${issue.message}`;
+        return { ok: false, error: apiError(400, "invalid_request", message, field || undefined) };
+    }
+    const request = parsed.data as JobRequest;
+    const sceneProblem = objectKeyProblem(request.scene) ?? (/\.blend$/i.test(request.scene) ? undefined : "is not a .blend file");
+    if (sceneProblem) return { ok: false, error: apiError(400, "invalid_key", `scene "${request.scene}" ${sceneProblem}`, "scene") };
+    for (const [index, asset] of request.assets.entries()) {
+        const problem = objectKeyProblem(asset);
+        if (problem) return { ok: false, error: apiError(400, "invalid_key", `asset "${asset}" ${problem}`, `assets.${index}`) };
+    }
+    if (request.engine && !limits.allowedEngines.includes(request.engine)) {
+        return { ok: false, error: apiError(400, "engine_not_allowed", `engine ${request.engine} is not allowed on this farm (allowed: ${limits.allowedEngines.join(", ")})`, "engine") };
+    }
+    return { ok: true, value: request };
+}
+
+/** The settings every frame message of a request carries. */
+export function renderSettingsOf(request: JobRequest): RenderSettings {
+    const settings: RenderSettings = { format: request.format };
+    if (request.engine) settings.engine = request.engine;
+    if (request.samples) settings.samples = request.samples;
+    if (request.resolution) settings.resolution = request.resolution;
+    return settings;
+}
+
+// ---- the frame message ----------------------------------------------------------------------
+
+function frameMessageSchema() {
+    const key = z.string().refine((value) => objectKeyProblem(value) === undefined, "is not a safe object key");
+    return z
+        .object({
+            v: z.literal(FRAME_MESSAGE_VERSION),
+            jobId: z.string().regex(JOB_ID_PATTERN),
+            frame: z.number().int().min(0).max(MAX_FRAME_NUMBER),
+            scene: key,
+            sceneEtag: z.string(),
+            assets: z.array(key).max(MAX_ASSETS),
+            settings: z.object({
+                engine: z.enum(ENGINES).optional(),
+                samples: z.number().int().min(1).max(MAX_SAMPLES).optional(),
+                resolution: z
+                    .object({ x: z.number().int().min(1).optional(), y: z.number().int().min(1).optional(), percentage: z.number().int().min(1).max(100).optional() })
+                    .optional(),
+                format: z.enum(FORMATS),
+            }),
+            output: z.object({ bucket: z.string().min(1), key }),
+        })
+        .passthrough();
+}
+
+function legacyFrameMessageSchema() {
+    const key = z.string().refine((value) => objectKeyProblem(value) === undefined, "is not a safe object key");
+    return z.object({
+        file_name: key,
+        frame: z.coerce.number().int().min(0).max(MAX_FRAME_NUMBER),
+        support_files: z.array(key).max(MAX_ASSETS).default([]),
+    });
+}
+
+/** A job id for seed-era messages, which carried none: derived from the scene key so retries share it. */
+export function legacyJobId(sceneKey: string): string {
+    const slug = sceneKey.toLowerCase().replace(/\.blend$/, "").replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "");
+    return `legacy-${slug}`.slice(0, 64).replace(/-+$/, "");
+}
+
+/** Parses an SQS body: the versioned message, or the seed-era `{file_name, frame, support_files}`. */
+export function parseFrameMessage(body: string, rendersBucket: string): Checked<FrameMessage> {
+    let json: unknown;
+    try {
+        json = JSON.parse(body);
+    } catch {
+        return { ok: false, error: apiError(400, "invalid_message", "the frame message is not JSON") };
+    }
+    const isLegacy = typeof json === "object" && json !== null && "file_name" in json && !("v" in json);
+    if (isLegacy) {
+        const legacy = legacyFrameMessageSchema().safeParse(json);
+        if (!legacy.success) return { ok: false, error: messageError(legacy.error.issues[0]) };
+        const jobId = legacyJobId(legacy.data.file_name);
+        return {
+            ok: true,
+            value: {
+                v: FRAME_MESSAGE_VERSION,
+                jobId,
+                frame: legacy.data.frame,
+                scene: legacy.data.file_name,
+                sceneEtag: "",
+                assets: legacy.data.support_files,
+                settings: { format: "PNG" },
+                output: { bucket: rendersBucket, key: frameOutputKey(jobId, legacy.data.frame, "PNG") },
+            },
+        };
+    }
+    const parsed = frameMessageSchema().safeParse(json);
+    if (!parsed.success) return { ok: false, error: messageError(parsed.error.issues[0]) };
+    return { ok: true, value: parsed.data as FrameMessage };
+}
+
+function messageError(issue: z.ZodIssue): ApiError {
+    const field = issue.path.join(".");
+    return apiError(400, "invalid_message", `frame message ${field || "body"}: ${issue.message}`, field || undefined);
+}
+
+/** Estimated Lambda cost of one invocation. */
+export function lambdaCostUsd(wallMs: number, memoryMb: number): number {
+    return (wallMs / 1000) * (memoryMb / 1024) * LAMBDA_X86_USD_PER_GB_SECOND;
+}
