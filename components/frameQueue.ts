@@ -1,0 +1,45 @@
+// The frame queue (one message per frame) and its dead-letter queue.
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+
+export interface FrameQueueArgs {
+    rendererTimeoutSeconds: number;
+    maxReceiveCount: number;
+}
+
+/** SQS's upper bound on a visibility timeout (12 hours). */
+const MAX_VISIBILITY_TIMEOUT_SECONDS = 43200;
+/** How long a frame that ran out of attempts waits in the DLQ for someone to look: SQS's maximum. */
+const DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600;
+/** Days for a large job to drain at low concurrency; shorter than the DLQ's, since a dead letter keeps its enqueue time. */
+const FRAME_RETENTION_SECONDS = 4 * 24 * 3600;
+
+/**
+ * AWS advises 6x the function timeout for a queue behind an event source mapping, so a message
+ * stays hidden while Lambda retries throttled invocations; a failed frame does not wait this long,
+ * because the renderer shortens its visibility to a few seconds of backoff.
+ */
+export function frameVisibilityTimeoutSeconds(rendererTimeoutSeconds: number): number {
+    return Math.min(6 * rendererTimeoutSeconds, MAX_VISIBILITY_TIMEOUT_SECONDS);
+}
+
+export class FrameQueue extends pulumi.ComponentResource {
+    public readonly queue: aws.sqs.Queue;
+    public readonly deadLetterQueue: aws.sqs.Queue;
+
+    constructor(name: string, args: FrameQueueArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("render-farm:index:FrameQueue", name, {}, opts);
+        this.deadLetterQueue = new aws.sqs.Queue(`${name}-dlq`, {
+            messageRetentionSeconds: DEAD_LETTER_RETENTION_SECONDS,
+            sqsManagedSseEnabled: true,
+        }, { parent: this });
+        this.queue = new aws.sqs.Queue(`${name}-queue`, {
+            visibilityTimeoutSeconds: frameVisibilityTimeoutSeconds(args.rendererTimeoutSeconds),
+            messageRetentionSeconds: FRAME_RETENTION_SECONDS,
+            receiveWaitTimeSeconds: 20,
+            sqsManagedSseEnabled: true,
+            redrivePolicy: pulumi.jsonStringify({ deadLetterTargetArn: this.deadLetterQueue.arn, maxReceiveCount: args.maxReceiveCount }),
+        }, { parent: this });
+        this.registerOutputs({ queueUrl: this.queue.url, deadLetterQueueUrl: this.deadLetterQueue.url });
+    }
+}

@@ -1,0 +1,36 @@
+// The pieces every function role shares: who may assume it, and writing to its own log group.
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+
+export interface PolicyStatement {
+    Sid: string;
+    Effect: "Allow" | "Deny";
+    Action: string[];
+    Resource: pulumi.Input<string> | pulumi.Input<string>[];
+    Condition?: Record<string, Record<string, pulumi.Input<string | string[]>>>;
+}
+
+/** A role only the Lambda service can assume, with one inline policy made of `statements`. */
+export function lambdaRole(name: string, statements: PolicyStatement[], parent: pulumi.Resource): { role: aws.iam.Role; policy: aws.iam.RolePolicy } {
+    const role = new aws.iam.Role(`${name}-role`, {
+        assumeRolePolicy: JSON.stringify({
+            Version: "2012-10-17",
+            Statement: [{ Effect: "Allow", Principal: { Service: "lambda.amazonaws.com" }, Action: "sts:AssumeRole" }],
+        }),
+    }, { parent });
+    const policy = new aws.iam.RolePolicy(`${name}-policy`, {
+        role: role.id,
+        policy: pulumi.jsonStringify({ Version: "2012-10-17", Statement: statements }),
+    }, { parent });
+    return { role, policy };
+}
+
+/** Writing log events to one log group; creating the group itself stays with Pulumi. */
+export function writeLogsStatement(logGroup: aws.cloudwatch.LogGroup): PolicyStatement {
+    return {
+        Sid: "WriteOwnLogs",
+        Effect: "Allow",
+        Action: ["logs:CreateLogStream", "logs:PutLogEvents"],
+        Resource: pulumi.interpolate`${logGroup.arn}:*`,
+    };
+}

@@ -1,0 +1,130 @@
+// The job API: the producer as a serialized CallbackFunction behind an API Gateway HTTP API.
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+import { S3Client } from "@aws-sdk/client-s3";
+import { SQSClient } from "@aws-sdk/client-sqs";
+import { Engine } from "../functions/contract";
+import { jobApiSettingsFromEnvironment } from "../functions/jobApi";
+import { createJobApiHandler } from "../functions/jobApiHandler";
+import { lambdaRole, writeLogsStatement } from "./iam";
+import * as packageJson from "../package.json";
+
+export interface JobApiArgs {
+    scenesBucket: aws.s3.Bucket;
+    rendersBucket: aws.s3.Bucket;
+    frameQueue: aws.sqs.Queue;
+    maxFramesPerJob: number;
+    maxResolution: number;
+    allowedEngines: Engine[];
+    maxReceiveCount: number;
+    apiAuth: "iam" | "none";
+    apiRateLimit: number;
+    apiBurstLimit: number;
+    logRetentionDays: number;
+}
+
+export const JOB_API_ROUTES = ["POST /jobs", "GET /jobs/{jobId}", "POST /jobs/{jobId}/retry"];
+
+/** The only packages the serialized job API needs beside the AWS SDK v3, which the nodejs22.x runtime carries. */
+const JOB_API_RUNTIME_PACKAGES = ["zod"];
+/** API Gateway gives up on an integration after 30 s. */
+const JOB_API_TIMEOUT_SECONDS = 29;
+
+export class JobApi extends pulumi.ComponentResource {
+    public readonly function: aws.lambda.CallbackFunction<unknown, unknown>;
+    public readonly api: aws.apigatewayv2.Api;
+    public readonly url: pulumi.Output<string>;
+
+    constructor(name: string, args: JobApiArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("render-farm:index:JobApi", name, {}, opts);
+        const logGroup = new aws.cloudwatch.LogGroup(`${name}-logs`, { retentionInDays: args.logRetentionDays }, { parent: this });
+        const { role, policy } = lambdaRole(name, [
+            // ListBucket makes HeadObject of an absent key answer 404 (not 403), which is how missing files are found.
+            { Sid: "FindScenes", Effect: "Allow", Action: ["s3:ListBucket"], Resource: args.scenesBucket.arn },
+            { Sid: "ReadScenes", Effect: "Allow", Action: ["s3:GetObject"], Resource: pulumi.interpolate`${args.scenesBucket.arn}/*` },
+            { Sid: "FindJobs", Effect: "Allow", Action: ["s3:ListBucket"], Resource: args.rendersBucket.arn },
+            { Sid: "ReadWriteLedger", Effect: "Allow", Action: ["s3:GetObject", "s3:PutObject"], Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*` },
+            { Sid: "ReadFrames", Effect: "Allow", Action: ["s3:GetObject"], Resource: pulumi.interpolate`${args.rendersBucket.arn}/renders/*` },
+            { Sid: "QueueFrames", Effect: "Allow", Action: ["sqs:SendMessage"], Resource: args.frameQueue.arn },
+            writeLogsStatement(logGroup),
+        ], this);
+
+        this.function = new aws.lambda.CallbackFunction(`${name}-function`, {
+            runtime: "nodejs22.x",
+            role,
+            memorySize: 1024,
+            timeout: JOB_API_TIMEOUT_SECONDS,
+            loggingConfig: { logFormat: "Text", logGroup: logGroup.name },
+            environment: {
+                variables: {
+                    SCENES_BUCKET: args.scenesBucket.bucket,
+                    RENDERS_BUCKET: args.rendersBucket.bucket,
+                    FRAME_QUEUE_URL: args.frameQueue.url,
+                    MAX_FRAMES_PER_JOB: String(args.maxFramesPerJob),
+                    MAX_RESOLUTION: String(args.maxResolution),
+                    ALLOWED_ENGINES: args.allowedEngines.join(","),
+                    MAX_RECEIVE_COUNT: String(args.maxReceiveCount),
+                },
+            },
+            // Clients are made here, once per cold start: captured SDK v3 clients do not survive serialization.
+            callbackFactory: () => createJobApiHandler({
+                s3: new S3Client({}),
+                sqs: new SQSClient({}),
+                settings: jobApiSettingsFromEnvironment(process.env),
+            }),
+            codePathOptions: {
+                extraExcludePackages: Object.keys(packageJson.dependencies).filter((name) => !JOB_API_RUNTIME_PACKAGES.includes(name)),
+            },
+        }, { parent: this, dependsOn: [policy] });
+
+        this.api = new aws.apigatewayv2.Api(`${name}-http`, { protocolType: "HTTP" }, { parent: this });
+        const integration = new aws.apigatewayv2.Integration(`${name}-integration`, {
+            apiId: this.api.id,
+            integrationType: "AWS_PROXY",
+            integrationUri: this.function.arn,
+            payloadFormatVersion: "2.0",
+        }, { parent: this });
+        for (const routeKey of JOB_API_ROUTES) {
+            new aws.apigatewayv2.Route(`${name}-${routeSlug(routeKey)}`, {
+                apiId: this.api.id,
+                routeKey,
+                target: pulumi.interpolate`integrations/${integration.id}`,
+                authorizationType: args.apiAuth === "iam" ? "AWS_IAM" : "NONE",
+            }, { parent: this });
+        }
+        const accessLogs = new aws.cloudwatch.LogGroup(`${name}-access-logs`, { retentionInDays: args.logRetentionDays }, { parent: this });
+        new aws.apigatewayv2.Stage(`${name}-stage`, {
+            apiId: this.api.id,
+            name: "$default",
+            autoDeploy: true,
+            defaultRouteSettings: { throttlingRateLimit: args.apiRateLimit, throttlingBurstLimit: args.apiBurstLimit },
+            accessLogSettings: {
+                destinationArn: accessLogs.arn,
+                // No headers or query strings: a signed request's credentials must never reach a log.
+                format: JSON.stringify({
+                    requestId: "$context.requestId",
+                    caller: "$context.identity.caller",
+                    sourceIp: "$context.identity.sourceIp",
+                    requestTime: "$context.requestTime",
+                    routeKey: "$context.routeKey",
+                    status: "$context.status",
+                    responseLength: "$context.responseLength",
+                    integrationError: "$context.integrationErrorMessage",
+                }),
+            },
+        }, { parent: this });
+        new aws.lambda.Permission(`${name}-invoke`, {
+            action: "lambda:InvokeFunction",
+            function: this.function.name,
+            principal: "apigateway.amazonaws.com",
+            sourceArn: pulumi.interpolate`${this.api.executionArn}/*/*`,
+        }, { parent: this });
+
+        this.url = this.api.apiEndpoint;
+        this.registerOutputs({ url: this.url, functionName: this.function.name });
+    }
+}
+
+function routeSlug(routeKey: string): string {
+    return routeKey.toLowerCase().replace(/[{}]/g, "").replace(/[^a-z0-9]+/g, "-").replace(/-$/, "");
+}

@@ -1,0 +1,74 @@
+// The renderer: a container Lambda running Blender, fed one frame at a time by the frame queue.
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+import { lambdaRole, writeLogsStatement } from "./iam";
+
+export interface RendererArgs {
+    imageUri: pulumi.Input<string>;
+    memoryMb: number;
+    timeoutSeconds: number;
+    ephemeralStorageMb: number;
+    maxConcurrency: number;
+    maxReceiveCount: number;
+    failureBackoffSeconds: number;
+    logRetentionDays: number;
+    scenesBucket: aws.s3.Bucket;
+    rendersBucket: aws.s3.Bucket;
+    frameQueue: aws.sqs.Queue;
+}
+
+export class Renderer extends pulumi.ComponentResource {
+    public readonly function: aws.lambda.Function;
+    public readonly eventSourceMapping: aws.lambda.EventSourceMapping;
+
+    constructor(name: string, args: RendererArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("render-farm:index:Renderer", name, {}, opts);
+        const logGroup = new aws.cloudwatch.LogGroup(`${name}-logs`, { retentionInDays: args.logRetentionDays }, { parent: this });
+        const { role, policy } = lambdaRole(name, [
+            { Sid: "ReadScenes", Effect: "Allow", Action: ["s3:GetObject"], Resource: pulumi.interpolate`${args.scenesBucket.arn}/*` },
+            {
+                Sid: "WriteFramesAndRecords",
+                Effect: "Allow",
+                Action: ["s3:PutObject"],
+                Resource: [pulumi.interpolate`${args.rendersBucket.arn}/renders/*`, pulumi.interpolate`${args.rendersBucket.arn}/jobs/*`],
+            },
+            {
+                Sid: "ConsumeFrames",
+                Effect: "Allow",
+                Action: ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"],
+                Resource: args.frameQueue.arn,
+            },
+            writeLogsStatement(logGroup),
+        ], this);
+
+        this.function = new aws.lambda.Function(`${name}-function`, {
+            packageType: "Image",
+            imageUri: args.imageUri,
+            architectures: ["x86_64"],
+            memorySize: args.memoryMb,
+            timeout: args.timeoutSeconds,
+            ephemeralStorage: { size: args.ephemeralStorageMb },
+            role: role.arn,
+            loggingConfig: { logFormat: "Text", logGroup: logGroup.name },
+            environment: {
+                variables: {
+                    SCENES_BUCKET: args.scenesBucket.bucket,
+                    RENDERS_BUCKET: args.rendersBucket.bucket,
+                    FRAME_QUEUE_URL: args.frameQueue.url,
+                    MAX_RECEIVE_COUNT: String(args.maxReceiveCount),
+                    FAILURE_BACKOFF_SECONDS: String(args.failureBackoffSeconds),
+                },
+            },
+        }, { parent: this, dependsOn: [policy] });
+
+        this.eventSourceMapping = new aws.lambda.EventSourceMapping(`${name}-frames`, {
+            eventSourceArn: args.frameQueue.arn,
+            functionName: this.function.arn,
+            batchSize: 1,
+            functionResponseTypes: ["ReportBatchItemFailures"],
+            scalingConfig: { maximumConcurrency: args.maxConcurrency },
+        }, { parent: this });
+
+        this.registerOutputs({ functionName: this.function.name });
+    }
+}

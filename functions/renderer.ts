@@ -1,0 +1,195 @@
+// The renderer (the frame queue's consumer): one SQS message is one frame. Download the scene and assets,
+// run Blender, upload the frame and its record; on failure record why, back off briefly and report it.
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { ChangeMessageVisibilityCommand, SQSClient } from "@aws-sdk/client-sqs";
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
+import { runBlender } from "./blender";
+import { FrameMessage, FrameRecord, Format, frameRecordKey, lambdaCostUsd, parseFrameMessage } from "./contract";
+import { SceneMirror, cleanFrameFiles, prepareFrameFiles } from "./workDir";
+
+export interface RendererSettings {
+    scenesBucket: string;
+    rendersBucket: string;
+    frameQueueUrl: string;
+    maxReceiveCount: number;
+    /** The first retry's delay; each further attempt doubles it. */
+    failureBackoffSeconds: number;
+    memoryMb: number;
+    blenderPath: string;
+    workDir: string;
+    threads: number;
+    /** Used when no Lambda context says how long is left (the local farm). */
+    defaultTimeoutMs: number;
+}
+
+export interface RendererDeps {
+    s3: S3Client;
+    sqs: SQSClient;
+    settings: RendererSettings;
+}
+
+/** Time kept back from Blender's deadline to upload the frame and write the record before Lambda's timeout. */
+const REPORTING_RESERVE_MS = 20_000;
+const MAX_BACKOFF_SECONDS = 300;
+const CONTENT_TYPES: Record<Format, string> = { PNG: "image/png", JPEG: "image/jpeg", OPEN_EXR: "image/x-exr", TIFF: "image/tiff" };
+
+function requiredVariable(env: NodeJS.ProcessEnv, name: string): string {
+    const value = env[name];
+    if (!value) throw new Error(`the renderer needs the environment variable ${name}`);
+    return value;
+}
+
+function numberVariable(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+    const value = env[name] === undefined || env[name] === "" ? fallback : Number(env[name]);
+    if (!Number.isFinite(value) || value < 0) throw new Error(`the renderer's environment variable ${name} is not a number: "${env[name]}"`);
+    return value;
+}
+
+export function rendererSettingsFromEnvironment(env: NodeJS.ProcessEnv): RendererSettings {
+    return {
+        scenesBucket: requiredVariable(env, "SCENES_BUCKET"),
+        rendersBucket: requiredVariable(env, "RENDERS_BUCKET"),
+        frameQueueUrl: requiredVariable(env, "FRAME_QUEUE_URL"),
+        maxReceiveCount: numberVariable(env, "MAX_RECEIVE_COUNT", 3),
+        failureBackoffSeconds: numberVariable(env, "FAILURE_BACKOFF_SECONDS", 10),
+        memoryMb: numberVariable(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 10240),
+        blenderPath: env.BLENDER_PATH || "blender",
+        workDir: env.RENDER_WORK_DIR || path.join(os.tmpdir(), "render-farm"),
+        threads: numberVariable(env, "RENDER_THREADS", os.cpus().length),
+        defaultTimeoutMs: numberVariable(env, "RENDER_TIMEOUT_SECONDS", 900) * 1000,
+    };
+}
+
+/** Delay before the next attempt: failureBackoffSeconds, doubled for each attempt already made, capped. */
+export function backoffSeconds(settings: RendererSettings, attempts: number): number {
+    return Math.min(settings.failureBackoffSeconds * 2 ** Math.max(0, attempts - 1), MAX_BACKOFF_SECONDS);
+}
+
+export interface FrameOutcome {
+    ok: boolean;
+    record?: FrameRecord;
+    /** Bytes of the scene downloaded for this frame: 0 when the warm cache had it. */
+    sceneBytes: number;
+}
+
+/** Renders the frame one SQS record asks for and writes its record; never throws for a frame's failure. */
+export async function renderFrame(deps: RendererDeps, mirror: SceneMirror, sqsRecord: SQSRecord, remainingMs: () => number): Promise<FrameOutcome> {
+    const { s3, settings } = deps;
+    const startedAt = new Date();
+    const attempts = Number(sqsRecord.attributes?.ApproximateReceiveCount ?? 1);
+    const parsed = parseFrameMessage(sqsRecord.body, settings.rendersBucket);
+    if (!parsed.ok) {
+        // No job to record it against: the message goes to the DLQ after its attempts, for a person to read.
+        console.error(`renderer: message ${sqsRecord.messageId} refused: ${parsed.error.message}`);
+        return { ok: false, sceneBytes: 0 };
+    }
+    const message = parsed.value;
+    let sceneBytes = 0;
+    let outcome: Pick<FrameRecord, "status" | "error" | "logTail" | "renderSeconds" | "output"> & { blenderMs: number };
+    try {
+        const files = await prepareFrameFiles(s3, settings.scenesBucket, mirror, { key: message.scene, etag: message.sceneEtag }, message.assets);
+        sceneBytes = files.sceneBytes;
+        const outputPath = path.join(mirror.root, "..", "output", path.posix.basename(message.output.key));
+        fs.rmSync(path.dirname(outputPath), { recursive: true, force: true });
+        fs.mkdirSync(path.dirname(outputPath), { recursive: true });
+        const result = await runBlender({
+            blenderPath: settings.blenderPath,
+            scenePath: files.scenePath,
+            frame: message.frame,
+            outputPath,
+            settings: message.settings,
+            threads: settings.threads,
+            deadlineMs: Date.now() + remainingMs() - REPORTING_RESERVE_MS,
+        });
+        if (result.ok) {
+            await s3.send(new PutObjectCommand({
+                Bucket: message.output.bucket,
+                Key: message.output.key,
+                Body: fs.readFileSync(outputPath),
+                ContentType: CONTENT_TYPES[message.settings.format],
+            }));
+            outcome = { status: "done", blenderMs: result.wallMs, renderSeconds: result.renderSeconds, output: message.output, logTail: result.logTail };
+        } else {
+            outcome = { status: "retrying", blenderMs: result.wallMs, error: result.error ?? { code: "blender_failed", message: "Blender failed" }, logTail: result.logTail };
+        }
+    } catch (error) {
+        outcome = { status: "retrying", blenderMs: 0, error: describeFailure(error, message), logTail: "" };
+    } finally {
+        cleanFrameFiles(mirror);
+        fs.rmSync(path.join(mirror.root, "..", "output"), { recursive: true, force: true });
+    }
+    if (outcome.status !== "done" && attempts >= settings.maxReceiveCount) outcome.status = "failed";
+
+    const finishedAt = new Date();
+    const wallMs = finishedAt.getTime() - startedAt.getTime();
+    const record: FrameRecord = {
+        jobId: message.jobId,
+        frame: message.frame,
+        status: outcome.status,
+        attempts,
+        startedAt: startedAt.toISOString(),
+        finishedAt: finishedAt.toISOString(),
+        wallMs,
+        blenderMs: outcome.blenderMs,
+        memoryMb: settings.memoryMb,
+        costUsd: lambdaCostUsd(wallMs, settings.memoryMb),
+        ...(outcome.renderSeconds !== undefined ? { renderSeconds: outcome.renderSeconds } : {}),
+        ...(outcome.output ? { output: outcome.output } : {}),
+        ...(outcome.error ? { error: outcome.error } : {}),
+        logTail: outcome.logTail ?? "",
+    };
+    await s3.send(new PutObjectCommand({
+        Bucket: settings.rendersBucket,
+        Key: frameRecordKey(message.jobId, message.frame),
+        Body: JSON.stringify(record),
+        ContentType: "application/json",
+    }));
+    return { ok: record.status === "done", record, sceneBytes };
+}
+
+/** A readable reason for an exception around Blender (S3 errors name the object, never credentials). */
+function describeFailure(error: unknown, message: FrameMessage): { code: string; message: string } {
+    const name = (error as { name?: string })?.name ?? "Error";
+    const text = error instanceof Error ? error.message : String(error);
+    if (name === "NoSuchKey" || name === "NotFound") return { code: "missing_object", message: `an object of frame ${message.frame} is missing from S3: ${text}` };
+    if (name === "PreconditionFailed") return { code: "scene_changed", message: `scene ${message.scene} changed since the job was submitted (ETag ${message.sceneEtag}); resubmit the job` };
+    return { code: "renderer_error", message: `${name}: ${text}` };
+}
+
+/** The SQS event handler: frames one by one (the mapping sends one), failures reported per message. */
+export function createRendererHandler(deps: RendererDeps): (event: SQSEvent, context?: Partial<Context>) => Promise<SQSBatchResponse> {
+    const mirror: SceneMirror = { root: path.join(deps.settings.workDir, "scenes") };
+    return async (event, context) => {
+        const remainingMs = () => context?.getRemainingTimeInMillis?.() ?? deps.settings.defaultTimeoutMs;
+        const batchItemFailures: SQSBatchResponse["batchItemFailures"] = [];
+        for (const sqsRecord of event.Records) {
+            let ok = false;
+            try {
+                ok = (await renderFrame(deps, mirror, sqsRecord, remainingMs)).ok;
+            } catch (error) {
+                console.error(`renderer: frame message ${sqsRecord.messageId} failed: ${(error as Error)?.message ?? error}`);
+            }
+            if (ok) continue;
+            batchItemFailures.push({ itemIdentifier: sqsRecord.messageId });
+            await shortenVisibility(deps, sqsRecord);
+        }
+        return { batchItemFailures };
+    };
+}
+
+/** A failed frame comes back after a few seconds, not after the queue's long visibility timeout. */
+async function shortenVisibility(deps: RendererDeps, sqsRecord: SQSRecord): Promise<void> {
+    const attempts = Number(sqsRecord.attributes?.ApproximateReceiveCount ?? 1);
+    try {
+        await deps.sqs.send(new ChangeMessageVisibilityCommand({
+            QueueUrl: deps.settings.frameQueueUrl,
+            ReceiptHandle: sqsRecord.receiptHandle,
+            VisibilityTimeout: backoffSeconds(deps.settings, attempts),
+        }));
+    } catch (error) {
+        console.error(`renderer: could not shorten the visibility of ${sqsRecord.messageId}: ${(error as Error)?.message ?? error}`);
+    }
+}

@@ -1,0 +1,93 @@
+// The renderer's work dir under /tmp: a mirror of the scenes bucket's keys, so `//textures/wood.png`
+// resolves next to the .blend exactly as on the artist's disk. The scene is cached by ETag across warm
+// invocations; everything else is cleaned before each frame.
+import * as fs from "fs";
+import * as path from "path";
+import { pipeline } from "stream/promises";
+import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { objectKeyProblem } from "./contract";
+
+export interface CachedScene {
+    key: string;
+    etag: string;
+}
+
+export interface SceneMirror {
+    /** Root of the mirror: `<root>/<key>` is the object `key`. */
+    root: string;
+    /** The scene kept from the last frame, if any. */
+    cached?: CachedScene;
+}
+
+/** Where `key` lives in the mirror; refuses any key that could leave it. */
+export function mirrorPath(root: string, key: string): string {
+    const problem = objectKeyProblem(key);
+    if (problem) throw new Error(`object key "${key}" ${problem}`);
+    const target = path.resolve(root, key);
+    if (!target.startsWith(path.resolve(root) + path.sep)) throw new Error(`object key "${key}" leaves the work dir`);
+    return target;
+}
+
+/** Deletes everything under `root` but the file `keep` (when given). */
+function removeAllBut(root: string, keep?: string): void {
+    if (!fs.existsSync(root)) return;
+    for (const entry of fs.readdirSync(root, { withFileTypes: true })) {
+        const full = path.join(root, entry.name);
+        if (full === keep) continue;
+        if (entry.isDirectory() && keep?.startsWith(full + path.sep)) {
+            removeAllBut(full, keep);
+        } else {
+            fs.rmSync(full, { recursive: true, force: true });
+        }
+    }
+}
+
+/** Streams one object to `target` through a temporary name, so a broken download never looks complete. Returns its ETag. */
+export async function downloadObject(s3: S3Client, bucket: string, key: string, target: string, ifMatch?: string): Promise<{ etag: string; bytes: number }> {
+    fs.mkdirSync(path.dirname(target), { recursive: true });
+    const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, IfMatch: ifMatch || undefined }));
+    const partial = `${target}.partial-${process.pid}`;
+    try {
+        await pipeline(response.Body as NodeJS.ReadableStream, fs.createWriteStream(partial));
+        fs.renameSync(partial, target);
+    } finally {
+        fs.rmSync(partial, { force: true });
+    }
+    return { etag: response.ETag ?? "", bytes: fs.statSync(target).size };
+}
+
+/**
+ * Lays out the scene and its assets for one frame. The scene is downloaded only when the cached copy is
+ * another key or another version; the assets always, after the last frame's files are cleaned away.
+ * Returns the scene's local path and how many scene bytes were downloaded (0 on a cache hit).
+ */
+export async function prepareFrameFiles(
+    s3: S3Client,
+    bucket: string,
+    mirror: SceneMirror,
+    scene: { key: string; etag: string },
+    assets: string[],
+): Promise<{ scenePath: string; sceneBytes: number }> {
+    const scenePath = mirrorPath(mirror.root, scene.key);
+    const assetPaths = assets.map((asset) => ({ key: asset, target: mirrorPath(mirror.root, asset) }));
+    const cacheHit = mirror.cached?.key === scene.key && (scene.etag === "" || mirror.cached.etag === scene.etag) && fs.existsSync(scenePath);
+    removeAllBut(mirror.root, cacheHit ? scenePath : undefined);
+    let sceneBytes = 0;
+    if (!cacheHit) {
+        mirror.cached = undefined;
+        // IfMatch: every frame of a job renders the scene version that was submitted, or fails saying so.
+        const downloaded = await downloadObject(s3, bucket, scene.key, scenePath, scene.etag);
+        mirror.cached = { key: scene.key, etag: downloaded.etag };
+        sceneBytes = downloaded.bytes;
+    }
+    for (const asset of assetPaths) {
+        if (asset.target === scenePath) continue;
+        await downloadObject(s3, bucket, asset.key, asset.target);
+    }
+    return { scenePath, sceneBytes };
+}
+
+/** Cleans the frame's files away but keeps the cached scene for the next warm invocation. */
+export function cleanFrameFiles(mirror: SceneMirror): void {
+    removeAllBut(mirror.root, mirror.cached ? mirrorPath(mirror.root, mirror.cached.key) : undefined);
+}

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# `npm test`: set up what is missing, type-check, then run every mocha test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+npx tsc -p tsconfig.json --noEmit
+npx mocha "$@"
