@@ -67,9 +67,10 @@ export class JobApi extends pulumi.ComponentResource {
                 },
             },
             // Clients are made here, once per cold start: captured SDK v3 clients do not survive serialization.
+            // The SQS endpoint comes from the region (or AWS_ENDPOINT_URL), not from the queue URL's host.
             callbackFactory: () => createJobApiHandler({
                 s3: new S3Client({}),
-                sqs: new SQSClient({}),
+                sqs: new SQSClient({ useQueueUrlAsEndpoint: false }),
                 settings: jobApiSettingsFromEnvironment(process.env),
             }),
             codePathOptions: {

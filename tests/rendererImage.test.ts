@@ -1,0 +1,68 @@
+// What can be checked of the renderer image without a Docker engine: the handler its CMD names is
+// compiled the way the Dockerfile compiles it and exports a function; its packages match the lock file.
+import * as assert from "assert";
+import * as childProcess from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { PROJECT_ROOT } from "./support/pulumiProgram";
+
+const dockerfile = fs.readFileSync(path.join(PROJECT_ROOT, "image", "Dockerfile"), "utf8");
+
+function jsonArrayInstruction(instruction: string): string[] {
+    const match = new RegExp(`^${instruction}\\s+(\\[.*\\])\\s*$`, "m").exec(dockerfile);
+    assert.ok(match, `the Dockerfile has an exec-form ${instruction}`);
+    return JSON.parse(match![1]);
+}
+
+describe("the renderer image (image/Dockerfile)", function () {
+    it("CMD names a handler that the compiled functions/ export", function () {
+        const [handlerSpec] = jsonArrayInstruction("CMD");
+        const [moduleName, exportName] = handlerSpec.split(".");
+        // Lay out the build stage as the Dockerfile does: image/tsconfig.json at the root beside functions/.
+        const stage = fs.mkdtempSync(path.join(os.tmpdir(), "renderer-image-"));
+        fs.cpSync(path.join(PROJECT_ROOT, "functions"), path.join(stage, "functions"), { recursive: true });
+        fs.copyFileSync(path.join(PROJECT_ROOT, "image", "tsconfig.json"), path.join(stage, "tsconfig.json"));
+        fs.symlinkSync(path.join(PROJECT_ROOT, "node_modules"), path.join(stage, "node_modules"));
+        childProcess.execFileSync(process.execPath, [path.join(PROJECT_ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.json"], { cwd: stage, stdio: "pipe" });
+        const compiled = path.join(stage, "dist", `${moduleName}.js`);
+        assert.ok(fs.existsSync(compiled), `${moduleName}.js is in the compiled output`);
+        const probe = childProcess.execFileSync(process.execPath, ["-e", `const m = require(${JSON.stringify(compiled)}); process.stdout.write(typeof m[${JSON.stringify(exportName)}])`], { cwd: stage, encoding: "utf8" });
+        assert.strictEqual(probe, "function");
+    });
+
+    it("copies only files that exist and that .dockerignore lets into the build context", function () {
+        const ignore = fs.readFileSync(path.join(PROJECT_ROOT, ".dockerignore"), "utf8").split("\n").filter((line) => line.startsWith("!")).map((line) => line.slice(1));
+        const sources = [...dockerfile.matchAll(/^COPY (?!--from)(\S+)/gm)].map((match) => match[1]);
+        assert.ok(sources.length >= 3);
+        for (const source of sources) {
+            assert.ok(fs.existsSync(path.join(PROJECT_ROOT, source)), `${source} exists`);
+            assert.ok(ignore.some((allowed) => source === allowed || source.startsWith(allowed) || allowed.startsWith(source.replace(/\/$/, ""))), `${source} is in the build context`);
+        }
+        assert.ok(sources.includes("functions/render_frame.py") || sources.includes("functions/"), "render_frame.py ships beside the handler");
+    });
+
+    it("starts through aws-lambda-ric and renders with the official Blender build of the configured version", function () {
+        const entrypoint = jsonArrayInstruction("ENTRYPOINT");
+        assert.ok(entrypoint.some((part) => part.includes("aws-lambda-ric")));
+        assert.match(dockerfile, /ARG BLENDER_VERSION/);
+        assert.match(dockerfile, /download\.blender\.org\/release\/Blender\$\{series\}/);
+        assert.match(dockerfile, /sha256sum -c/);
+        assert.match(dockerfile, /HOME=\/tmp/);
+        assert.match(dockerfile, /libegl-mesa0/);
+    });
+
+    it("pins the image's packages to the versions the project's lock file tested", function () {
+        const imagePackage = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "image", "package.json"), "utf8"));
+        const lock = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "package-lock.json"), "utf8"));
+        const shared = { ...imagePackage.dependencies, ...imagePackage.devDependencies } as Record<string, string>;
+        let compared = 0;
+        for (const [name, version] of Object.entries(shared)) {
+            const locked = lock.packages[`node_modules/${name}`];
+            if (!locked || name === "@types/node") continue;
+            assert.strictEqual(version, locked.version, `${name} in image/package.json`);
+            compared++;
+        }
+        assert.ok(compared >= 4, `compared ${compared} packages`);
+    });
+});
