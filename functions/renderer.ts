@@ -104,7 +104,10 @@ export async function renderFrame(deps: RendererDeps, mirror: SceneMirror, sqsRe
             threads: settings.threads,
             deadlineMs: Date.now() + remainingMs() - REPORTING_RESERVE_MS,
         });
-        if (result.ok) {
+        if (result.ok && result.missingFiles?.length) {
+            // Blender renders a missing texture pink rather than failing: a frame like that is not done.
+            outcome = { status: "retrying", blenderMs: result.wallMs, error: { code: "missing_files", message: `scene ${message.scene} uses files that were not uploaded: ${result.missingFiles.map((file) => mirrorKeyOf(mirror, file)).join(", ")}` }, logTail: result.logTail };
+        } else if (result.ok) {
             await s3.send(new PutObjectCommand({
                 Bucket: message.output.bucket,
                 Key: message.output.key,
@@ -148,6 +151,12 @@ export async function renderFrame(deps: RendererDeps, mirror: SceneMirror, sqsRe
         ContentType: "application/json",
     }));
     return { ok: record.status === "done", record, sceneBytes };
+}
+
+/** The scenes bucket key of a file in the work dir (as the artist uploaded it), else the path itself. */
+function mirrorKeyOf(mirror: SceneMirror, file: string): string {
+    const relative = path.relative(mirror.root, file);
+    return relative.startsWith("..") || path.isAbsolute(relative) ? file : relative.split(path.sep).join("/");
 }
 
 /** A readable reason for an exception around Blender (S3 errors name the object, never credentials). */

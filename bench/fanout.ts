@@ -1,0 +1,131 @@
+// Fan-out benchmark: queue 10,000 frames through submitJob (the real code path: validation, HeadObject,
+// manifest, SendMessageBatch in parallel) and, in the same run, through one SendMessage per frame in
+// sequence (the seed implementation's approach), both against the embedded emulator over HTTP.
+// The emulator runs in a child process, so that its work does not share this process's one thread with
+// the client's: one process would measure the sum of both sides' CPU rather than the fan-out.
+import * as childProcess from "child_process";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
+import { GetQueueAttributesCommand, PurgeQueueCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
+import { ENGINES } from "../functions/contract";
+import { frameMessageOf, JobApiDeps, SEND_CONCURRENCY, sendFrameMessages, submitJob } from "../functions/jobApi";
+import { readManifest } from "../functions/ledger";
+import { createFarmResources, emulatorClients, startEmulator } from "../local/emulator";
+
+const FRAMES = 10000;
+const SCENE = "bench/shot.blend";
+const ASSETS = ["bench/textures/wood.png", "bench/textures/metal.png"];
+
+function seconds(startNs: bigint): number {
+    return Number(process.hrtime.bigint() - startNs) / 1e9;
+}
+
+/** Child side: start the emulator, report its endpoint, run until the parent goes away. */
+async function serveEmulator(): Promise<void> {
+    const emulator = await startEmulator({ port: 0 });
+    process.send!({ endpoint: emulator.endpoint, region: emulator.region, credentials: emulator.credentials });
+    process.on("disconnect", () => void emulator.stop().then(() => process.exit(0)));
+}
+
+/** Parent side: the emulator in a child process, and clients pointed at it. */
+async function emulatorInChildProcess() {
+    const child = childProcess.fork(__filename, ["--serve-emulator"], { execArgv: ["-r", "ts-node/register/transpile-only"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    const started = await new Promise<{ endpoint: string; region: string; credentials: { accessKeyId: string; secretAccessKey: string } }>((resolve, reject) => {
+        child.once("message", (message) => resolve(message as never));
+        child.once("exit", (code) => reject(new Error(`the emulator process exited with code ${code}`)));
+    });
+    const clients = emulatorClients(started.endpoint, started.region, started.credentials);
+    return {
+        ...started,
+        ...clients,
+        async stop() {
+            clients.s3.destroy();
+            clients.sqs.destroy();
+            const exited = new Promise((resolve) => child.once("exit", resolve));
+            child.disconnect();
+            await exited;
+        },
+    };
+}
+
+async function main(): Promise<void> {
+    const emulator = await emulatorInChildProcess();
+    console.log(`emulator (fauxqs, its own process) at ${emulator.endpoint}`);
+    try {
+        const farm = await createFarmResources(emulator, { name: "bench", maxReceiveCount: 3, visibilityTimeoutSeconds: 5400 });
+        for (const key of [SCENE, ...ASSETS]) await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: key, Body: key }));
+        const deps: JobApiDeps = {
+            s3: emulator.s3,
+            sqs: emulator.sqs,
+            settings: {
+                scenesBucket: farm.scenesBucket,
+                rendersBucket: farm.rendersBucket,
+                frameQueueUrl: farm.frameQueueUrl,
+                limits: { maxFrames: FRAMES, maxResolution: 16384, allowedEngines: [...ENGINES] },
+                maxReceiveCount: 3,
+            },
+        };
+        const queued = async (): Promise<number> => {
+            const { Attributes } = await emulator.sqs.send(new GetQueueAttributesCommand({ QueueUrl: farm.frameQueueUrl, AttributeNames: ["ApproximateNumberOfMessages"] }));
+            return Number(Attributes!.ApproximateNumberOfMessages);
+        };
+        const purge = () => emulator.sqs.send(new PurgeQueueCommand({ QueueUrl: farm.frameQueueUrl }));
+        const expect = async (what: string) => {
+            const count = await queued();
+            if (count !== FRAMES) throw new Error(`${what} left ${count} messages in the queue, expected ${FRAMES}`);
+        };
+
+        // Warm the connections and both sides' code paths (JIT) so the measured run pays for neither.
+        await submitJob(deps, { scene: SCENE, assets: ASSETS, frames: `1-${FRAMES}`, jobId: "warm-up" });
+        await purge();
+        for (let frame = 1; frame <= 500; frame++) await emulator.sqs.send(new SendMessageCommand({ QueueUrl: farm.frameQueueUrl, MessageBody: `{"warm-up":${frame}}` }));
+        await purge();
+
+        // Three runs, each a new job, and the median: the machine may be busy with other work.
+        const runs: number[] = [];
+        let start = process.hrtime.bigint();
+        for (const run of [1, 2, 3]) {
+            await purge();
+            start = process.hrtime.bigint();
+            const reply = await submitJob(deps, { scene: SCENE, assets: ASSETS, frames: `1-${FRAMES}`, engine: "CYCLES", samples: 64, format: "PNG", jobId: `fanout-${run}` });
+            const took = seconds(start);
+            if (reply.status !== 202) throw new Error(`submitJob answered ${reply.status}: ${JSON.stringify(reply.body)}`);
+            await expect("submitJob");
+            runs.push(took);
+            console.log(`submitJob run ${run}: ${FRAMES} frames in ${took.toFixed(3)} s (${Math.round(FRAMES / took)} frames/s; SendMessageBatch x10, ${SEND_CONCURRENCY} calls in flight)`);
+        }
+        const batched = [...runs].sort((a, b) => a - b)[1];
+
+        const manifest = (await readManifest(deps.s3, farm.rendersBucket, "fanout-1"))!;
+        const messages = manifest.frames.map((frame) => frameMessageOf(manifest, farm.rendersBucket, frame));
+        console.log(`frame message: ${Buffer.byteLength(JSON.stringify(messages[0]))} bytes`);
+        for (const concurrency of [1, 8, 16, 32, 64]) {
+            await purge();
+            start = process.hrtime.bigint();
+            const result = await sendFrameMessages(deps.sqs, farm.frameQueueUrl, messages, concurrency);
+            const took = seconds(start);
+            if (result.notSent.length > 0) throw new Error(`${result.notSent.length} messages not sent`);
+            await expect(`sendFrameMessages at concurrency ${concurrency}`);
+            console.log(`  sendFrameMessages only, ${String(concurrency).padStart(2)} batch calls in flight: ${took.toFixed(3)} s (${Math.round(FRAMES / took)} frames/s)`);
+        }
+        await purge();
+
+        start = process.hrtime.bigint();
+        for (const message of messages) {
+            await emulator.sqs.send(new SendMessageCommand({ QueueUrl: farm.frameQueueUrl, MessageBody: JSON.stringify(message) }));
+        }
+        const sequential = seconds(start);
+        await expect("the sequential baseline");
+        await purge();
+        console.log(`sequential baseline: ${FRAMES} x SendMessage in ${sequential.toFixed(3)} s (${Math.round(FRAMES / sequential)} frames/s)`);
+
+        console.log(`submitJob median of 3: ${batched.toFixed(3)} s; the sequential baseline costs ${((sequential / FRAMES) * 1000).toFixed(3)} ms per frame`);
+        console.log(`fanout: ${FRAMES} frames in ${batched.toFixed(2)} s, ${(sequential / batched).toFixed(1)}× the sequential baseline`);
+    } finally {
+        await emulator.stop();
+    }
+}
+
+(process.argv.includes("--serve-emulator") ? serveEmulator() : main()).catch((error) => {
+    console.error(`fanout benchmark failed: ${error instanceof Error ? error.message : String(error)}`);
+    process.exitCode = 1;
+});

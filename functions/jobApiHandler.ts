@@ -1,0 +1,112 @@
+// The job API Lambda's handler: API Gateway HTTP API (payload v2) events in, JSON replies out.
+// Thin on purpose: parse the event, call the plain functions of jobApi.ts, map the reply.
+import { S3Client } from "@aws-sdk/client-s3";
+import { SQSClient } from "@aws-sdk/client-sqs";
+import { apiError, errorBody, MAX_REQUEST_BYTES } from "./contract";
+import { ApiReply, getJobStatus, JobApiDeps, jobApiSettingsFromEnvironment, retryJob, submitJob } from "./jobApi";
+
+/** The parts of an API Gateway HTTP API (payload format 2.0) event the job API reads. */
+export interface HttpApiEvent {
+    routeKey?: string;
+    rawPath?: string;
+    body?: string | null;
+    isBase64Encoded?: boolean;
+    pathParameters?: Record<string, string | undefined> | null;
+    headers?: Record<string, string | undefined> | null;
+    requestContext?: { http?: { method?: string; path?: string } };
+}
+
+export interface HttpApiResult {
+    statusCode: number;
+    headers: Record<string, string>;
+    body: string;
+}
+
+export type JobApiHandler = (event: HttpApiEvent) => Promise<HttpApiResult>;
+
+function result(reply: ApiReply): HttpApiResult {
+    return { statusCode: reply.status, headers: { "content-type": "application/json" }, body: JSON.stringify(reply.body) };
+}
+
+function fail(status: number, code: string, message: string, field?: string): HttpApiResult {
+    return result({ status, body: errorBody(apiError(status, code, message, field)) });
+}
+
+/** The JSON body of a request, or the 400/413 reply explaining why there is none. */
+function parseBody(event: HttpApiEvent): { ok: true; value: unknown } | { ok: false; reply: HttpApiResult } {
+    const raw = event.body ?? "";
+    // Checked before decoding so an oversized body costs nothing: base64 is 4 characters per 3 bytes.
+    const encodedLimit = event.isBase64Encoded ? Math.ceil(MAX_REQUEST_BYTES / 3) * 4 : MAX_REQUEST_BYTES;
+    const tooLarge = () => ({ ok: false as const, reply: fail(413, "body_too_large", `the request body is larger than ${MAX_REQUEST_BYTES} bytes`, "body") });
+    if (raw.length > encodedLimit) return tooLarge();
+    const text = event.isBase64Encoded ? Buffer.from(raw, "base64").toString("utf8") : raw;
+    if (Buffer.byteLength(text, "utf8") > MAX_REQUEST_BYTES) return tooLarge();
+    if (text.trim() === "") return { ok: false, reply: fail(400, "invalid_json", "the request body is empty; send a JSON object", "body") };
+    try {
+        return { ok: true, value: JSON.parse(text) };
+    } catch (error) {
+        return { ok: false, reply: fail(400, "invalid_json", `the request body is not valid JSON: ${error instanceof Error ? error.message : String(error)}`, "body") };
+    }
+}
+
+interface Route {
+    name: "submit" | "status" | "retry";
+    jobId?: string;
+}
+
+function decodeSegment(segment: string): string {
+    try {
+        return decodeURIComponent(segment);
+    } catch {
+        return segment;
+    }
+}
+
+/** Which of the three routes an event is for, from its routeKey, or its method and path behind a $default route. */
+function routeOf(event: HttpApiEvent): Route | undefined {
+    const routeKey = event.routeKey && event.routeKey !== "$default" ? event.routeKey : undefined;
+    const method = (event.requestContext?.http?.method ?? routeKey?.split(" ")[0] ?? "").toUpperCase();
+    if (routeKey) {
+        const jobId = event.pathParameters?.jobId;
+        if (routeKey === "POST /jobs") return { name: "submit" };
+        if (routeKey === "GET /jobs/{jobId}") return { name: "status", jobId };
+        if (routeKey === "POST /jobs/{jobId}/retry") return { name: "retry", jobId };
+        return undefined;
+    }
+    const path = (event.rawPath ?? event.requestContext?.http?.path ?? "").replace(/\/+$/, "");
+    const segments = path.split("/").slice(1).map(decodeSegment);
+    if (segments[0] !== "jobs") return undefined;
+    if (method === "POST" && segments.length === 1) return { name: "submit" };
+    if (method === "GET" && segments.length === 2) return { name: "status", jobId: segments[1] };
+    if (method === "POST" && segments.length === 3 && segments[2] === "retry") return { name: "retry", jobId: segments[1] };
+    return undefined;
+}
+
+/** The handler for the job API routes: POST /jobs, GET /jobs/{jobId}, POST /jobs/{jobId}/retry. */
+export function createJobApiHandler(deps: JobApiDeps): JobApiHandler {
+    return async (event: HttpApiEvent): Promise<HttpApiResult> => {
+        try {
+            const route = routeOf(event);
+            if (!route) {
+                const method = event.requestContext?.http?.method ?? "";
+                const shown = event.routeKey && event.routeKey !== "$default" ? event.routeKey : `${method} ${event.rawPath ?? ""}`.trim();
+                return fail(404, "not_found", `no route ${shown}; the job API serves POST /jobs, GET /jobs/{jobId} and POST /jobs/{jobId}/retry`);
+            }
+            if (route.name === "status") return result(await getJobStatus(deps, route.jobId));
+            if (route.name === "retry") return result(await retryJob(deps, route.jobId));
+            const body = parseBody(event);
+            if (!body.ok) return body.reply;
+            return result(await submitJob(deps, body.value));
+        } catch (error) {
+            // The plain functions answer errors as replies; this is for the unforeseen, without a stack trace.
+            console.error("job API: unexpected error", error);
+            return fail(500, "internal_error", `the job API failed unexpectedly: ${error instanceof Error ? error.message : String(error)}`);
+        }
+    };
+}
+
+/** For the Lambda's callback factory: clients and settings are made here, at cold start, never at module load. */
+export function createJobApiHandlerFromEnvironment(env: Record<string, string | undefined> = process.env): JobApiHandler {
+    const settings = jobApiSettingsFromEnvironment(env);
+    return createJobApiHandler({ s3: new S3Client({}), sqs: new SQSClient({}), settings });
+}
