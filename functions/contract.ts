@@ -122,6 +122,21 @@ export interface JobStatus {
     costUsd: number;
 }
 
+/** The stack outputs other stacks and the CLI consume; the local farm writes the same shape plus `awsEndpoint`. */
+export interface FarmOutputs {
+    apiUrl: string;
+    scenesBucket: string;
+    rendersBucket: string;
+    frameQueueUrl: string;
+    deadLetterQueueUrl: string;
+    rendererFunctionName: string;
+    jobApiFunctionName: string;
+    imageUri: string;
+    region: string;
+    /** Only the local farm: where its S3/SQS emulator listens. */
+    awsEndpoint?: string;
+}
+
 /** The error body of every 4xx reply: `{error:{code,message,field}}` (plus `missing` for 422). */
 export interface ApiError {
     status: number;
