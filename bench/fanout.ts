@@ -3,7 +3,11 @@
 // sequence (the seed implementation's approach), both against the embedded emulator over HTTP.
 // The emulator runs in a child process, so that its work does not share this process's one thread with
 // the client's: one process would measure the sum of both sides' CPU rather than the fan-out.
+// On loopback a request costs only CPU, which is not what the seed paid: its Lambda waited a network
+// round trip to SQS for every frame. So the run is made twice: on loopback, and through a proxy that adds
+// SQS's in-region round trip (a few ms) to every request; the last line reports the latter.
 import * as childProcess from "child_process";
+import * as net from "net";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, PurgeQueueCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { ENGINES } from "../functions/contract";
@@ -19,16 +23,32 @@ function seconds(startNs: bigint): number {
     return Number(process.hrtime.bigint() - startNs) / 1e9;
 }
 
-/** Child side: start the emulator, report its endpoint, run until the parent goes away. */
-async function serveEmulator(): Promise<void> {
+/** A round trip's worth of network latency: both directions' bytes are delayed by half of it, in order. */
+function startLatencyProxy(target: URL, roundTripMs: number): Promise<string> {
+    const delayed = (from: net.Socket, to: net.Socket) => {
+        from.on("data", (chunk) => setTimeout(() => to.writable && to.write(chunk), roundTripMs / 2));
+        from.on("end", () => setTimeout(() => to.end(), roundTripMs / 2));
+        from.on("error", () => to.destroy());
+    };
+    const server = net.createServer((client) => {
+        const upstream = net.connect(Number(target.port), target.hostname);
+        delayed(client, upstream);
+        delayed(upstream, client);
+    });
+    return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`)));
+}
+
+/** Child side: start the emulator (behind the latency proxy when asked), report its endpoint, run until the parent goes away. */
+async function serveEmulator(roundTripMs: number): Promise<void> {
     const emulator = await startEmulator({ port: 0 });
-    process.send!({ endpoint: emulator.endpoint, region: emulator.region, credentials: emulator.credentials });
+    const endpoint = roundTripMs > 0 ? await startLatencyProxy(new URL(emulator.endpoint), roundTripMs) : emulator.endpoint;
+    process.send!({ endpoint, region: emulator.region, credentials: emulator.credentials });
     process.on("disconnect", () => void emulator.stop().then(() => process.exit(0)));
 }
 
 /** Parent side: the emulator in a child process, and clients pointed at it. */
-async function emulatorInChildProcess() {
-    const child = childProcess.fork(__filename, ["--serve-emulator"], { execArgv: ["-r", "ts-node/register/transpile-only"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+async function emulatorInChildProcess(roundTripMs: number) {
+    const child = childProcess.fork(__filename, ["--serve-emulator", String(roundTripMs)], { execArgv: ["-r", "ts-node/register/transpile-only"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
     const started = await new Promise<{ endpoint: string; region: string; credentials: { accessKeyId: string; secretAccessKey: string } }>((resolve, reject) => {
         child.once("message", (message) => resolve(message as never));
         child.once("exit", (code) => reject(new Error(`the emulator process exited with code ${code}`)));
@@ -47,11 +67,21 @@ async function emulatorInChildProcess() {
     };
 }
 
+/** SQS's in-region request round trip as a Lambda sees it: a few milliseconds. */
+const SQS_ROUND_TRIP_MS = 5;
+
 async function main(): Promise<void> {
-    const emulator = await emulatorInChildProcess();
-    console.log(`emulator (fauxqs, its own process) at ${emulator.endpoint}`);
+    await measure(0);
+    await measure(SQS_ROUND_TRIP_MS);
+}
+
+/** One whole comparison with `roundTripMs` of network latency on every request. */
+async function measure(roundTripMs: number): Promise<void> {
+    const emulator = await emulatorInChildProcess(roundTripMs);
+    const network = roundTripMs > 0 ? `a simulated ${roundTripMs} ms network round trip per request` : "loopback (no network latency: CPU-bound)";
+    console.log(`\n== emulator (fauxqs, its own process) at ${emulator.endpoint}, over ${network}`);
     try {
-        const farm = await createFarmResources(emulator, { name: "bench", maxReceiveCount: 3, visibilityTimeoutSeconds: 5400 });
+        const farm = await createFarmResources(emulator, { name: `bench-${roundTripMs}`, maxReceiveCount: 3, visibilityTimeoutSeconds: 5400 });
         for (const key of [SCENE, ...ASSETS]) await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: key, Body: key }));
         const deps: JobApiDeps = {
             s3: emulator.s3,
@@ -77,7 +107,7 @@ async function main(): Promise<void> {
         // Warm the connections and both sides' code paths (JIT) so the measured run pays for neither.
         await submitJob(deps, { scene: SCENE, assets: ASSETS, frames: `1-${FRAMES}`, jobId: "warm-up" });
         await purge();
-        for (let frame = 1; frame <= 500; frame++) await emulator.sqs.send(new SendMessageCommand({ QueueUrl: farm.frameQueueUrl, MessageBody: `{"warm-up":${frame}}` }));
+        for (let frame = 1; frame <= (roundTripMs > 0 ? 50 : 500); frame++) await emulator.sqs.send(new SendMessageCommand({ QueueUrl: farm.frameQueueUrl, MessageBody: `{"warm-up":${frame}}` }));
         await purge();
 
         // Three runs, each a new job, and the median: the machine may be busy with other work.
@@ -98,7 +128,7 @@ async function main(): Promise<void> {
         const manifest = (await readManifest(deps.s3, farm.rendersBucket, "fanout-1"))!;
         const messages = manifest.frames.map((frame) => frameMessageOf(manifest, farm.rendersBucket, frame));
         console.log(`frame message: ${Buffer.byteLength(JSON.stringify(messages[0]))} bytes`);
-        for (const concurrency of [1, 8, 16, 32, 64]) {
+        for (const concurrency of roundTripMs > 0 ? [SEND_CONCURRENCY] : [1, 8, 16, 32, 64]) {
             await purge();
             start = process.hrtime.bigint();
             const result = await sendFrameMessages(deps.sqs, farm.frameQueueUrl, messages, concurrency);
@@ -119,13 +149,15 @@ async function main(): Promise<void> {
         console.log(`sequential baseline: ${FRAMES} x SendMessage in ${sequential.toFixed(3)} s (${Math.round(FRAMES / sequential)} frames/s)`);
 
         console.log(`submitJob median of 3: ${batched.toFixed(3)} s; the sequential baseline costs ${((sequential / FRAMES) * 1000).toFixed(3)} ms per frame`);
-        console.log(`fanout: ${FRAMES} frames in ${batched.toFixed(2)} s, ${(sequential / batched).toFixed(1)}× the sequential baseline`);
+        console.log(`API Gateway's limit is 29 s: ${FRAMES} frames took ${((batched / 29) * 100).toFixed(1)} % of it`);
+        const label = roundTripMs > 0 ? "fanout" : "fanout on loopback";
+        console.log(`${label}: ${FRAMES} frames in ${batched.toFixed(2)} s, ${(sequential / batched).toFixed(1)}× the sequential baseline`);
     } finally {
         await emulator.stop();
     }
 }
 
-(process.argv.includes("--serve-emulator") ? serveEmulator() : main()).catch((error) => {
+(process.argv.includes("--serve-emulator") ? serveEmulator(Number(process.argv[process.argv.indexOf("--serve-emulator") + 1])) : main()).catch((error) => {
     console.error(`fanout benchmark failed: ${error instanceof Error ? error.message : String(error)}`);
     process.exitCode = 1;
 });
