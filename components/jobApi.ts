@@ -43,9 +43,11 @@ export class JobApi extends pulumi.ComponentResource {
             { Sid: "FindScenes", Effect: "Allow", Action: ["s3:ListBucket"], Resource: args.scenesBucket.arn },
             { Sid: "ReadScenes", Effect: "Allow", Action: ["s3:GetObject"], Resource: pulumi.interpolate`${args.scenesBucket.arn}/*` },
             { Sid: "FindJobs", Effect: "Allow", Action: ["s3:ListBucket"], Resource: args.rendersBucket.arn },
-            { Sid: "ReadWriteLedger", Effect: "Allow", Action: ["s3:GetObject", "s3:PutObject"], Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*` },
+            // DeleteObject: a submit or retry whose frames could not be queued rolls back its manifest or records.
+            { Sid: "ReadWriteLedger", Effect: "Allow", Action: ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*` },
             { Sid: "ReadFrames", Effect: "Allow", Action: ["s3:GetObject"], Resource: pulumi.interpolate`${args.rendersBucket.arn}/renders/*` },
-            { Sid: "QueueFrames", Effect: "Allow", Action: ["sqs:SendMessage"], Resource: args.frameQueue.arn },
+            // GetQueueAttributes: a retry requeues lost frames only once the frame queue is empty.
+            { Sid: "QueueFrames", Effect: "Allow", Action: ["sqs:SendMessage", "sqs:GetQueueAttributes"], Resource: args.frameQueue.arn },
             writeLogsStatement(logGroup),
         ], this);
 
@@ -74,7 +76,9 @@ export class JobApi extends pulumi.ComponentResource {
                 settings: jobApiSettingsFromEnvironment(process.env),
             }),
             codePathOptions: {
-                extraExcludePackages: Object.keys(packageJson.dependencies).filter((name) => !JOB_API_RUNTIME_PACKAGES.includes(name)),
+                // Pulumi counts optionalDependencies as dependencies too (the bundled Node binary is one).
+                extraExcludePackages: Object.keys({ ...packageJson.dependencies, ...packageJson.optionalDependencies })
+                    .filter((name) => !JOB_API_RUNTIME_PACKAGES.includes(name)),
             },
         }, { parent: this, dependsOn: [policy] });
 

@@ -25,6 +25,8 @@ export class Renderer extends pulumi.ComponentResource {
         super("render-farm:index:Renderer", name, {}, opts);
         const logGroup = new aws.cloudwatch.LogGroup(`${name}-logs`, { retentionInDays: args.logRetentionDays }, { parent: this });
         const { role, policy } = lambdaRole(name, [
+            // ListBucket makes a deleted scene or asset answer 404 (not 403), so the frame record can say which is missing.
+            { Sid: "FindScenes", Effect: "Allow", Action: ["s3:ListBucket"], Resource: args.scenesBucket.arn },
             { Sid: "ReadScenes", Effect: "Allow", Action: ["s3:GetObject"], Resource: pulumi.interpolate`${args.scenesBucket.arn}/*` },
             {
                 Sid: "WriteFramesAndRecords",

@@ -369,7 +369,13 @@ export function parseFrameMessage(body: string, rendersBucket: string): Checked<
     }
     const parsed = frameMessageSchema().safeParse(json);
     if (!parsed.success) return { ok: false, error: messageError(parsed.error.issues[0]) };
-    return { ok: true, value: parsed.data as FrameMessage };
+    const message = parsed.data as FrameMessage;
+    // The renderer writes where the message says, so it may say only the job's own prefix of the renders bucket.
+    if (message.output.bucket !== rendersBucket || !message.output.key.startsWith(outputPrefix(message.jobId))) {
+        const where = `s3://${message.output.bucket}/${message.output.key}`;
+        return { ok: false, error: apiError(400, "invalid_message", `frame message output ${where} is not under s3://${rendersBucket}/${outputPrefix(message.jobId)}`, "output") };
+    }
+    return { ok: true, value: message };
 }
 
 function messageError(issue: z.ZodIssue): ApiError {

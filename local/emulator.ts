@@ -1,15 +1,26 @@
-// The embedded S3+SQS emulator (npm fauxqs 1.9.x, in-memory, runs on Node 20) and the farm's buckets and queues in it.
-// Known fauxqs 1.9.2 gaps (verified in tests/emulator.test.ts where they matter to us):
-// - startFauxqs() always listens on 0.0.0.0; we build its app and listen on loopback ourselves.
+// The embedded S3+SQS emulator (npm fauxqs 2.4.1, Node 22) and the farm's buckets and queues in it.
+// Known fauxqs 2.4.1 gaps (verified in tests/emulator.test.ts where they matter to us):
+// - startFauxqs() always listens on 0.0.0.0, and only it wires persistence (buildApp takes ready-made stores,
+//   not a dataDir). So we build the stores and the SQLite persistence as startFauxqs does, from fauxqs's own
+//   modules (pinned to 2.4.1 in package.json), and listen on loopback ourselves.
 // - PutObject ignores conditional headers (If-None-Match / If-Match): conditional writes always succeed.
 // - GetQueueAttributes does not return expired in-flight messages to the visible count until the next
 //   ReceiveMessage on that queue: ApproximateNumberOfMessages{,NotVisible} can lag; a receive settles them.
 // - Redrive to the DLQ happens lazily, on the receive after the maxReceiveCount-th (as in AWS).
-// - Queue URLs look like AWS's, http://sqs.<region>.localhost:<port>/000000000000/<name>, a host that does not
-//   resolve here: give every client the endpoint (the SDK then ignores the URL's host), never the URL alone.
-// - Everything is lost when the process stops (fauxqs 2.x adds persistence but needs Node 22).
+// - Queue URLs it hands out look like AWS's, http://sqs.<region>.localhost:<port>/000000000000/<name>, a host
+//   that does not resolve here, with the port of the run that created the queue. createFarmResources returns
+//   them on this run's endpoint instead (fauxqs finds a queue by the URL's path); clients still pass the endpoint.
+// - With a dataDir, every change is written through to SQLite (<dataDir>/fauxqs.db) at once, so a killed
+//   process loses nothing; in-flight messages come back with their visibility deadlines.
+// - With a dataDir, fauxqs 2.4.1's ChangeMessageVisibility 0 writes NULL into a NOT NULL column: the call fails
+//   and the message drops out of memory until a restart. We replace that one write (see fixReleaseWrite;
+//   tests/localFarm.test.ts stops a farm mid-frame, which releases the frame this way).
+import * as fs from "fs";
+import * as path from "path";
+import { pathToFileURL } from "url";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
-import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from "@aws-sdk/client-sqs";
+import { CreateQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, SetQueueAttributesCommand, SQSClient } from "@aws-sdk/client-sqs";
+import { urlHost } from "./addresses";
 
 export interface EmulatorOptions {
     /** 0 (the default) picks any free port. */
@@ -17,11 +28,21 @@ export interface EmulatorOptions {
     /** Listen address; loopback unless asked otherwise. */
     host?: string;
     region?: string;
+    /** Keep queues, messages, buckets and objects in SQLite under this directory, so they survive a restart. */
+    dataDir?: string;
 }
 
 export interface EmulatorCredentials {
     accessKeyId: string;
     secretAccessKey: string;
+}
+
+/** What a queue holds, read without receiving anything (SQS itself cannot peek). */
+export interface QueueContents {
+    /** Bodies of the messages a receive could return now, or after their delay. */
+    waiting: string[];
+    /** Messages received and neither deleted nor returned yet. */
+    inFlight: { body: string; receiptHandle: string }[];
 }
 
 export interface Emulator {
@@ -32,6 +53,10 @@ export interface Emulator {
     credentials: EmulatorCredentials;
     s3: S3Client;
     sqs: SQSClient;
+    /** Where its state is kept, if it is persistent. */
+    dataDir?: string;
+    /** The queue's messages, by queue URL or name; undefined for an unknown queue. */
+    inspectQueue(queue: string): QueueContents | undefined;
     stop(): Promise<void>;
 }
 
@@ -54,18 +79,86 @@ export interface FarmResources {
 /** Same retention as components/frameQueue.ts: 4 days for frames, SQS's maximum (14 days) for dead letters. */
 const FRAME_RETENTION_SECONDS = 4 * 24 * 3600;
 const DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600;
+const FAUXQS_VERSION = /^2\./;
 
+// The parts of fauxqs's modules we use (its .d.ts are not reachable from CommonJS).
 interface FastifyLike {
     listen(options: { port: number; host: string }): Promise<string>;
     close(): Promise<void>;
+    addHook(name: "preClose", hook: () => void): void;
 }
 
-interface FauxqsModule {
-    buildApp(options: { logger?: boolean; defaultRegion?: string }): FastifyLike;
+interface SqsQueueLike {
+    inspectMessages(): {
+        ready: { body: string }[];
+        delayed: { body: string }[];
+        inflight: { message: { body: string }; receiptHandle: string }[];
+    };
+}
+
+interface SqsStoreLike {
+    allQueues(): Iterable<{ persistence?: unknown }>;
+    getQueue(url: string): SqsQueueLike | undefined;
+    getQueueByName(name: string): SqsQueueLike | undefined;
+    persistence?: unknown;
+}
+
+interface Fauxqs {
+    buildApp(options: { logger?: boolean; defaultRegion?: string; stores: { sqsStore: unknown; snsStore: unknown; s3Store: unknown } }): FastifyLike;
+    SqsStore: new () => SqsStoreLike;
+    SnsStore: new () => { persistence?: unknown };
+    S3Store: new () => { persistence?: unknown };
+    PersistenceManager: new (dataDir: string) => PersistenceLike;
+}
+
+interface PersistenceLike {
+    db: { prepare(sql: string): { run(...values: unknown[]): unknown } };
+    load(sqs: unknown, sns: unknown, s3: unknown): void;
+    close(): void;
+    updateMessageReady(messageId: string): void;
+}
+
+/** Persists a message made visible again by clearing only its in-flight columns (fauxqs also nulls its receive count). */
+function fixReleaseWrite(persistence: PersistenceLike): void {
+    const clearInFlight = persistence.db.prepare("UPDATE sqs_messages SET receipt_handle = NULL, visibility_deadline = NULL WHERE message_id = ?");
+    persistence.updateMessageReady = (messageId) => {
+        clearInFlight.run(messageId);
+    };
 }
 
 /** fauxqs is ESM-only and this project compiles to CommonJS, where TypeScript would turn import() into require(). */
 const importEsm = new Function("specifier", "return import(specifier)") as (specifier: string) => Promise<unknown>;
+
+/** The installed fauxqs directory, found the way require would find it (its exports map hides package.json). */
+function fauxqsDirectory(): string {
+    for (const modules of require.resolve.paths("fauxqs") ?? []) {
+        const candidate = path.join(modules, "fauxqs");
+        if (fs.existsSync(path.join(candidate, "package.json"))) return fs.realpathSync(candidate);
+    }
+    throw new Error("the local farm needs the npm package fauxqs; run `npm install` in the project");
+}
+
+let fauxqsModules: Promise<Fauxqs> | undefined;
+
+function loadFauxqs(): Promise<Fauxqs> {
+    fauxqsModules ??= (async () => {
+        const dir = fauxqsDirectory();
+        const version = String(JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8")).version);
+        if (!FAUXQS_VERSION.test(version)) {
+            throw new Error(`${dir} is fauxqs ${version}; the local farm wires fauxqs 2.x's stores and persistence itself, run \`npm install\` to get the pinned version`);
+        }
+        const load = async (file: string) => (await importEsm(pathToFileURL(path.join(dir, "dist", file)).href)) as Record<string, unknown>;
+        try {
+            const [app, sqs, sns, s3, persistence] = await Promise.all([load("app.js"), load("sqs/sqsStore.js"), load("sns/snsStore.js"), load("s3/s3Store.js"), load("persistence.js")]);
+            return { buildApp: app.buildApp, SqsStore: sqs.SqsStore, SnsStore: sns.SnsStore, S3Store: s3.S3Store, PersistenceManager: persistence.PersistenceManager } as Fauxqs;
+        } catch (error) {
+            const reason = error instanceof Error ? error.message : String(error);
+            const hint = /sqlite/i.test(reason) ? ` (fauxqs 2.x needs Node 22.5+ for node:sqlite; this is Node ${process.versions.node}: run through npx or npm scripts, which use the project's Node 22)` : "";
+            throw new Error(`cannot load the S3/SQS emulator fauxqs ${version}: ${reason}${hint}`);
+        }
+    })();
+    return fauxqsModules;
+}
 
 export function emulatorClients(endpoint: string, region: string, credentials: EmulatorCredentials): { s3: S3Client; sqs: SQSClient } {
     return {
@@ -77,14 +170,39 @@ export function emulatorClients(endpoint: string, region: string, credentials: E
 export async function startEmulator(options: EmulatorOptions = {}): Promise<Emulator> {
     const host = options.host ?? "127.0.0.1";
     const region = options.region ?? "us-east-1";
-    const fauxqs = (await importEsm("fauxqs")) as FauxqsModule;
-    // buildApp rather than startFauxqs: the latter binds 0.0.0.0 whatever it is asked.
-    const app = fauxqs.buildApp({ logger: false, defaultRegion: region });
-    const address = await app.listen({ port: options.port ?? 0, host });
+    const fauxqs = await loadFauxqs();
+    const sqsStore = new fauxqs.SqsStore();
+    const snsStore = new fauxqs.SnsStore();
+    const s3Store = new fauxqs.S3Store();
+    let persistence: PersistenceLike | undefined;
+    if (options.dataDir) {
+        // As startFauxqs does: load first, then attach, so loading does not write everything back.
+        try {
+            persistence = new fauxqs.PersistenceManager(options.dataDir);
+            fixReleaseWrite(persistence);
+            persistence.load(sqsStore, snsStore, s3Store);
+        } catch (error) {
+            persistence?.close();
+            const reason = error instanceof Error ? error.message : String(error);
+            throw new Error(`cannot load the emulator's saved state from ${path.join(options.dataDir, "fauxqs.db")}: ${reason}; move ${options.dataDir} away to start empty`);
+        }
+        sqsStore.persistence = persistence;
+        snsStore.persistence = persistence;
+        s3Store.persistence = persistence;
+        for (const queue of sqsStore.allQueues()) queue.persistence = persistence;
+    }
+    const app = fauxqs.buildApp({ logger: false, defaultRegion: region, stores: { sqsStore, snsStore, s3Store } });
+    const database = persistence;
+    if (database) app.addHook("preClose", () => database.close());
+    let address: string;
+    try {
+        address = await app.listen({ port: options.port ?? 0, host });
+    } catch (error) {
+        await app.close().catch(() => undefined);
+        throw error;
+    }
     const port = new URL(address).port;
-    // Queue URLs carry the host the client connected to, so clients must use a reachable name, not 0.0.0.0 or ::.
-    const clientHost = host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "[::1]" : host.includes(":") ? `[${host}]` : host;
-    const endpoint = `http://${clientHost}:${port}`;
+    const endpoint = `http://${urlHost(host)}:${port}`;
     const credentials = { accessKeyId: "emulator", secretAccessKey: "emulator" };
     const { s3, sqs } = emulatorClients(endpoint, region, credentials);
     let stopped: Promise<void> | undefined;
@@ -94,6 +212,16 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
         credentials,
         s3,
         sqs,
+        dataDir: options.dataDir,
+        inspectQueue(queue) {
+            const found = /^https?:\/\//.test(queue) ? sqsStore.getQueue(queue) : sqsStore.getQueueByName(queue);
+            if (!found) return undefined;
+            const { ready, delayed, inflight } = found.inspectMessages();
+            return {
+                waiting: [...ready, ...delayed].map((message) => message.body),
+                inFlight: inflight.map((entry) => ({ body: entry.message.body, receiptHandle: entry.receiptHandle })),
+            };
+        },
         stop() {
             stopped ??= (async () => {
                 s3.destroy();
@@ -105,30 +233,46 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     };
 }
 
-/** The scenes bucket, renders bucket, DLQ and frame queue (redriving to the DLQ) that the Pulumi stack deploys. */
-export async function createFarmResources(emulator: Pick<Emulator, "s3" | "sqs">, options: FarmResourceOptions): Promise<FarmResources> {
+/** The queue's URL on `endpoint`: fauxqs finds queues by the URL's path, and its own host does not resolve. */
+function onEndpoint(queueUrl: string, endpoint: string): string {
+    return new URL(new URL(queueUrl).pathname, endpoint).toString();
+}
+
+/** Creates the queue, or brings an existing one (a restarted persistent emulator) to these attributes. */
+async function ensureQueue(sqs: SQSClient, name: string, attributes: Record<string, string>): Promise<string> {
+    try {
+        return (await sqs.send(new CreateQueueCommand({ QueueName: name, Attributes: attributes }))).QueueUrl!;
+    } catch (error) {
+        // The SDK names it QueueNameExists or AWS.SimpleQueueService.QueueNameExists, by protocol.
+        if (!/QueueNameExists|QueueAlreadyExists/.test((error as { name?: string }).name ?? "")) throw error;
+        const queueUrl = (await sqs.send(new GetQueueUrlCommand({ QueueName: name }))).QueueUrl!;
+        await sqs.send(new SetQueueAttributesCommand({ QueueUrl: queueUrl, Attributes: attributes }));
+        return queueUrl;
+    }
+}
+
+/**
+ * The scenes bucket, renders bucket, DLQ and frame queue (redriving to the DLQ) that the Pulumi stack deploys.
+ * Idempotent: on a restarted persistent emulator the existing ones are kept (with their contents) and updated.
+ */
+export async function createFarmResources(emulator: Pick<Emulator, "s3" | "sqs"> & { endpoint?: string }, options: FarmResourceOptions): Promise<FarmResources> {
     const scenesBucket = `${options.name}-scenes`;
     const rendersBucket = `${options.name}-renders`;
     await emulator.s3.send(new CreateBucketCommand({ Bucket: scenesBucket }));
     await emulator.s3.send(new CreateBucketCommand({ Bucket: rendersBucket }));
-    const deadLetter = await emulator.sqs.send(
-        new CreateQueueCommand({
-            QueueName: `${options.name}-frames-dlq`,
-            Attributes: { MessageRetentionPeriod: String(DEAD_LETTER_RETENTION_SECONDS) },
-        }),
-    );
-    const deadLetterQueueUrl = deadLetter.QueueUrl!;
+    const deadLetterQueueUrl = await ensureQueue(emulator.sqs, `${options.name}-frames-dlq`, { MessageRetentionPeriod: String(DEAD_LETTER_RETENTION_SECONDS) });
     const deadLetterAttributes = await emulator.sqs.send(new GetQueueAttributesCommand({ QueueUrl: deadLetterQueueUrl, AttributeNames: ["QueueArn"] }));
-    const frameQueue = await emulator.sqs.send(
-        new CreateQueueCommand({
-            QueueName: `${options.name}-frames`,
-            Attributes: {
-                VisibilityTimeout: String(options.visibilityTimeoutSeconds),
-                MessageRetentionPeriod: String(FRAME_RETENTION_SECONDS),
-                ReceiveMessageWaitTimeSeconds: String(options.receiveWaitTimeSeconds ?? 0),
-                RedrivePolicy: JSON.stringify({ deadLetterTargetArn: deadLetterAttributes.Attributes!.QueueArn, maxReceiveCount: options.maxReceiveCount }),
-            },
-        }),
-    );
-    return { scenesBucket, rendersBucket, frameQueueUrl: frameQueue.QueueUrl!, deadLetterQueueUrl };
+    const frameQueueUrl = await ensureQueue(emulator.sqs, `${options.name}-frames`, {
+        VisibilityTimeout: String(options.visibilityTimeoutSeconds),
+        MessageRetentionPeriod: String(FRAME_RETENTION_SECONDS),
+        ReceiveMessageWaitTimeSeconds: String(options.receiveWaitTimeSeconds ?? 0),
+        RedrivePolicy: JSON.stringify({ deadLetterTargetArn: deadLetterAttributes.Attributes!.QueueArn, maxReceiveCount: options.maxReceiveCount }),
+    });
+    const { endpoint } = emulator;
+    return {
+        scenesBucket,
+        rendersBucket,
+        frameQueueUrl: endpoint ? onEndpoint(frameQueueUrl, endpoint) : frameQueueUrl,
+        deadLetterQueueUrl: endpoint ? onEndpoint(deadLetterQueueUrl, endpoint) : deadLetterQueueUrl,
+    };
 }

@@ -1,0 +1,90 @@
+// `render-farm render <scene.blend>`: upload the scene and assets, submit, follow the job, download
+// the frames, and exit 0 only when every frame rendered.
+import { randomUUID } from "crypto";
+import * as path from "path";
+import { Engine, Format, JobRequest, Resolution } from "../functions/contract";
+import { downloadFrames } from "./download";
+import { EXIT_OK } from "./errors";
+import { exitCodeOf, failureLines, jobDocument, summaryLine } from "./jobReport";
+import { watchJob } from "./jobWatch";
+import { planSceneFiles } from "./sceneFiles";
+import { Session, TargetFlags } from "./session";
+import { uploadObjects } from "./upload";
+
+export interface RenderFlags extends TargetFlags {
+    assets?: string[];
+    frames?: string;
+    engine?: Engine;
+    samples?: number;
+    resolution?: { x: number; y: number };
+    percentage?: number;
+    format?: Format;
+    out?: string;
+    jobId?: string;
+    prefix?: string;
+    wait: boolean;
+}
+
+function megabytes(bytes: number): string {
+    return bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KB` : `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+export async function renderCommand(session: Session, scenePath: string, flags: RenderFlags): Promise<number> {
+    const { output } = session;
+    // Checked before any farm starts: a typo costs nothing.
+    const plan = planSceneFiles(scenePath, flags.assets ?? [], flags.prefix);
+    // Chosen here rather than by the farm, so resubmitting after a dropped connection cannot queue the job twice.
+    const jobId = flags.jobId ?? randomUUID();
+    const request: JobRequest = { scene: plan.scene.key, assets: plan.assets.map((asset) => asset.key), format: flags.format ?? "PNG", jobId };
+    if (flags.frames !== undefined) request.frames = flags.frames;
+    if (flags.engine !== undefined) request.engine = flags.engine;
+    if (flags.samples !== undefined) request.samples = flags.samples;
+    if (flags.resolution !== undefined || flags.percentage !== undefined) {
+        const resolution: Resolution = {};
+        if (flags.resolution) Object.assign(resolution, flags.resolution);
+        if (flags.percentage !== undefined) resolution.percentage = flags.percentage;
+        request.resolution = resolution;
+    }
+
+    const target = await session.useTarget(flags);
+    await target.api.ping();
+    const s3 = target.s3();
+    const outputs = target.outputs!;
+    const files = [plan.scene, ...plan.assets];
+    output.note(`uploading ${files.length} file(s) to ${target.description} as ${plan.prefix}/…`);
+    const uploaded = await uploadObjects(s3, outputs.scenesBucket, files);
+    output.note(
+        uploaded.uploaded.length === 0
+            ? `nothing to upload: ${uploaded.unchanged.length} file(s) already there with the same content`
+            : `uploaded ${uploaded.uploaded.length} file(s) (${megabytes(uploaded.uploadedBytes)}), ${uploaded.unchanged.length} already there`,
+    );
+
+    const submitted = await target.api.submit(request);
+    session.jobId = submitted.jobId;
+    const upload = { scene: plan.scene.key, uploaded: uploaded.uploaded.length, unchanged: uploaded.unchanged.length, bytes: uploaded.uploadedBytes };
+    if (!flags.wait) {
+        output.note(`job ${submitted.jobId}: ${submitted.frames} frame(s) ${submitted.state} on ${target.description}`);
+        if (target.kind === "embedded") {
+            output.problem(`warning: --no-wait with the local farm started for this run: it stops now, so the frames render the next time a farm runs on this data dir (start one with \`render-farm serve\`)`);
+        }
+        // The same document shape as a finished render, with the counts as they stand now.
+        const now = await target.api.status(submitted.jobId);
+        output.result({ ...jobDocument(now), upload, target: target.description }, [submitted.jobId]);
+        return EXIT_OK;
+    }
+
+    const started = Date.now();
+    const status = await watchJob(target.api, submitted.jobId, { pollIntervalMs: target.pollIntervalMs, stream: output.stderr, onReporter: (reporter) => session.setReporter(reporter) });
+    const outDir = path.resolve(flags.out ?? path.join("renders", submitted.jobId));
+    const frames = await downloadFrames(s3, outputs.rendersBucket, submitted.jobId, outDir);
+    const elapsedSeconds = Math.round((Date.now() - started) / 100) / 10;
+    const exitCode = exitCodeOf(status);
+
+    output.note(summaryLine(status) + (status.failures.length > 0 ? `; \`render-farm retry ${status.jobId}\` renders the failed frame(s) again` : ""));
+    for (const line of failureLines(status)) output.problem(line);
+    const document = { ...jobDocument(status), outDir, files: frames.map((frame) => frame.file), upload, target: target.description, elapsedSeconds };
+    const relativeOut = path.relative(process.cwd(), outDir) || ".";
+    output.result(document, frames.length > 0 ? [`${frames.length} frame(s) in ${relativeOut.startsWith("..") ? outDir : relativeOut}/`] : []);
+    return exitCode;
+}
+

@@ -1,0 +1,227 @@
+// The local farm: the stack's buckets and queues in an embedded S3+SQS emulator (persistent under the data
+// dir), the job API behind an HTTP adapter, and N pollers running the renderer, all in this process.
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
+import type { SQSEvent, SQSRecord } from "aws-lambda";
+import { ENGINES, FarmOutputs, parseFrameMessage } from "../functions/contract";
+import { DEFAULT_MAX_FRAMES_PER_JOB, DEFAULT_MAX_RESOLUTION } from "../functions/jobApi";
+import { createJobApiHandler } from "../functions/jobApiHandler";
+import { readFrameRecord } from "../functions/ledger";
+import { backoffSeconds, RendererSettings } from "../functions/renderer";
+import { isLoopback } from "./addresses";
+import { lockDataDir } from "./dataDirLock";
+import { createFarmResources, startEmulator } from "./emulator";
+import { startHttpApi } from "./httpApi";
+import { createLocalRenderer, LocalRenderer } from "./localRenderer";
+import { killProcessesWorkingIn } from "./processes";
+import { recoverInterruptedFrames } from "./recovery";
+import { FrameSettled, startWorkerPool } from "./workers";
+
+export interface LocalFarmOptions {
+    /** API port, default 8787; 0 = any free port. */
+    port?: number;
+    /** Default "127.0.0.1". Anything else exposes an API without authentication: only when asked for. */
+    host?: string;
+    /** Pollers, each rendering one frame at a time; default os.cpus().length. */
+    workers?: number;
+    /** Default ".farm". */
+    dataDir?: string;
+    /** Receives of a frame before SQS moves it to the DLQ; default 3. */
+    maxReceiveCount?: number;
+    /** A failed frame's first retry delay, doubled per attempt; default 5. */
+    failureBackoffSeconds?: number;
+    /** Default $BLENDER_PATH, else `blender` on the PATH. */
+    blenderPath?: string;
+    /** One line per frame done or failed, and the farm's own notices; default stderr. */
+    log?: (line: string) => void;
+}
+
+export interface LocalFarm {
+    apiUrl: string;
+    /** The stack-output shape, plus awsEndpoint: what <dataDir>/outputs.json holds. */
+    outputs: FarmOutputs;
+    dataDir: string;
+    /** Releases in-flight frames, stops pollers, servers, emulator. Safe to call twice. */
+    stop(): Promise<void>;
+}
+
+export const OUTPUTS_FILE = "outputs.json";
+const RESOURCE_NAME = "render-farm";
+const REGION = "us-east-1";
+const RENDERER_FUNCTION_NAME = "local-renderer";
+/** As the stack's renderer Lambda: Lambda's maximum. */
+export const FRAME_TIMEOUT_SECONDS = 900;
+/**
+ * At least the frame timeout (as AWS demands of a Lambda's queue) plus time to report, so a slow frame is
+ * never handed to a second worker. Nobody waits for it after a crash: the next start releases in-flight frames.
+ */
+export const VISIBILITY_TIMEOUT_SECONDS = FRAME_TIMEOUT_SECONDS + 60;
+
+function wholeNumber(name: string, value: number | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+    if (value === undefined) return fallback;
+    if (!Number.isInteger(value) || value < min || value > max) {
+        throw new Error(`${name} must be a whole number from ${min} to ${max === Number.MAX_SAFE_INTEGER ? "any" : max}, got ${value}`);
+    }
+    return value;
+}
+
+/** The Blender executable, checked now rather than failing every frame into the DLQ. */
+function findBlender(blenderPath: string): string {
+    const candidates = blenderPath.includes(path.sep) ? [path.resolve(blenderPath)] : (process.env.PATH ?? "").split(path.delimiter).filter(Boolean).map((dir) => path.join(dir, blenderPath));
+    for (const candidate of candidates) {
+        try {
+            fs.accessSync(candidate, fs.constants.X_OK);
+            if (fs.statSync(candidate).isFile()) return candidate;
+        } catch {
+            // Not here.
+        }
+    }
+    throw new Error(`Blender was not found as "${blenderPath}"${blenderPath.includes(path.sep) ? "" : " on the PATH"}; install Blender, or give its path (--blender or BLENDER_PATH)`);
+}
+
+export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<LocalFarm> {
+    const port = wholeNumber("port", options.port, 8787, 0, 65535);
+    const workers = wholeNumber("workers", options.workers, os.cpus().length, 0);
+    const maxReceiveCount = wholeNumber("maxReceiveCount", options.maxReceiveCount, 3, 1, 1000);
+    const failureBackoffSeconds = wholeNumber("failureBackoffSeconds", options.failureBackoffSeconds, 5, 0, 300);
+    const host = options.host ?? "127.0.0.1";
+    const dataDir = path.resolve(options.dataDir ?? ".farm");
+    const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+    const blenderName = options.blenderPath ?? process.env.BLENDER_PATH ?? "blender";
+    // A farm without workers (the CLI reading a job's status) has no use for Blender.
+    const blenderPath = workers > 0 ? findBlender(blenderName) : blenderName;
+
+    const lock = lockDataDir(dataDir);
+    const outputsFile = path.join(dataDir, OUTPUTS_FILE);
+    const workRoot = path.join(dataDir, "work");
+    // Undone in reverse if the start fails half-way, and by stop().
+    const undo: (() => void | Promise<void>)[] = [() => lock.release()];
+    const unwind = async () => {
+        for (const step of undo.splice(0).reverse()) await step();
+    };
+    try {
+        // A stale outputs.json would send clients to a farm that is gone.
+        fs.rmSync(outputsFile, { force: true });
+        const orphans = killProcessesWorkingIn(workRoot);
+        if (orphans.length > 0) log(`ended ${orphans.length} Blender process(es) left rendering by a farm that stopped without cleaning up`);
+        if (!isLoopback(host)) log(`warning: listening on ${host}: the job API has no authentication and the S3/SQS emulator accepts any credentials`);
+
+        const emulator = await startEmulator({ host, region: REGION, dataDir: path.join(dataDir, "emulator") });
+        undo.push(() => emulator.stop());
+        const resources = await createFarmResources(emulator, { name: RESOURCE_NAME, maxReceiveCount, visibilityTimeoutSeconds: VISIBILITY_TIMEOUT_SECONDS });
+        const recovery = await recoverInterruptedFrames({ emulator, s3: emulator.s3, sqs: emulator.sqs, resources, maxReceiveCount });
+        if (recovery.released > 0) log(`put ${recovery.released} frame(s) that were rendering when the farm last stopped back in the queue`);
+        for (const { jobId, frames } of recovery.requeued) log(`requeued ${frames.length} frame(s) of job ${jobId} that were neither rendered nor queued`);
+        const queueArn = (await emulator.sqs.send(new GetQueueAttributesCommand({ QueueUrl: resources.frameQueueUrl, AttributeNames: ["QueueArn"] }))).Attributes!.QueueArn!;
+
+        const jobApi = createJobApiHandler({
+            s3: emulator.s3,
+            sqs: emulator.sqs,
+            settings: {
+                scenesBucket: resources.scenesBucket,
+                rendersBucket: resources.rendersBucket,
+                frameQueueUrl: resources.frameQueueUrl,
+                limits: { maxFrames: DEFAULT_MAX_FRAMES_PER_JOB, maxResolution: DEFAULT_MAX_RESOLUTION, allowedEngines: [...ENGINES] },
+                maxReceiveCount,
+            },
+        });
+        const rendererSettings = (workDir: string): RendererSettings => ({
+            scenesBucket: resources.scenesBucket,
+            rendersBucket: resources.rendersBucket,
+            frameQueueUrl: resources.frameQueueUrl,
+            maxReceiveCount,
+            failureBackoffSeconds,
+            // No Lambda here, so no Lambda memory size and no cost.
+            memoryMb: 0,
+            blenderPath,
+            workDir,
+            threads: Math.max(1, Math.floor(os.cpus().length / Math.max(1, workers))),
+            defaultTimeoutMs: FRAME_TIMEOUT_SECONDS * 1000,
+        });
+        const newRenderer = (name: string): LocalRenderer => {
+            const renderer = createLocalRenderer({ endpoint: emulator.endpoint, region: emulator.region, credentials: emulator.credentials, settings: rendererSettings(path.join(workRoot, name)) });
+            undo.push(() => renderer.close());
+            return renderer;
+        };
+
+        // The invoke path runs one event at a time, as the Lambda runtime interface emulator does.
+        const invokeRenderer = newRenderer("invoke");
+        let invocations: Promise<unknown> = Promise.resolve();
+        const invokeRendererFunction = (event: unknown) => {
+            const run = invocations.then(() => invokeRenderer.handle(event as SQSEvent));
+            invocations = run.catch(() => undefined);
+            return run;
+        };
+
+        const api = await startHttpApi({ host, port, jobApi, functions: { function: invokeRendererFunction, [RENDERER_FUNCTION_NAME]: invokeRendererFunction }, log });
+        undo.push(() => api.close());
+        // Before the server closes, so an invocation in progress ends now instead of holding the close.
+        undo.push(() => invokeRenderer.abandon());
+
+        const frameOf = (record: SQSRecord) => {
+            const parsed = parseFrameMessage(record.body, resources.rendersBucket);
+            return parsed.ok ? parsed.value : undefined;
+        };
+        const describe = (record: SQSRecord) => {
+            const frame = frameOf(record);
+            return frame ? `frame ${frame.frame} of job ${frame.jobId}` : `message ${record.messageId}`;
+        };
+        const logSettled = async ({ worker, record, outcome, ms }: FrameSettled) => {
+            const what = `${describe(record)} (worker ${worker + 1}, ${(ms / 1000).toFixed(1)} s)`;
+            if (outcome === "succeeded") {
+                log(`${what}: done`);
+                return;
+            }
+            const frame = frameOf(record);
+            const frameRecord = frame ? await readFrameRecord(emulator.s3, resources.rendersBucket, frame.jobId, frame.frame).catch(() => undefined) : undefined;
+            const attempts = Number(record.attributes.ApproximateReceiveCount);
+            const next = attempts >= maxReceiveCount ? "no attempts left" : `retry in ${backoffSeconds(rendererSettings(workRoot), attempts)} s`;
+            const reason = frameRecord?.error ? `${frameRecord.error.code}: ${frameRecord.error.message}` : "see the renderer's log above";
+            log(`${what}: failed, attempt ${attempts} of ${maxReceiveCount}, ${next}: ${reason}`);
+        };
+        const pool = startWorkerPool({
+            sqs: emulator.sqs,
+            queueUrl: resources.frameQueueUrl,
+            queueArn,
+            region: emulator.region,
+            consumers: Array.from({ length: workers }, (_, index) => newRenderer(`worker-${index + 1}`)),
+            describe,
+            onSettled: (event) => void logSettled(event),
+            log,
+        });
+        undo.push(() => pool.stop());
+
+        const outputs: FarmOutputs = {
+            apiUrl: api.url,
+            scenesBucket: resources.scenesBucket,
+            rendersBucket: resources.rendersBucket,
+            frameQueueUrl: resources.frameQueueUrl,
+            deadLetterQueueUrl: resources.deadLetterQueueUrl,
+            rendererFunctionName: RENDERER_FUNCTION_NAME,
+            jobApiFunctionName: "local-job-api",
+            imageUri: "local",
+            region: emulator.region,
+            awsEndpoint: emulator.endpoint,
+        };
+        // Written whole under another name first: a reader never sees half a file.
+        fs.writeFileSync(`${outputsFile}.${process.pid}.tmp`, `${JSON.stringify(outputs, null, 2)}\n`);
+        fs.renameSync(`${outputsFile}.${process.pid}.tmp`, outputsFile);
+        undo.push(() => fs.rmSync(outputsFile, { force: true }));
+
+        let stopped: Promise<void> | undefined;
+        return {
+            apiUrl: api.url,
+            outputs,
+            dataDir,
+            stop() {
+                stopped ??= unwind();
+                return stopped;
+            },
+        };
+    } catch (error) {
+        await unwind().catch(() => undefined);
+        throw error;
+    }
+}

@@ -1,0 +1,221 @@
+// The local farm's HTTP server: what API Gateway (HTTP API, payload 2.0) does for the job API, and the
+// Lambda runtime interface emulator's invoke path, so one frame can be run by hand as in the Lambda docs:
+//   curl -d @event.json http://127.0.0.1:8787/2015-03-31/functions/function/invocations
+import { randomUUID } from "crypto";
+import * as http from "http";
+import { AddressInfo } from "net";
+import { TextDecoder } from "util";
+import type { APIGatewayProxyEventV2 } from "aws-lambda";
+import { apiError, errorBody, MAX_REQUEST_BYTES } from "../functions/contract";
+import { JobApiHandler } from "../functions/jobApiHandler";
+import { urlHost } from "./addresses";
+
+/** Lambda's own limit on a synchronous invocation's payload. */
+export const MAX_INVOKE_BYTES = 6 * 1024 * 1024;
+const INVOKE_PATH = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/;
+const ROUTES = "POST /jobs, GET /jobs/{jobId} and POST /jobs/{jobId}/retry";
+
+export type Invocable = (event: unknown) => Promise<unknown>;
+
+export interface HttpApiOptions {
+    host: string;
+    /** 0 picks any free port. */
+    port: number;
+    jobApi: JobApiHandler;
+    /** Functions callable at /2015-03-31/functions/<name>/invocations, by name. */
+    functions: Record<string, Invocable>;
+    log(line: string): void;
+}
+
+export interface HttpApi {
+    /** e.g. http://127.0.0.1:8787 */
+    url: string;
+    server: http.Server;
+    /** Stops accepting, lets requests in progress finish for up to graceMs, then drops the rest. */
+    close(graceMs?: number): Promise<void>;
+}
+
+/** The route an API Gateway HTTP API with the job API's three routes would match, if any. */
+function matchRoute(method: string, path: string): { routeKey: string; pathParameters?: Record<string, string> } | undefined {
+    const decode = (segment: string) => {
+        try {
+            return decodeURIComponent(segment);
+        } catch {
+            return segment;
+        }
+    };
+    if (method === "POST" && path === "/jobs") return { routeKey: "POST /jobs" };
+    let match = /^\/jobs\/([^/]+)$/.exec(path);
+    if (method === "GET" && match) return { routeKey: "GET /jobs/{jobId}", pathParameters: { jobId: decode(match[1]) } };
+    match = /^\/jobs\/([^/]+)\/retry$/.exec(path);
+    if (method === "POST" && match) return { routeKey: "POST /jobs/{jobId}/retry", pathParameters: { jobId: decode(match[1]) } };
+    return undefined;
+}
+
+/** Reads at most `limit` bytes of the body; a longer one is not read further (nor buffered). */
+function readBody(request: http.IncomingMessage, limit: number): Promise<Buffer | "too_large"> {
+    const declared = Number(request.headers["content-length"]);
+    if (Number.isFinite(declared) && declared > limit) return Promise.resolve("too_large");
+    return new Promise((resolve, reject) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        const onData = (chunk: Buffer) => {
+            size += chunk.length;
+            if (size > limit) {
+                request.off("data", onData);
+                request.pause();
+                resolve("too_large");
+                return;
+            }
+            chunks.push(chunk);
+        };
+        request.on("data", onData);
+        request.on("end", () => resolve(Buffer.concat(chunks)));
+        request.on("error", reject);
+        // After "end" this changes nothing; before it, the client went away mid-body.
+        request.on("close", () => reject(new Error("the client closed the connection before sending the whole body")));
+    });
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** API Gateway passes text bodies as they are and anything else base64-encoded. */
+function bodyOf(bytes: Buffer): { body?: string; isBase64Encoded: boolean } {
+    if (bytes.length === 0) return { isBase64Encoded: false };
+    try {
+        return { body: utf8.decode(bytes), isBase64Encoded: false };
+    } catch {
+        return { body: bytes.toString("base64"), isBase64Encoded: true };
+    }
+}
+
+/** The payload 2.0 event API Gateway would hand the job API for this request. */
+function httpApiEvent(request: http.IncomingMessage, url: URL, route: { routeKey: string; pathParameters?: Record<string, string> }, bytes: Buffer): APIGatewayProxyEventV2 {
+    const headers: Record<string, string> = {};
+    for (const [name, value] of Object.entries(request.headers)) {
+        if (value !== undefined) headers[name.toLowerCase()] = Array.isArray(value) ? value.join(",") : value;
+    }
+    const query: Record<string, string> = {};
+    for (const [name, value] of url.searchParams) query[name] = query[name] === undefined ? value : `${query[name]},${value}`;
+    const now = new Date();
+    const method = request.method ?? "GET";
+    return {
+        version: "2.0",
+        routeKey: route.routeKey,
+        rawPath: url.pathname,
+        rawQueryString: url.search.slice(1),
+        headers,
+        ...(url.search ? { queryStringParameters: query } : {}),
+        ...(route.pathParameters ? { pathParameters: route.pathParameters } : {}),
+        requestContext: {
+            accountId: "000000000000",
+            apiId: "local",
+            domainName: headers.host ?? "localhost",
+            domainPrefix: (headers.host ?? "localhost").split(".")[0],
+            http: { method, path: url.pathname, protocol: `HTTP/${request.httpVersion}`, sourceIp: request.socket.remoteAddress ?? "", userAgent: headers["user-agent"] ?? "" },
+            requestId: randomUUID(),
+            routeKey: route.routeKey,
+            stage: "$default",
+            time: now.toISOString(),
+            timeEpoch: now.getTime(),
+        },
+        ...bodyOf(bytes),
+    };
+}
+
+function sendJson(response: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+    const text = JSON.stringify(body);
+    response.writeHead(status, { "content-type": "application/json", "content-length": String(Buffer.byteLength(text)), ...headers });
+    response.end(text);
+}
+
+/** A body past the limit is refused and the connection closed, so the rest is never read. */
+function sendTooLarge(response: http.ServerResponse, body: unknown): void {
+    response.shouldKeepAlive = false;
+    sendJson(response, 413, body, { connection: "close" });
+}
+
+async function invokeFunction(options: HttpApiOptions, name: string, request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
+    const fn = options.functions[name];
+    if (!fn) {
+        sendJson(response, 404, { Type: "User", message: `Function not found: ${name}; this farm has ${Object.keys(options.functions).join(", ")}` }, { "x-amzn-errortype": "ResourceNotFoundException" });
+        return;
+    }
+    const bytes = await readBody(request, MAX_INVOKE_BYTES);
+    if (bytes === "too_large") {
+        sendTooLarge(response, { Type: "User", message: `the invocation payload is larger than ${MAX_INVOKE_BYTES} bytes` });
+        return;
+    }
+    let event: unknown;
+    try {
+        event = bytes.length === 0 ? {} : JSON.parse(bytes.toString("utf8"));
+    } catch (error) {
+        sendJson(response, 400, { Type: "User", message: `the invocation payload is not JSON: ${(error as Error).message}` }, { "x-amzn-errortype": "InvalidRequestContentException" });
+        return;
+    }
+    try {
+        sendJson(response, 200, (await fn(event)) ?? null);
+    } catch (error) {
+        // As Lambda reports a handler's exception: status 200 with X-Amz-Function-Error.
+        const failure = error instanceof Error ? error : new Error(String(error));
+        sendJson(response, 200, { errorType: failure.name, errorMessage: failure.message }, { "x-amz-function-error": "Unhandled" });
+    }
+}
+
+async function serveJobApi(options: HttpApiOptions, request: http.IncomingMessage, response: http.ServerResponse, url: URL): Promise<void> {
+    const method = request.method ?? "GET";
+    const route = matchRoute(method, url.pathname);
+    if (!route) {
+        sendJson(response, 404, errorBody(apiError(404, "not_found", `no route ${method} ${url.pathname}; the job API serves ${ROUTES}`)));
+        return;
+    }
+    const bytes = await readBody(request, MAX_REQUEST_BYTES);
+    if (bytes === "too_large") {
+        sendTooLarge(response, errorBody(apiError(413, "body_too_large", `the request body is larger than ${MAX_REQUEST_BYTES} bytes`, "body")));
+        return;
+    }
+    const result = await options.jobApi(httpApiEvent(request, url, route, bytes));
+    const headers = { ...result.headers, "content-length": String(Buffer.byteLength(result.body)) };
+    response.writeHead(result.statusCode, headers);
+    response.end(result.body);
+}
+
+export async function startHttpApi(options: HttpApiOptions): Promise<HttpApi> {
+    const server = http.createServer((request, response) => {
+        const url = new URL(request.url ?? "/", "http://local");
+        const invoke = request.method === "POST" ? INVOKE_PATH.exec(url.pathname) : null;
+        const handled = invoke ? invokeFunction(options, decodeURIComponent(invoke[1]), request, response) : serveJobApi(options, request, response, url);
+        handled.catch((error) => {
+            options.log(`http: ${request.method} ${url.pathname} failed: ${error instanceof Error ? error.message : String(error)}`);
+            if (!response.headersSent) sendJson(response, 500, errorBody(apiError(500, "internal_error", "the local farm's HTTP adapter failed; see its log")));
+            else response.destroy();
+        });
+    });
+    await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(options.port, options.host, () => {
+            server.off("error", reject);
+            resolve();
+        });
+    }).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === "EADDRINUSE") throw new Error(`port ${options.port} on ${options.host} is already in use; pick another with --port (0 = any free port)`);
+        throw error;
+    });
+    const { port } = server.address() as AddressInfo;
+    let closed: Promise<void> | undefined;
+    return {
+        url: `http://${urlHost(options.host)}:${port}`,
+        server,
+        close(graceMs = 5000) {
+            closed ??= new Promise<void>((resolve) => {
+                const force = setTimeout(() => server.closeAllConnections(), graceMs);
+                server.close(() => {
+                    clearTimeout(force);
+                    resolve();
+                });
+                server.closeIdleConnections();
+            });
+            return closed;
+        },
+    };
+}

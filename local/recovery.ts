@@ -1,0 +1,79 @@
+// What a local farm does on start, before any worker runs, so a crash (SIGKILL, power cut) loses no frame:
+// 1. Every frame message in flight belongs to the previous run: this data dir is locked to us and nothing has
+//    received from the new emulator yet. Make them visible now rather than after the visibility timeout.
+// 2. Requeue the frames of every job that are neither rendered (the ledger) nor queued (the emulator can peek,
+//    unlike SQS): a crash between writing a job's manifest and queueing all of its frames leaves such frames.
+import { ChangeMessageVisibilityCommand, SQSClient } from "@aws-sdk/client-sqs";
+import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
+import { parseFrameMessage } from "../functions/contract";
+import { frameMessageOf, sendFrameMessages } from "../functions/jobApi";
+import { describeAwsError, frameProgress, latestRecordByFrame, readFrameRecords, readManifest } from "../functions/ledger";
+import { Emulator, FarmResources } from "./emulator";
+
+export interface RecoveryReport {
+    /** Messages the previous run had received and not finished. */
+    released: number;
+    /** Frames requeued, by job. */
+    requeued: { jobId: string; frames: number[] }[];
+}
+
+export interface RecoveryDeps {
+    emulator: Pick<Emulator, "inspectQueue">;
+    s3: S3Client;
+    sqs: SQSClient;
+    resources: FarmResources;
+    maxReceiveCount: number;
+}
+
+/** Job ids with something under jobs/<jobId>/ in the renders bucket. */
+async function listJobIds(s3: S3Client, rendersBucket: string): Promise<string[]> {
+    const ids: string[] = [];
+    let token: string | undefined;
+    do {
+        const page = await s3.send(new ListObjectsV2Command({ Bucket: rendersBucket, Prefix: "jobs/", Delimiter: "/", ContinuationToken: token }));
+        for (const prefix of page.CommonPrefixes ?? []) {
+            const id = prefix.Prefix?.slice("jobs/".length, -1);
+            if (id) ids.push(id);
+        }
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return ids;
+}
+
+export async function recoverInterruptedFrames(deps: RecoveryDeps): Promise<RecoveryReport> {
+    const { resources } = deps;
+    const contents = deps.emulator.inspectQueue(resources.frameQueueUrl);
+    if (!contents) throw new Error(`the frame queue ${resources.frameQueueUrl} is missing from the emulator`);
+
+    let released = 0;
+    for (const { receiptHandle } of contents.inFlight) {
+        try {
+            await deps.sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: resources.frameQueueUrl, ReceiptHandle: receiptHandle, VisibilityTimeout: 0 }));
+            released++;
+        } catch (error) {
+            // Expired or deleted meanwhile: visible or gone either way.
+            if (!/ReceiptHandleIsInvalid|MessageNotInflight/.test(describeAwsError(error))) throw error;
+        }
+    }
+
+    const queued = new Set<string>();
+    for (const body of [...contents.waiting, ...contents.inFlight.map((message) => message.body)]) {
+        const parsed = parseFrameMessage(body, resources.rendersBucket);
+        if (parsed.ok) queued.add(`${parsed.value.jobId}/${parsed.value.frame}`);
+    }
+
+    const requeued: RecoveryReport["requeued"] = [];
+    for (const jobId of await listJobIds(deps.s3, resources.rendersBucket)) {
+        const manifest = await readManifest(deps.s3, resources.rendersBucket, jobId);
+        if (!manifest) continue;
+        const byFrame = latestRecordByFrame(manifest, await readFrameRecords(deps.s3, resources.rendersBucket, jobId));
+        const lost = manifest.frames.filter((frame) => frameProgress(byFrame.get(frame), deps.maxReceiveCount) === "pending" && !queued.has(`${jobId}/${frame}`));
+        if (lost.length === 0) continue;
+        const result = await sendFrameMessages(deps.sqs, resources.frameQueueUrl, lost.map((frame) => frameMessageOf(manifest, resources.rendersBucket, frame)));
+        if (result.notSent.length > 0) {
+            throw new Error(`could not requeue ${result.notSent.length} lost frame(s) of job ${jobId}: ${result.notSent[0].reason}`);
+        }
+        requeued.push({ jobId, frames: lost });
+    }
+    return { released, requeued };
+}

@@ -1,0 +1,253 @@
+// The `render-farm` command as users run it: the bin shim in a child process, against the embedded
+// local farm, a farm started by the test (--api/--outputs), or nothing reachable at all.
+import * as assert from "assert";
+import * as fs from "fs";
+import * as http from "http";
+import * as net from "net";
+import * as os from "os";
+import * as path from "path";
+import { HeadObjectCommand } from "@aws-sdk/client-s3";
+import { createS3Client } from "../cli/storage";
+import { uploadObjects } from "../cli/upload";
+import { LocalFarm, startLocalFarm } from "../local/farm";
+import { ROOT, runCli, runCliOnTerminal, CliRun } from "./support/cliRunner";
+import { makeFailingFrameScene } from "./support/failingFrameScene";
+import { decodePng, makeScene } from "./support/scenes";
+
+const CUBE_2016 = path.join(ROOT, "..", "shared", "scenes", "cube-2016", "scene.blend");
+
+function tempDir(name: string): string {
+    return fs.mkdtempSync(path.join(os.tmpdir(), `cli-test-${name}-`));
+}
+
+/** The non-empty lines of some output. */
+function lines(text: string): string[] {
+    return text.split(/\r?\n/).filter((line) => line.trim() !== "");
+}
+
+/** An error run prints exactly one line, the reason, and no stack trace. */
+function assertOneLineReason(run: CliRun, code: number, reason: RegExp): void {
+    assert.strictEqual(run.code, code, `exit code; stderr: ${run.stderr}`);
+    const printed = lines(run.stderr);
+    assert.strictEqual(printed.length, 1, `one line on stderr, got:\n${run.stderr}`);
+    assert.match(printed[0], /^render-farm: /);
+    assert.match(printed[0], reason);
+    assert.doesNotMatch(run.stderr, /\n\s+at /, "no stack trace");
+}
+
+function closedPort(): Promise<number> {
+    return new Promise((resolve) => {
+        const server = net.createServer().listen(0, "127.0.0.1", () => {
+            const port = (server.address() as net.AddressInfo).port;
+            server.close(() => resolve(port));
+        });
+    });
+}
+
+describe("render-farm CLI", function () {
+    describe("refuses bad input before starting anything, with one line and its exit code", function () {
+        let cwd: string;
+        beforeEach(function () {
+            cwd = tempDir("input");
+        });
+        afterEach(function () {
+            // Nothing was started for a command that could not run: no local farm data dir.
+            assert.ok(!fs.existsSync(path.join(cwd, ".farm")), "no local farm was started");
+        });
+
+        it("a missing scene file exits 2", async function () {
+            assertOneLineReason(await runCli(["render", "no/such/scene.blend"], { cwd }), 2, /scene no\/such\/scene\.blend not found/);
+        });
+
+        it("a file named .blend that is not one (by its bytes) exits 2", async function () {
+            fs.writeFileSync(path.join(cwd, "notes.blend"), "these are my notes, not a Blender file\n");
+            assertOneLineReason(await runCli(["render", "notes.blend"], { cwd }), 2, /notes\.blend is not a \.blend file/);
+        });
+
+        it("an asset outside the scene's directory exits 2", async function () {
+            assertOneLineReason(await runCli(["render", CUBE_2016, "--assets", "/etc/hostname"], { cwd }), 2, /asset \/etc\/hostname is outside the scene's directory/);
+        });
+
+        it("an unreachable --api exits 3", async function () {
+            const port = await closedPort();
+            assertOneLineReason(await runCli(["render", CUBE_2016, "--frames", "1", "--api", `http://127.0.0.1:${port}`], { cwd }), 3, new RegExp(`cannot reach the job API at http://127\\.0\\.0\\.1:${port}: ECONNREFUSED`));
+        });
+
+        it("--stack without the Pulumi CLI exits 2 and says what to install", async function () {
+            // A PATH with node alone: pulumi cannot be found even where it is installed.
+            const env = { ...process.env, PATH: path.dirname(process.execPath) };
+            assertOneLineReason(await runCli(["status", "some-job", "--stack", "dev"], { cwd, env }), 2, /needs the Pulumi CLI, which is not installed/);
+        });
+
+        it("a bad option value exits 2 (commander's message, on one line)", async function () {
+            assertOneLineReason(await runCli(["render", CUBE_2016, "--resolution", "wide"], { cwd }), 2, /--resolution.*WIDTHxHEIGHT/);
+        });
+
+        it("--json puts the reason in a JSON document on stdout too", async function () {
+            const run = await runCli(["render", "missing.blend", "--json"], { cwd });
+            assert.strictEqual(run.code, 2);
+            assert.deepStrictEqual(JSON.parse(run.stdout).error.code, "scene_not_found");
+        });
+    });
+
+    it("renders frames 1-4 of the 2016 scene at 10 % on the embedded local farm and reports the frames' paths (--json)", async function () {
+        // As a user would type it, in an empty directory: the farm's data and the frames land there.
+        const cwd = tempDir("embedded");
+        const run = await runCli(["render", CUBE_2016, "--frames", "1-4", "--percentage", "10", "--json"], { cwd });
+        assert.strictEqual(run.code, 0, run.stderr);
+        const report = JSON.parse(run.stdout);
+        assert.strictEqual(report.state, "complete");
+        assert.deepStrictEqual(report.frames, { total: 4, done: 4, failed: 0, pending: 0 });
+        assert.deepStrictEqual(report.files.map((file: string) => path.basename(file)), ["frame_0001.png", "frame_0002.png", "frame_0003.png", "frame_0004.png"]);
+        for (const file of report.files as string[]) {
+            assert.ok(file.startsWith(path.join(fs.realpathSync(cwd), "renders", report.jobId) + path.sep) || file.startsWith(path.join(cwd, "renders", report.jobId) + path.sep), file);
+            const png = decodePng(file);
+            assert.ok(png.width > 0 && png.width <= 200, `10 % of the scene's width, got ${png.width}`);
+        }
+        // The embedded farm was stopped: its lock is released, so the next run may start one again.
+        assert.ok(!fs.existsSync(path.join(cwd, ".farm", "farm.pid")), "the embedded farm released its data dir");
+    });
+
+    describe("against a farm given by --api and --outputs", function () {
+        let farm: LocalFarm;
+        let target: string[];
+        let workDir: string;
+
+        before(async function () {
+            workDir = tempDir("farm");
+            // One attempt and no backoff: a failing frame is reported failed within seconds.
+            farm = await startLocalFarm({ port: 0, dataDir: path.join(workDir, "farm"), workers: 2, maxReceiveCount: 1, failureBackoffSeconds: 0, log: () => undefined });
+            target = ["--api", farm.apiUrl, "--outputs", path.join(farm.dataDir, "outputs.json")];
+        });
+
+        after(async function () {
+            await farm?.stop();
+        });
+
+        it("exits 1 for a job with a failing frame, naming the frame and why on one line, and delivers the others", async function () {
+            const scene = await makeFailingFrameScene();
+            const out = path.join(workDir, "failing");
+            const run = await runCli(["render", scene, "--frames", "1-3", "--job-id", "cli-failing-frame", "--out", out, "--json", ...target]);
+            assert.strictEqual(run.code, 1, run.stderr);
+            const reasons = lines(run.stderr).filter((line) => line.startsWith("render-farm: "));
+            assert.strictEqual(reasons.length, 1, run.stderr);
+            assert.match(reasons[0], /^render-farm: frame 2 failed after 1 attempt\(s\): \S.{10,}/);
+            assert.match(run.stderr, /job cli-failing-frame partial: 2\/3 done, 1 failed.*`render-farm retry cli-failing-frame`/);
+            const report = JSON.parse(run.stdout);
+            assert.strictEqual(report.state, "partial");
+            assert.deepStrictEqual(report.failures.map((failure: { frame: number }) => failure.frame), [2]);
+            assert.deepStrictEqual(report.files.map((file: string) => path.basename(file)), ["frame_0001.png", "frame_0003.png"]);
+        });
+
+        it("status, download and retry work on that job by its id", async function () {
+            const status = await runCli(["status", "cli-failing-frame", "--json", ...target]);
+            assert.strictEqual(status.code, 0, status.stderr);
+            assert.strictEqual(JSON.parse(status.stdout).state, "partial");
+
+            const dir = path.join(workDir, "download");
+            const download = await runCli(["download", "cli-failing-frame", "--out", dir, ...target]);
+            assert.strictEqual(download.code, 1, "a frame is missing");
+            assert.match(download.stderr, /frame 2 failed/);
+            assert.deepStrictEqual(fs.readdirSync(dir).sort(), ["frame_0001.png", "frame_0003.png"]);
+
+            // The retry renders frame 2 again (it fails again: the scene is unchanged) and follows it to the end.
+            const retry = await runCli(["retry", "cli-failing-frame", "--json", ...target]);
+            assert.strictEqual(retry.code, 1, retry.stderr);
+            assert.match(retry.stderr, /requeued 1 failed frame/);
+            assert.strictEqual(JSON.parse(retry.stdout).requeued, 1);
+
+            assertOneLineReason(await runCli(["status", "no-such-job", ...target]), 2, /no job "no-such-job" on this farm/);
+        });
+
+        it("without a terminal prints one line per event, and skips uploading an unchanged scene", async function () {
+            const scene = await makeScene({ frames: "1-4", texture: "textures/checker.png" });
+            const out = path.join(workDir, "lines");
+            const first = await runCli(["render", scene.blendPath, "--assets", "textures", "--frames", "1-3", "--out", out, ...target]);
+            assert.strictEqual(first.code, 0, first.stderr);
+            assert.doesNotMatch(first.stderr, /\x1b\[/, "no escape codes without a terminal");
+            assert.match(first.stderr, /uploaded 2 file\(s\) .*, 0 already there/);
+            const events = lines(first.stderr).filter((line) => /^\[\d+:\d\d\] /.test(line));
+            assert.match(events[0], /job [0-9a-f-]+: (queued|rendering), 3 frame\(s\)/);
+            assert.match(events.find((line) => /3\/3 done/.test(line)) ?? "", /3\/3 done, 0 failed, 0 pending/);
+            assert.match(events[events.length - 1], /: complete$/);
+            assert.deepStrictEqual(fs.readdirSync(out).sort(), ["frame_0001.png", "frame_0002.png", "frame_0003.png"]);
+            assert.match(first.stdout.trim(), /^3 frame\(s\) in /);
+
+            const second = await runCli(["render", scene.blendPath, "--assets", "textures", "--frames", "4", "--out", out, ...target]);
+            assert.strictEqual(second.code, 0, second.stderr);
+            assert.match(second.stderr, /nothing to upload: 2 file\(s\) already there/);
+        });
+
+        it("on a terminal draws the progress bar", async function () {
+            const scene = await makeScene({ frames: "1-4" });
+            const run = await runCliOnTerminal(["render", scene.blendPath, "--frames", "1-2", "--out", path.join(workDir, "tty"), ...target]);
+            assert.strictEqual(run.code, 0, run.stdout);
+            assert.match(run.stdout, /\x1b\[/, "escape codes redraw the bar in place");
+            assert.match(run.stdout, /\[█{20}\] 2\/2 done, 0 failed \| \d+:\d\d \| ETA 0:00/);
+            assert.doesNotMatch(run.stdout, /^\[\d+:\d\d\] /m, "not the plain line format");
+        });
+
+        it("uploads a large file in parts and still recognizes it as unchanged (sha256 metadata)", async function () {
+            const s3 = createS3Client(farm.outputs);
+            const file = path.join(workDir, "cache.bin");
+            fs.writeFileSync(file, Buffer.alloc(11 * 1024 * 1024, 7));
+            const object = { file, key: "cli-test/cache.bin", size: fs.statSync(file).size };
+            const options = { multipartThreshold: 5 * 1024 * 1024, partSize: 5 * 1024 * 1024 };
+            assert.strictEqual((await uploadObjects(s3, farm.outputs.scenesBucket, [object], options)).uploaded.length, 1);
+            const head = await s3.send(new HeadObjectCommand({ Bucket: farm.outputs.scenesBucket, Key: object.key }));
+            assert.match(head.ETag ?? "", /-3"?$/, "a three-part upload, whose ETag is no MD5");
+            assert.strictEqual((await uploadObjects(s3, farm.outputs.scenesBucket, [object], options)).unchanged.length, 1);
+            // Same size, one byte different: uploaded again.
+            const fd = fs.openSync(file, "r+");
+            fs.writeSync(fd, Buffer.from([8]), 0, 1, 1234);
+            fs.closeSync(fd);
+            assert.strictEqual((await uploadObjects(s3, farm.outputs.scenesBucket, [object], options)).uploaded.length, 1);
+            s3.destroy();
+        });
+    });
+
+    it("signs requests to an AWS farm with SigV4 (execute-api) from the default credential chain", async function () {
+        // A stand-in for API Gateway that records what it is sent and answers like the job API.
+        const seen: { url?: string; headers: Record<string, string | string[] | undefined> }[] = [];
+        const server = http.createServer((request, response) => {
+            seen.push({ url: request.url, headers: request.headers });
+            response.writeHead(200, { "content-type": "application/json" });
+            response.end(JSON.stringify({ jobId: "signed-job", state: "complete", frames: { total: 1, done: 1, failed: 0, pending: 0 }, failures: [], outputPrefix: "renders/signed-job/", startedAt: "", updatedAt: "", renderSeconds: 1, costUsd: 0 }));
+        });
+        await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+        try {
+            const dir = tempDir("aws");
+            const outputsFile = path.join(dir, "outputs.json");
+            // No awsEndpoint: these are a deployed stack's outputs, so the CLI must sign.
+            const apiUrl = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+            fs.writeFileSync(outputsFile, JSON.stringify({ apiUrl, scenesBucket: "s", rendersBucket: "r", frameQueueUrl: "", deadLetterQueueUrl: "", rendererFunctionName: "", jobApiFunctionName: "", imageUri: "", region: "eu-west-1" }));
+            const env = {
+                ...process.env,
+                AWS_ACCESS_KEY_ID: "AKIDCLITEST",
+                AWS_SECRET_ACCESS_KEY: "not-a-real-secret",
+                AWS_SESSION_TOKEN: "session-token-for-the-test",
+                AWS_CONFIG_FILE: path.join(dir, "no-config"),
+                AWS_SHARED_CREDENTIALS_FILE: path.join(dir, "no-credentials"),
+            };
+            const run = await runCli(["status", "signed-job", "--outputs", outputsFile, "--json"], { env, cwd: dir });
+            assert.strictEqual(run.code, 0, run.stderr);
+            assert.strictEqual(JSON.parse(run.stdout).state, "complete");
+            assert.strictEqual(seen.length, 1);
+            assert.strictEqual(seen[0].url, "/jobs/signed-job");
+            assert.match(String(seen[0].headers.authorization), /^AWS4-HMAC-SHA256 Credential=AKIDCLITEST\/\d{8}\/eu-west-1\/execute-api\/aws4_request, SignedHeaders=[a-z0-9;-]*host[a-z0-9;-]*, Signature=[0-9a-f]{64}$/);
+            assert.strictEqual(seen[0].headers["x-amz-security-token"], "session-token-for-the-test");
+            assert.match(String(seen[0].headers["x-amz-date"]), /^\d{8}T\d{6}Z$/);
+        } finally {
+            server.close();
+        }
+    });
+
+    it("the shim started by an older Node moves to the bundled Node 22", async function () {
+        const systemNode = ["/usr/bin/node", "/usr/local/bin/node"].find((candidate) => fs.existsSync(candidate));
+        const major = systemNode ? Number(require("child_process").execFileSync(systemNode, ["-p", "process.versions.node.split('.')[0]"]).toString()) : 22;
+        if (!systemNode || major >= 22) this.skip();
+        const run = await runCli(["--version"], { node: systemNode });
+        assert.strictEqual(run.code, 0, run.stderr);
+        assert.match(run.stdout, /^\d+\.\d+\.\d+ \(Node v22\./);
+    });
+});

@@ -1,0 +1,458 @@
+// Least privilege, evaluated: the IAM documents the Pulumi program produces (under mocks) run through an IAM
+// policy simulator (@cloud-copilot/iam-simulate) for a table of requests, and every S3/SQS call the handlers
+// really make (against the emulator) is checked against the same documents.
+import * as assert from "assert";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { GetQueueAttributesCommand, PurgeQueueCommand, SQSClient } from "@aws-sdk/client-sqs";
+import { runSimulation } from "@cloud-copilot/iam-simulate";
+import { createJobApiHandler, HttpApiEvent } from "../functions/jobApiHandler";
+import { createRendererHandler } from "../functions/renderer";
+import { createFarmResources, emulatorClients, Emulator, FarmResources, startEmulator } from "../local/emulator";
+import { pollOnce } from "../local/eventSourcePoller";
+import { ProgramRun, runProgram } from "./support/pulumiProgram";
+import { makeScene } from "./support/scenes";
+
+const ACCOUNT = "123456789012";
+type Decision = "Allowed" | "ImplicitlyDenied" | "ExplicitlyDenied";
+type Role = "renderer" | "jobApi";
+
+/** The documents under test and the ARNs they name, all taken from the mocked program's state. */
+interface Farm {
+    identityPolicy: Record<Role, any>;
+    trustPolicy: Record<Role, any>;
+    roleName: Record<Role, string>;
+    roleArn: Record<Role, string>;
+    functionArn: Record<Role, string>;
+    logGroupArn: Record<Role, string>;
+    bucketArn: { scenes: string; renders: string };
+    bucketPolicy: { scenes: any; renders: any };
+    queueArn: { frames: string; dlq: string };
+    /** Owner names of the IAM documents the table used, to prove it covers all of them. */
+    used: Set<string>;
+}
+
+const FOREIGN_BUCKET_ARN = "arn:aws:s3:::someone-elses-bucket";
+const FOREIGN_QUEUE_ARN = `arn:aws:sqs:us-east-1:${ACCOUNT}:someone-elses-queue`;
+const FOREIGN_LOG_GROUP_ARN = `arn:aws:logs:us-east-1:${ACCOUNT}:log-group:/aws/lambda/someone-else`;
+
+function farmOf(run: ProgramRun): Farm {
+    const policy = (name: string) => JSON.parse(run.named(name).inputs.policy);
+    const bucket = (name: string) => run.named(name).state;
+    const bucketPolicyOf = (bucketName: string) => {
+        const found = run.ofType("aws:s3/bucketPolicy:BucketPolicy").find((resource) => resource.inputs.bucket === bucket(bucketName).bucket);
+        assert.ok(found, `a bucket policy for ${bucketName}`);
+        return JSON.parse(found!.inputs.policy);
+    };
+    return {
+        identityPolicy: { renderer: policy("render-farm-renderer-policy"), jobApi: policy("render-farm-api-policy") },
+        trustPolicy: {
+            renderer: JSON.parse(run.named("render-farm-renderer-role").inputs.assumeRolePolicy),
+            jobApi: JSON.parse(run.named("render-farm-api-role").inputs.assumeRolePolicy),
+        },
+        roleName: { renderer: run.named("render-farm-renderer-role").state.name, jobApi: run.named("render-farm-api-role").state.name },
+        roleArn: { renderer: run.named("render-farm-renderer-role").state.arn, jobApi: run.named("render-farm-api-role").state.arn },
+        functionArn: { renderer: run.named("render-farm-renderer-function").state.arn, jobApi: run.named("render-farm-api-function").state.arn },
+        logGroupArn: { renderer: run.named("render-farm-renderer-logs").state.arn, jobApi: run.named("render-farm-api-logs").state.arn },
+        bucketArn: { scenes: bucket("render-farm-storage-scenes").arn, renders: bucket("render-farm-storage-renders").arn },
+        bucketPolicy: { scenes: bucketPolicyOf("render-farm-storage-scenes"), renders: bucketPolicyOf("render-farm-storage-renders") },
+        queueArn: { frames: run.named("render-farm-frames-queue").state.arn, dlq: run.named("render-farm-frames-dlq").state.arn },
+        used: new Set(),
+    };
+}
+
+/**
+ * A readable target, e.g. "scenes/shots/a/scene.blend", "renders bucket", "frames queue", "renderer logs",
+ * resolved to the ARN from the mocked state, plus the resource policy S3 would apply to it.
+ */
+function resolveTarget(farm: Farm, target: string): { arn: string; resourcePolicy?: { owner: string; document: any } } {
+    const s3 = /^(scenes|renders|foreign)(?:\/(.*)| bucket)$/.exec(target);
+    if (s3) {
+        const [, which, key] = s3;
+        const bucketArn = which === "foreign" ? FOREIGN_BUCKET_ARN : farm.bucketArn[which as "scenes" | "renders"];
+        const arn = key === undefined ? bucketArn : `${bucketArn}/${key}`;
+        if (which === "foreign") return { arn };
+        return { arn, resourcePolicy: { owner: `${which}-tls-only`, document: farm.bucketPolicy[which as "scenes" | "renders"] } };
+    }
+    const fixed: Record<string, string> = {
+        "frames queue": farm.queueArn.frames,
+        "dead-letter queue": farm.queueArn.dlq,
+        "foreign queue": FOREIGN_QUEUE_ARN,
+        // Lambda's log streams: <date>/[<version>]<id>, inside the function's own group.
+        "renderer logs": `${farm.logGroupArn.renderer}:log-stream:2025/01/01/[$LATEST]0123abcd`,
+        "job API logs": `${farm.logGroupArn.jobApi}:log-stream:2025/01/01/[$LATEST]0123abcd`,
+        "foreign logs": `${FOREIGN_LOG_GROUP_ARN}:log-stream:2025/01/01/[$LATEST]0123abcd`,
+        "renderer role": farm.roleArn.renderer,
+        "job API role": farm.roleArn.jobApi,
+        "renderer function": farm.functionArn.renderer,
+        "job API function": farm.functionArn.jobApi,
+    };
+    if (fixed[target]) return { arn: fixed[target] };
+    throw new Error(`unknown target ${target}`);
+}
+
+/** What the simulator decides for `role` (as its Lambda session) doing `action` on `arn`. */
+async function decide(farm: Farm, role: Role, action: string, arn: string, resourcePolicy: { owner: string; document: any } | undefined, secureTransport: boolean): Promise<Decision> {
+    farm.used.add(`${role}-policy`);
+    if (resourcePolicy) farm.used.add(resourcePolicy.owner);
+    const response = await runSimulation(
+        {
+            request: {
+                principal: `arn:aws:sts::${ACCOUNT}:assumed-role/${farm.roleName[role]}/${role}-session`,
+                action,
+                resource: { resource: arn, accountId: ACCOUNT },
+                contextVariables: { "aws:SecureTransport": String(secureTransport) },
+            },
+            identityPolicies: [{ name: `${role}-policy`, policy: farm.identityPolicy[role] }],
+            serviceControlPolicies: [],
+            resourceControlPolicies: [],
+            resourcePolicy: resourcePolicy?.document,
+        },
+        {},
+    );
+    // A request the simulator cannot evaluate (unknown action, wrong ARN type) is a broken row, not a denial.
+    if (response.resultType === "error") throw new Error(`the simulator refused ${action} on ${arn}: ${JSON.stringify(response.errors)}`);
+    return response.overallResult as Decision;
+}
+
+interface Row {
+    role: Role;
+    action: string;
+    target: string;
+    expect: Decision;
+    /** Default true: Lambda's SDK calls always use TLS. */
+    secure?: boolean;
+}
+
+const allow = (role: Role, action: string, target: string): Row => ({ role, action, target, expect: "Allowed" });
+const deny = (role: Role, action: string, target: string): Row => ({ role, action, target, expect: "ImplicitlyDenied" });
+
+const JOB = "shot-010-v3";
+const TABLE: Row[] = [
+    // The renderer: read scenes and assets, write frames and records, consume the frame queue, write its own logs.
+    allow("renderer", "s3:GetObject", "scenes/shots/a/scene.blend"),
+    allow("renderer", "s3:GetObject", "scenes/shots/a/textures/wood.png"),
+    allow("renderer", "s3:PutObject", `renders/renders/${JOB}/frame_0001.png`),
+    allow("renderer", "s3:PutObject", `renders/jobs/${JOB}/frames/1.json`),
+    deny("renderer", "s3:DeleteObject", `renders/renders/${JOB}/frame_0001.png`),
+    deny("renderer", "s3:DeleteObject", `renders/jobs/${JOB}/frames/1.json`),
+    deny("renderer", "s3:DeleteObject", "scenes/shots/a/scene.blend"),
+    deny("renderer", "s3:PutObject", "scenes/shots/a/scene.blend"),
+    deny("renderer", "s3:PutObject", "renders/public/index.html"),
+    deny("renderer", "s3:PutObject", `renders/renders-${JOB}/frame_0001.png`),
+    deny("renderer", "s3:GetObject", `renders/renders/${JOB}/frame_0001.png`),
+    deny("renderer", "s3:GetObject", `renders/jobs/${JOB}/job.json`),
+    allow("renderer", "s3:ListBucket", "scenes bucket"),
+    deny("renderer", "s3:ListBucket", "renders bucket"),
+    deny("renderer", "s3:PutBucketPolicy", "renders bucket"),
+    { role: "renderer", action: "s3:GetObject", target: "scenes/shots/a/scene.blend", expect: "ExplicitlyDenied", secure: false },
+    { role: "renderer", action: "s3:PutObject", target: `renders/renders/${JOB}/frame_0001.png`, expect: "ExplicitlyDenied", secure: false },
+    deny("renderer", "s3:GetObject", "foreign/shots/a/scene.blend"),
+    deny("renderer", "s3:PutObject", `foreign/renders/${JOB}/frame_0001.png`),
+    deny("renderer", "s3:ListBucket", "foreign bucket"),
+    allow("renderer", "sqs:ReceiveMessage", "frames queue"),
+    allow("renderer", "sqs:DeleteMessage", "frames queue"),
+    allow("renderer", "sqs:ChangeMessageVisibility", "frames queue"),
+    allow("renderer", "sqs:GetQueueAttributes", "frames queue"),
+    deny("renderer", "sqs:SendMessage", "frames queue"),
+    deny("renderer", "sqs:PurgeQueue", "frames queue"),
+    deny("renderer", "sqs:ReceiveMessage", "dead-letter queue"),
+    deny("renderer", "sqs:DeleteMessage", "dead-letter queue"),
+    deny("renderer", "sqs:SendMessage", "dead-letter queue"),
+    deny("renderer", "sqs:ReceiveMessage", "foreign queue"),
+    deny("renderer", "sqs:SendMessage", "foreign queue"),
+    allow("renderer", "logs:CreateLogStream", "renderer logs"),
+    allow("renderer", "logs:PutLogEvents", "renderer logs"),
+    deny("renderer", "logs:PutLogEvents", "job API logs"),
+    deny("renderer", "logs:PutLogEvents", "foreign logs"),
+    deny("renderer", "iam:PassRole", "renderer role"),
+    deny("renderer", "iam:PassRole", "job API role"),
+    deny("renderer", "lambda:InvokeFunction", "job API function"),
+    deny("renderer", "lambda:InvokeFunction", "renderer function"),
+
+    // The job API: find and head scenes, read and write the ledger, queue frames, write its own logs.
+    allow("jobApi", "s3:ListBucket", "scenes bucket"),
+    allow("jobApi", "s3:GetObject", "scenes/shots/a/scene.blend"),
+    allow("jobApi", "s3:ListBucket", "renders bucket"),
+    allow("jobApi", "s3:GetObject", `renders/jobs/${JOB}/job.json`),
+    allow("jobApi", "s3:PutObject", `renders/jobs/${JOB}/job.json`),
+    allow("jobApi", "s3:PutObject", `renders/jobs/${JOB}/frames/1.json`),
+    // Rolling back a job whose frames could not be queued (deleteManifest, deleteFrameRecord).
+    allow("jobApi", "s3:DeleteObject", `renders/jobs/${JOB}/job.json`),
+    deny("jobApi", "s3:PutObject", "scenes/shots/a/scene.blend"),
+    deny("jobApi", "s3:DeleteObject", "scenes/shots/a/scene.blend"),
+    deny("jobApi", "s3:PutObject", `renders/renders/${JOB}/frame_0001.png`),
+    deny("jobApi", "s3:DeleteObject", `renders/renders/${JOB}/frame_0001.png`),
+    deny("jobApi", "s3:PutObject", "renders/public/index.html"),
+    deny("jobApi", "s3:PutBucketPolicy", "scenes bucket"),
+    { role: "jobApi", action: "s3:PutObject", target: `renders/jobs/${JOB}/job.json`, expect: "ExplicitlyDenied", secure: false },
+    { role: "jobApi", action: "s3:ListBucket", target: "scenes bucket", expect: "ExplicitlyDenied", secure: false },
+    deny("jobApi", "s3:GetObject", "foreign/shots/a/scene.blend"),
+    deny("jobApi", "s3:PutObject", `foreign/jobs/${JOB}/job.json`),
+    deny("jobApi", "s3:ListBucket", "foreign bucket"),
+    allow("jobApi", "sqs:SendMessage", "frames queue"),
+    // POST /jobs/{jobId}/retry asks whether the frame queue is empty before requeueing lost frames.
+    allow("jobApi", "sqs:GetQueueAttributes", "frames queue"),
+    deny("jobApi", "sqs:ReceiveMessage", "frames queue"),
+    deny("jobApi", "sqs:DeleteMessage", "frames queue"),
+    deny("jobApi", "sqs:ChangeMessageVisibility", "frames queue"),
+    deny("jobApi", "sqs:PurgeQueue", "frames queue"),
+    deny("jobApi", "sqs:SendMessage", "dead-letter queue"),
+    deny("jobApi", "sqs:ReceiveMessage", "dead-letter queue"),
+    deny("jobApi", "sqs:GetQueueAttributes", "dead-letter queue"),
+    deny("jobApi", "sqs:SendMessage", "foreign queue"),
+    allow("jobApi", "logs:CreateLogStream", "job API logs"),
+    allow("jobApi", "logs:PutLogEvents", "job API logs"),
+    deny("jobApi", "logs:PutLogEvents", "renderer logs"),
+    deny("jobApi", "logs:PutLogEvents", "foreign logs"),
+    deny("jobApi", "iam:PassRole", "renderer role"),
+    deny("jobApi", "lambda:InvokeFunction", "renderer function"),
+    deny("jobApi", "lambda:InvokeFunction", "job API function"),
+];
+
+/** sts:AssumeRole against each role's trust policy: only the Lambda service may assume it. */
+const TRUST_TABLE: { role: Role; principal: string; expect: Decision }[] = [
+    { role: "renderer", principal: "lambda.amazonaws.com", expect: "Allowed" },
+    { role: "renderer", principal: "ec2.amazonaws.com", expect: "ImplicitlyDenied" },
+    { role: "renderer", principal: `arn:aws:iam::${ACCOUNT}:user/artist`, expect: "ImplicitlyDenied" },
+    { role: "jobApi", principal: "lambda.amazonaws.com", expect: "Allowed" },
+    { role: "jobApi", principal: "apigateway.amazonaws.com", expect: "ImplicitlyDenied" },
+    { role: "jobApi", principal: `arn:aws:iam::${ACCOUNT}:user/artist`, expect: "ImplicitlyDenied" },
+];
+
+describe("least privilege, evaluated with an IAM policy simulator", function () {
+    let farm: Farm;
+    let run: ProgramRun;
+
+    before(async function () {
+        run = await runProgram();
+        farm = farmOf(run);
+    });
+
+    describe("the roles' inline policies and the buckets' TLS-only policies", function () {
+        for (const row of TABLE) {
+            const transport = row.secure === false ? " over plain HTTP" : "";
+            it(`${row.role} ${row.expect === "Allowed" ? "may" : "may not"} ${row.action} on ${row.target}${transport} (${row.expect})`, async function () {
+                const { arn, resourcePolicy } = resolveTarget(farm, row.target);
+                const decision = await decide(farm, row.role, row.action, arn, resourcePolicy, row.secure !== false);
+                assert.strictEqual(decision, row.expect, `${row.role} ${row.action} ${arn}: simulator says ${decision}`);
+            });
+        }
+    });
+
+    describe("the roles' trust policies", function () {
+        for (const row of TRUST_TABLE) {
+            it(`${row.principal} ${row.expect === "Allowed" ? "may" : "may not"} assume the ${row.role} role (${row.expect})`, async function () {
+                farm.used.add(`${row.role}-trust`);
+                // A user needs an identity policy allowing sts:AssumeRole too; give it one, so only the trust policy decides.
+                const isUser = row.principal.startsWith("arn:");
+                const response = await runSimulation(
+                    {
+                        request: { principal: row.principal, action: "sts:AssumeRole", resource: { resource: farm.roleArn[row.role], accountId: ACCOUNT }, contextVariables: {} },
+                        identityPolicies: isUser ? [{ name: "assume-anything", policy: { Version: "2012-10-17", Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Resource: "*" }] } }] : [],
+                        serviceControlPolicies: [],
+                        resourceControlPolicies: [],
+                        resourcePolicy: farm.trustPolicy[row.role],
+                    },
+                    {},
+                );
+                if (response.resultType === "error") throw new Error(JSON.stringify(response.errors));
+                assert.strictEqual(response.overallResult, row.expect);
+            });
+        }
+    });
+
+    // In a suite of its own: mocha runs a suite's own tests before its child suites, and this one must come last.
+    describe("coverage", function () {
+        it("evaluated every IAM document the program produces, and the table has at least 20 allowed/denied pairs", function () {
+            const documents = run.resources.flatMap((resource) =>
+                ["policy", "assumeRolePolicy"]
+                    .filter((field) => typeof resource.inputs[field] === "string" && resource.inputs[field].includes("Statement"))
+                    .map((field) => ({ resource, field })),
+            );
+            // Map each document to the owner name the table records when it uses it.
+            const ownerOf = ({ resource, field }: { resource: { name: string; type: string }; field: string }): string => {
+                if (field === "assumeRolePolicy") return resource.name === "render-farm-renderer-role" ? "renderer-trust" : resource.name === "render-farm-api-role" ? "jobApi-trust" : resource.name;
+                if (resource.name === "render-farm-renderer-policy") return "renderer-policy";
+                if (resource.name === "render-farm-api-policy") return "jobApi-policy";
+                if (resource.type === "aws:s3/bucketPolicy:BucketPolicy") return resource.name.includes("scenes") ? "scenes-tls-only" : "renders-tls-only";
+                return resource.name;
+            };
+            const owners = documents.map(ownerOf).sort();
+            assert.deepStrictEqual(owners, ["jobApi-policy", "jobApi-trust", "renderer-policy", "renderer-trust", "renders-tls-only", "scenes-tls-only"]);
+            for (const owner of owners) assert.ok(farm.used.has(owner), `no row evaluated ${owner}`);
+            const allowed = TABLE.filter((row) => row.expect === "Allowed").length;
+            const denied = TABLE.length - allowed;
+            assert.ok(Math.min(allowed, denied) >= 20, `${allowed} allowed and ${denied} denied rows`);
+        });
+    });
+});
+
+// ---- what the handlers really call --------------------------------------------------------------
+
+interface Call {
+    role: Role;
+    command: string;
+    input: any;
+}
+
+const IAM_ACTION_OF: Record<string, string> = {
+    GetObjectCommand: "s3:GetObject",
+    HeadObjectCommand: "s3:GetObject",
+    PutObjectCommand: "s3:PutObject",
+    DeleteObjectCommand: "s3:DeleteObject",
+    ListObjectsV2Command: "s3:ListBucket",
+    SendMessageCommand: "sqs:SendMessage",
+    SendMessageBatchCommand: "sqs:SendMessage",
+    ReceiveMessageCommand: "sqs:ReceiveMessage",
+    DeleteMessageCommand: "sqs:DeleteMessage",
+    ChangeMessageVisibilityCommand: "sqs:ChangeMessageVisibility",
+    GetQueueAttributesCommand: "sqs:GetQueueAttributes",
+};
+
+/** Records every command `client` sends as `role`; with `refuse`, answers the named commands with AccessDenied instead. */
+function recordCalls<T extends S3Client | SQSClient>(client: T, role: Role, calls: Call[], refuse?: { commands: Set<string> }): T {
+    // S3Client and SQSClient stacks differ in type only; the middleware is the same.
+    const stack = client.middlewareStack as unknown as { add(middleware: (next: any, context: any) => (args: any) => Promise<unknown>, options: { step: "initialize"; name: string }): void };
+    stack.add(
+        (next, context) => async (args: any) => {
+            calls.push({ role, command: context.commandName ?? "unknown", input: args.input });
+            if (refuse?.commands.has(context.commandName)) {
+                throw Object.assign(new Error("injected: the queue refused the batch"), { name: "AccessDenied", $metadata: { httpStatusCode: 403 } });
+            }
+            return next(args);
+        },
+        { step: "initialize", name: `record-${role}-calls` },
+    );
+    return client;
+}
+
+/** A stand-in for Blender: writes the output file (or fails like a camera-less scene) in milliseconds. */
+function fakeBlender(dir: string, outcome: "renders" | "fails"): string {
+    const file = path.join(dir, `blender-that-${outcome}`);
+    const body =
+        outcome === "renders"
+            ? ['out=""; prev=""', 'for a in "$@"; do [ "$prev" = "--output" ] && out="$a"; prev="$a"; done', 'printf "not really a png" > "$out"', 'echo \'RENDER_FRAME_RESULT {"ok": true, "renderSeconds": 0.01, "engine": "CYCLES", "missingFiles": []}\'']
+            : ['echo \'RENDER_FRAME_RESULT {"ok": false, "code": "no_camera", "message": "no camera"}\'', "exit 3"];
+    fs.writeFileSync(file, ["#!/bin/sh", ...body, ""].join("\n"), { mode: 0o755 });
+    return file;
+}
+
+describe("every S3/SQS call the handlers make is allowed by their role (handlers on the emulator)", function () {
+    this.timeout(120_000);
+    let farm: Farm;
+    let emulator: Emulator;
+    let resources: FarmResources;
+    let queueArn: string;
+    const calls: Call[] = [];
+    const refuseSends = { commands: new Set<string>() };
+
+    before(async function () {
+        farm = farmOf(await runProgram());
+        emulator = await startEmulator();
+        resources = await createFarmResources(emulator, { name: "least-privilege", maxReceiveCount: 1, visibilityTimeoutSeconds: 120 });
+        queueArn = (await emulator.sqs.send(new GetQueueAttributesCommand({ QueueUrl: resources.frameQueueUrl, AttributeNames: ["QueueArn"] }))).Attributes!.QueueArn!;
+    });
+
+    after(async function () {
+        await emulator?.stop();
+    });
+
+    /** The mocked ARN a call's bucket/key or queue URL stands for; the emulator's names map one to one. */
+    function arnOf(call: Call): string {
+        const { Bucket, Key, Prefix, QueueUrl } = call.input;
+        if (Bucket !== undefined) {
+            const bucketArn = Bucket === resources.scenesBucket ? farm.bucketArn.scenes : Bucket === resources.rendersBucket ? farm.bucketArn.renders : undefined;
+            if (!bucketArn) throw new Error(`${call.command} on an unknown bucket ${Bucket}`);
+            return call.command === "ListObjectsV2Command" ? bucketArn : `${bucketArn}/${Key ?? Prefix}`;
+        }
+        if (QueueUrl === resources.frameQueueUrl) return farm.queueArn.frames;
+        if (QueueUrl === resources.deadLetterQueueUrl) return farm.queueArn.dlq;
+        throw new Error(`${call.command} on an unknown target ${JSON.stringify(call.input).slice(0, 200)}`);
+    }
+
+    it("covers submit, resubmit, status, retry and both rollbacks of the job API, and done/failed frames of the renderer", async function () {
+        const work = fs.mkdtempSync(path.join(os.tmpdir(), "least-privilege-"));
+        const clients = () => emulatorClients(emulator.endpoint, emulator.region, emulator.credentials);
+        const apiClients = clients();
+        const settings = {
+            scenesBucket: resources.scenesBucket,
+            rendersBucket: resources.rendersBucket,
+            frameQueueUrl: resources.frameQueueUrl,
+            limits: { maxFrames: 100, maxResolution: 4096, allowedEngines: ["CYCLES" as const] },
+            maxReceiveCount: 1,
+        };
+        const jobApi = createJobApiHandler({ s3: recordCalls(apiClients.s3, "jobApi", calls), sqs: recordCalls(apiClients.sqs, "jobApi", calls, refuseSends), settings });
+        const rendererClients = clients();
+        const rendererDeps = (blenderPath: string) => ({
+            s3: rendererClients.s3,
+            sqs: rendererClients.sqs,
+            settings: { ...settings, maxReceiveCount: 1, failureBackoffSeconds: 1, memoryMb: 1024, blenderPath, workDir: path.join(work, "renderer"), threads: 1, defaultTimeoutMs: 60_000 },
+        });
+        recordCalls(rendererClients.s3, "renderer", calls);
+        recordCalls(rendererClients.sqs, "renderer", calls);
+        // The event source mapping polls with the function's own role.
+        const pollerSqs = recordCalls(clients().sqs, "renderer", calls);
+        const poll = (blender: "renders" | "fails") =>
+            pollOnce({ sqs: pollerSqs, queueUrl: resources.frameQueueUrl, queueArn, region: emulator.region, handler: createRendererHandler(rendererDeps(fakeBlender(work, blender))) });
+        const api = async (method: string, rawPath: string, body?: unknown) => {
+            const reply = await jobApi({ rawPath, requestContext: { http: { method, path: rawPath } }, body: body === undefined ? undefined : JSON.stringify(body) } as HttpApiEvent);
+            return { status: reply.statusCode, body: JSON.parse(reply.body) };
+        };
+
+        // A real .blend: the job API reads the scene's header before it accepts a job.
+        const scene = await makeScene({ frames: "1-4" });
+        await emulator.s3.send(new PutObjectCommand({ Bucket: resources.scenesBucket, Key: "shots/a/scene.blend", Body: fs.readFileSync(scene.blendPath) }));
+        await emulator.s3.send(new PutObjectCommand({ Bucket: resources.scenesBucket, Key: "shots/a/textures/wood.png", Body: "png" }));
+        const request = { scene: "shots/a/scene.blend", assets: ["shots/a/textures/wood.png"], frames: "1-2", jobId: "lp" };
+        assert.strictEqual((await api("POST", "/jobs", request)).status, 202);
+        assert.strictEqual((await api("POST", "/jobs", request)).status, 202, "a resubmit reads the manifest and records");
+        assert.strictEqual((await api("POST", "/jobs", { ...request, jobId: "lp-missing", assets: ["shots/a/none.png"] })).status, 422);
+        assert.strictEqual(await poll("renders"), "succeeded");
+        assert.strictEqual(await poll("fails"), "failed");
+        assert.strictEqual((await api("GET", "/jobs/lp")).status, 200);
+        // Frame 2 failed for good (maxReceiveCount 1): a retry requeues it.
+        const retried = await api("POST", "/jobs/lp/retry");
+        assert.strictEqual(retried.status, 202, JSON.stringify(retried.body));
+        assert.strictEqual(retried.body.requeued, 1);
+
+        // A job with a frame still queued: the retry asks the frame queue whether anything is left.
+        assert.strictEqual((await api("POST", "/jobs", { ...request, jobId: "lp-pending", frames: "1" })).status, 202);
+        const pending = await api("POST", "/jobs/lp-pending/retry");
+        assert.strictEqual(pending.body.inFlight, 1, JSON.stringify(pending.body));
+        assert.ok(calls.some((call) => call.role === "jobApi" && call.command === "GetQueueAttributesCommand"), "the retry checked the queue");
+
+        // The queue refuses: the submit removes its manifest, the retry deletes the record it wrote for a lost frame.
+        await emulator.sqs.send(new PurgeQueueCommand({ QueueUrl: resources.frameQueueUrl }));
+        refuseSends.commands.add("SendMessageBatchCommand");
+        assert.strictEqual((await api("POST", "/jobs", { ...request, jobId: "lp-refused" })).status, 503);
+        const lost = await api("POST", "/jobs/lp-pending/retry");
+        assert.strictEqual(lost.status, 503, JSON.stringify(lost.body));
+        refuseSends.commands.clear();
+        const deletes = calls.filter((call) => call.command === "DeleteObjectCommand").map((call) => call.input.Key);
+        assert.deepStrictEqual(deletes.sort(), ["jobs/lp-pending/frames/1.json", "jobs/lp-refused/job.json"]);
+
+        const refused: string[] = [];
+        const checked = new Set<string>();
+        for (const call of calls) {
+            const action = IAM_ACTION_OF[call.command];
+            assert.ok(action, `${call.role} sent ${call.command}, which this test does not map to an IAM action yet`);
+            const arn = arnOf(call);
+            const line = `${call.role} ${action} ${arn}`;
+            if (checked.has(line)) continue;
+            checked.add(line);
+            const bucket = /^arn:aws:s3:::([^/]+)/.exec(arn)?.[1];
+            const which = bucket === undefined ? undefined : arn.startsWith(farm.bucketArn.scenes) ? "scenes" : "renders";
+            const resourcePolicy = which ? { owner: `${which}-tls-only`, document: farm.bucketPolicy[which] } : undefined;
+            const decision = await decide(farm, call.role, action, arn, resourcePolicy, true);
+            if (decision !== "Allowed") refused.push(`${line} (${call.command}): ${decision}`);
+        }
+        const actions = new Set([...checked].map((line) => line.split(" ").slice(0, 2).join(" ")));
+        for (const expected of ["jobApi s3:ListBucket", "jobApi s3:GetObject", "jobApi s3:PutObject", "jobApi s3:DeleteObject", "jobApi sqs:SendMessage", "jobApi sqs:GetQueueAttributes", "renderer s3:GetObject", "renderer s3:PutObject", "renderer sqs:ReceiveMessage", "renderer sqs:DeleteMessage", "renderer sqs:ChangeMessageVisibility"]) {
+            assert.ok(actions.has(expected), `the scenario never exercised ${expected}`);
+        }
+        assert.deepStrictEqual(refused, [], `calls the deployed roles would be refused:\n${refused.join("\n")}`);
+    });
+});
