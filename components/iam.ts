@@ -34,3 +34,14 @@ export function writeLogsStatement(logGroup: aws.cloudwatch.LogGroup): PolicySta
         Resource: pulumi.interpolate`${logGroup.arn}:*`,
     };
 }
+
+/**
+ * Reading the scenes bucket's objects. ListBucket makes HeadObject/GetObject of an absent key answer 404
+ * (not 403), which is how a missing scene or asset is named as missing.
+ */
+export function readScenesStatements(scenesBucket: aws.s3.Bucket): PolicyStatement[] {
+    return [
+        { Sid: "FindScenes", Effect: "Allow", Action: ["s3:ListBucket"], Resource: scenesBucket.arn },
+        { Sid: "ReadScenes", Effect: "Allow", Action: ["s3:GetObject"], Resource: pulumi.interpolate`${scenesBucket.arn}/*` },
+    ];
+}

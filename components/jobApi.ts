@@ -6,7 +6,7 @@ import { SQSClient } from "@aws-sdk/client-sqs";
 import { Engine } from "../functions/contract";
 import { jobApiSettingsFromEnvironment } from "../functions/jobApi";
 import { createJobApiHandler } from "../functions/jobApiHandler";
-import { lambdaRole, writeLogsStatement } from "./iam";
+import { lambdaRole, readScenesStatements, writeLogsStatement } from "./iam";
 import * as packageJson from "../package.json";
 
 export interface JobApiArgs {
@@ -39,9 +39,7 @@ export class JobApi extends pulumi.ComponentResource {
         super("render-farm:index:JobApi", name, {}, opts);
         const logGroup = new aws.cloudwatch.LogGroup(`${name}-logs`, { retentionInDays: args.logRetentionDays }, { parent: this });
         const { role, policy } = lambdaRole(name, [
-            // ListBucket makes HeadObject of an absent key answer 404 (not 403), which is how missing files are found.
-            { Sid: "FindScenes", Effect: "Allow", Action: ["s3:ListBucket"], Resource: args.scenesBucket.arn },
-            { Sid: "ReadScenes", Effect: "Allow", Action: ["s3:GetObject"], Resource: pulumi.interpolate`${args.scenesBucket.arn}/*` },
+            ...readScenesStatements(args.scenesBucket),
             { Sid: "FindJobs", Effect: "Allow", Action: ["s3:ListBucket"], Resource: args.rendersBucket.arn },
             // DeleteObject: a submit or retry whose frames could not be queued rolls back its manifest or records.
             { Sid: "ReadWriteLedger", Effect: "Allow", Action: ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*` },

@@ -1,7 +1,7 @@
 // The renderer: a container Lambda running Blender, fed one frame at a time by the frame queue.
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { lambdaRole, writeLogsStatement } from "./iam";
+import { lambdaRole, readScenesStatements, writeLogsStatement } from "./iam";
 
 export interface RendererArgs {
     imageUri: pulumi.Input<string>;
@@ -25,9 +25,7 @@ export class Renderer extends pulumi.ComponentResource {
         super("render-farm:index:Renderer", name, {}, opts);
         const logGroup = new aws.cloudwatch.LogGroup(`${name}-logs`, { retentionInDays: args.logRetentionDays }, { parent: this });
         const { role, policy } = lambdaRole(name, [
-            // ListBucket makes a deleted scene or asset answer 404 (not 403), so the frame record can say which is missing.
-            { Sid: "FindScenes", Effect: "Allow", Action: ["s3:ListBucket"], Resource: args.scenesBucket.arn },
-            { Sid: "ReadScenes", Effect: "Allow", Action: ["s3:GetObject"], Resource: pulumi.interpolate`${args.scenesBucket.arn}/*` },
+            ...readScenesStatements(args.scenesBucket),
             {
                 Sid: "WriteFramesAndRecords",
                 Effect: "Allow",
