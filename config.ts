@@ -18,6 +18,7 @@ export interface FarmConfig {
     allowedEngines: Engine[];
     renderRetentionDays: number;
     forceDestroy: boolean;
+    preflight: boolean;
     apiAuth: ApiAuth;
     apiRateLimit: number;
     apiBurstLimit: number;
@@ -66,6 +67,7 @@ export function readFarmConfig(config = new pulumi.Config("render-farm")): FarmC
         allowedEngines: readAllowedEngines(config),
         renderRetentionDays: number("renderRetentionDays", CONFIG_DEFAULTS.renderRetentionDays, 1, 3650),
         forceDestroy: config.getBoolean("forceDestroy") ?? false,
+        preflight: config.getBoolean("preflight") ?? true,
         apiAuth: (config.get("apiAuth", { allowedValues: ["iam", "none"] }) ?? "iam") as ApiAuth,
         apiRateLimit: number("apiRateLimit", CONFIG_DEFAULTS.apiRateLimit, 1, 10000),
         apiBurstLimit: number("apiBurstLimit", CONFIG_DEFAULTS.apiBurstLimit, 1, 5000),

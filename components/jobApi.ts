@@ -17,6 +17,8 @@ export interface JobApiArgs {
     maxResolution: number;
     allowedEngines: Engine[];
     maxReceiveCount: number;
+    /** Read each scene before queueing: its frame range, camera, and the files it needs. */
+    preflight: boolean;
     apiAuth: "iam" | "none";
     apiRateLimit: number;
     apiBurstLimit: number;
@@ -26,7 +28,7 @@ export interface JobApiArgs {
 export const JOB_API_ROUTES = ["POST /jobs", "GET /jobs/{jobId}", "POST /jobs/{jobId}/retry"];
 
 /** The only packages the serialized job API needs beside the AWS SDK v3, which the nodejs22.x runtime carries. */
-const JOB_API_RUNTIME_PACKAGES = ["zod"];
+const JOB_API_RUNTIME_PACKAGES = ["zod", "fzstd"];
 /** API Gateway gives up on an integration after 30 s. */
 const JOB_API_TIMEOUT_SECONDS = 29;
 
@@ -64,6 +66,7 @@ export class JobApi extends pulumi.ComponentResource {
                     MAX_RESOLUTION: String(args.maxResolution),
                     ALLOWED_ENGINES: args.allowedEngines.join(","),
                     MAX_RECEIVE_COUNT: String(args.maxReceiveCount),
+                    PREFLIGHT: args.preflight ? "on" : "off",
                 },
             },
             // Clients are made here, once per cold start: captured SDK v3 clients do not survive serialization.

@@ -52,6 +52,7 @@ export class RenderFarm extends pulumi.ComponentResource {
             maxResolution: config.maxResolution,
             allowedEngines: config.allowedEngines,
             maxReceiveCount: config.maxReceiveCount,
+            preflight: config.preflight,
             apiAuth: config.apiAuth,
             apiRateLimit: config.apiRateLimit,
             apiBurstLimit: config.apiBurstLimit,

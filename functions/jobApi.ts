@@ -3,7 +3,7 @@
 // Plain functions over { s3, sqs, settings }: Pulumi's closure serializer ships this module inside the
 // job API Lambda, so nothing here creates clients, schemas or class instances at module level.
 import * as crypto from "crypto";
-import { HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, SendMessageBatchCommand, SQSClient } from "@aws-sdk/client-sqs";
 import {
     apiError,
@@ -21,6 +21,8 @@ import {
     JobManifest,
     JobRequest,
     MANIFEST_VERSION,
+    MAX_ASSETS,
+    objectKeyProblem,
     outputPrefix,
     parseFrameSpec,
     parseJobRequest,
@@ -41,6 +43,7 @@ import {
     writeFrameRecord,
     writeManifest,
 } from "./ledger";
+import { BlendSummary, externalReferences, isBlendFileError, isSequenceFrame, readBlendStream, resolveReferenceKey, sequencePattern } from "./blend";
 
 export interface JobApiSettings {
     scenesBucket: string;
@@ -53,6 +56,11 @@ export interface JobApiSettings {
      * empty, or when the job's ledger has been quiet this long. Default DEFAULT_STALE_AFTER_SECONDS.
      */
     staleAfterSeconds?: number;
+    /**
+     * Read every submitted scene before queueing (default on): frame range when the request has none, camera,
+     * and every external file it references. Off: the request must name its frames and nothing is read.
+     */
+    preflight?: boolean;
 }
 
 export interface JobApiDeps {
@@ -72,6 +80,10 @@ export interface SubmitReply {
     frames: number;
     state: string;
     statusUrl: string;
+    /** Files the scene references that were found in the bucket and added to the job's assets (preflight only; absent when none). */
+    assetsAdded?: string[];
+    /** What the preflight found worth a look but not worth refusing the job for, e.g. absolute paths (absent when none). */
+    warnings?: string[];
 }
 
 export interface RetryReply {
@@ -113,6 +125,16 @@ function positiveInteger(env: Record<string, string | undefined>, name: string, 
     return value;
 }
 
+/** PREFLIGHT: on unless set to off/false/0/no. */
+function switchValue(env: Record<string, string | undefined>, name: string, fallback: boolean): boolean {
+    const raw = env[name];
+    if (raw === undefined || raw.trim() === "") return fallback;
+    const value = raw.trim().toLowerCase();
+    if (["on", "true", "1", "yes"].includes(value)) return true;
+    if (["off", "false", "0", "no"].includes(value)) return false;
+    throw new Error(`environment variable ${name} must be on or off, got "${raw}"`);
+}
+
 /** The job API's settings from its Lambda environment; throws (at cold start) with the variable that is wrong. */
 export function jobApiSettingsFromEnvironment(env: Record<string, string | undefined>): JobApiSettings {
     const missing = ["SCENES_BUCKET", "RENDERS_BUCKET", "FRAME_QUEUE_URL"].filter((name) => !env[name]);
@@ -135,6 +157,7 @@ export function jobApiSettingsFromEnvironment(env: Record<string, string | undef
         },
         maxReceiveCount: positiveInteger(env, "MAX_RECEIVE_COUNT", DEFAULT_MAX_RECEIVE_COUNT),
         staleAfterSeconds: positiveInteger(env, "STALE_AFTER_SECONDS", DEFAULT_STALE_AFTER_SECONDS),
+        preflight: switchValue(env, "PREFLIGHT", true),
     };
 }
 
@@ -174,10 +197,13 @@ function canonicalJson(value: unknown): string {
     return JSON.stringify(value);
 }
 
-/** sha256 of the request as the farm understands it: defaults applied, frames canonical, assets as a set, jobId left out. */
-export function requestHashOf(request: JobRequest, frames: number[]): string {
+/**
+ * sha256 of the request as the farm understands it: defaults applied, frames canonical, assets as a set, jobId
+ * left out. Without frames (the scene's own range) the hash covers the request as sent, so a resubmit matches.
+ */
+export function requestHashOf(request: JobRequest, frames: number[] | undefined): string {
     const { jobId: _jobId, ...rest } = request;
-    const normalized = { ...rest, frames: formatFrameSpec(frames), assets: [...new Set(request.assets)].sort() };
+    const normalized = { ...rest, frames: frames === undefined ? undefined : formatFrameSpec(frames), assets: [...new Set(request.assets)].sort() };
     return crypto.createHash("sha256").update(canonicalJson(normalized)).digest("hex");
 }
 
@@ -220,6 +246,127 @@ export function frameMessageOf(manifest: JobManifest, rendersBucket: string, fra
         settings: manifest.settings,
         output: { bucket: rendersBucket, key: frameOutputKey(manifest.jobId, frame, manifest.settings.format) },
     };
+}
+
+// ---- preflight: read the scene before anything is queued ----------------------------------
+
+/** Most keys of one sequence (image, clip, volume or cache frames) the preflight lists before giving up. */
+export const MAX_SEQUENCE_KEYS = MAX_ASSETS;
+
+export interface Preflight {
+    summary: BlendSummary;
+    /** ETag of the scene object that was read. */
+    etag: string;
+    /** Frames from the scene's own range, when the request had none. */
+    frames?: number[];
+    /** Referenced keys found in the bucket that the request did not list. */
+    found: string[];
+    /** Referenced keys absent from the bucket, each with what needs it. */
+    missing: { key: string; neededBy: string }[];
+    warnings: string[];
+}
+
+/** The scene object's bytes through the .blend reader, streamed: the object is never held in memory whole. */
+async function readSceneObject(deps: JobApiDeps, key: string): Promise<{ summary: BlendSummary; etag: string }> {
+    let object;
+    try {
+        object = await deps.s3.send(new GetObjectCommand({ Bucket: deps.settings.scenesBucket, Key: key }));
+    } catch (error) {
+        const failure = new Error(`GetObject s3://${deps.settings.scenesBucket}/${key} failed: ${describeAwsError(error)}`);
+        (failure as Error & { status?: number }).status = awsErrorStatus(error);
+        throw failure;
+    }
+    const body = object.Body as (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined;
+    if (!body) throw new Error(`GetObject s3://${deps.settings.scenesBucket}/${key} returned no body`);
+    try {
+        return { summary: await readBlendStream(body, key), etag: object.ETag ?? "" };
+    } finally {
+        body.destroy?.();
+    }
+}
+
+/** Every key of the sequence `key` is one frame of, from one listing of its folder (bounded). */
+async function listSequence(deps: JobApiDeps, key: string): Promise<string[]> {
+    const pattern = sequencePattern(key);
+    if (!pattern) return [];
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+        let page;
+        try {
+            page = await deps.s3.send(new ListObjectsV2Command({ Bucket: deps.settings.scenesBucket, Prefix: pattern.folder + pattern.head, ContinuationToken: token }));
+        } catch (error) {
+            const failure = new Error(`ListObjectsV2 s3://${deps.settings.scenesBucket}/${pattern.folder + pattern.head} failed: ${describeAwsError(error)}`);
+            (failure as Error & { status?: number }).status = awsErrorStatus(error);
+            throw failure;
+        }
+        for (const object of page.Contents ?? []) if (object.Key && isSequenceFrame(pattern, object.Key)) keys.push(object.Key);
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token && keys.length <= MAX_SEQUENCE_KEYS);
+    return keys.sort();
+}
+
+/** The scene's active scene, or the reply that refuses the job: no scene, no camera, or frames the farm cannot take. */
+function sceneProblems(request: JobRequest, summary: BlendSummary, limits: JobLimits): ApiError | { frames?: number[] } {
+    const scene = summary.scenes.find((candidate) => candidate.name === summary.activeScene);
+    if (!scene) return apiError(400, "no_scene", `scene "${request.scene}" holds no scene to render`, "scene");
+    if (scene.camera === null) {
+        return apiError(400, "no_camera", `scene "${request.scene}": its scene "${scene.name}" has no active camera, so Blender cannot render it; set one (Scene Properties > Camera) and upload it again`, "scene");
+    }
+    if (request.frames !== undefined) return {};
+    const own = `${scene.frameStart}-${scene.frameEnd}x${Math.max(1, scene.frameStep)}`;
+    const frames = parseFrameSpec(own, limits.maxFrames);
+    if (!frames.ok) return { ...frames.error, message: `the scene's own frame range ${own} (used because the request has no frames): ${frames.error.message}` };
+    return { frames: frames.value };
+}
+
+/**
+ * Reads the scene and checks what it needs: a camera, its frame range (when the request has none), and every
+ * external file it references, resolved against the scene's key. Files listed in `assets` count as present;
+ * others are looked up in the bucket (one HEAD per file, one listing per sequence).
+ */
+async function preflightScene(deps: JobApiDeps, request: JobRequest, assets: string[]): Promise<Preflight | ApiError> {
+    const { summary, etag } = await readSceneObject(deps, request.scene);
+    const checked = sceneProblems(request, summary, deps.settings.limits);
+    if ("status" in checked) return checked;
+
+    const listed = new Set([request.scene, ...assets]);
+    const warnings: string[] = [];
+    const single = new Map<string, string>();
+    const sequences = new Map<string, string>();
+    for (const reference of externalReferences(summary)) {
+        const neededBy = `${reference.kind} "${reference.name}"${reference.tile === undefined ? "" : ` (tile ${reference.tile})`}`;
+        const resolved = resolveReferenceKey(request.scene, reference.filepath);
+        if (!resolved.ok) {
+            warnings.push(`${neededBy}: ${resolved.message}`);
+            continue;
+        }
+        const problem = objectKeyProblem(resolved.key);
+        if (problem) {
+            warnings.push(`${neededBy}: "${reference.filepath}" resolves to "${resolved.key}", which ${problem}; the farm cannot provide it`);
+            continue;
+        }
+        if (reference.sequence && sequencePattern(resolved.key)) {
+            if (!sequences.has(resolved.key)) sequences.set(resolved.key, neededBy);
+        } else if (!listed.has(resolved.key) && !single.has(resolved.key)) single.set(resolved.key, neededBy);
+    }
+
+    const found = new Set<string>();
+    const missing: Preflight["missing"] = [];
+    const heads = await mapWithConcurrency([...single.keys()], HEAD_CONCURRENCY, (key) => headObject(deps.s3, deps.settings.scenesBucket, key));
+    for (const head of heads) {
+        if (head.missing) missing.push({ key: head.key, neededBy: single.get(head.key)! });
+        else found.add(head.key);
+    }
+    // A sequence's frame numbers are not in the .blend: every frame present in the bucket goes with the job.
+    const listings = await mapWithConcurrency([...sequences.keys()], HEAD_CONCURRENCY, async (key) => ({ key, frames: await listSequence(deps, key) }));
+    for (const { key, frames } of listings) {
+        const pattern = sequencePattern(key)!;
+        const fromAssets = assets.filter((asset) => isSequenceFrame(pattern, asset));
+        if (frames.length === 0 && fromAssets.length === 0) missing.push({ key, neededBy: `${sequences.get(key)!} (a sequence: no ${pattern.folder}${pattern.head}<number>${pattern.tail} in the bucket)` });
+        for (const frame of frames) if (!listed.has(frame)) found.add(frame);
+    }
+    return { summary, etag, frames: checked.frames, found: [...found].sort(), missing, warnings };
 }
 
 // ---- queueing -------------------------------------------------------------------------------
@@ -322,44 +469,61 @@ async function existingJobReply(deps: JobApiDeps, manifest: JobManifest, request
     return { status: 202, body };
 }
 
-/** POST /jobs: 202 once the manifest is written and every frame is queued; nothing is queued for an invalid request. */
+/** The 413 for a frame message SQS would refuse, or undefined when the largest one fits. */
+function messageSizeProblem(manifest: JobManifest, rendersBucket: string, frames: number[]): ApiError | undefined {
+    const probe = frameMessageOf({ ...manifest, sceneEtag: `"${"0".repeat(32)}"` }, rendersBucket, frames[frames.length - 1]);
+    const probeBytes = Buffer.byteLength(JSON.stringify(probe), "utf8");
+    if (probeBytes <= MAX_MESSAGE_BYTES) return undefined;
+    return apiError(413, "message_too_large", `each frame message would be ${probeBytes} bytes, over SQS's ${MAX_MESSAGE_BYTES}; use fewer or shorter asset keys`, "assets");
+}
+
+function missingReply(bucket: string, missing: string[], field: string, details: string[] = []): ApiReply {
+    const shown = (details.length > 0 ? details : missing).slice(0, 5).join(", ") + (missing.length > 5 ? `, and ${missing.length - 5} more` : "");
+    return errorReply({ ...apiError(422, "missing_objects", `${missing.length} object(s) not found in bucket ${bucket}: ${shown}; upload them first`, field), missing });
+}
+
+/**
+ * POST /jobs: 202 once the manifest is written and every frame is queued; nothing is queued for an invalid request.
+ * With the preflight on (the default), the scene itself is read first: a scene Blender cannot render (not a
+ * .blend, no camera) or one that references files absent from the bucket is refused here, not frame by frame.
+ */
 export async function submitJob(deps: JobApiDeps, body: unknown): Promise<ApiReply> {
     const { settings } = deps;
+    const preflightOn = settings.preflight !== false;
     const parsed = parseJobRequest(body, settings.limits);
     // A body that is not an object at all has no field to blame but the body itself.
     if (!parsed.ok) return errorReply(parsed.error.field === undefined ? { ...parsed.error, field: "body" } : parsed.error);
     const request = parsed.value;
-    if (request.frames === undefined) {
-        return errorReply(apiError(400, "frames_required", 'frames is required until the farm can read a scene\'s own frame range; send e.g. "1-250"', "frames"));
+    let frames: number[] | undefined;
+    if (request.frames !== undefined) {
+        const frameList = parseFrameSpec(request.frames, settings.limits.maxFrames);
+        if (!frameList.ok) return errorReply(frameList.error);
+        frames = frameList.value;
+    } else if (!preflightOn) {
+        return errorReply(apiError(400, "frames_required", 'frames is required on this farm (its scene preflight is off, so it does not read a scene\'s own range); send e.g. "1-250"', "frames"));
     }
-    const frameList = parseFrameSpec(request.frames, settings.limits.maxFrames);
-    if (!frameList.ok) return errorReply(frameList.error);
-    const frames = frameList.value;
     const jobId = request.jobId ?? newJobId();
     const assets = [...new Set(request.assets)].filter((asset) => asset !== request.scene);
-    const normalized: JobRequest = { ...request, jobId, assets, frames: formatFrameSpec(frames) };
-    const requestHash = requestHashOf(normalized, frames);
-    const renderSettings = renderSettingsOf(normalized);
+    // Hashed as sent (frames only when given): the preflight's additions must not turn a resubmit into a conflict.
+    const requestHash = requestHashOf({ ...request, jobId, assets }, frames);
+    const renderSettings = renderSettingsOf(request);
 
-    // sceneEtag and createdAt are filled in once the scene has been checked.
+    // sceneEtag and createdAt are filled in once the scene has been checked; frames once they are known.
     const manifest: JobManifest = {
         v: MANIFEST_VERSION,
         jobId,
-        request: normalized,
+        request: { ...request, jobId, assets, frames: frames === undefined ? undefined : formatFrameSpec(frames) },
         requestHash,
-        frames,
+        frames: frames ?? [],
         scenesBucket: settings.scenesBucket,
         sceneEtag: "",
         settings: renderSettings,
         outputPrefix: outputPrefix(jobId),
         createdAt: "",
     };
-    // The largest message is known before anything is written: SQS would refuse it later.
-    const probe = frameMessageOf({ ...manifest, sceneEtag: `"${"0".repeat(32)}"` }, settings.rendersBucket, frames[frames.length - 1]);
-    const probeBytes = Buffer.byteLength(JSON.stringify(probe), "utf8");
-    if (probeBytes > MAX_MESSAGE_BYTES) {
-        return errorReply(apiError(413, "message_too_large", `each frame message would be ${probeBytes} bytes, over SQS's ${MAX_MESSAGE_BYTES}; use fewer or shorter asset keys`, "assets"));
-    }
+    // The largest message is known before anything is read: SQS would refuse it later (checked again after the preflight).
+    const early = messageSizeProblem(manifest, settings.rendersBucket, frames ?? [0]);
+    if (early) return errorReply(early);
 
     try {
         if (request.jobId !== undefined) {
@@ -377,16 +541,51 @@ export async function submitJob(deps: JobApiDeps, body: unknown): Promise<ApiRep
         return upstreamReply("storage_error", error);
     }
     const missing = checks.filter((check) => check.missing).map((check) => check.key);
-    if (missing.length > 0) {
-        const shown = missing.slice(0, 5).join(", ") + (missing.length > 5 ? `, and ${missing.length - 5} more` : "");
-        const error: ApiError = {
-            ...apiError(422, "missing_objects", `${missing.length} object(s) not found in bucket ${settings.scenesBucket}: ${shown}; upload them first`, missing.includes(request.scene) ? "scene" : "assets"),
-            missing,
-        };
-        return errorReply(error);
+    if (missing.includes(request.scene) || (missing.length > 0 && !preflightOn)) {
+        return missingReply(settings.scenesBucket, missing, missing.includes(request.scene) ? "scene" : "assets");
     }
-
     manifest.sceneEtag = checks[0].etag ?? "";
+
+    const reply: SubmitReply = { jobId, frames: 0, state: "queued", statusUrl: statusUrlOf(jobId) };
+    if (preflightOn) {
+        let preflight: Preflight | ApiError;
+        try {
+            preflight = await preflightScene(deps, request, assets);
+        } catch (error) {
+            if (!isBlendFileError(error)) return upstreamReply("storage_error", error);
+            return errorReply(
+                error.code === "too_large"
+                    ? apiError(413, "scene_too_large", `scene "${request.scene}" cannot be checked: ${error.message}`, "scene")
+                    : apiError(400, "not_a_blend", `scene "${request.scene}" is not a readable .blend file: ${error.message}`, "scene"),
+            );
+        }
+        if ("status" in preflight) return errorReply(preflight);
+        const allMissing = [...missing, ...preflight.missing.map((entry) => entry.key)];
+        if (allMissing.length > 0) {
+            const details = [...missing, ...preflight.missing.map((entry) => `${entry.key} (needed by ${entry.neededBy})`)];
+            return missingReply(settings.scenesBucket, allMissing, "assets", details);
+        }
+        if (preflight.frames) {
+            frames = preflight.frames;
+            manifest.frames = frames;
+            manifest.request.frames = formatFrameSpec(frames);
+        }
+        if (preflight.found.length > 0) {
+            // The renderer downloads only the job's assets: referenced files found in the bucket join them.
+            manifest.request.assets = [...assets, ...preflight.found];
+            reply.assetsAdded = preflight.found;
+        }
+        if (manifest.request.assets.length > MAX_ASSETS) {
+            return errorReply(apiError(413, "too_many_assets", `the job needs ${manifest.request.assets.length} files besides the scene (${preflight.found.length} found through the scene's references), over the limit of ${MAX_ASSETS}`, "assets"));
+        }
+        if (preflight.warnings.length > 0) reply.warnings = preflight.warnings;
+        manifest.sceneEtag = preflight.etag || manifest.sceneEtag;
+        const late = messageSizeProblem(manifest, settings.rendersBucket, frames!);
+        if (late) return errorReply(late);
+    }
+    const jobFrames = frames!;
+    reply.frames = jobFrames.length;
+
     manifest.createdAt = new Date().toISOString();
     try {
         const written = await writeManifest(deps.s3, settings.rendersBucket, manifest, { ifAbsent: true });
@@ -400,7 +599,7 @@ export async function submitJob(deps: JobApiDeps, body: unknown): Promise<ApiRep
         return upstreamReply("storage_error", error);
     }
 
-    const result = await sendFrameMessages(deps.sqs, settings.frameQueueUrl, frames.map((frame) => frameMessageOf(manifest, settings.rendersBucket, frame)));
+    const result = await sendFrameMessages(deps.sqs, settings.frameQueueUrl, jobFrames.map((frame) => frameMessageOf(manifest, settings.rendersBucket, frame)));
     if (result.notSent.length > 0) {
         // Without its manifest the job does not exist, so resubmitting the same request queues it all again;
         // frames that did go may render twice, which the ledger absorbs (the same keys are rewritten).
@@ -410,9 +609,8 @@ export async function submitJob(deps: JobApiDeps, body: unknown): Promise<ApiRep
         } catch (error) {
             rollback = `the manifest could not be removed (${error instanceof Error ? error.message : String(error)}); POST /jobs/${jobId}/retry once the queue is reachable`;
         }
-        return errorReply(apiError(503, "queue_error", `${notSentSummary(result, frames.length)}; ${rollback}`));
+        return errorReply(apiError(503, "queue_error", `${notSentSummary(result, jobFrames.length)}; ${rollback}`));
     }
-    const reply: SubmitReply = { jobId, frames: frames.length, state: "queued", statusUrl: statusUrlOf(jobId) };
     return { status: 202, body: reply };
 }
 

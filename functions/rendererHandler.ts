@@ -4,10 +4,19 @@ import { SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent } from "aws-lambda";
 import { createRendererHandler, rendererSettingsFromEnvironment } from "./renderer";
 
+/**
+ * The renderer's S3/SQS clients retry a failing request 7 times (the SDK's default is 2) with the standard mode's
+ * capped exponential backoff and full jitter: about 6 s at most for 5xx replies and broken connections, about
+ * 70 s for S3's SlowDown, before the frame itself fails and comes back after the failure backoff. More would
+ * eat into the time kept to report before Lambda's timeout; the standard mode's retry quota still stops a
+ * client that keeps failing from hammering S3.
+ */
+export const RENDERER_CLIENT_RETRY = { maxAttempts: 8, retryMode: "standard" } as const;
+
 let renderer: ReturnType<typeof createRendererHandler> | undefined;
 
 /** Built on the first invocation, so a missing environment variable is reported by name, not as an import crash. */
 export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
-    renderer ??= createRendererHandler({ s3: new S3Client({}), sqs: new SQSClient({}), settings: rendererSettingsFromEnvironment(process.env) });
+    renderer ??= createRendererHandler({ s3: new S3Client({ ...RENDERER_CLIENT_RETRY }), sqs: new SQSClient({ ...RENDERER_CLIENT_RETRY }), settings: rendererSettingsFromEnvironment(process.env) });
     return renderer(event, context);
 }

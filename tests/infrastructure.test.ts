@@ -117,7 +117,8 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
         assert.ok(totalBytes < 5 * 1024 * 1024, `archive is ${totalBytes} bytes uncompressed`);
         assert.ok(!files.some((file) => file.path.includes("node_modules/@pulumi/") || file.path.includes("node_modules/@aws-sdk/")), "no deployment-time or runtime-provided packages shipped");
         const written = writeArchive(files, fs.mkdtempSync(path.join(require("os").tmpdir(), "job-api-archive-")));
-        assert.ok(fs.existsSync(path.join(written, "node_modules", "zod", "package.json")), "zod ships with the archive");
+        for (const runtimePackage of ["zod", "fzstd"]) assert.ok(fs.existsSync(path.join(written, "node_modules", runtimePackage, "package.json")), `${runtimePackage} ships with the archive`);
+        assert.strictEqual(jobApi.inputs.environment.variables.PREFLIGHT, "on", "scenes are read before queueing by default");
 
         assert.strictEqual(run.ofType("aws:iam/rolePolicyAttachment:RolePolicyAttachment").length, 0, "no managed policies attached");
         assert.strictEqual(jobApi.inputs.role, run.named("render-farm-api-role").state.arn);
@@ -191,10 +192,12 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
     });
 
     describe("with other config", function () {
-        it("does not force-destroy buckets or require IAM when the stack says so", async function () {
+        it("does not force-destroy buckets, require IAM or preflight scenes when the stack says so", async function () {
             const other = await runProgram({ ...config, "render-farm:forceDestroy": "false", "render-farm:apiAuth": "none" });
             for (const bucket of other.ofType("aws:s3/bucket:Bucket")) assert.strictEqual(bucket.inputs.forceDestroy, false);
             for (const route of other.ofType("aws:apigatewayv2/route:Route")) assert.strictEqual(route.inputs.authorizationType, "NONE");
+            const preflightOff = await runProgram({ ...config, "render-farm:preflight": "false" });
+            assert.strictEqual(preflightOff.named("render-farm-api-function").inputs.environment.variables.PREFLIGHT, "off");
         });
 
         it("takes defaults that work when the stack sets nothing", async function () {
@@ -219,6 +222,7 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
             ["allowedEngines", "[]", /render-farm:allowedEngines/],
             ["apiAuth", "open", /render-farm:apiAuth/],
             ["forceDestroy", "maybe", /render-farm:forceDestroy/],
+            ["preflight", "sometimes", /render-farm:preflight/],
             ["blenderVersion", "latest", /render-farm:blenderVersion/],
             ["logRetentionDays", "10", /render-farm:logRetentionDays/],
         ];

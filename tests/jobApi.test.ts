@@ -1,5 +1,6 @@
 // The job API against the embedded S3/SQS emulator over HTTP: what gets queued, what gets refused, what the ledger says.
 import * as assert from "assert";
+import * as fs from "fs";
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import {
     CreateQueueCommand,
@@ -14,8 +15,12 @@ import { getJobStatus, JobApiDeps, jobApiSettingsFromEnvironment, retryJob, subm
 import { createJobApiHandler, HttpApiEvent, HttpApiResult, JobApiHandler } from "../functions/jobApiHandler";
 import { computeJobStatus, mapWithConcurrency, writeFrameRecord, writeManifest } from "../functions/ledger";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
+import { makeScene } from "./support/scenes";
 
 const SCENE = "shots/a/shot.blend";
+/** Not a .blend, though named like one (and starting like one): the preflight must refuse it. */
+const FAKE_SCENE = "shots/a/fake.blend";
+const NO_CAMERA_SCENE = "shots/a/no-camera.blend";
 const TEXTURE = "shots/a/textures/wood.png";
 const CACHE = "shots/a/cache/fluid_0001.vdb";
 const MAX_FRAMES = 100;
@@ -31,8 +36,11 @@ describe("job API", function () {
     before(async function () {
         emulator = await startEmulator({ port: 0 });
         farm = await createFarmResources(emulator, { name: "jobapi", maxReceiveCount: MAX_RECEIVE_COUNT, visibilityTimeoutSeconds: 30 });
-        const put = await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: SCENE, Body: "BLENDER-v304" }));
+        // Real .blend files: the job API reads every scene (frames 1-4, a camera, no external files).
+        const put = await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: SCENE, Body: fs.readFileSync((await makeScene()).blendPath) }));
         sceneEtag = put.ETag!;
+        await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: FAKE_SCENE, Body: "BLENDER-v304 and then nothing a .blend has" }));
+        await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: NO_CAMERA_SCENE, Body: fs.readFileSync((await makeScene({ noCamera: true })).blendPath) }));
         await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: TEXTURE, Body: "PNG" }));
         await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: CACHE, Body: "VDB" }));
         const settings = jobApiSettingsFromEnvironment({
@@ -203,6 +211,32 @@ describe("job API", function () {
         assert.deepStrictEqual(await readManifestObject("shot-a-v3"), before, "the first job's manifest is untouched");
     });
 
+    it("queues the scene's own frame range when the request has none, and refuses to guess when the preflight is off", async function () {
+        const { status, body } = await call("POST", "/jobs", { scene: SCENE, jobId: "own-range" });
+        assert.strictEqual(status, 202, JSON.stringify(body));
+        assert.strictEqual(body.frames, 4);
+        const messages = (await drainQueue()).map((text) => JSON.parse(text) as FrameMessage);
+        assert.deepStrictEqual(messages.map((message) => message.frame).sort((a, b) => a - b), [1, 2, 3, 4]);
+        assert.strictEqual((await readManifestObject("own-range")).request.frames, "1-4");
+        // The same body again is the same job, not a conflict.
+        const again = await call("POST", "/jobs", { scene: SCENE, jobId: "own-range" });
+        assert.strictEqual(again.status, 202, JSON.stringify(again.body));
+        assert.strictEqual(await messagesInQueue(), 0);
+
+        const environment = { SCENES_BUCKET: "s", RENDERS_BUCKET: "r", FRAME_QUEUE_URL: "q" };
+        assert.strictEqual(jobApiSettingsFromEnvironment(environment).preflight, true, "on by default");
+        assert.strictEqual(jobApiSettingsFromEnvironment({ ...environment, PREFLIGHT: "off" }).preflight, false);
+        assert.throws(() => jobApiSettingsFromEnvironment({ ...environment, PREFLIGHT: "sometimes" }), /PREFLIGHT must be on or off/);
+        const off: JobApiDeps = { ...deps, settings: { ...deps.settings, preflight: false } };
+        const refused = await submitJob(off, { scene: SCENE, jobId: "no-preflight" });
+        assert.strictEqual(refused.status, 400);
+        assert.deepStrictEqual([(refused.body as any).error.code, (refused.body as any).error.field], ["frames_required", "frames"]);
+        // Off means off: the scene is not read, so even bytes that are no .blend pass.
+        const unread = await submitJob(off, { scene: FAKE_SCENE, frames: "1", jobId: "no-preflight" });
+        assert.strictEqual(unread.status, 202, JSON.stringify(unread.body));
+        assert.strictEqual((await drainQueue()).length, 1);
+    });
+
     it("generates a jobId when the request has none, and accepts a base64 body behind a $default route", async function () {
         const { status, body } = await call("POST", "/jobs", { scene: SCENE, frames: "1-3" }, { base64: true, routeKey: "$default" });
         assert.strictEqual(status, 202, JSON.stringify(body));
@@ -252,7 +286,8 @@ describe("job API", function () {
         { name: "asset is a number", body: { scene: SCENE, assets: [7], frames: "1-3", jobId: "bad-4" }, status: 400, field: "assets.0" },
         { name: "unknown field", body: { scene: SCENE, frames: "1-3", priority: "high", jobId: "bad-5" }, status: 400, field: "priority" },
         { name: "frames is a number", body: { scene: SCENE, frames: 10, jobId: "bad-6" }, status: 400, field: "frames" },
-        { name: "frames missing", body: { scene: SCENE, jobId: "bad-7" }, status: 400, field: "frames", code: "frames_required" },
+        { name: "scene that is not a readable .blend", body: { scene: FAKE_SCENE, frames: "1", jobId: "bad-7" }, status: 400, field: "scene", code: "not_a_blend" },
+        { name: "scene without a camera", body: { scene: NO_CAMERA_SCENE, jobId: "bad-7b" }, status: 400, field: "scene", code: "no_camera" },
         { name: "negative frame", body: { scene: SCENE, frames: "-5", jobId: "bad-8" }, status: 400, field: "frames", code: "invalid_frames" },
         { name: "reversed range", body: { scene: SCENE, frames: "10-1", jobId: "bad-9" }, status: 400, field: "frames", code: "invalid_frames" },
         { name: "frame past Blender's last", body: { scene: SCENE, frames: "1-2000000", jobId: "bad-10" }, status: 400, field: "frames", code: "invalid_frames" },

@@ -7,7 +7,7 @@ import * as os from "os";
 import * as path from "path";
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
-import { FrameRecord, frameOutputKey, frameRecordKey } from "../functions/contract";
+import { ENGINES, FrameRecord, frameOutputKey, frameRecordKey } from "../functions/contract";
 import { createJobApiHandler } from "../functions/jobApiHandler";
 import { createRendererHandler, RendererSettings } from "../functions/renderer";
 import { Emulator, FarmResources, createFarmResources, emulatorClients, startEmulator } from "../local/emulator";
@@ -22,6 +22,7 @@ describe("the render path: job API → SQS → renderer → S3, with Blender", f
     let farm: FarmResources;
     let queueArn: string;
     let jobApi: ReturnType<typeof createJobApiHandler>;
+    let jobApiWithoutPreflight: ReturnType<typeof createJobApiHandler>;
     let rendererSettings: RendererSettings;
     /** Scene-key GETs the renderer's S3 client sent, counted at the client. */
     const sceneGets: string[] = [];
@@ -33,17 +34,16 @@ describe("the render path: job API → SQS → renderer → S3, with Blender", f
         farm = await createFarmResources(emulator, { name: "render-path", maxReceiveCount: MAX_RECEIVE_COUNT, visibilityTimeoutSeconds: 120, receiveWaitTimeSeconds: 0 });
         const attributes = await emulator.sqs.send(new GetQueueAttributesCommand({ QueueUrl: farm.frameQueueUrl, AttributeNames: ["QueueArn"] }));
         queueArn = attributes.Attributes!.QueueArn!;
-        jobApi = createJobApiHandler({
-            s3: emulator.s3,
-            sqs: emulator.sqs,
-            settings: {
-                scenesBucket: farm.scenesBucket,
-                rendersBucket: farm.rendersBucket,
-                frameQueueUrl: farm.frameQueueUrl,
-                limits: { maxFrames: 1000, maxResolution: 4096, allowedEngines: ["CYCLES", "EEVEE", "WORKBENCH"] },
-                maxReceiveCount: MAX_RECEIVE_COUNT,
-            },
-        });
+        const jobApiSettings = {
+            scenesBucket: farm.scenesBucket,
+            rendersBucket: farm.rendersBucket,
+            frameQueueUrl: farm.frameQueueUrl,
+            limits: { maxFrames: 1000, maxResolution: 4096, allowedEngines: [...ENGINES] },
+            maxReceiveCount: MAX_RECEIVE_COUNT,
+        };
+        jobApi = createJobApiHandler({ s3: emulator.s3, sqs: emulator.sqs, settings: jobApiSettings });
+        // A farm configured without the preflight queues what it is given, so a broken scene reaches the renderer.
+        jobApiWithoutPreflight = createJobApiHandler({ s3: emulator.s3, sqs: emulator.sqs, settings: { ...jobApiSettings, preflight: false } });
         rendererS3 = emulatorClients(emulator.endpoint, emulator.region, emulator.credentials).s3;
         rendererS3.middlewareStack.add((next) => async (args: any) => {
             if (args.input?.Key && String(args.input.Key).endsWith(".blend") && (args.request?.method ?? "GET") === "GET") sceneGets.push(args.input.Key);
@@ -68,10 +68,10 @@ describe("the render path: job API → SQS → renderer → S3, with Blender", f
         await emulator?.stop();
     });
 
-    async function api(method: string, routePath: string, body?: unknown): Promise<{ statusCode: number; body: any }> {
+    async function api(method: string, routePath: string, body?: unknown, handler = jobApi): Promise<{ statusCode: number; body: any }> {
         const jobId = /^\/jobs\/([^/]+)/.exec(routePath)?.[1];
         const routeKey = routePath === "/jobs" ? `${method} /jobs` : routePath.endsWith("/retry") ? `${method} /jobs/{jobId}/retry` : `${method} /jobs/{jobId}`;
-        const reply = await jobApi({
+        const reply = await handler({
             version: "2.0",
             routeKey,
             rawPath: routePath,
@@ -166,7 +166,11 @@ describe("the render path: job API → SQS → renderer → S3, with Blender", f
             } else {
                 await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: key, Body: Buffer.concat([Buffer.from("BLENDER-v304"), Buffer.alloc(2048, 7)]) }));
             }
-            assert.strictEqual((await api("POST", "/jobs", { scene: key, frames: "1", jobId })).statusCode, 202);
+            // With the preflight on, the job API refuses both at submission (tests/preflight.test.ts); here the renderer meets them.
+            const refused = await api("POST", "/jobs", { scene: key, frames: "1", jobId });
+            assert.strictEqual(refused.statusCode, 400, JSON.stringify(refused.body));
+            assert.strictEqual(refused.body.error.field, "scene");
+            assert.strictEqual((await api("POST", "/jobs", { scene: key, frames: "1", jobId }, jobApiWithoutPreflight)).statusCode, 202);
 
             assert.strictEqual(await pollOnce({ sqs: emulator.sqs, queueUrl: farm.frameQueueUrl, queueArn, region: emulator.region, handler: renderer }), "failed");
             const first = JSON.parse((await getObject(farm.rendersBucket, frameRecordKey(jobId, 1))).toString()) as FrameRecord;

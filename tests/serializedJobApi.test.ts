@@ -12,8 +12,18 @@ import { FrameMessage, frameOutputKey } from "../functions/contract";
 import { Emulator, FarmResources, createFarmResources, startEmulator } from "../local/emulator";
 import { archiveFiles, writeArchive } from "./support/archive";
 import { PROJECT_ROOT, runProgram, stackConfig } from "./support/pulumiProgram";
+import { makeScene } from "./support/scenes";
 
 const execFile = util.promisify(childProcess.execFile);
+const runtimeModules = runtimeProvidedModules();
+
+/** What the nodejs22.x runtime puts beside a function: the AWS SDK v3, and nothing else of this project's packages. */
+function runtimeProvidedModules(): string {
+    const directory = fs.mkdtempSync(path.join(os.tmpdir(), "lambda-runtime-modules-"));
+    fs.mkdirSync(path.join(directory, "@aws-sdk"));
+    for (const client of ["client-s3", "client-sqs"]) fs.symlinkSync(path.join(PROJECT_ROOT, "node_modules", "@aws-sdk", client), path.join(directory, "@aws-sdk", client));
+    return directory;
+}
 
 /**
  * Runs the archive's `__index.handler` once in a fresh Node process (asynchronously: the emulator answers
@@ -27,7 +37,7 @@ async function invokeInProcess(archiveDir: string, environment: Record<string, s
             (error) => { console.error(error); process.exit(3); });`;
     const { stdout: output } = await execFile(process.execPath, ["-e", script, JSON.stringify(event)], {
         cwd: archiveDir,
-        env: { PATH: process.env.PATH ?? "", NODE_PATH: path.join(PROJECT_ROOT, "node_modules"), ...environment },
+        env: { PATH: process.env.PATH ?? "", NODE_PATH: runtimeModules, ...environment },
         encoding: "utf8",
         timeout: 60_000,
     });
@@ -74,7 +84,8 @@ describe("the serialized job API archive, run in its own process", function () {
             AWS_ACCESS_KEY_ID: emulator.credentials.accessKeyId,
             AWS_SECRET_ACCESS_KEY: emulator.credentials.secretAccessKey,
         };
-        await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: "shots/a/shot.blend", Body: "BLENDER-v304 stand-in bytes" }));
+        // The job API reads the scene (frame range, camera, referenced files) before it queues anything.
+        await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: "shots/a/shot.blend", Body: fs.readFileSync((await makeScene()).blendPath) }));
         await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: "shots/a/textures/wood.png", Body: "png" }));
     });
 

@@ -1,0 +1,254 @@
+// Turns the kept blocks into the summary: scenes with their render settings, and every external file the
+// scene needs (images, linked libraries, movie clips, volumes, caches, fonts), read field by field through
+// the file's own SDNA, so the same code reads files from Blender 2.7x to 5.x.
+import { KeptBlock, WalkResult } from "./blocks";
+import { Compression } from "./decompress";
+import { blendFileError } from "./errors";
+import { blockStruct, nested, readInteger, readPointer, readString, Sdna, parseSdna, StructRef } from "./sdna";
+
+export interface BlendScene {
+    name: string;
+    frameStart: number;
+    frameEnd: number;
+    frameStep: number;
+    resolutionX: number;
+    resolutionY: number;
+    resolutionPercentage: number;
+    /** Blender's engine id as Blender 2.80+ reads it: "CYCLES", "BLENDER_EEVEE", "BLENDER_EEVEE_NEXT", "BLENDER_WORKBENCH", or an add-on's. */
+    engine: string;
+    /** The output format's id, as bpy names it: "PNG", "JPEG", "OPEN_EXR", "FFMPEG", ... */
+    fileFormat: string;
+    /** The active camera object's name, or null: Blender cannot render the scene without one. */
+    camera: string | null;
+}
+
+export type ImageSource = "FILE" | "SEQUENCE" | "MOVIE" | "GENERATED" | "VIEWER" | "TILED" | `UNKNOWN_${number}`;
+
+export interface BlendImage {
+    name: string;
+    /** As stored: "//" starts a path relative to the .blend. */
+    filepath: string;
+    source: ImageSource;
+    packed: boolean;
+    /** UDIM tile numbers (1001, 1002, ...) of a TILED image; empty otherwise. */
+    tiles: number[];
+}
+
+export interface BlendLibrary {
+    name: string;
+    filepath: string;
+}
+
+export interface BlendMovieClip {
+    name: string;
+    filepath: string;
+    source: "SEQUENCE" | "MOVIE" | `UNKNOWN_${number}`;
+}
+
+export interface BlendVolume {
+    name: string;
+    filepath: string;
+    isSequence: boolean;
+    packed: boolean;
+}
+
+export interface BlendCacheFile {
+    name: string;
+    filepath: string;
+    isSequence: boolean;
+}
+
+export interface BlendFont {
+    name: string;
+    /** "<builtin>" for Blender's own font. */
+    filepath: string;
+    packed: boolean;
+}
+
+export interface BlendSummary {
+    file: string;
+    compression: Compression;
+    header: { pointerSize: 4 | 8; littleEndian: boolean; fileFormatVersion: 0 | 1 };
+    /** The Blender version that saved the file: [major, minor, subversion], as bpy.data.version. */
+    version: [number, number, number];
+    /** Decompressed size up to the end marker. */
+    bytes: number;
+    blockCount: number;
+    /** The scene Blender opens (and renders) by default: the one that was active when the file was saved. */
+    activeScene: string | null;
+    scenes: BlendScene[];
+    images: BlendImage[];
+    libraries: BlendLibrary[];
+    movieClips: BlendMovieClip[];
+    volumes: BlendVolume[];
+    cacheFiles: BlendCacheFile[];
+    fonts: BlendFont[];
+}
+
+/** ImageFormatData.imtype -> bpy's file_format id (DNA_scene_types.h); old movie types read as FFMPEG, as Blender versions them. */
+const IMAGE_TYPES: Record<number, string> = {
+    0: "TARGA", 1: "IRIS", 4: "JPEG", 7: "IRIS", 14: "TARGA_RAW", 15: "AVI_RAW", 16: "AVI_JPEG", 17: "PNG", 20: "BMP", 21: "HDR", 22: "TIFF",
+    23: "OPEN_EXR", 24: "FFMPEG", 26: "CINEON", 27: "DPX", 28: "OPEN_EXR_MULTILAYER", 29: "DDS", 30: "JPEG2000", 31: "FFMPEG", 32: "FFMPEG",
+    33: "FFMPEG", 34: "PSD", 35: "WEBP", 36: "FFMPEG", 37: "AVIF",
+};
+/** Image.source (IMA_SRC_*). */
+const IMAGE_SOURCES: Record<number, ImageSource> = { 1: "FILE", 2: "SEQUENCE", 3: "MOVIE", 4: "GENERATED", 5: "VIEWER", 6: "TILED" };
+/** MovieClip.source (MCLIP_SRC_*). */
+const CLIP_SOURCES: Record<number, "SEQUENCE" | "MOVIE"> = { 1: "SEQUENCE", 2: "MOVIE" };
+/** Longest list walked (UDIM tiles go up to 1001..2000): a cycle in corrupt data ends here. */
+const MAX_LIST_LENGTH = 100000;
+
+function structRef(sdna: Sdna, block: KeptBlock, expected: string, file: string): StructRef {
+    const struct = blockStruct(sdna, block.sdnaIndex, expected, block.code, file);
+    if (block.whole && block.data.length < struct.size) throw blendFileError("corrupt", file, `${block.code} block is ${block.data.length} bytes, shorter than its ${struct.name} (${struct.size})`, block.offset);
+    return { sdna, struct, bytes: block.data, offset: 0 };
+}
+
+/** The ID name without its two-letter type prefix ("SCScene" -> "Scene"). */
+function idName(ref: StructRef): string {
+    const id = nested(ref, "id");
+    const name = id ? readString(id, "name") : undefined;
+    return name === undefined ? "" : name.slice(2);
+}
+
+function required(value: number | undefined, what: string, file: string): number {
+    if (value === undefined) throw blendFileError("corrupt", file, `this file's SDNA has no ${what}`);
+    return value;
+}
+
+/** Pointer fields may be absent from older (or newer) SDNA: absent reads as NULL. */
+function pointerOf(ref: StructRef, name: string): string {
+    return readPointer(ref, name) ?? "";
+}
+
+export function summarize(walk: WalkResult, file: string, compression: Compression): BlendSummary {
+    const { header } = walk;
+    const sdna = parseSdna(walk.dna.data, header.pointerSize, header.littleEndian, file);
+    const byAddress = new Map<string, KeptBlock>();
+    for (const block of walk.blocks) if (!byAddress.has(block.oldPointer)) byAddress.set(block.oldPointer, block);
+    const ofCode = (code: string) => walk.blocks.filter((block) => block.code === code);
+
+    /** The name of the ID a pointer refers to (an object in this file, or a linked one's placeholder), or null. */
+    const idNameAt = (pointer: string): string | null => {
+        const target = pointer ? byAddress.get(pointer) : undefined;
+        if (!target || (target.code !== "OB" && target.code !== "ID")) return null;
+        const struct = blockStruct(sdna, target.sdnaIndex, undefined, target.code, file);
+        const ref: StructRef = { sdna, struct, bytes: target.data, offset: 0 };
+        // An "ID" placeholder block (a linked data-block) is the ID struct itself; an object starts with one.
+        const id = struct.name === "ID" ? ref : nested(ref, "id");
+        const name = id ? readString(id, "name") : undefined;
+        return name === undefined || name.length < 2 ? null : name.slice(2);
+    };
+
+    let subversion = 0;
+    let activeScenePointer = "";
+    const glob = ofCode("GLOB")[0];
+    if (glob) {
+        const ref = structRef(sdna, glob, "FileGlobal", file);
+        subversion = readInteger(ref, "subversion") ?? 0;
+        activeScenePointer = pointerOf(ref, "curscene");
+    }
+
+    const sceneBlocks = ofCode("SC");
+    const scenes: BlendScene[] = sceneBlocks.map((block) => {
+        const ref = structRef(sdna, block, "Scene", file);
+        const render = nested(ref, "r");
+        if (!render) throw blendFileError("corrupt", file, "this file's Scene struct has no render settings (r)");
+        const imageFormat = nested(render, "im_format");
+        let engine = readString(render, "engine") ?? "";
+        // Blender 2.80 reads 2.7x's Blender Internal scenes as EEVEE (versioning_280).
+        if (header.version < 280 && engine === "BLENDER_RENDER") engine = "BLENDER_EEVEE";
+        const imtype = imageFormat ? readInteger(imageFormat, "imtype") : readInteger(render, "imtype");
+        return {
+            name: idName(ref),
+            frameStart: required(readInteger(render, "sfra"), "RenderData.sfra", file),
+            frameEnd: required(readInteger(render, "efra"), "RenderData.efra", file),
+            frameStep: readInteger(render, "frame_step") ?? 1,
+            resolutionX: required(readInteger(render, "xsch"), "RenderData.xsch", file),
+            resolutionY: required(readInteger(render, "ysch"), "RenderData.ysch", file),
+            resolutionPercentage: required(readInteger(render, "size"), "RenderData.size", file),
+            engine,
+            fileFormat: imtype === undefined ? "UNKNOWN" : IMAGE_TYPES[imtype] ?? `UNKNOWN_${imtype}`,
+            camera: idNameAt(pointerOf(ref, "camera")),
+        };
+    });
+    const activeBlock = sceneBlocks.find((block) => block.oldPointer === activeScenePointer);
+    const activeScene = activeBlock ? scenes[sceneBlocks.indexOf(activeBlock)].name : scenes.length > 0 ? scenes[0].name : null;
+
+    /** Tile numbers along Image.tiles, through the DATA blocks kept after the image. */
+    const tilesOf = (ref: StructRef): number[] => {
+        const list = nested(ref, "tiles");
+        const tiles: number[] = [];
+        const seen = new Set<string>();
+        let pointer = list ? pointerOf(list, "first") : "";
+        while (pointer && !seen.has(pointer) && tiles.length < MAX_LIST_LENGTH) {
+            seen.add(pointer);
+            const block = byAddress.get(pointer);
+            if (!block || block.code !== "DATA") throw blendFileError("corrupt", file, `image ${idName(ref)}: its tile list points at a block the file does not have`);
+            const tile = structRef(sdna, block, "ImageTile", file);
+            tiles.push(required(readInteger(tile, "tile_number"), "ImageTile.tile_number", file));
+            pointer = pointerOf(tile, "next");
+        }
+        return tiles;
+    };
+
+    const images: BlendImage[] = ofCode("IM").map((block) => {
+        const ref = structRef(sdna, block, "Image", file);
+        const sourceNumber = readInteger(ref, "source") ?? 0;
+        const source = IMAGE_SOURCES[sourceNumber] ?? (`UNKNOWN_${sourceNumber}` as const);
+        const packedFiles = nested(ref, "packedfiles");
+        // Blender 2.76 moved Image.packedfile to a list (one per view); older files have only the pointer.
+        const packed = (packedFiles !== undefined && pointerOf(packedFiles, "first") !== "") || pointerOf(ref, "packedfile") !== "";
+        return {
+            name: idName(ref),
+            // Image.filepath is stored under its old name "name" (DNA_rename_defs.h).
+            filepath: readString(ref, "filepath") ?? readString(ref, "name") ?? "",
+            source,
+            packed,
+            tiles: source === "TILED" ? tilesOf(ref) : [],
+        };
+    });
+
+    const libraries: BlendLibrary[] = ofCode("LI").map((block) => {
+        const ref = structRef(sdna, block, "Library", file);
+        return { name: idName(ref), filepath: readString(ref, "filepath") ?? readString(ref, "name") ?? "" };
+    });
+
+    const movieClips: BlendMovieClip[] = ofCode("MC").map((block) => {
+        const ref = structRef(sdna, block, "MovieClip", file);
+        const sourceNumber = readInteger(ref, "source") ?? 0;
+        return { name: idName(ref), filepath: readString(ref, "filepath") ?? readString(ref, "name") ?? "", source: CLIP_SOURCES[sourceNumber] ?? (`UNKNOWN_${sourceNumber}` as const) };
+    });
+
+    const volumes: BlendVolume[] = ofCode("VO").map((block) => {
+        const ref = structRef(sdna, block, "Volume", file);
+        return { name: idName(ref), filepath: readString(ref, "filepath") ?? "", isSequence: (readInteger(ref, "is_sequence") ?? 0) !== 0, packed: pointerOf(ref, "packedfile") !== "" };
+    });
+
+    const cacheFiles: BlendCacheFile[] = ofCode("CF").map((block) => {
+        const ref = structRef(sdna, block, "CacheFile", file);
+        return { name: idName(ref), filepath: readString(ref, "filepath") ?? "", isSequence: (readInteger(ref, "is_sequence") ?? 0) !== 0 };
+    });
+
+    const fonts: BlendFont[] = ofCode("VF").map((block) => {
+        const ref = structRef(sdna, block, "VFont", file);
+        return { name: idName(ref), filepath: readString(ref, "filepath") ?? readString(ref, "name") ?? "", packed: pointerOf(ref, "packedfile") !== "" };
+    });
+
+    return {
+        file,
+        compression,
+        header: { pointerSize: header.pointerSize, littleEndian: header.littleEndian, fileFormatVersion: header.fileFormatVersion },
+        version: [Math.floor(header.version / 100), header.version % 100, subversion],
+        bytes: walk.bytes,
+        blockCount: walk.blockCount,
+        activeScene,
+        scenes,
+        images,
+        libraries,
+        movieClips,
+        volumes,
+        cacheFiles,
+        fonts,
+    };
+}
