@@ -11,7 +11,8 @@ import * as net from "net";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, PurgeQueueCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { ENGINES } from "../functions/contract";
-import { frameMessageOf, JobApiDeps, SEND_CONCURRENCY, sendFrameMessages, submitJob } from "../functions/jobApi";
+import { frameMessageOf, SEND_CONCURRENCY, sendFrameMessages } from "../functions/frameQueueing";
+import { JobApiDeps, submitJob } from "../functions/jobApi";
 import { readManifest } from "../functions/ledger";
 import { createFarmResources, emulatorClients, startEmulator } from "../local/emulator";
 

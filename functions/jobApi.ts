@@ -3,17 +3,14 @@
 // Plain functions over { s3, sqs, settings }: Pulumi's closure serializer ships this module inside the
 // job API Lambda, so nothing here creates clients, schemas or class instances at module level.
 import * as crypto from "crypto";
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
-import { GetQueueAttributesCommand, SendMessageBatchCommand, SQSClient } from "@aws-sdk/client-sqs";
+import { S3Client } from "@aws-sdk/client-s3";
+import { GetQueueAttributesCommand, SQSClient } from "@aws-sdk/client-sqs";
 import {
     apiError,
     ApiError,
     ENGINES,
     Engine,
     errorBody,
-    FrameMessage,
-    FRAME_MESSAGE_VERSION,
-    frameOutputKey,
     FrameRecord,
     formatFrameSpec,
     JOB_ID_PATTERN,
@@ -22,7 +19,6 @@ import {
     JobRequest,
     MANIFEST_VERSION,
     MAX_ASSETS,
-    objectKeyProblem,
     outputPrefix,
     parseFrameSpec,
     parseJobRequest,
@@ -35,7 +31,6 @@ import {
     deleteManifest,
     describeAwsError,
     frameProgress,
-    isNotFound,
     latestRecordByFrame,
     mapWithConcurrency,
     readFrameRecords,
@@ -43,7 +38,9 @@ import {
     writeFrameRecord,
     writeManifest,
 } from "./ledger";
-import { BlendSummary, externalReferences, isBlendFileError, isSequenceFrame, readBlendStream, resolveReferenceKey, sequencePattern } from "./blend";
+import { isBlendFileError } from "./blend";
+import { frameMessageOf, MAX_MESSAGE_BYTES, notSentSummary, sendFrameMessages } from "./frameQueueing";
+import { HEAD_CONCURRENCY, headObject, ObjectCheck, Preflight, preflightScene } from "./scenePreflight";
 
 export interface JobApiSettings {
     scenesBucket: string;
@@ -106,14 +103,6 @@ export const DEFAULT_MAX_RESOLUTION = 16384;
 export const DEFAULT_MAX_RECEIVE_COUNT = 3;
 /** Longer than a frame's whole life in the queue at the default settings (3 receives of a 15-minute render). */
 export const DEFAULT_STALE_AFTER_SECONDS = 3600;
-/** HeadObject calls in flight when checking a request's scene and assets. */
-export const HEAD_CONCURRENCY = 16;
-/** SendMessageBatch calls in flight when queueing a job's frames. */
-export const SEND_CONCURRENCY = 24;
-/** Attempts per batch entry (the SDK retries each call too) before a frame is reported as not queued. */
-export const SEND_ATTEMPTS = 6;
-/** SQS's limit on a message and on a whole batch at the queue's default MaximumMessageSize. */
-export const MAX_MESSAGE_BYTES = 262144;
 
 // ---- settings -------------------------------------------------------------------------------
 
@@ -211,248 +200,9 @@ export function newJobId(): string {
     return crypto.randomUUID();
 }
 
-interface ObjectCheck {
-    key: string;
-    etag?: string;
-    missing: boolean;
-}
-
-async function headObject(s3: S3Client, bucket: string, key: string): Promise<ObjectCheck> {
-    try {
-        const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-        return { key, etag: head.ETag ?? "", missing: false };
-    } catch (error) {
-        // HEAD replies carry no body, so a missing bucket also looks like a plain 404 here.
-        if (isNotFound(error)) return { key, missing: true };
-        const failure = new Error(`HeadObject s3://${bucket}/${key} failed: ${describeAwsError(error)}`);
-        (failure as Error & { status?: number }).status = awsErrorStatus(error);
-        throw failure;
-    }
-}
-
 /** Every key of the request checked with HeadObject; all missing ones are reported together. */
 async function checkObjects(deps: JobApiDeps, keys: string[]): Promise<ObjectCheck[]> {
     return mapWithConcurrency(keys, HEAD_CONCURRENCY, (key) => headObject(deps.s3, deps.settings.scenesBucket, key));
-}
-
-export function frameMessageOf(manifest: JobManifest, rendersBucket: string, frame: number): FrameMessage {
-    return {
-        v: FRAME_MESSAGE_VERSION,
-        jobId: manifest.jobId,
-        frame,
-        scene: manifest.request.scene,
-        sceneEtag: manifest.sceneEtag,
-        assets: manifest.request.assets,
-        settings: manifest.settings,
-        output: { bucket: rendersBucket, key: frameOutputKey(manifest.jobId, frame, manifest.settings.format) },
-    };
-}
-
-// ---- preflight: read the scene before anything is queued ----------------------------------
-
-/** Most keys of one sequence (image, clip, volume or cache frames) the preflight lists before giving up. */
-export const MAX_SEQUENCE_KEYS = MAX_ASSETS;
-
-export interface Preflight {
-    summary: BlendSummary;
-    /** ETag of the scene object that was read. */
-    etag: string;
-    /** Frames from the scene's own range, when the request had none. */
-    frames?: number[];
-    /** Referenced keys found in the bucket that the request did not list. */
-    found: string[];
-    /** Referenced keys absent from the bucket, each with what needs it. */
-    missing: { key: string; neededBy: string }[];
-    warnings: string[];
-}
-
-/** The scene object's bytes through the .blend reader, streamed: the object is never held in memory whole. */
-async function readSceneObject(deps: JobApiDeps, key: string): Promise<{ summary: BlendSummary; etag: string }> {
-    let object;
-    try {
-        object = await deps.s3.send(new GetObjectCommand({ Bucket: deps.settings.scenesBucket, Key: key }));
-    } catch (error) {
-        const failure = new Error(`GetObject s3://${deps.settings.scenesBucket}/${key} failed: ${describeAwsError(error)}`);
-        (failure as Error & { status?: number }).status = awsErrorStatus(error);
-        throw failure;
-    }
-    const body = object.Body as (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined;
-    if (!body) throw new Error(`GetObject s3://${deps.settings.scenesBucket}/${key} returned no body`);
-    try {
-        return { summary: await readBlendStream(body, key), etag: object.ETag ?? "" };
-    } finally {
-        body.destroy?.();
-    }
-}
-
-/** Every key of the sequence `key` is one frame of, from one listing of its folder (bounded). */
-async function listSequence(deps: JobApiDeps, key: string): Promise<string[]> {
-    const pattern = sequencePattern(key);
-    if (!pattern) return [];
-    const keys: string[] = [];
-    let token: string | undefined;
-    do {
-        let page;
-        try {
-            page = await deps.s3.send(new ListObjectsV2Command({ Bucket: deps.settings.scenesBucket, Prefix: pattern.folder + pattern.head, ContinuationToken: token }));
-        } catch (error) {
-            const failure = new Error(`ListObjectsV2 s3://${deps.settings.scenesBucket}/${pattern.folder + pattern.head} failed: ${describeAwsError(error)}`);
-            (failure as Error & { status?: number }).status = awsErrorStatus(error);
-            throw failure;
-        }
-        for (const object of page.Contents ?? []) if (object.Key && isSequenceFrame(pattern, object.Key)) keys.push(object.Key);
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token && keys.length <= MAX_SEQUENCE_KEYS);
-    return keys.sort();
-}
-
-/** The scene's active scene, or the reply that refuses the job: no scene, no camera, or frames the farm cannot take. */
-function sceneProblems(request: JobRequest, summary: BlendSummary, limits: JobLimits): ApiError | { frames?: number[] } {
-    const scene = summary.scenes.find((candidate) => candidate.name === summary.activeScene);
-    if (!scene) return apiError(400, "no_scene", `scene "${request.scene}" holds no scene to render`, "scene");
-    if (scene.camera === null) {
-        return apiError(400, "no_camera", `scene "${request.scene}": its scene "${scene.name}" has no active camera, so Blender cannot render it; set one (Scene Properties > Camera) and upload it again`, "scene");
-    }
-    if (request.frames !== undefined) return {};
-    const own = `${scene.frameStart}-${scene.frameEnd}x${Math.max(1, scene.frameStep)}`;
-    const frames = parseFrameSpec(own, limits.maxFrames);
-    if (!frames.ok) return { ...frames.error, message: `the scene's own frame range ${own} (used because the request has no frames): ${frames.error.message}` };
-    return { frames: frames.value };
-}
-
-/**
- * Reads the scene and checks what it needs: a camera, its frame range (when the request has none), and every
- * external file it references, resolved against the scene's key. Files listed in `assets` count as present;
- * others are looked up in the bucket (one HEAD per file, one listing per sequence).
- */
-async function preflightScene(deps: JobApiDeps, request: JobRequest, assets: string[]): Promise<Preflight | ApiError> {
-    const { summary, etag } = await readSceneObject(deps, request.scene);
-    const checked = sceneProblems(request, summary, deps.settings.limits);
-    if ("status" in checked) return checked;
-
-    const listed = new Set([request.scene, ...assets]);
-    const warnings: string[] = [];
-    const single = new Map<string, string>();
-    const sequences = new Map<string, string>();
-    for (const reference of externalReferences(summary)) {
-        const neededBy = `${reference.kind} "${reference.name}"${reference.tile === undefined ? "" : ` (tile ${reference.tile})`}`;
-        const resolved = resolveReferenceKey(request.scene, reference.filepath);
-        if (!resolved.ok) {
-            warnings.push(`${neededBy}: ${resolved.message}`);
-            continue;
-        }
-        const problem = objectKeyProblem(resolved.key);
-        if (problem) {
-            warnings.push(`${neededBy}: "${reference.filepath}" resolves to "${resolved.key}", which ${problem}; the farm cannot provide it`);
-            continue;
-        }
-        if (reference.sequence && sequencePattern(resolved.key)) {
-            if (!sequences.has(resolved.key)) sequences.set(resolved.key, neededBy);
-        } else if (!listed.has(resolved.key) && !single.has(resolved.key)) single.set(resolved.key, neededBy);
-    }
-
-    const found = new Set<string>();
-    const missing: Preflight["missing"] = [];
-    const heads = await mapWithConcurrency([...single.keys()], HEAD_CONCURRENCY, (key) => headObject(deps.s3, deps.settings.scenesBucket, key));
-    for (const head of heads) {
-        if (head.missing) missing.push({ key: head.key, neededBy: single.get(head.key)! });
-        else found.add(head.key);
-    }
-    // A sequence's frame numbers are not in the .blend: every frame present in the bucket goes with the job.
-    const listings = await mapWithConcurrency([...sequences.keys()], HEAD_CONCURRENCY, async (key) => ({ key, frames: await listSequence(deps, key) }));
-    for (const { key, frames } of listings) {
-        const pattern = sequencePattern(key)!;
-        const fromAssets = assets.filter((asset) => isSequenceFrame(pattern, asset));
-        if (frames.length === 0 && fromAssets.length === 0) missing.push({ key, neededBy: `${sequences.get(key)!} (a sequence: no ${pattern.folder}${pattern.head}<number>${pattern.tail} in the bucket)` });
-        for (const frame of frames) if (!listed.has(frame)) found.add(frame);
-    }
-    return { summary, etag, frames: checked.frames, found: [...found].sort(), missing, warnings };
-}
-
-// ---- queueing -------------------------------------------------------------------------------
-
-export interface SendResult {
-    sent: number;
-    /** Frames that never went, with SQS's last word on each. */
-    notSent: { frame: number; reason: string }[];
-}
-
-function delay(ms: number): Promise<void> {
-    return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Groups messages into SendMessageBatch calls: at most 10 entries and MAX_MESSAGE_BYTES each. */
-function packBatches(bodies: { frame: number; body: string }[]): { frame: number; body: string }[][] {
-    const batches: { frame: number; body: string }[][] = [];
-    let current: { frame: number; body: string }[] = [];
-    let bytes = 0;
-    for (const entry of bodies) {
-        const size = Buffer.byteLength(entry.body, "utf8");
-        if (current.length === 10 || (current.length > 0 && bytes + size > MAX_MESSAGE_BYTES)) {
-            batches.push(current);
-            current = [];
-            bytes = 0;
-        }
-        current.push(entry);
-        bytes += size;
-    }
-    if (current.length > 0) batches.push(current);
-    return batches;
-}
-
-/** Sends one batch, resending the entries SQS reports as Failed (unless they are the sender's fault) with backoff. */
-async function sendBatch(sqs: SQSClient, queueUrl: string, batch: { frame: number; body: string }[]): Promise<SendResult> {
-    let pending = batch;
-    let lastReason = new Map<number, string>();
-    const notSent: SendResult["notSent"] = [];
-    for (let attempt = 1; attempt <= SEND_ATTEMPTS && pending.length > 0; attempt++) {
-        if (attempt > 1) await delay(Math.min(2000, 50 * 2 ** (attempt - 2)) * (0.5 + Math.random()));
-        const byId = new Map(pending.map((entry) => [`f${entry.frame}`, entry]));
-        let failed: { Id?: string; SenderFault?: boolean; Code?: string; Message?: string }[];
-        try {
-            const reply = await sqs.send(
-                new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: pending.map((entry) => ({ Id: `f${entry.frame}`, MessageBody: entry.body })) }),
-            );
-            failed = reply.Failed ?? [];
-        } catch (error) {
-            const status = awsErrorStatus(error);
-            const reason = `SendMessageBatch to ${queueUrl} failed: ${describeAwsError(error)}`;
-            lastReason = new Map(pending.map((entry) => [entry.frame, reason]));
-            // A 4xx other than throttling will not get better by asking again.
-            if (status !== undefined && status >= 400 && status < 500 && status !== 429 && !/Throttl|RequestThrottled|OverLimit/i.test(describeAwsError(error))) break;
-            continue;
-        }
-        const retry: { frame: number; body: string }[] = [];
-        lastReason = new Map();
-        for (const entry of failed) {
-            const original = entry.Id ? byId.get(entry.Id) : undefined;
-            if (!original) continue;
-            const reason = `${entry.Code ?? "Failed"}: ${entry.Message ?? "no message"}`;
-            if (entry.SenderFault) notSent.push({ frame: original.frame, reason });
-            else {
-                retry.push(original);
-                lastReason.set(original.frame, reason);
-            }
-        }
-        pending = retry;
-    }
-    for (const entry of pending) notSent.push({ frame: entry.frame, reason: lastReason.get(entry.frame) ?? "not sent" });
-    return { sent: batch.length - notSent.length, notSent };
-}
-
-/** Queues the frames' messages with SendMessageBatch: 10 per call, SEND_CONCURRENCY calls in flight. */
-export async function sendFrameMessages(sqs: SQSClient, queueUrl: string, messages: FrameMessage[], concurrency = SEND_CONCURRENCY): Promise<SendResult> {
-    const batches = packBatches(messages.map((message) => ({ frame: message.frame, body: JSON.stringify(message) })));
-    const results = await mapWithConcurrency(batches, concurrency, (batch) => sendBatch(sqs, queueUrl, batch));
-    return {
-        sent: results.reduce((sum, result) => sum + result.sent, 0),
-        notSent: results.flatMap((result) => result.notSent).sort((a, b) => a.frame - b.frame),
-    };
-}
-
-function notSentSummary(result: SendResult, total: number): string {
-    const frames = formatFrameSpec(result.notSent.map((entry) => entry.frame));
-    return `${result.notSent.length} of ${total} frame messages could not be queued (frames ${frames}): ${result.notSent[0].reason}`;
 }
 
 // ---- POST /jobs -----------------------------------------------------------------------------

@@ -6,7 +6,7 @@
 import { ChangeMessageVisibilityCommand, SQSClient } from "@aws-sdk/client-sqs";
 import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { parseFrameMessage } from "../functions/contract";
-import { frameMessageOf, sendFrameMessages } from "../functions/jobApi";
+import { frameMessageOf, sendFrameMessages } from "../functions/frameQueueing";
 import { describeAwsError, frameProgress, latestRecordByFrame, readFrameRecords, readManifest } from "../functions/ledger";
 import { Emulator, FarmResources } from "./emulator";
 

@@ -1,0 +1,148 @@
+// The scene preflight: read the .blend from S3 before anything is queued, refuse what Blender cannot
+// render, take the scene's own frame range, and find every external file it needs in the bucket.
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
+import { apiError, ApiError, JobLimits, JobRequest, MAX_ASSETS, objectKeyProblem, parseFrameSpec } from "./contract";
+import { BlendSummary, externalReferences, isSequenceFrame, readBlendStream, resolveReferenceKey, sequencePattern } from "./blend";
+import { awsErrorStatus, describeAwsError, isNotFound, mapWithConcurrency } from "./ledger";
+import type { JobApiDeps } from "./jobApi";
+
+/** HeadObject calls in flight when checking a request's scene and assets. */
+export const HEAD_CONCURRENCY = 16;
+
+export interface ObjectCheck {
+    key: string;
+    etag?: string;
+    missing: boolean;
+}
+
+export async function headObject(s3: S3Client, bucket: string, key: string): Promise<ObjectCheck> {
+    try {
+        const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+        return { key, etag: head.ETag ?? "", missing: false };
+    } catch (error) {
+        // HEAD replies carry no body, so a missing bucket also looks like a plain 404 here.
+        if (isNotFound(error)) return { key, missing: true };
+        const failure = new Error(`HeadObject s3://${bucket}/${key} failed: ${describeAwsError(error)}`);
+        (failure as Error & { status?: number }).status = awsErrorStatus(error);
+        throw failure;
+    }
+}
+
+/** Most keys of one sequence (image, clip, volume or cache frames) the preflight lists before giving up. */
+export const MAX_SEQUENCE_KEYS = MAX_ASSETS;
+
+export interface Preflight {
+    summary: BlendSummary;
+    /** ETag of the scene object that was read. */
+    etag: string;
+    /** Frames from the scene's own range, when the request had none. */
+    frames?: number[];
+    /** Referenced keys found in the bucket that the request did not list. */
+    found: string[];
+    /** Referenced keys absent from the bucket, each with what needs it. */
+    missing: { key: string; neededBy: string }[];
+    warnings: string[];
+}
+
+/** The scene object's bytes through the .blend reader, streamed: the object is never held in memory whole. */
+async function readSceneObject(deps: JobApiDeps, key: string): Promise<{ summary: BlendSummary; etag: string }> {
+    let object;
+    try {
+        object = await deps.s3.send(new GetObjectCommand({ Bucket: deps.settings.scenesBucket, Key: key }));
+    } catch (error) {
+        const failure = new Error(`GetObject s3://${deps.settings.scenesBucket}/${key} failed: ${describeAwsError(error)}`);
+        (failure as Error & { status?: number }).status = awsErrorStatus(error);
+        throw failure;
+    }
+    const body = object.Body as (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined;
+    if (!body) throw new Error(`GetObject s3://${deps.settings.scenesBucket}/${key} returned no body`);
+    try {
+        return { summary: await readBlendStream(body, key), etag: object.ETag ?? "" };
+    } finally {
+        body.destroy?.();
+    }
+}
+
+/** Every key of the sequence `key` is one frame of, from one listing of its folder (bounded). */
+async function listSequence(deps: JobApiDeps, key: string): Promise<string[]> {
+    const pattern = sequencePattern(key);
+    if (!pattern) return [];
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+        let page;
+        try {
+            page = await deps.s3.send(new ListObjectsV2Command({ Bucket: deps.settings.scenesBucket, Prefix: pattern.folder + pattern.head, ContinuationToken: token }));
+        } catch (error) {
+            const failure = new Error(`ListObjectsV2 s3://${deps.settings.scenesBucket}/${pattern.folder + pattern.head} failed: ${describeAwsError(error)}`);
+            (failure as Error & { status?: number }).status = awsErrorStatus(error);
+            throw failure;
+        }
+        for (const object of page.Contents ?? []) if (object.Key && isSequenceFrame(pattern, object.Key)) keys.push(object.Key);
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token && keys.length <= MAX_SEQUENCE_KEYS);
+    return keys.sort();
+}
+
+/** The scene's active scene, or the reply that refuses the job: no scene, no camera, or frames the farm cannot take. */
+function sceneProblems(request: JobRequest, summary: BlendSummary, limits: JobLimits): ApiError | { frames?: number[] } {
+    const scene = summary.scenes.find((candidate) => candidate.name === summary.activeScene);
+    if (!scene) return apiError(400, "no_scene", `scene "${request.scene}" holds no scene to render`, "scene");
+    if (scene.camera === null) {
+        return apiError(400, "no_camera", `scene "${request.scene}": its scene "${scene.name}" has no active camera, so Blender cannot render it; set one (Scene Properties > Camera) and upload it again`, "scene");
+    }
+    if (request.frames !== undefined) return {};
+    const own = `${scene.frameStart}-${scene.frameEnd}x${Math.max(1, scene.frameStep)}`;
+    const frames = parseFrameSpec(own, limits.maxFrames);
+    if (!frames.ok) return { ...frames.error, message: `the scene's own frame range ${own} (used because the request has no frames): ${frames.error.message}` };
+    return { frames: frames.value };
+}
+
+/**
+ * Reads the scene and checks what it needs: a camera, its frame range (when the request has none), and every
+ * external file it references, resolved against the scene's key. Files listed in `assets` count as present;
+ * others are looked up in the bucket (one HEAD per file, one listing per sequence).
+ */
+export async function preflightScene(deps: JobApiDeps, request: JobRequest, assets: string[]): Promise<Preflight | ApiError> {
+    const { summary, etag } = await readSceneObject(deps, request.scene);
+    const checked = sceneProblems(request, summary, deps.settings.limits);
+    if ("status" in checked) return checked;
+
+    const listed = new Set([request.scene, ...assets]);
+    const warnings: string[] = [];
+    const single = new Map<string, string>();
+    const sequences = new Map<string, string>();
+    for (const reference of externalReferences(summary)) {
+        const neededBy = `${reference.kind} "${reference.name}"${reference.tile === undefined ? "" : ` (tile ${reference.tile})`}`;
+        const resolved = resolveReferenceKey(request.scene, reference.filepath);
+        if (!resolved.ok) {
+            warnings.push(`${neededBy}: ${resolved.message}`);
+            continue;
+        }
+        const problem = objectKeyProblem(resolved.key);
+        if (problem) {
+            warnings.push(`${neededBy}: "${reference.filepath}" resolves to "${resolved.key}", which ${problem}; the farm cannot provide it`);
+            continue;
+        }
+        if (reference.sequence && sequencePattern(resolved.key)) {
+            if (!sequences.has(resolved.key)) sequences.set(resolved.key, neededBy);
+        } else if (!listed.has(resolved.key) && !single.has(resolved.key)) single.set(resolved.key, neededBy);
+    }
+
+    const found = new Set<string>();
+    const missing: Preflight["missing"] = [];
+    const heads = await mapWithConcurrency([...single.keys()], HEAD_CONCURRENCY, (key) => headObject(deps.s3, deps.settings.scenesBucket, key));
+    for (const head of heads) {
+        if (head.missing) missing.push({ key: head.key, neededBy: single.get(head.key)! });
+        else found.add(head.key);
+    }
+    // A sequence's frame numbers are not in the .blend: every frame present in the bucket goes with the job.
+    const listings = await mapWithConcurrency([...sequences.keys()], HEAD_CONCURRENCY, async (key) => ({ key, frames: await listSequence(deps, key) }));
+    for (const { key, frames } of listings) {
+        const pattern = sequencePattern(key)!;
+        const fromAssets = assets.filter((asset) => isSequenceFrame(pattern, asset));
+        if (frames.length === 0 && fromAssets.length === 0) missing.push({ key, neededBy: `${sequences.get(key)!} (a sequence: no ${pattern.folder}${pattern.head}<number>${pattern.tail} in the bucket)` });
+        for (const frame of frames) if (!listed.has(frame)) found.add(frame);
+    }
+    return { summary, etag, frames: checked.frames, found: [...found].sort(), missing, warnings };
+}
