@@ -7,9 +7,11 @@ import { ENGINES, Engine, FORMATS, Format, JOB_ID_PATTERN, parseFrameSpec } from
 import { CliError, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, oneLine } from "./errors";
 import { downloadCommand, retryCommand, statusCommand } from "./jobCommands";
 import { Output } from "./output";
+import { inspectCommand } from "./inspect";
 import { renderCommand } from "./render";
 import { Session } from "./session";
 import { DEFAULT_DATA_DIR } from "./target";
+import { workerCommand } from "./worker";
 
 const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
@@ -42,6 +44,13 @@ function nonNegativeInt(label: string) {
         if (!/^\d+$/.test(value.trim())) throw new InvalidArgumentError(`${label} must be a whole number >= 0.`);
         return Number(value);
     };
+}
+
+/** serve's --workers: 0 is a farm that only queues, for `render-farm worker` processes to render. */
+function workerCount(value: string): number {
+    const number = Number(value);
+    if (!/^\d+$/.test(value.trim()) || number > 64) throw new InvalidArgumentError("--workers must be a whole number from 0 to 64.");
+    return number;
 }
 
 function oneOf<T extends string>(label: string, allowed: readonly T[]) {
@@ -143,8 +152,17 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
             .option("--out <dir>", "where the frames go (default: renders/<jobId>)")
             .option("--job-id <id>", "the job's id (an idempotency key: resubmitting it queues nothing new)", jobId)
             .option("--prefix <key>", "key prefix in the scenes bucket (default: the scene directory's name)")
+            .option("--allow-missing", "submit even when files the scene references are missing on disk (warns instead of exiting 2)")
             .option("--no-wait", "submit and print the job id without waiting"),
     ).action((scene: string, flags) => act(flags.json, (session) => renderCommand(session, scene, flags)));
+
+    program
+        .command("inspect")
+        .description("show what a .blend holds (scenes, frame range, resolution, engine, camera) and the files it needs, found on disk or not; no Blender needed")
+        .argument("<scene>", "the .blend file")
+        .option("--json", "print the file's summary and where each referenced file is on disk as one JSON document")
+        .option("--strict", "exit 1 when anything is flagged: no camera, missing files, or paths the farm cannot mirror")
+        .action((scene: string, flags) => act(flags.json, (session) => inspectCommand(session.output, scene, flags)));
 
     withTargetOptions(program.command("status").description("show a job's progress and failures").argument("<jobId>")).action((id: string, flags) =>
         act(flags.json, (session) => statusCommand(session, id, flags)),
@@ -171,7 +189,7 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
         .description("run the local farm (S3/SQS emulator, job API, renderers) until Ctrl-C")
         .option("--port <n>", "job API port (0 = any free port)", nonNegativeInt("--port"), 8787)
         .option("--host <address>", "listen address (default 127.0.0.1; anything else exposes the farm)")
-        .option("--workers <n>", "frames rendered at once", positiveInt("--workers", 64))
+        .option("--workers <n>", "frames rendered at once; 0 leaves the rendering to `render-farm worker` processes", workerCount)
         .option("--data-dir <dir>", "where the farm keeps its buckets, queues and outputs.json", DEFAULT_DATA_DIR)
         .option("--max-receive-count <n>", "attempts per frame before it is dead-lettered", positiveInt("--max-receive-count", 10))
         .option("--failure-backoff <seconds>", "delay before a failed frame's retry", nonNegativeInt("--failure-backoff"))
@@ -195,6 +213,18 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
                 stderr.write(`render-farm: the local farm could not run: ${oneLine(error)}\n`);
                 exitCode = code === "EADDRINUSE" ? EXIT_USAGE : EXIT_UNREACHABLE;
             }
+        });
+
+    program
+        .command("worker")
+        .description("render frames for a local farm running on this machine (e.g. `render-farm serve --workers 0`), in this process, until Ctrl-C or until the farm stops")
+        .option("--data-dir <dir>", "the running farm's data dir (its outputs.json says where its queue and buckets are)", DEFAULT_DATA_DIR)
+        .option("--workers <n>", "frames rendered at once (default: one per CPU)", positiveInt("--workers", 64))
+        .option("--failure-backoff <seconds>", "delay before a failed frame's retry (default 5)", nonNegativeInt("--failure-backoff"))
+        .option("--blender <path>", "the Blender executable (default: blender on PATH)")
+        .option("--json", "print one JSON line (pid, workers, work dir, the farm's endpoints) once the workers poll")
+        .action(async (flags) => {
+            exitCode = await workerCommand(flags, stderr);
         });
 
     try {

@@ -4,10 +4,10 @@ import { randomUUID } from "crypto";
 import * as path from "path";
 import { Engine, Format, JobRequest, Resolution } from "../functions/contract";
 import { downloadFrames } from "./download";
-import { EXIT_OK } from "./errors";
+import { EXIT_OK, usageError } from "./errors";
 import { exitCodeOf, failureLines, jobDocument, summaryLine } from "./jobReport";
 import { watchJob } from "./jobWatch";
-import { planSceneFiles } from "./sceneFiles";
+import { addReferencedFiles, checkScene, farmConsequence, localReferences, missingFilesLine, neededBy, planSceneFiles, readSceneSummary, referencedFiles } from "./sceneFiles";
 import { Session, TargetFlags } from "./session";
 import { uploadObjects } from "./upload";
 
@@ -22,6 +22,8 @@ export interface RenderFlags extends TargetFlags {
     out?: string;
     jobId?: string;
     prefix?: string;
+    /** Submit even when files the scene references are missing on disk (warned; the farm may have them). */
+    allowMissing?: boolean;
     wait: boolean;
 }
 
@@ -33,6 +35,23 @@ export async function renderCommand(session: Session, scenePath: string, flags: 
     const { output } = session;
     // Checked before any farm starts: a typo costs nothing.
     const plan = planSceneFiles(scenePath, flags.assets ?? [], flags.prefix);
+    // The scene is read here too, so what the farm's preflight would refuse costs no upload.
+    const summary = await readSceneSummary(scenePath);
+    const references = localReferences(summary, plan.scene.file);
+    const check = checkScene(summary, references, scenePath);
+    if (!check.scene || check.scene.camera === null) throw usageError(check.problems[0], check.scene ? "no_camera" : "no_scene");
+    if (check.missing.length > 0) {
+        const line = missingFilesLine(check.missing, scenePath);
+        if (!flags.allowMissing) throw usageError(`${line}; put them there, or pass --allow-missing to submit anyway`, "missing_files");
+        output.problem(`warning: ${line}; submitting anyway (--allow-missing): the farm refuses the job unless its scenes bucket already has them`);
+    }
+    const warnings = references.filter((reference) => reference.unmirrorable).map((reference) => `${neededBy(reference)}: ${reference.unmirrorable!.message}; ${farmConsequence(reference, plan.scene.key)}`);
+    for (const warning of new Set(warnings)) output.problem(`warning: ${warning}`);
+    addReferencedFiles(plan, referencedFiles(references, plan.scene.file));
+    if (plan.referenced.length > 0) {
+        const names = plan.referenced.slice(0, 5).map((object) => path.relative(path.dirname(plan.scene.file), object.file));
+        output.note(`found ${plan.referenced.length} file(s) the scene references next to it (uploaded with it): ${names.join(", ")}${plan.referenced.length > 5 ? ", …" : ""}`);
+    }
     // Chosen here rather than by the farm, so resubmitting after a dropped connection cannot queue the job twice.
     const jobId = flags.jobId ?? randomUUID();
     const request: JobRequest = { scene: plan.scene.key, assets: plan.assets.map((asset) => asset.key), format: flags.format ?? "PNG", jobId };
@@ -61,7 +80,7 @@ export async function renderCommand(session: Session, scenePath: string, flags: 
 
     const submitted = await target.api.submit(request);
     session.jobId = submitted.jobId;
-    const upload = { scene: plan.scene.key, uploaded: uploaded.uploaded.length, unchanged: uploaded.unchanged.length, bytes: uploaded.uploadedBytes };
+    const upload = { scene: plan.scene.key, uploaded: uploaded.uploaded.length, unchanged: uploaded.unchanged.length, bytes: uploaded.uploadedBytes, referenced: plan.referenced.map((object) => object.key) };
     if (!flags.wait) {
         output.note(`job ${submitted.jobId}: ${submitted.frames} frame(s) ${submitted.state} on ${target.description}`);
         if (target.kind === "embedded") {

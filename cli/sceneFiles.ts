@@ -2,8 +2,19 @@
 // scenes-bucket keys that keep the artist's layout, so `//textures/wood.png` resolves on the farm.
 import * as fs from "fs";
 import * as path from "path";
+import {
+    BlendReference,
+    BlendScene,
+    BlendSummary,
+    externalReferences,
+    inspectBlendFile,
+    isBlendFileError,
+    isSequenceFrame,
+    resolveReferenceKey,
+    sequencePattern,
+} from "../functions/blend";
 import { objectKeyProblem } from "../functions/contract";
-import { usageError } from "./errors";
+import { CliError, EXIT_USAGE, usageError } from "./errors";
 
 export interface LocalObject {
     /** Absolute path on this machine. */
@@ -18,6 +29,8 @@ export interface ScenePlan {
     assets: LocalObject[];
     /** The key prefix everything is uploaded under (the scene directory's name unless given). */
     prefix: string;
+    /** Assets added because the scene references them (not already given with --assets). */
+    referenced: LocalObject[];
 }
 
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
@@ -120,5 +133,194 @@ export function planSceneFiles(scenePath: string, assets: string[] = [], prefixO
             planned.set(file, { file, key: keyOf(prefix, sceneDir, file), size: fs.statSync(file).size });
         }
     }
-    return { scene: { file: scene.file, key: keyOf(prefix, sceneDir, scene.file), size: scene.size }, assets: [...planned.values()], prefix };
+    return { scene: { file: scene.file, key: keyOf(prefix, sceneDir, scene.file), size: scene.size }, assets: [...planned.values()], prefix, referenced: [] };
+}
+
+/** Adds the files the scene references (absolute paths under its directory) to the plan, as if given with --assets. */
+export function addReferencedFiles(plan: ScenePlan, files: string[]): void {
+    const sceneDir = path.dirname(plan.scene.file);
+    const planned = new Set([plan.scene.file, ...plan.assets.map((asset) => asset.file)]);
+    for (const file of files) {
+        if (planned.has(file)) continue;
+        planned.add(file);
+        const object = { file, key: keyOf(plan.prefix, sceneDir, file), size: fs.statSync(file).size };
+        plan.assets.push(object);
+        plan.referenced.push(object);
+    }
+}
+
+// ---- what the scene references, found on this disk ------------------------------------------
+
+/** Reads the .blend with the farm's own reader; anything unreadable is a one-line usage error with the reader's code. */
+export async function readSceneSummary(scenePath: string): Promise<BlendSummary> {
+    try {
+        return await inspectBlendFile(scenePath);
+    } catch (error) {
+        if (isBlendFileError(error)) {
+            // The reader's message starts with the file's name already.
+            const detail = error.message.startsWith(`${scenePath}: `) ? error.message.slice(scenePath.length + 2) : error.message;
+            throw new CliError(`${scenePath} is not a readable .blend file: ${detail}`, EXIT_USAGE, error.code);
+        }
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === "ENOENT") throw usageError(`scene ${scenePath} not found`, "scene_not_found");
+        if (code === "EISDIR") throw usageError(`scene ${scenePath} is not a file`, "not_a_blend");
+        throw usageError(`scene ${scenePath} cannot be read: ${code ?? String(error)}`, "scene_unreadable");
+    }
+}
+
+export type UnmirrorableReason = "absolute" | "outside-scene" | "not-blend-relative" | "empty" | "invalid-key";
+
+/** One external file the scene needs, resolved on this machine the way Blender does ("//" = the .blend's directory). */
+export interface LocalReference extends BlendReference {
+    /** The file on this machine, or null when the path cannot name one here (e.g. "C:\…" on Linux). */
+    path: string | null;
+    /** Whether it is on disk (a sequence: at least one frame is). */
+    exists: boolean;
+    /** "/"-separated path under the scene's directory: what the farm's work dir mirrors. Absent when unmirrorable. */
+    relative?: string;
+    /** A sequence's frames found on disk, relative like `relative`. */
+    frames?: string[];
+    /** Why the farm cannot get this file by mirroring the scene's directory, if it cannot. */
+    unmirrorable?: { reason: UnmirrorableReason; message: string };
+}
+
+/** What needs the file, as the job API's preflight names it: `image "wood" (tile 1002)`. */
+export function neededBy(reference: BlendReference): string {
+    return `${reference.kind} "${reference.name}"${reference.tile === undefined ? "" : ` (tile ${reference.tile})`}`;
+}
+
+function isFile(file: string): boolean {
+    try {
+        return fs.statSync(file).isFile();
+    } catch {
+        return false;
+    }
+}
+
+/** Files of a sequence on disk: one listing of its folder, matched with the preflight's own pattern test. */
+function sequenceFrames(sceneDir: string, pattern: NonNullable<ReturnType<typeof sequencePattern>>): string[] {
+    let names: string[];
+    try {
+        names = fs.readdirSync(path.join(sceneDir, ...pattern.folder.split("/").filter(Boolean)));
+    } catch {
+        return [];
+    }
+    return names
+        .map((name) => pattern.folder + name)
+        .filter((key) => isSequenceFrame(pattern, key) && isFile(path.join(sceneDir, ...key.split("/"))))
+        .sort();
+}
+
+/**
+ * Every external file the scene references, resolved against the scene's directory with the job API's own
+ * resolver (the scene's file name stands in for its key, so "outside the bucket" means "outside the directory").
+ */
+export function localReferences(summary: BlendSummary, sceneFile: string): LocalReference[] {
+    const sceneDir = path.dirname(path.resolve(sceneFile));
+    return externalReferences(summary).map((reference): LocalReference => {
+        const resolved = resolveReferenceKey(path.basename(sceneFile), reference.filepath);
+        if (!resolved.ok) {
+            // Where Blender on this machine would look: relative to the .blend, or to its working directory.
+            const slashed = reference.filepath.replace(/\\/g, "/");
+            const local = reference.filepath.startsWith("//")
+                ? path.resolve(sceneDir, slashed.slice(2))
+                : path.isAbsolute(reference.filepath) || resolved.reason === "not-blend-relative"
+                  ? path.resolve(reference.filepath)
+                  : null;
+            const reason: UnmirrorableReason = resolved.reason === "outside-bucket" ? "outside-scene" : resolved.reason;
+            const message =
+                reason === "outside-scene"
+                    ? `"${reference.filepath}" is outside the scene's directory ${sceneDir}, the only one \`render\` uploads; move the file under it or pack it`
+                    : resolved.message;
+            return { ...reference, path: local, exists: local !== null && isFile(local), unmirrorable: { reason, message } };
+        }
+        const local = path.join(sceneDir, ...resolved.key.split("/"));
+        const problem = objectKeyProblem(resolved.key);
+        if (problem) {
+            return { ...reference, path: local, exists: isFile(local), unmirrorable: { reason: "invalid-key", message: `"${reference.filepath}" resolves to "${resolved.key}", which ${problem}; the farm cannot store it` } };
+        }
+        const pattern = reference.sequence ? sequencePattern(resolved.key) : undefined;
+        if (pattern) {
+            const frames = sequenceFrames(sceneDir, pattern);
+            return { ...reference, path: local, exists: frames.length > 0, relative: resolved.key, frames };
+        }
+        return { ...reference, path: local, exists: isFile(local), relative: resolved.key };
+    });
+}
+
+/** The files under the scene's directory that the references name and that are on disk: what `render` uploads. */
+export function referencedFiles(references: LocalReference[], sceneFile: string): string[] {
+    const sceneDir = path.dirname(path.resolve(sceneFile));
+    const files = new Set<string>();
+    for (const reference of references) {
+        if (reference.unmirrorable || !reference.exists || reference.relative === undefined) continue;
+        for (const relative of reference.frames ?? [reference.relative]) files.add(path.join(sceneDir, ...relative.split("/")));
+    }
+    return [...files];
+}
+
+/** A sequence's file names as looked for on disk, e.g. "seq/frame_<number>.png"; undefined for a single file. */
+export function sequenceGlob(reference: LocalReference): string | undefined {
+    const pattern = reference.frames !== undefined && reference.relative !== undefined ? sequencePattern(reference.relative) : undefined;
+    return pattern && `${pattern.folder}${pattern.head}<number>${pattern.tail}`;
+}
+
+/** "textures/wood.png (image "wood")", or for a sequence with no frame on disk the pattern it looked for. */
+export function missingLabel(reference: LocalReference): string {
+    const glob = sequenceGlob(reference);
+    if (glob) return `${glob} (${neededBy(reference)}, a sequence)`;
+    return `${reference.relative ?? reference.filepath} (${neededBy(reference)})`;
+}
+
+export interface SceneCheck {
+    /** The scene Blender renders by default (the active one when the file was saved). */
+    scene: BlendScene | undefined;
+    /** Reasons a render of this file would fail: no scene, no camera, referenced files missing on disk. */
+    problems: string[];
+    /** Referenced files missing on disk, each once (they are also in `problems`). */
+    missing: LocalReference[];
+    /** Referenced files the farm cannot get by mirroring the scene's directory: the render would lack them. */
+    warnings: string[];
+}
+
+/** The checks `render` makes before uploading and `inspect` reports; the job API's preflight makes the same ones on the farm. */
+export function checkScene(summary: BlendSummary, references: LocalReference[], scenePath: string): SceneCheck {
+    const scene = summary.scenes.find((candidate) => candidate.name === summary.activeScene);
+    const problems: string[] = [];
+    if (!scene) problems.push(`${scenePath} holds no scene to render`);
+    else if (scene.camera === null) problems.push(`${scenePath}: scene "${scene.name}" has no active camera, so Blender cannot render it; set one (Scene Properties > Camera) and save`);
+    const missing: LocalReference[] = [];
+    const seen = new Set<string>();
+    for (const reference of references) {
+        if (reference.unmirrorable || reference.exists) continue;
+        const label = reference.relative ?? reference.filepath;
+        if (seen.has(label)) continue;
+        seen.add(label);
+        missing.push(reference);
+    }
+    if (missing.length > 0) problems.push(missingFilesLine(missing, scenePath));
+    const warnings = [...new Set(references.filter((reference) => reference.unmirrorable).map((reference) => `${neededBy(reference)}: ${reference.unmirrorable!.message}`))];
+    return { scene, problems, missing, warnings };
+}
+
+/**
+ * What the farm does without a file `render` could not upload: its preflight requires a path that resolves inside the
+ * scenes bucket from the scene's key; otherwise the renderer fails frames missing a single-file image or a library
+ * (render_frame.py's missing-file check) and renders without anything else.
+ */
+export function farmConsequence(reference: LocalReference, sceneKey: string): string {
+    const onFarm = resolveReferenceKey(sceneKey, reference.filepath);
+    if (onFarm.ok && !objectKeyProblem(onFarm.key)) return `the farm refuses the job unless its scenes bucket already has ${onFarm.key}`;
+    const checkedByRenderer = reference.kind === "library" || (reference.kind === "image" && !reference.sequence && reference.tile === undefined);
+    return checkedByRenderer ? "the farm fails the frames that use it (missing_files)" : "the farm renders without it";
+}
+
+/** Most missing files named on the one line (the rest are counted; `inspect` lists them all). */
+const MISSING_LISTED = 20;
+
+/** One line naming the referenced files that are not on disk. */
+export function missingFilesLine(missing: LocalReference[], scenePath: string): string {
+    const listed = missing.slice(0, MISSING_LISTED).map(missingLabel).join(", ");
+    const more = missing.length > MISSING_LISTED ? `, and ${missing.length - MISSING_LISTED} more (\`render-farm inspect ${scenePath}\` lists them all)` : "";
+    return `${scenePath} references ${missing.length} file(s) missing on disk next to it: ${listed}${more}`;
 }

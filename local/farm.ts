@@ -4,20 +4,19 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
-import type { SQSEvent, SQSRecord } from "aws-lambda";
-import { ENGINES, FarmOutputs, parseFrameMessage } from "../functions/contract";
+import type { SQSEvent } from "aws-lambda";
+import { ENGINES, FarmOutputs } from "../functions/contract";
 import { DEFAULT_MAX_FRAMES_PER_JOB, DEFAULT_MAX_RESOLUTION } from "../functions/jobApi";
 import { createJobApiHandler } from "../functions/jobApiHandler";
-import { readFrameRecord } from "../functions/ledger";
-import { backoffSeconds, RendererSettings } from "../functions/renderer";
+import { backoffSeconds } from "../functions/renderer";
 import { isLoopback } from "./addresses";
 import { lockDataDir } from "./dataDirLock";
 import { createFarmResources, startEmulator } from "./emulator";
 import { startHttpApi } from "./httpApi";
-import { createLocalRenderer, LocalRenderer } from "./localRenderer";
+import { createLocalRenderer, FRAME_TIMEOUT_SECONDS, LocalRenderer, localRendererSettings } from "./localRenderer";
 import { killProcessesWorkingIn } from "./processes";
 import { recoverInterruptedFrames } from "./recovery";
-import { FrameSettled, startWorkerPool } from "./workers";
+import { FRAME_VISIBILITY_SECONDS, frameLog, startWorkerPool } from "./workers";
 
 export interface LocalFarmOptions {
     /** API port, default 8787; 0 = any free port. */
@@ -51,13 +50,12 @@ export const OUTPUTS_FILE = "outputs.json";
 const RESOURCE_NAME = "render-farm";
 const REGION = "us-east-1";
 const RENDERER_FUNCTION_NAME = "local-renderer";
-/** As the stack's renderer Lambda: Lambda's maximum. */
-export const FRAME_TIMEOUT_SECONDS = 900;
+export { FRAME_TIMEOUT_SECONDS };
 /**
- * At least the frame timeout (as AWS demands of a Lambda's queue) plus time to report, so a slow frame is
- * never handed to a second worker. Nobody waits for it after a crash: the next start releases in-flight frames.
+ * Short, unlike the stack's (6 x the frame timeout): the pollers extend the visibility of the frame they hold
+ * while it renders (local/workers.ts), so a worker process that dies gives its frame back within seconds.
  */
-export const VISIBILITY_TIMEOUT_SECONDS = FRAME_TIMEOUT_SECONDS + 60;
+export const VISIBILITY_TIMEOUT_SECONDS = FRAME_VISIBILITY_SECONDS;
 
 function wholeNumber(name: string, value: number | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
     if (value === undefined) return fallback;
@@ -68,7 +66,7 @@ function wholeNumber(name: string, value: number | undefined, fallback: number, 
 }
 
 /** The Blender executable, checked now rather than failing every frame into the DLQ. */
-function findBlender(blenderPath: string): string {
+export function findBlender(blenderPath: string): string {
     const candidates = blenderPath.includes(path.sep) ? [path.resolve(blenderPath)] : (process.env.PATH ?? "").split(path.delimiter).filter(Boolean).map((dir) => path.join(dir, blenderPath));
     for (const candidate of candidates) {
         try {
@@ -127,19 +125,7 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
                 maxReceiveCount,
             },
         });
-        const rendererSettings = (workDir: string): RendererSettings => ({
-            scenesBucket: resources.scenesBucket,
-            rendersBucket: resources.rendersBucket,
-            frameQueueUrl: resources.frameQueueUrl,
-            maxReceiveCount,
-            failureBackoffSeconds,
-            // No Lambda here, so no Lambda memory size and no cost.
-            memoryMb: 0,
-            blenderPath,
-            workDir,
-            threads: Math.max(1, Math.floor(os.cpus().length / Math.max(1, workers))),
-            defaultTimeoutMs: FRAME_TIMEOUT_SECONDS * 1000,
-        });
+        const rendererSettings = (workDir: string) => localRendererSettings({ resources, maxReceiveCount, failureBackoffSeconds, blenderPath, workDir, workers });
         const newRenderer = (name: string): LocalRenderer => {
             const renderer = createLocalRenderer({ endpoint: emulator.endpoint, region: emulator.region, credentials: emulator.credentials, settings: rendererSettings(path.join(workRoot, name)) });
             undo.push(() => renderer.close());
@@ -160,35 +146,13 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
         // Before the server closes, so an invocation in progress ends now instead of holding the close.
         undo.push(() => invokeRenderer.abandon());
 
-        const frameOf = (record: SQSRecord) => {
-            const parsed = parseFrameMessage(record.body, resources.rendersBucket);
-            return parsed.ok ? parsed.value : undefined;
-        };
-        const describe = (record: SQSRecord) => {
-            const frame = frameOf(record);
-            return frame ? `frame ${frame.frame} of job ${frame.jobId}` : `message ${record.messageId}`;
-        };
-        const logSettled = async ({ worker, record, outcome, ms }: FrameSettled) => {
-            const what = `${describe(record)} (worker ${worker + 1}, ${(ms / 1000).toFixed(1)} s)`;
-            if (outcome === "succeeded") {
-                log(`${what}: done`);
-                return;
-            }
-            const frame = frameOf(record);
-            const frameRecord = frame ? await readFrameRecord(emulator.s3, resources.rendersBucket, frame.jobId, frame.frame).catch(() => undefined) : undefined;
-            const attempts = Number(record.attributes.ApproximateReceiveCount);
-            const next = attempts >= maxReceiveCount ? "no attempts left" : `retry in ${backoffSeconds(rendererSettings(workRoot), attempts)} s`;
-            const reason = frameRecord?.error ? `${frameRecord.error.code}: ${frameRecord.error.message}` : "see the renderer's log above";
-            log(`${what}: failed, attempt ${attempts} of ${maxReceiveCount}, ${next}: ${reason}`);
-        };
         const pool = startWorkerPool({
             sqs: emulator.sqs,
             queueUrl: resources.frameQueueUrl,
             queueArn,
             region: emulator.region,
             consumers: Array.from({ length: workers }, (_, index) => newRenderer(`worker-${index + 1}`)),
-            describe,
-            onSettled: (event) => void logSettled(event),
+            ...frameLog({ s3: emulator.s3, rendersBucket: resources.rendersBucket, maxReceiveCount, backoffSeconds: (attempts) => backoffSeconds(rendererSettings(workRoot), attempts), log }),
             log,
         });
         undo.push(() => pool.stop());

@@ -1,13 +1,19 @@
 // The renderer handler as one local worker runs it: its own work dir (scene cache) and its own S3/SQS
 // clients, which the farm can cut off when it stops, so an abandoned frame writes nothing more.
-import type { S3Client } from "@aws-sdk/client-s3";
-import type { SQSClient } from "@aws-sdk/client-sqs";
+import * as os from "os";
+import { S3Client } from "@aws-sdk/client-s3";
+import { SQSClient } from "@aws-sdk/client-sqs";
 import { createRendererHandler, RendererSettings } from "../functions/renderer";
-import { EmulatorCredentials, emulatorClients } from "./emulator";
+import { RENDERER_CLIENT_RETRY } from "../functions/rendererHandler";
+import { EmulatorCredentials, FarmResources } from "./emulator";
 import { SqsEventHandler } from "./eventSourcePoller";
 import { killProcessesWorkingIn } from "./processes";
+import { Consumer } from "./workers";
 
-export interface LocalRenderer {
+/** As the stack's renderer Lambda: Lambda's maximum. */
+export const FRAME_TIMEOUT_SECONDS = 900;
+
+export interface LocalRenderer extends Consumer {
     handle: SqsEventHandler;
     workDir: string;
     /** Cuts the renderer's clients off and kills its Blender; the frame it was on is left for the caller to release. */
@@ -23,17 +29,58 @@ export interface LocalRendererOptions {
     settings: RendererSettings;
 }
 
+export interface LocalRendererSettingsOptions {
+    resources: FarmResources;
+    maxReceiveCount: number;
+    failureBackoffSeconds: number;
+    blenderPath: string;
+    workDir: string;
+    /** Renderers sharing this machine's CPUs (in this process). */
+    workers: number;
+}
+
+/** The renderer's settings on a local farm: the stack's, with no Lambda memory size (and so no cost). */
+export function localRendererSettings(options: LocalRendererSettingsOptions): RendererSettings {
+    const { resources } = options;
+    return {
+        scenesBucket: resources.scenesBucket,
+        rendersBucket: resources.rendersBucket,
+        frameQueueUrl: resources.frameQueueUrl,
+        maxReceiveCount: options.maxReceiveCount,
+        failureBackoffSeconds: options.failureBackoffSeconds,
+        memoryMb: 0,
+        blenderPath: options.blenderPath,
+        workDir: options.workDir,
+        threads: Math.max(1, Math.floor(os.cpus().length / Math.max(1, options.workers))),
+        defaultTimeoutMs: FRAME_TIMEOUT_SECONDS * 1000,
+    };
+}
+
 export function createLocalRenderer(options: LocalRendererOptions): LocalRenderer {
-    const { s3, sqs } = emulatorClients(options.endpoint, options.region, options.credentials);
+    const { endpoint, region, credentials } = options;
+    // The same retry strategy as the renderer Lambda's clients.
+    const s3 = new S3Client({ endpoint, region, credentials, forcePathStyle: true, ...RENDERER_CLIENT_RETRY });
+    const sqs = new SQSClient({ endpoint, region, credentials, ...RENDERER_CLIENT_RETRY });
     let abandoned = false;
-    const refuseOnceAbandoned = { step: "initialize" as const, name: "localFarmAbandon" };
+    let beforeVisibilityChange: ((receiptHandle: string) => Promise<void>) | undefined;
     for (const client of [s3, sqs] as (S3Client | SQSClient)[]) {
         // Without this a frame whose Blender was killed would record a "killed" failure and back its message off.
-        (client as S3Client).middlewareStack.add((next) => async (args) => {
-            if (abandoned) throw new Error("the local farm stopped this renderer; its frame is rendered again later");
-            return next(args);
-        }, refuseOnceAbandoned);
+        (client as S3Client).middlewareStack.add(
+            (next) => async (args) => {
+                if (abandoned) throw new Error("the local farm stopped this renderer; its frame is rendered again later");
+                return next(args);
+            },
+            { step: "initialize", name: "localFarmAbandon" },
+        );
     }
+    sqs.middlewareStack.add(
+        (next, context) => async (args) => {
+            const receiptHandle = (args.input as { ReceiptHandle?: string }).ReceiptHandle;
+            if (context.commandName === "ChangeMessageVisibilityCommand" && receiptHandle && beforeVisibilityChange) await beforeVisibilityChange(receiptHandle);
+            return next(args);
+        },
+        { step: "initialize", name: "localFarmBeforeVisibilityChange" },
+    );
     const handle = createRendererHandler({ s3, sqs, settings: options.settings });
     return {
         handle,
@@ -41,6 +88,9 @@ export function createLocalRenderer(options: LocalRendererOptions): LocalRendere
         abandon() {
             abandoned = true;
             killProcessesWorkingIn(options.settings.workDir);
+        },
+        beforeVisibilityChange(hook) {
+            beforeVisibilityChange = hook;
         },
         close() {
             s3.destroy();

@@ -6,13 +6,14 @@ import * as http from "http";
 import * as net from "net";
 import * as os from "os";
 import * as path from "path";
-import { HeadObjectCommand } from "@aws-sdk/client-s3";
+import { HeadObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { createS3Client } from "../cli/storage";
 import { uploadObjects } from "../cli/upload";
 import { LocalFarm, startLocalFarm } from "../local/farm";
 import { ROOT, runCli, runCliOnTerminal, CliRun } from "./support/cliRunner";
 import { makeFailingFrameScene } from "./support/failingFrameScene";
-import { decodePng, makeScene } from "./support/scenes";
+import { makeReferenceScene } from "./support/referenceScene";
+import { BLENDER, comparePngs, decodePng, makeScene, renderDirect, run } from "./support/scenes";
 
 const CUBE_2016 = path.join(ROOT, "..", "shared", "scenes", "cube-2016", "scene.blend");
 
@@ -249,5 +250,205 @@ describe("render-farm CLI", function () {
         const run = await runCli(["--version"], { node: systemNode });
         assert.strictEqual(run.code, 0, run.stderr);
         assert.match(run.stdout, /^\d+\.\d+\.\d+ \(Node v22\./);
+    });
+});
+
+describe("render-farm inspect, and render uploading the files a scene references (issue #6)", function () {
+    /** What Blender itself says: `expr` evaluated by bpy with the file open, printed as JSON. */
+    async function blenderSays(blendPath: string, expr: string): Promise<any> {
+        const printed = await run(BLENDER, ["-b", blendPath, "--factory-startup", "-noaudio", "--disable-autoexec", "--python-exit-code", "2", "--python-expr", `import bpy, json, os; print("BPY_SAYS " + json.dumps(${expr}))`]);
+        const line = printed.stdout.split("\n").find((candidate) => candidate.startsWith("BPY_SAYS "));
+        assert.ok(line, `Blender printed no answer:\n${printed.stdout}`);
+        return JSON.parse(line.slice("BPY_SAYS ".length));
+    }
+
+    describe("inspect", function () {
+        it("reports the 2016 scene's frame range, resolution, engine and camera as Blender reads them (text and --json)", async function () {
+            const bpy = await blenderSays(
+                CUBE_2016,
+                "dict(start=bpy.context.scene.frame_start, end=bpy.context.scene.frame_end, x=bpy.context.scene.render.resolution_x, y=bpy.context.scene.render.resolution_y, pct=bpy.context.scene.render.resolution_percentage, engine=bpy.context.scene.render.engine, camera=bpy.context.scene.camera.name)",
+            );
+            const json = await runCli(["inspect", CUBE_2016, "--json"]);
+            assert.strictEqual(json.code, 0, json.stderr);
+            assert.strictEqual(json.stderr, "");
+            const report = JSON.parse(json.stdout);
+            const scene = report.scenes.find((candidate: { name: string }) => candidate.name === report.activeScene);
+            assert.deepStrictEqual(
+                { start: scene.frameStart, end: scene.frameEnd, x: scene.resolutionX, y: scene.resolutionY, pct: scene.resolutionPercentage, engine: scene.engine, camera: scene.camera },
+                bpy,
+            );
+            assert.deepStrictEqual([report.references, report.problems, report.warnings], [[], [], []]);
+
+            const text = await runCli(["inspect", CUBE_2016]);
+            assert.strictEqual(text.code, 0, text.stderr);
+            const sceneLine = lines(text.stdout).find((line) => line.startsWith(`scene "${report.activeScene}" (active`)) ?? "";
+            assert.ok(sceneLine.includes(`frames ${bpy.start}-${bpy.end},`), sceneLine);
+            assert.ok(sceneLine.includes(`${bpy.x}x${bpy.y} at ${bpy.pct}% (${Math.floor((bpy.x * bpy.pct) / 100)}x${Math.floor((bpy.y * bpy.pct) / 100)})`), sceneLine);
+            assert.ok(sceneLine.includes(`engine ${bpy.engine},`) && sceneLine.includes(`camera "${bpy.camera}"`), sceneLine);
+            assert.match(text.stdout, /^external files: none$/m);
+            assert.match(lines(text.stdout)[0], /saved by Blender 2\.77 .*uncompressed/);
+        });
+
+        it("resolves every kind of reference on disk the way Blender does, and flags what the farm cannot get", async function () {
+            const scene = await makeReferenceScene();
+            // Blender's own answer for each single-file image: does the path it would load exist?
+            const bpy: Record<string, boolean> = await blenderSays(scene.blendPath, "{i.name: os.path.exists(bpy.path.abspath(i.filepath)) for i in bpy.data.images if i.source == 'FILE' and not i.packed_file}");
+            assert.deepStrictEqual(bpy, { absolute: true, checker: true, outside: true });
+            fs.rmSync(path.join(scene.root, "elsewhere", "out.png"));
+            fs.rmSync(path.join(scene.shotDir, "udim", "wood.1002.png"));
+            const bpyAfter: Record<string, boolean> = await blenderSays(scene.blendPath, "{i.name: os.path.exists(bpy.path.abspath(i.filepath)) for i in bpy.data.images if i.source == 'FILE' and not i.packed_file}");
+
+            const run = await runCli(["inspect", scene.blendPath, "--json"]);
+            assert.strictEqual(run.code, 0, run.stderr);
+            const report = JSON.parse(run.stdout);
+            const byName = (name: string) => report.references.filter((reference: { name: string }) => reference.name === name);
+            for (const name of Object.keys(bpyAfter)) assert.strictEqual(byName(name)[0].exists, bpyAfter[name], `image "${name}": exists as Blender says`);
+            assert.deepStrictEqual(bpyAfter, { absolute: true, checker: true, outside: false });
+            assert.strictEqual(byName("absolute")[0].path, scene.absolutePath);
+            assert.strictEqual(byName("absolute")[0].unmirrorable.reason, "absolute");
+            assert.strictEqual(byName("outside")[0].path, path.join(scene.root, "elsewhere", "out.png"));
+            assert.strictEqual(byName("outside")[0].unmirrorable.reason, "outside-scene");
+            assert.deepStrictEqual(byName("checker")[0], { kind: "image", name: "checker", filepath: "//textures/checker.png", sequence: false, path: path.join(scene.shotDir, "textures", "checker.png"), exists: true, relative: "textures/checker.png" });
+            assert.deepStrictEqual(byName("sequence")[0].frames, ["seq/frame_0001.png", "seq/frame_0002.png", "seq/frame_0003.png"]);
+            assert.deepStrictEqual(byName("tiles").map((tile: { tile: number; exists: boolean }) => [tile.tile, tile.exists]), [[1001, true], [1002, false]]);
+            assert.deepStrictEqual(byName("packed"), [], "a packed image needs no file");
+            assert.strictEqual(report.problems.length, 1, JSON.stringify(report.problems));
+            assert.match(report.problems[0], /references 1 file\(s\) missing on disk next to it: udim\/wood\.1002\.png \(image "tiles" \(tile 1002\)\)$/);
+            assert.strictEqual(report.warnings.length, 2, JSON.stringify(report.warnings));
+
+            const text = await runCli(["inspect", scene.blendPath]);
+            assert.strictEqual(text.code, 0, "problems alone do not fail inspect");
+            assert.match(text.stdout, /^ {2}image "tiles": \/\/udim\/wood\.<UDIM>\.png \(TILED, tiles 1001, 1002\) — tiles 1001 found, 1002 MISSING$/m);
+            assert.match(text.stdout, /^ {2}image "sequence": \/\/seq\/frame_0001\.png \(SEQUENCE\) — 3 frame\(s\) found$/m);
+            assert.match(text.stdout, /^ {2}image "packed": packed in the \.blend$/m);
+            assert.match(text.stdout, /^ {2}image "outside": \/\/\.\.\/elsewhere\/out\.png \(FILE\) — MISSING; the farm cannot get it \(outside-scene\)$/m);
+            assert.match(text.stdout, /^problems \(`render` refuses this scene\):$/m);
+
+            const strict = await runCli(["inspect", scene.blendPath, "--strict"]);
+            assert.strictEqual(strict.code, 1, strict.stderr);
+            assert.match(strict.stderr, /^render-farm: .*refs\.blend: 3 problem\(s\) or warning\(s\) \(--strict\)\n$/);
+        });
+
+        it("shows a scene without a camera as one that cannot render (exit 0; --strict exits 1)", async function () {
+            const scene = await makeScene({ noCamera: true });
+            const text = await runCli(["inspect", scene.blendPath]);
+            assert.strictEqual(text.code, 0, text.stderr);
+            assert.match(text.stdout, /camera: none — cannot render$/m);
+            assert.match(text.stdout, /has no active camera, so Blender cannot render it/);
+            assert.strictEqual((await runCli(["inspect", scene.blendPath, "--strict"])).code, 1);
+        });
+
+        it("a missing file, a non-.blend and a truncated .blend each exit 2 with one line (a typed code with --json)", async function () {
+            const cwd = tempDir("inspect-bad");
+            fs.writeFileSync(path.join(cwd, "notes.blend"), "these are my notes, not a Blender file\n");
+            fs.writeFileSync(path.join(cwd, "cut.blend"), fs.readFileSync(CUBE_2016).subarray(0, 4000));
+            const cases: [string, RegExp, string][] = [
+                ["no/such/scene.blend", /^render-farm: scene no\/such\/scene\.blend not found$/, "scene_not_found"],
+                ["notes.blend", /^render-farm: notes\.blend is not a readable \.blend file: does not start with "BLENDER"/, "not_a_blend"],
+                ["cut.blend", /^render-farm: cut\.blend is not a readable \.blend file: ends inside block/, "truncated"],
+            ];
+            for (const [file, reason, code] of cases) {
+                assertOneLineReason(await runCli(["inspect", file], { cwd }), 2, reason);
+                const json = await runCli(["inspect", file, "--json"], { cwd });
+                assert.strictEqual(json.code, 2);
+                assert.strictEqual(JSON.parse(json.stdout).error.code, code, file);
+            }
+        });
+    });
+
+    describe("render", function () {
+        let farm: LocalFarm;
+        let target: string[];
+        let s3: ReturnType<typeof createS3Client>;
+        let workDir: string;
+
+        before(async function () {
+            workDir = tempDir("references");
+            farm = await startLocalFarm({ port: 0, dataDir: path.join(workDir, "farm"), workers: 2, maxReceiveCount: 1, failureBackoffSeconds: 0, log: () => undefined });
+            target = ["--api", farm.apiUrl, "--outputs", path.join(farm.dataDir, "outputs.json")];
+            s3 = createS3Client(farm.outputs);
+        });
+
+        after(async function () {
+            s3?.destroy();
+            await farm?.stop();
+        });
+
+        async function keys(bucket: string, prefix: string): Promise<string[]> {
+            const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }));
+            return (listed.Contents ?? []).map((object) => object.Key!).sort();
+        }
+
+        /** The textured test scene copied to a fresh directory, with or without its texture. */
+        async function texturedCopy(name: string, withTexture: boolean): Promise<string> {
+            const scene = await makeScene({ texture: "textures/checker.png" });
+            const dir = path.join(tempDir(name), "shot");
+            fs.mkdirSync(path.join(dir, "textures"), { recursive: true });
+            fs.copyFileSync(scene.blendPath, path.join(dir, "scene.blend"));
+            if (withTexture) fs.copyFileSync(scene.texturePath!, path.join(dir, "textures", "checker.png"));
+            return path.join(dir, "scene.blend");
+        }
+
+        it("uploads the scene's texture without --assets, and the frame shows it as `blender -b -f` does", async function () {
+            const blendPath = await texturedCopy("auto-texture", true);
+            const out = path.join(workDir, "auto-texture");
+            const run = await runCli(["render", blendPath, "--frames", "1", "--prefix", "auto-texture", "--out", out, "--json", ...target]);
+            assert.strictEqual(run.code, 0, run.stderr);
+            assert.match(run.stderr, /^found 1 file\(s\) the scene references next to it \(uploaded with it\): textures\/checker\.png$/m);
+            const report = JSON.parse(run.stdout);
+            assert.deepStrictEqual(report.upload.referenced, ["auto-texture/textures/checker.png"]);
+            const head = await s3.send(new HeadObjectCommand({ Bucket: farm.outputs.scenesBucket, Key: "auto-texture/textures/checker.png" }));
+            assert.strictEqual(head.ContentLength, fs.statSync(path.join(path.dirname(blendPath), "textures", "checker.png")).size);
+
+            const direct = await renderDirect(blendPath, 1, tempDir("auto-texture-direct"));
+            const comparison = comparePngs(path.join(out, "frame_0001.png"), direct);
+            assert.ok(comparison.sameShape, "same size and pixel format");
+            assert.strictEqual(comparison.differingSamples, 0, `${comparison.differingSamples} samples differ (max ${comparison.maxDifference})`);
+        });
+
+        it("refuses a scene whose texture is missing on disk, listing it, before uploading or submitting anything", async function () {
+            const blendPath = await texturedCopy("missing-texture", false);
+            const run = await runCli(["render", blendPath, "--frames", "1", "--prefix", "missing-texture", "--job-id", "cli-missing-texture", ...target]);
+            assertOneLineReason(run, 2, /scene\.blend references 1 file\(s\) missing on disk next to it: textures\/checker\.png \(image "checker"\); put them there, or pass --allow-missing/);
+            assert.deepStrictEqual(await keys(farm.outputs.scenesBucket, "missing-texture/"), [], "nothing uploaded");
+            assert.deepStrictEqual(await keys(farm.outputs.rendersBucket, "jobs/cli-missing-texture/"), [], "no job submitted");
+
+            // --allow-missing submits with a warning; the farm's preflight then refuses the job itself.
+            const allowed = await runCli(["render", blendPath, "--frames", "1", "--prefix", "missing-texture", "--job-id", "cli-missing-texture", "--allow-missing", ...target]);
+            assert.strictEqual(allowed.code, 2, allowed.stderr);
+            assert.match(allowed.stderr, /^render-farm: warning: .*textures\/checker\.png \(image "checker"\); submitting anyway \(--allow-missing\)/m);
+            assert.match(lines(allowed.stderr).pop()!, /^render-farm: .*missing-texture\/textures\/checker\.png/);
+            assert.deepStrictEqual(await keys(farm.outputs.scenesBucket, "missing-texture/"), ["missing-texture/scene.blend"]);
+            assert.deepStrictEqual(await keys(farm.outputs.rendersBucket, "jobs/cli-missing-texture/"), []);
+        });
+
+        it("uploads sequence frames and UDIM tiles found on disk, and warns about paths it cannot mirror", async function () {
+            const scene = await makeReferenceScene();
+            const run = await runCli(["render", scene.blendPath, "--frames", "1", "--prefix", "refs", "--job-id", "cli-references", "--json", ...target]);
+            // The outside path leads to "elsewhere/out.png" in the bucket, which the farm's preflight requires.
+            assert.strictEqual(run.code, 2, run.stderr);
+            const warnings = lines(run.stderr).filter((line) => line.startsWith("render-farm: warning: "));
+            assert.strictEqual(warnings.length, 2, run.stderr);
+            assert.match(warnings[0], /image "absolute": ".*abs\.png" is an absolute path.*; the farm fails the frames that use it \(missing_files\)$/);
+            assert.match(warnings[1], /image "outside": "\/\/\.\.\/elsewhere\/out\.png" is outside the scene's directory .*; the farm refuses the job unless its scenes bucket already has elsewhere\/out\.png$/);
+            assert.strictEqual(JSON.parse(run.stdout).error.code, "missing_objects");
+            assert.deepStrictEqual(await keys(farm.outputs.scenesBucket, "refs/"), [
+                "refs/refs.blend",
+                "refs/seq/frame_0001.png",
+                "refs/seq/frame_0002.png",
+                "refs/seq/frame_0003.png",
+                "refs/textures/checker.png",
+                "refs/udim/wood.1001.png",
+                "refs/udim/wood.1002.png",
+            ]);
+            assert.deepStrictEqual(await keys(farm.outputs.scenesBucket, "elsewhere/"), [], "nothing outside the scene's directory is uploaded");
+        });
+
+        it("refuses a scene without a camera with one line, before starting any farm", async function () {
+            const scene = await makeScene({ noCamera: true });
+            const cwd = tempDir("no-camera");
+            assertOneLineReason(await runCli(["render", scene.blendPath, "--frames", "1"], { cwd }), 2, /scene "Scene" has no active camera, so Blender cannot render it/);
+            assert.ok(!fs.existsSync(path.join(cwd, ".farm")), "no local farm was started");
+        });
     });
 });

@@ -1,0 +1,158 @@
+// Soak benchmark: N frames of a tiny scene through the local farm (`render-farm serve --workers 0`) and two
+// `render-farm worker` processes, one of them SIGKILLed (while it renders a frame) and restarted every K frames.
+// Then checks what a studio would: every frame on S3 exactly once, GET /jobs counts exact, nothing left in the
+// queue or the DLQ; and prints frames per minute and the number of retries.
+//   npm run soak                                  (2,000 frames, a kill every 200)
+//   npm run soak -- --frames 50 --kill-every 20   (what tests/soak.test.ts runs)
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import type { JobStatus } from "../functions/contract";
+import { processesWorkingIn } from "../local/processes";
+import { api, frameKeys, frameRecords, listKeys, peekDeadLetters, queueDepth, range, uploadFile, waitFor, waitForJobEnd } from "../tests/support/farmClient";
+import { makeScene } from "../tests/support/scenes";
+import { ServeProcess, startServe, stopServe } from "../tests/support/serveProcess";
+import { framesDone, killWorker, startWorker, stopWorker, WorkerProcess } from "../tests/support/workerProcess";
+
+export interface SoakOptions {
+    frames: number;
+    /** A worker is killed each time this many more frames are done. */
+    killEvery: number;
+    /** Worker processes, one poller each; default 2. */
+    workers?: number;
+    /** Progress lines; default none. */
+    log?: (line: string) => void;
+}
+
+export interface SoakResult {
+    frames: number;
+    workers: number;
+    /** From the submission to the last frame done. */
+    seconds: number;
+    framesPerMinute: number;
+    kills: number;
+    /** Kills that caught the worker with Blender running, i.e. holding a frame's message. */
+    killsHoldingFrame: number;
+    /** Receives beyond the first, over all frames: sum of (attempts - 1) from the frame records. */
+    retries: number;
+    /** Frames rendered to the end, over all workers' logs (a frame redelivered after its upload counts twice). */
+    renders: number;
+    status: JobStatus;
+    /** What the checks found wrong; empty when every frame is there exactly once and the counts are exact. */
+    problems: string[];
+}
+
+const JOB_ID = "soak";
+const SCENE_KEY = "soak/scene.blend";
+/** How long a kill waits for its victim to be mid-frame (with Blender running). */
+const HOLDING_WAIT_MS = 10_000;
+
+export async function runSoak(options: SoakOptions): Promise<SoakResult> {
+    const { frames, killEvery } = options;
+    const workerCount = options.workers ?? 2;
+    const log = options.log ?? (() => undefined);
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "soak-"));
+    const workerArgs = ["--data-dir", dataDir, "--workers", "1", "--failure-backoff", "1"];
+    let serve: ServeProcess | undefined;
+    const running: WorkerProcess[] = [];
+    /** Every worker process of the run, killed ones too: their logs count. */
+    const all: WorkerProcess[] = [];
+    try {
+        serve = await startServe(["--port", "0", "--workers", "0", "--failure-backoff", "1", "--data-dir", dataDir]);
+        const { outputs } = serve;
+        const scene = await makeScene({ frames: `1-${frames}`, resolutionX: 32, resolutionY: 24, samples: 1 });
+        await uploadFile(outputs, SCENE_KEY, scene.blendPath);
+        for (let index = 0; index < workerCount; index++) running.push(await startWorker(workerArgs));
+        all.push(...running);
+
+        const startedAt = Date.now();
+        const submitted = await api(outputs, "POST", "/jobs", { scene: SCENE_KEY, frames: `1-${frames}`, jobId: JOB_ID });
+        if (submitted.status !== 202) throw new Error(`POST /jobs answered ${submitted.status}: ${JSON.stringify(submitted.body)}`);
+        log(`soak: ${frames} frames submitted to ${workerCount} worker processes; a worker is killed every ${killEvery} frames (data dir ${dataDir})`);
+
+        let kills = 0;
+        let killsHoldingFrame = 0;
+        let nextKill = killEvery;
+        let nextReport = Math.max(1, Math.round(frames / 10));
+        const doneFrames = () => new Set(all.flatMap((worker) => framesDone(worker.lines(), JOB_ID))).size;
+        await waitFor(`all ${frames} frames done`, Math.max(600_000, frames * 3000), async () => {
+            const done = doneFrames();
+            if (done >= nextReport) {
+                log(`soak: ${done}/${frames} frames done after ${((Date.now() - startedAt) / 1000).toFixed(0)} s, ${kills} kill(s)`);
+                nextReport += Math.max(1, Math.round(frames / 10));
+            }
+            if (done >= nextKill && nextKill < frames) {
+                nextKill += killEvery;
+                const slot = kills % running.length;
+                const victim = running[slot];
+                const holding = await waitFor("the worker to be mid-frame", HOLDING_WAIT_MS, () => (processesWorkingIn(victim.ready.workDir).length > 0 ? true : undefined), 20).catch(() => false);
+                await killWorker(victim);
+                kills++;
+                if (holding) killsHoldingFrame++;
+                running[slot] = await startWorker(workerArgs);
+                all.push(running[slot]);
+                log(`soak: killed worker process ${victim.ready.pid} at ${done} frames done${holding ? ", while it rendered a frame" : ""}; started ${running[slot].ready.pid}`);
+            }
+            return done >= frames ? true : undefined;
+        }, 250);
+        const seconds = (Date.now() - startedAt) / 1000;
+
+        const status = await waitForJobEnd(outputs, JOB_ID, 120_000, 1000);
+        const problems: string[] = [];
+        const expect = (what: string, actual: unknown, expected: unknown) => {
+            if (JSON.stringify(actual) !== JSON.stringify(expected)) problems.push(`${what}: ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)}`);
+        };
+        expect("GET /jobs state", status.state, "complete");
+        expect("GET /jobs frames", status.frames, { total: frames, done: frames, failed: 0, pending: 0 });
+        const keys = await listKeys(outputs, `renders/${JOB_ID}/`);
+        const expectedKeys = frameKeys(JOB_ID, range(1, frames));
+        expect("objects under renders/soak/", keys.length, frames);
+        const missing = expectedKeys.filter((key) => !keys.includes(key));
+        const extra = keys.filter((key) => !expectedKeys.includes(key));
+        if (missing.length > 0 || extra.length > 0) problems.push(`renders/soak/: missing ${missing.slice(0, 5).join(", ") || "none"}; unexpected ${extra.slice(0, 5).join(", ") || "none"}`);
+        const records = await frameRecords(outputs, JOB_ID);
+        expect("frame records", records.map((record) => record.frame), range(1, frames));
+        const notDone = records.filter((record) => record.status !== "done");
+        if (notDone.length > 0) problems.push(`frame records not done: ${notDone.slice(0, 5).map((record) => `${record.frame} (${record.status})`).join(", ")}`);
+        const retries = records.reduce((sum, record) => sum + record.attempts - 1, 0);
+        await waitFor("the frame queue to drain", 60_000, async () => ((await queueDepth(outputs, outputs.frameQueueUrl)) === 0 ? true : undefined), 500).catch(() => problems.push("the frame queue still holds messages"));
+        expect("dead letters", (await peekDeadLetters(outputs)).length, 0);
+        const renders = all.reduce((sum, worker) => sum + framesDone(worker.lines(), JOB_ID).length, 0);
+        return { frames, workers: workerCount, seconds, framesPerMinute: (frames / seconds) * 60, kills, killsHoldingFrame, retries, renders, status, problems };
+    } finally {
+        for (const worker of running) await stopWorker(worker);
+        await stopServe(serve);
+        fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+}
+
+/** The one line the soak prints. */
+export function soakSummary(result: SoakResult): string {
+    return (
+        `soak: ${result.frames} frames, ${result.workers} workers, ${result.kills} kill(s) (${result.killsHoldingFrame} mid-frame): ` +
+        `${(result.seconds / 60).toFixed(1)} min, ${result.framesPerMinute.toFixed(1)} frames/min, ${result.retries} retries, ` +
+        `${result.renders - result.frames} frame(s) rendered twice; ${result.problems.length === 0 ? "every frame exactly once, counts exact" : `PROBLEMS: ${result.problems.join("; ")}`}`
+    );
+}
+
+function numberArgument(args: string[], name: string, fallback: number): number {
+    const index = args.indexOf(name);
+    if (index < 0) return fallback;
+    const value = Number(args[index + 1]);
+    if (!Number.isInteger(value) || value < 1) throw new Error(`${name} needs a whole number >= 1`);
+    return value;
+}
+
+if (require.main === module) {
+    const args = process.argv.slice(2);
+    runSoak({ frames: numberArgument(args, "--frames", 2000), killEvery: numberArgument(args, "--kill-every", 200), log: (line) => console.log(line) }).then(
+        (result) => {
+            console.log(soakSummary(result));
+            process.exitCode = result.problems.length === 0 ? 0 : 1;
+        },
+        (error) => {
+            console.error(`soak: ${error instanceof Error ? error.message : String(error)}`);
+            process.exitCode = 1;
+        },
+    );
+}
