@@ -163,7 +163,11 @@ function mirrorKeyOf(mirror: SceneMirror, file: string): string {
 function describeFailure(error: unknown, message: FrameMessage): { code: string; message: string } {
     const name = (error as { name?: string })?.name ?? "Error";
     const text = error instanceof Error ? error.message : String(error);
-    if (name === "NoSuchKey" || name === "NotFound") return { code: "missing_object", message: `an object of frame ${message.frame} is missing from S3: ${text}` };
+    if (name === "NoSuchKey" || name === "NotFound") {
+        const key = (error as { key?: string })?.key;
+        const what = key === undefined ? "an object it needs" : key === message.scene ? `its scene ${key}` : `the asset ${key}`;
+        return { code: "missing_object", message: `frame ${message.frame} cannot render: ${what} is missing from the scenes bucket (${text}); upload it and retry the job` };
+    }
     if (name === "PreconditionFailed") return { code: "scene_changed", message: `scene ${message.scene} changed since the job was submitted (ETag ${message.sceneEtag}); resubmit the job` };
     return { code: "renderer_error", message: `${name}: ${text}` };
 }

@@ -6,6 +6,7 @@ import * as path from "path";
 import { pipeline } from "stream/promises";
 import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { objectKeyProblem } from "./contract";
+import { describeAwsError } from "./ledger";
 
 export interface CachedScene {
     key: string;
@@ -45,7 +46,13 @@ function removeAllBut(root: string, keep?: string): void {
 /** Streams one object to `target` through a temporary name, so a broken download never looks complete. Returns its ETag. */
 export async function downloadObject(s3: S3Client, bucket: string, key: string, target: string, ifMatch?: string): Promise<{ etag: string; bytes: number }> {
     fs.mkdirSync(path.dirname(target), { recursive: true });
-    const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, IfMatch: ifMatch || undefined }));
+    let response;
+    try {
+        response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, IfMatch: ifMatch || undefined }));
+    } catch (error) {
+        // Keep the SDK's error name (NoSuchKey, PreconditionFailed, ...) but say which object it was about.
+        throw Object.assign(new Error(`s3://${bucket}/${key}: ${describeAwsError(error)}`), { name: (error as Error)?.name ?? "Error", key });
+    }
     const partial = `${target}.partial-${process.pid}`;
     try {
         await pipeline(response.Body as NodeJS.ReadableStream, fs.createWriteStream(partial));

@@ -370,7 +370,7 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
             assert.strictEqual(status.failures.length, 1);
             const [failure] = status.failures;
             assert.deepStrictEqual([failure.frame, failure.attempts], [1, 3]);
-            assert.match(failure.error, /^missing_object: an object of frame 1 is missing from S3/);
+            assert.match(failure.error, /^missing_object: frame 1 cannot render: the asset shots\/poison\/textures\/checker\.png is missing from the scenes bucket/);
             assert.strictEqual(typeof failure.logTail, "string");
 
             // Three receives, a failure backoff (1 s, then 2 s) apart: nothing waited on the queue's visibility timeout.
