@@ -3,45 +3,17 @@
 // both, and the reader must report what bpy reports, field by field. Then the same files converted to the
 // layouts this Blender cannot write (big-endian, 4-byte pointers, Blender 5's format 1), and fuzzing.
 import * as assert from "assert";
-import { execFile } from "child_process";
-import * as crypto from "crypto";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import * as zlib from "zlib";
 import { BlendSummary, inspectBlendFile, isBlendFileError, readBlendBuffer, readBlendStream } from "../functions/blend";
+import { blendFixtures } from "./support/blendFixtures";
+import { BLENDER, run } from "./support/scenes";
 
-const BLENDER = process.env.BLENDER_PATH ?? "blender";
-const FIXTURE_SCRIPT = path.join(__dirname, "fixtures", "make_blend_fixtures.py");
 const ORACLE_SCRIPT = path.join(__dirname, "fixtures", "blend_oracle.py");
 const CUBE_2016 = path.join(__dirname, "..", "..", "shared", "scenes", "cube-2016", "scene.blend");
 const SYSTEM_BLENDS = "/usr/share/blender";
 
-function run(command: string, args: string[], timeoutMs = 300_000): Promise<string> {
-    return new Promise((resolve, reject) => {
-        execFile(command, args, { timeout: timeoutMs, maxBuffer: 256 * 1024 * 1024 }, (error, stdout, stderr) => {
-            if (error) reject(new Error(`${command} ${args.slice(0, 8).join(" ")} ... failed: ${error.message}\n${stdout.slice(-2000)}\n${stderr.slice(-2000)}`));
-            else resolve(stdout);
-        });
-    });
-}
-
-/** The generated fixtures, made once per version of the script and cached under the OS temp dir. */
-async function blendFixtures(): Promise<string> {
-    const key = crypto.createHash("sha256").update(fs.readFileSync(FIXTURE_SCRIPT)).digest("hex").slice(0, 16);
-    const dir = path.join(os.tmpdir(), "render-farm-blend-fixtures", key);
-    if (fs.existsSync(path.join(dir, ".complete"))) return path.join(dir, "scenes");
-    const building = fs.mkdtempSync(path.join(os.tmpdir(), "render-farm-blend-fixtures-"));
-    await run(BLENDER, ["-b", "--factory-startup", "-noaudio", "--python-exit-code", "2", "-P", FIXTURE_SCRIPT, "--", "--out", path.join(building, "scenes")]);
-    fs.writeFileSync(path.join(building, ".complete"), "");
-    fs.mkdirSync(path.dirname(dir), { recursive: true });
-    try {
-        fs.renameSync(building, dir);
-    } catch (error) {
-        if (!fs.existsSync(path.join(dir, ".complete"))) throw error;
-    }
-    return path.join(dir, "scenes");
-}
 
 function blendFilesUnder(root: string): string[] {
     if (!fs.existsSync(root)) return [];
@@ -64,7 +36,7 @@ interface OracleReport {
 
 /** One Blender run reports on every file. */
 async function oracle(files: string[]): Promise<Map<string, OracleReport>> {
-    const stdout = await run(BLENDER, ["-b", "--factory-startup", "-noaudio", "--disable-autoexec", "--python-exit-code", "2", "-P", ORACLE_SCRIPT, "--", ...files], 600_000);
+    const { stdout } = await run(BLENDER, ["-b", "--factory-startup", "-noaudio", "--disable-autoexec", "--python-exit-code", "2", "-P", ORACLE_SCRIPT, "--", ...files], 600_000);
     const reports = new Map<string, OracleReport>();
     for (const line of stdout.split("\n")) {
         if (line.startsWith("BLEND_ORACLE ")) {

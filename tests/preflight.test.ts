@@ -2,9 +2,7 @@
 // that references a file nobody uploaded is refused before a frame is queued, the frames it names are what
 // renders, and what the scene needs travels with the job.
 import * as assert from "assert";
-import { execFile } from "child_process";
 import * as childProcess from "child_process";
-import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -17,38 +15,12 @@ import { createRendererHandler, RendererSettings } from "../functions/renderer";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
 import { archiveFiles, writeArchive } from "./support/archive";
+import { blendFixtures } from "./support/blendFixtures";
 import { PROJECT_ROOT, runProgram, stackConfig } from "./support/pulumiProgram";
-import { comparePngs, decodePng, makeScene, renderDirect } from "./support/scenes";
+import { BLENDER, comparePngs, decodePng, makeScene, renderDirect, run } from "./support/scenes";
 
-const BLENDER = process.env.BLENDER_PATH ?? "blender";
-const FIXTURE_SCRIPT = path.join(__dirname, "fixtures", "make_blend_fixtures.py");
 const RETIME_SCRIPT = path.join(__dirname, "fixtures", "retime_scene.py");
 
-function run(command: string, args: string[]): Promise<string> {
-    return new Promise((resolve, reject) => {
-        execFile(command, args, { timeout: 300_000, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
-            if (error) reject(new Error(`${command} ${args.join(" ")} failed: ${error.message}\n${stdout.slice(-2000)}\n${stderr.slice(-2000)}`));
-            else resolve(stdout);
-        });
-    });
-}
-
-/** The reader's fixtures (tests/fixtures/make_blend_fixtures.py), shared with blendReader.test.ts through the same cache. */
-async function blendFixtures(): Promise<string> {
-    const key = crypto.createHash("sha256").update(fs.readFileSync(FIXTURE_SCRIPT)).digest("hex").slice(0, 16);
-    const dir = path.join(os.tmpdir(), "render-farm-blend-fixtures", key);
-    if (fs.existsSync(path.join(dir, ".complete"))) return path.join(dir, "scenes");
-    const building = fs.mkdtempSync(path.join(os.tmpdir(), "render-farm-blend-fixtures-"));
-    await run(BLENDER, ["-b", "--factory-startup", "-noaudio", "--python-exit-code", "2", "-P", FIXTURE_SCRIPT, "--", "--out", path.join(building, "scenes")]);
-    fs.writeFileSync(path.join(building, ".complete"), "");
-    fs.mkdirSync(path.dirname(dir), { recursive: true });
-    try {
-        fs.renameSync(building, dir);
-    } catch (error) {
-        if (!fs.existsSync(path.join(dir, ".complete"))) throw error;
-    }
-    return path.join(dir, "scenes");
-}
 
 /** Pixels of a pure magenta: what Blender renders where a texture file is missing. */
 function magentaPixels(file: string): number {
