@@ -1,17 +1,18 @@
 // Hostile scenes: a real .blend with a registered auto-run text block and a Python driver, each writing a
 // marker file if it runs, goes through the consumer handler (emulator SQS → event-source poller → renderer → real Blender).
-// The control shows the probe is live: the same file and the farm's own command line with auto-run enabled,
+// It also renders on the local farm, submitted as a user would. The control shows the probe is live: the same file and the farm's own command line with auto-run enabled,
 // directly and through the consumer, write both markers.
 import * as assert from "assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { FRAME_MESSAGE_VERSION, FrameMessage, FrameRecord, frameOutputKey, frameRecordKey } from "../functions/contract";
 import { createRendererHandler } from "../functions/renderer";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
+import { startLocalFarm } from "../local/farm";
 import { blenderIgnoringDisableAutoexec, clearMarkers, HostileScene, makeHostileScene, markersPresent, renderWithAutoexecEnabled } from "./support/hostileScene";
 import { BLENDER, decodePng } from "./support/scenes";
 
@@ -118,6 +119,29 @@ describe("hostile scenes: code that comes with a .blend never runs on the farm",
             fs.writeFileSync(file, Buffer.from(await frame.Body!.transformToByteArray()));
             const png = decodePng(file);
             assert.deepStrictEqual([png.width, png.height], [32, 24]);
+        }
+    });
+
+    it("renders the hostile scene on the local farm (job API, queue, worker), and neither the text block nor the driver runs", async function () {
+        clearMarkers(scene);
+        const local = await startLocalFarm({ port: 0, workers: 1, dataDir: path.join(work, "local-farm"), log: () => undefined });
+        try {
+            // Only what a user has: the outputs, an S3 client at awsEndpoint, and HTTP to the job API.
+            const s3 = new S3Client({ endpoint: local.outputs.awsEndpoint, region: local.outputs.region, forcePathStyle: true, credentials: { accessKeyId: "local", secretAccessKey: "local" } });
+            await s3.send(new PutObjectCommand({ Bucket: local.outputs.scenesBucket, Key: SCENE_KEY, Body: fs.readFileSync(scene.blendPath) }));
+            const submitted = await fetch(`${local.apiUrl}/jobs`, { method: "POST", body: JSON.stringify({ scene: SCENE_KEY, frames: "1-2", jobId: "hostile-local" }) });
+            assert.strictEqual(submitted.status, 202, await submitted.text());
+            let status: { state: string; frames: { done: number } } = { state: "queued", frames: { done: 0 } };
+            for (const started = Date.now(); !["complete", "failed", "partial"].includes(status.state) && Date.now() - started < 120_000; ) {
+                await new Promise((resolve) => setTimeout(resolve, 500));
+                status = (await (await fetch(`${local.apiUrl}/jobs/hostile-local`)).json()) as typeof status;
+            }
+            assert.strictEqual(status.state, "complete", JSON.stringify(status));
+            assert.strictEqual(status.frames.done, 2);
+            assert.deepStrictEqual(markersPresent(scene), [], "code that came with the scene ran on the local farm");
+            s3.destroy();
+        } finally {
+            await local.stop();
         }
     });
 });
