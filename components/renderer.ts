@@ -32,6 +32,8 @@ export class Renderer extends pulumi.ComponentResource {
                 Action: ["s3:PutObject"],
                 Resource: [pulumi.interpolate`${args.rendersBucket.arn}/renders/*`, pulumi.interpolate`${args.rendersBucket.arn}/jobs/*`],
             },
+            // Reading its own frame records lets a duplicate delivery see that the frame is already done.
+            { Sid: "ReadFrameRecords", Effect: "Allow", Action: ["s3:GetObject"], Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*/frames/*` },
             {
                 Sid: "ConsumeFrames",
                 Effect: "Allow",

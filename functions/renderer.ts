@@ -8,6 +8,7 @@ import { ChangeMessageVisibilityCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { runBlender } from "./blender";
 import { FrameMessage, FrameRecord, Format, frameRecordKey, lambdaCostUsd, parseFrameMessage } from "./contract";
+import { readFrameRecord } from "./ledger";
 import { SceneMirror, cleanFrameFiles, prepareFrameFiles } from "./workDir";
 
 export interface RendererSettings {
@@ -87,6 +88,12 @@ export async function renderFrame(deps: RendererDeps, mirror: SceneMirror, sqsRe
         return { ok: false, sceneBytes: 0 };
     }
     const message = parsed.value;
+    // SQS delivers at least once: a frame already done stays done, whatever a late duplicate would meet.
+    const earlier = await readFrameRecord(s3, settings.rendersBucket, message.jobId, message.frame).catch(() => undefined);
+    if (earlier?.status === "done") {
+        console.log(`renderer: frame ${message.frame} of job ${message.jobId} is already done; duplicate delivery ${sqsRecord.messageId} skipped`);
+        return { ok: true, record: earlier, sceneBytes: 0 };
+    }
     let sceneBytes = 0;
     let outcome: Pick<FrameRecord, "status" | "error" | "logTail" | "renderSeconds" | "output"> & { blenderMs: number };
     try {

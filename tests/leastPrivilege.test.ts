@@ -144,6 +144,7 @@ const TABLE: Row[] = [
     deny("renderer", "s3:PutObject", `renders/renders-${JOB}/frame_0001.png`),
     deny("renderer", "s3:GetObject", `renders/renders/${JOB}/frame_0001.png`),
     deny("renderer", "s3:GetObject", `renders/jobs/${JOB}/job.json`),
+    allow("renderer", "s3:GetObject", `renders/jobs/${JOB}/frames/7.json`),
     allow("renderer", "s3:ListBucket", "scenes bucket"),
     deny("renderer", "s3:ListBucket", "renders bucket"),
     deny("renderer", "s3:PutBucketPolicy", "renders bucket"),

@@ -222,6 +222,14 @@ describe("the render path: job API → SQS → renderer → S3, with Blender", f
         const status = await api("GET", "/jobs/duplicate");
         assert.deepStrictEqual(status.body.frames, { total: 2, done: 2, failed: 0, pending: 0 });
         assert.strictEqual(status.body.state, "complete");
+
+        // A late duplicate, after the scene was replaced: the frame stays done instead of failing on the new version.
+        const recordBefore = (await getObject(farm.rendersBucket, frameRecordKey("duplicate", 1))).toString();
+        await upload("dup/scene.blend", (await makeScene({ frames: "1-4", samples: 2 })).blendPath);
+        await emulator.sqs.send(new SendMessageCommand({ QueueUrl: farm.frameQueueUrl, MessageBody: frameOne.Body! }));
+        assert.deepStrictEqual(await drainQueue(), { succeeded: 1, failed: 0 });
+        assert.strictEqual((await getObject(farm.rendersBucket, frameRecordKey("duplicate", 1))).toString(), recordBefore, "the done record is left as it was");
+        assert.strictEqual((await api("GET", "/jobs/duplicate")).body.state, "complete");
     });
 
     it("downloads no scene bytes for a second frame of the same scene on a warm renderer", async function () {
