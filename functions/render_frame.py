@@ -158,6 +158,30 @@ def missing_files():
     return sorted(set(missing))
 
 
+def compositor_trees(scene):
+    # scene.node_tree up to 4.x, scene.compositing_node_group from 5.0, plus node groups used inside them.
+    trees = []
+    for attribute in ("node_tree", "compositing_node_group"):
+        tree = getattr(scene, attribute, None)
+        if tree is not None and tree not in trees:
+            trees.append(tree)
+    for group in bpy.data.node_groups:
+        if group.bl_idname == "CompositorNodeTree" and group not in trees:
+            trees.append(group)
+    return trees
+
+
+def mute_file_outputs(scene):
+    # A File Output node writes wherever the scene says: an untrusted scene must not write outside the work dir.
+    muted = []
+    for tree in compositor_trees(scene):
+        for node in tree.nodes:
+            if node.bl_idname == "CompositorNodeOutputFile" and not node.mute:
+                node.mute = True
+                muted.append(node.name)
+    return muted
+
+
 def render_result_image():
     # Found by type: a user image may also be named "Render Result".
     for image in bpy.data.images:
@@ -196,6 +220,9 @@ def render(args):
     missing = missing_files()
     for path in missing:
         print("render_frame.py: warning: missing file %s" % path)
+    muted = mute_file_outputs(scene)
+    for name in muted:
+        print("render_frame.py: warning: compositor File Output node %r muted: the farm writes only the frame" % name)
 
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     if os.path.exists(args.output):
@@ -223,6 +250,7 @@ def render(args):
         "engine": scene.render.engine,
         "blenderVersion": bpy.app.version_string,
         "missingFiles": missing,
+        "mutedFileOutputs": muted,
     }
 
 

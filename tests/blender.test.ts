@@ -177,6 +177,20 @@ describe("runBlender with the real Blender", function () {
         fs.rmSync(marker, { force: true });
     });
 
+    it("mutes the scene's compositor File Output nodes, so a scene writes nothing outside the frame", async () => {
+        const writer = await makeScene({ fileOutput: true });
+        const outside = writer.fileOutputDir as string;
+        fs.rmSync(outside, { recursive: true, force: true });
+        const result = await render(writer.blendPath, 1, { format: "PNG" }, "file-output.png");
+        assertOk(result);
+        assert.ok(!fs.existsSync(outside) || fs.readdirSync(outside).length === 0, `the scene wrote ${outside} during a farm render`);
+        assert.match(result.logTail, /"mutedFileOutputs": \["File Output"\]/);
+        // The probe itself works: a plain `blender -f` writes into that directory.
+        await renderDirect(writer.blendPath, 1, fs.mkdtempSync(path.join(work, "direct-file-output-")));
+        assert.ok(fs.readdirSync(outside).length > 0, "control failed: the File Output node wrote nothing even in a plain render");
+        fs.rmSync(outside, { recursive: true, force: true });
+    });
+
     it("keeps credentials out of Blender's environment and out of the log tail, and gives it a HOME", async () => {
         const secret = "wJalrXUtnFEMI-test-secret-K7MDENG";
         const leakFile = path.join(work, "leak.txt");

@@ -25,6 +25,8 @@ export interface SceneOptions {
     percentage?: number;
     /** Adds a registered text block that writes `markerPath` if it ever runs. */
     autoexecProbe?: boolean;
+    /** Adds a compositor File Output node writing into `fileOutputDir` (an absolute path outside any work dir). */
+    fileOutput?: boolean;
 }
 
 export interface Scene {
@@ -33,6 +35,8 @@ export interface Scene {
     texturePath?: string;
     /** The file the autoexec probe writes if scene code runs (absent until then). */
     markerPath?: string;
+    /** Where the scene's File Output node writes, when it has one. */
+    fileOutputDir?: string;
 }
 
 export function run(command: string, args: string[], timeoutMs = 120_000): Promise<{ stdout: string; stderr: string }> {
@@ -56,6 +60,7 @@ export async function makeScene(options: SceneOptions = {}): Promise<Scene> {
     const scene: Scene = { blendPath: path.join(dir, "scene.blend"), dir };
     if (options.texture) scene.texturePath = path.join(dir, options.texture);
     if (options.autoexecProbe) scene.markerPath = path.join(dir, "autoexec-ran.txt");
+    if (options.fileOutput) scene.fileOutputDir = path.join(dir, "file-output");
     if (fs.existsSync(path.join(dir, ".complete"))) return scene;
 
     // Built aside and renamed into place, so concurrent test runs never see half a scene.
@@ -70,6 +75,7 @@ export async function makeScene(options: SceneOptions = {}): Promise<Scene> {
     if (options.resolutionY !== undefined) args.push("--resolution-y", String(options.resolutionY));
     if (options.percentage !== undefined) args.push("--percentage", String(options.percentage));
     if (scene.markerPath) args.push("--autoexec-marker", scene.markerPath);
+    if (scene.fileOutputDir) args.push("--file-output", scene.fileOutputDir);
     await run(BLENDER, args);
     fs.writeFileSync(path.join(building, ".complete"), "");
     fs.mkdirSync(CACHE_ROOT, { recursive: true });
