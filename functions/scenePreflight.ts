@@ -1,7 +1,7 @@
 // The scene preflight: read the .blend from S3 before anything is queued, refuse what Blender cannot
 // render, take the scene's own frame range, and find every external file it needs in the bucket.
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
-import { apiError, ApiError, JobLimits, JobRequest, MAX_ASSETS, objectKeyProblem, parseFrameSpec } from "./contract";
+import { apiError, ApiError, Engine, JobLimits, JobRequest, MAX_ASSETS, objectKeyProblem, parseFrameSpec } from "./contract";
 import { BlendSummary, externalReferences, isSequenceFrame, readBlendStream, resolveReferenceKey, sequencePattern } from "./blend";
 import { awsErrorStatus, describeAwsError, isNotFound, mapWithConcurrency } from "./ledger";
 import type { JobApiDeps } from "./jobApi";
@@ -84,12 +84,31 @@ async function listSequence(deps: JobApiDeps, key: string): Promise<string[]> {
     return keys.sort();
 }
 
-/** The scene's active scene, or the reply that refuses the job: no scene, no camera, or frames the farm cannot take. */
+/** Blender's engine ids (as a .blend stores them, 3.x to 5.x) by the farm's engine names. */
+const SCENE_ENGINES: Record<string, Engine> = { CYCLES: "CYCLES", BLENDER_EEVEE: "EEVEE", BLENDER_EEVEE_NEXT: "EEVEE", BLENDER_WORKBENCH: "WORKBENCH" };
+
+/**
+ * The reply that refuses the job, or the frames to render: no scene, no camera, an engine or a resolution the
+ * farm does not allow (the scene's own, when the request does not override them), or frames it cannot take.
+ */
 function sceneProblems(request: JobRequest, summary: BlendSummary, limits: JobLimits): ApiError | { frames?: number[] } {
     const scene = summary.scenes.find((candidate) => candidate.name === summary.activeScene);
     if (!scene) return apiError(400, "no_scene", `scene "${request.scene}" holds no scene to render`, "scene");
     if (scene.camera === null) {
         return apiError(400, "no_camera", `scene "${request.scene}": its scene "${scene.name}" has no active camera, so Blender cannot render it; set one (Scene Properties > Camera) and upload it again`, "scene");
+    }
+    if (request.engine === undefined) {
+        const engine = SCENE_ENGINES[scene.engine];
+        if (engine === undefined || !limits.allowedEngines.includes(engine)) {
+            const allowed = limits.allowedEngines.join(", ");
+            return apiError(400, "engine_not_allowed", `scene "${request.scene}" renders with ${engine ?? scene.engine}, which this farm does not offer (it has ${allowed}); set "engine" in the request`, "engine");
+        }
+    }
+    const percentage = request.resolution?.percentage ?? scene.resolutionPercentage;
+    const width = Math.round(((request.resolution?.x ?? scene.resolutionX) * percentage) / 100);
+    const height = Math.round(((request.resolution?.y ?? scene.resolutionY) * percentage) / 100);
+    if (Math.max(width, height) > limits.maxResolution) {
+        return apiError(400, "resolution_too_large", `scene "${request.scene}" would render ${width}x${height}, over this farm's ${limits.maxResolution} pixels per side; set "resolution" in the request`, "resolution");
     }
     if (request.frames !== undefined) return {};
     const own = `${scene.frameStart}-${scene.frameEnd}x${Math.max(1, scene.frameStep)}`;

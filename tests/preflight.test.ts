@@ -9,7 +9,7 @@ import * as path from "path";
 import * as util from "util";
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import { DeleteMessageCommand, GetQueueAttributesCommand, PurgeQueueCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
-import { FrameMessage, JobManifest, manifestKey } from "../functions/contract";
+import { Engine, FrameMessage, JobManifest, manifestKey } from "../functions/contract";
 import { JobApiDeps, submitJob } from "../functions/jobApi";
 import { createRendererHandler, RendererSettings } from "../functions/renderer";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
@@ -157,6 +157,23 @@ describe("scene preflight: the job API reads every scene before queueing", funct
         assert.deepStrictEqual(await renderKeys("stepped"), ["renders/stepped/frame_0002.png", "renders/stepped/frame_0005.png", "renders/stepped/frame_0008.png"]);
         const manifest = JSON.parse(await (await emulator.s3.send(new GetObjectCommand({ Bucket: farm.rendersBucket, Key: manifestKey("stepped") }))).Body!.transformToString()) as JobManifest;
         assert.deepStrictEqual(manifest.frames, [2, 5, 8]);
+    });
+
+    it("holds the scene's own engine and resolution to the farm's limits when the request does not override them", async function () {
+        const cycles = await makeScene({ frames: "1-2", engine: "CYCLES", resolutionX: 64, resolutionY: 48 });
+        await upload("shots/limits/scene.blend", cycles.blendPath);
+        const strict = { ...deps, settings: { ...deps.settings, limits: { maxFrames: 1000, maxResolution: 40, allowedEngines: ["EEVEE", "WORKBENCH"] as Engine[] } } };
+        const engine = await submitJob(strict, { scene: "shots/limits/scene.blend", frames: "1", resolution: { percentage: 50 } });
+        assert.strictEqual(engine.status, 400, JSON.stringify(engine.body));
+        assert.deepStrictEqual([(engine.body as any).error.code, (engine.body as any).error.field], ["engine_not_allowed", "engine"]);
+        const resolution = await submitJob(strict, { scene: "shots/limits/scene.blend", frames: "1", engine: "WORKBENCH" });
+        assert.strictEqual(resolution.status, 400, JSON.stringify(resolution.body));
+        assert.deepStrictEqual([(resolution.body as any).error.code, (resolution.body as any).error.field], ["resolution_too_large", "resolution"]);
+        assert.match((resolution.body as any).error.message, /64x48/);
+        // Overriding both brings the job within the limits.
+        const accepted = await submitJob(strict, { scene: "shots/limits/scene.blend", frames: "1", engine: "WORKBENCH", resolution: { percentage: 50 }, jobId: "within-limits" });
+        assert.strictEqual(accepted.status, 202, JSON.stringify(accepted.body));
+        await emulator.sqs.send(new PurgeQueueCommand({ QueueUrl: farm.frameQueueUrl }));
     });
 
     it("reads zstd and gzip scenes from S3 and takes their ranges; refuses no camera and not-a-.blend with a 400 on the scene", async function () {
