@@ -2,6 +2,7 @@
 // Imported by the job API, the renderer, the CLI and the local farm; nothing re-declares these shapes.
 // Everything here is a plain function or constant: the job API is serialized by Pulumi's closure
 // serializer, which handles those well (module-level class instances would not survive it).
+import * as crypto from "crypto";
 import { z } from "zod";
 
 export const ENGINES = ["CYCLES", "EEVEE", "WORKBENCH"] as const;
@@ -337,7 +338,9 @@ function legacyFrameMessageSchema() {
 /** A job id for seed-era messages, which carried none: derived from the scene key so retries share it. */
 export function legacyJobId(sceneKey: string): string {
     const slug = sceneKey.toLowerCase().replace(/\.blend$/, "").replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "");
-    return `legacy-${slug}`.slice(0, 64).replace(/-+$/, "");
+    // The slug alone would merge keys that differ in case, punctuation or past 64 characters: the hash keeps them apart.
+    const hash = crypto.createHash("sha256").update(sceneKey).digest("hex").slice(0, 8);
+    return `${`legacy-${slug}`.slice(0, 55).replace(/-+$/, "")}-${hash}`;
 }
 
 /** Parses an SQS body: the versioned message, or the seed-era `{file_name, frame, support_files}`. */

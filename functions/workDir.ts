@@ -77,7 +77,8 @@ export async function prepareFrameFiles(
 ): Promise<{ scenePath: string; sceneBytes: number }> {
     const scenePath = mirrorPath(mirror.root, scene.key);
     const assetPaths = assets.map((asset) => ({ key: asset, target: mirrorPath(mirror.root, asset) }));
-    const cacheHit = mirror.cached?.key === scene.key && (scene.etag === "" || mirror.cached.etag === scene.etag) && fs.existsSync(scenePath);
+    // Without an ETag (seed-era messages) the cached copy may be another version: download it again.
+    const cacheHit = scene.etag !== "" && mirror.cached?.key === scene.key && mirror.cached.etag === scene.etag && fs.existsSync(scenePath);
     removeAllBut(mirror.root, cacheHit ? scenePath : undefined);
     let sceneBytes = 0;
     if (!cacheHit) {
