@@ -353,13 +353,14 @@ export async function submitJob(deps: JobApiDeps, body: unknown): Promise<ApiRep
     if (result.notSent.length > 0) {
         // Without its manifest the job does not exist, so resubmitting the same request queues it all again;
         // frames that did go may render twice, which the ledger absorbs (the same keys are rewritten).
-        let rollback = "resubmitting the same request is safe";
+        // Resubmitting under the same jobId: frames that did go out then belong to the job instead of being orphaned.
+        let rollback = `resubmit the same request with "jobId": "${jobId}"`;
         try {
             await deleteManifest(deps.s3, settings.rendersBucket, jobId);
         } catch (error) {
             rollback = `the manifest could not be removed (${error instanceof Error ? error.message : String(error)}); POST /jobs/${jobId}/retry once the queue is reachable`;
         }
-        return errorReply(apiError(503, "queue_error", `${notSentSummary(result, jobFrames.length)}; ${rollback}`));
+        return { status: 503, body: { ...errorBody(apiError(503, "queue_error", `${notSentSummary(result, jobFrames.length)}; ${rollback}`)), jobId } };
     }
     return { status: 202, body: reply };
 }

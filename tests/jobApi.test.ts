@@ -379,6 +379,8 @@ describe("job API", function () {
         const error = (reply.body as { error: { code: string; message: string } }).error;
         assert.strictEqual(error.code, "queue_error");
         assert.match(error.message, /12 of 12 frame messages could not be queued \(frames 1-12\)/);
+        assert.strictEqual((reply.body as { jobId?: string }).jobId, "tiny-queue", "the reply names the job to resubmit under");
+        assert.match(error.message, /"jobId": "tiny-queue"/);
         assert.ok(!(await manifestKeys()).includes(manifestKey("tiny-queue")));
         // With a queue that takes them, the very same request now goes through.
         const again = await submitJob(deps, request);
