@@ -2,11 +2,9 @@
 // that references a file nobody uploaded is refused before a frame is queued, the frames it names are what
 // renders, and what the scene needs travels with the job.
 import * as assert from "assert";
-import * as childProcess from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import * as util from "util";
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import { DeleteMessageCommand, GetQueueAttributesCommand, PurgeQueueCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { Engine, FrameMessage, JobManifest, manifestKey } from "../functions/contract";
@@ -14,9 +12,8 @@ import { JobApiDeps, submitJob } from "../functions/jobApi";
 import { createRendererHandler, RendererSettings } from "../functions/renderer";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
-import { archiveFiles, writeArchive } from "./support/archive";
 import { blendFixtures } from "./support/blendFixtures";
-import { PROJECT_ROOT, runProgram, stackConfig } from "./support/pulumiProgram";
+import { shippedJobApi } from "./support/jobApiArchive";
 import { BLENDER, comparePngs, decodePng, makeScene, renderDirect, run } from "./support/scenes";
 
 const RETIME_SCRIPT = path.join(__dirname, "fixtures", "retime_scene.py");
@@ -274,32 +271,8 @@ describe("scene preflight: the job API reads every scene before queueing", funct
     });
 
     it("runs inside the serialized job API archive: the reader survives Pulumi's closure serializer", async function () {
-        const program = await runProgram(stackConfig("dev"));
-        const jobApi = program.named("render-farm-api-function");
-        const archiveDir = writeArchive(await archiveFiles(jobApi.inputs.code), fs.mkdtempSync(path.join(os.tmpdir(), "preflight-lambda-")));
-        const invoke = async (body: unknown): Promise<{ statusCode: number; body: any }> => {
-            const script = `require(${JSON.stringify(path.join(archiveDir, "__index.js"))}).handler(JSON.parse(process.argv[1])).then((result) => process.stdout.write(JSON.stringify(result)), (error) => { console.error(error); process.exit(3); });`;
-            const event = { version: "2.0", routeKey: "POST /jobs", rawPath: "/jobs", requestContext: { http: { method: "POST", path: "/jobs" } }, body: JSON.stringify(body), isBase64Encoded: false };
-            const { stdout } = await util.promisify(childProcess.execFile)(process.execPath, ["-e", script, JSON.stringify(event)], {
-                cwd: archiveDir,
-                encoding: "utf8",
-                timeout: 60_000,
-                env: {
-                    PATH: process.env.PATH ?? "",
-                    NODE_PATH: path.join(PROJECT_ROOT, "node_modules"),
-                    ...(jobApi.inputs.environment.variables as Record<string, string>),
-                    SCENES_BUCKET: farm.scenesBucket,
-                    RENDERS_BUCKET: farm.rendersBucket,
-                    FRAME_QUEUE_URL: farm.frameQueueUrl,
-                    AWS_ENDPOINT_URL: emulator.endpoint,
-                    AWS_REGION: emulator.region,
-                    AWS_ACCESS_KEY_ID: emulator.credentials.accessKeyId,
-                    AWS_SECRET_ACCESS_KEY: emulator.credentials.secretAccessKey,
-                },
-            });
-            const result = JSON.parse(stdout);
-            return { statusCode: result.statusCode, body: JSON.parse(result.body) };
-        };
+        const shipped = await shippedJobApi(emulator, farm);
+        const invoke = (body: unknown) => shipped.invoke({ version: "2.0", routeKey: "POST /jobs", rawPath: "/jobs", requestContext: { http: { method: "POST", path: "/jobs" } }, body: JSON.stringify(body), isBase64Encoded: false });
         await upload("fx/zstd.blend", path.join(fixtures, "zstd.blend"));
         const accepted = await invoke({ scene: "fx/zstd.blend", jobId: "serialized-zstd" });
         assert.strictEqual(accepted.statusCode, 202, JSON.stringify(accepted.body));
