@@ -38,7 +38,7 @@ describe("the renderer image (image/Dockerfile)", function () {
 
     it("copies only files that exist and that .dockerignore lets into the build context", function () {
         const ignore = fs.readFileSync(path.join(PROJECT_ROOT, ".dockerignore"), "utf8").split("\n").filter((line) => line.startsWith("!")).map((line) => line.slice(1));
-        const sources = [...dockerfile.matchAll(/^COPY (?!--from)(\S+)/gm)].map((match) => match[1]);
+        const sources = [...dockerfile.matchAll(/^COPY (?!--from)(?:--chmod=\d+ )?(\S+)/gm)].map((match) => match[1]);
         assert.ok(sources.length >= 3);
         for (const source of sources) {
             assert.ok(fs.existsSync(path.join(PROJECT_ROOT, source)), `${source} exists`);
@@ -48,8 +48,10 @@ describe("the renderer image (image/Dockerfile)", function () {
     });
 
     it("starts through aws-lambda-ric and renders with the official Blender build of the configured version", function () {
-        const entrypoint = jsonArrayInstruction("ENTRYPOINT");
-        assert.ok(entrypoint.some((part) => part.includes("aws-lambda-ric")));
+        const [entrypoint] = jsonArrayInstruction("ENTRYPOINT");
+        const copied = new RegExp(`^COPY (?:--chmod=755 )?(\\S+) ${entrypoint}$`, "m").exec(dockerfile);
+        assert.ok(copied, `the Dockerfile copies its ENTRYPOINT ${entrypoint} with mode 755`);
+        assert.match(fs.readFileSync(path.join(PROJECT_ROOT, copied![1]), "utf8"), /export _HANDLER="\$1"[\s\S]*exec node .*aws-lambda-ric\/index\.mjs/);
         assert.match(dockerfile, /ARG BLENDER_VERSION/);
         assert.match(dockerfile, /download\.blender\.org\/release\/Blender\$\{series\}/);
         assert.match(dockerfile, /sha256sum -c/);
