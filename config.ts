@@ -1,7 +1,7 @@
 // The stack's configuration (`render-farm:*`), read and validated once so a bad value fails
 // `pulumi up` with a message that names the key.
 import * as pulumi from "@pulumi/pulumi";
-import { ENGINES, Engine } from "./functions/contract";
+import { ENGINES, Engine } from "./functions/shared/contract";
 
 export type ApiAuth = "iam" | "none";
 

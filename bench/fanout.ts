@@ -10,10 +10,11 @@ import * as childProcess from "child_process";
 import * as net from "net";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, PurgeQueueCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
-import { ENGINES } from "../functions/contract";
-import { frameMessageOf, SEND_CONCURRENCY, sendFrameMessages } from "../functions/frameQueueing";
-import { JobApiDeps, submitJob } from "../functions/jobApi";
-import { readManifest } from "../functions/ledger";
+import { ENGINES } from "../functions/shared/contract";
+import { frameMessageOf, SEND_CONCURRENCY, sendFrameMessages } from "../functions/jobApi/frameQueueing";
+import { JobApiDeps } from "../functions/jobApi/settings";
+import { submitJob } from "../functions/jobApi/submit";
+import { readManifest } from "../functions/shared/ledger";
 import { createFarmResources, emulatorClients, startEmulator } from "../local/emulator";
 
 const FRAMES = 10000;

@@ -7,7 +7,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import type { JobStatus } from "../functions/contract";
+import type { JobStatus } from "../functions/shared/contract";
 import { processesWorkingIn } from "../local/processes";
 import { api, frameKeys, frameRecords, listKeys, peekDeadLetters, queueDepth, range, uploadFile, waitFor, waitForJobEnd } from "../tests/support/farmClient";
 import { makeScene } from "../tests/support/scenes";

@@ -4,8 +4,8 @@
 import { Sha256 } from "@aws-crypto/sha256-js";
 import { defaultProvider } from "@aws-sdk/credential-provider-node";
 import { SignatureV4 } from "@smithy/signature-v4";
-import type { ApiError, JobRequest, JobStatus } from "../functions/contract";
-import type { RetryReply, SubmitReply } from "../functions/jobApi";
+import type { ApiError, JobRequest, JobStatus } from "../functions/shared/contract";
+import type { RetryReply, SubmitReply } from "../functions/shared/contract";
 import { CliError, EXIT_UNREACHABLE, EXIT_USAGE, networkErrorCode, oneLine, unreachableError } from "./errors";
 
 export interface ApiClientOptions {

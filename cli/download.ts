@@ -4,7 +4,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { GetObjectCommand, ListObjectsV2Command, S3Client, _Object } from "@aws-sdk/client-s3";
-import { outputPrefix } from "../functions/contract";
+import { outputPrefix } from "../functions/shared/contract";
 import { storageError } from "./storage";
 
 export interface DownloadedFrame {

@@ -1,6 +1,6 @@
 // `render-farm status|download|retry <jobId>`: one job, looked up on the same targets as render.
 import * as path from "path";
-import { JOB_ID_PATTERN } from "../functions/contract";
+import { JOB_ID_PATTERN } from "../functions/shared/contract";
 import { downloadFrames } from "./download";
 import { EXIT_FRAMES_FAILED, EXIT_OK, usageError } from "./errors";
 import { exitCodeOf, failureLines, jobDocument, summaryLine } from "./jobReport";

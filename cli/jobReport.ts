@@ -1,5 +1,5 @@
 // How a job's outcome is told: the failed frames with their reasons, the summary line, the exit code.
-import type { JobStatus } from "../functions/contract";
+import type { JobStatus } from "../functions/shared/contract";
 import { EXIT_FRAMES_FAILED, EXIT_OK } from "./errors";
 import { formatDuration } from "./progress";
 

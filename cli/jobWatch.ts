@@ -1,5 +1,5 @@
 // Waits for a job to end, polling GET /jobs/{jobId} and feeding the progress display.
-import type { JobStatus } from "../functions/contract";
+import type { JobStatus } from "../functions/shared/contract";
 import type { ApiClient } from "./apiClient";
 import { createProgressReporter, FINAL_STATES, ProgressReporter } from "./progress";
 

@@ -3,7 +3,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { ENGINES, Engine, FORMATS, Format, JOB_ID_PATTERN, parseFrameSpec } from "../functions/contract";
+import { ENGINES, Engine, FORMATS, Format, JOB_ID_PATTERN, parseFrameSpec } from "../functions/shared/contract";
 import { CliError, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, oneLine } from "./errors";
 import { downloadCommand, retryCommand, statusCommand } from "./jobCommands";
 import { Output } from "./output";

@@ -1,7 +1,7 @@
 // Shows a job's progress while the CLI waits: a cli-progress bar on a terminal, otherwise one plain
 // line per event (counts changed, a frame failed, the job ended) that logs and CI can keep.
 import { SingleBar } from "cli-progress";
-import type { JobState, JobStatus } from "../functions/contract";
+import type { JobState, JobStatus } from "../functions/shared/contract";
 
 export const FINAL_STATES: readonly JobState[] = ["complete", "failed", "partial"];
 

@@ -58,7 +58,7 @@ function compiledIsCurrent(root, compiled) {
     try {
         builtAt = fs.statSync(compiled).mtimeMs;
         // The renderer finds render_frame.py next to its module; a plain tsc build does not copy it.
-        fs.statSync(path.join(root, "dist", "functions", "render_frame.py"));
+        fs.statSync(path.join(root, "dist", "functions", "renderer", "render_frame.py"));
     } catch {
         return false;
     }

@@ -2,7 +2,7 @@
 // the frames, and exit 0 only when every frame rendered.
 import { randomUUID } from "crypto";
 import * as path from "path";
-import { Engine, Format, JobRequest, Resolution } from "../functions/contract";
+import { Engine, Format, JobRequest, Resolution } from "../functions/shared/contract";
 import { downloadFrames } from "./download";
 import { EXIT_OK, usageError } from "./errors";
 import { exitCodeOf, failureLines, jobDocument, summaryLine } from "./jobReport";

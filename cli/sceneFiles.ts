@@ -13,7 +13,7 @@ import {
     resolveReferenceKey,
     sequencePattern,
 } from "../functions/blend";
-import { objectKeyProblem } from "../functions/contract";
+import { objectKeyProblem } from "../functions/shared/contract";
 import { CliError, EXIT_USAGE, usageError } from "./errors";
 
 export interface LocalObject {

@@ -1,6 +1,6 @@
 // S3 clients for a farm's buckets and the one-line reasons S3 failures are reported with.
 import { S3Client } from "@aws-sdk/client-s3";
-import type { FarmOutputs } from "../functions/contract";
+import type { FarmOutputs } from "../functions/shared/contract";
 import { CliError, EXIT_UNREACHABLE, EXIT_USAGE, networkErrorCode, oneLine } from "./errors";
 
 /** The local farm accepts any credentials; these keep the SDK from looking for real ones. */

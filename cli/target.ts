@@ -4,7 +4,7 @@ import { execFile } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import type { S3Client } from "@aws-sdk/client-s3";
-import type { FarmOutputs } from "../functions/contract";
+import type { FarmOutputs } from "../functions/shared/contract";
 import { ApiClient, createApiClient } from "./apiClient";
 import { CliError, EXIT_UNREACHABLE, oneLine, usageError } from "./errors";
 import { createS3Client } from "./storage";

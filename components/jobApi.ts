@@ -3,9 +3,9 @@ import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
-import { Engine } from "../functions/contract";
-import { jobApiSettingsFromEnvironment } from "../functions/jobApi";
-import { createJobApiHandler } from "../functions/jobApiHandler";
+import { Engine } from "../functions/shared/contract";
+import { jobApiSettingsFromEnvironment } from "../functions/jobApi/settings";
+import { createJobApiHandler } from "../functions/jobApi/handler";
 import { lambdaRole, readScenesStatements, writeLogsStatement } from "./iam";
 import * as packageJson from "../package.json";
 

@@ -6,8 +6,8 @@ import * as http from "http";
 import { AddressInfo } from "net";
 import { TextDecoder } from "util";
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
-import { apiError, errorBody, MAX_REQUEST_BYTES } from "../functions/contract";
-import { JobApiHandler } from "../functions/jobApiHandler";
+import { apiError, errorBody, MAX_REQUEST_BYTES } from "../functions/shared/contract";
+import { JobApiHandler } from "../functions/jobApi/handler";
 import { urlHost } from "./addresses";
 
 /** Lambda's own limit on a synchronous invocation's payload. */

@@ -3,8 +3,8 @@
 import * as os from "os";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
-import { createRendererHandler, RendererSettings } from "../functions/renderer";
-import { RENDERER_CLIENT_RETRY } from "../functions/rendererHandler";
+import { createRendererHandler, RendererSettings } from "../functions/renderer/consumer";
+import { RENDERER_CLIENT_RETRY } from "../functions/renderer/handler";
 import { EmulatorCredentials, FarmResources } from "./emulator";
 import { SqsEventHandler } from "./eventSourcePoller";
 import { killProcessesWorkingIn } from "./processes";

@@ -5,9 +5,10 @@
 //    unlike SQS): a crash between writing a job's manifest and queueing all of its frames leaves such frames.
 import { ChangeMessageVisibilityCommand, SQSClient } from "@aws-sdk/client-sqs";
 import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
-import { parseFrameMessage } from "../functions/contract";
-import { frameMessageOf, sendFrameMessages } from "../functions/frameQueueing";
-import { describeAwsError, frameProgress, latestRecordByFrame, readFrameRecords, readManifest } from "../functions/ledger";
+import { parseFrameMessage } from "../functions/shared/contract";
+import { frameMessageOf, sendFrameMessages } from "../functions/jobApi/frameQueueing";
+import { describeAwsError } from "../functions/shared/awsErrors";
+import { frameProgress, latestRecordByFrame, readFrameRecords, readManifest } from "../functions/shared/ledger";
 import { Emulator, FarmResources } from "./emulator";
 
 export interface RecoveryReport {

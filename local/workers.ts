@@ -6,8 +6,9 @@ import { setTimeout as sleep } from "timers/promises";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { ChangeMessageVisibilityCommand, DeleteMessageCommand, Message, ReceiveMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { SQSRecord } from "aws-lambda";
-import { parseFrameMessage } from "../functions/contract";
-import { describeAwsError, readFrameRecord } from "../functions/ledger";
+import { parseFrameMessage } from "../functions/shared/contract";
+import { describeAwsError } from "../functions/shared/awsErrors";
+import { readFrameRecord } from "../functions/shared/ledger";
 import { SqsEventHandler, sqsRecordOf } from "./eventSourcePoller";
 
 /**

@@ -4,8 +4,8 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { BlenderResult, LOG_TAIL_BYTES, runBlender, RunBlenderOptions } from "../functions/blender";
-import { FORMAT_EXTENSIONS, Format, RenderSettings } from "../functions/contract";
+import { BlenderResult, LOG_TAIL_BYTES, runBlender, RunBlenderOptions } from "../functions/renderer/blender";
+import { FORMAT_EXTENSIONS, Format, RenderSettings } from "../functions/shared/contract";
 import { BLENDER, comparePngs, decodePng, distinctColors, makeScene, renderDirect, run, Scene, sniffImageType } from "./support/scenes";
 
 const CUBE_2016 = path.resolve(__dirname, "..", "..", "shared", "scenes", "cube-2016", "scene.blend");

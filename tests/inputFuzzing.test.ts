@@ -7,27 +7,9 @@ import * as path from "path";
 import fc from "fast-check";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { SQSClient } from "@aws-sdk/client-sqs";
-import {
-    ApiError,
-    ENGINES,
-    FORMATS,
-    frameOutputKey,
-    frameRecordKey,
-    frameRecordsPrefix,
-    JOB_ID_PATTERN,
-    JobLimits,
-    manifestKey,
-    MAX_ASSETS,
-    MAX_FRAME_NUMBER,
-    MAX_SAMPLES,
-    objectKeyProblem,
-    outputPrefix,
-    parseFrameMessage,
-    parseFrameSpec,
-    parseJobRequest,
-} from "../functions/contract";
-import { createJobApiHandler } from "../functions/jobApiHandler";
-import { mirrorPath } from "../functions/workDir";
+import { ApiError, ENGINES, FORMATS, frameOutputKey, frameRecordKey, frameRecordsPrefix, JOB_ID_PATTERN, JobLimits, manifestKey, MAX_ASSETS, MAX_FRAME_NUMBER, MAX_SAMPLES, objectKeyProblem, outputPrefix, parseFrameMessage, parseFrameSpec, parseJobRequest } from "../functions/shared/contract";
+import { createJobApiHandler } from "../functions/jobApi/handler";
+import { mirrorPath } from "../functions/renderer/workDir";
 
 const RUNS = 10_000;
 const ROOT = path.resolve("/tmp/render-farm-fuzz/scenes");

@@ -10,10 +10,14 @@ import {
     ReceiveMessageCommand,
     SendMessageCommand,
 } from "@aws-sdk/client-sqs";
-import { FrameMessage, frameRecordKey, FrameRecord, JobManifest, JobStatus, manifestKey, MAX_REQUEST_BYTES } from "../functions/contract";
-import { getJobStatus, JobApiDeps, jobApiSettingsFromEnvironment, retryJob, submitJob } from "../functions/jobApi";
-import { createJobApiHandler, HttpApiEvent, HttpApiResult, JobApiHandler } from "../functions/jobApiHandler";
-import { computeJobStatus, mapWithConcurrency, writeFrameRecord, writeManifest } from "../functions/ledger";
+import { FrameMessage, frameRecordKey, FrameRecord, JobManifest, JobStatus, manifestKey, MAX_REQUEST_BYTES } from "../functions/shared/contract";
+import { getJobStatus } from "../functions/jobApi/status";
+import { JobApiDeps, jobApiSettingsFromEnvironment } from "../functions/jobApi/settings";
+import { retryJob } from "../functions/jobApi/retry";
+import { submitJob } from "../functions/jobApi/submit";
+import { createJobApiHandler, HttpApiEvent, HttpApiResult, JobApiHandler } from "../functions/jobApi/handler";
+import { computeJobStatus, writeFrameRecord, writeManifest } from "../functions/shared/ledger";
+import { mapWithConcurrency } from "../functions/shared/concurrency";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { makeScene } from "./support/scenes";
 

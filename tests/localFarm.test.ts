@@ -7,7 +7,7 @@ import * as os from "os";
 import * as path from "path";
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { DeleteMessageCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
-import type { FarmOutputs } from "../functions/contract";
+import type { FarmOutputs } from "../functions/shared/contract";
 import { startEmulator } from "../local/emulator";
 import { processesWorkingIn } from "../local/processes";
 import { decodePng, makeScene } from "./support/scenes";

@@ -18,10 +18,10 @@ function jsonArrayInstruction(instruction: string): string[] {
 describe("the renderer image (image/Dockerfile)", function () {
     it("CMD names a handler that the compiled functions/ export", function () {
         const [handlerSpec] = jsonArrayInstruction("CMD");
-        const [moduleName, exportName] = handlerSpec.split(".");
+        const [moduleName, exportName] = handlerSpec.split(".");  // e.g. renderer/handler, handler
         // Lay out the build stage as the Dockerfile does: image/tsconfig.json at the root beside functions/.
         const stage = fs.mkdtempSync(path.join(os.tmpdir(), "renderer-image-"));
-        fs.cpSync(path.join(PROJECT_ROOT, "functions"), path.join(stage, "functions"), { recursive: true });
+        for (const folder of ["renderer", "shared"]) fs.cpSync(path.join(PROJECT_ROOT, "functions", folder), path.join(stage, "functions", folder), { recursive: true });
         fs.copyFileSync(path.join(PROJECT_ROOT, "image", "tsconfig.json"), path.join(stage, "tsconfig.json"));
         // Only the image's own packages (image/package.json), as `npm install` in the Dockerfile gives them.
         const imagePackage = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "image", "package.json"), "utf8"));
@@ -44,7 +44,7 @@ describe("the renderer image (image/Dockerfile)", function () {
             assert.ok(fs.existsSync(path.join(PROJECT_ROOT, source)), `${source} exists`);
             assert.ok(ignore.some((allowed) => source === allowed || source.startsWith(allowed) || allowed.startsWith(source.replace(/\/$/, ""))), `${source} is in the build context`);
         }
-        assert.ok(sources.includes("functions/render_frame.py") || sources.includes("functions/"), "render_frame.py ships beside the handler");
+        assert.ok(sources.includes("functions/renderer/render_frame.py"), "render_frame.py ships beside the handler");
     });
 
     it("starts through aws-lambda-ric and renders with the official Blender build of the configured version", function () {

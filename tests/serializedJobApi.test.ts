@@ -4,7 +4,7 @@ import * as assert from "assert";
 import * as fs from "fs";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { DeleteMessageCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
-import { FrameMessage, frameOutputKey } from "../functions/contract";
+import { FrameMessage, frameOutputKey } from "../functions/shared/contract";
 import { Emulator, FarmResources, createFarmResources, startEmulator } from "../local/emulator";
 import { ShippedJobApi, shippedJobApi } from "./support/jobApiArchive";
 import { makeScene } from "./support/scenes";

@@ -3,7 +3,7 @@
 import * as fs from "fs";
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, Message, ReceiveMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
-import type { FarmOutputs, FrameRecord, JobStatus } from "../../functions/contract";
+import type { FarmOutputs, FrameRecord, JobStatus } from "../../functions/shared/contract";
 
 const CREDENTIALS = { accessKeyId: "test", secretAccessKey: "test" };
 

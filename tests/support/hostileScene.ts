@@ -5,7 +5,7 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { blenderArgs } from "../../functions/blender";
+import { blenderArgs } from "../../functions/renderer/blender";
 import { BLENDER, run } from "./scenes";
 
 const MAKE_HOSTILE_SCENE = path.join(__dirname, "..", "fixtures", "make_hostile_scene.py");
@@ -47,7 +47,7 @@ export function clearMarkers(scene: HostileScene): void {
 }
 
 /**
- * The control: the farm's own Blender command line for one frame (functions/blender.ts's blenderArgs, with
+ * The control: the farm's own Blender command line for one frame (functions/renderer/blender.ts's blenderArgs, with
  * render_frame.py) with one change, --enable-autoexec for --disable-autoexec. Both markers must appear, or the
  * probe proves nothing. Resolves with Blender's exit code and output.
  */

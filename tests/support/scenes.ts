@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as zlib from "zlib";
-import { Engine } from "../../functions/contract";
+import { Engine } from "../../functions/shared/contract";
 
 export const BLENDER = process.env.BLENDER_PATH ?? "blender";
 const MAKE_SCENE = path.join(__dirname, "..", "fixtures", "make_scene.py");

@@ -1,7 +1,7 @@
 // `render-farm serve --json` as a child process, as a user runs it: ready when it prints its outputs on stdout.
 import { ChildProcess, spawn } from "child_process";
 import * as path from "path";
-import type { FarmOutputs } from "../../functions/contract";
+import type { FarmOutputs } from "../../functions/shared/contract";
 
 const ROOT = path.join(__dirname, "..", "..");
 const RENDER_FARM = path.join(ROOT, "cli", "render-farm.js");

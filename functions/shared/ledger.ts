@@ -2,65 +2,12 @@
 // Plain functions taking their client and bucket as arguments: the job API is serialized by Pulumi's
 // closure serializer, and the renderer and the local farm pass their own clients.
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { AwsErrorLike, awsErrorStatus, isNotFound, storageError } from "./awsErrors";
+import { mapWithConcurrency } from "./concurrency";
 import { FrameRecord, frameRecordKey, frameRecordsPrefix, FrameStatus, JobManifest, JobState, JobStatus, manifestKey } from "./contract";
 
 /** GetObject calls in flight at once when reading a job's frame records. */
 export const RECORD_READ_CONCURRENCY = 32;
-
-// ---- errors ---------------------------------------------------------------------------------
-
-interface AwsErrorLike {
-    name?: string;
-    message?: string;
-    Code?: string;
-    $metadata?: { httpStatusCode?: number };
-}
-
-/** The HTTP status of an AWS SDK error, when the service answered. */
-export function awsErrorStatus(error: unknown): number | undefined {
-    return (error as AwsErrorLike | undefined)?.$metadata?.httpStatusCode;
-}
-
-/** "NoSuchBucket (HTTP 404): The specified bucket does not exist": the SDK's name, status and message, nothing else. */
-export function describeAwsError(error: unknown): string {
-    if (!(error instanceof Error) && (typeof error !== "object" || error === null)) return String(error);
-    const { name, message, Code } = error as AwsErrorLike;
-    const status = awsErrorStatus(error);
-    const label = Code ?? name ?? "Error";
-    // The SDK says "UnknownError" for bodiless replies (HEAD); the status says more.
-    const text = message && message !== "UnknownError" && message !== label ? `: ${message}` : "";
-    return `${label}${status ? ` (HTTP ${status})` : ""}${text}`;
-}
-
-/** S3 said the key (or its bucket) is not there. */
-export function isNotFound(error: unknown): boolean {
-    const name = (error as AwsErrorLike | undefined)?.name;
-    return awsErrorStatus(error) === 404 || name === "NoSuchKey" || name === "NotFound";
-}
-
-/** An Error whose message names the operation and the s3:// location, e.g. for a 5xx reply. */
-export function storageError(operation: string, bucket: string, key: string, cause: unknown): Error {
-    const error = new Error(`${operation} s3://${bucket}/${key} failed: ${describeAwsError(cause)}`);
-    (error as Error & { status?: number }).status = awsErrorStatus(cause);
-    return error;
-}
-
-// ---- bounded parallelism --------------------------------------------------------------------
-
-/** Maps `items` through `fn` with at most `limit` calls in flight; results keep the input order. */
-export async function mapWithConcurrency<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-    const results = new Array<R>(items.length);
-    let next = 0;
-    async function worker(): Promise<void> {
-        while (next < items.length) {
-            const index = next++;
-            results[index] = await fn(items[index], index);
-        }
-    }
-    const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, () => worker());
-    await Promise.all(workers);
-    return results;
-}
 
 // ---- JSON objects ---------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
-// The renderer container's entry point (image/Dockerfile's CMD "rendererHandler.handler").
+// The renderer container's entry point (image/Dockerfile's CMD "renderer/handler.handler").
 import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent } from "aws-lambda";
-import { createRendererHandler, rendererSettingsFromEnvironment } from "./renderer";
+import { createRendererHandler, rendererSettingsFromEnvironment } from "./consumer";
 
 /**
  * The renderer's S3/SQS clients retry a failing request 7 times (the SDK's default is 2) with the standard mode's

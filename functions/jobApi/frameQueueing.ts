@@ -1,8 +1,9 @@
 // Queueing a job's frames: one message per frame, SendMessageBatch 10 at a time, batches in parallel,
 // entries SQS reports as failed sent again with backoff.
 import { SendMessageBatchCommand, SQSClient } from "@aws-sdk/client-sqs";
-import { FrameMessage, FRAME_MESSAGE_VERSION, formatFrameSpec, frameOutputKey, JobManifest } from "./contract";
-import { awsErrorStatus, describeAwsError, mapWithConcurrency } from "./ledger";
+import { FrameMessage, FRAME_MESSAGE_VERSION, formatFrameSpec, frameOutputKey, JobManifest } from "../shared/contract";
+import { awsErrorStatus, describeAwsError } from "../shared/awsErrors";
+import { mapWithConcurrency } from "../shared/concurrency";
 
 /** SendMessageBatch calls in flight when queueing a job's frames. */
 export const SEND_CONCURRENCY = 24;

@@ -5,8 +5,8 @@ import * as fs from "fs";
 import * as path from "path";
 import { pipeline } from "stream/promises";
 import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { objectKeyProblem } from "./contract";
-import { describeAwsError } from "./ledger";
+import { objectKeyProblem } from "../shared/contract";
+import { describeAwsError } from "../shared/awsErrors";
 
 export interface CachedScene {
     key: string;

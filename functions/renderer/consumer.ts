@@ -7,8 +7,8 @@ import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { ChangeMessageVisibilityCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { runBlender } from "./blender";
-import { FrameMessage, FrameRecord, Format, frameRecordKey, lambdaCostUsd, parseFrameMessage } from "./contract";
-import { readFrameRecord } from "./ledger";
+import { FrameMessage, FrameRecord, Format, frameRecordKey, lambdaCostUsd, parseFrameMessage } from "../shared/contract";
+import { readFrameRecord } from "../shared/ledger";
 import { SceneMirror, cleanFrameFiles, prepareFrameFiles } from "./workDir";
 
 export interface RendererSettings {

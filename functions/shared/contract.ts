@@ -1,7 +1,7 @@
 // The job contract: the request, the frame message, the ledger keys and the error shape.
 // Imported by the job API, the renderer, the CLI and the local farm; nothing re-declares these shapes.
 // Everything here is a plain function or constant: the job API is serialized by Pulumi's closure
-// serializer, which handles those well (module-level class instances would not survive it).
+// serializer (see functions/README.md).
 import * as crypto from "crypto";
 import { z } from "zod";
 
@@ -121,6 +121,34 @@ export interface JobStatus {
     updatedAt: string;
     renderSeconds: number;
     costUsd: number;
+}
+
+/** POST /jobs: 202. */
+export interface SubmitReply {
+    jobId: string;
+    frames: number;
+    state: string;
+    statusUrl: string;
+    /** Files the scene references that were found in the bucket and added to the job's assets (preflight only; absent when none). */
+    assetsAdded?: string[];
+    /** What the preflight found worth a look but not worth refusing the job for, e.g. absolute paths (absent when none). */
+    warnings?: string[];
+}
+
+/** POST /jobs/{jobId}/retry: 202. */
+export interface RetryReply {
+    jobId: string;
+    /** Frame messages sent by this retry. */
+    requeued: number;
+    /** Of those, frames whose record said failed (their messages are in the DLQ). */
+    failed: number;
+    /** Of those, frames with no record or a stuck "retrying" one, requeued because the job had gone quiet. */
+    lost: number;
+    /** Pending frames left alone because the farm may still be rendering them. */
+    inFlight: number;
+    state: string;
+    statusUrl: string;
+    message: string;
 }
 
 /** The stack outputs other stacks and the CLI consume; the local farm writes the same shape plus `awsEndpoint`. */

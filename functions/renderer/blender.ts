@@ -4,7 +4,7 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { RenderSettings } from "./contract";
+import { RenderSettings } from "../shared/contract";
 
 export const RESULT_PREFIX = "RENDER_FRAME_RESULT ";
 /** How much of Blender's combined stdout+stderr a result keeps. */

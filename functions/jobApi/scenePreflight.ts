@@ -1,10 +1,11 @@
 // The scene preflight: read the .blend from S3 before anything is queued, refuse what Blender cannot
 // render, take the scene's own frame range, and find every external file it needs in the bucket.
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
-import { apiError, ApiError, Engine, JobLimits, JobRequest, MAX_ASSETS, objectKeyProblem, parseFrameSpec } from "./contract";
-import { BlendSummary, externalReferences, isSequenceFrame, readBlendStream, resolveReferenceKey, sequencePattern } from "./blend";
-import { awsErrorStatus, describeAwsError, isNotFound, mapWithConcurrency } from "./ledger";
-import type { JobApiDeps } from "./jobApi";
+import { apiError, ApiError, Engine, JobLimits, JobRequest, MAX_ASSETS, objectKeyProblem, parseFrameSpec } from "../shared/contract";
+import { BlendSummary, externalReferences, isSequenceFrame, readBlendStream, resolveReferenceKey, sequencePattern } from "../blend";
+import { awsErrorStatus, describeAwsError, isNotFound } from "../shared/awsErrors";
+import { mapWithConcurrency } from "../shared/concurrency";
+import type { JobApiDeps } from "./settings";
 
 /** HeadObject calls in flight when checking a request's scene and assets. */
 export const HEAD_CONCURRENCY = 16;

@@ -2,8 +2,12 @@
 // Thin on purpose: parse the event, call the plain functions of jobApi.ts, map the reply.
 import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
-import { apiError, errorBody, MAX_REQUEST_BYTES } from "./contract";
-import { ApiReply, getJobStatus, JobApiDeps, jobApiSettingsFromEnvironment, retryJob, submitJob } from "./jobApi";
+import { apiError, errorBody, MAX_REQUEST_BYTES } from "../shared/contract";
+import { ApiReply } from "./replies";
+import { retryJob } from "./retry";
+import { JobApiDeps, jobApiSettingsFromEnvironment } from "./settings";
+import { getJobStatus } from "./status";
+import { submitJob } from "./submit";
 
 /** The parts of an API Gateway HTTP API (payload format 2.0) event the job API reads. */
 export interface HttpApiEvent {
