@@ -8,10 +8,9 @@ import * as path from "path";
 import * as zlib from "zlib";
 import { BlendSummary, inspectBlendFile, isBlendFileError, readBlendBuffer, readBlendStream } from "../functions/blend";
 import { blendFixtures } from "./support/blendFixtures";
-import { BLENDER, run } from "./support/scenes";
+import { BLENDER, run, CUBE_2016_SCENE } from "./support/scenes";
 
 const ORACLE_SCRIPT = path.join(__dirname, "fixtures", "blend_oracle.py");
-const CUBE_2016 = path.join(__dirname, "..", "..", "shared", "scenes", "cube-2016", "scene.blend");
 const SYSTEM_BLENDS = "/usr/share/blender";
 
 
@@ -307,12 +306,12 @@ describe(".blend reader", function () {
 
     before(async function () {
         fixtures = await blendFixtures();
-        files = [...blendFilesUnder(fixtures), CUBE_2016, ...blendFilesUnder(SYSTEM_BLENDS)];
+        files = [...blendFilesUnder(fixtures), CUBE_2016_SCENE, ...blendFilesUnder(SYSTEM_BLENDS)];
         reports = await oracle(files);
     });
 
     it("reports what Blender reports, field by field, for every .blend here", async function () {
-        assert.ok(fs.existsSync(CUBE_2016), `${CUBE_2016} is missing`);
+        assert.ok(fs.existsSync(CUBE_2016_SCENE), `${CUBE_2016_SCENE} is missing`);
         assert.ok(blendFilesUnder(SYSTEM_BLENDS).length >= 6, "Debian's Blender installs at least 6 .blend files under /usr/share/blender");
         const mismatches: string[] = [];
         const compressions = new Set<string>();
@@ -362,7 +361,7 @@ describe(".blend reader", function () {
 
     it("reads big-endian, 4-byte-pointer and Blender 5 (format 1, 64-bit block header) layouts of the same files", async function () {
         const sources = ["udim.blend", "two-scenes.blend", "library.blend", "external.blend", "packed.blend", "other-files.blend"].map((name) => path.join(fixtures, name));
-        sources.push(CUBE_2016);
+        sources.push(CUBE_2016_SCENE);
         const layouts = [
             { pointerSize: 4 as const, littleEndian: true },
             { pointerSize: 8 as const, littleEndian: false },

@@ -6,9 +6,8 @@ import * as os from "os";
 import * as path from "path";
 import { BlenderResult, LOG_TAIL_BYTES, runBlender, RunBlenderOptions } from "../functions/renderer/blender";
 import { FORMAT_EXTENSIONS, Format, RenderSettings } from "../functions/shared/contract";
-import { BLENDER, comparePngs, decodePng, distinctColors, makeScene, renderDirect, run, Scene, sniffImageType } from "./support/scenes";
+import { BLENDER, comparePngs, decodePng, distinctColors, makeScene, renderDirect, run, Scene, sniffImageType, CUBE_2016_SCENE } from "./support/scenes";
 
-const CUBE_2016 = path.resolve(__dirname, "..", "..", "shared", "scenes", "cube-2016", "scene.blend");
 
 describe("runBlender with the real Blender", function () {
     this.timeout(180_000);
@@ -158,7 +157,7 @@ describe("runBlender with the real Blender", function () {
     });
 
     it("renders frame 1 of a real 2016 file (cube-2016) at 10 %", async () => {
-        const result = await render(CUBE_2016, 1, { format: "PNG", resolution: { percentage: 10 } }, "cube-2016.png");
+        const result = await render(CUBE_2016_SCENE, 1, { format: "PNG", resolution: { percentage: 10 } }, "cube-2016.png");
         assertOk(result);
         const png = decodePng(path.join(work, "cube-2016.png"));
         assert.deepStrictEqual([png.width, png.height], [192, 108]);

@@ -13,9 +13,8 @@ import { LocalFarm, startLocalFarm } from "../local/farm";
 import { ROOT, runCli, runCliOnTerminal, CliRun } from "./support/cliRunner";
 import { makeFailingFrameScene } from "./support/failingFrameScene";
 import { makeReferenceScene } from "./support/referenceScene";
-import { BLENDER, comparePngs, decodePng, makeScene, renderDirect, run } from "./support/scenes";
+import { BLENDER, comparePngs, decodePng, makeScene, renderDirect, run, CUBE_2016_SCENE } from "./support/scenes";
 
-const CUBE_2016 = path.join(ROOT, "..", "shared", "scenes", "cube-2016", "scene.blend");
 
 function tempDir(name: string): string {
     return fs.mkdtempSync(path.join(os.tmpdir(), `cli-test-${name}-`));
@@ -66,12 +65,12 @@ describe("render-farm CLI", function () {
         });
 
         it("an asset outside the scene's directory exits 2", async function () {
-            assertOneLineReason(await runCli(["render", CUBE_2016, "--assets", "/etc/hostname"], { cwd }), 2, /asset \/etc\/hostname is outside the scene's directory/);
+            assertOneLineReason(await runCli(["render", CUBE_2016_SCENE, "--assets", "/etc/hostname"], { cwd }), 2, /asset \/etc\/hostname is outside the scene's directory/);
         });
 
         it("an unreachable --api exits 3", async function () {
             const port = await closedPort();
-            assertOneLineReason(await runCli(["render", CUBE_2016, "--frames", "1", "--api", `http://127.0.0.1:${port}`], { cwd }), 3, new RegExp(`cannot reach the job API at http://127\\.0\\.0\\.1:${port}: ECONNREFUSED`));
+            assertOneLineReason(await runCli(["render", CUBE_2016_SCENE, "--frames", "1", "--api", `http://127.0.0.1:${port}`], { cwd }), 3, new RegExp(`cannot reach the job API at http://127\\.0\\.0\\.1:${port}: ECONNREFUSED`));
         });
 
         it("--stack without the Pulumi CLI exits 2 and says what to install", async function () {
@@ -81,7 +80,7 @@ describe("render-farm CLI", function () {
         });
 
         it("a bad option value exits 2 (commander's message, on one line)", async function () {
-            assertOneLineReason(await runCli(["render", CUBE_2016, "--resolution", "wide"], { cwd }), 2, /--resolution.*WIDTHxHEIGHT/);
+            assertOneLineReason(await runCli(["render", CUBE_2016_SCENE, "--resolution", "wide"], { cwd }), 2, /--resolution.*WIDTHxHEIGHT/);
         });
 
         it("--json puts the reason in a JSON document on stdout too", async function () {
@@ -94,7 +93,7 @@ describe("render-farm CLI", function () {
     it("renders frames 1-4 of the 2016 scene at 10 % on the embedded local farm and reports the frames' paths (--json)", async function () {
         // As a user would type it, in an empty directory: the farm's data and the frames land there.
         const cwd = tempDir("embedded");
-        const run = await runCli(["render", CUBE_2016, "--frames", "1-4", "--percentage", "10", "--json"], { cwd });
+        const run = await runCli(["render", CUBE_2016_SCENE, "--frames", "1-4", "--percentage", "10", "--json"], { cwd });
         assert.strictEqual(run.code, 0, run.stderr);
         const report = JSON.parse(run.stdout);
         assert.strictEqual(report.state, "complete");
@@ -265,10 +264,10 @@ describe("render-farm inspect, and render uploading the files a scene references
     describe("inspect", function () {
         it("reports the 2016 scene's frame range, resolution, engine and camera as Blender reads them (text and --json)", async function () {
             const bpy = await blenderSays(
-                CUBE_2016,
+                CUBE_2016_SCENE,
                 "dict(start=bpy.context.scene.frame_start, end=bpy.context.scene.frame_end, x=bpy.context.scene.render.resolution_x, y=bpy.context.scene.render.resolution_y, pct=bpy.context.scene.render.resolution_percentage, engine=bpy.context.scene.render.engine, camera=bpy.context.scene.camera.name)",
             );
-            const json = await runCli(["inspect", CUBE_2016, "--json"]);
+            const json = await runCli(["inspect", CUBE_2016_SCENE, "--json"]);
             assert.strictEqual(json.code, 0, json.stderr);
             assert.strictEqual(json.stderr, "");
             const report = JSON.parse(json.stdout);
@@ -279,7 +278,7 @@ describe("render-farm inspect, and render uploading the files a scene references
             );
             assert.deepStrictEqual([report.references, report.problems, report.warnings], [[], [], []]);
 
-            const text = await runCli(["inspect", CUBE_2016]);
+            const text = await runCli(["inspect", CUBE_2016_SCENE]);
             assert.strictEqual(text.code, 0, text.stderr);
             const sceneLine = lines(text.stdout).find((line) => line.startsWith(`scene "${report.activeScene}" (active`)) ?? "";
             assert.ok(sceneLine.includes(`frames ${bpy.start}-${bpy.end},`), sceneLine);
@@ -341,7 +340,7 @@ describe("render-farm inspect, and render uploading the files a scene references
         it("a missing file, a non-.blend and a truncated .blend each exit 2 with one line (a typed code with --json)", async function () {
             const cwd = tempDir("inspect-bad");
             fs.writeFileSync(path.join(cwd, "notes.blend"), "these are my notes, not a Blender file\n");
-            fs.writeFileSync(path.join(cwd, "cut.blend"), fs.readFileSync(CUBE_2016).subarray(0, 4000));
+            fs.writeFileSync(path.join(cwd, "cut.blend"), fs.readFileSync(CUBE_2016_SCENE).subarray(0, 4000));
             const cases: [string, RegExp, string][] = [
                 ["no/such/scene.blend", /^render-farm: scene no\/such\/scene\.blend not found$/, "scene_not_found"],
                 ["notes.blend", /^render-farm: notes\.blend is not a readable \.blend file: does not start with "BLENDER"/, "not_a_blend"],

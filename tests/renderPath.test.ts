@@ -12,9 +12,8 @@ import { createJobApiHandler } from "../functions/jobApi/handler";
 import { createRendererHandler, RendererSettings } from "../functions/renderer/consumer";
 import { Emulator, FarmResources, createFarmResources, emulatorClients, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
-import { comparePngs, decodePng, makeScene, renderDirect } from "./support/scenes";
+import { comparePngs, decodePng, makeScene, renderDirect, CUBE_2016_SCENE } from "./support/scenes";
 
-const CUBE_2016 = path.join(__dirname, "..", "..", "shared", "scenes", "cube-2016", "scene.blend");
 const MAX_RECEIVE_COUNT = 2;
 
 describe("the render path: job API → SQS → renderer → S3, with Blender", function () {
@@ -145,7 +144,7 @@ describe("the render path: job API → SQS → renderer → S3, with Blender", f
     });
 
     it("renders frames 1-3 of a 2016 .blend made by someone else, at 10 %", async function () {
-        await upload("shared/cube-2016/scene.blend", CUBE_2016);
+        await upload("shared/cube-2016/scene.blend", CUBE_2016_SCENE);
         const submitted = await api("POST", "/jobs", { scene: "shared/cube-2016/scene.blend", frames: "1-3", resolution: { percentage: 10 }, jobId: "cube-2016" });
         assert.strictEqual(submitted.statusCode, 202, JSON.stringify(submitted.body));
         assert.deepStrictEqual(await drainQueue(), { succeeded: 3, failed: 0 });

@@ -11,6 +11,8 @@ import { Engine } from "../../functions/shared/contract";
 export const BLENDER = process.env.BLENDER_PATH ?? "blender";
 const MAKE_SCENE = path.join(__dirname, "..", "fixtures", "make_scene.py");
 const CACHE_ROOT = path.join(os.tmpdir(), "render-farm-test-scenes");
+/** A real scene made by others (MIT, saved by Blender 2.77): tests/fixtures/cube-2016/SOURCE.md. */
+export const CUBE_2016_SCENE = path.join(__dirname, "..", "fixtures", "cube-2016", "scene.blend");
 
 export interface SceneOptions {
     /** Path of a checker PNG relative to the .blend, loaded as `//<texture>`, e.g. "textures/checker.png". */
