@@ -27,7 +27,9 @@ export interface FarmConfig {
 }
 
 /** The values CloudWatch Logs accepts for a log group's retention. */
-export const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+export const LOG_RETENTION_DAYS = [
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+];
 
 export const CONFIG_DEFAULTS = {
     blenderVersion: "4.5.0",
@@ -47,17 +49,25 @@ export const CONFIG_DEFAULTS = {
 };
 
 export function readFarmConfig(config = new pulumi.Config("render-farm")): FarmConfig {
-    const number = (key: string, fallback: number, min: number, max: number) => config.getNumber(key, { min, max }) ?? fallback;
+    const number = (key: string, fallback: number, min: number, max: number) =>
+        config.getNumber(key, { min, max }) ?? fallback;
     const logRetentionDays = number("logRetentionDays", CONFIG_DEFAULTS.logRetentionDays, 1, 3653);
     if (!LOG_RETENTION_DAYS.includes(logRetentionDays)) {
-        throw new pulumi.RunError(`Configuration 'render-farm:logRetentionDays' value '${logRetentionDays}' is not one CloudWatch accepts (${LOG_RETENTION_DAYS.join(", ")})`);
+        throw new pulumi.RunError(
+            `Configuration 'render-farm:logRetentionDays' value '${logRetentionDays}' is not one CloudWatch accepts (${LOG_RETENTION_DAYS.join(", ")})`,
+        );
     }
     return {
         blenderVersion: config.get("blenderVersion", { pattern: /^\d+\.\d+\.\d+$/ }) ?? CONFIG_DEFAULTS.blenderVersion,
         // Below 2 GB Blender runs out of memory on ordinary scenes; 10240 MB is Lambda's maximum (6 vCPU).
         rendererMemoryMb: number("rendererMemory", CONFIG_DEFAULTS.rendererMemoryMb, 2048, 10240),
         rendererTimeoutSeconds: number("rendererTimeout", CONFIG_DEFAULTS.rendererTimeoutSeconds, 60, 900),
-        rendererEphemeralStorageMb: number("rendererEphemeralStorage", CONFIG_DEFAULTS.rendererEphemeralStorageMb, 512, 10240),
+        rendererEphemeralStorageMb: number(
+            "rendererEphemeralStorage",
+            CONFIG_DEFAULTS.rendererEphemeralStorageMb,
+            512,
+            10240,
+        ),
         // The event source mapping's maximumConcurrency accepts 2..1000.
         maxConcurrency: number("maxConcurrency", CONFIG_DEFAULTS.maxConcurrency, 2, 1000),
         maxReceiveCount: number("maxReceiveCount", CONFIG_DEFAULTS.maxReceiveCount, 1, 10),
@@ -84,7 +94,9 @@ function readAllowedEngines(config: pulumi.Config): Engine[] {
     }
     for (const engine of engines) {
         if (!ENGINES.includes(engine as Engine)) {
-            throw new pulumi.RunError(`Configuration '${key}' has unknown engine '${engine}'; allowed: ${ENGINES.join(", ")}`);
+            throw new pulumi.RunError(
+                `Configuration '${key}' has unknown engine '${engine}'; allowed: ${ENGINES.join(", ")}`,
+            );
         }
     }
     return engines as Engine[];

@@ -37,21 +37,31 @@ function startLatencyProxy(target: URL, roundTripMs: number): Promise<string> {
         delayed(client, upstream);
         delayed(upstream, client);
     });
-    return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`)));
+    return new Promise((resolve) =>
+        server.listen(0, "127.0.0.1", () => resolve(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`)),
+    );
 }
 
 /** Child side: start the emulator (behind the latency proxy when asked), report its endpoint, run until the parent goes away. */
 async function serveEmulator(roundTripMs: number): Promise<void> {
     const emulator = await startEmulator({ port: 0 });
-    const endpoint = roundTripMs > 0 ? await startLatencyProxy(new URL(emulator.endpoint), roundTripMs) : emulator.endpoint;
+    const endpoint =
+        roundTripMs > 0 ? await startLatencyProxy(new URL(emulator.endpoint), roundTripMs) : emulator.endpoint;
     process.send!({ endpoint, region: emulator.region, credentials: emulator.credentials });
     process.on("disconnect", () => void emulator.stop().then(() => process.exit(0)));
 }
 
 /** Parent side: the emulator in a child process, and clients pointed at it. */
 async function emulatorInChildProcess(roundTripMs: number) {
-    const child = childProcess.fork(__filename, ["--serve-emulator", String(roundTripMs)], { execArgv: ["-r", "ts-node/register/transpile-only"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
-    const started = await new Promise<{ endpoint: string; region: string; credentials: { accessKeyId: string; secretAccessKey: string } }>((resolve, reject) => {
+    const child = childProcess.fork(__filename, ["--serve-emulator", String(roundTripMs)], {
+        execArgv: ["-r", "ts-node/register/transpile-only"],
+        stdio: ["ignore", "inherit", "inherit", "ipc"],
+    });
+    const started = await new Promise<{
+        endpoint: string;
+        region: string;
+        credentials: { accessKeyId: string; secretAccessKey: string };
+    }>((resolve, reject) => {
         child.once("message", (message) => resolve(message as never));
         child.once("exit", (code) => reject(new Error(`the emulator process exited with code ${code}`)));
     });
@@ -80,11 +90,19 @@ async function main(): Promise<void> {
 /** One whole comparison with `roundTripMs` of network latency on every request. */
 async function measure(roundTripMs: number): Promise<void> {
     const emulator = await emulatorInChildProcess(roundTripMs);
-    const network = roundTripMs > 0 ? `a simulated ${roundTripMs} ms network round trip per request` : "loopback (no network latency: CPU-bound)";
+    const network =
+        roundTripMs > 0
+            ? `a simulated ${roundTripMs} ms network round trip per request`
+            : "loopback (no network latency: CPU-bound)";
     console.log(`\n== emulator (fauxqs, its own process) at ${emulator.endpoint}, over ${network}`);
     try {
-        const farm = await createFarmResources(emulator, { name: `bench-${roundTripMs}`, maxReceiveCount: 3, visibilityTimeoutSeconds: 5400 });
-        for (const key of [SCENE, ...ASSETS]) await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: key, Body: key }));
+        const farm = await createFarmResources(emulator, {
+            name: `bench-${roundTripMs}`,
+            maxReceiveCount: 3,
+            visibilityTimeoutSeconds: 5400,
+        });
+        for (const key of [SCENE, ...ASSETS])
+            await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: key, Body: key }));
         const deps: JobApiDeps = {
             s3: emulator.s3,
             sqs: emulator.sqs,
@@ -97,7 +115,12 @@ async function measure(roundTripMs: number): Promise<void> {
             },
         };
         const queued = async (): Promise<number> => {
-            const { Attributes } = await emulator.sqs.send(new GetQueueAttributesCommand({ QueueUrl: farm.frameQueueUrl, AttributeNames: ["ApproximateNumberOfMessages"] }));
+            const { Attributes } = await emulator.sqs.send(
+                new GetQueueAttributesCommand({
+                    QueueUrl: farm.frameQueueUrl,
+                    AttributeNames: ["ApproximateNumberOfMessages"],
+                }),
+            );
             return Number(Attributes!.ApproximateNumberOfMessages);
         };
         const purge = () => emulator.sqs.send(new PurgeQueueCommand({ QueueUrl: farm.frameQueueUrl }));
@@ -109,7 +132,10 @@ async function measure(roundTripMs: number): Promise<void> {
         // Warm the connections and both sides' code paths (JIT) so the measured run pays for neither.
         await submitJob(deps, { scene: SCENE, assets: ASSETS, frames: `1-${FRAMES}`, jobId: "warm-up" });
         await purge();
-        for (let frame = 1; frame <= (roundTripMs > 0 ? 50 : 500); frame++) await emulator.sqs.send(new SendMessageCommand({ QueueUrl: farm.frameQueueUrl, MessageBody: `{"warm-up":${frame}}` }));
+        for (let frame = 1; frame <= (roundTripMs > 0 ? 50 : 500); frame++)
+            await emulator.sqs.send(
+                new SendMessageCommand({ QueueUrl: farm.frameQueueUrl, MessageBody: `{"warm-up":${frame}}` }),
+            );
         await purge();
 
         // Three runs, each a new job, and the median: the machine may be busy with other work.
@@ -118,12 +144,23 @@ async function measure(roundTripMs: number): Promise<void> {
         for (const run of [1, 2, 3]) {
             await purge();
             start = process.hrtime.bigint();
-            const reply = await submitJob(deps, { scene: SCENE, assets: ASSETS, frames: `1-${FRAMES}`, engine: "CYCLES", samples: 64, format: "PNG", jobId: `fanout-${run}` });
+            const reply = await submitJob(deps, {
+                scene: SCENE,
+                assets: ASSETS,
+                frames: `1-${FRAMES}`,
+                engine: "CYCLES",
+                samples: 64,
+                format: "PNG",
+                jobId: `fanout-${run}`,
+            });
             const took = seconds(start);
-            if (reply.status !== 202) throw new Error(`submitJob answered ${reply.status}: ${JSON.stringify(reply.body)}`);
+            if (reply.status !== 202)
+                throw new Error(`submitJob answered ${reply.status}: ${JSON.stringify(reply.body)}`);
             await expect("submitJob");
             runs.push(took);
-            console.log(`submitJob run ${run}: ${FRAMES} frames in ${took.toFixed(3)} s (${Math.round(FRAMES / took)} frames/s; SendMessageBatch x10, ${SEND_CONCURRENCY} calls in flight)`);
+            console.log(
+                `submitJob run ${run}: ${FRAMES} frames in ${took.toFixed(3)} s (${Math.round(FRAMES / took)} frames/s; SendMessageBatch x10, ${SEND_CONCURRENCY} calls in flight)`,
+            );
         }
         const batched = [...runs].sort((a, b) => a - b)[1];
 
@@ -137,29 +174,42 @@ async function measure(roundTripMs: number): Promise<void> {
             const took = seconds(start);
             if (result.notSent.length > 0) throw new Error(`${result.notSent.length} messages not sent`);
             await expect(`sendFrameMessages at concurrency ${concurrency}`);
-            console.log(`  sendFrameMessages only, ${String(concurrency).padStart(2)} batch calls in flight: ${took.toFixed(3)} s (${Math.round(FRAMES / took)} frames/s)`);
+            console.log(
+                `  sendFrameMessages only, ${String(concurrency).padStart(2)} batch calls in flight: ${took.toFixed(3)} s (${Math.round(FRAMES / took)} frames/s)`,
+            );
         }
         await purge();
 
         start = process.hrtime.bigint();
         for (const message of messages) {
-            await emulator.sqs.send(new SendMessageCommand({ QueueUrl: farm.frameQueueUrl, MessageBody: JSON.stringify(message) }));
+            await emulator.sqs.send(
+                new SendMessageCommand({ QueueUrl: farm.frameQueueUrl, MessageBody: JSON.stringify(message) }),
+            );
         }
         const sequential = seconds(start);
         await expect("the sequential baseline");
         await purge();
-        console.log(`sequential baseline: ${FRAMES} x SendMessage in ${sequential.toFixed(3)} s (${Math.round(FRAMES / sequential)} frames/s)`);
+        console.log(
+            `sequential baseline: ${FRAMES} x SendMessage in ${sequential.toFixed(3)} s (${Math.round(FRAMES / sequential)} frames/s)`,
+        );
 
-        console.log(`submitJob median of 3: ${batched.toFixed(3)} s; the sequential baseline costs ${((sequential / FRAMES) * 1000).toFixed(3)} ms per frame`);
+        console.log(
+            `submitJob median of 3: ${batched.toFixed(3)} s; the sequential baseline costs ${((sequential / FRAMES) * 1000).toFixed(3)} ms per frame`,
+        );
         console.log(`API Gateway's limit is 29 s: ${FRAMES} frames took ${((batched / 29) * 100).toFixed(1)} % of it`);
         const label = roundTripMs > 0 ? "fanout" : "fanout on loopback";
-        console.log(`${label}: ${FRAMES} frames in ${batched.toFixed(2)} s, ${(sequential / batched).toFixed(1)}× the sequential baseline`);
+        console.log(
+            `${label}: ${FRAMES} frames in ${batched.toFixed(2)} s, ${(sequential / batched).toFixed(1)}× the sequential baseline`,
+        );
     } finally {
         await emulator.stop();
     }
 }
 
-(process.argv.includes("--serve-emulator") ? serveEmulator(Number(process.argv[process.argv.indexOf("--serve-emulator") + 1])) : main()).catch((error) => {
+(process.argv.includes("--serve-emulator")
+    ? serveEmulator(Number(process.argv[process.argv.indexOf("--serve-emulator") + 1]))
+    : main()
+).catch((error) => {
     console.error(`fanout benchmark failed: ${error instanceof Error ? error.message : String(error)}`);
     process.exitCode = 1;
 });

@@ -7,7 +7,15 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { CompleteMultipartUploadCommand, CreateBucketCommand, CreateMultipartUploadCommand, GetObjectCommand, PutObjectCommand, S3Client, UploadPartCommand } from "@aws-sdk/client-s3";
+import {
+    CompleteMultipartUploadCommand,
+    CreateBucketCommand,
+    CreateMultipartUploadCommand,
+    GetObjectCommand,
+    PutObjectCommand,
+    S3Client,
+    UploadPartCommand,
+} from "@aws-sdk/client-s3";
 import { readBlendStream } from "../functions/blend";
 import { emulatorClients, startEmulator } from "../local/emulator";
 
@@ -41,14 +49,21 @@ function bigScene(): { plain: string; zstd: string } {
     const files = { plain: path.join(dir, "big.blend"), zstd: path.join(dir, "big-zstd.blend") };
     if (!fs.existsSync(path.join(dir, ".complete"))) {
         console.log(`generating the scene with ${BLENDER} (once; cached in ${dir}) ...`);
-        childProcess.execFileSync(BLENDER, ["-b", "--factory-startup", "-noaudio", "--python-exit-code", "2", "-P", SCRIPT, "--", "--out-dir", dir], { stdio: "ignore", timeout: 600_000 });
+        childProcess.execFileSync(
+            BLENDER,
+            ["-b", "--factory-startup", "-noaudio", "--python-exit-code", "2", "-P", SCRIPT, "--", "--out-dir", dir],
+            { stdio: "ignore", timeout: 600_000 },
+        );
         fs.writeFileSync(path.join(dir, ".complete"), "");
     }
     return files;
 }
 
 function fork(args: string[]): childProcess.ChildProcess {
-    return childProcess.fork(__filename, args, { execArgv: ["-r", "ts-node/register/transpile-only"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    return childProcess.fork(__filename, args, {
+        execArgv: ["-r", "ts-node/register/transpile-only"],
+        stdio: ["ignore", "inherit", "inherit", "ipc"],
+    });
 }
 
 function firstMessage<T>(child: childProcess.ChildProcess): Promise<T> {
@@ -68,7 +83,9 @@ async function serveEmulator(): Promise<void> {
 /** Child: one inspection of one key, its memory sampled every 5 ms; the baseline is taken once the S3 client is warm. */
 async function inspect(key: string, target: Endpoint): Promise<void> {
     const { s3 } = emulatorClients(target.endpoint, target.region, target.credentials);
-    await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: "warm-up.txt" })).then((reply) => reply.Body!.transformToString());
+    await s3
+        .send(new GetObjectCommand({ Bucket: BUCKET, Key: "warm-up.txt" }))
+        .then((reply) => reply.Body!.transformToString());
     global.gc?.();
     const baselineRss = process.memoryUsage().rss;
     let peakRss = baselineRss;
@@ -111,13 +128,23 @@ async function uploadInParts(s3: S3Client, key: string, file: string): Promise<v
         for (let partNumber = 1; ; partNumber++) {
             const read = fs.readSync(handle, buffer, 0, buffer.length, null);
             if (read === 0) break;
-            const part = await s3.send(new UploadPartCommand({ Bucket: BUCKET, Key: key, UploadId, PartNumber: partNumber, Body: buffer.subarray(0, read) }));
+            const part = await s3.send(
+                new UploadPartCommand({
+                    Bucket: BUCKET,
+                    Key: key,
+                    UploadId,
+                    PartNumber: partNumber,
+                    Body: buffer.subarray(0, read),
+                }),
+            );
             parts.push({ ETag: part.ETag!, PartNumber: partNumber });
         }
     } finally {
         fs.closeSync(handle);
     }
-    await s3.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: key, UploadId, MultipartUpload: { Parts: parts } }));
+    await s3.send(
+        new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: key, UploadId, MultipartUpload: { Parts: parts } }),
+    );
 }
 
 async function main(): Promise<void> {
@@ -130,7 +157,10 @@ async function main(): Promise<void> {
     try {
         await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
         await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "warm-up.txt", Body: "warm" }));
-        for (const [key, file] of [["big.blend", files.plain], ["big-zstd.blend", files.zstd]] as const) {
+        for (const [key, file] of [
+            ["big.blend", files.plain],
+            ["big-zstd.blend", files.zstd],
+        ] as const) {
             const size = fs.statSync(file).size;
             await uploadInParts(s3, key, file);
             // Three runs, each in a fresh process; the median time and the largest peak are reported.
@@ -144,7 +174,10 @@ async function main(): Promise<void> {
             const peakRss = Math.max(...results.map((result) => result.peakRss));
             const overBaseline = Math.max(...results.map((result) => result.peakRss - result.baselineRss));
             const peakHeap = Math.max(...results.map((result) => result.peakHeap));
-            if (median.decompressedBytes < MIN_SCENE_BYTES) throw new Error(`${key} is only ${median.decompressedBytes} bytes decompressed; the benchmark needs at least ${MIN_SCENE_BYTES}`);
+            if (median.decompressedBytes < MIN_SCENE_BYTES)
+                throw new Error(
+                    `${key} is only ${median.decompressedBytes} bytes decompressed; the benchmark needs at least ${MIN_SCENE_BYTES}`,
+                );
             // "Far below the file size": the reader's own memory (peak over the warm baseline) under a quarter of the .blend.
             if (overBaseline > median.decompressedBytes / 4) failed = true;
             rows.push(
@@ -158,7 +191,9 @@ async function main(): Promise<void> {
         s3.destroy();
         emulatorProcess.disconnect();
     }
-    console.log(`\n.blend inspection from the S3 emulator (median of 3 runs, each in a fresh process; ${os.cpus().length} CPUs):`);
+    console.log(
+        `\n.blend inspection from the S3 emulator (median of 3 runs, each in a fresh process; ${os.cpus().length} CPUs):`,
+    );
     for (const row of rows) console.log(`  ${row}`);
     if (failed) throw new Error("the reader's peak memory passed a quarter of the .blend's size");
 }

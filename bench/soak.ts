@@ -9,7 +9,18 @@ import * as os from "os";
 import * as path from "path";
 import type { JobStatus } from "../functions/shared/contract";
 import { processesWorkingIn } from "../local/processes";
-import { api, frameKeys, frameRecords, listKeys, peekDeadLetters, queueDepth, range, uploadFile, waitFor, waitForJobEnd } from "../tests/support/farmClient";
+import {
+    api,
+    frameKeys,
+    frameRecords,
+    listKeys,
+    peekDeadLetters,
+    queueDepth,
+    range,
+    uploadFile,
+    waitFor,
+    waitForJobEnd,
+} from "../tests/support/farmClient";
 import { makeScene } from "../tests/support/scenes";
 import { ServeProcess, startServe, stopServe } from "../tests/support/serveProcess";
 import { framesDone, killWorker, startWorker, stopWorker, WorkerProcess } from "../tests/support/workerProcess";
@@ -66,41 +77,63 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
         all.push(...running);
 
         const startedAt = Date.now();
-        const submitted = await api(outputs, "POST", "/jobs", { scene: SCENE_KEY, frames: `1-${frames}`, jobId: JOB_ID });
-        if (submitted.status !== 202) throw new Error(`POST /jobs answered ${submitted.status}: ${JSON.stringify(submitted.body)}`);
-        log(`soak: ${frames} frames submitted to ${workerCount} worker processes; a worker is killed every ${killEvery} frames (data dir ${dataDir})`);
+        const submitted = await api(outputs, "POST", "/jobs", {
+            scene: SCENE_KEY,
+            frames: `1-${frames}`,
+            jobId: JOB_ID,
+        });
+        if (submitted.status !== 202)
+            throw new Error(`POST /jobs answered ${submitted.status}: ${JSON.stringify(submitted.body)}`);
+        log(
+            `soak: ${frames} frames submitted to ${workerCount} worker processes; a worker is killed every ${killEvery} frames (data dir ${dataDir})`,
+        );
 
         let kills = 0;
         let killsHoldingFrame = 0;
         let nextKill = killEvery;
         let nextReport = Math.max(1, Math.round(frames / 10));
         const doneFrames = () => new Set(all.flatMap((worker) => framesDone(worker.lines(), JOB_ID))).size;
-        await waitFor(`all ${frames} frames done`, Math.max(600_000, frames * 3000), async () => {
-            const done = doneFrames();
-            if (done >= nextReport) {
-                log(`soak: ${done}/${frames} frames done after ${((Date.now() - startedAt) / 1000).toFixed(0)} s, ${kills} kill(s)`);
-                nextReport += Math.max(1, Math.round(frames / 10));
-            }
-            if (done >= nextKill && nextKill < frames) {
-                nextKill += killEvery;
-                const slot = kills % running.length;
-                const victim = running[slot];
-                const holding = await waitFor("the worker to be mid-frame", HOLDING_WAIT_MS, () => (processesWorkingIn(victim.ready.workDir).length > 0 ? true : undefined), 20).catch(() => false);
-                await killWorker(victim);
-                kills++;
-                if (holding) killsHoldingFrame++;
-                running[slot] = await startWorker(workerArgs);
-                all.push(running[slot]);
-                log(`soak: killed worker process ${victim.ready.pid} at ${done} frames done${holding ? ", while it rendered a frame" : ""}; started ${running[slot].ready.pid}`);
-            }
-            return done >= frames ? true : undefined;
-        }, 250);
+        await waitFor(
+            `all ${frames} frames done`,
+            Math.max(600_000, frames * 3000),
+            async () => {
+                const done = doneFrames();
+                if (done >= nextReport) {
+                    log(
+                        `soak: ${done}/${frames} frames done after ${((Date.now() - startedAt) / 1000).toFixed(0)} s, ${kills} kill(s)`,
+                    );
+                    nextReport += Math.max(1, Math.round(frames / 10));
+                }
+                if (done >= nextKill && nextKill < frames) {
+                    nextKill += killEvery;
+                    const slot = kills % running.length;
+                    const victim = running[slot];
+                    const holding = await waitFor(
+                        "the worker to be mid-frame",
+                        HOLDING_WAIT_MS,
+                        () => (processesWorkingIn(victim.ready.workDir).length > 0 ? true : undefined),
+                        20,
+                    ).catch(() => false);
+                    await killWorker(victim);
+                    kills++;
+                    if (holding) killsHoldingFrame++;
+                    running[slot] = await startWorker(workerArgs);
+                    all.push(running[slot]);
+                    log(
+                        `soak: killed worker process ${victim.ready.pid} at ${done} frames done${holding ? ", while it rendered a frame" : ""}; started ${running[slot].ready.pid}`,
+                    );
+                }
+                return done >= frames ? true : undefined;
+            },
+            250,
+        );
         const seconds = (Date.now() - startedAt) / 1000;
 
         const status = await waitForJobEnd(outputs, JOB_ID, 120_000, 1000);
         const problems: string[] = [];
         const expect = (what: string, actual: unknown, expected: unknown) => {
-            if (JSON.stringify(actual) !== JSON.stringify(expected)) problems.push(`${what}: ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)}`);
+            if (JSON.stringify(actual) !== JSON.stringify(expected))
+                problems.push(`${what}: ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)}`);
         };
         expect("GET /jobs state", status.state, "complete");
         expect("GET /jobs frames", status.frames, { total: frames, done: frames, failed: 0, pending: 0 });
@@ -109,16 +142,45 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
         expect("objects under renders/soak/", keys.length, frames);
         const missing = expectedKeys.filter((key) => !keys.includes(key));
         const extra = keys.filter((key) => !expectedKeys.includes(key));
-        if (missing.length > 0 || extra.length > 0) problems.push(`renders/soak/: missing ${missing.slice(0, 5).join(", ") || "none"}; unexpected ${extra.slice(0, 5).join(", ") || "none"}`);
+        if (missing.length > 0 || extra.length > 0)
+            problems.push(
+                `renders/soak/: missing ${missing.slice(0, 5).join(", ") || "none"}; unexpected ${extra.slice(0, 5).join(", ") || "none"}`,
+            );
         const records = await frameRecords(outputs, JOB_ID);
-        expect("frame records", records.map((record) => record.frame), range(1, frames));
+        expect(
+            "frame records",
+            records.map((record) => record.frame),
+            range(1, frames),
+        );
         const notDone = records.filter((record) => record.status !== "done");
-        if (notDone.length > 0) problems.push(`frame records not done: ${notDone.slice(0, 5).map((record) => `${record.frame} (${record.status})`).join(", ")}`);
+        if (notDone.length > 0)
+            problems.push(
+                `frame records not done: ${notDone
+                    .slice(0, 5)
+                    .map((record) => `${record.frame} (${record.status})`)
+                    .join(", ")}`,
+            );
         const retries = records.reduce((sum, record) => sum + record.attempts - 1, 0);
-        await waitFor("the frame queue to drain", 60_000, async () => ((await queueDepth(outputs, outputs.frameQueueUrl)) === 0 ? true : undefined), 500).catch(() => problems.push("the frame queue still holds messages"));
+        await waitFor(
+            "the frame queue to drain",
+            60_000,
+            async () => ((await queueDepth(outputs, outputs.frameQueueUrl)) === 0 ? true : undefined),
+            500,
+        ).catch(() => problems.push("the frame queue still holds messages"));
         expect("dead letters", (await peekDeadLetters(outputs)).length, 0);
         const renders = all.reduce((sum, worker) => sum + framesDone(worker.lines(), JOB_ID).length, 0);
-        return { frames, workers: workerCount, seconds, framesPerMinute: (frames / seconds) * 60, kills, killsHoldingFrame, retries, renders, status, problems };
+        return {
+            frames,
+            workers: workerCount,
+            seconds,
+            framesPerMinute: (frames / seconds) * 60,
+            kills,
+            killsHoldingFrame,
+            retries,
+            renders,
+            status,
+            problems,
+        };
     } finally {
         for (const worker of running) await stopWorker(worker);
         await stopServe(serve);
@@ -145,7 +207,11 @@ function numberArgument(args: string[], name: string, fallback: number): number 
 
 if (require.main === module) {
     const args = process.argv.slice(2);
-    runSoak({ frames: numberArgument(args, "--frames", 2000), killEvery: numberArgument(args, "--kill-every", 200), log: (line) => console.log(line) }).then(
+    runSoak({
+        frames: numberArgument(args, "--frames", 2000),
+        killEvery: numberArgument(args, "--kill-every", 200),
+        log: (line) => console.log(line),
+    }).then(
         (result) => {
             console.log(soakSummary(result));
             process.exitCode = result.problems.length === 0 ? 0 : 1;

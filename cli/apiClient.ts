@@ -38,7 +38,9 @@ export function regionOfApiUrl(apiUrl: string): string | undefined {
 
 function errorOf(body: unknown): Omit<ApiError, "status"> | undefined {
     const error = (body as { error?: unknown } | undefined)?.error;
-    return typeof error === "object" && error !== null && typeof (error as { message?: unknown }).message === "string" ? (error as Omit<ApiError, "status">) : undefined;
+    return typeof error === "object" && error !== null && typeof (error as { message?: unknown }).message === "string"
+        ? (error as Omit<ApiError, "status">)
+        : undefined;
 }
 
 /** A refused request as a one-line CliError: what the farm said, and whose fault it is (exit 2 for requests, 3 for the farm). */
@@ -47,9 +49,18 @@ function replyError(method: string, url: string, reply: Reply): CliError {
     const said = error ? `${error.message}${error.code ? ` (${error.code})` : ""}` : `HTTP ${reply.status}`;
     if (reply.status === 403 || reply.status === 401) {
         const message = (reply.body as { message?: string } | undefined)?.message;
-        return new CliError(`the job API refused the request (${reply.status}${message ? `: ${message}` : ""}); check your AWS credentials and that they may call ${url}`, EXIT_USAGE, "forbidden");
+        return new CliError(
+            `the job API refused the request (${reply.status}${message ? `: ${message}` : ""}); check your AWS credentials and that they may call ${url}`,
+            EXIT_USAGE,
+            "forbidden",
+        );
     }
-    if (reply.status >= 500 || reply.status === 429) return new CliError(`the job API failed on ${method} ${new URL(url).pathname}: ${said}`, EXIT_UNREACHABLE, error?.code ?? "api_error");
+    if (reply.status >= 500 || reply.status === 429)
+        return new CliError(
+            `the job API failed on ${method} ${new URL(url).pathname}: ${said}`,
+            EXIT_UNREACHABLE,
+            error?.code ?? "api_error",
+        );
     return new CliError(said, EXIT_USAGE, error?.code ?? "api_error");
 }
 
@@ -60,13 +71,20 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     } catch {
         throw new CliError(`--api ${options.apiUrl} is not a URL`, EXIT_USAGE, "invalid_api_url");
     }
-    if (base.protocol !== "http:" && base.protocol !== "https:") throw new CliError(`--api ${options.apiUrl} must be an http(s) URL`, EXIT_USAGE, "invalid_api_url");
+    if (base.protocol !== "http:" && base.protocol !== "https:")
+        throw new CliError(`--api ${options.apiUrl} must be an http(s) URL`, EXIT_USAGE, "invalid_api_url");
     const apiUrl = base.toString().replace(/\/+$/, "");
     const timeoutMs = options.timeoutMs ?? 30_000;
     let signer: SignatureV4 | undefined;
     if (options.sign) {
-        const region = options.region ?? regionOfApiUrl(apiUrl) ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
-        if (!region) throw new CliError(`cannot tell the AWS region of ${apiUrl} to sign requests; pass --outputs (with "region") or set AWS_REGION`, EXIT_USAGE, "no_region");
+        const region =
+            options.region ?? regionOfApiUrl(apiUrl) ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
+        if (!region)
+            throw new CliError(
+                `cannot tell the AWS region of ${apiUrl} to sign requests; pass --outputs (with "region") or set AWS_REGION`,
+                EXIT_USAGE,
+                "no_region",
+            );
         signer = new SignatureV4({ service: "execute-api", region, credentials: defaultProvider(), sha256: Sha256 });
     }
 
@@ -89,7 +107,11 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
                 });
                 headers = signed.headers;
             } catch (error) {
-                throw new CliError(`no AWS credentials to sign the request with (${oneLine(error)}); run \`aws configure\` or set AWS_PROFILE / AWS_ACCESS_KEY_ID`, EXIT_USAGE, "no_credentials");
+                throw new CliError(
+                    `no AWS credentials to sign the request with (${oneLine(error)}); run \`aws configure\` or set AWS_PROFILE / AWS_ACCESS_KEY_ID`,
+                    EXIT_USAGE,
+                    "no_credentials",
+                );
             }
         }
         // fetch sets Host itself and refuses to be given one.
@@ -99,14 +121,19 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
             response = await fetch(url, { method, headers, body: payload, signal: AbortSignal.timeout(timeoutMs) });
         } catch (error) {
             const code = networkErrorCode(error);
-            throw unreachableError(`cannot reach the job API at ${apiUrl}: ${code ?? oneLine((error as { cause?: unknown }).cause ?? error)}${code === "ETIMEDOUT" ? ` (no answer in ${timeoutMs / 1000} s)` : ""}`);
+            throw unreachableError(
+                `cannot reach the job API at ${apiUrl}: ${code ?? oneLine((error as { cause?: unknown }).cause ?? error)}${code === "ETIMEDOUT" ? ` (no answer in ${timeoutMs / 1000} s)` : ""}`,
+            );
         }
         const text = await response.text().catch(() => "");
         let parsed: unknown;
         try {
             parsed = text === "" ? undefined : JSON.parse(text);
         } catch {
-            throw unreachableError(`${apiUrl} does not look like a render-farm job API: ${method} ${url.pathname} replied ${response.status} with ${response.headers.get("content-type") ?? "no content type"}`, "not_a_job_api");
+            throw unreachableError(
+                `${apiUrl} does not look like a render-farm job API: ${method} ${url.pathname} replied ${response.status} with ${response.headers.get("content-type") ?? "no content type"}`,
+                "not_a_job_api",
+            );
         }
         return { status: response.status, body: parsed };
     }
@@ -122,7 +149,8 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
                 }
                 return reply;
             } catch (error) {
-                if (!(error instanceof CliError) || error.exitCode !== EXIT_UNREACHABLE || attempt >= attempts) throw error;
+                if (!(error instanceof CliError) || error.exitCode !== EXIT_UNREACHABLE || attempt >= attempts)
+                    throw error;
                 await new Promise((resolve) => setTimeout(resolve, 500 * 2 ** attempt));
             }
         }
@@ -143,9 +171,13 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
         retry: (jobId) => call<RetryReply>("POST", `${jobRoute(jobId)}/retry`),
         async ping() {
             const reply = await send("GET", jobRoute("render-farm-cli-ping"));
-            if (reply.status === 403 || reply.status === 401 || reply.status >= 500) throw replyError("GET", `${apiUrl}/jobs`, reply);
+            if (reply.status === 403 || reply.status === 401 || reply.status >= 500)
+                throw replyError("GET", `${apiUrl}/jobs`, reply);
             if (reply.status !== 404 || !errorOf(reply.body)) {
-                throw unreachableError(`${apiUrl} does not look like a render-farm job API: GET /jobs/<unknown id> replied ${reply.status}`, "not_a_job_api");
+                throw unreachableError(
+                    `${apiUrl} does not look like a render-farm job API: GET /jobs/<unknown id> replied ${reply.status}`,
+                    "not_a_job_api",
+                );
             }
         },
     };

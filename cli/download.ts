@@ -18,7 +18,9 @@ async function listFrames(s3: S3Client, bucket: string, prefix: string): Promise
     const objects: _Object[] = [];
     let token: string | undefined;
     do {
-        const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+        const page = await s3.send(
+            new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+        );
         objects.push(...(page.Contents ?? []));
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
@@ -34,7 +36,13 @@ function md5Of(file: string): string | undefined {
 }
 
 /** Downloads every frame the job has on S3 into `outDir`, returns them by frame number. */
-export async function downloadFrames(s3: S3Client, bucket: string, jobId: string, outDir: string, concurrency = 8): Promise<DownloadedFrame[]> {
+export async function downloadFrames(
+    s3: S3Client,
+    bucket: string,
+    jobId: string,
+    outDir: string,
+    concurrency = 8,
+): Promise<DownloadedFrame[]> {
     let objects: _Object[];
     try {
         objects = await listFrames(s3, bucket, outputPrefix(jobId));

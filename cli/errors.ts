@@ -34,7 +34,8 @@ export function unreachableError(message: string, code = "unreachable"): CliErro
 export function oneLine(error: unknown): string {
     let text: string;
     if (error instanceof Error) {
-        const name = error.name && error.name !== "Error" && !error.message.startsWith(error.name) ? `${error.name}: ` : "";
+        const name =
+            error.name && error.name !== "Error" && !error.message.startsWith(error.name) ? `${error.name}: ` : "";
         text = `${name}${error.message || String(error)}`;
     } else {
         text = String(error);
@@ -44,7 +45,8 @@ export function oneLine(error: unknown): string {
 
 /** Node's network error code (ECONNREFUSED, ENOTFOUND, …) of a failed fetch or SDK call, if it is one. */
 export function networkErrorCode(error: unknown): string | undefined {
-    const NETWORK = /^(ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EPIPE|UND_ERR_\w+)$/;
+    const NETWORK =
+        /^(ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EPIPE|UND_ERR_\w+)$/;
     let current: unknown = error;
     for (let depth = 0; depth < 5 && current; depth++) {
         const code = (current as { code?: unknown }).code;

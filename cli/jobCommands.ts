@@ -8,7 +8,8 @@ import { watchJob } from "./jobWatch";
 import { Session, TargetFlags } from "./session";
 
 function checkJobId(jobId: string): void {
-    if (!JOB_ID_PATTERN.test(jobId)) throw usageError(`"${jobId}" is not a job id (1-64 characters of a-z, 0-9 and '-')`, "invalid_job_id");
+    if (!JOB_ID_PATTERN.test(jobId))
+        throw usageError(`"${jobId}" is not a job id (1-64 characters of a-z, 0-9 and '-')`, "invalid_job_id");
 }
 
 /** Prints where the job stands; exits 0 whatever its state, since the question was answered. */
@@ -16,14 +17,31 @@ export async function statusCommand(session: Session, jobId: string, flags: Targ
     checkJobId(jobId);
     const target = await session.useTarget(flags);
     const status = await target.api.status(jobId);
-    const lines = [summaryLine(status), `started ${status.startedAt}, last update ${status.updatedAt}`, ...failureLines(status)];
+    const lines = [
+        summaryLine(status),
+        `started ${status.startedAt}, last update ${status.updatedAt}`,
+        ...failureLines(status),
+    ];
     if (target.outputs) lines.push(`frames: s3://${target.outputs.rendersBucket}/${status.outputPrefix}`);
-    session.output.result({ ...jobDocument(status), startedAt: status.startedAt, updatedAt: status.updatedAt, outputPrefix: status.outputPrefix, target: target.description }, lines);
+    session.output.result(
+        {
+            ...jobDocument(status),
+            startedAt: status.startedAt,
+            updatedAt: status.updatedAt,
+            outputPrefix: status.outputPrefix,
+            target: target.description,
+        },
+        lines,
+    );
     return EXIT_OK;
 }
 
 /** Downloads the frames rendered so far; exits 1 unless the job is complete, naming what is missing. */
-export async function downloadCommand(session: Session, jobId: string, flags: TargetFlags & { out?: string }): Promise<number> {
+export async function downloadCommand(
+    session: Session,
+    jobId: string,
+    flags: TargetFlags & { out?: string },
+): Promise<number> {
     checkJobId(jobId);
     const target = await session.useTarget(flags);
     const status = await target.api.status(jobId);
@@ -31,7 +49,10 @@ export async function downloadCommand(session: Session, jobId: string, flags: Ta
     const frames = await downloadFrames(target.s3(), target.outputs!.rendersBucket, jobId, outDir);
     const exitCode = status.state === "complete" ? EXIT_OK : EXIT_FRAMES_FAILED;
     for (const line of failureLines(status)) session.output.problem(line);
-    if (status.frames.pending > 0) session.output.problem(`job ${jobId} is still ${status.state}: ${status.frames.pending} frame(s) not rendered yet; download again when it ends`);
+    if (status.frames.pending > 0)
+        session.output.problem(
+            `job ${jobId} is still ${status.state}: ${status.frames.pending} frame(s) not rendered yet; download again when it ends`,
+        );
     const relativeOut = path.relative(process.cwd(), outDir) || ".";
     session.output.result(
         { ...jobDocument(status), outDir, files: frames.map((frame) => frame.file), target: target.description },
@@ -41,18 +62,30 @@ export async function downloadCommand(session: Session, jobId: string, flags: Ta
 }
 
 /** Requeues failed and lost frames, then (unless --no-wait) follows the job to its end like render does. */
-export async function retryCommand(session: Session, jobId: string, flags: TargetFlags & { wait: boolean }): Promise<number> {
+export async function retryCommand(
+    session: Session,
+    jobId: string,
+    flags: TargetFlags & { wait: boolean },
+): Promise<number> {
     checkJobId(jobId);
     const target = await session.useTarget(flags);
     const reply = await target.api.retry(jobId);
     session.jobId = jobId;
     session.output.note(`job ${jobId}: ${reply.message}`);
-    if (!flags.wait || reply.requeued === 0 && reply.inFlight === 0) {
-        session.output.result({ ...reply, target: target.description }, [`requeued ${reply.requeued} frame(s) of job ${jobId}`]);
+    if (!flags.wait || (reply.requeued === 0 && reply.inFlight === 0)) {
+        session.output.result({ ...reply, target: target.description }, [
+            `requeued ${reply.requeued} frame(s) of job ${jobId}`,
+        ]);
         return EXIT_OK;
     }
-    const status = await watchJob(target.api, jobId, { pollIntervalMs: target.pollIntervalMs, stream: session.output.stderr, onReporter: (reporter) => session.setReporter(reporter) });
+    const status = await watchJob(target.api, jobId, {
+        pollIntervalMs: target.pollIntervalMs,
+        stream: session.output.stderr,
+        onReporter: (reporter) => session.setReporter(reporter),
+    });
     for (const line of failureLines(status)) session.output.problem(line);
-    session.output.result({ ...jobDocument(status), requeued: reply.requeued, target: target.description }, [summaryLine(status)]);
+    session.output.result({ ...jobDocument(status), requeued: reply.requeued, target: target.description }, [
+        summaryLine(status),
+    ]);
     return exitCodeOf(status);
 }

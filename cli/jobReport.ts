@@ -32,7 +32,8 @@ export function summaryLine(status: JobStatus): string {
     if (failed > 0) parts.push(`${failed} failed`);
     if (pending > 0) parts.push(`${pending} pending`);
     const cost = status.costUsd > 0 ? `, about $${status.costUsd.toFixed(4)}` : "";
-    const renderTime = status.renderSeconds < 60 ? `${status.renderSeconds.toFixed(1)} s` : formatDuration(status.renderSeconds);
+    const renderTime =
+        status.renderSeconds < 60 ? `${status.renderSeconds.toFixed(1)} s` : formatDuration(status.renderSeconds);
     const render = status.renderSeconds > 0 ? `; ${renderTime} of render time${cost}` : "";
     return `job ${status.jobId} ${status.state}: ${parts.join(", ")}${render}`;
 }

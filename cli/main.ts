@@ -34,7 +34,8 @@ function packageVersion(): string {
 function positiveInt(label: string, max = Number.MAX_SAFE_INTEGER) {
     return (value: string): number => {
         const number = Number(value);
-        if (!/^\d+$/.test(value.trim()) || number < 1 || number > max) throw new InvalidArgumentError(`${label} must be a whole number from 1 to ${max}.`);
+        if (!/^\d+$/.test(value.trim()) || number < 1 || number > max)
+            throw new InvalidArgumentError(`${label} must be a whole number from 1 to ${max}.`);
         return number;
     };
 }
@@ -49,7 +50,8 @@ function nonNegativeInt(label: string) {
 /** serve's --workers: 0 is a farm that only queues, for `render-farm worker` processes to render. */
 function workerCount(value: string): number {
     const number = Number(value);
-    if (!/^\d+$/.test(value.trim()) || number > 64) throw new InvalidArgumentError("--workers must be a whole number from 0 to 64.");
+    if (!/^\d+$/.test(value.trim()) || number > 64)
+        throw new InvalidArgumentError("--workers must be a whole number from 0 to 64.");
     return number;
 }
 
@@ -63,7 +65,8 @@ function oneOf<T extends string>(label: string, allowed: readonly T[]) {
 
 function resolution(value: string): { x: number; y: number } {
     const match = /^(\d{1,5})[xX](\d{1,5})$/.exec(value.trim());
-    if (!match || Number(match[1]) < 1 || Number(match[2]) < 1) throw new InvalidArgumentError("use WIDTHxHEIGHT, e.g. 1920x1080.");
+    if (!match || Number(match[1]) < 1 || Number(match[2]) < 1)
+        throw new InvalidArgumentError("use WIDTHxHEIGHT, e.g. 1920x1080.");
     return { x: Number(match[1]), y: Number(match[2]) };
 }
 
@@ -89,9 +92,21 @@ function withTargetOptions(command: Command): Command {
     return command
         .addOption(new Option("--api <url>", "the farm's job API URL (with --outputs for its buckets)"))
         .addOption(new Option("--outputs <file>", "the farm's stack outputs as JSON (`pulumi stack output --json`)"))
-        .addOption(new Option("--stack <name>", "a deployed stack: reads `pulumi stack output --json --stack NAME`").conflicts(["api", "outputs"]))
-        .option("--data-dir <dir>", `the local farm's data dir, used when no --api/--outputs/--stack is given`, DEFAULT_DATA_DIR)
-        .option("--workers <n>", "frames the local farm started for this run renders at once", positiveInt("--workers", 64))
+        .addOption(
+            new Option("--stack <name>", "a deployed stack: reads `pulumi stack output --json --stack NAME`").conflicts(
+                ["api", "outputs"],
+            ),
+        )
+        .option(
+            "--data-dir <dir>",
+            `the local farm's data dir, used when no --api/--outputs/--stack is given`,
+            DEFAULT_DATA_DIR,
+        )
+        .option(
+            "--workers <n>",
+            "frames the local farm started for this run renders at once",
+            positiveInt("--workers", 64),
+        )
         .option("--json", "print one JSON document on stdout when done")
         .option("--verbose", "show the local farm's log lines");
 }
@@ -131,10 +146,15 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
     };
 
     const program = new Command("render-farm")
-        .description("Render Blender scenes on a serverless render farm (AWS Lambda) or on a local farm on this machine.")
+        .description(
+            "Render Blender scenes on a serverless render farm (AWS Lambda) or on a local farm on this machine.",
+        )
         .version(`${packageVersion()} (Node ${process.version})`, "-V, --version")
         // Usage errors are one line, like every other reason the CLI gives.
-        .configureOutput({ writeErr: (text) => stderr.write(text), outputError: (text, write) => write(`render-farm: ${text.replace(/^error: /, "")}`) })
+        .configureOutput({
+            writeErr: (text) => stderr.write(text),
+            outputError: (text, write) => write(`render-farm: ${text.replace(/^error: /, "")}`),
+        })
         .exitOverride();
 
     withTargetOptions(
@@ -142,31 +162,56 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
             .command("render")
             .description("upload a scene and its assets, render frames, download them; exits 1 if any frame failed")
             .argument("<scene>", "the .blend file")
-            .option("--assets <paths...>", "files or directories the scene uses (under the scene's directory), e.g. textures/", collect)
+            .option(
+                "--assets <paths...>",
+                "files or directories the scene uses (under the scene's directory), e.g. textures/",
+                collect,
+            )
             .option("--frames <spec>", 'frames to render: "1-250", "1-250x2" (every 2nd), "1,5,10-20"', frameSpec)
-            .option("--engine <engine>", `render engine: ${ENGINES.join(", ")} (default: the scene's)`, oneOf<Engine>("--engine", ENGINES))
+            .option(
+                "--engine <engine>",
+                `render engine: ${ENGINES.join(", ")} (default: the scene's)`,
+                oneOf<Engine>("--engine", ENGINES),
+            )
             .option("--samples <n>", "render samples (default: the scene's)", positiveInt("--samples"))
             .option("--resolution <WxH>", "resolution, e.g. 1920x1080 (default: the scene's)", resolution)
-            .option("--percentage <n>", "resolution percentage, 1-100 (default: the scene's)", positiveInt("--percentage", 100))
-            .option("--format <format>", `image format: ${FORMATS.join(", ")}`, oneOf<Format>("--format", FORMATS), "PNG")
+            .option(
+                "--percentage <n>",
+                "resolution percentage, 1-100 (default: the scene's)",
+                positiveInt("--percentage", 100),
+            )
+            .option(
+                "--format <format>",
+                `image format: ${FORMATS.join(", ")}`,
+                oneOf<Format>("--format", FORMATS),
+                "PNG",
+            )
             .option("--out <dir>", "where the frames go (default: renders/<jobId>)")
             .option("--job-id <id>", "the job's id (an idempotency key: resubmitting it queues nothing new)", jobId)
             .option("--prefix <key>", "key prefix in the scenes bucket (default: the scene directory's name)")
-            .option("--allow-missing", "submit even when files the scene references are missing on disk (warns instead of exiting 2)")
+            .option(
+                "--allow-missing",
+                "submit even when files the scene references are missing on disk (warns instead of exiting 2)",
+            )
             .option("--no-wait", "submit and print the job id without waiting"),
     ).action((scene: string, flags) => act(flags.json, (session) => renderCommand(session, scene, flags)));
 
     program
         .command("inspect")
-        .description("show what a .blend holds (scenes, frame range, resolution, engine, camera) and the files it needs, found on disk or not; no Blender needed")
+        .description(
+            "show what a .blend holds (scenes, frame range, resolution, engine, camera) and the files it needs, found on disk or not; no Blender needed",
+        )
         .argument("<scene>", "the .blend file")
         .option("--json", "print the file's summary and where each referenced file is on disk as one JSON document")
-        .option("--strict", "exit 1 when anything is flagged: no camera, missing files, or paths the farm cannot mirror")
+        .option(
+            "--strict",
+            "exit 1 when anything is flagged: no camera, missing files, or paths the farm cannot mirror",
+        )
         .action((scene: string, flags) => act(flags.json, (session) => inspectCommand(session.output, scene, flags)));
 
-    withTargetOptions(program.command("status").description("show a job's progress and failures").argument("<jobId>")).action((id: string, flags) =>
-        act(flags.json, (session) => statusCommand(session, id, flags)),
-    );
+    withTargetOptions(
+        program.command("status").description("show a job's progress and failures").argument("<jobId>"),
+    ).action((id: string, flags) => act(flags.json, (session) => statusCommand(session, id, flags)));
 
     withTargetOptions(
         program
@@ -189,10 +234,22 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
         .description("run the local farm (S3/SQS emulator, job API, renderers) until Ctrl-C")
         .option("--port <n>", "job API port (0 = any free port)", nonNegativeInt("--port"), 8787)
         .option("--host <address>", "listen address (default 127.0.0.1; anything else exposes the farm)")
-        .option("--workers <n>", "frames rendered at once; 0 leaves the rendering to `render-farm worker` processes", workerCount)
+        .option(
+            "--workers <n>",
+            "frames rendered at once; 0 leaves the rendering to `render-farm worker` processes",
+            workerCount,
+        )
         .option("--data-dir <dir>", "where the farm keeps its buckets, queues and outputs.json", DEFAULT_DATA_DIR)
-        .option("--max-receive-count <n>", "attempts per frame before it is dead-lettered", positiveInt("--max-receive-count", 10))
-        .option("--failure-backoff <seconds>", "delay before a failed frame's retry", nonNegativeInt("--failure-backoff"))
+        .option(
+            "--max-receive-count <n>",
+            "attempts per frame before it is dead-lettered",
+            positiveInt("--max-receive-count", 10),
+        )
+        .option(
+            "--failure-backoff <seconds>",
+            "delay before a failed frame's retry",
+            nonNegativeInt("--failure-backoff"),
+        )
         .option("--blender <path>", "the Blender executable (default: blender on PATH)")
         .option("--json", "print the farm's outputs as JSON once it listens")
         .action(async (flags) => {
@@ -217,10 +274,20 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
 
     program
         .command("worker")
-        .description("render frames for a local farm running on this machine (e.g. `render-farm serve --workers 0`), in this process, until Ctrl-C or until the farm stops")
-        .option("--data-dir <dir>", "the running farm's data dir (its outputs.json says where its queue and buckets are)", DEFAULT_DATA_DIR)
+        .description(
+            "render frames for a local farm running on this machine (e.g. `render-farm serve --workers 0`), in this process, until Ctrl-C or until the farm stops",
+        )
+        .option(
+            "--data-dir <dir>",
+            "the running farm's data dir (its outputs.json says where its queue and buckets are)",
+            DEFAULT_DATA_DIR,
+        )
         .option("--workers <n>", "frames rendered at once (default: one per CPU)", positiveInt("--workers", 64))
-        .option("--failure-backoff <seconds>", "delay before a failed frame's retry (default 5)", nonNegativeInt("--failure-backoff"))
+        .option(
+            "--failure-backoff <seconds>",
+            "delay before a failed frame's retry (default 5)",
+            nonNegativeInt("--failure-backoff"),
+        )
         .option("--blender <path>", "the Blender executable (default: blender on PATH)")
         .option("--json", "print one JSON line (pid, workers, work dir, the farm's endpoints) once the workers poll")
         .action(async (flags) => {

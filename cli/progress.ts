@@ -112,11 +112,15 @@ function lineReporter(options: ProgressOptions, clock: Clock): ProgressReporter 
             for (const failure of status.failures) {
                 if (reported.has(failure.frame)) continue;
                 reported.add(failure.frame);
-                write(`frame ${failure.frame} failed after ${failure.attempts} attempt(s): ${failure.error.replace(/\s*\n\s*/g, " ").trim()}`);
+                write(
+                    `frame ${failure.frame} failed after ${failure.attempts} attempt(s): ${failure.error.replace(/\s*\n\s*/g, " ").trim()}`,
+                );
             }
             if (last && (last.frames.done !== done || last.frames.failed !== failed || last.frames.total !== total)) {
                 const eta = clock.etaSeconds(status);
-                write(`${done}/${total} done, ${failed} failed, ${pending} pending${pending > 0 && Number.isFinite(eta) ? `, ETA ${formatDuration(eta)}` : ""}`);
+                write(
+                    `${done}/${total} done, ${failed} failed, ${pending} pending${pending > 0 && Number.isFinite(eta) ? `, ETA ${formatDuration(eta)}` : ""}`,
+                );
             } else {
                 clock.etaSeconds(status);
             }

@@ -25,7 +25,10 @@ if (major < REQUIRED_MAJOR) {
         process.exit(2);
     }
     const { spawn } = require("child_process");
-    const child = spawn(bundled, [__filename, ...process.argv.slice(2)], { stdio: "inherit", env: { ...process.env, RENDER_FARM_REEXEC: "1" } });
+    const child = spawn(bundled, [__filename, ...process.argv.slice(2)], {
+        stdio: "inherit",
+        env: { ...process.env, RENDER_FARM_REEXEC: "1" },
+    });
     // The child gets the terminal's Ctrl-C itself; a signal sent to this process alone is passed on.
     for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(signal, () => child.kill(signal));
     child.on("error", (error) => {
@@ -42,7 +45,9 @@ if (major < REQUIRED_MAJOR) {
         try {
             require("ts-node").register({ transpileOnly: true, project: path.join(root, "tsconfig.json") });
         } catch {
-            process.stderr.write(`render-farm: neither the compiled CLI (${compiled}, made by \`npm run build:cli\`) nor ts-node (\`npm install\`) is available\n`);
+            process.stderr.write(
+                `render-farm: neither the compiled CLI (${compiled}, made by \`npm run build:cli\`) nor ts-node (\`npm install\`) is available\n`,
+            );
             process.exit(2);
         }
         require(path.join(root, "cli", "main.ts")).main();
@@ -72,7 +77,9 @@ function compiledIsCurrent(root, compiled) {
         return entries.some((entry) => {
             const full = path.join(dir, entry.name);
             if (entry.isDirectory()) return newer(full);
-            return /\.(ts|py)$/.test(entry.name) && !entry.name.endsWith(".d.ts") && fs.statSync(full).mtimeMs > builtAt;
+            return (
+                /\.(ts|py)$/.test(entry.name) && !entry.name.endsWith(".d.ts") && fs.statSync(full).mtimeMs > builtAt
+            );
         });
     };
     if (["cli", "functions", "local"].some((dir) => newer(path.join(root, dir)))) return false;

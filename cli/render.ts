@@ -7,7 +7,17 @@ import { downloadFrames } from "./download";
 import { EXIT_OK, usageError } from "./errors";
 import { exitCodeOf, failureLines, jobDocument, summaryLine } from "./jobReport";
 import { watchJob } from "./jobWatch";
-import { addReferencedFiles, checkScene, farmConsequence, localReferences, missingFilesLine, neededBy, planSceneFiles, readSceneSummary, referencedFiles } from "./sceneFiles";
+import {
+    addReferencedFiles,
+    checkScene,
+    farmConsequence,
+    localReferences,
+    missingFilesLine,
+    neededBy,
+    planSceneFiles,
+    readSceneSummary,
+    referencedFiles,
+} from "./sceneFiles";
 import { Session, TargetFlags } from "./session";
 import { uploadObjects } from "./upload";
 
@@ -39,22 +49,40 @@ export async function renderCommand(session: Session, scenePath: string, flags: 
     const summary = await readSceneSummary(scenePath);
     const references = localReferences(summary, plan.scene.file);
     const check = checkScene(summary, references, scenePath);
-    if (!check.scene || check.scene.camera === null) throw usageError(check.problems[0], check.scene ? "no_camera" : "no_scene");
+    if (!check.scene || check.scene.camera === null)
+        throw usageError(check.problems[0], check.scene ? "no_camera" : "no_scene");
     if (check.missing.length > 0) {
         const line = missingFilesLine(check.missing, scenePath);
-        if (!flags.allowMissing) throw usageError(`${line}; put them there, or pass --allow-missing to submit anyway`, "missing_files");
-        output.problem(`warning: ${line}; submitting anyway (--allow-missing): the farm refuses the job unless its scenes bucket already has them`);
+        if (!flags.allowMissing)
+            throw usageError(`${line}; put them there, or pass --allow-missing to submit anyway`, "missing_files");
+        output.problem(
+            `warning: ${line}; submitting anyway (--allow-missing): the farm refuses the job unless its scenes bucket already has them`,
+        );
     }
-    const warnings = references.filter((reference) => reference.unmirrorable).map((reference) => `${neededBy(reference)}: ${reference.unmirrorable!.message}; ${farmConsequence(reference, plan.scene.key)}`);
+    const warnings = references
+        .filter((reference) => reference.unmirrorable)
+        .map(
+            (reference) =>
+                `${neededBy(reference)}: ${reference.unmirrorable!.message}; ${farmConsequence(reference, plan.scene.key)}`,
+        );
     for (const warning of new Set(warnings)) output.problem(`warning: ${warning}`);
     addReferencedFiles(plan, referencedFiles(references, plan.scene.file));
     if (plan.referenced.length > 0) {
-        const names = plan.referenced.slice(0, 5).map((object) => path.relative(path.dirname(plan.scene.file), object.file));
-        output.note(`found ${plan.referenced.length} file(s) the scene references next to it (uploaded with it): ${names.join(", ")}${plan.referenced.length > 5 ? ", …" : ""}`);
+        const names = plan.referenced
+            .slice(0, 5)
+            .map((object) => path.relative(path.dirname(plan.scene.file), object.file));
+        output.note(
+            `found ${plan.referenced.length} file(s) the scene references next to it (uploaded with it): ${names.join(", ")}${plan.referenced.length > 5 ? ", …" : ""}`,
+        );
     }
     // Chosen here rather than by the farm, so resubmitting after a dropped connection cannot queue the job twice.
     const jobId = flags.jobId ?? randomUUID();
-    const request: JobRequest = { scene: plan.scene.key, assets: plan.assets.map((asset) => asset.key), format: flags.format ?? "PNG", jobId };
+    const request: JobRequest = {
+        scene: plan.scene.key,
+        assets: plan.assets.map((asset) => asset.key),
+        format: flags.format ?? "PNG",
+        jobId,
+    };
     if (flags.frames !== undefined) request.frames = flags.frames;
     if (flags.engine !== undefined) request.engine = flags.engine;
     if (flags.samples !== undefined) request.samples = flags.samples;
@@ -80,11 +108,19 @@ export async function renderCommand(session: Session, scenePath: string, flags: 
 
     const submitted = await target.api.submit(request);
     session.jobId = submitted.jobId;
-    const upload = { scene: plan.scene.key, uploaded: uploaded.uploaded.length, unchanged: uploaded.unchanged.length, bytes: uploaded.uploadedBytes, referenced: plan.referenced.map((object) => object.key) };
+    const upload = {
+        scene: plan.scene.key,
+        uploaded: uploaded.uploaded.length,
+        unchanged: uploaded.unchanged.length,
+        bytes: uploaded.uploadedBytes,
+        referenced: plan.referenced.map((object) => object.key),
+    };
     if (!flags.wait) {
         output.note(`job ${submitted.jobId}: ${submitted.frames} frame(s) ${submitted.state} on ${target.description}`);
         if (target.kind === "embedded") {
-            output.problem(`warning: --no-wait with the local farm started for this run: it stops now, so the frames render the next time a farm runs on this data dir (start one with \`render-farm serve\`)`);
+            output.problem(
+                `warning: --no-wait with the local farm started for this run: it stops now, so the frames render the next time a farm runs on this data dir (start one with \`render-farm serve\`)`,
+            );
         }
         // The same document shape as a finished render, with the counts as they stand now.
         const now = await target.api.status(submitted.jobId);
@@ -93,17 +129,37 @@ export async function renderCommand(session: Session, scenePath: string, flags: 
     }
 
     const started = Date.now();
-    const status = await watchJob(target.api, submitted.jobId, { pollIntervalMs: target.pollIntervalMs, stream: output.stderr, onReporter: (reporter) => session.setReporter(reporter) });
+    const status = await watchJob(target.api, submitted.jobId, {
+        pollIntervalMs: target.pollIntervalMs,
+        stream: output.stderr,
+        onReporter: (reporter) => session.setReporter(reporter),
+    });
     const outDir = path.resolve(flags.out ?? path.join("renders", submitted.jobId));
     const frames = await downloadFrames(s3, outputs.rendersBucket, submitted.jobId, outDir);
     const elapsedSeconds = Math.round((Date.now() - started) / 100) / 10;
     const exitCode = exitCodeOf(status);
 
-    output.note(summaryLine(status) + (status.failures.length > 0 ? `; \`render-farm retry ${status.jobId}\` renders the failed frame(s) again` : ""));
+    output.note(
+        summaryLine(status) +
+            (status.failures.length > 0
+                ? `; \`render-farm retry ${status.jobId}\` renders the failed frame(s) again`
+                : ""),
+    );
     for (const line of failureLines(status)) output.problem(line);
-    const document = { ...jobDocument(status), outDir, files: frames.map((frame) => frame.file), upload, target: target.description, elapsedSeconds };
+    const document = {
+        ...jobDocument(status),
+        outDir,
+        files: frames.map((frame) => frame.file),
+        upload,
+        target: target.description,
+        elapsedSeconds,
+    };
     const relativeOut = path.relative(process.cwd(), outDir) || ".";
-    output.result(document, frames.length > 0 ? [`${frames.length} frame(s) in ${relativeOut.startsWith("..") ? outDir : relativeOut}/`] : []);
+    output.result(
+        document,
+        frames.length > 0
+            ? [`${frames.length} frame(s) in ${relativeOut.startsWith("..") ? outDir : relativeOut}/`]
+            : [],
+    );
     return exitCode;
 }
-

@@ -50,7 +50,7 @@ export function blendMagicProblem(file: string): string | undefined {
     if (bytes.subarray(0, 7).toString("latin1") === "BLENDER") return undefined;
     if (bytes.subarray(0, 2).equals(GZIP_MAGIC) || bytes.subarray(0, 4).equals(ZSTD_MAGIC)) return undefined;
     if (read === 0) return "is empty";
-    return "does not start with Blender's file header (\"BLENDER\", or a gzip/zstd compressed .blend)";
+    return 'does not start with Blender\'s file header ("BLENDER", or a gzip/zstd compressed .blend)';
 }
 
 /** Checks the scene file itself: exists, is a file, named .blend (the farm requires it) and is one by content. */
@@ -67,10 +67,17 @@ export function checkSceneFile(scenePath: string): { file: string; size: number 
     try {
         problem = blendMagicProblem(file);
     } catch (error) {
-        throw usageError(`scene ${scenePath} cannot be read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, "scene_unreadable");
+        throw usageError(
+            `scene ${scenePath} cannot be read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+            "scene_unreadable",
+        );
     }
     if (problem) throw usageError(`${scenePath} is not a .blend file: it ${problem}`, "not_a_blend");
-    if (!/\.blend$/i.test(file)) throw usageError(`${scenePath} is a Blender file but its name must end in .blend (the farm renders .blend scenes only)`, "not_a_blend");
+    if (!/\.blend$/i.test(file))
+        throw usageError(
+            `${scenePath} is a Blender file but its name must end in .blend (the farm renders .blend scenes only)`,
+            "not_a_blend",
+        );
     return { file, size: stat.size };
 }
 
@@ -124,7 +131,10 @@ export function planSceneFiles(scenePath: string, assets: string[] = [], prefixO
     for (const asset of assets) {
         const located = locateAsset(asset, sceneDir);
         if (!isInside(located, sceneDir)) {
-            throw usageError(`asset ${asset} is outside the scene's directory ${sceneDir}; the farm mirrors that directory, so move the file under it (e.g. ${path.join(sceneDir, "textures")})`, "asset_outside_scene");
+            throw usageError(
+                `asset ${asset} is outside the scene's directory ${sceneDir}; the farm mirrors that directory, so move the file under it (e.g. ${path.join(sceneDir, "textures")})`,
+                "asset_outside_scene",
+            );
         }
         const stat = fs.statSync(located);
         const files = stat.isDirectory() ? walkFiles(located) : [located];
@@ -133,7 +143,12 @@ export function planSceneFiles(scenePath: string, assets: string[] = [], prefixO
             planned.set(file, { file, key: keyOf(prefix, sceneDir, file), size: fs.statSync(file).size });
         }
     }
-    return { scene: { file: scene.file, key: keyOf(prefix, sceneDir, scene.file), size: scene.size }, assets: [...planned.values()], prefix, referenced: [] };
+    return {
+        scene: { file: scene.file, key: keyOf(prefix, sceneDir, scene.file), size: scene.size },
+        assets: [...planned.values()],
+        prefix,
+        referenced: [],
+    };
 }
 
 /** Adds the files the scene references (absolute paths under its directory) to the plan, as if given with --assets. */
@@ -158,7 +173,9 @@ export async function readSceneSummary(scenePath: string): Promise<BlendSummary>
     } catch (error) {
         if (isBlendFileError(error)) {
             // The reader's message starts with the file's name already.
-            const detail = error.message.startsWith(`${scenePath}: `) ? error.message.slice(scenePath.length + 2) : error.message;
+            const detail = error.message.startsWith(`${scenePath}: `)
+                ? error.message.slice(scenePath.length + 2)
+                : error.message;
             throw new CliError(`${scenePath} is not a readable .blend file: ${detail}`, EXIT_USAGE, error.code);
         }
         const code = (error as NodeJS.ErrnoException).code;
@@ -232,12 +249,25 @@ export function localReferences(summary: BlendSummary, sceneFile: string): Local
                 reason === "outside-scene"
                     ? `"${reference.filepath}" is outside the scene's directory ${sceneDir}, the only one \`render\` uploads; move the file under it or pack it`
                     : resolved.message;
-            return { ...reference, path: local, exists: local !== null && isFile(local), unmirrorable: { reason, message } };
+            return {
+                ...reference,
+                path: local,
+                exists: local !== null && isFile(local),
+                unmirrorable: { reason, message },
+            };
         }
         const local = path.join(sceneDir, ...resolved.key.split("/"));
         const problem = objectKeyProblem(resolved.key);
         if (problem) {
-            return { ...reference, path: local, exists: isFile(local), unmirrorable: { reason: "invalid-key", message: `"${reference.filepath}" resolves to "${resolved.key}", which ${problem}; the farm cannot store it` } };
+            return {
+                ...reference,
+                path: local,
+                exists: isFile(local),
+                unmirrorable: {
+                    reason: "invalid-key",
+                    message: `"${reference.filepath}" resolves to "${resolved.key}", which ${problem}; the farm cannot store it`,
+                },
+            };
         }
         const pattern = reference.sequence ? sequencePattern(resolved.key) : undefined;
         if (pattern) {
@@ -254,14 +284,18 @@ export function referencedFiles(references: LocalReference[], sceneFile: string)
     const files = new Set<string>();
     for (const reference of references) {
         if (reference.unmirrorable || !reference.exists || reference.relative === undefined) continue;
-        for (const relative of reference.frames ?? [reference.relative]) files.add(path.join(sceneDir, ...relative.split("/")));
+        for (const relative of reference.frames ?? [reference.relative])
+            files.add(path.join(sceneDir, ...relative.split("/")));
     }
     return [...files];
 }
 
 /** A sequence's file names as looked for on disk, e.g. "seq/frame_<number>.png"; undefined for a single file. */
 export function sequenceGlob(reference: LocalReference): string | undefined {
-    const pattern = reference.frames !== undefined && reference.relative !== undefined ? sequencePattern(reference.relative) : undefined;
+    const pattern =
+        reference.frames !== undefined && reference.relative !== undefined
+            ? sequencePattern(reference.relative)
+            : undefined;
     return pattern && `${pattern.folder}${pattern.head}<number>${pattern.tail}`;
 }
 
@@ -288,7 +322,10 @@ export function checkScene(summary: BlendSummary, references: LocalReference[], 
     const scene = summary.scenes.find((candidate) => candidate.name === summary.activeScene);
     const problems: string[] = [];
     if (!scene) problems.push(`${scenePath} holds no scene to render`);
-    else if (scene.camera === null) problems.push(`${scenePath}: scene "${scene.name}" has no active camera, so Blender cannot render it; set one (Scene Properties > Camera) and save`);
+    else if (scene.camera === null)
+        problems.push(
+            `${scenePath}: scene "${scene.name}" has no active camera, so Blender cannot render it; set one (Scene Properties > Camera) and save`,
+        );
     const missing: LocalReference[] = [];
     const seen = new Set<string>();
     for (const reference of references) {
@@ -299,7 +336,13 @@ export function checkScene(summary: BlendSummary, references: LocalReference[], 
         missing.push(reference);
     }
     if (missing.length > 0) problems.push(missingFilesLine(missing, scenePath));
-    const warnings = [...new Set(references.filter((reference) => reference.unmirrorable).map((reference) => `${neededBy(reference)}: ${reference.unmirrorable!.message}`))];
+    const warnings = [
+        ...new Set(
+            references
+                .filter((reference) => reference.unmirrorable)
+                .map((reference) => `${neededBy(reference)}: ${reference.unmirrorable!.message}`),
+        ),
+    ];
     return { scene, problems, missing, warnings };
 }
 
@@ -310,8 +353,11 @@ export function checkScene(summary: BlendSummary, references: LocalReference[], 
  */
 export function farmConsequence(reference: LocalReference, sceneKey: string): string {
     const onFarm = resolveReferenceKey(sceneKey, reference.filepath);
-    if (onFarm.ok && !objectKeyProblem(onFarm.key)) return `the farm refuses the job unless its scenes bucket already has ${onFarm.key}`;
-    const checkedByRenderer = reference.kind === "library" || (reference.kind === "image" && !reference.sequence && reference.tile === undefined);
+    if (onFarm.ok && !objectKeyProblem(onFarm.key))
+        return `the farm refuses the job unless its scenes bucket already has ${onFarm.key}`;
+    const checkedByRenderer =
+        reference.kind === "library" ||
+        (reference.kind === "image" && !reference.sequence && reference.tile === undefined);
     return checkedByRenderer ? "the farm fails the frames that use it (missing_files)" : "the farm renders without it";
 }
 
@@ -321,6 +367,9 @@ const MISSING_LISTED = 20;
 /** One line naming the referenced files that are not on disk. */
 export function missingFilesLine(missing: LocalReference[], scenePath: string): string {
     const listed = missing.slice(0, MISSING_LISTED).map(missingLabel).join(", ");
-    const more = missing.length > MISSING_LISTED ? `, and ${missing.length - MISSING_LISTED} more (\`render-farm inspect ${scenePath}\` lists them all)` : "";
+    const more =
+        missing.length > MISSING_LISTED
+            ? `, and ${missing.length - MISSING_LISTED} more (\`render-farm inspect ${scenePath}\` lists them all)`
+            : "";
     return `${scenePath} references ${missing.length} file(s) missing on disk next to it: ${listed}${more}`;
 }

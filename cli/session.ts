@@ -24,7 +24,13 @@ export class Session {
     constructor(readonly output: Output) {}
 
     async useTarget(flags: TargetFlags): Promise<Target> {
-        const options: TargetOptions = { api: flags.api, outputs: flags.outputs, stack: flags.stack, dataDir: flags.dataDir, workers: flags.workers };
+        const options: TargetOptions = {
+            api: flags.api,
+            outputs: flags.outputs,
+            stack: flags.stack,
+            dataDir: flags.dataDir,
+            workers: flags.workers,
+        };
         if (flags.verbose) options.log = (line) => this.output.note(`farm: ${line}`);
         this.target = await resolveTarget(options);
         return this.target;
@@ -52,7 +58,10 @@ export class Session {
             this.output.problem("interrupted");
         }
         // A farm that will not stop must not hold the terminal hostage.
-        await Promise.race([this.close().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
+        await Promise.race([
+            this.close().catch(() => undefined),
+            new Promise((resolve) => setTimeout(resolve, 10_000).unref()),
+        ]);
         exit(EXIT_INTERRUPTED);
     }
 }

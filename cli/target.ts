@@ -40,9 +40,18 @@ const REQUIRED_OUTPUTS = ["apiUrl", "scenesBucket", "rendersBucket", "region"] a
 
 /** Checks that `value` has the outputs the CLI uses; `source` names where it came from. */
 export function parseOutputs(value: unknown, source: string): FarmOutputs {
-    if (typeof value !== "object" || value === null || Array.isArray(value)) throw usageError(`${source} is not a JSON object of stack outputs`, "invalid_outputs");
-    const missing = REQUIRED_OUTPUTS.filter((key) => typeof (value as Record<string, unknown>)[key] !== "string" || (value as Record<string, string>)[key] === "");
-    if (missing.length > 0) throw usageError(`${source} lacks the output(s) ${missing.join(", ")}; is it render-farm's \`pulumi stack output --json\`?`, "invalid_outputs");
+    if (typeof value !== "object" || value === null || Array.isArray(value))
+        throw usageError(`${source} is not a JSON object of stack outputs`, "invalid_outputs");
+    const missing = REQUIRED_OUTPUTS.filter(
+        (key) =>
+            typeof (value as Record<string, unknown>)[key] !== "string" ||
+            (value as Record<string, string>)[key] === "",
+    );
+    if (missing.length > 0)
+        throw usageError(
+            `${source} lacks the output(s) ${missing.join(", ")}; is it render-farm's \`pulumi stack output --json\`?`,
+            "invalid_outputs",
+        );
     return value as FarmOutputs;
 }
 
@@ -51,7 +60,10 @@ function readOutputsFile(file: string): FarmOutputs {
     try {
         text = fs.readFileSync(file, "utf8");
     } catch (error) {
-        throw usageError(`cannot read --outputs ${file}: ${(error as NodeJS.ErrnoException).code ?? oneLine(error)}`, "outputs_unreadable");
+        throw usageError(
+            `cannot read --outputs ${file}: ${(error as NodeJS.ErrnoException).code ?? oneLine(error)}`,
+            "outputs_unreadable",
+        );
     }
     try {
         return parseOutputs(JSON.parse(text), `--outputs ${file}`);
@@ -77,22 +89,45 @@ function pulumiProjectDir(): string | undefined {
 
 export function stackOutputs(stack: string): Promise<FarmOutputs> {
     return new Promise((resolve, reject) => {
-        execFile("pulumi", ["stack", "output", "--json", "--stack", stack], { cwd: pulumiProjectDir(), timeout: 120_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-            if (error) {
-                if ((error as NodeJS.ErrnoException).code === "ENOENT") {
-                    reject(usageError("--stack needs the Pulumi CLI, which is not installed (https://www.pulumi.com/docs/install/); or pass --api URL --outputs FILE", "pulumi_not_installed"));
+        execFile(
+            "pulumi",
+            ["stack", "output", "--json", "--stack", stack],
+            { cwd: pulumiProjectDir(), timeout: 120_000, maxBuffer: 16 * 1024 * 1024 },
+            (error, stdout, stderr) => {
+                if (error) {
+                    if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+                        reject(
+                            usageError(
+                                "--stack needs the Pulumi CLI, which is not installed (https://www.pulumi.com/docs/install/); or pass --api URL --outputs FILE",
+                                "pulumi_not_installed",
+                            ),
+                        );
+                        return;
+                    }
+                    const firstLine =
+                        `${stderr}`
+                            .split("\n")
+                            .map((line) => line.trim())
+                            .find((line) => line !== "") ?? oneLine(error);
+                    reject(
+                        usageError(
+                            `pulumi stack output --stack ${stack} failed: ${firstLine.replace(/^error:\s*/, "")}`,
+                            "pulumi_failed",
+                        ),
+                    );
                     return;
                 }
-                const firstLine = `${stderr}`.split("\n").map((line) => line.trim()).find((line) => line !== "") ?? oneLine(error);
-                reject(usageError(`pulumi stack output --stack ${stack} failed: ${firstLine.replace(/^error:\s*/, "")}`, "pulumi_failed"));
-                return;
-            }
-            try {
-                resolve(parseOutputs(JSON.parse(stdout), `the outputs of stack ${stack}`));
-            } catch (parseError) {
-                reject(parseError instanceof CliError ? parseError : usageError(`pulumi stack output --stack ${stack} printed no JSON`, "pulumi_failed"));
-            }
-        });
+                try {
+                    resolve(parseOutputs(JSON.parse(stdout), `the outputs of stack ${stack}`));
+                } catch (parseError) {
+                    reject(
+                        parseError instanceof CliError
+                            ? parseError
+                            : usageError(`pulumi stack output --stack ${stack} printed no JSON`, "pulumi_failed"),
+                    );
+                }
+            },
+        );
     });
 }
 
@@ -117,7 +152,11 @@ function remoteTarget(description: string, apiUrl: string, outputs: FarmOutputs 
         outputs,
         pollIntervalMs: local ? 500 : 2000,
         s3() {
-            if (!outputs) throw usageError("this command needs the farm's buckets: pass --outputs FILE (the stack outputs) with --api, or --stack NAME", "outputs_required");
+            if (!outputs)
+                throw usageError(
+                    "this command needs the farm's buckets: pass --outputs FILE (the stack outputs) with --api, or --stack NAME",
+                    "outputs_required",
+                );
             s3 ??= createS3Client(outputs);
             return s3;
         },
@@ -162,17 +201,31 @@ export async function resolveTarget(options: TargetOptions): Promise<Target> {
 
     const dataDir = path.resolve(options.dataDir ?? DEFAULT_DATA_DIR);
     const running = await runningLocalFarm(dataDir);
-    if (running) return remoteTarget(`the local farm at ${running.apiUrl} (render-farm serve)`, running.apiUrl, running);
+    if (running)
+        return remoteTarget(`the local farm at ${running.apiUrl} (render-farm serve)`, running.apiUrl, running);
 
     // Loaded only here: AWS targets never pay for the emulator and the renderer.
     const { startLocalFarm } = await import("../local/farm");
     let farm: Awaited<ReturnType<typeof startLocalFarm>>;
     try {
-        farm = await startLocalFarm({ port: 0, dataDir, workers: options.workers, log: options.log ?? (() => undefined) });
+        farm = await startLocalFarm({
+            port: 0,
+            dataDir,
+            workers: options.workers,
+            log: options.log ?? (() => undefined),
+        });
     } catch (error) {
-        throw new CliError(`could not start the local farm in ${dataDir}: ${oneLine(error)}`, EXIT_UNREACHABLE, "local_farm_failed");
+        throw new CliError(
+            `could not start the local farm in ${dataDir}: ${oneLine(error)}`,
+            EXIT_UNREACHABLE,
+            "local_farm_failed",
+        );
     }
-    const target = remoteTarget(`the local farm started for this run (${path.relative(process.cwd(), dataDir) || dataDir})`, farm.apiUrl, farm.outputs);
+    const target = remoteTarget(
+        `the local farm started for this run (${path.relative(process.cwd(), dataDir) || dataDir})`,
+        farm.apiUrl,
+        farm.outputs,
+    );
     let stopped: Promise<void> | undefined;
     return {
         ...target,
@@ -186,4 +239,3 @@ export async function resolveTarget(options: TargetOptions): Promise<Target> {
         },
     };
 }
-

@@ -55,7 +55,13 @@ function isNotFound(error: unknown): boolean {
 }
 
 /** True when the object at `key` holds exactly `size` bytes with this digest. */
-export async function sameContent(s3: S3Client, bucket: string, key: string, size: number, digest: Digest): Promise<boolean> {
+export async function sameContent(
+    s3: S3Client,
+    bucket: string,
+    key: string,
+    size: number,
+    digest: Digest,
+): Promise<boolean> {
     let head;
     try {
         head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
@@ -99,9 +105,22 @@ function readRange(file: string, start: number, length: number): Buffer {
     return buffer;
 }
 
-async function uploadMultipart(s3: S3Client, bucket: string, object: LocalObject, digest: Digest, partSize: number, concurrency: number): Promise<void> {
+async function uploadMultipart(
+    s3: S3Client,
+    bucket: string,
+    object: LocalObject,
+    digest: Digest,
+    partSize: number,
+    concurrency: number,
+): Promise<void> {
     const size = Math.max(partSize, Math.ceil(object.size / 10_000));
-    const created = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: object.key, Metadata: { [SHA256_METADATA]: digest.sha256 } }));
+    const created = await s3.send(
+        new CreateMultipartUploadCommand({
+            Bucket: bucket,
+            Key: object.key,
+            Metadata: { [SHA256_METADATA]: digest.sha256 },
+        }),
+    );
     const uploadId = created.UploadId!;
     const partCount = Math.max(1, Math.ceil(object.size / size));
     const parts: { ETag: string; PartNumber: number }[] = new Array(partCount);
@@ -110,19 +129,42 @@ async function uploadMultipart(s3: S3Client, bucket: string, object: LocalObject
             const start = index * size;
             const body = readRange(object.file, start, Math.min(size, object.size - start));
             const md5 = crypto.createHash("md5").update(body).digest("base64");
-            const reply = await s3.send(new UploadPartCommand({ Bucket: bucket, Key: object.key, UploadId: uploadId, PartNumber: index + 1, Body: body, ContentMD5: md5 }));
+            const reply = await s3.send(
+                new UploadPartCommand({
+                    Bucket: bucket,
+                    Key: object.key,
+                    UploadId: uploadId,
+                    PartNumber: index + 1,
+                    Body: body,
+                    ContentMD5: md5,
+                }),
+            );
             parts[index] = { ETag: reply.ETag!, PartNumber: index + 1 };
         });
-        await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: object.key, UploadId: uploadId, MultipartUpload: { Parts: parts } }));
+        await s3.send(
+            new CompleteMultipartUploadCommand({
+                Bucket: bucket,
+                Key: object.key,
+                UploadId: uploadId,
+                MultipartUpload: { Parts: parts },
+            }),
+        );
     } catch (error) {
         // An abandoned upload's parts are billed until aborted.
-        await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: object.key, UploadId: uploadId })).catch(() => undefined);
+        await s3
+            .send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: object.key, UploadId: uploadId }))
+            .catch(() => undefined);
         throw error;
     }
 }
 
 /** Uploads what is not already there; the scene's ETag then matches what the job is submitted against. */
-export async function uploadObjects(s3: S3Client, bucket: string, objects: LocalObject[], options: UploadOptions = {}): Promise<UploadResult> {
+export async function uploadObjects(
+    s3: S3Client,
+    bucket: string,
+    objects: LocalObject[],
+    options: UploadOptions = {},
+): Promise<UploadResult> {
     const threshold = options.multipartThreshold ?? 64 * 1024 * 1024;
     const partSize = options.partSize ?? 16 * 1024 * 1024;
     const concurrency = options.concurrency ?? 4;
@@ -140,7 +182,15 @@ export async function uploadObjects(s3: S3Client, bucket: string, objects: Local
             } else {
                 const body = fs.readFileSync(object.file);
                 const md5 = Buffer.from(digest.md5, "hex").toString("base64");
-                await s3.send(new PutObjectCommand({ Bucket: bucket, Key: object.key, Body: body, ContentMD5: md5, Metadata: { [SHA256_METADATA]: digest.sha256 } }));
+                await s3.send(
+                    new PutObjectCommand({
+                        Bucket: bucket,
+                        Key: object.key,
+                        Body: body,
+                        ContentMD5: md5,
+                        Metadata: { [SHA256_METADATA]: digest.sha256 },
+                    }),
+                );
             }
         } catch (error) {
             throw storageError(`uploading ${object.file} to s3://${bucket}/${object.key}`, error);

@@ -14,7 +14,13 @@ export interface WorkerFlags {
 export async function workerCommand(flags: WorkerFlags, stderr: NodeJS.WritableStream): Promise<number> {
     try {
         const { runRemoteWorkers } = await import("../local/remoteWorkers");
-        await runRemoteWorkers({ dataDir: flags.dataDir, workers: flags.workers, failureBackoffSeconds: flags.failureBackoff, blenderPath: flags.blender, json: flags.json });
+        await runRemoteWorkers({
+            dataDir: flags.dataDir,
+            workers: flags.workers,
+            failureBackoffSeconds: flags.failureBackoff,
+            blenderPath: flags.blender,
+            json: flags.json,
+        });
         return EXIT_OK;
     } catch (error) {
         const message = oneLine(error);

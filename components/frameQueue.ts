@@ -29,17 +29,28 @@ export class FrameQueue extends pulumi.ComponentResource {
 
     constructor(name: string, args: FrameQueueArgs, opts?: pulumi.ComponentResourceOptions) {
         super("render-farm:index:FrameQueue", name, {}, opts);
-        this.deadLetterQueue = new aws.sqs.Queue(`${name}-dlq`, {
-            messageRetentionSeconds: DEAD_LETTER_RETENTION_SECONDS,
-            sqsManagedSseEnabled: true,
-        }, { parent: this });
-        this.queue = new aws.sqs.Queue(`${name}-queue`, {
-            visibilityTimeoutSeconds: frameVisibilityTimeoutSeconds(args.rendererTimeoutSeconds),
-            messageRetentionSeconds: FRAME_RETENTION_SECONDS,
-            receiveWaitTimeSeconds: 20,
-            sqsManagedSseEnabled: true,
-            redrivePolicy: pulumi.jsonStringify({ deadLetterTargetArn: this.deadLetterQueue.arn, maxReceiveCount: args.maxReceiveCount }),
-        }, { parent: this });
+        this.deadLetterQueue = new aws.sqs.Queue(
+            `${name}-dlq`,
+            {
+                messageRetentionSeconds: DEAD_LETTER_RETENTION_SECONDS,
+                sqsManagedSseEnabled: true,
+            },
+            { parent: this },
+        );
+        this.queue = new aws.sqs.Queue(
+            `${name}-queue`,
+            {
+                visibilityTimeoutSeconds: frameVisibilityTimeoutSeconds(args.rendererTimeoutSeconds),
+                messageRetentionSeconds: FRAME_RETENTION_SECONDS,
+                receiveWaitTimeSeconds: 20,
+                sqsManagedSseEnabled: true,
+                redrivePolicy: pulumi.jsonStringify({
+                    deadLetterTargetArn: this.deadLetterQueue.arn,
+                    maxReceiveCount: args.maxReceiveCount,
+                }),
+            },
+            { parent: this },
+        );
         this.registerOutputs({ queueUrl: this.queue.url, deadLetterQueueUrl: this.deadLetterQueue.url });
     }
 }

@@ -11,17 +11,31 @@ export interface PolicyStatement {
 }
 
 /** A role only the Lambda service can assume, with one inline policy made of `statements`. */
-export function lambdaRole(name: string, statements: PolicyStatement[], parent: pulumi.Resource): { role: aws.iam.Role; policy: aws.iam.RolePolicy } {
-    const role = new aws.iam.Role(`${name}-role`, {
-        assumeRolePolicy: JSON.stringify({
-            Version: "2012-10-17",
-            Statement: [{ Effect: "Allow", Principal: { Service: "lambda.amazonaws.com" }, Action: "sts:AssumeRole" }],
-        }),
-    }, { parent });
-    const policy = new aws.iam.RolePolicy(`${name}-policy`, {
-        role: role.id,
-        policy: pulumi.jsonStringify({ Version: "2012-10-17", Statement: statements }),
-    }, { parent });
+export function lambdaRole(
+    name: string,
+    statements: PolicyStatement[],
+    parent: pulumi.Resource,
+): { role: aws.iam.Role; policy: aws.iam.RolePolicy } {
+    const role = new aws.iam.Role(
+        `${name}-role`,
+        {
+            assumeRolePolicy: JSON.stringify({
+                Version: "2012-10-17",
+                Statement: [
+                    { Effect: "Allow", Principal: { Service: "lambda.amazonaws.com" }, Action: "sts:AssumeRole" },
+                ],
+            }),
+        },
+        { parent },
+    );
+    const policy = new aws.iam.RolePolicy(
+        `${name}-policy`,
+        {
+            role: role.id,
+            policy: pulumi.jsonStringify({ Version: "2012-10-17", Statement: statements }),
+        },
+        { parent },
+    );
     return { role, policy };
 }
 
@@ -42,6 +56,11 @@ export function writeLogsStatement(logGroup: aws.cloudwatch.LogGroup): PolicySta
 export function readScenesStatements(scenesBucket: aws.s3.Bucket): PolicyStatement[] {
     return [
         { Sid: "FindScenes", Effect: "Allow", Action: ["s3:ListBucket"], Resource: scenesBucket.arn },
-        { Sid: "ReadScenes", Effect: "Allow", Action: ["s3:GetObject"], Resource: pulumi.interpolate`${scenesBucket.arn}/*` },
+        {
+            Sid: "ReadScenes",
+            Effect: "Allow",
+            Action: ["s3:GetObject"],
+            Resource: pulumi.interpolate`${scenesBucket.arn}/*`,
+        },
     ];
 }

@@ -39,92 +39,145 @@ export class JobApi extends pulumi.ComponentResource {
 
     constructor(name: string, args: JobApiArgs, opts?: pulumi.ComponentResourceOptions) {
         super("render-farm:index:JobApi", name, {}, opts);
-        const logGroup = new aws.cloudwatch.LogGroup(`${name}-logs`, { retentionInDays: args.logRetentionDays }, { parent: this });
-        const { role, policy } = lambdaRole(name, [
-            ...readScenesStatements(args.scenesBucket),
-            { Sid: "FindJobs", Effect: "Allow", Action: ["s3:ListBucket"], Resource: args.rendersBucket.arn },
-            // DeleteObject: a submit or retry whose frames could not be queued rolls back its manifest or records.
-            { Sid: "ReadWriteLedger", Effect: "Allow", Action: ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*` },
-            { Sid: "ReadFrames", Effect: "Allow", Action: ["s3:GetObject"], Resource: pulumi.interpolate`${args.rendersBucket.arn}/renders/*` },
-            // GetQueueAttributes: a retry requeues lost frames only once the frame queue is empty.
-            { Sid: "QueueFrames", Effect: "Allow", Action: ["sqs:SendMessage", "sqs:GetQueueAttributes"], Resource: args.frameQueue.arn },
-            writeLogsStatement(logGroup),
-        ], this);
+        const logGroup = new aws.cloudwatch.LogGroup(
+            `${name}-logs`,
+            { retentionInDays: args.logRetentionDays },
+            { parent: this },
+        );
+        const { role, policy } = lambdaRole(
+            name,
+            [
+                ...readScenesStatements(args.scenesBucket),
+                { Sid: "FindJobs", Effect: "Allow", Action: ["s3:ListBucket"], Resource: args.rendersBucket.arn },
+                // DeleteObject: a submit or retry whose frames could not be queued rolls back its manifest or records.
+                {
+                    Sid: "ReadWriteLedger",
+                    Effect: "Allow",
+                    Action: ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                    Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*`,
+                },
+                {
+                    Sid: "ReadFrames",
+                    Effect: "Allow",
+                    Action: ["s3:GetObject"],
+                    Resource: pulumi.interpolate`${args.rendersBucket.arn}/renders/*`,
+                },
+                // GetQueueAttributes: a retry requeues lost frames only once the frame queue is empty.
+                {
+                    Sid: "QueueFrames",
+                    Effect: "Allow",
+                    Action: ["sqs:SendMessage", "sqs:GetQueueAttributes"],
+                    Resource: args.frameQueue.arn,
+                },
+                writeLogsStatement(logGroup),
+            ],
+            this,
+        );
 
-        this.function = new aws.lambda.CallbackFunction(`${name}-function`, {
-            runtime: "nodejs22.x",
-            role,
-            memorySize: 1024,
-            timeout: JOB_API_TIMEOUT_SECONDS,
-            loggingConfig: { logFormat: "Text", logGroup: logGroup.name },
-            environment: {
-                variables: {
-                    SCENES_BUCKET: args.scenesBucket.bucket,
-                    RENDERS_BUCKET: args.rendersBucket.bucket,
-                    FRAME_QUEUE_URL: args.frameQueue.url,
-                    MAX_FRAMES_PER_JOB: String(args.maxFramesPerJob),
-                    MAX_RESOLUTION: String(args.maxResolution),
-                    ALLOWED_ENGINES: args.allowedEngines.join(","),
-                    MAX_RECEIVE_COUNT: String(args.maxReceiveCount),
-                    PREFLIGHT: args.preflight ? "on" : "off",
+        this.function = new aws.lambda.CallbackFunction(
+            `${name}-function`,
+            {
+                runtime: "nodejs22.x",
+                role,
+                memorySize: 1024,
+                timeout: JOB_API_TIMEOUT_SECONDS,
+                loggingConfig: { logFormat: "Text", logGroup: logGroup.name },
+                environment: {
+                    variables: {
+                        SCENES_BUCKET: args.scenesBucket.bucket,
+                        RENDERS_BUCKET: args.rendersBucket.bucket,
+                        FRAME_QUEUE_URL: args.frameQueue.url,
+                        MAX_FRAMES_PER_JOB: String(args.maxFramesPerJob),
+                        MAX_RESOLUTION: String(args.maxResolution),
+                        ALLOWED_ENGINES: args.allowedEngines.join(","),
+                        MAX_RECEIVE_COUNT: String(args.maxReceiveCount),
+                        PREFLIGHT: args.preflight ? "on" : "off",
+                    },
+                },
+                // Clients are made here, once per cold start: captured SDK v3 clients do not survive serialization.
+                // The SQS endpoint comes from the region (or AWS_ENDPOINT_URL), not from the queue URL's host.
+                callbackFactory: () =>
+                    createJobApiHandler({
+                        s3: new S3Client({}),
+                        sqs: new SQSClient({ useQueueUrlAsEndpoint: false }),
+                        settings: jobApiSettingsFromEnvironment(process.env),
+                    }),
+                codePathOptions: {
+                    // Pulumi counts optionalDependencies as dependencies too (the bundled Node binary is one).
+                    extraExcludePackages: Object.keys({
+                        ...packageJson.dependencies,
+                        ...packageJson.optionalDependencies,
+                    }).filter((name) => !JOB_API_RUNTIME_PACKAGES.includes(name)),
                 },
             },
-            // Clients are made here, once per cold start: captured SDK v3 clients do not survive serialization.
-            // The SQS endpoint comes from the region (or AWS_ENDPOINT_URL), not from the queue URL's host.
-            callbackFactory: () => createJobApiHandler({
-                s3: new S3Client({}),
-                sqs: new SQSClient({ useQueueUrlAsEndpoint: false }),
-                settings: jobApiSettingsFromEnvironment(process.env),
-            }),
-            codePathOptions: {
-                // Pulumi counts optionalDependencies as dependencies too (the bundled Node binary is one).
-                extraExcludePackages: Object.keys({ ...packageJson.dependencies, ...packageJson.optionalDependencies })
-                    .filter((name) => !JOB_API_RUNTIME_PACKAGES.includes(name)),
-            },
-        }, { parent: this, dependsOn: [policy] });
+            { parent: this, dependsOn: [policy] },
+        );
 
         this.api = new aws.apigatewayv2.Api(`${name}-http`, { protocolType: "HTTP" }, { parent: this });
-        const integration = new aws.apigatewayv2.Integration(`${name}-integration`, {
-            apiId: this.api.id,
-            integrationType: "AWS_PROXY",
-            integrationUri: this.function.arn,
-            payloadFormatVersion: "2.0",
-        }, { parent: this });
-        for (const routeKey of JOB_API_ROUTES) {
-            new aws.apigatewayv2.Route(`${name}-${routeSlug(routeKey)}`, {
+        const integration = new aws.apigatewayv2.Integration(
+            `${name}-integration`,
+            {
                 apiId: this.api.id,
-                routeKey,
-                target: pulumi.interpolate`integrations/${integration.id}`,
-                authorizationType: args.apiAuth === "iam" ? "AWS_IAM" : "NONE",
-            }, { parent: this });
-        }
-        const accessLogs = new aws.cloudwatch.LogGroup(`${name}-access-logs`, { retentionInDays: args.logRetentionDays }, { parent: this });
-        new aws.apigatewayv2.Stage(`${name}-stage`, {
-            apiId: this.api.id,
-            name: "$default",
-            autoDeploy: true,
-            defaultRouteSettings: { throttlingRateLimit: args.apiRateLimit, throttlingBurstLimit: args.apiBurstLimit },
-            accessLogSettings: {
-                destinationArn: accessLogs.arn,
-                // No headers or query strings: a signed request's credentials must never reach a log.
-                format: JSON.stringify({
-                    requestId: "$context.requestId",
-                    caller: "$context.identity.caller",
-                    sourceIp: "$context.identity.sourceIp",
-                    requestTime: "$context.requestTime",
-                    routeKey: "$context.routeKey",
-                    status: "$context.status",
-                    responseLength: "$context.responseLength",
-                    integrationError: "$context.integrationErrorMessage",
-                }),
+                integrationType: "AWS_PROXY",
+                integrationUri: this.function.arn,
+                payloadFormatVersion: "2.0",
             },
-        }, { parent: this });
-        new aws.lambda.Permission(`${name}-invoke`, {
-            action: "lambda:InvokeFunction",
-            function: this.function.name,
-            principal: "apigateway.amazonaws.com",
-            sourceArn: pulumi.interpolate`${this.api.executionArn}/*/*`,
-        }, { parent: this });
+            { parent: this },
+        );
+        for (const routeKey of JOB_API_ROUTES) {
+            new aws.apigatewayv2.Route(
+                `${name}-${routeSlug(routeKey)}`,
+                {
+                    apiId: this.api.id,
+                    routeKey,
+                    target: pulumi.interpolate`integrations/${integration.id}`,
+                    authorizationType: args.apiAuth === "iam" ? "AWS_IAM" : "NONE",
+                },
+                { parent: this },
+            );
+        }
+        const accessLogs = new aws.cloudwatch.LogGroup(
+            `${name}-access-logs`,
+            { retentionInDays: args.logRetentionDays },
+            { parent: this },
+        );
+        new aws.apigatewayv2.Stage(
+            `${name}-stage`,
+            {
+                apiId: this.api.id,
+                name: "$default",
+                autoDeploy: true,
+                defaultRouteSettings: {
+                    throttlingRateLimit: args.apiRateLimit,
+                    throttlingBurstLimit: args.apiBurstLimit,
+                },
+                accessLogSettings: {
+                    destinationArn: accessLogs.arn,
+                    // No headers or query strings: a signed request's credentials must never reach a log.
+                    format: JSON.stringify({
+                        requestId: "$context.requestId",
+                        caller: "$context.identity.caller",
+                        sourceIp: "$context.identity.sourceIp",
+                        requestTime: "$context.requestTime",
+                        routeKey: "$context.routeKey",
+                        status: "$context.status",
+                        responseLength: "$context.responseLength",
+                        integrationError: "$context.integrationErrorMessage",
+                    }),
+                },
+            },
+            { parent: this },
+        );
+        new aws.lambda.Permission(
+            `${name}-invoke`,
+            {
+                action: "lambda:InvokeFunction",
+                function: this.function.name,
+                principal: "apigateway.amazonaws.com",
+                sourceArn: pulumi.interpolate`${this.api.executionArn}/*/*`,
+            },
+            { parent: this },
+        );
 
         this.url = this.api.apiEndpoint;
         this.registerOutputs({ url: this.url, functionName: this.function.name });
@@ -132,5 +185,9 @@ export class JobApi extends pulumi.ComponentResource {
 }
 
 function routeSlug(routeKey: string): string {
-    return routeKey.toLowerCase().replace(/[{}]/g, "").replace(/[^a-z0-9]+/g, "-").replace(/-$/, "");
+    return routeKey
+        .toLowerCase()
+        .replace(/[{}]/g, "")
+        .replace(/[^a-z0-9]+/g, "-")
+        .replace(/-$/, "");
 }

@@ -19,45 +19,65 @@ export class RenderFarm extends pulumi.ComponentResource {
 
     constructor(name: string, config: FarmConfig, opts?: pulumi.ComponentResourceOptions) {
         super("render-farm:index:RenderFarm", name, {}, opts);
-        const storage = new Storage(`${name}-storage`, {
-            forceDestroy: config.forceDestroy,
-            renderRetentionDays: config.renderRetentionDays,
-        }, { parent: this });
-        const frames = new FrameQueue(`${name}-frames`, {
-            rendererTimeoutSeconds: config.rendererTimeoutSeconds,
-            maxReceiveCount: config.maxReceiveCount,
-        }, { parent: this });
-        const image = new RendererImage(`${name}-image`, {
-            blenderVersion: config.blenderVersion,
-            imagesToKeep: config.imagesToKeep,
-        }, { parent: this });
-        const renderer = new Renderer(`${name}-renderer`, {
-            imageUri: image.imageUri,
-            memoryMb: config.rendererMemoryMb,
-            timeoutSeconds: config.rendererTimeoutSeconds,
-            ephemeralStorageMb: config.rendererEphemeralStorageMb,
-            maxConcurrency: config.maxConcurrency,
-            maxReceiveCount: config.maxReceiveCount,
-            failureBackoffSeconds: config.failureBackoffSeconds,
-            logRetentionDays: config.logRetentionDays,
-            scenesBucket: storage.scenesBucket,
-            rendersBucket: storage.rendersBucket,
-            frameQueue: frames.queue,
-        }, { parent: this });
-        const jobApi = new JobApi(`${name}-api`, {
-            scenesBucket: storage.scenesBucket,
-            rendersBucket: storage.rendersBucket,
-            frameQueue: frames.queue,
-            maxFramesPerJob: config.maxFramesPerJob,
-            maxResolution: config.maxResolution,
-            allowedEngines: config.allowedEngines,
-            maxReceiveCount: config.maxReceiveCount,
-            preflight: config.preflight,
-            apiAuth: config.apiAuth,
-            apiRateLimit: config.apiRateLimit,
-            apiBurstLimit: config.apiBurstLimit,
-            logRetentionDays: config.logRetentionDays,
-        }, { parent: this });
+        const storage = new Storage(
+            `${name}-storage`,
+            {
+                forceDestroy: config.forceDestroy,
+                renderRetentionDays: config.renderRetentionDays,
+            },
+            { parent: this },
+        );
+        const frames = new FrameQueue(
+            `${name}-frames`,
+            {
+                rendererTimeoutSeconds: config.rendererTimeoutSeconds,
+                maxReceiveCount: config.maxReceiveCount,
+            },
+            { parent: this },
+        );
+        const image = new RendererImage(
+            `${name}-image`,
+            {
+                blenderVersion: config.blenderVersion,
+                imagesToKeep: config.imagesToKeep,
+            },
+            { parent: this },
+        );
+        const renderer = new Renderer(
+            `${name}-renderer`,
+            {
+                imageUri: image.imageUri,
+                memoryMb: config.rendererMemoryMb,
+                timeoutSeconds: config.rendererTimeoutSeconds,
+                ephemeralStorageMb: config.rendererEphemeralStorageMb,
+                maxConcurrency: config.maxConcurrency,
+                maxReceiveCount: config.maxReceiveCount,
+                failureBackoffSeconds: config.failureBackoffSeconds,
+                logRetentionDays: config.logRetentionDays,
+                scenesBucket: storage.scenesBucket,
+                rendersBucket: storage.rendersBucket,
+                frameQueue: frames.queue,
+            },
+            { parent: this },
+        );
+        const jobApi = new JobApi(
+            `${name}-api`,
+            {
+                scenesBucket: storage.scenesBucket,
+                rendersBucket: storage.rendersBucket,
+                frameQueue: frames.queue,
+                maxFramesPerJob: config.maxFramesPerJob,
+                maxResolution: config.maxResolution,
+                allowedEngines: config.allowedEngines,
+                maxReceiveCount: config.maxReceiveCount,
+                preflight: config.preflight,
+                apiAuth: config.apiAuth,
+                apiRateLimit: config.apiRateLimit,
+                apiBurstLimit: config.apiBurstLimit,
+                logRetentionDays: config.logRetentionDays,
+            },
+            { parent: this },
+        );
 
         this.apiUrl = jobApi.url;
         this.scenesBucket = storage.scenesBucket.bucket;

@@ -23,53 +23,82 @@ export class Renderer extends pulumi.ComponentResource {
 
     constructor(name: string, args: RendererArgs, opts?: pulumi.ComponentResourceOptions) {
         super("render-farm:index:Renderer", name, {}, opts);
-        const logGroup = new aws.cloudwatch.LogGroup(`${name}-logs`, { retentionInDays: args.logRetentionDays }, { parent: this });
-        const { role, policy } = lambdaRole(name, [
-            ...readScenesStatements(args.scenesBucket),
-            {
-                Sid: "WriteFramesAndRecords",
-                Effect: "Allow",
-                Action: ["s3:PutObject"],
-                Resource: [pulumi.interpolate`${args.rendersBucket.arn}/renders/*`, pulumi.interpolate`${args.rendersBucket.arn}/jobs/*`],
-            },
-            // Reading its own frame records lets a duplicate delivery see that the frame is already done.
-            { Sid: "ReadFrameRecords", Effect: "Allow", Action: ["s3:GetObject"], Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*/frames/*` },
-            {
-                Sid: "ConsumeFrames",
-                Effect: "Allow",
-                Action: ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"],
-                Resource: args.frameQueue.arn,
-            },
-            writeLogsStatement(logGroup),
-        ], this);
+        const logGroup = new aws.cloudwatch.LogGroup(
+            `${name}-logs`,
+            { retentionInDays: args.logRetentionDays },
+            { parent: this },
+        );
+        const { role, policy } = lambdaRole(
+            name,
+            [
+                ...readScenesStatements(args.scenesBucket),
+                {
+                    Sid: "WriteFramesAndRecords",
+                    Effect: "Allow",
+                    Action: ["s3:PutObject"],
+                    Resource: [
+                        pulumi.interpolate`${args.rendersBucket.arn}/renders/*`,
+                        pulumi.interpolate`${args.rendersBucket.arn}/jobs/*`,
+                    ],
+                },
+                // Reading its own frame records lets a duplicate delivery see that the frame is already done.
+                {
+                    Sid: "ReadFrameRecords",
+                    Effect: "Allow",
+                    Action: ["s3:GetObject"],
+                    Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*/frames/*`,
+                },
+                {
+                    Sid: "ConsumeFrames",
+                    Effect: "Allow",
+                    Action: [
+                        "sqs:ReceiveMessage",
+                        "sqs:DeleteMessage",
+                        "sqs:ChangeMessageVisibility",
+                        "sqs:GetQueueAttributes",
+                    ],
+                    Resource: args.frameQueue.arn,
+                },
+                writeLogsStatement(logGroup),
+            ],
+            this,
+        );
 
-        this.function = new aws.lambda.Function(`${name}-function`, {
-            packageType: "Image",
-            imageUri: args.imageUri,
-            architectures: ["x86_64"],
-            memorySize: args.memoryMb,
-            timeout: args.timeoutSeconds,
-            ephemeralStorage: { size: args.ephemeralStorageMb },
-            role: role.arn,
-            loggingConfig: { logFormat: "Text", logGroup: logGroup.name },
-            environment: {
-                variables: {
-                    SCENES_BUCKET: args.scenesBucket.bucket,
-                    RENDERS_BUCKET: args.rendersBucket.bucket,
-                    FRAME_QUEUE_URL: args.frameQueue.url,
-                    MAX_RECEIVE_COUNT: String(args.maxReceiveCount),
-                    FAILURE_BACKOFF_SECONDS: String(args.failureBackoffSeconds),
+        this.function = new aws.lambda.Function(
+            `${name}-function`,
+            {
+                packageType: "Image",
+                imageUri: args.imageUri,
+                architectures: ["x86_64"],
+                memorySize: args.memoryMb,
+                timeout: args.timeoutSeconds,
+                ephemeralStorage: { size: args.ephemeralStorageMb },
+                role: role.arn,
+                loggingConfig: { logFormat: "Text", logGroup: logGroup.name },
+                environment: {
+                    variables: {
+                        SCENES_BUCKET: args.scenesBucket.bucket,
+                        RENDERS_BUCKET: args.rendersBucket.bucket,
+                        FRAME_QUEUE_URL: args.frameQueue.url,
+                        MAX_RECEIVE_COUNT: String(args.maxReceiveCount),
+                        FAILURE_BACKOFF_SECONDS: String(args.failureBackoffSeconds),
+                    },
                 },
             },
-        }, { parent: this, dependsOn: [policy] });
+            { parent: this, dependsOn: [policy] },
+        );
 
-        this.eventSourceMapping = new aws.lambda.EventSourceMapping(`${name}-frames`, {
-            eventSourceArn: args.frameQueue.arn,
-            functionName: this.function.arn,
-            batchSize: 1,
-            functionResponseTypes: ["ReportBatchItemFailures"],
-            scalingConfig: { maximumConcurrency: args.maxConcurrency },
-        }, { parent: this });
+        this.eventSourceMapping = new aws.lambda.EventSourceMapping(
+            `${name}-frames`,
+            {
+                eventSourceArn: args.frameQueue.arn,
+                functionName: this.function.arn,
+                batchSize: 1,
+                functionResponseTypes: ["ReportBatchItemFailures"],
+                scalingConfig: { maximumConcurrency: args.maxConcurrency },
+            },
+            { parent: this },
+        );
 
         this.registerOutputs({ functionName: this.function.name });
     }

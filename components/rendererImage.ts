@@ -20,39 +20,60 @@ export class RendererImage extends pulumi.ComponentResource {
 
     constructor(name: string, args: RendererImageArgs, opts?: pulumi.ComponentResourceOptions) {
         super("render-farm:index:RendererImage", name, {}, opts);
-        this.repository = new aws.ecr.Repository(`${name}-repo`, {
-            forceDelete: true,
-            imageTagMutability: "MUTABLE",
-            imageScanningConfiguration: { scanOnPush: true },
-            encryptionConfigurations: [{ encryptionType: "AES256" }],
-        }, { parent: this });
-        new aws.ecr.LifecyclePolicy(`${name}-keep-recent`, {
-            repository: this.repository.name,
-            policy: JSON.stringify({
-                rules: [{
-                    rulePriority: 1,
-                    description: `keep the last ${args.imagesToKeep} images`,
-                    selection: { tagStatus: "any", countType: "imageCountMoreThan", countNumber: args.imagesToKeep },
-                    action: { type: "expire" },
-                }],
-            }),
-        }, { parent: this });
+        this.repository = new aws.ecr.Repository(
+            `${name}-repo`,
+            {
+                forceDelete: true,
+                imageTagMutability: "MUTABLE",
+                imageScanningConfiguration: { scanOnPush: true },
+                encryptionConfigurations: [{ encryptionType: "AES256" }],
+            },
+            { parent: this },
+        );
+        new aws.ecr.LifecyclePolicy(
+            `${name}-keep-recent`,
+            {
+                repository: this.repository.name,
+                policy: JSON.stringify({
+                    rules: [
+                        {
+                            rulePriority: 1,
+                            description: `keep the last ${args.imagesToKeep} images`,
+                            selection: {
+                                tagStatus: "any",
+                                countType: "imageCountMoreThan",
+                                countNumber: args.imagesToKeep,
+                            },
+                            action: { type: "expire" },
+                        },
+                    ],
+                }),
+            },
+            { parent: this },
+        );
 
-        const registry = aws.ecr.getAuthorizationTokenOutput({ registryId: this.repository.registryId }, { parent: this });
-        const image = new docker.Image(`${name}-image`, {
-            imageName: pulumi.interpolate`${this.repository.repositoryUrl}:blender-${args.blenderVersion}`,
-            build: {
-                context: IMAGE_BUILD_CONTEXT,
-                dockerfile: IMAGE_DOCKERFILE,
-                platform: "linux/amd64",
-                args: { BLENDER_VERSION: args.blenderVersion },
+        const registry = aws.ecr.getAuthorizationTokenOutput(
+            { registryId: this.repository.registryId },
+            { parent: this },
+        );
+        const image = new docker.Image(
+            `${name}-image`,
+            {
+                imageName: pulumi.interpolate`${this.repository.repositoryUrl}:blender-${args.blenderVersion}`,
+                build: {
+                    context: IMAGE_BUILD_CONTEXT,
+                    dockerfile: IMAGE_DOCKERFILE,
+                    platform: "linux/amd64",
+                    args: { BLENDER_VERSION: args.blenderVersion },
+                },
+                registry: {
+                    server: this.repository.repositoryUrl,
+                    username: registry.userName,
+                    password: pulumi.secret(registry.password),
+                },
             },
-            registry: {
-                server: this.repository.repositoryUrl,
-                username: registry.userName,
-                password: pulumi.secret(registry.password),
-            },
-        }, { parent: this });
+            { parent: this },
+        );
         this.imageUri = image.repoDigest;
         this.registerOutputs({ imageUri: this.imageUri });
     }

@@ -41,7 +41,8 @@ export function lockDataDir(dataDir: string): DataDirLock {
                 release() {
                     held.delete(file);
                     try {
-                        if (fs.readFileSync(file, "utf8").trim() === String(process.pid)) fs.rmSync(file, { force: true });
+                        if (fs.readFileSync(file, "utf8").trim() === String(process.pid))
+                            fs.rmSync(file, { force: true });
                     } catch {
                         // Already gone.
                     }
@@ -57,9 +58,12 @@ export function lockDataDir(dataDir: string): DataDirLock {
             if ((error as NodeJS.ErrnoException).code === "ENOENT") continue;
             throw error;
         }
-        const ownerIsRunning = owner === process.pid ? held.has(file) : Number.isInteger(owner) && owner > 0 && isAlive(owner);
+        const ownerIsRunning =
+            owner === process.pid ? held.has(file) : Number.isInteger(owner) && owner > 0 && isAlive(owner);
         if (ownerIsRunning) {
-            throw new Error(`the data dir ${dataDir} is in use by another local farm (process ${owner}, see ${file}); stop it or pick another --data-dir`);
+            throw new Error(
+                `the data dir ${dataDir} is in use by another local farm (process ${owner}, see ${file}); stop it or pick another --data-dir`,
+            );
         }
         // Left by a farm that did not stop cleanly.
         fs.rmSync(file, { force: true });

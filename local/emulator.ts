@@ -19,7 +19,13 @@ import * as fs from "fs";
 import * as path from "path";
 import { pathToFileURL } from "url";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
-import { CreateQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, SetQueueAttributesCommand, SQSClient } from "@aws-sdk/client-sqs";
+import {
+    CreateQueueCommand,
+    GetQueueAttributesCommand,
+    GetQueueUrlCommand,
+    SetQueueAttributesCommand,
+    SQSClient,
+} from "@aws-sdk/client-sqs";
 import { urlHost } from "./addresses";
 
 export interface EmulatorOptions {
@@ -104,7 +110,11 @@ interface SqsStoreLike {
 }
 
 interface Fauxqs {
-    buildApp(options: { logger?: boolean; defaultRegion?: string; stores: { sqsStore: unknown; snsStore: unknown; s3Store: unknown } }): FastifyLike;
+    buildApp(options: {
+        logger?: boolean;
+        defaultRegion?: string;
+        stores: { sqsStore: unknown; snsStore: unknown; s3Store: unknown };
+    }): FastifyLike;
     SqsStore: new () => SqsStoreLike;
     SnsStore: new () => { persistence?: unknown };
     S3Store: new () => { persistence?: unknown };
@@ -120,7 +130,9 @@ interface PersistenceLike {
 
 /** Persists a message made visible again by clearing only its in-flight columns (fauxqs also nulls its receive count). */
 function fixReleaseWrite(persistence: PersistenceLike): void {
-    const clearInFlight = persistence.db.prepare("UPDATE sqs_messages SET receipt_handle = NULL, visibility_deadline = NULL WHERE message_id = ?");
+    const clearInFlight = persistence.db.prepare(
+        "UPDATE sqs_messages SET receipt_handle = NULL, visibility_deadline = NULL WHERE message_id = ?",
+    );
     persistence.updateMessageReady = (messageId) => {
         clearInFlight.run(messageId);
     };
@@ -145,22 +157,43 @@ function loadFauxqs(): Promise<Fauxqs> {
         const dir = fauxqsDirectory();
         const version = String(JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8")).version);
         if (!FAUXQS_VERSION.test(version)) {
-            throw new Error(`${dir} is fauxqs ${version}; the local farm wires fauxqs 2.x's stores and persistence itself, run \`npm install\` to get the pinned version`);
+            throw new Error(
+                `${dir} is fauxqs ${version}; the local farm wires fauxqs 2.x's stores and persistence itself, run \`npm install\` to get the pinned version`,
+            );
         }
-        const load = async (file: string) => (await importEsm(pathToFileURL(path.join(dir, "dist", file)).href)) as Record<string, unknown>;
+        const load = async (file: string) =>
+            (await importEsm(pathToFileURL(path.join(dir, "dist", file)).href)) as Record<string, unknown>;
         try {
-            const [app, sqs, sns, s3, persistence] = await Promise.all([load("app.js"), load("sqs/sqsStore.js"), load("sns/snsStore.js"), load("s3/s3Store.js"), load("persistence.js")]);
-            return { buildApp: app.buildApp, SqsStore: sqs.SqsStore, SnsStore: sns.SnsStore, S3Store: s3.S3Store, PersistenceManager: persistence.PersistenceManager } as Fauxqs;
+            const [app, sqs, sns, s3, persistence] = await Promise.all([
+                load("app.js"),
+                load("sqs/sqsStore.js"),
+                load("sns/snsStore.js"),
+                load("s3/s3Store.js"),
+                load("persistence.js"),
+            ]);
+            return {
+                buildApp: app.buildApp,
+                SqsStore: sqs.SqsStore,
+                SnsStore: sns.SnsStore,
+                S3Store: s3.S3Store,
+                PersistenceManager: persistence.PersistenceManager,
+            } as Fauxqs;
         } catch (error) {
             const reason = error instanceof Error ? error.message : String(error);
-            const hint = /sqlite/i.test(reason) ? ` (fauxqs 2.x needs Node 22.5+ for node:sqlite; this is Node ${process.versions.node}: run through npx or npm scripts, which use the project's Node 22)` : "";
+            const hint = /sqlite/i.test(reason)
+                ? ` (fauxqs 2.x needs Node 22.5+ for node:sqlite; this is Node ${process.versions.node}: run through npx or npm scripts, which use the project's Node 22)`
+                : "";
             throw new Error(`cannot load the S3/SQS emulator fauxqs ${version}: ${reason}${hint}`);
         }
     })();
     return fauxqsModules;
 }
 
-export function emulatorClients(endpoint: string, region: string, credentials: EmulatorCredentials): { s3: S3Client; sqs: SQSClient } {
+export function emulatorClients(
+    endpoint: string,
+    region: string,
+    credentials: EmulatorCredentials,
+): { s3: S3Client; sqs: SQSClient } {
     return {
         s3: new S3Client({ endpoint, region, credentials, forcePathStyle: true }),
         sqs: new SQSClient({ endpoint, region, credentials }),
@@ -184,7 +217,9 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
         } catch (error) {
             persistence?.close();
             const reason = error instanceof Error ? error.message : String(error);
-            throw new Error(`cannot load the emulator's saved state from ${path.join(options.dataDir, "fauxqs.db")}: ${reason}; move ${options.dataDir} away to start empty`);
+            throw new Error(
+                `cannot load the emulator's saved state from ${path.join(options.dataDir, "fauxqs.db")}: ${reason}; move ${options.dataDir} away to start empty`,
+            );
         }
         sqsStore.persistence = persistence;
         snsStore.persistence = persistence;
@@ -255,18 +290,28 @@ async function ensureQueue(sqs: SQSClient, name: string, attributes: Record<stri
  * The scenes bucket, renders bucket, DLQ and frame queue (redriving to the DLQ) that the Pulumi stack deploys.
  * Idempotent: on a restarted persistent emulator the existing ones are kept (with their contents) and updated.
  */
-export async function createFarmResources(emulator: Pick<Emulator, "s3" | "sqs"> & { endpoint?: string }, options: FarmResourceOptions): Promise<FarmResources> {
+export async function createFarmResources(
+    emulator: Pick<Emulator, "s3" | "sqs"> & { endpoint?: string },
+    options: FarmResourceOptions,
+): Promise<FarmResources> {
     const scenesBucket = `${options.name}-scenes`;
     const rendersBucket = `${options.name}-renders`;
     await emulator.s3.send(new CreateBucketCommand({ Bucket: scenesBucket }));
     await emulator.s3.send(new CreateBucketCommand({ Bucket: rendersBucket }));
-    const deadLetterQueueUrl = await ensureQueue(emulator.sqs, `${options.name}-frames-dlq`, { MessageRetentionPeriod: String(DEAD_LETTER_RETENTION_SECONDS) });
-    const deadLetterAttributes = await emulator.sqs.send(new GetQueueAttributesCommand({ QueueUrl: deadLetterQueueUrl, AttributeNames: ["QueueArn"] }));
+    const deadLetterQueueUrl = await ensureQueue(emulator.sqs, `${options.name}-frames-dlq`, {
+        MessageRetentionPeriod: String(DEAD_LETTER_RETENTION_SECONDS),
+    });
+    const deadLetterAttributes = await emulator.sqs.send(
+        new GetQueueAttributesCommand({ QueueUrl: deadLetterQueueUrl, AttributeNames: ["QueueArn"] }),
+    );
     const frameQueueUrl = await ensureQueue(emulator.sqs, `${options.name}-frames`, {
         VisibilityTimeout: String(options.visibilityTimeoutSeconds),
         MessageRetentionPeriod: String(FRAME_RETENTION_SECONDS),
         ReceiveMessageWaitTimeSeconds: String(options.receiveWaitTimeSeconds ?? 0),
-        RedrivePolicy: JSON.stringify({ deadLetterTargetArn: deadLetterAttributes.Attributes!.QueueArn, maxReceiveCount: options.maxReceiveCount }),
+        RedrivePolicy: JSON.stringify({
+            deadLetterTargetArn: deadLetterAttributes.Attributes!.QueueArn,
+            maxReceiveCount: options.maxReceiveCount,
+        }),
     });
     const { endpoint } = emulator;
     return {

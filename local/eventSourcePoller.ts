@@ -41,12 +41,14 @@ export interface PollTarget {
  * A thrown handler error counts as a failure, as Lambda counts a crashed invocation.
  */
 export async function pollOnce(target: PollTarget): Promise<"empty" | "succeeded" | "failed"> {
-    const received = await target.sqs.send(new ReceiveMessageCommand({
-        QueueUrl: target.queueUrl,
-        MaxNumberOfMessages: 1,
-        WaitTimeSeconds: target.waitTimeSeconds ?? 0,
-        MessageSystemAttributeNames: ["All"],
-    }));
+    const received = await target.sqs.send(
+        new ReceiveMessageCommand({
+            QueueUrl: target.queueUrl,
+            MaxNumberOfMessages: 1,
+            WaitTimeSeconds: target.waitTimeSeconds ?? 0,
+            MessageSystemAttributeNames: ["All"],
+        }),
+    );
     const message = received.Messages?.[0];
     if (!message) return "empty";
     const record = sqsRecordOf(message, target.queueArn, target.region);
@@ -55,7 +57,9 @@ export async function pollOnce(target: PollTarget): Promise<"empty" | "succeeded
         const response = await target.handler({ Records: [record] });
         failed = (response?.batchItemFailures ?? []).some((failure) => failure.itemIdentifier === record.messageId);
     } catch (error) {
-        console.error(`poller: the handler failed on message ${record.messageId}: ${(error as Error)?.message ?? error}`);
+        console.error(
+            `poller: the handler failed on message ${record.messageId}: ${(error as Error)?.message ?? error}`,
+        );
         failed = true;
     }
     if (failed) return "failed";

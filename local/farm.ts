@@ -57,17 +57,30 @@ export { FRAME_TIMEOUT_SECONDS };
  */
 export const VISIBILITY_TIMEOUT_SECONDS = FRAME_VISIBILITY_SECONDS;
 
-function wholeNumber(name: string, value: number | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+function wholeNumber(
+    name: string,
+    value: number | undefined,
+    fallback: number,
+    min: number,
+    max = Number.MAX_SAFE_INTEGER,
+): number {
     if (value === undefined) return fallback;
     if (!Number.isInteger(value) || value < min || value > max) {
-        throw new Error(`${name} must be a whole number from ${min} to ${max === Number.MAX_SAFE_INTEGER ? "any" : max}, got ${value}`);
+        throw new Error(
+            `${name} must be a whole number from ${min} to ${max === Number.MAX_SAFE_INTEGER ? "any" : max}, got ${value}`,
+        );
     }
     return value;
 }
 
 /** The Blender executable, checked now rather than failing every frame into the DLQ. */
 export function findBlender(blenderPath: string): string {
-    const candidates = blenderPath.includes(path.sep) ? [path.resolve(blenderPath)] : (process.env.PATH ?? "").split(path.delimiter).filter(Boolean).map((dir) => path.join(dir, blenderPath));
+    const candidates = blenderPath.includes(path.sep)
+        ? [path.resolve(blenderPath)]
+        : (process.env.PATH ?? "")
+              .split(path.delimiter)
+              .filter(Boolean)
+              .map((dir) => path.join(dir, blenderPath));
     for (const candidate of candidates) {
         try {
             fs.accessSync(candidate, fs.constants.X_OK);
@@ -76,7 +89,9 @@ export function findBlender(blenderPath: string): string {
             // Not here.
         }
     }
-    throw new Error(`Blender was not found as "${blenderPath}"${blenderPath.includes(path.sep) ? "" : " on the PATH"}; install Blender, or give its path (--blender or BLENDER_PATH)`);
+    throw new Error(
+        `Blender was not found as "${blenderPath}"${blenderPath.includes(path.sep) ? "" : " on the PATH"}; install Blender, or give its path (--blender or BLENDER_PATH)`,
+    );
 }
 
 export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<LocalFarm> {
@@ -103,16 +118,38 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
         // A stale outputs.json would send clients to a farm that is gone.
         fs.rmSync(outputsFile, { force: true });
         const orphans = killProcessesWorkingIn(workRoot);
-        if (orphans.length > 0) log(`ended ${orphans.length} Blender process(es) left rendering by a farm that stopped without cleaning up`);
-        if (!isLoopback(host)) log(`warning: listening on ${host}: the job API has no authentication and the S3/SQS emulator accepts any credentials`);
+        if (orphans.length > 0)
+            log(
+                `ended ${orphans.length} Blender process(es) left rendering by a farm that stopped without cleaning up`,
+            );
+        if (!isLoopback(host))
+            log(
+                `warning: listening on ${host}: the job API has no authentication and the S3/SQS emulator accepts any credentials`,
+            );
 
         const emulator = await startEmulator({ host, region: REGION, dataDir: path.join(dataDir, "emulator") });
         undo.push(() => emulator.stop());
-        const resources = await createFarmResources(emulator, { name: RESOURCE_NAME, maxReceiveCount, visibilityTimeoutSeconds: VISIBILITY_TIMEOUT_SECONDS });
-        const recovery = await recoverInterruptedFrames({ emulator, s3: emulator.s3, sqs: emulator.sqs, resources, maxReceiveCount });
-        if (recovery.released > 0) log(`put ${recovery.released} frame(s) that were rendering when the farm last stopped back in the queue`);
-        for (const { jobId, frames } of recovery.requeued) log(`requeued ${frames.length} frame(s) of job ${jobId} that were neither rendered nor queued`);
-        const queueArn = (await emulator.sqs.send(new GetQueueAttributesCommand({ QueueUrl: resources.frameQueueUrl, AttributeNames: ["QueueArn"] }))).Attributes!.QueueArn!;
+        const resources = await createFarmResources(emulator, {
+            name: RESOURCE_NAME,
+            maxReceiveCount,
+            visibilityTimeoutSeconds: VISIBILITY_TIMEOUT_SECONDS,
+        });
+        const recovery = await recoverInterruptedFrames({
+            emulator,
+            s3: emulator.s3,
+            sqs: emulator.sqs,
+            resources,
+            maxReceiveCount,
+        });
+        if (recovery.released > 0)
+            log(`put ${recovery.released} frame(s) that were rendering when the farm last stopped back in the queue`);
+        for (const { jobId, frames } of recovery.requeued)
+            log(`requeued ${frames.length} frame(s) of job ${jobId} that were neither rendered nor queued`);
+        const queueArn = (
+            await emulator.sqs.send(
+                new GetQueueAttributesCommand({ QueueUrl: resources.frameQueueUrl, AttributeNames: ["QueueArn"] }),
+            )
+        ).Attributes!.QueueArn!;
 
         const jobApi = createJobApiHandler({
             s3: emulator.s3,
@@ -121,13 +158,23 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
                 scenesBucket: resources.scenesBucket,
                 rendersBucket: resources.rendersBucket,
                 frameQueueUrl: resources.frameQueueUrl,
-                limits: { maxFrames: DEFAULT_MAX_FRAMES_PER_JOB, maxResolution: DEFAULT_MAX_RESOLUTION, allowedEngines: [...ENGINES] },
+                limits: {
+                    maxFrames: DEFAULT_MAX_FRAMES_PER_JOB,
+                    maxResolution: DEFAULT_MAX_RESOLUTION,
+                    allowedEngines: [...ENGINES],
+                },
                 maxReceiveCount,
             },
         });
-        const rendererSettings = (workDir: string) => localRendererSettings({ resources, maxReceiveCount, failureBackoffSeconds, blenderPath, workDir, workers });
+        const rendererSettings = (workDir: string) =>
+            localRendererSettings({ resources, maxReceiveCount, failureBackoffSeconds, blenderPath, workDir, workers });
         const newRenderer = (name: string): LocalRenderer => {
-            const renderer = createLocalRenderer({ endpoint: emulator.endpoint, region: emulator.region, credentials: emulator.credentials, settings: rendererSettings(path.join(workRoot, name)) });
+            const renderer = createLocalRenderer({
+                endpoint: emulator.endpoint,
+                region: emulator.region,
+                credentials: emulator.credentials,
+                settings: rendererSettings(path.join(workRoot, name)),
+            });
             undo.push(() => renderer.close());
             return renderer;
         };
@@ -141,7 +188,13 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
             return run;
         };
 
-        const api = await startHttpApi({ host, port, jobApi, functions: { function: invokeRendererFunction, [RENDERER_FUNCTION_NAME]: invokeRendererFunction }, log });
+        const api = await startHttpApi({
+            host,
+            port,
+            jobApi,
+            functions: { function: invokeRendererFunction, [RENDERER_FUNCTION_NAME]: invokeRendererFunction },
+            log,
+        });
         undo.push(() => api.close());
         // Before the server closes, so an invocation in progress ends now instead of holding the close.
         undo.push(() => invokeRenderer.abandon());
@@ -152,7 +205,13 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
             queueArn,
             region: emulator.region,
             consumers: Array.from({ length: workers }, (_, index) => newRenderer(`worker-${index + 1}`)),
-            ...frameLog({ s3: emulator.s3, rendersBucket: resources.rendersBucket, maxReceiveCount, backoffSeconds: (attempts) => backoffSeconds(rendererSettings(workRoot), attempts), log }),
+            ...frameLog({
+                s3: emulator.s3,
+                rendersBucket: resources.rendersBucket,
+                maxReceiveCount,
+                backoffSeconds: (attempts) => backoffSeconds(rendererSettings(workRoot), attempts),
+                log,
+            }),
             log,
         });
         undo.push(() => pool.stop());

@@ -36,7 +36,10 @@ export interface HttpApi {
 }
 
 /** The route an API Gateway HTTP API with the job API's three routes would match, if any. */
-function matchRoute(method: string, path: string): { routeKey: string; pathParameters?: Record<string, string> } | undefined {
+function matchRoute(
+    method: string,
+    path: string,
+): { routeKey: string; pathParameters?: Record<string, string> } | undefined {
     const decode = (segment: string) => {
         try {
             return decodeURIComponent(segment);
@@ -46,9 +49,11 @@ function matchRoute(method: string, path: string): { routeKey: string; pathParam
     };
     if (method === "POST" && path === "/jobs") return { routeKey: "POST /jobs" };
     let match = /^\/jobs\/([^/]+)$/.exec(path);
-    if (method === "GET" && match) return { routeKey: "GET /jobs/{jobId}", pathParameters: { jobId: decode(match[1]) } };
+    if (method === "GET" && match)
+        return { routeKey: "GET /jobs/{jobId}", pathParameters: { jobId: decode(match[1]) } };
     match = /^\/jobs\/([^/]+)\/retry$/.exec(path);
-    if (method === "POST" && match) return { routeKey: "POST /jobs/{jobId}/retry", pathParameters: { jobId: decode(match[1]) } };
+    if (method === "POST" && match)
+        return { routeKey: "POST /jobs/{jobId}/retry", pathParameters: { jobId: decode(match[1]) } };
     return undefined;
 }
 
@@ -90,13 +95,19 @@ function bodyOf(bytes: Buffer): { body?: string; isBase64Encoded: boolean } {
 }
 
 /** The payload 2.0 event API Gateway would hand the job API for this request. */
-function httpApiEvent(request: http.IncomingMessage, url: URL, route: { routeKey: string; pathParameters?: Record<string, string> }, bytes: Buffer): APIGatewayProxyEventV2 {
+function httpApiEvent(
+    request: http.IncomingMessage,
+    url: URL,
+    route: { routeKey: string; pathParameters?: Record<string, string> },
+    bytes: Buffer,
+): APIGatewayProxyEventV2 {
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(request.headers)) {
         if (value !== undefined) headers[name.toLowerCase()] = Array.isArray(value) ? value.join(",") : value;
     }
     const query: Record<string, string> = {};
-    for (const [name, value] of url.searchParams) query[name] = query[name] === undefined ? value : `${query[name]},${value}`;
+    for (const [name, value] of url.searchParams)
+        query[name] = query[name] === undefined ? value : `${query[name]},${value}`;
     const now = new Date();
     const method = request.method ?? "GET";
     return {
@@ -112,7 +123,13 @@ function httpApiEvent(request: http.IncomingMessage, url: URL, route: { routeKey
             apiId: "local",
             domainName: headers.host ?? "localhost",
             domainPrefix: (headers.host ?? "localhost").split(".")[0],
-            http: { method, path: url.pathname, protocol: `HTTP/${request.httpVersion}`, sourceIp: request.socket.remoteAddress ?? "", userAgent: headers["user-agent"] ?? "" },
+            http: {
+                method,
+                path: url.pathname,
+                protocol: `HTTP/${request.httpVersion}`,
+                sourceIp: request.socket.remoteAddress ?? "",
+                userAgent: headers["user-agent"] ?? "",
+            },
             requestId: randomUUID(),
             routeKey: route.routeKey,
             stage: "$default",
@@ -123,9 +140,18 @@ function httpApiEvent(request: http.IncomingMessage, url: URL, route: { routeKey
     };
 }
 
-function sendJson(response: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+function sendJson(
+    response: http.ServerResponse,
+    status: number,
+    body: unknown,
+    headers: Record<string, string> = {},
+): void {
     const text = JSON.stringify(body);
-    response.writeHead(status, { "content-type": "application/json", "content-length": String(Buffer.byteLength(text)), ...headers });
+    response.writeHead(status, {
+        "content-type": "application/json",
+        "content-length": String(Buffer.byteLength(text)),
+        ...headers,
+    });
     response.end(text);
 }
 
@@ -135,22 +161,43 @@ function sendTooLarge(response: http.ServerResponse, body: unknown): void {
     sendJson(response, 413, body, { connection: "close" });
 }
 
-async function invokeFunction(options: HttpApiOptions, name: string, request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
+async function invokeFunction(
+    options: HttpApiOptions,
+    name: string,
+    request: http.IncomingMessage,
+    response: http.ServerResponse,
+): Promise<void> {
     const fn = options.functions[name];
     if (!fn) {
-        sendJson(response, 404, { Type: "User", message: `Function not found: ${name}; this farm has ${Object.keys(options.functions).join(", ")}` }, { "x-amzn-errortype": "ResourceNotFoundException" });
+        sendJson(
+            response,
+            404,
+            {
+                Type: "User",
+                message: `Function not found: ${name}; this farm has ${Object.keys(options.functions).join(", ")}`,
+            },
+            { "x-amzn-errortype": "ResourceNotFoundException" },
+        );
         return;
     }
     const bytes = await readBody(request, MAX_INVOKE_BYTES);
     if (bytes === "too_large") {
-        sendTooLarge(response, { Type: "User", message: `the invocation payload is larger than ${MAX_INVOKE_BYTES} bytes` });
+        sendTooLarge(response, {
+            Type: "User",
+            message: `the invocation payload is larger than ${MAX_INVOKE_BYTES} bytes`,
+        });
         return;
     }
     let event: unknown;
     try {
         event = bytes.length === 0 ? {} : JSON.parse(bytes.toString("utf8"));
     } catch (error) {
-        sendJson(response, 400, { Type: "User", message: `the invocation payload is not JSON: ${(error as Error).message}` }, { "x-amzn-errortype": "InvalidRequestContentException" });
+        sendJson(
+            response,
+            400,
+            { Type: "User", message: `the invocation payload is not JSON: ${(error as Error).message}` },
+            { "x-amzn-errortype": "InvalidRequestContentException" },
+        );
         return;
     }
     try {
@@ -158,20 +205,39 @@ async function invokeFunction(options: HttpApiOptions, name: string, request: ht
     } catch (error) {
         // As Lambda reports a handler's exception: status 200 with X-Amz-Function-Error.
         const failure = error instanceof Error ? error : new Error(String(error));
-        sendJson(response, 200, { errorType: failure.name, errorMessage: failure.message }, { "x-amz-function-error": "Unhandled" });
+        sendJson(
+            response,
+            200,
+            { errorType: failure.name, errorMessage: failure.message },
+            { "x-amz-function-error": "Unhandled" },
+        );
     }
 }
 
-async function serveJobApi(options: HttpApiOptions, request: http.IncomingMessage, response: http.ServerResponse, url: URL): Promise<void> {
+async function serveJobApi(
+    options: HttpApiOptions,
+    request: http.IncomingMessage,
+    response: http.ServerResponse,
+    url: URL,
+): Promise<void> {
     const method = request.method ?? "GET";
     const route = matchRoute(method, url.pathname);
     if (!route) {
-        sendJson(response, 404, errorBody(apiError(404, "not_found", `no route ${method} ${url.pathname}; the job API serves ${ROUTES}`)));
+        sendJson(
+            response,
+            404,
+            errorBody(apiError(404, "not_found", `no route ${method} ${url.pathname}; the job API serves ${ROUTES}`)),
+        );
         return;
     }
     const bytes = await readBody(request, MAX_REQUEST_BYTES);
     if (bytes === "too_large") {
-        sendTooLarge(response, errorBody(apiError(413, "body_too_large", `the request body is larger than ${MAX_REQUEST_BYTES} bytes`, "body")));
+        sendTooLarge(
+            response,
+            errorBody(
+                apiError(413, "body_too_large", `the request body is larger than ${MAX_REQUEST_BYTES} bytes`, "body"),
+            ),
+        );
         return;
     }
     const result = await options.jobApi(httpApiEvent(request, url, route, bytes));
@@ -184,10 +250,19 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApi> {
     const server = http.createServer((request, response) => {
         const url = new URL(request.url ?? "/", "http://local");
         const invoke = request.method === "POST" ? INVOKE_PATH.exec(url.pathname) : null;
-        const handled = invoke ? invokeFunction(options, decodeURIComponent(invoke[1]), request, response) : serveJobApi(options, request, response, url);
+        const handled = invoke
+            ? invokeFunction(options, decodeURIComponent(invoke[1]), request, response)
+            : serveJobApi(options, request, response, url);
         handled.catch((error) => {
-            options.log(`http: ${request.method} ${url.pathname} failed: ${error instanceof Error ? error.message : String(error)}`);
-            if (!response.headersSent) sendJson(response, 500, errorBody(apiError(500, "internal_error", "the local farm's HTTP adapter failed; see its log")));
+            options.log(
+                `http: ${request.method} ${url.pathname} failed: ${error instanceof Error ? error.message : String(error)}`,
+            );
+            if (!response.headersSent)
+                sendJson(
+                    response,
+                    500,
+                    errorBody(apiError(500, "internal_error", "the local farm's HTTP adapter failed; see its log")),
+                );
             else response.destroy();
         });
     });
@@ -198,7 +273,10 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApi> {
             resolve();
         });
     }).catch((error: NodeJS.ErrnoException) => {
-        if (error.code === "EADDRINUSE") throw new Error(`port ${options.port} on ${options.host} is already in use; pick another with --port (0 = any free port)`);
+        if (error.code === "EADDRINUSE")
+            throw new Error(
+                `port ${options.port} on ${options.host} is already in use; pick another with --port (0 = any free port)`,
+            );
         throw error;
     });
     const { port } = server.address() as AddressInfo;

@@ -67,7 +67,8 @@ export function createLocalRenderer(options: LocalRendererOptions): LocalRendere
         // Without this a frame whose Blender was killed would record a "killed" failure and back its message off.
         (client as S3Client).middlewareStack.add(
             (next) => async (args) => {
-                if (abandoned) throw new Error("the local farm stopped this renderer; its frame is rendered again later");
+                if (abandoned)
+                    throw new Error("the local farm stopped this renderer; its frame is rendered again later");
                 return next(args);
             },
             { step: "initialize", name: "localFarmAbandon" },
@@ -76,7 +77,8 @@ export function createLocalRenderer(options: LocalRendererOptions): LocalRendere
     sqs.middlewareStack.add(
         (next, context) => async (args) => {
             const receiptHandle = (args.input as { ReceiptHandle?: string }).ReceiptHandle;
-            if (context.commandName === "ChangeMessageVisibilityCommand" && receiptHandle && beforeVisibilityChange) await beforeVisibilityChange(receiptHandle);
+            if (context.commandName === "ChangeMessageVisibilityCommand" && receiptHandle && beforeVisibilityChange)
+                await beforeVisibilityChange(receiptHandle);
             return next(args);
         },
         { step: "initialize", name: "localFarmBeforeVisibilityChange" },

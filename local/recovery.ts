@@ -31,7 +31,14 @@ async function listJobIds(s3: S3Client, rendersBucket: string): Promise<string[]
     const ids: string[] = [];
     let token: string | undefined;
     do {
-        const page = await s3.send(new ListObjectsV2Command({ Bucket: rendersBucket, Prefix: "jobs/", Delimiter: "/", ContinuationToken: token }));
+        const page = await s3.send(
+            new ListObjectsV2Command({
+                Bucket: rendersBucket,
+                Prefix: "jobs/",
+                Delimiter: "/",
+                ContinuationToken: token,
+            }),
+        );
         for (const prefix of page.CommonPrefixes ?? []) {
             const id = prefix.Prefix?.slice("jobs/".length, -1);
             if (id) ids.push(id);
@@ -49,7 +56,13 @@ export async function recoverInterruptedFrames(deps: RecoveryDeps): Promise<Reco
     let released = 0;
     for (const { receiptHandle } of contents.inFlight) {
         try {
-            await deps.sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: resources.frameQueueUrl, ReceiptHandle: receiptHandle, VisibilityTimeout: 0 }));
+            await deps.sqs.send(
+                new ChangeMessageVisibilityCommand({
+                    QueueUrl: resources.frameQueueUrl,
+                    ReceiptHandle: receiptHandle,
+                    VisibilityTimeout: 0,
+                }),
+            );
             released++;
         } catch (error) {
             // Expired or deleted meanwhile: visible or gone either way.
@@ -68,11 +81,21 @@ export async function recoverInterruptedFrames(deps: RecoveryDeps): Promise<Reco
         const manifest = await readManifest(deps.s3, resources.rendersBucket, jobId);
         if (!manifest) continue;
         const byFrame = latestRecordByFrame(manifest, await readFrameRecords(deps.s3, resources.rendersBucket, jobId));
-        const lost = manifest.frames.filter((frame) => frameProgress(byFrame.get(frame), deps.maxReceiveCount) === "pending" && !queued.has(`${jobId}/${frame}`));
+        const lost = manifest.frames.filter(
+            (frame) =>
+                frameProgress(byFrame.get(frame), deps.maxReceiveCount) === "pending" &&
+                !queued.has(`${jobId}/${frame}`),
+        );
         if (lost.length === 0) continue;
-        const result = await sendFrameMessages(deps.sqs, resources.frameQueueUrl, lost.map((frame) => frameMessageOf(manifest, resources.rendersBucket, frame)));
+        const result = await sendFrameMessages(
+            deps.sqs,
+            resources.frameQueueUrl,
+            lost.map((frame) => frameMessageOf(manifest, resources.rendersBucket, frame)),
+        );
         if (result.notSent.length > 0) {
-            throw new Error(`could not requeue ${result.notSent.length} lost frame(s) of job ${jobId}: ${result.notSent[0].reason}`);
+            throw new Error(
+                `could not requeue ${result.notSent.length} lost frame(s) of job ${jobId}: ${result.notSent[0].reason}`,
+            );
         }
         requeued.push({ jobId, frames: lost });
     }

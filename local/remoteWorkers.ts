@@ -71,7 +71,8 @@ export function cleanUpDeadWorkers(dataDir: string, log: (line: string) => void)
         if (!/^\d+$/.test(entry) || pid === process.pid || isAlive(pid)) continue;
         const dir = path.join(root, entry);
         const killed = killProcessesWorkingIn(dir);
-        if (killed.length > 0) log(`ended ${killed.length} Blender process(es) left rendering by worker process ${pid}, which was killed`);
+        if (killed.length > 0)
+            log(`ended ${killed.length} Blender process(es) left rendering by worker process ${pid}, which was killed`);
         ended += killed.length;
         fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -89,15 +90,22 @@ function readOutputs(file: string): FarmOutputs | undefined {
 export async function startRemoteWorkers(options: RemoteWorkerOptions = {}): Promise<RemoteWorkers> {
     const dataDir = path.resolve(options.dataDir ?? ".farm");
     const workers = options.workers ?? os.cpus().length;
-    if (!Number.isInteger(workers) || workers < 1) throw new Error(`workers must be a whole number >= 1, got ${workers}`);
+    if (!Number.isInteger(workers) || workers < 1)
+        throw new Error(`workers must be a whole number >= 1, got ${workers}`);
     const failureBackoffSeconds = options.failureBackoffSeconds ?? 5;
     const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
     const blenderPath = findBlender(options.blenderPath ?? process.env.BLENDER_PATH ?? "blender");
 
     const outputsFile = path.join(dataDir, OUTPUTS_FILE);
     const outputs = readOutputs(outputsFile);
-    if (!outputs) throw new Error(`no local farm is running on ${dataDir} (no readable ${outputsFile}); start one with \`render-farm serve --workers 0 --data-dir ${dataDir}\``);
-    if (!outputs.awsEndpoint) throw new Error(`${outputsFile} names no awsEndpoint: workers run against a local farm; on AWS the renderer Lambda renders the frames`);
+    if (!outputs)
+        throw new Error(
+            `no local farm is running on ${dataDir} (no readable ${outputsFile}); start one with \`render-farm serve --workers 0 --data-dir ${dataDir}\``,
+        );
+    if (!outputs.awsEndpoint)
+        throw new Error(
+            `${outputsFile} names no awsEndpoint: workers run against a local farm; on AWS the renderer Lambda renders the frames`,
+        );
     const { s3, sqs } = emulatorClients(outputs.awsEndpoint, outputs.region, FARM_CREDENTIALS);
 
     const consumers: LocalRenderer[] = [];
@@ -116,21 +124,53 @@ export async function startRemoteWorkers(options: RemoteWorkerOptions = {}): Pro
         // The queue's ARN for the SQS records, and its maxReceiveCount: the renderer records "failed" on the attempt SQS dead-letters.
         let attributes: Record<string, string>;
         try {
-            attributes = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: outputs.frameQueueUrl, AttributeNames: ["QueueArn", "RedrivePolicy"] }))).Attributes ?? {};
+            attributes =
+                (
+                    await sqs.send(
+                        new GetQueueAttributesCommand({
+                            QueueUrl: outputs.frameQueueUrl,
+                            AttributeNames: ["QueueArn", "RedrivePolicy"],
+                        }),
+                    )
+                ).Attributes ?? {};
         } catch (error) {
-            throw new Error(`cannot reach the local farm's frame queue ${outputs.frameQueueUrl} (${describeAwsError(error)}); is \`render-farm serve --data-dir ${dataDir}\` running?`);
+            throw new Error(
+                `cannot reach the local farm's frame queue ${outputs.frameQueueUrl} (${describeAwsError(error)}); is \`render-farm serve --data-dir ${dataDir}\` running?`,
+            );
         }
         const maxReceiveCount = Number(JSON.parse(attributes.RedrivePolicy ?? "{}").maxReceiveCount);
         if (!attributes.QueueArn || !Number.isInteger(maxReceiveCount) || maxReceiveCount < 1) {
-            throw new Error(`the frame queue ${outputs.frameQueueUrl} has no ARN or no redrive policy; is it a render-farm queue?`);
+            throw new Error(
+                `the frame queue ${outputs.frameQueueUrl} has no ARN or no redrive policy; is it a render-farm queue?`,
+            );
         }
 
         cleanUpDeadWorkers(dataDir, log);
         fs.mkdirSync(workDir, { recursive: true });
-        const resources = { scenesBucket: outputs.scenesBucket, rendersBucket: outputs.rendersBucket, frameQueueUrl: outputs.frameQueueUrl, deadLetterQueueUrl: outputs.deadLetterQueueUrl };
-        const settings = (dir: string) => localRendererSettings({ resources, maxReceiveCount, failureBackoffSeconds, blenderPath, workDir: dir, workers });
+        const resources = {
+            scenesBucket: outputs.scenesBucket,
+            rendersBucket: outputs.rendersBucket,
+            frameQueueUrl: outputs.frameQueueUrl,
+            deadLetterQueueUrl: outputs.deadLetterQueueUrl,
+        };
+        const settings = (dir: string) =>
+            localRendererSettings({
+                resources,
+                maxReceiveCount,
+                failureBackoffSeconds,
+                blenderPath,
+                workDir: dir,
+                workers,
+            });
         for (let index = 0; index < workers; index++) {
-            consumers.push(createLocalRenderer({ endpoint: outputs.awsEndpoint, region: outputs.region, credentials: FARM_CREDENTIALS, settings: settings(path.join(workDir, `worker-${index + 1}`)) }));
+            consumers.push(
+                createLocalRenderer({
+                    endpoint: outputs.awsEndpoint,
+                    region: outputs.region,
+                    credentials: FARM_CREDENTIALS,
+                    settings: settings(path.join(workDir, `worker-${index + 1}`)),
+                }),
+            );
         }
         pool = startWorkerPool({
             sqs,
@@ -138,7 +178,13 @@ export async function startRemoteWorkers(options: RemoteWorkerOptions = {}): Pro
             queueArn: attributes.QueueArn,
             region: outputs.region,
             consumers,
-            ...frameLog({ s3, rendersBucket: outputs.rendersBucket, maxReceiveCount, backoffSeconds: (attempts) => backoffSeconds(settings(workDir), attempts), log }),
+            ...frameLog({
+                s3,
+                rendersBucket: outputs.rendersBucket,
+                maxReceiveCount,
+                backoffSeconds: (attempts) => backoffSeconds(settings(workDir), attempts),
+                log,
+            }),
             log,
         });
     } catch (error) {
@@ -151,7 +197,10 @@ export async function startRemoteWorkers(options: RemoteWorkerOptions = {}): Pro
         watch = setInterval(() => {
             const now = readOutputs(outputsFile);
             if (!now) resolve(`the local farm on ${dataDir} stopped (its ${OUTPUTS_FILE} is gone)`);
-            else if (now.awsEndpoint !== outputs.awsEndpoint) resolve(`the local farm on ${dataDir} was restarted (now at ${now.awsEndpoint}); start the workers again`);
+            else if (now.awsEndpoint !== outputs.awsEndpoint)
+                resolve(
+                    `the local farm on ${dataDir} was restarted (now at ${now.awsEndpoint}); start the workers again`,
+                );
         }, FARM_CHECK_MS);
     });
     let stopped: Promise<void> | undefined;
@@ -173,9 +222,17 @@ const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 export async function runRemoteWorkers(options: RemoteWorkerOptions & { json?: boolean }): Promise<void> {
     const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
     const running = await startRemoteWorkers({ ...options, log });
-    const ready = { pid: process.pid, workers: running.workers, workDir: running.workDir, awsEndpoint: running.outputs.awsEndpoint, apiUrl: running.outputs.apiUrl };
+    const ready = {
+        pid: process.pid,
+        workers: running.workers,
+        workDir: running.workDir,
+        awsEndpoint: running.outputs.awsEndpoint,
+        apiUrl: running.outputs.apiUrl,
+    };
     if (options.json) process.stdout.write(`${JSON.stringify(ready)}\n`);
-    log(`${running.workers} worker(s) rendering frames for the local farm at ${running.outputs.apiUrl} (queue ${running.outputs.frameQueueUrl}); Ctrl-C stops them and puts their frames back`);
+    log(
+        `${running.workers} worker(s) rendering frames for the local farm at ${running.outputs.apiUrl} (queue ${running.outputs.frameQueueUrl}); Ctrl-C stops them and puts their frames back`,
+    );
     await new Promise<void>((resolve, reject) => {
         let stopping = false;
         const stop = (why: string) => {

@@ -8,10 +8,14 @@ const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 export async function runServe(options: LocalFarmOptions & { json?: boolean }): Promise<void> {
     const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
     const farm = await startLocalFarm({ ...options, log });
-    process.stdout.write(options.json ? `${JSON.stringify(farm.outputs)}\n` : `${JSON.stringify(farm.outputs, null, 2)}\n`);
+    process.stdout.write(
+        options.json ? `${JSON.stringify(farm.outputs)}\n` : `${JSON.stringify(farm.outputs, null, 2)}\n`,
+    );
     if (!options.json) {
         const outputsFile = path.relative(process.cwd(), path.join(farm.dataDir, OUTPUTS_FILE)) || OUTPUTS_FILE;
-        log(`local farm ready: job API ${farm.apiUrl}, S3/SQS endpoint ${farm.outputs.awsEndpoint} (any credentials; S3 path-style), outputs in ${outputsFile}`);
+        log(
+            `local farm ready: job API ${farm.apiUrl}, S3/SQS endpoint ${farm.outputs.awsEndpoint} (any credentials; S3 path-style), outputs in ${outputsFile}`,
+        );
         log("Ctrl-C stops it; a frame in progress is put back in the queue and rendered on the next start");
     }
     await new Promise<void>((resolve, reject) => {

@@ -4,7 +4,13 @@
 // Unlike the mapping, a poller keeps the frame it holds invisible with a heartbeat (see FRAME_VISIBILITY_SECONDS).
 import { setTimeout as sleep } from "timers/promises";
 import type { S3Client } from "@aws-sdk/client-s3";
-import { ChangeMessageVisibilityCommand, DeleteMessageCommand, Message, ReceiveMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
+import {
+    ChangeMessageVisibilityCommand,
+    DeleteMessageCommand,
+    Message,
+    ReceiveMessageCommand,
+    SQSClient,
+} from "@aws-sdk/client-sqs";
 import type { SQSRecord } from "aws-lambda";
 import { parseFrameMessage } from "../functions/shared/contract";
 import { describeAwsError } from "../functions/shared/awsErrors";
@@ -88,7 +94,9 @@ export function startWorkerPool(options: WorkerPoolOptions): WorkerPool {
     const heartbeats = new Map<string, Heartbeat>();
 
     for (const consumer of options.consumers) {
-        consumer.beforeVisibilityChange?.((receiptHandle) => heartbeats.get(receiptHandle)?.stop() ?? Promise.resolve());
+        consumer.beforeVisibilityChange?.(
+            (receiptHandle) => heartbeats.get(receiptHandle)?.stop() ?? Promise.resolve(),
+        );
     }
 
     function startHeartbeat(worker: number, record: SQSRecord): Heartbeat {
@@ -98,12 +106,19 @@ export function startWorkerPool(options: WorkerPoolOptions): WorkerPool {
             if (stopped) return;
             try {
                 await sqs.send(
-                    new ChangeMessageVisibilityCommand({ QueueUrl: queueUrl, ReceiptHandle: record.receiptHandle, VisibilityTimeout: visibilitySeconds }),
+                    new ChangeMessageVisibilityCommand({
+                        QueueUrl: queueUrl,
+                        ReceiptHandle: record.receiptHandle,
+                        VisibilityTimeout: visibilitySeconds,
+                    }),
                     // A beat that hangs must not hold up the stop that awaits it.
                     { abortSignal: AbortSignal.timeout(heartbeatMs) },
                 );
             } catch (error) {
-                if (!stopped) log(`worker ${worker + 1}: could not extend the visibility of ${options.describe(record)} (${describeAwsError(error)}); another worker may render it too`);
+                if (!stopped)
+                    log(
+                        `worker ${worker + 1}: could not extend the visibility of ${options.describe(record)} (${describeAwsError(error)}); another worker may render it too`,
+                    );
             }
         };
         const timer = setInterval(() => {
@@ -121,10 +136,14 @@ export function startWorkerPool(options: WorkerPoolOptions): WorkerPool {
     async function invoke(worker: number, record: SQSRecord): Promise<"succeeded" | "failed"> {
         try {
             const response = await options.consumers[worker].handle({ Records: [record] });
-            return (response?.batchItemFailures ?? []).some((failure) => failure.itemIdentifier === record.messageId) ? "failed" : "succeeded";
+            return (response?.batchItemFailures ?? []).some((failure) => failure.itemIdentifier === record.messageId)
+                ? "failed"
+                : "succeeded";
         } catch (error) {
             // Lambda counts a crashed invocation as a failure of its whole batch.
-            log(`worker ${worker + 1}: the renderer crashed on ${options.describe(record)}: ${error instanceof Error ? error.message : String(error)}`);
+            log(
+                `worker ${worker + 1}: the renderer crashed on ${options.describe(record)}: ${error instanceof Error ? error.message : String(error)}`,
+            );
             return "failed";
         }
     }
@@ -132,12 +151,19 @@ export function startWorkerPool(options: WorkerPoolOptions): WorkerPool {
     async function receive(worker: number): Promise<Message | undefined> {
         try {
             const reply = await sqs.send(
-                new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 1, WaitTimeSeconds: options.waitTimeSeconds ?? RECEIVE_WAIT_SECONDS, MessageSystemAttributeNames: ["All"] }),
+                new ReceiveMessageCommand({
+                    QueueUrl: queueUrl,
+                    MaxNumberOfMessages: 1,
+                    WaitTimeSeconds: options.waitTimeSeconds ?? RECEIVE_WAIT_SECONDS,
+                    MessageSystemAttributeNames: ["All"],
+                }),
             );
             return reply.Messages?.[0];
         } catch (error) {
             if (stopSignal.signal.aborted) return undefined;
-            log(`worker ${worker + 1}: ReceiveMessage on ${queueUrl} failed (${describeAwsError(error)}); trying again in ${RECEIVE_RETRY_MS / 1000} s`);
+            log(
+                `worker ${worker + 1}: ReceiveMessage on ${queueUrl} failed (${describeAwsError(error)}); trying again in ${RECEIVE_RETRY_MS / 1000} s`,
+            );
             await sleep(RECEIVE_RETRY_MS, undefined, { signal: stopSignal.signal }).catch(() => undefined);
             return undefined;
         }
@@ -169,10 +195,14 @@ export function startWorkerPool(options: WorkerPoolOptions): WorkerPool {
             }
             if (outcome === "succeeded") {
                 try {
-                    await sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: record.receiptHandle }));
+                    await sqs.send(
+                        new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: record.receiptHandle }),
+                    );
                 } catch (error) {
                     // The frame is on S3; its message comes back after the visibility timeout and rewrites the same keys.
-                    log(`worker ${worker + 1}: could not delete the message of ${options.describe(record)} (${describeAwsError(error)}); it will render once more`);
+                    log(
+                        `worker ${worker + 1}: could not delete the message of ${options.describe(record)} (${describeAwsError(error)}); it will render once more`,
+                    );
                 }
             }
             options.onSettled?.({ worker, record, outcome, ms: Date.now() - started });
@@ -194,10 +224,20 @@ export function startWorkerPool(options: WorkerPoolOptions): WorkerPool {
                 await Promise.all(
                     toRelease.map(async ({ record, worker }) => {
                         try {
-                            await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: queueUrl, ReceiptHandle: record.receiptHandle, VisibilityTimeout: 0 }));
-                            log(`worker ${worker + 1}: stopped ${options.describe(record)} and put it back in the queue`);
+                            await sqs.send(
+                                new ChangeMessageVisibilityCommand({
+                                    QueueUrl: queueUrl,
+                                    ReceiptHandle: record.receiptHandle,
+                                    VisibilityTimeout: 0,
+                                }),
+                            );
+                            log(
+                                `worker ${worker + 1}: stopped ${options.describe(record)} and put it back in the queue`,
+                            );
                         } catch (error) {
-                            log(`worker ${worker + 1}: stopped ${options.describe(record)} but could not put it back (${describeAwsError(error)}); the next start releases it`);
+                            log(
+                                `worker ${worker + 1}: stopped ${options.describe(record)} but could not put it back (${describeAwsError(error)}); the next start releases it`,
+                            );
                         }
                     }),
                 );
@@ -235,10 +275,15 @@ export function frameLog(options: FrameLogOptions): Pick<WorkerPoolOptions, "des
             return;
         }
         const frame = frameOf(record);
-        const frameRecord = frame ? await readFrameRecord(options.s3, options.rendersBucket, frame.jobId, frame.frame).catch(() => undefined) : undefined;
+        const frameRecord = frame
+            ? await readFrameRecord(options.s3, options.rendersBucket, frame.jobId, frame.frame).catch(() => undefined)
+            : undefined;
         const attempts = Number(record.attributes.ApproximateReceiveCount);
-        const next = attempts >= maxReceiveCount ? "no attempts left" : `retry in ${options.backoffSeconds(attempts)} s`;
-        const reason = frameRecord?.error ? `${frameRecord.error.code}: ${frameRecord.error.message}` : "see the renderer's log above";
+        const next =
+            attempts >= maxReceiveCount ? "no attempts left" : `retry in ${options.backoffSeconds(attempts)} s`;
+        const reason = frameRecord?.error
+            ? `${frameRecord.error.code}: ${frameRecord.error.message}`
+            : "see the renderer's log above";
         log(`${what}: failed, attempt ${attempts} of ${maxReceiveCount}, ${next}: ${reason}`);
     };
     return { describe, onSettled: (event) => void logSettled(event) };

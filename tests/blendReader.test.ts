@@ -13,10 +13,12 @@ import { BLENDER, run, CUBE_2016_SCENE } from "./support/scenes";
 const ORACLE_SCRIPT = path.join(__dirname, "fixtures", "blend_oracle.py");
 const SYSTEM_BLENDS = "/usr/share/blender";
 
-
 function blendFilesUnder(root: string): string[] {
     if (!fs.existsSync(root)) return [];
-    return (fs.readdirSync(root, { recursive: true }) as string[]).filter((name) => name.endsWith(".blend")).map((name) => path.join(root, name)).sort();
+    return (fs.readdirSync(root, { recursive: true }) as string[])
+        .filter((name) => name.endsWith(".blend"))
+        .map((name) => path.join(root, name))
+        .sort();
 }
 
 interface OracleReport {
@@ -35,7 +37,22 @@ interface OracleReport {
 
 /** One Blender run reports on every file. */
 async function oracle(files: string[]): Promise<Map<string, OracleReport>> {
-    const { stdout } = await run(BLENDER, ["-b", "--factory-startup", "-noaudio", "--disable-autoexec", "--python-exit-code", "2", "-P", ORACLE_SCRIPT, "--", ...files], 600_000);
+    const { stdout } = await run(
+        BLENDER,
+        [
+            "-b",
+            "--factory-startup",
+            "-noaudio",
+            "--disable-autoexec",
+            "--python-exit-code",
+            "2",
+            "-P",
+            ORACLE_SCRIPT,
+            "--",
+            ...files,
+        ],
+        600_000,
+    );
     const reports = new Map<string, OracleReport>();
     for (const line of stdout.split("\n")) {
         if (line.startsWith("BLEND_ORACLE ")) {
@@ -47,7 +64,8 @@ async function oracle(files: string[]): Promise<Map<string, OracleReport>> {
 }
 
 const LISTS = ["scenes", "images", "libraries", "movieClips", "volumes", "cacheFiles", "fonts"] as const;
-const byName = (a: Record<string, unknown>, b: Record<string, unknown>) => (String(a.name) < String(b.name) ? -1 : String(a.name) > String(b.name) ? 1 : 0);
+const byName = (a: Record<string, unknown>, b: Record<string, unknown>) =>
+    String(a.name) < String(b.name) ? -1 : String(a.name) > String(b.name) ? 1 : 0;
 
 /** The oracle's view, kept to what the file itself holds (linked data-blocks live in their library), sorted by name. */
 function expectedOf(report: OracleReport): Record<string, unknown> {
@@ -71,7 +89,8 @@ function actualOf(summary: BlendSummary): Record<string, unknown> {
 function differences(file: string, actual: unknown, expected: unknown, at = ""): string[] {
     if (Array.isArray(expected) && Array.isArray(actual)) {
         const out: string[] = [];
-        if (actual.length !== expected.length) out.push(`${file}: ${at} has ${actual.length} entries, Blender ${expected.length}`);
+        if (actual.length !== expected.length)
+            out.push(`${file}: ${at} has ${actual.length} entries, Blender ${expected.length}`);
         for (let index = 0; index < Math.min(actual.length, expected.length); index++) {
             const label = (expected[index] as { name?: string })?.name ?? String(index);
             out.push(...differences(file, actual[index], expected[index], `${at}[${label}]`));
@@ -79,9 +98,18 @@ function differences(file: string, actual: unknown, expected: unknown, at = ""):
         return out;
     }
     if (typeof expected === "object" && expected !== null && typeof actual === "object" && actual !== null) {
-        return Object.keys(expected).flatMap((key) => differences(file, (actual as Record<string, unknown>)[key], (expected as Record<string, unknown>)[key], at ? `${at}.${key}` : key));
+        return Object.keys(expected).flatMap((key) =>
+            differences(
+                file,
+                (actual as Record<string, unknown>)[key],
+                (expected as Record<string, unknown>)[key],
+                at ? `${at}.${key}` : key,
+            ),
+        );
     }
-    return JSON.stringify(actual) === JSON.stringify(expected) ? [] : [`${file}: ${at}: reader ${JSON.stringify(actual)}, Blender ${JSON.stringify(expected)}`];
+    return JSON.stringify(actual) === JSON.stringify(expected)
+        ? []
+        : [`${file}: ${at}: reader ${JSON.stringify(actual)}, Blender ${JSON.stringify(expected)}`];
 }
 
 // ---- layout conversion: the same file as a big-endian, 4-byte-pointer or format-1 Blender would write it ----
@@ -103,7 +131,11 @@ interface RawSdna {
 }
 
 function parseRaw(bytes: Buffer): { version: string; blocks: RawBlock[]; sdna: RawSdna } {
-    assert.strictEqual(bytes.toString("latin1", 0, 9), "BLENDER-v", "conversion starts from a little-endian 8-byte-pointer file");
+    assert.strictEqual(
+        bytes.toString("latin1", 0, 9),
+        "BLENDER-v",
+        "conversion starts from a little-endian 8-byte-pointer file",
+    );
     const blocks: RawBlock[] = [];
     let at = 12;
     for (;;) {
@@ -149,25 +181,41 @@ function parseRaw(bytes: Buffer): { version: string; blocks: RawBlock[]; sdna: R
         const fieldCount = dna.readInt16LE(offset + 2);
         offset += 4;
         const fields: [number, number][] = [];
-        for (let field = 0; field < fieldCount; field++, offset += 4) fields.push([dna.readInt16LE(offset), dna.readInt16LE(offset + 2)]);
+        for (let field = 0; field < fieldCount; field++, offset += 4)
+            fields.push([dna.readInt16LE(offset), dna.readInt16LE(offset + 2)]);
         structs.push({ type, fields });
     }
     return { version: bytes.toString("latin1", 9, 12), blocks, sdna: { names, types, sizes, structs } };
 }
 
-function convertBlend(original: Buffer, target: { pointerSize: 4 | 8; littleEndian: boolean; format1?: boolean }): Buffer {
+function convertBlend(
+    original: Buffer,
+    target: { pointerSize: 4 | 8; littleEndian: boolean; format1?: boolean },
+): Buffer {
     const { version, blocks, sdna } = parseRaw(original);
     const P = target.pointerSize;
     const little = target.littleEndian;
     const structByType = new Map(sdna.structs.map((struct, index) => [struct.type, index]));
     const isPointer = (name: string) => name.startsWith("*") || name.startsWith("(*");
-    const arrayLength = (name: string) => (name.startsWith("(") ? 1 : [...name.matchAll(/\[(\d+)\]/g)].reduce((product, match) => product * Number(match[1]), 1));
+    const arrayLength = (name: string) =>
+        name.startsWith("(")
+            ? 1
+            : [...name.matchAll(/\[(\d+)\]/g)].reduce((product, match) => product * Number(match[1]), 1);
     const newSizes = new Map<number, number>();
     const typeSize = (type: number): number => {
         const structIndex = structByType.get(type);
         if (structIndex === undefined) return sdna.sizes[type];
         if (!newSizes.has(type)) {
-            newSizes.set(type, sdna.structs[structIndex].fields.reduce((sum, [fieldType, fieldName]) => sum + (isPointer(sdna.names[fieldName]) ? P : typeSize(fieldType)) * arrayLength(sdna.names[fieldName]), 0));
+            newSizes.set(
+                type,
+                sdna.structs[structIndex].fields.reduce(
+                    (sum, [fieldType, fieldName]) =>
+                        sum +
+                        (isPointer(sdna.names[fieldName]) ? P : typeSize(fieldType)) *
+                            arrayLength(sdna.names[fieldName]),
+                    0,
+                ),
+            );
         }
         return newSizes.get(type)!;
     };
@@ -186,7 +234,8 @@ function convertBlend(original: Buffer, target: { pointerSize: 4 | 8; littleEndi
             const name = sdna.names[fieldName];
             const count = arrayLength(name);
             if (isPointer(name)) {
-                for (let index = 0; index < count; index++, from += 8, to += P) writePointer(out, to, mapPointer(source.readBigUInt64LE(from)));
+                for (let index = 0; index < count; index++, from += 8, to += P)
+                    writePointer(out, to, mapPointer(source.readBigUInt64LE(from)));
             } else if (structByType.has(fieldType)) {
                 const nestedIndex = structByType.get(fieldType)!;
                 for (let index = 0; index < count; index++) {
@@ -197,7 +246,8 @@ function convertBlend(original: Buffer, target: { pointerSize: 4 | 8; littleEndi
             } else {
                 const size = sdna.sizes[fieldType];
                 for (let index = 0; index < count; index++, from += size, to += size) {
-                    for (let byte = 0; byte < size; byte++) out[to + byte] = source[from + (little || size === 1 ? byte : size - 1 - byte)];
+                    for (let byte = 0; byte < size; byte++)
+                        out[to + byte] = source[from + (little || size === 1 ? byte : size - 1 - byte)];
                 }
             }
         }
@@ -218,11 +268,14 @@ function convertBlend(original: Buffer, target: { pointerSize: 4 | 8; littleEndi
         strings("TYPE", sdna.types);
         parts.push(Buffer.from("TLEN"));
         const sizes = Buffer.alloc(sdna.types.length * 2);
-        sdna.types.forEach((_, index) => (little ? sizes.writeUInt16LE(typeSize(index), index * 2) : sizes.writeUInt16BE(typeSize(index), index * 2)));
+        sdna.types.forEach((_, index) =>
+            little ? sizes.writeUInt16LE(typeSize(index), index * 2) : sizes.writeUInt16BE(typeSize(index), index * 2),
+        );
         parts.push(sizes, Buffer.alloc((4 - (sizes.length % 4)) % 4), Buffer.from("STRC"), int32(sdna.structs.length));
         for (const struct of sdna.structs) {
             const body = Buffer.alloc(4 + struct.fields.length * 4);
-            const write16 = (value: number, at: number) => (little ? body.writeInt16LE(value, at) : body.writeInt16BE(value, at));
+            const write16 = (value: number, at: number) =>
+                little ? body.writeInt16LE(value, at) : body.writeInt16BE(value, at);
             write16(struct.type, 0);
             write16(struct.fields.length, 2);
             struct.fields.forEach(([type, name], index) => {
@@ -254,7 +307,9 @@ function convertBlend(original: Buffer, target: { pointerSize: 4 | 8; littleEndi
         return out;
     };
 
-    const header = target.format1 ? `BLENDER17-01v0${version}` : `BLENDER${P === 4 ? "_" : "-"}${little ? "v" : "V"}${version}`;
+    const header = target.format1
+        ? `BLENDER17-01v0${version}`
+        : `BLENDER${P === 4 ? "_" : "-"}${little ? "v" : "V"}${version}`;
     const parts: Buffer[] = [Buffer.from(header, "latin1")];
     for (const block of blocks) {
         let data = block.data;
@@ -264,7 +319,8 @@ function convertBlend(original: Buffer, target: { pointerSize: 4 | 8; littleEndi
             const size = struct ? sdna.sizes[struct.type] : 0;
             if (struct && size > 0 && size * block.count === block.length) {
                 data = Buffer.alloc(typeSize(struct.type) * block.count);
-                for (let index = 0; index < block.count; index++) convertStruct(block.sdnaIndex, block.data, index * size, data, index * typeSize(struct.type));
+                for (let index = 0; index < block.count; index++)
+                    convertStruct(block.sdnaIndex, block.data, index * size, data, index * typeSize(struct.type));
             }
         }
         parts.push(blockHeader(block.code, data.length, mapPointer(block.old), block.sdnaIndex, block.count), data);
@@ -287,7 +343,10 @@ function random(seed: number): () => number {
     };
 }
 
-type Outcome = { kind: "summary"; summary: BlendSummary } | { kind: "typed"; code: string } | { kind: "other"; error: unknown };
+type Outcome =
+    | { kind: "summary"; summary: BlendSummary }
+    | { kind: "typed"; code: string }
+    | { kind: "other"; error: unknown };
 
 async function outcomeOf(bytes: Uint8Array, chunkSize: number): Promise<Outcome> {
     const chunks: Uint8Array[] = [];
@@ -312,7 +371,10 @@ describe(".blend reader", function () {
 
     it("reports what Blender reports, field by field, for every .blend here", async function () {
         assert.ok(fs.existsSync(CUBE_2016_SCENE), `${CUBE_2016_SCENE} is missing`);
-        assert.ok(blendFilesUnder(SYSTEM_BLENDS).length >= 6, "Debian's Blender installs at least 6 .blend files under /usr/share/blender");
+        assert.ok(
+            blendFilesUnder(SYSTEM_BLENDS).length >= 6,
+            "Debian's Blender installs at least 6 .blend files under /usr/share/blender",
+        );
         const mismatches: string[] = [];
         const compressions = new Set<string>();
         for (const file of files) {
@@ -320,7 +382,9 @@ describe(".blend reader", function () {
             assert.ok(report && !report.error, `Blender could not report on ${file}: ${report?.error ?? "no output"}`);
             const summary = await inspectBlendFile(file);
             compressions.add(summary.compression);
-            mismatches.push(...differences(path.relative(path.dirname(fixtures), file), actualOf(summary), expectedOf(report)));
+            mismatches.push(
+                ...differences(path.relative(path.dirname(fixtures), file), actualOf(summary), expectedOf(report)),
+            );
         }
         assert.deepStrictEqual(mismatches, []);
         assert.deepStrictEqual([...compressions].sort(), ["gzip", "none", "zstd"]);
@@ -331,16 +395,54 @@ describe(".blend reader", function () {
         const all = [...reports.values()];
         const images = all.flatMap((report) => report.images);
         const scenes = all.flatMap((report) => report.scenes);
-        assert.ok(images.some((image) => image.packed === true && image.source === "FILE"), "a packed image");
-        assert.ok(images.some((image) => image.packed === false && image.source === "FILE" && String(image.filepath).startsWith("//")), "an external image");
-        assert.ok(images.some((image) => image.source === "SEQUENCE"), "an image sequence");
-        assert.ok(images.some((image) => image.source === "TILED" && JSON.stringify(image.tiles) === "[1001,1002,1011]"), "UDIM tiles");
-        assert.ok(all.some((report) => report.libraries.length > 0), "a linked library");
-        assert.ok(scenes.some((scene) => scene.camera === null), "a scene without a camera");
-        assert.ok(scenes.some((scene) => scene.frameStep !== 1 && scene.resolutionPercentage !== 100), "a non-default step and percentage");
-        assert.ok(all.some((report) => report.activeScene !== report.scenes[0]?.name), "a file whose active scene is not the first");
-        assert.ok(all.some((report) => report.movieClips.length > 0 && report.volumes.length > 0 && report.cacheFiles.length > 0 && report.fonts.some((font) => font.filepath !== "<builtin>")), "other external files");
-        assert.ok(all.some((report) => report.version[0] === 2 && report.version[1] < 80), "a pre-2.80 file");
+        assert.ok(
+            images.some((image) => image.packed === true && image.source === "FILE"),
+            "a packed image",
+        );
+        assert.ok(
+            images.some(
+                (image) => image.packed === false && image.source === "FILE" && String(image.filepath).startsWith("//"),
+            ),
+            "an external image",
+        );
+        assert.ok(
+            images.some((image) => image.source === "SEQUENCE"),
+            "an image sequence",
+        );
+        assert.ok(
+            images.some((image) => image.source === "TILED" && JSON.stringify(image.tiles) === "[1001,1002,1011]"),
+            "UDIM tiles",
+        );
+        assert.ok(
+            all.some((report) => report.libraries.length > 0),
+            "a linked library",
+        );
+        assert.ok(
+            scenes.some((scene) => scene.camera === null),
+            "a scene without a camera",
+        );
+        assert.ok(
+            scenes.some((scene) => scene.frameStep !== 1 && scene.resolutionPercentage !== 100),
+            "a non-default step and percentage",
+        );
+        assert.ok(
+            all.some((report) => report.activeScene !== report.scenes[0]?.name),
+            "a file whose active scene is not the first",
+        );
+        assert.ok(
+            all.some(
+                (report) =>
+                    report.movieClips.length > 0 &&
+                    report.volumes.length > 0 &&
+                    report.cacheFiles.length > 0 &&
+                    report.fonts.some((font) => font.filepath !== "<builtin>"),
+            ),
+            "other external files",
+        );
+        assert.ok(
+            all.some((report) => report.version[0] === 2 && report.version[1] < 80),
+            "a pre-2.80 file",
+        );
     });
 
     it("reads the same summary however the stream is cut into chunks", async function () {
@@ -360,7 +462,14 @@ describe(".blend reader", function () {
     });
 
     it("reads big-endian, 4-byte-pointer and Blender 5 (format 1, 64-bit block header) layouts of the same files", async function () {
-        const sources = ["udim.blend", "two-scenes.blend", "library.blend", "external.blend", "packed.blend", "other-files.blend"].map((name) => path.join(fixtures, name));
+        const sources = [
+            "udim.blend",
+            "two-scenes.blend",
+            "library.blend",
+            "external.blend",
+            "packed.blend",
+            "other-files.blend",
+        ].map((name) => path.join(fixtures, name));
         sources.push(CUBE_2016_SCENE);
         const layouts = [
             { pointerSize: 4 as const, littleEndian: true },
@@ -373,7 +482,15 @@ describe(".blend reader", function () {
             for (const layout of layouts) {
                 const converted = await readBlendBuffer(convertBlend(fs.readFileSync(file), layout), file);
                 const label = `${path.basename(file)} as ${JSON.stringify(layout)}`;
-                assert.deepStrictEqual(converted.header, { pointerSize: layout.pointerSize, littleEndian: layout.littleEndian, fileFormatVersion: layout.format1 ? 1 : 0 }, label);
+                assert.deepStrictEqual(
+                    converted.header,
+                    {
+                        pointerSize: layout.pointerSize,
+                        littleEndian: layout.littleEndian,
+                        fileFormatVersion: layout.format1 ? 1 : 0,
+                    },
+                    label,
+                );
                 assert.deepStrictEqual(actualOf(converted), actualOf(original), label);
             }
         }
@@ -393,7 +510,10 @@ describe(".blend reader", function () {
         ];
         for (const [name, bytes, code] of cases) {
             const outcome = await outcomeOf(bytes, 1 << 20);
-            assert.ok(outcome.kind === "typed" && outcome.code === code, `${name}: ${JSON.stringify(outcome.kind === "other" ? String(outcome.error) : outcome)}`);
+            assert.ok(
+                outcome.kind === "typed" && outcome.code === code,
+                `${name}: ${JSON.stringify(outcome.kind === "other" ? String(outcome.error) : outcome)}`,
+            );
         }
         const error = await readBlendBuffer(Buffer.from("hello"), "shots/a/notes.blend").catch((caught) => caught);
         assert.ok(isBlendFileError(error));
@@ -408,7 +528,10 @@ describe(".blend reader", function () {
             out.writeInt32LE(length, 4);
             return out;
         };
-        const hugeScene = await outcomeOf(Buffer.concat([header, block("SC\0\0", 0x7fffffff), Buffer.alloc(100)]), 4096);
+        const hugeScene = await outcomeOf(
+            Buffer.concat([header, block("SC\0\0", 0x7fffffff), Buffer.alloc(100)]),
+            4096,
+        );
         assert.deepStrictEqual(hugeScene, { kind: "typed", code: "too_large" });
         // A 2^31-byte mesh block is skipped, not buffered: the file then ends inside it.
         const hugeMesh = await outcomeOf(Buffer.concat([header, block("DATA", 0x7fffffff), Buffer.alloc(100)]), 4096);
@@ -428,8 +551,14 @@ describe(".blend reader", function () {
         const seed = Number(process.env.FUZZ_SEED ?? 20240611);
         const rng = random(seed);
         const int = (below: number) => Math.floor(rng() * below);
-        const sources = ["uncompressed.blend", "gzip.blend", "zstd.blend", "udim.blend"].map((name) => fs.readFileSync(path.join(fixtures, name)));
-        const expected = await Promise.all(["uncompressed.blend", "gzip.blend", "zstd.blend", "udim.blend"].map((name) => readBlendBuffer(fs.readFileSync(path.join(fixtures, name)), "fuzz.blend")));
+        const sources = ["uncompressed.blend", "gzip.blend", "zstd.blend", "udim.blend"].map((name) =>
+            fs.readFileSync(path.join(fixtures, name)),
+        );
+        const expected = await Promise.all(
+            ["uncompressed.blend", "gzip.blend", "zstd.blend", "udim.blend"].map((name) =>
+                readBlendBuffer(fs.readFileSync(path.join(fixtures, name)), "fuzz.blend"),
+            ),
+        );
         const counts = { truncated: 0, corrupted: 0, random: 0, typed: 0, parsed: 0 };
         const failures: string[] = [];
         const rssBefore = process.memoryUsage().rss;
@@ -438,12 +567,16 @@ describe(".blend reader", function () {
             const started = Date.now();
             const outcome = await outcomeOf(bytes, 1 + int(65536));
             slowest = Math.max(slowest, Date.now() - started);
-            if (outcome.kind === "other") failures.push(`${label}: untyped ${outcome.error instanceof Error ? outcome.error.stack : String(outcome.error)}`);
+            if (outcome.kind === "other")
+                failures.push(
+                    `${label}: untyped ${outcome.error instanceof Error ? outcome.error.stack : String(outcome.error)}`,
+                );
             else if (outcome.kind === "typed") counts.typed++;
             else {
                 counts.parsed++;
                 // A cut that keeps everything up to the end marker (or a flip in bytes nobody reads) may still parse.
-                if (mustFail && (!same || JSON.stringify(outcome.summary.scenes) !== JSON.stringify(same.scenes))) failures.push(`${label}: parsed into something else`);
+                if (mustFail && (!same || JSON.stringify(outcome.summary.scenes) !== JSON.stringify(same.scenes)))
+                    failures.push(`${label}: parsed into something else`);
             }
         };
         await check("zero bytes", new Uint8Array(0), true);
@@ -452,7 +585,12 @@ describe(".blend reader", function () {
             const source = sources[which];
             const cut = index < 40 ? index : int(source.length);
             counts.truncated++;
-            await check(`seed ${seed} truncated #${index} (source ${which} at ${cut})`, source.subarray(0, cut), true, expected[which]);
+            await check(
+                `seed ${seed} truncated #${index} (source ${which} at ${cut})`,
+                source.subarray(0, cut),
+                true,
+                expected[which],
+            );
         }
         for (let index = 0; index < 700; index++) {
             const which = index % sources.length;
@@ -466,14 +604,27 @@ describe(".blend reader", function () {
             counts.corrupted++;
             await check(`seed ${seed} corrupted #${index}`, bytes, false);
         }
-        const prefixes = [Buffer.alloc(0), Buffer.from("BLENDER-v304"), Buffer.from("BLENDER_V276"), Buffer.from("BLENDER17-01v0500"), Buffer.from([0x1f, 0x8b]), Buffer.from([0x28, 0xb5, 0x2f, 0xfd])];
+        const prefixes = [
+            Buffer.alloc(0),
+            Buffer.from("BLENDER-v304"),
+            Buffer.from("BLENDER_V276"),
+            Buffer.from("BLENDER17-01v0500"),
+            Buffer.from([0x1f, 0x8b]),
+            Buffer.from([0x28, 0xb5, 0x2f, 0xfd]),
+        ];
         for (let index = 0; index < 600; index++) {
             const body = Buffer.from(Array.from({ length: int(index < 300 ? 256 : 65536) }, () => int(256)));
             counts.random++;
-            await check(`seed ${seed} random #${index}`, Buffer.concat([prefixes[index % prefixes.length], body]), false);
+            await check(
+                `seed ${seed} random #${index}`,
+                Buffer.concat([prefixes[index % prefixes.length], body]),
+                false,
+            );
         }
         const total = 1 + counts.truncated + counts.corrupted + counts.random;
-        console.log(`      ${total} cases (${counts.truncated} truncated, ${counts.corrupted} corrupted, ${counts.random} random, 1 empty): ${counts.typed} typed errors, ${counts.parsed} parsed; slowest ${slowest} ms; rss +${Math.round((process.memoryUsage().rss - rssBefore) / 1048576)} MiB`);
+        console.log(
+            `      ${total} cases (${counts.truncated} truncated, ${counts.corrupted} corrupted, ${counts.random} random, 1 empty): ${counts.typed} typed errors, ${counts.parsed} parsed; slowest ${slowest} ms; rss +${Math.round((process.memoryUsage().rss - rssBefore) / 1048576)} MiB`,
+        );
         assert.deepStrictEqual(failures.slice(0, 10), []);
         assert.ok(total >= 2000, `${total} cases`);
         assert.ok(slowest < 5000, `a case took ${slowest} ms`);

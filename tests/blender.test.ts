@@ -6,8 +6,18 @@ import * as os from "os";
 import * as path from "path";
 import { BlenderResult, LOG_TAIL_BYTES, runBlender, RunBlenderOptions } from "../functions/renderer/blender";
 import { FORMAT_EXTENSIONS, Format, RenderSettings } from "../functions/shared/contract";
-import { BLENDER, comparePngs, decodePng, distinctColors, makeScene, renderDirect, run, Scene, sniffImageType, CUBE_2016_SCENE } from "./support/scenes";
-
+import {
+    BLENDER,
+    comparePngs,
+    decodePng,
+    distinctColors,
+    makeScene,
+    renderDirect,
+    run,
+    Scene,
+    sniffImageType,
+    CUBE_2016_SCENE,
+} from "./support/scenes";
 
 describe("runBlender with the real Blender", function () {
     this.timeout(180_000);
@@ -21,12 +31,29 @@ describe("runBlender with the real Blender", function () {
 
     after(() => fs.rmSync(work, { recursive: true, force: true }));
 
-    function render(scenePath: string, frame: number, settings: RenderSettings, name: string, extra: Partial<RunBlenderOptions> = {}): Promise<BlenderResult> {
-        return runBlender({ scenePath, frame, outputPath: path.join(work, name), settings, threads: 2, deadlineMs: Date.now() + 120_000, ...extra });
+    function render(
+        scenePath: string,
+        frame: number,
+        settings: RenderSettings,
+        name: string,
+        extra: Partial<RunBlenderOptions> = {},
+    ): Promise<BlenderResult> {
+        return runBlender({
+            scenePath,
+            frame,
+            outputPath: path.join(work, name),
+            settings,
+            threads: 2,
+            deadlineMs: Date.now() + 120_000,
+            ...extra,
+        });
     }
 
     function assertOk(result: BlenderResult): void {
-        assert.ok(result.ok, `expected a successful render, got ${JSON.stringify(result.error)}\n--- log tail ---\n${result.logTail}`);
+        assert.ok(
+            result.ok,
+            `expected a successful render, got ${JSON.stringify(result.error)}\n--- log tail ---\n${result.logTail}`,
+        );
         assert.strictEqual(result.error, undefined);
         assert.strictEqual(result.exitCode, 0);
         assert.strictEqual(result.signal, null);
@@ -38,12 +65,21 @@ describe("runBlender with the real Blender", function () {
         assertOk(result);
         assert.strictEqual(result.engine, "CYCLES");
         assert.match(result.blenderVersion ?? "", /^\d+\.\d+(\.\d+)?/);
-        assert.ok(result.renderSeconds !== undefined && result.renderSeconds > 0, `renderSeconds ${result.renderSeconds}`);
-        assert.ok(result.wallMs >= result.renderSeconds * 1000, `wallMs ${result.wallMs} < renderSeconds ${result.renderSeconds}`);
+        assert.ok(
+            result.renderSeconds !== undefined && result.renderSeconds > 0,
+            `renderSeconds ${result.renderSeconds}`,
+        );
+        assert.ok(
+            result.wallMs >= result.renderSeconds * 1000,
+            `wallMs ${result.wallMs} < renderSeconds ${result.renderSeconds}`,
+        );
         assert.deepStrictEqual(result.missingFiles, []);
         assert.deepStrictEqual(fs.readdirSync(path.dirname(output)), ["frame_0002.png"]);
         assert.match(result.logTail, /RENDER_FRAME_RESULT \{"ok": true/);
-        assert.ok(Buffer.byteLength(result.logTail) <= LOG_TAIL_BYTES, `log tail is ${Buffer.byteLength(result.logTail)} bytes`);
+        assert.ok(
+            Buffer.byteLength(result.logTail) <= LOG_TAIL_BYTES,
+            `log tail is ${Buffer.byteLength(result.logTail)} bytes`,
+        );
 
         const direct = await renderDirect(textured.blendPath, 2, path.join(work, "direct"));
         const comparison = comparePngs(output, direct);
@@ -54,11 +90,17 @@ describe("runBlender with the real Blender", function () {
     });
 
     it("renders the frame it is asked for: frames 1 and 3 differ", async () => {
-        const [first, third] = [await render(textured.blendPath, 1, { format: "PNG" }, "f1.png"), await render(textured.blendPath, 3, { format: "PNG" }, "f3.png")];
+        const [first, third] = [
+            await render(textured.blendPath, 1, { format: "PNG" }, "f1.png"),
+            await render(textured.blendPath, 3, { format: "PNG" }, "f3.png"),
+        ];
         assertOk(first);
         assertOk(third);
         const comparison = comparePngs(path.join(work, "f1.png"), path.join(work, "f3.png"));
-        assert.ok(comparison.sameShape && comparison.differingSamples > 50, `frames 1 and 3 look alike: ${JSON.stringify(comparison)}`);
+        assert.ok(
+            comparison.sameShape && comparison.differingSamples > 50,
+            `frames 1 and 3 look alike: ${JSON.stringify(comparison)}`,
+        );
     });
 
     it("finds a texture by its //relative path, and lists it as missing when it is absent", async () => {
@@ -66,7 +108,12 @@ describe("runBlender with the real Blender", function () {
         fs.mkdirSync(bare);
         fs.copyFileSync(textured.blendPath, path.join(bare, "scene.blend"));
         const withTexture = await render(textured.blendPath, 2, { format: "PNG" }, "with-texture.png");
-        const withoutTexture = await render(path.join(bare, "scene.blend"), 2, { format: "PNG" }, "without-texture.png");
+        const withoutTexture = await render(
+            path.join(bare, "scene.blend"),
+            2,
+            { format: "PNG" },
+            "without-texture.png",
+        );
         assertOk(withTexture);
         assertOk(withoutTexture);
         assert.deepStrictEqual(withTexture.missingFiles, []);
@@ -82,7 +129,10 @@ describe("runBlender with the real Blender", function () {
             assert.match(result.engine ?? "", engine === "EEVEE" ? /^BLENDER_EEVEE(_NEXT)?$/ : /^BLENDER_WORKBENCH$/);
             const png = decodePng(path.join(work, `${engine}.png`));
             assert.deepStrictEqual([png.width, png.height], [64, 48]);
-            assert.ok(distinctColors(png) > 20, `${engine} rendered a nearly blank image (${distinctColors(png)} colors)`);
+            assert.ok(
+                distinctColors(png) > 20,
+                `${engine} rendered a nearly blank image (${distinctColors(png)} colors)`,
+            );
         });
     }
 
@@ -95,8 +145,22 @@ describe("runBlender with the real Blender", function () {
     }
 
     it("applies resolution x/y/percentage overrides to the output's size", async () => {
-        assertOk(await render(textured.blendPath, 1, { format: "PNG", resolution: { x: 80, y: 60, percentage: 50 } }, "res-all.png"));
-        assertOk(await render(textured.blendPath, 1, { format: "PNG", resolution: { percentage: 25 } }, "res-percentage.png"));
+        assertOk(
+            await render(
+                textured.blendPath,
+                1,
+                { format: "PNG", resolution: { x: 80, y: 60, percentage: 50 } },
+                "res-all.png",
+            ),
+        );
+        assertOk(
+            await render(
+                textured.blendPath,
+                1,
+                { format: "PNG", resolution: { percentage: 25 } },
+                "res-percentage.png",
+            ),
+        );
         const all = decodePng(path.join(work, "res-all.png"));
         const percentage = decodePng(path.join(work, "res-percentage.png"));
         assert.deepStrictEqual([all.width, all.height], [40, 30]);
@@ -125,7 +189,9 @@ describe("runBlender with the real Blender", function () {
     });
 
     it("reports timeout without starting Blender when the deadline has passed", async () => {
-        const result = await render(textured.blendPath, 1, { format: "PNG" }, "late.png", { deadlineMs: Date.now() - 1 });
+        const result = await render(textured.blendPath, 1, { format: "PNG" }, "late.png", {
+            deadlineMs: Date.now() - 1,
+        });
         assert.strictEqual(result.ok, false);
         assert.strictEqual(result.error?.code, "timeout");
         assert.strictEqual(result.exitCode, null);
@@ -135,7 +201,9 @@ describe("runBlender with the real Blender", function () {
     it("kills Blender with SIGKILL at the deadline and reports timeout", async () => {
         const started = Date.now();
         // 100000 samples would take minutes; the deadline is 2.5 s away.
-        const result = await render(textured.blendPath, 1, { format: "PNG", samples: 100_000 }, "slow.png", { deadlineMs: started + 2500 });
+        const result = await render(textured.blendPath, 1, { format: "PNG", samples: 100_000 }, "slow.png", {
+            deadlineMs: started + 2500,
+        });
         const elapsed = Date.now() - started;
         assert.strictEqual(result.ok, false, result.logTail);
         assert.strictEqual(result.error?.code, "timeout");
@@ -157,7 +225,12 @@ describe("runBlender with the real Blender", function () {
     });
 
     it("renders frame 1 of a real 2016 file (cube-2016) at 10 %", async () => {
-        const result = await render(CUBE_2016_SCENE, 1, { format: "PNG", resolution: { percentage: 10 } }, "cube-2016.png");
+        const result = await render(
+            CUBE_2016_SCENE,
+            1,
+            { format: "PNG", resolution: { percentage: 10 } },
+            "cube-2016.png",
+        );
         assertOk(result);
         const png = decodePng(path.join(work, "cube-2016.png"));
         assert.deepStrictEqual([png.width, png.height], [192, 108]);
@@ -182,11 +255,17 @@ describe("runBlender with the real Blender", function () {
         fs.rmSync(outside, { recursive: true, force: true });
         const result = await render(writer.blendPath, 1, { format: "PNG" }, "file-output.png");
         assertOk(result);
-        assert.ok(!fs.existsSync(outside) || fs.readdirSync(outside).length === 0, `the scene wrote ${outside} during a farm render`);
+        assert.ok(
+            !fs.existsSync(outside) || fs.readdirSync(outside).length === 0,
+            `the scene wrote ${outside} during a farm render`,
+        );
         assert.match(result.logTail, /"mutedFileOutputs": \["File Output"\]/);
         // The probe itself works: a plain `blender -f` writes into that directory.
         await renderDirect(writer.blendPath, 1, fs.mkdtempSync(path.join(work, "direct-file-output-")));
-        assert.ok(fs.readdirSync(outside).length > 0, "control failed: the File Output node wrote nothing even in a plain render");
+        assert.ok(
+            fs.readdirSync(outside).length > 0,
+            "control failed: the File Output node wrote nothing even in a plain render",
+        );
         fs.rmSync(outside, { recursive: true, force: true });
     });
 
@@ -226,7 +305,9 @@ describe("runBlender with the real Blender", function () {
     });
 
     it("reports a missing Blender binary and bad options without rendering", async () => {
-        const missing = await render(textured.blendPath, 1, { format: "PNG" }, "nobin.png", { blenderPath: path.join(work, "no-such-blender") });
+        const missing = await render(textured.blendPath, 1, { format: "PNG" }, "nobin.png", {
+            blenderPath: path.join(work, "no-such-blender"),
+        });
         assert.strictEqual(missing.error?.code, "blender_not_found");
         assert.ok(missing.error?.message.includes("no-such-blender"));
         const noThreads = await render(textured.blendPath, 1, { format: "PNG" }, "nothreads.png", { threads: 0 });

@@ -15,7 +15,6 @@ import { makeFailingFrameScene } from "./support/failingFrameScene";
 import { makeReferenceScene } from "./support/referenceScene";
 import { BLENDER, comparePngs, decodePng, makeScene, renderDirect, run, CUBE_2016_SCENE } from "./support/scenes";
 
-
 function tempDir(name: string): string {
     return fs.mkdtempSync(path.join(os.tmpdir(), `cli-test-${name}-`));
 }
@@ -56,31 +55,57 @@ describe("render-farm CLI", function () {
         });
 
         it("a missing scene file exits 2", async function () {
-            assertOneLineReason(await runCli(["render", "no/such/scene.blend"], { cwd }), 2, /scene no\/such\/scene\.blend not found/);
+            assertOneLineReason(
+                await runCli(["render", "no/such/scene.blend"], { cwd }),
+                2,
+                /scene no\/such\/scene\.blend not found/,
+            );
         });
 
         it("a file named .blend that is not one (by its bytes) exits 2", async function () {
             fs.writeFileSync(path.join(cwd, "notes.blend"), "these are my notes, not a Blender file\n");
-            assertOneLineReason(await runCli(["render", "notes.blend"], { cwd }), 2, /notes\.blend is not a \.blend file/);
+            assertOneLineReason(
+                await runCli(["render", "notes.blend"], { cwd }),
+                2,
+                /notes\.blend is not a \.blend file/,
+            );
         });
 
         it("an asset outside the scene's directory exits 2", async function () {
-            assertOneLineReason(await runCli(["render", CUBE_2016_SCENE, "--assets", "/etc/hostname"], { cwd }), 2, /asset \/etc\/hostname is outside the scene's directory/);
+            assertOneLineReason(
+                await runCli(["render", CUBE_2016_SCENE, "--assets", "/etc/hostname"], { cwd }),
+                2,
+                /asset \/etc\/hostname is outside the scene's directory/,
+            );
         });
 
         it("an unreachable --api exits 3", async function () {
             const port = await closedPort();
-            assertOneLineReason(await runCli(["render", CUBE_2016_SCENE, "--frames", "1", "--api", `http://127.0.0.1:${port}`], { cwd }), 3, new RegExp(`cannot reach the job API at http://127\\.0\\.0\\.1:${port}: ECONNREFUSED`));
+            assertOneLineReason(
+                await runCli(["render", CUBE_2016_SCENE, "--frames", "1", "--api", `http://127.0.0.1:${port}`], {
+                    cwd,
+                }),
+                3,
+                new RegExp(`cannot reach the job API at http://127\\.0\\.0\\.1:${port}: ECONNREFUSED`),
+            );
         });
 
         it("--stack without the Pulumi CLI exits 2 and says what to install", async function () {
             // A PATH with node alone: pulumi cannot be found even where it is installed.
             const env = { ...process.env, PATH: path.dirname(process.execPath) };
-            assertOneLineReason(await runCli(["status", "some-job", "--stack", "dev"], { cwd, env }), 2, /needs the Pulumi CLI, which is not installed/);
+            assertOneLineReason(
+                await runCli(["status", "some-job", "--stack", "dev"], { cwd, env }),
+                2,
+                /needs the Pulumi CLI, which is not installed/,
+            );
         });
 
         it("a bad option value exits 2 (commander's message, on one line)", async function () {
-            assertOneLineReason(await runCli(["render", CUBE_2016_SCENE, "--resolution", "wide"], { cwd }), 2, /--resolution.*WIDTHxHEIGHT/);
+            assertOneLineReason(
+                await runCli(["render", CUBE_2016_SCENE, "--resolution", "wide"], { cwd }),
+                2,
+                /--resolution.*WIDTHxHEIGHT/,
+            );
         });
 
         it("--json puts the reason in a JSON document on stdout too", async function () {
@@ -93,14 +118,23 @@ describe("render-farm CLI", function () {
     it("renders frames 1-4 of the 2016 scene at 10 % on the embedded local farm and reports the frames' paths (--json)", async function () {
         // As a user would type it, in an empty directory: the farm's data and the frames land there.
         const cwd = tempDir("embedded");
-        const run = await runCli(["render", CUBE_2016_SCENE, "--frames", "1-4", "--percentage", "10", "--json"], { cwd });
+        const run = await runCli(["render", CUBE_2016_SCENE, "--frames", "1-4", "--percentage", "10", "--json"], {
+            cwd,
+        });
         assert.strictEqual(run.code, 0, run.stderr);
         const report = JSON.parse(run.stdout);
         assert.strictEqual(report.state, "complete");
         assert.deepStrictEqual(report.frames, { total: 4, done: 4, failed: 0, pending: 0 });
-        assert.deepStrictEqual(report.files.map((file: string) => path.basename(file)), ["frame_0001.png", "frame_0002.png", "frame_0003.png", "frame_0004.png"]);
+        assert.deepStrictEqual(
+            report.files.map((file: string) => path.basename(file)),
+            ["frame_0001.png", "frame_0002.png", "frame_0003.png", "frame_0004.png"],
+        );
         for (const file of report.files as string[]) {
-            assert.ok(file.startsWith(path.join(fs.realpathSync(cwd), "renders", report.jobId) + path.sep) || file.startsWith(path.join(cwd, "renders", report.jobId) + path.sep), file);
+            assert.ok(
+                file.startsWith(path.join(fs.realpathSync(cwd), "renders", report.jobId) + path.sep) ||
+                    file.startsWith(path.join(cwd, "renders", report.jobId) + path.sep),
+                file,
+            );
             const png = decodePng(file);
             assert.ok(png.width > 0 && png.width <= 200, `10 % of the scene's width, got ${png.width}`);
         }
@@ -116,7 +150,14 @@ describe("render-farm CLI", function () {
         before(async function () {
             workDir = tempDir("farm");
             // One attempt and no backoff: a failing frame is reported failed within seconds.
-            farm = await startLocalFarm({ port: 0, dataDir: path.join(workDir, "farm"), workers: 2, maxReceiveCount: 1, failureBackoffSeconds: 0, log: () => undefined });
+            farm = await startLocalFarm({
+                port: 0,
+                dataDir: path.join(workDir, "farm"),
+                workers: 2,
+                maxReceiveCount: 1,
+                failureBackoffSeconds: 0,
+                log: () => undefined,
+            });
             target = ["--api", farm.apiUrl, "--outputs", path.join(farm.dataDir, "outputs.json")];
         });
 
@@ -127,16 +168,36 @@ describe("render-farm CLI", function () {
         it("exits 1 for a job with a failing frame, naming the frame and why on one line, and delivers the others", async function () {
             const scene = await makeFailingFrameScene();
             const out = path.join(workDir, "failing");
-            const run = await runCli(["render", scene, "--frames", "1-3", "--job-id", "cli-failing-frame", "--out", out, "--json", ...target]);
+            const run = await runCli([
+                "render",
+                scene,
+                "--frames",
+                "1-3",
+                "--job-id",
+                "cli-failing-frame",
+                "--out",
+                out,
+                "--json",
+                ...target,
+            ]);
             assert.strictEqual(run.code, 1, run.stderr);
             const reasons = lines(run.stderr).filter((line) => line.startsWith("render-farm: "));
             assert.strictEqual(reasons.length, 1, run.stderr);
             assert.match(reasons[0], /^render-farm: frame 2 failed after 1 attempt\(s\): \S.{10,}/);
-            assert.match(run.stderr, /job cli-failing-frame partial: 2\/3 done, 1 failed.*`render-farm retry cli-failing-frame`/);
+            assert.match(
+                run.stderr,
+                /job cli-failing-frame partial: 2\/3 done, 1 failed.*`render-farm retry cli-failing-frame`/,
+            );
             const report = JSON.parse(run.stdout);
             assert.strictEqual(report.state, "partial");
-            assert.deepStrictEqual(report.failures.map((failure: { frame: number }) => failure.frame), [2]);
-            assert.deepStrictEqual(report.files.map((file: string) => path.basename(file)), ["frame_0001.png", "frame_0003.png"]);
+            assert.deepStrictEqual(
+                report.failures.map((failure: { frame: number }) => failure.frame),
+                [2],
+            );
+            assert.deepStrictEqual(
+                report.files.map((file: string) => path.basename(file)),
+                ["frame_0001.png", "frame_0003.png"],
+            );
         });
 
         it("status, download and retry work on that job by its id", async function () {
@@ -156,13 +217,27 @@ describe("render-farm CLI", function () {
             assert.match(retry.stderr, /requeued 1 failed frame/);
             assert.strictEqual(JSON.parse(retry.stdout).requeued, 1);
 
-            assertOneLineReason(await runCli(["status", "no-such-job", ...target]), 2, /no job "no-such-job" on this farm/);
+            assertOneLineReason(
+                await runCli(["status", "no-such-job", ...target]),
+                2,
+                /no job "no-such-job" on this farm/,
+            );
         });
 
         it("without a terminal prints one line per event, and skips uploading an unchanged scene", async function () {
             const scene = await makeScene({ frames: "1-4", texture: "textures/checker.png" });
             const out = path.join(workDir, "lines");
-            const first = await runCli(["render", scene.blendPath, "--assets", "textures", "--frames", "1-3", "--out", out, ...target]);
+            const first = await runCli([
+                "render",
+                scene.blendPath,
+                "--assets",
+                "textures",
+                "--frames",
+                "1-3",
+                "--out",
+                out,
+                ...target,
+            ]);
             assert.strictEqual(first.code, 0, first.stderr);
             assert.doesNotMatch(first.stderr, /\x1b\[/, "no escape codes without a terminal");
             assert.match(first.stderr, /uploaded 2 file\(s\) .*, 0 already there/);
@@ -173,14 +248,32 @@ describe("render-farm CLI", function () {
             assert.deepStrictEqual(fs.readdirSync(out).sort(), ["frame_0001.png", "frame_0002.png", "frame_0003.png"]);
             assert.match(first.stdout.trim(), /^3 frame\(s\) in /);
 
-            const second = await runCli(["render", scene.blendPath, "--assets", "textures", "--frames", "4", "--out", out, ...target]);
+            const second = await runCli([
+                "render",
+                scene.blendPath,
+                "--assets",
+                "textures",
+                "--frames",
+                "4",
+                "--out",
+                out,
+                ...target,
+            ]);
             assert.strictEqual(second.code, 0, second.stderr);
             assert.match(second.stderr, /nothing to upload: 2 file\(s\) already there/);
         });
 
         it("on a terminal draws the progress bar", async function () {
             const scene = await makeScene({ frames: "1-4" });
-            const run = await runCliOnTerminal(["render", scene.blendPath, "--frames", "1-2", "--out", path.join(workDir, "tty"), ...target]);
+            const run = await runCliOnTerminal([
+                "render",
+                scene.blendPath,
+                "--frames",
+                "1-2",
+                "--out",
+                path.join(workDir, "tty"),
+                ...target,
+            ]);
             assert.strictEqual(run.code, 0, run.stdout);
             assert.match(run.stdout, /\x1b\[/, "escape codes redraw the bar in place");
             assert.match(run.stdout, /\[█{20}\] 2\/2 done, 0 failed \| \d+:\d\d \| ETA 0:00/);
@@ -193,15 +286,24 @@ describe("render-farm CLI", function () {
             fs.writeFileSync(file, Buffer.alloc(11 * 1024 * 1024, 7));
             const object = { file, key: "cli-test/cache.bin", size: fs.statSync(file).size };
             const options = { multipartThreshold: 5 * 1024 * 1024, partSize: 5 * 1024 * 1024 };
-            assert.strictEqual((await uploadObjects(s3, farm.outputs.scenesBucket, [object], options)).uploaded.length, 1);
+            assert.strictEqual(
+                (await uploadObjects(s3, farm.outputs.scenesBucket, [object], options)).uploaded.length,
+                1,
+            );
             const head = await s3.send(new HeadObjectCommand({ Bucket: farm.outputs.scenesBucket, Key: object.key }));
             assert.match(head.ETag ?? "", /-3"?$/, "a three-part upload, whose ETag is no MD5");
-            assert.strictEqual((await uploadObjects(s3, farm.outputs.scenesBucket, [object], options)).unchanged.length, 1);
+            assert.strictEqual(
+                (await uploadObjects(s3, farm.outputs.scenesBucket, [object], options)).unchanged.length,
+                1,
+            );
             // Same size, one byte different: uploaded again.
             const fd = fs.openSync(file, "r+");
             fs.writeSync(fd, Buffer.from([8]), 0, 1, 1234);
             fs.closeSync(fd);
-            assert.strictEqual((await uploadObjects(s3, farm.outputs.scenesBucket, [object], options)).uploaded.length, 1);
+            assert.strictEqual(
+                (await uploadObjects(s3, farm.outputs.scenesBucket, [object], options)).uploaded.length,
+                1,
+            );
             s3.destroy();
         });
     });
@@ -212,7 +314,19 @@ describe("render-farm CLI", function () {
         const server = http.createServer((request, response) => {
             seen.push({ url: request.url, headers: request.headers });
             response.writeHead(200, { "content-type": "application/json" });
-            response.end(JSON.stringify({ jobId: "signed-job", state: "complete", frames: { total: 1, done: 1, failed: 0, pending: 0 }, failures: [], outputPrefix: "renders/signed-job/", startedAt: "", updatedAt: "", renderSeconds: 1, costUsd: 0 }));
+            response.end(
+                JSON.stringify({
+                    jobId: "signed-job",
+                    state: "complete",
+                    frames: { total: 1, done: 1, failed: 0, pending: 0 },
+                    failures: [],
+                    outputPrefix: "renders/signed-job/",
+                    startedAt: "",
+                    updatedAt: "",
+                    renderSeconds: 1,
+                    costUsd: 0,
+                }),
+            );
         });
         await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
         try {
@@ -220,7 +334,20 @@ describe("render-farm CLI", function () {
             const outputsFile = path.join(dir, "outputs.json");
             // No awsEndpoint: these are a deployed stack's outputs, so the CLI must sign.
             const apiUrl = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
-            fs.writeFileSync(outputsFile, JSON.stringify({ apiUrl, scenesBucket: "s", rendersBucket: "r", frameQueueUrl: "", deadLetterQueueUrl: "", rendererFunctionName: "", jobApiFunctionName: "", imageUri: "", region: "eu-west-1" }));
+            fs.writeFileSync(
+                outputsFile,
+                JSON.stringify({
+                    apiUrl,
+                    scenesBucket: "s",
+                    rendersBucket: "r",
+                    frameQueueUrl: "",
+                    deadLetterQueueUrl: "",
+                    rendererFunctionName: "",
+                    jobApiFunctionName: "",
+                    imageUri: "",
+                    region: "eu-west-1",
+                }),
+            );
             const env = {
                 ...process.env,
                 AWS_ACCESS_KEY_ID: "AKIDCLITEST",
@@ -234,7 +361,10 @@ describe("render-farm CLI", function () {
             assert.strictEqual(JSON.parse(run.stdout).state, "complete");
             assert.strictEqual(seen.length, 1);
             assert.strictEqual(seen[0].url, "/jobs/signed-job");
-            assert.match(String(seen[0].headers.authorization), /^AWS4-HMAC-SHA256 Credential=AKIDCLITEST\/\d{8}\/eu-west-1\/execute-api\/aws4_request, SignedHeaders=[a-z0-9;-]*host[a-z0-9;-]*, Signature=[0-9a-f]{64}$/);
+            assert.match(
+                String(seen[0].headers.authorization),
+                /^AWS4-HMAC-SHA256 Credential=AKIDCLITEST\/\d{8}\/eu-west-1\/execute-api\/aws4_request, SignedHeaders=[a-z0-9;-]*host[a-z0-9;-]*, Signature=[0-9a-f]{64}$/,
+            );
             assert.strictEqual(seen[0].headers["x-amz-security-token"], "session-token-for-the-test");
             assert.match(String(seen[0].headers["x-amz-date"]), /^\d{8}T\d{6}Z$/);
         } finally {
@@ -244,7 +374,13 @@ describe("render-farm CLI", function () {
 
     it("the shim started by an older Node moves to the bundled Node 22", async function () {
         const systemNode = ["/usr/bin/node", "/usr/local/bin/node"].find((candidate) => fs.existsSync(candidate));
-        const major = systemNode ? Number(require("child_process").execFileSync(systemNode, ["-p", "process.versions.node.split('.')[0]"]).toString()) : 22;
+        const major = systemNode
+            ? Number(
+                  require("child_process")
+                      .execFileSync(systemNode, ["-p", "process.versions.node.split('.')[0]"])
+                      .toString(),
+              )
+            : 22;
         if (!systemNode || major >= 22) this.skip();
         const run = await runCli(["--version"], { node: systemNode });
         assert.strictEqual(run.code, 0, run.stderr);
@@ -255,7 +391,17 @@ describe("render-farm CLI", function () {
 describe("render-farm inspect, and render uploading the files a scene references (issue #6)", function () {
     /** What Blender itself says: `expr` evaluated by bpy with the file open, printed as JSON. */
     async function blenderSays(blendPath: string, expr: string): Promise<any> {
-        const printed = await run(BLENDER, ["-b", blendPath, "--factory-startup", "-noaudio", "--disable-autoexec", "--python-exit-code", "2", "--python-expr", `import bpy, json, os; print("BPY_SAYS " + json.dumps(${expr}))`]);
+        const printed = await run(BLENDER, [
+            "-b",
+            blendPath,
+            "--factory-startup",
+            "-noaudio",
+            "--disable-autoexec",
+            "--python-exit-code",
+            "2",
+            "--python-expr",
+            `import bpy, json, os; print("BPY_SAYS " + json.dumps(${expr}))`,
+        ]);
         const line = printed.stdout.split("\n").find((candidate) => candidate.startsWith("BPY_SAYS "));
         assert.ok(line, `Blender printed no answer:\n${printed.stdout}`);
         return JSON.parse(line.slice("BPY_SAYS ".length));
@@ -273,17 +419,34 @@ describe("render-farm inspect, and render uploading the files a scene references
             const report = JSON.parse(json.stdout);
             const scene = report.scenes.find((candidate: { name: string }) => candidate.name === report.activeScene);
             assert.deepStrictEqual(
-                { start: scene.frameStart, end: scene.frameEnd, x: scene.resolutionX, y: scene.resolutionY, pct: scene.resolutionPercentage, engine: scene.engine, camera: scene.camera },
+                {
+                    start: scene.frameStart,
+                    end: scene.frameEnd,
+                    x: scene.resolutionX,
+                    y: scene.resolutionY,
+                    pct: scene.resolutionPercentage,
+                    engine: scene.engine,
+                    camera: scene.camera,
+                },
                 bpy,
             );
             assert.deepStrictEqual([report.references, report.problems, report.warnings], [[], [], []]);
 
             const text = await runCli(["inspect", CUBE_2016_SCENE]);
             assert.strictEqual(text.code, 0, text.stderr);
-            const sceneLine = lines(text.stdout).find((line) => line.startsWith(`scene "${report.activeScene}" (active`)) ?? "";
+            const sceneLine =
+                lines(text.stdout).find((line) => line.startsWith(`scene "${report.activeScene}" (active`)) ?? "";
             assert.ok(sceneLine.includes(`frames ${bpy.start}-${bpy.end},`), sceneLine);
-            assert.ok(sceneLine.includes(`${bpy.x}x${bpy.y} at ${bpy.pct}% (${Math.floor((bpy.x * bpy.pct) / 100)}x${Math.floor((bpy.y * bpy.pct) / 100)})`), sceneLine);
-            assert.ok(sceneLine.includes(`engine ${bpy.engine},`) && sceneLine.includes(`camera "${bpy.camera}"`), sceneLine);
+            assert.ok(
+                sceneLine.includes(
+                    `${bpy.x}x${bpy.y} at ${bpy.pct}% (${Math.floor((bpy.x * bpy.pct) / 100)}x${Math.floor((bpy.y * bpy.pct) / 100)})`,
+                ),
+                sceneLine,
+            );
+            assert.ok(
+                sceneLine.includes(`engine ${bpy.engine},`) && sceneLine.includes(`camera "${bpy.camera}"`),
+                sceneLine,
+            );
             assert.match(text.stdout, /^external files: none$/m);
             assert.match(lines(text.stdout)[0], /saved by Blender 2\.77 .*uncompressed/);
         });
@@ -291,36 +454,74 @@ describe("render-farm inspect, and render uploading the files a scene references
         it("resolves every kind of reference on disk the way Blender does, and flags what the farm cannot get", async function () {
             const scene = await makeReferenceScene();
             // Blender's own answer for each single-file image: does the path it would load exist?
-            const bpy: Record<string, boolean> = await blenderSays(scene.blendPath, "{i.name: os.path.exists(bpy.path.abspath(i.filepath)) for i in bpy.data.images if i.source == 'FILE' and not i.packed_file}");
+            const bpy: Record<string, boolean> = await blenderSays(
+                scene.blendPath,
+                "{i.name: os.path.exists(bpy.path.abspath(i.filepath)) for i in bpy.data.images if i.source == 'FILE' and not i.packed_file}",
+            );
             assert.deepStrictEqual(bpy, { absolute: true, checker: true, outside: true });
             fs.rmSync(path.join(scene.root, "elsewhere", "out.png"));
             fs.rmSync(path.join(scene.shotDir, "udim", "wood.1002.png"));
-            const bpyAfter: Record<string, boolean> = await blenderSays(scene.blendPath, "{i.name: os.path.exists(bpy.path.abspath(i.filepath)) for i in bpy.data.images if i.source == 'FILE' and not i.packed_file}");
+            const bpyAfter: Record<string, boolean> = await blenderSays(
+                scene.blendPath,
+                "{i.name: os.path.exists(bpy.path.abspath(i.filepath)) for i in bpy.data.images if i.source == 'FILE' and not i.packed_file}",
+            );
 
             const run = await runCli(["inspect", scene.blendPath, "--json"]);
             assert.strictEqual(run.code, 0, run.stderr);
             const report = JSON.parse(run.stdout);
-            const byName = (name: string) => report.references.filter((reference: { name: string }) => reference.name === name);
-            for (const name of Object.keys(bpyAfter)) assert.strictEqual(byName(name)[0].exists, bpyAfter[name], `image "${name}": exists as Blender says`);
+            const byName = (name: string) =>
+                report.references.filter((reference: { name: string }) => reference.name === name);
+            for (const name of Object.keys(bpyAfter))
+                assert.strictEqual(byName(name)[0].exists, bpyAfter[name], `image "${name}": exists as Blender says`);
             assert.deepStrictEqual(bpyAfter, { absolute: true, checker: true, outside: false });
             assert.strictEqual(byName("absolute")[0].path, scene.absolutePath);
             assert.strictEqual(byName("absolute")[0].unmirrorable.reason, "absolute");
             assert.strictEqual(byName("outside")[0].path, path.join(scene.root, "elsewhere", "out.png"));
             assert.strictEqual(byName("outside")[0].unmirrorable.reason, "outside-scene");
-            assert.deepStrictEqual(byName("checker")[0], { kind: "image", name: "checker", filepath: "//textures/checker.png", sequence: false, path: path.join(scene.shotDir, "textures", "checker.png"), exists: true, relative: "textures/checker.png" });
-            assert.deepStrictEqual(byName("sequence")[0].frames, ["seq/frame_0001.png", "seq/frame_0002.png", "seq/frame_0003.png"]);
-            assert.deepStrictEqual(byName("tiles").map((tile: { tile: number; exists: boolean }) => [tile.tile, tile.exists]), [[1001, true], [1002, false]]);
+            assert.deepStrictEqual(byName("checker")[0], {
+                kind: "image",
+                name: "checker",
+                filepath: "//textures/checker.png",
+                sequence: false,
+                path: path.join(scene.shotDir, "textures", "checker.png"),
+                exists: true,
+                relative: "textures/checker.png",
+            });
+            assert.deepStrictEqual(byName("sequence")[0].frames, [
+                "seq/frame_0001.png",
+                "seq/frame_0002.png",
+                "seq/frame_0003.png",
+            ]);
+            assert.deepStrictEqual(
+                byName("tiles").map((tile: { tile: number; exists: boolean }) => [tile.tile, tile.exists]),
+                [
+                    [1001, true],
+                    [1002, false],
+                ],
+            );
             assert.deepStrictEqual(byName("packed"), [], "a packed image needs no file");
             assert.strictEqual(report.problems.length, 1, JSON.stringify(report.problems));
-            assert.match(report.problems[0], /references 1 file\(s\) missing on disk next to it: udim\/wood\.1002\.png \(image "tiles" \(tile 1002\)\)$/);
+            assert.match(
+                report.problems[0],
+                /references 1 file\(s\) missing on disk next to it: udim\/wood\.1002\.png \(image "tiles" \(tile 1002\)\)$/,
+            );
             assert.strictEqual(report.warnings.length, 2, JSON.stringify(report.warnings));
 
             const text = await runCli(["inspect", scene.blendPath]);
             assert.strictEqual(text.code, 0, "problems alone do not fail inspect");
-            assert.match(text.stdout, /^ {2}image "tiles": \/\/udim\/wood\.<UDIM>\.png \(TILED, tiles 1001, 1002\) — tiles 1001 found, 1002 MISSING$/m);
-            assert.match(text.stdout, /^ {2}image "sequence": \/\/seq\/frame_0001\.png \(SEQUENCE\) — 3 frame\(s\) found$/m);
+            assert.match(
+                text.stdout,
+                /^ {2}image "tiles": \/\/udim\/wood\.<UDIM>\.png \(TILED, tiles 1001, 1002\) — tiles 1001 found, 1002 MISSING$/m,
+            );
+            assert.match(
+                text.stdout,
+                /^ {2}image "sequence": \/\/seq\/frame_0001\.png \(SEQUENCE\) — 3 frame\(s\) found$/m,
+            );
             assert.match(text.stdout, /^ {2}image "packed": packed in the \.blend$/m);
-            assert.match(text.stdout, /^ {2}image "outside": \/\/\.\.\/elsewhere\/out\.png \(FILE\) — MISSING; the farm cannot get it \(outside-scene\)$/m);
+            assert.match(
+                text.stdout,
+                /^ {2}image "outside": \/\/\.\.\/elsewhere\/out\.png \(FILE\) — MISSING; the farm cannot get it \(outside-scene\)$/m,
+            );
             assert.match(text.stdout, /^problems \(`render` refuses this scene\):$/m);
 
             const strict = await runCli(["inspect", scene.blendPath, "--strict"]);
@@ -343,8 +544,16 @@ describe("render-farm inspect, and render uploading the files a scene references
             fs.writeFileSync(path.join(cwd, "cut.blend"), fs.readFileSync(CUBE_2016_SCENE).subarray(0, 4000));
             const cases: [string, RegExp, string][] = [
                 ["no/such/scene.blend", /^render-farm: scene no\/such\/scene\.blend not found$/, "scene_not_found"],
-                ["notes.blend", /^render-farm: notes\.blend is not a readable \.blend file: does not start with "BLENDER"/, "not_a_blend"],
-                ["cut.blend", /^render-farm: cut\.blend is not a readable \.blend file: ends inside block/, "truncated"],
+                [
+                    "notes.blend",
+                    /^render-farm: notes\.blend is not a readable \.blend file: does not start with "BLENDER"/,
+                    "not_a_blend",
+                ],
+                [
+                    "cut.blend",
+                    /^render-farm: cut\.blend is not a readable \.blend file: ends inside block/,
+                    "truncated",
+                ],
             ];
             for (const [file, reason, code] of cases) {
                 assertOneLineReason(await runCli(["inspect", file], { cwd }), 2, reason);
@@ -363,7 +572,14 @@ describe("render-farm inspect, and render uploading the files a scene references
 
         before(async function () {
             workDir = tempDir("references");
-            farm = await startLocalFarm({ port: 0, dataDir: path.join(workDir, "farm"), workers: 2, maxReceiveCount: 1, failureBackoffSeconds: 0, log: () => undefined });
+            farm = await startLocalFarm({
+                port: 0,
+                dataDir: path.join(workDir, "farm"),
+                workers: 2,
+                maxReceiveCount: 1,
+                failureBackoffSeconds: 0,
+                log: () => undefined,
+            });
             target = ["--api", farm.apiUrl, "--outputs", path.join(farm.dataDir, "outputs.json")];
             s3 = createS3Client(farm.outputs);
         });
@@ -391,45 +607,119 @@ describe("render-farm inspect, and render uploading the files a scene references
         it("uploads the scene's texture without --assets, and the frame shows it as `blender -b -f` does", async function () {
             const blendPath = await texturedCopy("auto-texture", true);
             const out = path.join(workDir, "auto-texture");
-            const run = await runCli(["render", blendPath, "--frames", "1", "--prefix", "auto-texture", "--out", out, "--json", ...target]);
+            const run = await runCli([
+                "render",
+                blendPath,
+                "--frames",
+                "1",
+                "--prefix",
+                "auto-texture",
+                "--out",
+                out,
+                "--json",
+                ...target,
+            ]);
             assert.strictEqual(run.code, 0, run.stderr);
-            assert.match(run.stderr, /^found 1 file\(s\) the scene references next to it \(uploaded with it\): textures\/checker\.png$/m);
+            assert.match(
+                run.stderr,
+                /^found 1 file\(s\) the scene references next to it \(uploaded with it\): textures\/checker\.png$/m,
+            );
             const report = JSON.parse(run.stdout);
             assert.deepStrictEqual(report.upload.referenced, ["auto-texture/textures/checker.png"]);
-            const head = await s3.send(new HeadObjectCommand({ Bucket: farm.outputs.scenesBucket, Key: "auto-texture/textures/checker.png" }));
-            assert.strictEqual(head.ContentLength, fs.statSync(path.join(path.dirname(blendPath), "textures", "checker.png")).size);
+            const head = await s3.send(
+                new HeadObjectCommand({ Bucket: farm.outputs.scenesBucket, Key: "auto-texture/textures/checker.png" }),
+            );
+            assert.strictEqual(
+                head.ContentLength,
+                fs.statSync(path.join(path.dirname(blendPath), "textures", "checker.png")).size,
+            );
 
             const direct = await renderDirect(blendPath, 1, tempDir("auto-texture-direct"));
             const comparison = comparePngs(path.join(out, "frame_0001.png"), direct);
             assert.ok(comparison.sameShape, "same size and pixel format");
-            assert.strictEqual(comparison.differingSamples, 0, `${comparison.differingSamples} samples differ (max ${comparison.maxDifference})`);
+            assert.strictEqual(
+                comparison.differingSamples,
+                0,
+                `${comparison.differingSamples} samples differ (max ${comparison.maxDifference})`,
+            );
         });
 
         it("refuses a scene whose texture is missing on disk, listing it, before uploading or submitting anything", async function () {
             const blendPath = await texturedCopy("missing-texture", false);
-            const run = await runCli(["render", blendPath, "--frames", "1", "--prefix", "missing-texture", "--job-id", "cli-missing-texture", ...target]);
-            assertOneLineReason(run, 2, /scene\.blend references 1 file\(s\) missing on disk next to it: textures\/checker\.png \(image "checker"\); put them there, or pass --allow-missing/);
+            const run = await runCli([
+                "render",
+                blendPath,
+                "--frames",
+                "1",
+                "--prefix",
+                "missing-texture",
+                "--job-id",
+                "cli-missing-texture",
+                ...target,
+            ]);
+            assertOneLineReason(
+                run,
+                2,
+                /scene\.blend references 1 file\(s\) missing on disk next to it: textures\/checker\.png \(image "checker"\); put them there, or pass --allow-missing/,
+            );
             assert.deepStrictEqual(await keys(farm.outputs.scenesBucket, "missing-texture/"), [], "nothing uploaded");
-            assert.deepStrictEqual(await keys(farm.outputs.rendersBucket, "jobs/cli-missing-texture/"), [], "no job submitted");
+            assert.deepStrictEqual(
+                await keys(farm.outputs.rendersBucket, "jobs/cli-missing-texture/"),
+                [],
+                "no job submitted",
+            );
 
             // --allow-missing submits with a warning; the farm's preflight then refuses the job itself.
-            const allowed = await runCli(["render", blendPath, "--frames", "1", "--prefix", "missing-texture", "--job-id", "cli-missing-texture", "--allow-missing", ...target]);
+            const allowed = await runCli([
+                "render",
+                blendPath,
+                "--frames",
+                "1",
+                "--prefix",
+                "missing-texture",
+                "--job-id",
+                "cli-missing-texture",
+                "--allow-missing",
+                ...target,
+            ]);
             assert.strictEqual(allowed.code, 2, allowed.stderr);
-            assert.match(allowed.stderr, /^render-farm: warning: .*textures\/checker\.png \(image "checker"\); submitting anyway \(--allow-missing\)/m);
+            assert.match(
+                allowed.stderr,
+                /^render-farm: warning: .*textures\/checker\.png \(image "checker"\); submitting anyway \(--allow-missing\)/m,
+            );
             assert.match(lines(allowed.stderr).pop()!, /^render-farm: .*missing-texture\/textures\/checker\.png/);
-            assert.deepStrictEqual(await keys(farm.outputs.scenesBucket, "missing-texture/"), ["missing-texture/scene.blend"]);
+            assert.deepStrictEqual(await keys(farm.outputs.scenesBucket, "missing-texture/"), [
+                "missing-texture/scene.blend",
+            ]);
             assert.deepStrictEqual(await keys(farm.outputs.rendersBucket, "jobs/cli-missing-texture/"), []);
         });
 
         it("uploads sequence frames and UDIM tiles found on disk, and warns about paths it cannot mirror", async function () {
             const scene = await makeReferenceScene();
-            const run = await runCli(["render", scene.blendPath, "--frames", "1", "--prefix", "refs", "--job-id", "cli-references", "--json", ...target]);
+            const run = await runCli([
+                "render",
+                scene.blendPath,
+                "--frames",
+                "1",
+                "--prefix",
+                "refs",
+                "--job-id",
+                "cli-references",
+                "--json",
+                ...target,
+            ]);
             // The outside path leads to "elsewhere/out.png" in the bucket, which the farm's preflight requires.
             assert.strictEqual(run.code, 2, run.stderr);
             const warnings = lines(run.stderr).filter((line) => line.startsWith("render-farm: warning: "));
             assert.strictEqual(warnings.length, 2, run.stderr);
-            assert.match(warnings[0], /image "absolute": ".*abs\.png" is an absolute path.*; the farm fails the frames that use it \(missing_files\)$/);
-            assert.match(warnings[1], /image "outside": "\/\/\.\.\/elsewhere\/out\.png" is outside the scene's directory .*; the farm refuses the job unless its scenes bucket already has elsewhere\/out\.png$/);
+            assert.match(
+                warnings[0],
+                /image "absolute": ".*abs\.png" is an absolute path.*; the farm fails the frames that use it \(missing_files\)$/,
+            );
+            assert.match(
+                warnings[1],
+                /image "outside": "\/\/\.\.\/elsewhere\/out\.png" is outside the scene's directory .*; the farm refuses the job unless its scenes bucket already has elsewhere\/out\.png$/,
+            );
             assert.strictEqual(JSON.parse(run.stdout).error.code, "missing_objects");
             assert.deepStrictEqual(await keys(farm.outputs.scenesBucket, "refs/"), [
                 "refs/refs.blend",
@@ -440,13 +730,21 @@ describe("render-farm inspect, and render uploading the files a scene references
                 "refs/udim/wood.1001.png",
                 "refs/udim/wood.1002.png",
             ]);
-            assert.deepStrictEqual(await keys(farm.outputs.scenesBucket, "elsewhere/"), [], "nothing outside the scene's directory is uploaded");
+            assert.deepStrictEqual(
+                await keys(farm.outputs.scenesBucket, "elsewhere/"),
+                [],
+                "nothing outside the scene's directory is uploaded",
+            );
         });
 
         it("refuses a scene without a camera with one line, before starting any farm", async function () {
             const scene = await makeScene({ noCamera: true });
             const cwd = tempDir("no-camera");
-            assertOneLineReason(await runCli(["render", scene.blendPath, "--frames", "1"], { cwd }), 2, /scene "Scene" has no active camera, so Blender cannot render it/);
+            assertOneLineReason(
+                await runCli(["render", scene.blendPath, "--frames", "1"], { cwd }),
+                2,
+                /scene "Scene" has no active camera, so Blender cannot render it/,
+            );
             assert.ok(!fs.existsSync(path.join(cwd, ".farm")), "no local farm was started");
         });
     });

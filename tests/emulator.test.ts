@@ -26,7 +26,12 @@ describe("local emulator", function () {
 
     async function receiveOne(queueUrl: string, visibilityTimeout?: number) {
         const reply = await emulator.sqs.send(
-            new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 1, VisibilityTimeout: visibilityTimeout, MessageSystemAttributeNames: ["ApproximateReceiveCount"] }),
+            new ReceiveMessageCommand({
+                QueueUrl: queueUrl,
+                MaxNumberOfMessages: 1,
+                VisibilityTimeout: visibilityTimeout,
+                MessageSystemAttributeNames: ["ApproximateReceiveCount"],
+            }),
         );
         return reply.Messages?.[0];
     }
@@ -40,8 +45,12 @@ describe("local emulator", function () {
     });
 
     it("configures the frame queue like the stack: visibility timeout and redrive policy", async function () {
-        const { Attributes } = await emulator.sqs.send(new GetQueueAttributesCommand({ QueueUrl: farm.frameQueueUrl, AttributeNames: ["All"] }));
-        const dlq = await emulator.sqs.send(new GetQueueAttributesCommand({ QueueUrl: farm.deadLetterQueueUrl, AttributeNames: ["QueueArn"] }));
+        const { Attributes } = await emulator.sqs.send(
+            new GetQueueAttributesCommand({ QueueUrl: farm.frameQueueUrl, AttributeNames: ["All"] }),
+        );
+        const dlq = await emulator.sqs.send(
+            new GetQueueAttributesCommand({ QueueUrl: farm.deadLetterQueueUrl, AttributeNames: ["QueueArn"] }),
+        );
         assert.strictEqual(Attributes!.VisibilityTimeout, "30");
         const policy = JSON.parse(Attributes!.RedrivePolicy!);
         assert.strictEqual(policy.deadLetterTargetArn, dlq.Attributes!.QueueArn);
@@ -49,20 +58,38 @@ describe("local emulator", function () {
     });
 
     it("serves S3 path-style: put, head with ETag, 404 for a missing key, paginated listing", async function () {
-        const put = await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: "shots/a/shot.blend", Body: "BLENDER" }));
-        const head = await emulator.s3.send(new HeadObjectCommand({ Bucket: farm.scenesBucket, Key: "shots/a/shot.blend" }));
+        const put = await emulator.s3.send(
+            new PutObjectCommand({ Bucket: farm.scenesBucket, Key: "shots/a/shot.blend", Body: "BLENDER" }),
+        );
+        const head = await emulator.s3.send(
+            new HeadObjectCommand({ Bucket: farm.scenesBucket, Key: "shots/a/shot.blend" }),
+        );
         assert.ok(put.ETag && put.ETag === head.ETag);
-        const get = await emulator.s3.send(new GetObjectCommand({ Bucket: farm.scenesBucket, Key: "shots/a/shot.blend" }));
+        const get = await emulator.s3.send(
+            new GetObjectCommand({ Bucket: farm.scenesBucket, Key: "shots/a/shot.blend" }),
+        );
         assert.strictEqual(await get.Body!.transformToString(), "BLENDER");
-        await assert.rejects(emulator.s3.send(new HeadObjectCommand({ Bucket: farm.scenesBucket, Key: "shots/a/missing.blend" })), (error: { $metadata?: { httpStatusCode?: number } }) => error.$metadata?.httpStatusCode === 404);
+        await assert.rejects(
+            emulator.s3.send(new HeadObjectCommand({ Bucket: farm.scenesBucket, Key: "shots/a/missing.blend" })),
+            (error: { $metadata?: { httpStatusCode?: number } }) => error.$metadata?.httpStatusCode === 404,
+        );
 
         for (let index = 0; index < 5; index++) {
-            await emulator.s3.send(new PutObjectCommand({ Bucket: farm.rendersBucket, Key: `list/${index}.json`, Body: "{}" }));
+            await emulator.s3.send(
+                new PutObjectCommand({ Bucket: farm.rendersBucket, Key: `list/${index}.json`, Body: "{}" }),
+            );
         }
         const keys: string[] = [];
         let token: string | undefined;
         do {
-            const page = await emulator.s3.send(new ListObjectsV2Command({ Bucket: farm.rendersBucket, Prefix: "list/", MaxKeys: 2, ContinuationToken: token }));
+            const page = await emulator.s3.send(
+                new ListObjectsV2Command({
+                    Bucket: farm.rendersBucket,
+                    Prefix: "list/",
+                    MaxKeys: 2,
+                    ContinuationToken: token,
+                }),
+            );
             keys.push(...(page.Contents ?? []).map((object) => object.Key!));
             token = page.IsTruncated ? page.NextContinuationToken : undefined;
         } while (token);
@@ -82,25 +109,51 @@ describe("local emulator", function () {
         const dead = await receiveOne(farm.deadLetterQueueUrl);
         assert.ok(dead, "the message is in the DLQ");
         assert.strictEqual(dead.Body, "poison");
-        await emulator.sqs.send(new DeleteMessageCommand({ QueueUrl: farm.deadLetterQueueUrl, ReceiptHandle: dead.ReceiptHandle! }));
+        await emulator.sqs.send(
+            new DeleteMessageCommand({ QueueUrl: farm.deadLetterQueueUrl, ReceiptHandle: dead.ReceiptHandle! }),
+        );
     });
 
     it("honours ChangeMessageVisibility: 0 releases the message now, a longer timeout keeps it hidden", async function () {
         await emulator.sqs.send(new SendMessageCommand({ QueueUrl: farm.frameQueueUrl, MessageBody: "backoff" }));
         const first = await receiveOne(farm.frameQueueUrl);
         assert.ok(first);
-        assert.strictEqual(await receiveOne(farm.frameQueueUrl), undefined, "hidden for the queue's 30 s visibility timeout");
-        await emulator.sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: farm.frameQueueUrl, ReceiptHandle: first.ReceiptHandle!, VisibilityTimeout: 0 }));
+        assert.strictEqual(
+            await receiveOne(farm.frameQueueUrl),
+            undefined,
+            "hidden for the queue's 30 s visibility timeout",
+        );
+        await emulator.sqs.send(
+            new ChangeMessageVisibilityCommand({
+                QueueUrl: farm.frameQueueUrl,
+                ReceiptHandle: first.ReceiptHandle!,
+                VisibilityTimeout: 0,
+            }),
+        );
         const second = await receiveOne(farm.frameQueueUrl, 1);
         assert.ok(second, "visible again right after ChangeMessageVisibility 0");
         assert.strictEqual(second.Attributes!.ApproximateReceiveCount, "2");
 
-        await emulator.sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: farm.frameQueueUrl, ReceiptHandle: second.ReceiptHandle!, VisibilityTimeout: 60 }));
+        await emulator.sqs.send(
+            new ChangeMessageVisibilityCommand({
+                QueueUrl: farm.frameQueueUrl,
+                ReceiptHandle: second.ReceiptHandle!,
+                VisibilityTimeout: 60,
+            }),
+        );
         await new Promise((resolve) => setTimeout(resolve, 1200));
         assert.strictEqual(await receiveOne(farm.frameQueueUrl), undefined, "the 1 s timeout was extended to 60 s");
-        await emulator.sqs.send(new DeleteMessageCommand({ QueueUrl: farm.frameQueueUrl, ReceiptHandle: second.ReceiptHandle! }));
+        await emulator.sqs.send(
+            new DeleteMessageCommand({ QueueUrl: farm.frameQueueUrl, ReceiptHandle: second.ReceiptHandle! }),
+        );
         await assert.rejects(
-            emulator.sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: farm.frameQueueUrl, ReceiptHandle: second.ReceiptHandle!, VisibilityTimeout: 0 })),
+            emulator.sqs.send(
+                new ChangeMessageVisibilityCommand({
+                    QueueUrl: farm.frameQueueUrl,
+                    ReceiptHandle: second.ReceiptHandle!,
+                    VisibilityTimeout: 0,
+                }),
+            ),
             "a deleted message's receipt handle is no longer valid",
         );
     });

@@ -17,7 +17,19 @@ import { processesWorkingIn } from "../local/processes";
 import { FRAME_VISIBILITY_SECONDS, frameLog, startWorkerPool, WorkerPool } from "../local/workers";
 import { runCli } from "./support/cliRunner";
 import { makeFailingFrameScene } from "./support/failingFrameScene";
-import { api, deleteObject, frameKeys, frameRecords, listKeys, peekDeadLetters, queueDepth, s3Of, uploadFile, waitFor, waitForJobEnd } from "./support/farmClient";
+import {
+    api,
+    deleteObject,
+    frameKeys,
+    frameRecords,
+    listKeys,
+    peekDeadLetters,
+    queueDepth,
+    s3Of,
+    uploadFile,
+    waitFor,
+    waitForJobEnd,
+} from "./support/farmClient";
 import { FaultKind, FaultProxy, ProxiedRequest, startFaultProxy } from "./support/faultProxy";
 import { BLENDER, decodePng, makeScene } from "./support/scenes";
 import { ServeProcess, startServe, stopServe } from "./support/serveProcess";
@@ -44,13 +56,18 @@ function frameOf(pid: number): number {
 /** A Blender process working in `dir` that has been running for at least `forMs`: mid-frame, past its start-up. */
 async function blenderRunningIn(dir: string, forMs: number, timeoutMs: number): Promise<number> {
     const firstSeen = new Map<number, number>();
-    return waitFor(`Blender rendering in ${dir}`, timeoutMs, () => {
-        for (const pid of processesWorkingIn(dir)) {
-            if (!firstSeen.has(pid)) firstSeen.set(pid, Date.now());
-            if (Date.now() - firstSeen.get(pid)! >= forMs) return pid;
-        }
-        return undefined;
-    }, 100);
+    return waitFor(
+        `Blender rendering in ${dir}`,
+        timeoutMs,
+        () => {
+            for (const pid of processesWorkingIn(dir)) {
+                if (!firstSeen.has(pid)) firstSeen.set(pid, Date.now());
+                if (Date.now() - firstSeen.get(pid)! >= forMs) return pid;
+            }
+            return undefined;
+        },
+        100,
+    );
 }
 
 async function downloadPng(outputs: FarmOutputs, key: string): Promise<{ width: number; height: number }> {
@@ -66,8 +83,14 @@ async function downloadPng(outputs: FarmOutputs, key: string): Promise<{ width: 
 }
 
 /** "frame 1 of job poison (worker 1, 0.3 s): failed, attempt 2 of 3, …" lines of one frame, with their times. */
-function failedAttempts(lines: LogLine[], jobId: string, frame: number): { at: number; attempt: number; text: string }[] {
-    const pattern = new RegExp(`^frame ${frame} of job ${jobId} \\(worker \\d+, [\\d.]+ s\\): failed, attempt (\\d+) of \\d+`);
+function failedAttempts(
+    lines: LogLine[],
+    jobId: string,
+    frame: number,
+): { at: number; attempt: number; text: string }[] {
+    const pattern = new RegExp(
+        `^frame ${frame} of job ${jobId} \\(worker \\d+, [\\d.]+ s\\): failed, attempt (\\d+) of \\d+`,
+    );
     return lines.flatMap(({ at, text }) => {
         const match = pattern.exec(text);
         return match ? [{ at, attempt: Number(match[1]), text }] : [];
@@ -84,14 +107,30 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
 
         it("retries the frame after the failure backoff; the ledger shows one output and 2 attempts", async function () {
             const dataDir = newDataDir();
-            serve = await startServe(["--port", "0", "--workers", "1", "--failure-backoff", "1", "--data-dir", dataDir]);
+            serve = await startServe([
+                "--port",
+                "0",
+                "--workers",
+                "1",
+                "--failure-backoff",
+                "1",
+                "--data-dir",
+                dataDir,
+            ]);
             const { outputs } = serve;
             await uploadFile(outputs, "shots/crash/scene.blend", (await makeScene(SLOW_SCENE)).blendPath);
             const jobId = "blender-killed";
-            assert.strictEqual((await api(outputs, "POST", "/jobs", { scene: "shots/crash/scene.blend", frames: "1", jobId })).status, 202);
+            assert.strictEqual(
+                (await api(outputs, "POST", "/jobs", { scene: "shots/crash/scene.blend", frames: "1", jobId })).status,
+                202,
+            );
 
             const pid = await blenderRunningIn(path.join(dataDir, "work"), 1000, 60_000);
-            assert.match(path.basename(commandLine(pid)[0]), /blender/i, `process ${pid} is Blender: ${commandLine(pid).join(" ")}`);
+            assert.match(
+                path.basename(commandLine(pid)[0]),
+                /blender/i,
+                `process ${pid} is Blender: ${commandLine(pid).join(" ")}`,
+            );
             assert.strictEqual(frameOf(pid), 1);
             process.kill(pid, "SIGKILL");
 
@@ -99,13 +138,23 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
             assert.strictEqual(status.state, "complete", JSON.stringify(status));
             assert.deepStrictEqual(status.frames, { total: 1, done: 1, failed: 0, pending: 0 });
             const records = await frameRecords(outputs, jobId);
-            assert.deepStrictEqual(records.map((record) => [record.frame, record.status, record.attempts, record.error]), [[1, "done", 2, undefined]]);
+            assert.deepStrictEqual(
+                records.map((record) => [record.frame, record.status, record.attempts, record.error]),
+                [[1, "done", 2, undefined]],
+            );
             assert.deepStrictEqual(await listKeys(outputs, `renders/${jobId}/`), frameKeys(jobId, [1]));
             const png = await downloadPng(outputs, frameKeys(jobId, [1])[0]);
             assert.deepStrictEqual([png.width, png.height], [SLOW_SCENE.resolutionX, SLOW_SCENE.resolutionY]);
             // The first attempt was recorded as the crash it was, and the retry came after the 1 s backoff.
-            assert.match(serve.stderr(), /frame 1 of job blender-killed \(worker 1, [\d.]+ s\): failed, attempt 1 of 3, retry in 1 s: killed: Blender was ended by SIGKILL/);
-            assert.strictEqual(serve.stderr().match(/frame 1 of job blender-killed \(worker 1, [\d.]+ s\): done/g)?.length, 1, serve.stderr());
+            assert.match(
+                serve.stderr(),
+                /frame 1 of job blender-killed \(worker 1, [\d.]+ s\): failed, attempt 1 of 3, retry in 1 s: killed: Blender was ended by SIGKILL/,
+            );
+            assert.strictEqual(
+                serve.stderr().match(/frame 1 of job blender-killed \(worker 1, [\d.]+ s\): done/g)?.length,
+                1,
+                serve.stderr(),
+            );
         });
     });
 
@@ -120,14 +169,26 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
 
         it("gets the frame back after the visibility timeout and renders every frame exactly once", async function () {
             const dataDir = newDataDir();
-            serve = await startServe(["--port", "0", "--workers", "0", "--failure-backoff", "1", "--data-dir", dataDir]);
+            serve = await startServe([
+                "--port",
+                "0",
+                "--workers",
+                "0",
+                "--failure-backoff",
+                "1",
+                "--data-dir",
+                dataDir,
+            ]);
             const { outputs } = serve;
             const workerArgs = ["--data-dir", dataDir, "--workers", "1", "--failure-backoff", "1"];
             const [lost, survivor] = [await startWorker(workerArgs), await startWorker(workerArgs)];
             workers.push(lost, survivor);
             await uploadFile(outputs, "shots/lost/scene.blend", (await makeScene(SLOW_SCENE)).blendPath);
             const jobId = "worker-lost";
-            assert.strictEqual((await api(outputs, "POST", "/jobs", { scene: "shots/lost/scene.blend", frames: "1-3", jobId })).status, 202);
+            assert.strictEqual(
+                (await api(outputs, "POST", "/jobs", { scene: "shots/lost/scene.blend", frames: "1-3", jobId })).status,
+                202,
+            );
 
             // Killed while its Blender renders: the message it holds is neither deleted nor released.
             const blender = await blenderRunningIn(lost.ready.workDir, 500, 60_000);
@@ -138,7 +199,11 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
             // A worker started in its place ends the dead worker's Blender (if still running) and removes its work dir.
             const restarted = await startWorker(workerArgs);
             workers.push(restarted);
-            assert.deepStrictEqual(processesWorkingIn(lost.ready.workDir), [], "no Blender of the killed worker is left running");
+            assert.deepStrictEqual(
+                processesWorkingIn(lost.ready.workDir),
+                [],
+                "no Blender of the killed worker is left running",
+            );
             assert.ok(!fs.existsSync(lost.ready.workDir), "the killed worker's work dir was removed");
 
             const status = await waitForJobEnd(outputs, jobId, 180_000);
@@ -154,18 +219,32 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
             );
             // Rendered to the end exactly once per frame, across every worker's log.
             const done = [lost, survivor, restarted].flatMap((worker) => framesDone(worker.lines(), jobId)).sort();
-            assert.deepStrictEqual(done, [1, 2, 3].map((frame) => `${jobId}/${frame}`));
+            assert.deepStrictEqual(
+                done,
+                [1, 2, 3].map((frame) => `${jobId}/${frame}`),
+            );
             assert.ok(!framesDone(lost.lines(), jobId).includes(`${jobId}/${lostFrame}`));
 
             // The heartbeat kept the frame hidden until the kill; only the visibility running out released it, not 960 s later.
-            const retriedAfterMs = Date.parse(records.find((record) => record.frame === lostFrame)!.startedAt) - killedAt;
+            const retriedAfterMs =
+                Date.parse(records.find((record) => record.frame === lostFrame)!.startedAt) - killedAt;
             const visibilityMs = FRAME_VISIBILITY_SECONDS * 1000;
-            assert.ok(retriedAfterMs >= visibilityMs / 2, `the lost frame was handed out again ${retriedAfterMs} ms after the kill, before its visibility ran out`);
-            assert.ok(retriedAfterMs <= visibilityMs + 45_000, `the lost frame was handed out again only ${retriedAfterMs} ms after the kill`);
+            assert.ok(
+                retriedAfterMs >= visibilityMs / 2,
+                `the lost frame was handed out again ${retriedAfterMs} ms after the kill, before its visibility ran out`,
+            );
+            assert.ok(
+                retriedAfterMs <= visibilityMs + 45_000,
+                `the lost frame was handed out again only ${retriedAfterMs} ms after the kill`,
+            );
 
-            await waitFor("the frame queue to drain", 30_000, async () => ((await queueDepth(outputs, outputs.frameQueueUrl)) === 0 ? true : undefined));
+            await waitFor("the frame queue to drain", 30_000, async () =>
+                (await queueDepth(outputs, outputs.frameQueueUrl)) === 0 ? true : undefined,
+            );
             assert.deepStrictEqual(await peekDeadLetters(outputs), []);
-            console.log(`      frame ${lostFrame} lost with its worker; handed out again ${(retriedAfterMs / 1000).toFixed(1)} s after the kill (visibility ${FRAME_VISIBILITY_SECONDS} s)`);
+            console.log(
+                `      frame ${lostFrame} lost with its worker; handed out again ${(retriedAfterMs / 1000).toFixed(1)} s after the kill (visibility ${FRAME_VISIBILITY_SECONDS} s)`,
+            );
         });
     });
 
@@ -182,25 +261,55 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
 
         before(async function () {
             emulator = await startEmulator();
-            resources = await createFarmResources(emulator, { name: "faults", maxReceiveCount: MAX_RECEIVE_COUNT, visibilityTimeoutSeconds: FRAME_VISIBILITY_SECONDS });
-            const queueArn = (await emulator.sqs.send(new GetQueueAttributesCommand({ QueueUrl: resources.frameQueueUrl, AttributeNames: ["QueueArn"] }))).Attributes!.QueueArn!;
+            resources = await createFarmResources(emulator, {
+                name: "faults",
+                maxReceiveCount: MAX_RECEIVE_COUNT,
+                visibilityTimeoutSeconds: FRAME_VISIBILITY_SECONDS,
+            });
+            const queueArn = (
+                await emulator.sqs.send(
+                    new GetQueueAttributesCommand({ QueueUrl: resources.frameQueueUrl, AttributeNames: ["QueueArn"] }),
+                )
+            ).Attributes!.QueueArn!;
             proxy = await startFaultProxy(emulator.endpoint);
             // The renderer reaches S3 (and SQS) only through the proxy; the pool and the test talk to the emulator directly.
-            const settings = localRendererSettings({ resources, maxReceiveCount: MAX_RECEIVE_COUNT, failureBackoffSeconds: 1, blenderPath: BLENDER, workDir: fs.mkdtempSync(path.join(os.tmpdir(), "faults-renderer-")), workers: 1 });
-            renderer = createLocalRenderer({ endpoint: proxy.url, region: emulator.region, credentials: emulator.credentials, settings });
+            const settings = localRendererSettings({
+                resources,
+                maxReceiveCount: MAX_RECEIVE_COUNT,
+                failureBackoffSeconds: 1,
+                blenderPath: BLENDER,
+                workDir: fs.mkdtempSync(path.join(os.tmpdir(), "faults-renderer-")),
+                workers: 1,
+            });
+            renderer = createLocalRenderer({
+                endpoint: proxy.url,
+                region: emulator.region,
+                credentials: emulator.credentials,
+                settings,
+            });
             pool = startWorkerPool({
                 sqs: emulator.sqs,
                 queueUrl: resources.frameQueueUrl,
                 queueArn,
                 region: emulator.region,
                 consumers: [renderer],
-                ...frameLog({ s3: emulator.s3, rendersBucket: resources.rendersBucket, maxReceiveCount: MAX_RECEIVE_COUNT, backoffSeconds: (attempts) => 2 ** (attempts - 1), log: (line) => log.push(line) }),
+                ...frameLog({
+                    s3: emulator.s3,
+                    rendersBucket: resources.rendersBucket,
+                    maxReceiveCount: MAX_RECEIVE_COUNT,
+                    backoffSeconds: (attempts) => 2 ** (attempts - 1),
+                    log: (line) => log.push(line),
+                }),
                 log: (line) => log.push(line),
             });
             jobApi = createJobApiHandler({
                 s3: emulator.s3,
                 sqs: emulator.sqs,
-                settings: { ...resources, limits: { maxFrames: 100, maxResolution: 4096, allowedEngines: ["CYCLES", "EEVEE", "WORKBENCH"] }, maxReceiveCount: MAX_RECEIVE_COUNT },
+                settings: {
+                    ...resources,
+                    limits: { maxFrames: 100, maxResolution: 4096, allowedEngines: ["CYCLES", "EEVEE", "WORKBENCH"] },
+                    maxReceiveCount: MAX_RECEIVE_COUNT,
+                },
             });
             scene = (await makeScene({ frames: "1-4", resolutionX: 64, resolutionY: 48, samples: 4 })).blendPath;
         });
@@ -216,7 +325,11 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
             await emulator?.stop();
         });
 
-        async function jobApiCall(method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> {
+        async function jobApiCall(
+            method: string,
+            route: string,
+            body?: unknown,
+        ): Promise<{ status: number; body: any }> {
             const jobId = /^\/jobs\/([^/]+)/.exec(route)?.[1];
             const reply = await jobApi({
                 version: "2.0",
@@ -235,9 +348,14 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
          * Renders frame 1 of a fresh copy of the scene (a new key, so no cached scene hides the download) under `rule`,
          * watching the frame's key the whole time. Returns the frame's record, its size on S3 and every size seen.
          */
-        async function renderUnder(jobId: string, rule: (request: ProxiedRequest, sceneKey: string, frameKey: string) => FaultKind | undefined) {
+        async function renderUnder(
+            jobId: string,
+            rule: (request: ProxiedRequest, sceneKey: string, frameKey: string) => FaultKind | undefined,
+        ) {
             const sceneKey = `shots/${jobId}/scene.blend`;
-            await emulator.s3.send(new PutObjectCommand({ Bucket: resources.scenesBucket, Key: sceneKey, Body: fs.readFileSync(scene) }));
+            await emulator.s3.send(
+                new PutObjectCommand({ Bucket: resources.scenesBucket, Key: sceneKey, Body: fs.readFileSync(scene) }),
+            );
             const frameKey = frameOutputKey(jobId, 1, "PNG");
             proxy.setRule((request) => rule(request, sceneKey, frameKey));
             const submitted = await jobApiCall("POST", "/jobs", { scene: sceneKey, frames: "1", jobId });
@@ -249,7 +367,13 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
             const watcher = (async () => {
                 while (watching) {
                     try {
-                        sizesSeen.add((await emulator.s3.send(new HeadObjectCommand({ Bucket: resources.rendersBucket, Key: frameKey }))).ContentLength!);
+                        sizesSeen.add(
+                            (
+                                await emulator.s3.send(
+                                    new HeadObjectCommand({ Bucket: resources.rendersBucket, Key: frameKey }),
+                                )
+                            ).ContentLength!,
+                        );
                     } catch {
                         // Not there yet.
                     }
@@ -258,64 +382,113 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
             })();
             let status: JobStatus;
             try {
-                status = await waitFor(`job ${jobId} to end`, 180_000, async () => {
-                    const reply = await jobApiCall("GET", `/jobs/${jobId}`);
-                    return ["complete", "failed", "partial"].includes(reply.body.state) ? (reply.body as JobStatus) : undefined;
-                }, 250);
+                status = await waitFor(
+                    `job ${jobId} to end`,
+                    180_000,
+                    async () => {
+                        const reply = await jobApiCall("GET", `/jobs/${jobId}`);
+                        return ["complete", "failed", "partial"].includes(reply.body.state)
+                            ? (reply.body as JobStatus)
+                            : undefined;
+                    },
+                    250,
+                );
             } finally {
                 watching = false;
                 await watcher;
             }
             assert.strictEqual(status.state, "complete", JSON.stringify(status));
-            const object = await emulator.s3.send(new GetObjectCommand({ Bucket: resources.rendersBucket, Key: frameKey }));
+            const object = await emulator.s3.send(
+                new GetObjectCommand({ Bucket: resources.rendersBucket, Key: frameKey }),
+            );
             const bytes = Buffer.from(await object.Body!.transformToByteArray());
             const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "faults-s3-")), "frame.png");
             fs.writeFileSync(file, bytes);
             const png = decodePng(file);
             assert.deepStrictEqual([png.width, png.height], [64, 48], "the frame on S3 is a whole PNG");
-            assert.deepStrictEqual([...sizesSeen], [bytes.length], `sizes seen under ${frameKey} while rendering: ${[...sizesSeen].join(", ")} (the frame is ${bytes.length} bytes)`);
-            const recordObject = await emulator.s3.send(new GetObjectCommand({ Bucket: resources.rendersBucket, Key: frameRecordKey(jobId, 1) }));
+            assert.deepStrictEqual(
+                [...sizesSeen],
+                [bytes.length],
+                `sizes seen under ${frameKey} while rendering: ${[...sizesSeen].join(", ")} (the frame is ${bytes.length} bytes)`,
+            );
+            const recordObject = await emulator.s3.send(
+                new GetObjectCommand({ Bucket: resources.rendersBucket, Key: frameRecordKey(jobId, 1) }),
+            );
             const record = JSON.parse(await recordObject.Body!.transformToString()) as FrameRecord;
-            const requests = proxy.requests.filter((request) => request.key === sceneKey || request.key === frameKey || request.key === frameRecordKey(jobId, 1));
+            const requests = proxy.requests.filter(
+                (request) =>
+                    request.key === sceneKey || request.key === frameKey || request.key === frameRecordKey(jobId, 1),
+            );
             return { record, requests, sceneKey, frameKey };
         }
 
         function gaps(requests: ProxiedRequest[]): string {
-            return requests.slice(1).map((request, index) => `${request.at - requests[index].at} ms`).join(", ");
+            return requests
+                .slice(1)
+                .map((request, index) => `${request.at - requests[index].at} ms`)
+                .join(", ");
         }
 
         // With the SDK's default 3 attempts this frame would fail its first attempt.
         it("a scene download answered 503 SlowDown 4 times: the SDK backs off and retries, the frame renders on its first attempt", async function () {
             const { record, requests, sceneKey } = await renderUnder("slow-down", (request, sceneKey) => {
-                const earlier = proxy.requests.filter((seen) => seen.operation === "GetObject" && seen.key === sceneKey).length;
-                return request.operation === "GetObject" && request.key === sceneKey && earlier < 4 ? "slow-down" : undefined;
+                const earlier = proxy.requests.filter(
+                    (seen) => seen.operation === "GetObject" && seen.key === sceneKey,
+                ).length;
+                return request.operation === "GetObject" && request.key === sceneKey && earlier < 4
+                    ? "slow-down"
+                    : undefined;
             });
             const gets = requests.filter((request) => request.operation === "GetObject" && request.key === sceneKey);
-            assert.deepStrictEqual(gets.map((request) => request.fault), ["slow-down", "slow-down", "slow-down", "slow-down", undefined]);
+            assert.deepStrictEqual(
+                gets.map((request) => request.fault),
+                ["slow-down", "slow-down", "slow-down", "slow-down", undefined],
+            );
             assert.deepStrictEqual([record.status, record.attempts], ["done", 1]);
             console.log(`      5 GETs of the scene, ${gaps(gets)} apart`);
         });
 
         it("a frame upload cut mid-body 3 times: retried whole, and no truncated frame is ever visible", async function () {
             const { record, requests, frameKey } = await renderUnder("cut-upload", (request, _sceneKey, frameKey) => {
-                const earlier = proxy.requests.filter((seen) => seen.operation === "PutObject" && seen.key === frameKey).length;
-                return request.operation === "PutObject" && request.key === frameKey && earlier < 3 ? "cut-request" : undefined;
+                const earlier = proxy.requests.filter(
+                    (seen) => seen.operation === "PutObject" && seen.key === frameKey,
+                ).length;
+                return request.operation === "PutObject" && request.key === frameKey && earlier < 3
+                    ? "cut-request"
+                    : undefined;
             });
             const puts = requests.filter((request) => request.operation === "PutObject" && request.key === frameKey);
-            assert.deepStrictEqual(puts.map((request) => request.fault), ["cut-request", "cut-request", "cut-request", undefined]);
+            assert.deepStrictEqual(
+                puts.map((request) => request.fault),
+                ["cut-request", "cut-request", "cut-request", undefined],
+            );
             assert.deepStrictEqual([record.status, record.attempts], ["done", 1]);
             console.log(`      4 PUTs of the frame, ${gaps(puts)} apart`);
         });
 
         it("a scene download cut mid-body: that attempt fails (no half scene is used) and the frame's retry renders it", async function () {
             const { record, requests, sceneKey } = await renderUnder("cut-download", (request, sceneKey) => {
-                const earlier = proxy.requests.filter((seen) => seen.operation === "GetObject" && seen.key === sceneKey).length;
-                return request.operation === "GetObject" && request.key === sceneKey && earlier < 1 ? "cut-response" : undefined;
+                const earlier = proxy.requests.filter(
+                    (seen) => seen.operation === "GetObject" && seen.key === sceneKey,
+                ).length;
+                return request.operation === "GetObject" && request.key === sceneKey && earlier < 1
+                    ? "cut-response"
+                    : undefined;
             });
             const gets = requests.filter((request) => request.operation === "GetObject" && request.key === sceneKey);
-            assert.deepStrictEqual(gets.map((request) => request.fault), ["cut-response", undefined]);
+            assert.deepStrictEqual(
+                gets.map((request) => request.fault),
+                ["cut-response", undefined],
+            );
             assert.deepStrictEqual([record.status, record.attempts], ["done", 2]);
-            assert.ok(log.some((line) => /^frame 1 of job cut-download \(worker 1, [\d.]+ s\): failed, attempt 1 of 5, retry in 1 s: renderer_error/.test(line)), log.join("\n"));
+            assert.ok(
+                log.some((line) =>
+                    /^frame 1 of job cut-download \(worker 1, [\d.]+ s\): failed, attempt 1 of 5, retry in 1 s: renderer_error/.test(
+                        line,
+                    ),
+                ),
+                log.join("\n"),
+            );
         });
 
         it("S3 unreachable for 8 s (every connection reset): the SDK's retries run out, the frame fails, backs off and renders once S3 is back", async function () {
@@ -330,9 +503,17 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
             assert.ok(reset.length >= RENDERER_CLIENT_RETRY.maxAttempts, `${reset.length} requests were reset`);
             assert.strictEqual(record.status, "done");
             assert.ok(record.attempts >= 2 && record.attempts <= MAX_RECEIVE_COUNT, `attempts ${record.attempts}`);
-            assert.ok(Date.parse(record.finishedAt) >= outageStart! + outageMs, "the frame was done only once S3 was back");
-            assert.ok(log.some((line) => /^frame 1 of job outage \(worker 1, [\d.]+ s\): failed, attempt 1 of 5/.test(line)), log.join("\n"));
-            console.log(`      ${reset.length} requests reset over ${outageMs / 1000} s; done on attempt ${record.attempts}; ${requests.length} requests for the scene, frame and record in all`);
+            assert.ok(
+                Date.parse(record.finishedAt) >= outageStart! + outageMs,
+                "the frame was done only once S3 was back",
+            );
+            assert.ok(
+                log.some((line) => /^frame 1 of job outage \(worker 1, [\d.]+ s\): failed, attempt 1 of 5/.test(line)),
+                log.join("\n"),
+            );
+            console.log(
+                `      ${reset.length} requests reset over ${outageMs / 1000} s; done on attempt ${record.attempts}; ${requests.length} requests for the scene, frame and record in all`,
+            );
         });
     });
 
@@ -344,7 +525,18 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
         before(async function () {
             dataDir = newDataDir();
             // No workers in the farm: the texture is deleted after the job is accepted and before any frame runs.
-            serve = await startServe(["--port", "0", "--workers", "0", "--failure-backoff", "1", "--max-receive-count", "3", "--data-dir", dataDir]);
+            serve = await startServe([
+                "--port",
+                "0",
+                "--workers",
+                "0",
+                "--failure-backoff",
+                "1",
+                "--max-receive-count",
+                "3",
+                "--data-dir",
+                dataDir,
+            ]);
         });
 
         after(async function () {
@@ -359,7 +551,12 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
             await uploadFile(outputs, "shots/poison/scene.blend", scene.blendPath);
             await uploadFile(outputs, texture, scene.texturePath!);
             const jobId = "poison";
-            const submitted = await api(outputs, "POST", "/jobs", { scene: "shots/poison/scene.blend", assets: [texture], frames: "1", jobId });
+            const submitted = await api(outputs, "POST", "/jobs", {
+                scene: "shots/poison/scene.blend",
+                assets: [texture],
+                frames: "1",
+                jobId,
+            });
             assert.strictEqual(submitted.status, 202, JSON.stringify(submitted.body));
             await deleteObject(outputs, outputs.scenesBucket, texture);
 
@@ -370,7 +567,10 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
             assert.strictEqual(status.failures.length, 1);
             const [failure] = status.failures;
             assert.deepStrictEqual([failure.frame, failure.attempts], [1, 3]);
-            assert.match(failure.error, /^missing_object: frame 1 cannot render: the asset shots\/poison\/textures\/checker\.png is missing from the scenes bucket/);
+            assert.match(
+                failure.error,
+                /^missing_object: frame 1 cannot render: the asset shots\/poison\/textures\/checker\.png is missing from the scenes bucket/,
+            );
             assert.strictEqual(typeof failure.logTail, "string");
 
             // Three receives, a failure backoff (1 s, then 2 s) apart: nothing waited on the queue's visibility timeout.
@@ -378,17 +578,33 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
                 const found = failedAttempts(worker!.lines(), jobId, 1);
                 return found.length === 3 ? found : undefined;
             });
-            assert.deepStrictEqual(attempts.map((attempt) => attempt.attempt), [1, 2, 3]);
+            assert.deepStrictEqual(
+                attempts.map((attempt) => attempt.attempt),
+                [1, 2, 3],
+            );
             const spacing = attempts.slice(1).map((attempt, index) => attempt.at - attempts[index].at);
-            assert.ok(spacing.every((ms) => ms < 15_000), `attempts ${spacing.join(" ms, ")} ms apart`);
+            assert.ok(
+                spacing.every((ms) => ms < 15_000),
+                `attempts ${spacing.join(" ms, ")} ms apart`,
+            );
             assert.match(attempts[2].text, /no attempts left: missing_object/);
 
             // SQS moves it to the DLQ on the receive after the third.
-            const dead = await waitFor("the frame in the DLQ", 30_000, async () => {
-                const messages = (await peekDeadLetters(outputs)).filter((message) => JSON.parse(message.Body!).jobId === jobId);
-                return messages.length > 0 ? messages : undefined;
-            }, 500);
-            assert.deepStrictEqual(dead.map((message) => JSON.parse(message.Body!).frame), [1]);
+            const dead = await waitFor(
+                "the frame in the DLQ",
+                30_000,
+                async () => {
+                    const messages = (await peekDeadLetters(outputs)).filter(
+                        (message) => JSON.parse(message.Body!).jobId === jobId,
+                    );
+                    return messages.length > 0 ? messages : undefined;
+                },
+                500,
+            );
+            assert.deepStrictEqual(
+                dead.map((message) => JSON.parse(message.Body!).frame),
+                [1],
+            );
 
             // The cause fixed, the real CLI requeues the frame and follows the job to its end.
             await uploadFile(outputs, texture, scene.texturePath!);
@@ -399,9 +615,14 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
             assert.strictEqual(report.state, "complete");
             assert.deepStrictEqual(report.frames, { total: 1, done: 1, failed: 0, pending: 0 });
             const records = await frameRecords(outputs, jobId);
-            assert.deepStrictEqual(records.map((record) => [record.frame, record.status, record.attempts]), [[1, "done", 1]]);
+            assert.deepStrictEqual(
+                records.map((record) => [record.frame, record.status, record.attempts]),
+                [[1, "done", 1]],
+            );
             assert.deepStrictEqual(await listKeys(outputs, `renders/${jobId}/`), frameKeys(jobId, [1]));
-            console.log(`      attempts ${spacing.map((ms) => `${(ms / 1000).toFixed(1)} s`).join(", ")} apart; retry exited 0 after ${(retry.ms / 1000).toFixed(1)} s`);
+            console.log(
+                `      attempts ${spacing.map((ms) => `${(ms / 1000).toFixed(1)} s`).join(", ")} apart; retry exited 0 after ${(retry.ms / 1000).toFixed(1)} s`,
+            );
         });
 
         it("a frame Blender cannot render: dead-lettered after 3 receives, GET /jobs shows the reason and Blender's log tail", async function () {
@@ -409,7 +630,11 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
             worker ??= await startWorker(["--data-dir", dataDir, "--workers", "1", "--failure-backoff", "1"]);
             await uploadFile(outputs, "shots/failing/scene.blend", await makeFailingFrameScene());
             const jobId = "poison-blender";
-            assert.strictEqual((await api(outputs, "POST", "/jobs", { scene: "shots/failing/scene.blend", frames: "1-3", jobId })).status, 202);
+            assert.strictEqual(
+                (await api(outputs, "POST", "/jobs", { scene: "shots/failing/scene.blend", frames: "1-3", jobId }))
+                    .status,
+                202,
+            );
             const status = await waitForJobEnd(outputs, jobId, 120_000);
             assert.strictEqual(status.state, "partial", JSON.stringify(status));
             assert.deepStrictEqual(status.frames, { total: 3, done: 2, failed: 1, pending: 0 });
@@ -417,14 +642,27 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
             assert.deepStrictEqual([failure.frame, failure.attempts], [2, 3]);
             assert.match(failure.error, /^\w+: \S.{10,}/);
             assert.match(failure.logTail, /Blender/, "Blender's own output is in the log tail");
-            const dead = await waitFor("frame 2 in the DLQ", 30_000, async () => {
-                const messages = (await peekDeadLetters(outputs)).filter((message) => JSON.parse(message.Body!).jobId === jobId);
-                return messages.length > 0 ? messages : undefined;
-            }, 500);
-            assert.deepStrictEqual(dead.map((message) => JSON.parse(message.Body!).frame), [2]);
+            const dead = await waitFor(
+                "frame 2 in the DLQ",
+                30_000,
+                async () => {
+                    const messages = (await peekDeadLetters(outputs)).filter(
+                        (message) => JSON.parse(message.Body!).jobId === jobId,
+                    );
+                    return messages.length > 0 ? messages : undefined;
+                },
+                500,
+            );
+            assert.deepStrictEqual(
+                dead.map((message) => JSON.parse(message.Body!).frame),
+                [2],
+            );
             const attempts = failedAttempts(worker.lines(), jobId, 2);
             const spacing = attempts.slice(1).map((attempt, index) => attempt.at - attempts[index].at);
-            assert.ok(spacing.every((ms) => ms < 15_000), `attempts ${spacing.join(" ms, ")} ms apart`);
+            assert.ok(
+                spacing.every((ms) => ms < 15_000),
+                `attempts ${spacing.join(" ms, ")} ms apart`,
+            );
             assert.deepStrictEqual(await listKeys(outputs, `renders/${jobId}/`), frameKeys(jobId, [1, 3]));
         });
     });

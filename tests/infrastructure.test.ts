@@ -8,21 +8,35 @@ import { frameVisibilityTimeoutSeconds } from "../components/frameQueue";
 import { archiveFiles, writeArchive } from "./support/archive";
 import { ProgramRun, RecordedResource, runProgram, stackConfig } from "./support/pulumiProgram";
 
-const COMPONENTS = ["RenderFarm", "Storage", "FrameQueue", "RendererImage", "Renderer", "JobApi"].map((name) => `render-farm:index:${name}`);
-const STACK_OUTPUTS = ["apiUrl", "scenesBucket", "rendersBucket", "frameQueueUrl", "deadLetterQueueUrl", "rendererFunctionName", "jobApiFunctionName", "imageUri", "region"];
+const COMPONENTS = ["RenderFarm", "Storage", "FrameQueue", "RendererImage", "Renderer", "JobApi"].map(
+    (name) => `render-farm:index:${name}`,
+);
+const STACK_OUTPUTS = [
+    "apiUrl",
+    "scenesBucket",
+    "rendersBucket",
+    "frameQueueUrl",
+    "deadLetterQueueUrl",
+    "rendererFunctionName",
+    "jobApiFunctionName",
+    "imageUri",
+    "region",
+];
 
 function policyDocuments(run: ProgramRun): { owner: string; document: any }[] {
     const documents: { owner: string; document: any }[] = [];
     for (const resource of run.resources) {
         for (const field of ["policy", "assumeRolePolicy"]) {
             const text = resource.inputs[field];
-            if (typeof text === "string" && text.includes("Statement")) documents.push({ owner: `${resource.name}.${field}`, document: JSON.parse(text) });
+            if (typeof text === "string" && text.includes("Statement"))
+                documents.push({ owner: `${resource.name}.${field}`, document: JSON.parse(text) });
         }
     }
     return documents;
 }
 
-const asList = <T>(value: T | T[] | undefined): T[] => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
+const asList = <T>(value: T | T[] | undefined): T[] =>
+    value === undefined ? [] : Array.isArray(value) ? value : [value];
 
 function componentOf(resource: RecordedResource): string | undefined {
     const chain = resource.qualifiedType.split("$");
@@ -44,17 +58,43 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
         for (const resource of run.resources) {
             if (resource === farm) continue;
             const parent = componentOf(resource);
-            assert.ok(parent && COMPONENTS.includes(parent), `${resource.type} ${resource.name} has a component parent (urn type ${resource.qualifiedType})`);
+            assert.ok(
+                parent && COMPONENTS.includes(parent),
+                `${resource.type} ${resource.name} has a component parent (urn type ${resource.qualifiedType})`,
+            );
             const parentResource = run.ofType(parent!)[0];
-            assert.ok(resource.name.startsWith(`${parentResource.name}-`), `${resource.name} is named after its component ${parentResource.name}`);
+            assert.ok(
+                resource.name.startsWith(`${parentResource.name}-`),
+                `${resource.name} is named after its component ${parentResource.name}`,
+            );
         }
-        const childTypes = (component: string) => run.resources.filter((resource) => componentOf(resource) === `render-farm:index:${component}`).map((resource) => resource.type);
+        const childTypes = (component: string) =>
+            run.resources
+                .filter((resource) => componentOf(resource) === `render-farm:index:${component}`)
+                .map((resource) => resource.type);
         assert.deepStrictEqual(childTypes("RenderFarm").sort(), COMPONENTS.slice(1).sort());
         assert.ok(childTypes("Storage").filter((type) => type === "aws:s3/bucket:Bucket").length === 2);
         assert.deepStrictEqual(childTypes("FrameQueue"), ["aws:sqs/queue:Queue", "aws:sqs/queue:Queue"]);
-        for (const type of ["aws:ecr/repository:Repository", "aws:ecr/lifecyclePolicy:LifecyclePolicy", "docker:index/image:Image"]) assert.ok(childTypes("RendererImage").includes(type), type);
-        for (const type of ["aws:lambda/function:Function", "aws:lambda/eventSourceMapping:EventSourceMapping", "aws:iam/role:Role", "aws:cloudwatch/logGroup:LogGroup"]) assert.ok(childTypes("Renderer").includes(type), type);
-        for (const type of ["aws:lambda/function:Function", "aws:apigatewayv2/api:Api", "aws:apigatewayv2/stage:Stage", "aws:lambda/permission:Permission"]) assert.ok(childTypes("JobApi").includes(type), type);
+        for (const type of [
+            "aws:ecr/repository:Repository",
+            "aws:ecr/lifecyclePolicy:LifecyclePolicy",
+            "docker:index/image:Image",
+        ])
+            assert.ok(childTypes("RendererImage").includes(type), type);
+        for (const type of [
+            "aws:lambda/function:Function",
+            "aws:lambda/eventSourceMapping:EventSourceMapping",
+            "aws:iam/role:Role",
+            "aws:cloudwatch/logGroup:LogGroup",
+        ])
+            assert.ok(childTypes("Renderer").includes(type), type);
+        for (const type of [
+            "aws:lambda/function:Function",
+            "aws:apigatewayv2/api:Api",
+            "aws:apigatewayv2/stage:Stage",
+            "aws:lambda/permission:Permission",
+        ])
+            assert.ok(childTypes("JobApi").includes(type), type);
     });
 
     it("maps the frame queue to the renderer one frame at a time, reporting partial failures", function () {
@@ -63,7 +103,10 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
         const renderer = run.named("render-farm-renderer-function");
         assert.strictEqual(mapping.inputs.batchSize, 1);
         assert.deepStrictEqual(mapping.inputs.functionResponseTypes, ["ReportBatchItemFailures"]);
-        assert.strictEqual(mapping.inputs.scalingConfig.maximumConcurrency, Number(config["render-farm:maxConcurrency"]));
+        assert.strictEqual(
+            mapping.inputs.scalingConfig.maximumConcurrency,
+            Number(config["render-farm:maxConcurrency"]),
+        );
         assert.strictEqual(mapping.inputs.eventSourceArn, queue.state.arn);
         assert.strictEqual(mapping.inputs.functionName, renderer.state.arn);
     });
@@ -95,7 +138,10 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
         assert.deepStrictEqual(renderer.inputs.architectures, ["x86_64"]);
         assert.strictEqual(renderer.inputs.memorySize, Number(config["render-farm:rendererMemory"]));
         assert.strictEqual(renderer.inputs.timeout, Number(config["render-farm:rendererTimeout"]));
-        assert.strictEqual(renderer.inputs.ephemeralStorage.size, Number(config["render-farm:rendererEphemeralStorage"]));
+        assert.strictEqual(
+            renderer.inputs.ephemeralStorage.size,
+            Number(config["render-farm:rendererEphemeralStorage"]),
+        );
         assert.strictEqual(image.inputs.build.platform, "linux/amd64");
         assert.strictEqual(image.inputs.build.args.BLENDER_VERSION, config["render-farm:blenderVersion"]);
         assert.ok(fs.existsSync(image.inputs.build.dockerfile), "the Dockerfile the build names exists");
@@ -115,19 +161,44 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
         assert.match(index!.text!, /exports\.handler/);
         const totalBytes = files.reduce((sum, file) => sum + file.bytes, 0);
         assert.ok(totalBytes < 5 * 1024 * 1024, `archive is ${totalBytes} bytes uncompressed`);
-        assert.ok(!files.some((file) => file.path.includes("node_modules/@pulumi/") || file.path.includes("node_modules/@aws-sdk/")), "no deployment-time or runtime-provided packages shipped");
+        assert.ok(
+            !files.some(
+                (file) => file.path.includes("node_modules/@pulumi/") || file.path.includes("node_modules/@aws-sdk/"),
+            ),
+            "no deployment-time or runtime-provided packages shipped",
+        );
         const written = writeArchive(files, fs.mkdtempSync(path.join(require("os").tmpdir(), "job-api-archive-")));
-        for (const runtimePackage of ["zod", "fzstd"]) assert.ok(fs.existsSync(path.join(written, "node_modules", runtimePackage, "package.json")), `${runtimePackage} ships with the archive`);
-        assert.strictEqual(jobApi.inputs.environment.variables.PREFLIGHT, "on", "scenes are read before queueing by default");
+        for (const runtimePackage of ["zod", "fzstd"])
+            assert.ok(
+                fs.existsSync(path.join(written, "node_modules", runtimePackage, "package.json")),
+                `${runtimePackage} ships with the archive`,
+            );
+        assert.strictEqual(
+            jobApi.inputs.environment.variables.PREFLIGHT,
+            "on",
+            "scenes are read before queueing by default",
+        );
 
-        assert.strictEqual(run.ofType("aws:iam/rolePolicyAttachment:RolePolicyAttachment").length, 0, "no managed policies attached");
+        assert.strictEqual(
+            run.ofType("aws:iam/rolePolicyAttachment:RolePolicyAttachment").length,
+            0,
+            "no managed policies attached",
+        );
         assert.strictEqual(jobApi.inputs.role, run.named("render-farm-api-role").state.arn);
 
         const routes = run.ofType("aws:apigatewayv2/route:Route");
-        assert.deepStrictEqual(routes.map((route) => route.inputs.routeKey).sort(), ["GET /jobs/{jobId}", "POST /jobs", "POST /jobs/{jobId}/retry"]);
-        for (const route of routes) assert.strictEqual(route.inputs.authorizationType, "AWS_IAM", route.inputs.routeKey);
+        assert.deepStrictEqual(routes.map((route) => route.inputs.routeKey).sort(), [
+            "GET /jobs/{jobId}",
+            "POST /jobs",
+            "POST /jobs/{jobId}/retry",
+        ]);
+        for (const route of routes)
+            assert.strictEqual(route.inputs.authorizationType, "AWS_IAM", route.inputs.routeKey);
         const [stage] = run.ofType("aws:apigatewayv2/stage:Stage");
-        assert.ok(stage.inputs.defaultRouteSettings.throttlingRateLimit > 0 && stage.inputs.defaultRouteSettings.throttlingBurstLimit > 0);
+        assert.ok(
+            stage.inputs.defaultRouteSettings.throttlingRateLimit > 0 &&
+                stage.inputs.defaultRouteSettings.throttlingBurstLimit > 0,
+        );
         assert.ok(stage.inputs.accessLogSettings.destinationArn.startsWith("arn:aws:logs:"));
         assert.doesNotMatch(stage.inputs.accessLogSettings.format, /header|querystring|authorization/i);
     });
@@ -148,18 +219,30 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
                 }
                 const resources = asList<string>(statement.Resource);
                 const touchesData = actions.some((action) => /^(s3|sqs):/.test(action));
-                if (touchesData) assert.ok(resources.length > 0 && !resources.includes("*"), `${owner} allows ${actions} on *`);
+                if (touchesData)
+                    assert.ok(resources.length > 0 && !resources.includes("*"), `${owner} allows ${actions} on *`);
             }
         }
         assert.ok(allows > 10, "the walk saw the roles' statements");
         const rendererPolicy = JSON.parse(run.named("render-farm-renderer-policy").inputs.policy);
         const rendererActions = rendererPolicy.Statement.flatMap((statement: any) => statement.Action);
-        assert.deepStrictEqual(rendererActions.filter((action: string) => action.startsWith("sqs:")).sort(), ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]);
+        assert.deepStrictEqual(rendererActions.filter((action: string) => action.startsWith("sqs:")).sort(), [
+            "sqs:ChangeMessageVisibility",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+            "sqs:ReceiveMessage",
+        ]);
         assert.ok(!rendererActions.includes("s3:DeleteObject"));
         const apiPolicy = JSON.parse(run.named("render-farm-api-policy").inputs.policy);
         const apiActions = apiPolicy.Statement.flatMap((statement: any) => statement.Action);
         assert.ok(apiActions.includes("sqs:SendMessage"));
-        for (const consumerOnly of ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:PurgeQueue"]) assert.ok(!apiActions.includes(consumerOnly), consumerOnly);
+        for (const consumerOnly of [
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:ChangeMessageVisibility",
+            "sqs:PurgeQueue",
+        ])
+            assert.ok(!apiActions.includes(consumerOnly), consumerOnly);
     });
 
     it("keeps both buckets private, encrypted and TLS-only, with forceDestroy from config", function () {
@@ -167,37 +250,56 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
         assert.strictEqual(buckets.length, 2);
         for (const bucket of buckets) {
             const id = bucket.state.bucket;
-            const block = run.ofType("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").find((resource) => resource.inputs.bucket === id);
+            const block = run
+                .ofType("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+                .find((resource) => resource.inputs.bucket === id);
             assert.ok(block, `${bucket.name} has a public access block`);
-            for (const flag of ["blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"]) assert.strictEqual(block!.inputs[flag], true, flag);
-            const encryption = run.ofType("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration").find((resource) => resource.inputs.bucket === id);
+            for (const flag of ["blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"])
+                assert.strictEqual(block!.inputs[flag], true, flag);
+            const encryption = run
+                .ofType("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+                .find((resource) => resource.inputs.bucket === id);
             assert.strictEqual(encryption?.inputs.rules[0].applyServerSideEncryptionByDefault.sseAlgorithm, "AES256");
-            const policy = run.ofType("aws:s3/bucketPolicy:BucketPolicy").find((resource) => resource.inputs.bucket === id);
+            const policy = run
+                .ofType("aws:s3/bucketPolicy:BucketPolicy")
+                .find((resource) => resource.inputs.bucket === id);
             const [statement] = JSON.parse(policy!.inputs.policy).Statement;
             assert.strictEqual(statement.Effect, "Deny");
             assert.deepStrictEqual(statement.Condition, { Bool: { "aws:SecureTransport": "false" } });
             assert.deepStrictEqual(statement.Resource, [bucket.state.arn, `${bucket.state.arn}/*`]);
             assert.strictEqual(bucket.inputs.forceDestroy, true, "dev stack force-destroys");
         }
-        const lifecycle = run.ofType("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").find((resource) => resource.name.includes("renders"));
+        const lifecycle = run
+            .ofType("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
+            .find((resource) => resource.name.includes("renders"));
         const expire = lifecycle!.inputs.rules.find((rule: any) => rule.id === "expire-renders");
         assert.strictEqual(expire.expiration.days, Number(config["render-farm:renderRetentionDays"]));
     });
 
     it("exports every stack output of the design, with values", function () {
         assert.deepStrictEqual(Object.keys(run.outputs).sort(), [...STACK_OUTPUTS].sort());
-        for (const name of STACK_OUTPUTS) assert.ok(typeof run.outputs[name] === "string" && (run.outputs[name] as string).length > 0, name);
+        for (const name of STACK_OUTPUTS)
+            assert.ok(typeof run.outputs[name] === "string" && (run.outputs[name] as string).length > 0, name);
         assert.match(run.outputs.apiUrl as string, /^https:\/\//);
         assert.strictEqual(run.outputs.region, "us-east-1");
     });
 
     describe("with other config", function () {
         it("does not force-destroy buckets, require IAM or preflight scenes when the stack says so", async function () {
-            const other = await runProgram({ ...config, "render-farm:forceDestroy": "false", "render-farm:apiAuth": "none" });
-            for (const bucket of other.ofType("aws:s3/bucket:Bucket")) assert.strictEqual(bucket.inputs.forceDestroy, false);
-            for (const route of other.ofType("aws:apigatewayv2/route:Route")) assert.strictEqual(route.inputs.authorizationType, "NONE");
+            const other = await runProgram({
+                ...config,
+                "render-farm:forceDestroy": "false",
+                "render-farm:apiAuth": "none",
+            });
+            for (const bucket of other.ofType("aws:s3/bucket:Bucket"))
+                assert.strictEqual(bucket.inputs.forceDestroy, false);
+            for (const route of other.ofType("aws:apigatewayv2/route:Route"))
+                assert.strictEqual(route.inputs.authorizationType, "NONE");
             const preflightOff = await runProgram({ ...config, "render-farm:preflight": "false" });
-            assert.strictEqual(preflightOff.named("render-farm-api-function").inputs.environment.variables.PREFLIGHT, "off");
+            assert.strictEqual(
+                preflightOff.named("render-farm-api-function").inputs.environment.variables.PREFLIGHT,
+                "off",
+            );
         });
 
         it("takes defaults that work when the stack sets nothing", async function () {
@@ -205,8 +307,10 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
             const renderer = bare.named("render-farm-renderer-function");
             assert.strictEqual(renderer.inputs.memorySize, 10240);
             assert.strictEqual(renderer.inputs.timeout, 900);
-            for (const route of bare.ofType("aws:apigatewayv2/route:Route")) assert.strictEqual(route.inputs.authorizationType, "AWS_IAM");
-            for (const bucket of bare.ofType("aws:s3/bucket:Bucket")) assert.strictEqual(bucket.inputs.forceDestroy, false);
+            for (const route of bare.ofType("aws:apigatewayv2/route:Route"))
+                assert.strictEqual(route.inputs.authorizationType, "AWS_IAM");
+            for (const bucket of bare.ofType("aws:s3/bucket:Bucket"))
+                assert.strictEqual(bucket.inputs.forceDestroy, false);
         });
 
         const invalid: [string, string, RegExp][] = [
@@ -227,7 +331,10 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
             ["logRetentionDays", "10", /render-farm:logRetentionDays/],
         ];
         it("fails the program itself (as `pulumi up` would) on an invalid value", async function () {
-            await assert.rejects(runProgram({ ...config, "render-farm:rendererTimeout": "901" }), /render-farm:rendererTimeout/);
+            await assert.rejects(
+                runProgram({ ...config, "render-farm:rendererTimeout": "901" }),
+                /render-farm:rendererTimeout/,
+            );
         });
 
         for (const [key, value, message] of invalid) {

@@ -10,7 +10,15 @@ import {
     ReceiveMessageCommand,
     SendMessageCommand,
 } from "@aws-sdk/client-sqs";
-import { FrameMessage, frameRecordKey, FrameRecord, JobManifest, JobStatus, manifestKey, MAX_REQUEST_BYTES } from "../functions/shared/contract";
+import {
+    FrameMessage,
+    frameRecordKey,
+    FrameRecord,
+    JobManifest,
+    JobStatus,
+    manifestKey,
+    MAX_REQUEST_BYTES,
+} from "../functions/shared/contract";
 import { getJobStatus } from "../functions/jobApi/status";
 import { JobApiDeps, jobApiSettingsFromEnvironment } from "../functions/jobApi/settings";
 import { retryJob } from "../functions/jobApi/retry";
@@ -39,12 +47,34 @@ describe("job API", function () {
 
     before(async function () {
         emulator = await startEmulator({ port: 0 });
-        farm = await createFarmResources(emulator, { name: "jobapi", maxReceiveCount: MAX_RECEIVE_COUNT, visibilityTimeoutSeconds: 30 });
+        farm = await createFarmResources(emulator, {
+            name: "jobapi",
+            maxReceiveCount: MAX_RECEIVE_COUNT,
+            visibilityTimeoutSeconds: 30,
+        });
         // Real .blend files: the job API reads every scene (frames 1-4, a camera, no external files).
-        const put = await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: SCENE, Body: fs.readFileSync((await makeScene()).blendPath) }));
+        const put = await emulator.s3.send(
+            new PutObjectCommand({
+                Bucket: farm.scenesBucket,
+                Key: SCENE,
+                Body: fs.readFileSync((await makeScene()).blendPath),
+            }),
+        );
         sceneEtag = put.ETag!;
-        await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: FAKE_SCENE, Body: "BLENDER-v304 and then nothing a .blend has" }));
-        await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: NO_CAMERA_SCENE, Body: fs.readFileSync((await makeScene({ noCamera: true })).blendPath) }));
+        await emulator.s3.send(
+            new PutObjectCommand({
+                Bucket: farm.scenesBucket,
+                Key: FAKE_SCENE,
+                Body: "BLENDER-v304 and then nothing a .blend has",
+            }),
+        );
+        await emulator.s3.send(
+            new PutObjectCommand({
+                Bucket: farm.scenesBucket,
+                Key: NO_CAMERA_SCENE,
+                Body: fs.readFileSync((await makeScene({ noCamera: true })).blendPath),
+            }),
+        );
         await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: TEXTURE, Body: "PNG" }));
         await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: CACHE, Body: "VDB" }));
         const settings = jobApiSettingsFromEnvironment({
@@ -70,9 +100,16 @@ describe("job API", function () {
 
     // ---- helpers ----
 
-    function httpEvent(method: string, path: string, body?: string, options: { routeKey?: string; base64?: boolean } = {}): HttpApiEvent {
+    function httpEvent(
+        method: string,
+        path: string,
+        body?: string,
+        options: { routeKey?: string; base64?: boolean } = {},
+    ): HttpApiEvent {
         const match = /^\/jobs\/([^/]+)(\/retry)?$/.exec(path);
-        const routeKey = options.routeKey ?? (path === "/jobs" ? `${method} /jobs` : match ? `${method} /jobs/{jobId}${match[2] ?? ""}` : "$default");
+        const routeKey =
+            options.routeKey ??
+            (path === "/jobs" ? `${method} /jobs` : match ? `${method} /jobs/{jobId}${match[2] ?? ""}` : "$default");
         return {
             routeKey,
             rawPath: path,
@@ -83,7 +120,12 @@ describe("job API", function () {
         };
     }
 
-    async function call(method: string, path: string, body?: unknown, options: { raw?: boolean; routeKey?: string; base64?: boolean } = {}): Promise<{ status: number; body: any; result: HttpApiResult }> {
+    async function call(
+        method: string,
+        path: string,
+        body?: unknown,
+        options: { raw?: boolean; routeKey?: string; base64?: boolean } = {},
+    ): Promise<{ status: number; body: any; result: HttpApiResult }> {
         const text = body === undefined ? undefined : options.raw ? (body as string) : JSON.stringify(body);
         const result = await handler(httpEvent(method, path, text, options));
         assert.strictEqual(result.headers["content-type"], "application/json");
@@ -94,27 +136,44 @@ describe("job API", function () {
     async function drainQueue(queueUrl = farm.frameQueueUrl): Promise<string[]> {
         const bodies: string[] = [];
         for (;;) {
-            const reply = await emulator.sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, VisibilityTimeout: 300 }));
+            const reply = await emulator.sqs.send(
+                new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, VisibilityTimeout: 300 }),
+            );
             if (!reply.Messages?.length) return bodies;
             for (const message of reply.Messages) {
                 bodies.push(message.Body!);
-                await emulator.sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle! }));
+                await emulator.sqs.send(
+                    new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle! }),
+                );
             }
         }
     }
 
     async function messagesInQueue(queueUrl = farm.frameQueueUrl): Promise<number> {
         const { Attributes } = await emulator.sqs.send(
-            new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"] }),
+            new GetQueueAttributesCommand({
+                QueueUrl: queueUrl,
+                AttributeNames: [
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                ],
+            }),
         );
-        return Number(Attributes!.ApproximateNumberOfMessages) + Number(Attributes!.ApproximateNumberOfMessagesNotVisible) + Number(Attributes!.ApproximateNumberOfMessagesDelayed);
+        return (
+            Number(Attributes!.ApproximateNumberOfMessages) +
+            Number(Attributes!.ApproximateNumberOfMessagesNotVisible) +
+            Number(Attributes!.ApproximateNumberOfMessagesDelayed)
+        );
     }
 
     async function manifestKeys(): Promise<string[]> {
         const keys: string[] = [];
         let token: string | undefined;
         do {
-            const page = await emulator.s3.send(new ListObjectsV2Command({ Bucket: farm.rendersBucket, Prefix: "jobs/", ContinuationToken: token }));
+            const page = await emulator.s3.send(
+                new ListObjectsV2Command({ Bucket: farm.rendersBucket, Prefix: "jobs/", ContinuationToken: token }),
+            );
             keys.push(...(page.Contents ?? []).map((object) => object.Key!).filter((key) => key.endsWith("/job.json")));
             token = page.IsTruncated ? page.NextContinuationToken : undefined;
         } while (token);
@@ -122,11 +181,18 @@ describe("job API", function () {
     }
 
     async function readManifestObject(jobId: string): Promise<JobManifest> {
-        const reply = await emulator.s3.send(new GetObjectCommand({ Bucket: farm.rendersBucket, Key: manifestKey(jobId) }));
+        const reply = await emulator.s3.send(
+            new GetObjectCommand({ Bucket: farm.rendersBucket, Key: manifestKey(jobId) }),
+        );
         return JSON.parse(await reply.Body!.transformToString());
     }
 
-    function record(jobId: string, frame: number, status: FrameRecord["status"], extra: Partial<FrameRecord> = {}): FrameRecord {
+    function record(
+        jobId: string,
+        frame: number,
+        status: FrameRecord["status"],
+        extra: Partial<FrameRecord> = {},
+    ): FrameRecord {
         return {
             jobId,
             frame,
@@ -139,13 +205,33 @@ describe("job API", function () {
             renderSeconds: 8,
             memoryMb: 10240,
             costUsd: 0.001,
-            ...(status === "done" ? { output: { bucket: farm.rendersBucket, key: `renders/${jobId}/frame_${String(frame).padStart(4, "0")}.png` } } : {}),
-            ...(status !== "done" ? { error: { code: "blender_exit", message: "Blender exited with code 1" }, logTail: "Error: out of memory\n" } : {}),
+            ...(status === "done"
+                ? {
+                      output: {
+                          bucket: farm.rendersBucket,
+                          key: `renders/${jobId}/frame_${String(frame).padStart(4, "0")}.png`,
+                      },
+                  }
+                : {}),
+            ...(status !== "done"
+                ? {
+                      error: { code: "blender_exit", message: "Blender exited with code 1" },
+                      logTail: "Error: out of memory\n",
+                  }
+                : {}),
             ...extra,
         };
     }
 
-    const validRequest = { scene: SCENE, assets: [TEXTURE, CACHE], frames: "1-10x2,20", engine: "CYCLES", samples: 16, resolution: { x: 640, y: 360, percentage: 50 }, format: "PNG" };
+    const validRequest = {
+        scene: SCENE,
+        assets: [TEXTURE, CACHE],
+        frames: "1-10x2,20",
+        engine: "CYCLES",
+        samples: 16,
+        resolution: { x: 640, y: 360, percentage: 50 },
+        format: "PNG",
+    };
 
     // ---- submit ----
 
@@ -167,8 +253,16 @@ describe("job API", function () {
                 scene: SCENE,
                 sceneEtag,
                 assets: [TEXTURE, CACHE],
-                settings: { engine: "CYCLES", samples: 16, resolution: { x: 640, y: 360, percentage: 50 }, format: "PNG" },
-                output: { bucket: farm.rendersBucket, key: `renders/shot-a-v1/frame_${String(message.frame).padStart(4, "0")}.png` },
+                settings: {
+                    engine: "CYCLES",
+                    samples: 16,
+                    resolution: { x: 640, y: 360, percentage: 50 },
+                    format: "PNG",
+                },
+                output: {
+                    bucket: farm.rendersBucket,
+                    key: `renders/shot-a-v1/frame_${String(message.frame).padStart(4, "0")}.png`,
+                },
             };
             assert.deepStrictEqual(message, expected);
         }
@@ -199,7 +293,12 @@ describe("job API", function () {
             scene: SCENE,
         });
         assert.strictEqual(again.status, 202, JSON.stringify(again.body));
-        assert.deepStrictEqual(again.body, { jobId: "shot-a-v2", frames: 6, state: "queued", statusUrl: "/jobs/shot-a-v2" });
+        assert.deepStrictEqual(again.body, {
+            jobId: "shot-a-v2",
+            frames: 6,
+            state: "queued",
+            statusUrl: "/jobs/shot-a-v2",
+        });
         assert.strictEqual(await messagesInQueue(), 0);
     });
 
@@ -220,7 +319,10 @@ describe("job API", function () {
         assert.strictEqual(status, 202, JSON.stringify(body));
         assert.strictEqual(body.frames, 4);
         const messages = (await drainQueue()).map((text) => JSON.parse(text) as FrameMessage);
-        assert.deepStrictEqual(messages.map((message) => message.frame).sort((a, b) => a - b), [1, 2, 3, 4]);
+        assert.deepStrictEqual(
+            messages.map((message) => message.frame).sort((a, b) => a - b),
+            [1, 2, 3, 4],
+        );
         assert.strictEqual((await readManifestObject("own-range")).request.frames, "1-4");
         // The same body again is the same job, not a conflict.
         const again = await call("POST", "/jobs", { scene: SCENE, jobId: "own-range" });
@@ -230,11 +332,17 @@ describe("job API", function () {
         const environment = { SCENES_BUCKET: "s", RENDERS_BUCKET: "r", FRAME_QUEUE_URL: "q" };
         assert.strictEqual(jobApiSettingsFromEnvironment(environment).preflight, true, "on by default");
         assert.strictEqual(jobApiSettingsFromEnvironment({ ...environment, PREFLIGHT: "off" }).preflight, false);
-        assert.throws(() => jobApiSettingsFromEnvironment({ ...environment, PREFLIGHT: "sometimes" }), /PREFLIGHT must be on or off/);
+        assert.throws(
+            () => jobApiSettingsFromEnvironment({ ...environment, PREFLIGHT: "sometimes" }),
+            /PREFLIGHT must be on or off/,
+        );
         const off: JobApiDeps = { ...deps, settings: { ...deps.settings, preflight: false } };
         const refused = await submitJob(off, { scene: SCENE, jobId: "no-preflight" });
         assert.strictEqual(refused.status, 400);
-        assert.deepStrictEqual([(refused.body as any).error.code, (refused.body as any).error.field], ["frames_required", "frames"]);
+        assert.deepStrictEqual(
+            [(refused.body as any).error.code, (refused.body as any).error.field],
+            ["frames_required", "frames"],
+        );
         // Off means off: the scene is not read, so even bytes that are no .blend pass.
         const unread = await submitJob(off, { scene: FAKE_SCENE, frames: "1", jobId: "no-preflight" });
         assert.strictEqual(unread.status, 202, JSON.stringify(unread.body));
@@ -242,25 +350,42 @@ describe("job API", function () {
     });
 
     it("generates a jobId when the request has none, and accepts a base64 body behind a $default route", async function () {
-        const { status, body } = await call("POST", "/jobs", { scene: SCENE, frames: "1-3" }, { base64: true, routeKey: "$default" });
+        const { status, body } = await call(
+            "POST",
+            "/jobs",
+            { scene: SCENE, frames: "1-3" },
+            { base64: true, routeKey: "$default" },
+        );
         assert.strictEqual(status, 202, JSON.stringify(body));
         assert.match(body.jobId, /^[a-z0-9-]{1,64}$/);
         assert.strictEqual(body.frames, 3);
         const messages = (await drainQueue()).map((text) => JSON.parse(text) as FrameMessage);
         assert.deepStrictEqual(messages.map((message) => message.frame).sort(), [1, 2, 3]);
-        assert.ok(messages.every((message) => message.jobId === body.jobId && message.settings.format === "PNG" && message.assets.length === 0));
+        assert.ok(
+            messages.every(
+                (message) =>
+                    message.jobId === body.jobId && message.settings.format === "PNG" && message.assets.length === 0,
+            ),
+        );
     });
 
     // ---- refusals ----
 
-    const bigBody = JSON.stringify({ ...validRequest, jobId: "bad-big", assets: Array.from({ length: 400 }, (_, index) => `shots/a/textures/${"t".repeat(700)}-${index}.png`) });
+    const bigBody = JSON.stringify({
+        ...validRequest,
+        jobId: "bad-big",
+        assets: Array.from({ length: 400 }, (_, index) => `shots/a/textures/${"t".repeat(700)}-${index}.png`),
+    });
     // Just under the body limit, but the frame message (scene, job id, output key on top) would be over SQS's.
     const nearLimitAssets = assetsWithJsonLength(262000, 300);
 
     /** `count` distinct asset keys whose JSON array is exactly `length` characters. */
     function assetsWithJsonLength(length: number, count: number): string[] {
         const each = Math.floor((length - 1) / count) - 3; // '"key",' per key, '[]' around, one comma fewer
-        const keys = Array.from({ length: count }, (_, index) => `shots/a/textures/${"t".repeat(each - 25)}-${String(index).padStart(3, "0")}.png`);
+        const keys = Array.from(
+            { length: count },
+            (_, index) => `shots/a/textures/${"t".repeat(each - 25)}-${String(index).padStart(3, "0")}.png`,
+        );
         const short = length - JSON.stringify(keys).length;
         keys[count - 1] = `shots/a/textures/${"t".repeat(each - 25 + short)}-last.png`;
         return keys;
@@ -277,58 +402,271 @@ describe("job API", function () {
         missing?: string[];
     }
     const badCases: BadCase[] = [
-        { name: "malformed JSON", raw: '{"scene": "shots/a/shot.blend", ', status: 400, field: "body", code: "invalid_json" },
+        {
+            name: "malformed JSON",
+            raw: '{"scene": "shots/a/shot.blend", ',
+            status: 400,
+            field: "body",
+            code: "invalid_json",
+        },
         { name: "empty body", raw: "", status: 400, field: "body", code: "invalid_json" },
         { name: "whitespace body", raw: "  \n ", status: 400, field: "body", code: "invalid_json" },
-        { name: "malformed base64 JSON", raw: "{frames: 1-10}", base64: true, status: 400, field: "body", code: "invalid_json" },
+        {
+            name: "malformed base64 JSON",
+            raw: "{frames: 1-10}",
+            base64: true,
+            status: 400,
+            field: "body",
+            code: "invalid_json",
+        },
         { name: "array body", body: [validRequest], status: 400, field: "body" },
         { name: "string body", body: "shots/a/shot.blend", status: 400, field: "body" },
         { name: "null body", body: null, status: 400, field: "body" },
         { name: "scene missing", body: { frames: "1-3", jobId: "bad-1" }, status: 400, field: "scene" },
         { name: "scene is a number", body: { scene: 42, frames: "1-3", jobId: "bad-2" }, status: 400, field: "scene" },
-        { name: "assets is a string", body: { scene: SCENE, assets: TEXTURE, frames: "1-3", jobId: "bad-3" }, status: 400, field: "assets" },
-        { name: "asset is a number", body: { scene: SCENE, assets: [7], frames: "1-3", jobId: "bad-4" }, status: 400, field: "assets.0" },
-        { name: "unknown field", body: { scene: SCENE, frames: "1-3", priority: "high", jobId: "bad-5" }, status: 400, field: "priority" },
-        { name: "frames is a number", body: { scene: SCENE, frames: 10, jobId: "bad-6" }, status: 400, field: "frames" },
-        { name: "scene that is not a readable .blend", body: { scene: FAKE_SCENE, frames: "1", jobId: "bad-7" }, status: 400, field: "scene", code: "not_a_blend" },
-        { name: "scene without a camera", body: { scene: NO_CAMERA_SCENE, jobId: "bad-7b" }, status: 400, field: "scene", code: "no_camera" },
-        { name: "negative frame", body: { scene: SCENE, frames: "-5", jobId: "bad-8" }, status: 400, field: "frames", code: "invalid_frames" },
-        { name: "reversed range", body: { scene: SCENE, frames: "10-1", jobId: "bad-9" }, status: 400, field: "frames", code: "invalid_frames" },
-        { name: "frame past Blender's last", body: { scene: SCENE, frames: "1-2000000", jobId: "bad-10" }, status: 400, field: "frames", code: "invalid_frames" },
-        { name: "step 0", body: { scene: SCENE, frames: "1-10x0", jobId: "bad-11" }, status: 400, field: "frames", code: "invalid_frames" },
-        { name: "malformed frames", body: { scene: SCENE, frames: "1-10,abc", jobId: "bad-12" }, status: 400, field: "frames", code: "invalid_frames" },
-        { name: "empty frames", body: { scene: SCENE, frames: " ", jobId: "bad-13" }, status: 400, field: "frames", code: "invalid_frames" },
-        { name: "frames over the limit", body: { scene: SCENE, frames: `1-${MAX_FRAMES + 1}`, jobId: "bad-14" }, status: 413, field: "frames", code: "too_many_frames" },
-        { name: "huge frame range", body: { scene: SCENE, frames: "0-1048574", jobId: "bad-15" }, status: 413, field: "frames", code: "too_many_frames" },
-        { name: "many small parts over the limit", body: { scene: SCENE, frames: Array.from({ length: 60 }, (_, index) => `${index * 10}-${index * 10 + 1}`).join(","), jobId: "bad-16" }, status: 413, field: "frames" },
-        { name: "path traversal in scene", body: { scene: "shots/../../etc/passwd.blend", frames: "1", jobId: "bad-17" }, status: 400, field: "scene", code: "invalid_key" },
-        { name: "absolute scene path", body: { scene: "/shots/a/shot.blend", frames: "1", jobId: "bad-18" }, status: 400, field: "scene", code: "invalid_key" },
-        { name: "scene that is not a .blend", body: { scene: "shots/a/shot.txt", frames: "1", jobId: "bad-19" }, status: 400, field: "scene", code: "invalid_key" },
-        { name: "path traversal in an asset", body: { scene: SCENE, assets: [TEXTURE, "../secrets/key.png"], frames: "1", jobId: "bad-20" }, status: 400, field: "assets.1", code: "invalid_key" },
-        { name: "backslash in an asset", body: { scene: SCENE, assets: ["shots\\a\\wood.png"], frames: "1", jobId: "bad-21" }, status: 400, field: "assets.0", code: "invalid_key" },
-        { name: "unknown engine", body: { scene: SCENE, frames: "1", engine: "RENDERMAN", jobId: "bad-22" }, status: 400, field: "engine" },
-        { name: "engine not allowed", body: { scene: SCENE, frames: "1", engine: "WORKBENCH", jobId: "bad-23" }, status: 400, field: "engine", code: "engine_not_allowed" },
-        { name: "unknown format", body: { scene: SCENE, frames: "1", format: "GIF", jobId: "bad-24" }, status: 400, field: "format" },
-        { name: "samples 0", body: { scene: SCENE, frames: "1", samples: 0, jobId: "bad-25" }, status: 400, field: "samples" },
-        { name: "fractional samples", body: { scene: SCENE, frames: "1", samples: 1.5, jobId: "bad-26" }, status: 400, field: "samples" },
-        { name: "resolution over the limit", body: { scene: SCENE, frames: "1", resolution: { x: 8192, y: 4320 }, jobId: "bad-27" }, status: 400, field: "resolution.x" },
-        { name: "unknown resolution field", body: { scene: SCENE, frames: "1", resolution: { x: 640, z: 2 }, jobId: "bad-28" }, status: 400, field: "resolution.z" },
-        { name: "percentage over 100", body: { scene: SCENE, frames: "1", resolution: { percentage: 150 }, jobId: "bad-29" }, status: 400, field: "resolution.percentage" },
+        {
+            name: "assets is a string",
+            body: { scene: SCENE, assets: TEXTURE, frames: "1-3", jobId: "bad-3" },
+            status: 400,
+            field: "assets",
+        },
+        {
+            name: "asset is a number",
+            body: { scene: SCENE, assets: [7], frames: "1-3", jobId: "bad-4" },
+            status: 400,
+            field: "assets.0",
+        },
+        {
+            name: "unknown field",
+            body: { scene: SCENE, frames: "1-3", priority: "high", jobId: "bad-5" },
+            status: 400,
+            field: "priority",
+        },
+        {
+            name: "frames is a number",
+            body: { scene: SCENE, frames: 10, jobId: "bad-6" },
+            status: 400,
+            field: "frames",
+        },
+        {
+            name: "scene that is not a readable .blend",
+            body: { scene: FAKE_SCENE, frames: "1", jobId: "bad-7" },
+            status: 400,
+            field: "scene",
+            code: "not_a_blend",
+        },
+        {
+            name: "scene without a camera",
+            body: { scene: NO_CAMERA_SCENE, jobId: "bad-7b" },
+            status: 400,
+            field: "scene",
+            code: "no_camera",
+        },
+        {
+            name: "negative frame",
+            body: { scene: SCENE, frames: "-5", jobId: "bad-8" },
+            status: 400,
+            field: "frames",
+            code: "invalid_frames",
+        },
+        {
+            name: "reversed range",
+            body: { scene: SCENE, frames: "10-1", jobId: "bad-9" },
+            status: 400,
+            field: "frames",
+            code: "invalid_frames",
+        },
+        {
+            name: "frame past Blender's last",
+            body: { scene: SCENE, frames: "1-2000000", jobId: "bad-10" },
+            status: 400,
+            field: "frames",
+            code: "invalid_frames",
+        },
+        {
+            name: "step 0",
+            body: { scene: SCENE, frames: "1-10x0", jobId: "bad-11" },
+            status: 400,
+            field: "frames",
+            code: "invalid_frames",
+        },
+        {
+            name: "malformed frames",
+            body: { scene: SCENE, frames: "1-10,abc", jobId: "bad-12" },
+            status: 400,
+            field: "frames",
+            code: "invalid_frames",
+        },
+        {
+            name: "empty frames",
+            body: { scene: SCENE, frames: " ", jobId: "bad-13" },
+            status: 400,
+            field: "frames",
+            code: "invalid_frames",
+        },
+        {
+            name: "frames over the limit",
+            body: { scene: SCENE, frames: `1-${MAX_FRAMES + 1}`, jobId: "bad-14" },
+            status: 413,
+            field: "frames",
+            code: "too_many_frames",
+        },
+        {
+            name: "huge frame range",
+            body: { scene: SCENE, frames: "0-1048574", jobId: "bad-15" },
+            status: 413,
+            field: "frames",
+            code: "too_many_frames",
+        },
+        {
+            name: "many small parts over the limit",
+            body: {
+                scene: SCENE,
+                frames: Array.from({ length: 60 }, (_, index) => `${index * 10}-${index * 10 + 1}`).join(","),
+                jobId: "bad-16",
+            },
+            status: 413,
+            field: "frames",
+        },
+        {
+            name: "path traversal in scene",
+            body: { scene: "shots/../../etc/passwd.blend", frames: "1", jobId: "bad-17" },
+            status: 400,
+            field: "scene",
+            code: "invalid_key",
+        },
+        {
+            name: "absolute scene path",
+            body: { scene: "/shots/a/shot.blend", frames: "1", jobId: "bad-18" },
+            status: 400,
+            field: "scene",
+            code: "invalid_key",
+        },
+        {
+            name: "scene that is not a .blend",
+            body: { scene: "shots/a/shot.txt", frames: "1", jobId: "bad-19" },
+            status: 400,
+            field: "scene",
+            code: "invalid_key",
+        },
+        {
+            name: "path traversal in an asset",
+            body: { scene: SCENE, assets: [TEXTURE, "../secrets/key.png"], frames: "1", jobId: "bad-20" },
+            status: 400,
+            field: "assets.1",
+            code: "invalid_key",
+        },
+        {
+            name: "backslash in an asset",
+            body: { scene: SCENE, assets: ["shots\\a\\wood.png"], frames: "1", jobId: "bad-21" },
+            status: 400,
+            field: "assets.0",
+            code: "invalid_key",
+        },
+        {
+            name: "unknown engine",
+            body: { scene: SCENE, frames: "1", engine: "RENDERMAN", jobId: "bad-22" },
+            status: 400,
+            field: "engine",
+        },
+        {
+            name: "engine not allowed",
+            body: { scene: SCENE, frames: "1", engine: "WORKBENCH", jobId: "bad-23" },
+            status: 400,
+            field: "engine",
+            code: "engine_not_allowed",
+        },
+        {
+            name: "unknown format",
+            body: { scene: SCENE, frames: "1", format: "GIF", jobId: "bad-24" },
+            status: 400,
+            field: "format",
+        },
+        {
+            name: "samples 0",
+            body: { scene: SCENE, frames: "1", samples: 0, jobId: "bad-25" },
+            status: 400,
+            field: "samples",
+        },
+        {
+            name: "fractional samples",
+            body: { scene: SCENE, frames: "1", samples: 1.5, jobId: "bad-26" },
+            status: 400,
+            field: "samples",
+        },
+        {
+            name: "resolution over the limit",
+            body: { scene: SCENE, frames: "1", resolution: { x: 8192, y: 4320 }, jobId: "bad-27" },
+            status: 400,
+            field: "resolution.x",
+        },
+        {
+            name: "unknown resolution field",
+            body: { scene: SCENE, frames: "1", resolution: { x: 640, z: 2 }, jobId: "bad-28" },
+            status: 400,
+            field: "resolution.z",
+        },
+        {
+            name: "percentage over 100",
+            body: { scene: SCENE, frames: "1", resolution: { percentage: 150 }, jobId: "bad-29" },
+            status: 400,
+            field: "resolution.percentage",
+        },
         { name: "uppercase jobId", body: { scene: SCENE, frames: "1", jobId: "Shot_A" }, status: 400, field: "jobId" },
-        { name: "jobId too long", body: { scene: SCENE, frames: "1", jobId: "a".repeat(65) }, status: 400, field: "jobId" },
-        { name: "too many assets", body: { scene: SCENE, frames: "1", assets: Array.from({ length: 1001 }, (_, index) => `t/${index}.png`), jobId: "bad-30" }, status: 400, field: "assets" },
-        { name: "missing scene object", body: { scene: "shots/b/missing.blend", assets: [TEXTURE], frames: "1-5", jobId: "bad-31" }, status: 422, field: "scene", code: "missing_objects", missing: ["shots/b/missing.blend"] },
+        {
+            name: "jobId too long",
+            body: { scene: SCENE, frames: "1", jobId: "a".repeat(65) },
+            status: 400,
+            field: "jobId",
+        },
+        {
+            name: "too many assets",
+            body: {
+                scene: SCENE,
+                frames: "1",
+                assets: Array.from({ length: 1001 }, (_, index) => `t/${index}.png`),
+                jobId: "bad-30",
+            },
+            status: 400,
+            field: "assets",
+        },
+        {
+            name: "missing scene object",
+            body: { scene: "shots/b/missing.blend", assets: [TEXTURE], frames: "1-5", jobId: "bad-31" },
+            status: 422,
+            field: "scene",
+            code: "missing_objects",
+            missing: ["shots/b/missing.blend"],
+        },
         {
             name: "missing asset objects, all listed",
-            body: { scene: SCENE, assets: [TEXTURE, "shots/a/textures/gone.png", CACHE, "shots/a/cache/gone.vdb"], frames: "1-5", jobId: "bad-32" },
+            body: {
+                scene: SCENE,
+                assets: [TEXTURE, "shots/a/textures/gone.png", CACHE, "shots/a/cache/gone.vdb"],
+                frames: "1-5",
+                jobId: "bad-32",
+            },
             status: 422,
             field: "assets",
             code: "missing_objects",
             missing: ["shots/a/textures/gone.png", "shots/a/cache/gone.vdb"],
         },
         { name: "oversized body", raw: bigBody, status: 413, field: "body", code: "body_too_large" },
-        { name: "oversized base64 body", raw: bigBody, base64: true, status: 413, field: "body", code: "body_too_large" },
-        { name: "frame message over SQS's limit", body: { scene: SCENE, frames: "1", assets: nearLimitAssets, jobId: "bad-33" }, status: 413, field: "assets", code: "message_too_large" },
+        {
+            name: "oversized base64 body",
+            raw: bigBody,
+            base64: true,
+            status: 413,
+            field: "body",
+            code: "body_too_large",
+        },
+        {
+            name: "frame message over SQS's limit",
+            body: { scene: SCENE, frames: "1", assets: nearLimitAssets, jobId: "bad-33" },
+            status: 413,
+            field: "assets",
+            code: "message_too_large",
+        },
     ];
 
     it(`refuses ${badCases.length} bad requests with the documented status and field, queueing nothing and writing no manifest`, async function () {
@@ -336,17 +674,27 @@ describe("job API", function () {
         const manifestsBefore = await manifestKeys();
         const mismatches: string[] = [];
         for (const bad of badCases) {
-            const { status, body } = await call("POST", "/jobs", bad.raw ?? bad.body, { raw: bad.raw !== undefined, base64: bad.base64 });
+            const { status, body } = await call("POST", "/jobs", bad.raw ?? bad.body, {
+                raw: bad.raw !== undefined,
+                base64: bad.base64,
+            });
             const problems: string[] = [];
             if (status !== bad.status) problems.push(`status ${status}, expected ${bad.status}`);
             if (body?.error?.field !== bad.field) problems.push(`field ${body?.error?.field}, expected ${bad.field}`);
-            if (bad.code && body?.error?.code !== bad.code) problems.push(`code ${body?.error?.code}, expected ${bad.code}`);
-            if (typeof body?.error?.message !== "string" || body.error.message.length < 10) problems.push("no readable message");
+            if (bad.code && body?.error?.code !== bad.code)
+                problems.push(`code ${body?.error?.code}, expected ${bad.code}`);
+            if (typeof body?.error?.message !== "string" || body.error.message.length < 10)
+                problems.push("no readable message");
             if (bad.missing) {
-                if (JSON.stringify([...(body?.error?.missing ?? [])].sort()) !== JSON.stringify([...bad.missing].sort())) problems.push(`missing ${JSON.stringify(body?.error?.missing)}`);
-                if (!String(body.error.message).includes(farm.scenesBucket)) problems.push("the message does not name the bucket");
+                if (
+                    JSON.stringify([...(body?.error?.missing ?? [])].sort()) !== JSON.stringify([...bad.missing].sort())
+                )
+                    problems.push(`missing ${JSON.stringify(body?.error?.missing)}`);
+                if (!String(body.error.message).includes(farm.scenesBucket))
+                    problems.push("the message does not name the bucket");
             }
-            if (problems.length > 0) mismatches.push(`${bad.name}: ${problems.join("; ")} (${JSON.stringify(body).slice(0, 300)})`);
+            if (problems.length > 0)
+                mismatches.push(`${bad.name}: ${problems.join("; ")} (${JSON.stringify(body).slice(0, 300)})`);
         }
         assert.deepStrictEqual(mismatches, []);
         assert.strictEqual(await messagesInQueue(), 0, "a refused request queued a message");
@@ -354,7 +702,12 @@ describe("job API", function () {
     });
 
     it("answers 404 for an unknown route", async function () {
-        for (const [method, path] of [["GET", "/jobs"], ["DELETE", "/jobs/x"], ["GET", "/health"], ["POST", "/jobs/x/cancel"]]) {
+        for (const [method, path] of [
+            ["GET", "/jobs"],
+            ["DELETE", "/jobs/x"],
+            ["GET", "/health"],
+            ["POST", "/jobs/x/cancel"],
+        ]) {
             const { status, body } = await call(method, path, undefined, { routeKey: "$default" });
             assert.strictEqual(status, 404, `${method} ${path}`);
             assert.strictEqual(body.error.code, "not_found");
@@ -374,16 +727,28 @@ describe("job API", function () {
 
     it("removes the manifest and answers 503 when SQS refuses the frames, so a resubmit starts afresh", async function () {
         // A queue that takes only tiny messages: every entry of every batch fails (SenderFault).
-        const tiny = await emulator.sqs.send(new CreateQueueCommand({ QueueName: "jobapi-tiny", Attributes: { MaximumMessageSize: "1024" } }));
+        const tiny = await emulator.sqs.send(
+            new CreateQueueCommand({ QueueName: "jobapi-tiny", Attributes: { MaximumMessageSize: "1024" } }),
+        );
         const tinyDeps: JobApiDeps = { ...deps, settings: { ...deps.settings, frameQueueUrl: tiny.QueueUrl! } };
-        const request = { scene: SCENE, frames: "1-12", assets: [`shots/a/textures/${"w".repeat(600)}.png`, `shots/a/textures/${"v".repeat(600)}.png`], jobId: "tiny-queue" };
-        for (const asset of request.assets) await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: asset, Body: "PNG" }));
+        const request = {
+            scene: SCENE,
+            frames: "1-12",
+            assets: [`shots/a/textures/${"w".repeat(600)}.png`, `shots/a/textures/${"v".repeat(600)}.png`],
+            jobId: "tiny-queue",
+        };
+        for (const asset of request.assets)
+            await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: asset, Body: "PNG" }));
         const reply = await submitJob(tinyDeps, request);
         assert.strictEqual(reply.status, 503, JSON.stringify(reply.body));
         const error = (reply.body as { error: { code: string; message: string } }).error;
         assert.strictEqual(error.code, "queue_error");
         assert.match(error.message, /12 of 12 frame messages could not be queued \(frames 1-12\)/);
-        assert.strictEqual((reply.body as { jobId?: string }).jobId, "tiny-queue", "the reply names the job to resubmit under");
+        assert.strictEqual(
+            (reply.body as { jobId?: string }).jobId,
+            "tiny-queue",
+            "the reply names the job to resubmit under",
+        );
         assert.match(error.message, /"jobId": "tiny-queue"/);
         assert.ok(!(await manifestKeys()).includes(manifestKey("tiny-queue")));
         // With a queue that takes them, the very same request now goes through.
@@ -405,7 +770,10 @@ describe("job API", function () {
     });
 
     it("reports progress from the frame records: each frame once, failures with error and log tail", async function () {
-        assert.strictEqual((await call("POST", "/jobs", { scene: SCENE, frames: "1-6", jobId: "progress" })).status, 202);
+        assert.strictEqual(
+            (await call("POST", "/jobs", { scene: SCENE, frames: "1-6", jobId: "progress" })).status,
+            202,
+        );
         await drainQueue();
         let status = (await call("GET", "/jobs/progress")).body as JobStatus;
         assert.strictEqual(status.state, "queued");
@@ -417,7 +785,11 @@ describe("job API", function () {
         await writeFrameRecord(emulator.s3, farm.rendersBucket, record("progress", 2, "done")); // duplicate delivery
         await writeFrameRecord(emulator.s3, farm.rendersBucket, record("progress", 3, "failed", { attempts: 3 }));
         await writeFrameRecord(emulator.s3, farm.rendersBucket, record("progress", 4, "retrying", { attempts: 1 }));
-        await writeFrameRecord(emulator.s3, farm.rendersBucket, record("progress", 5, "retrying", { attempts: MAX_RECEIVE_COUNT })); // next receive goes to the DLQ
+        await writeFrameRecord(
+            emulator.s3,
+            farm.rendersBucket,
+            record("progress", 5, "retrying", { attempts: MAX_RECEIVE_COUNT }),
+        ); // next receive goes to the DLQ
         // A record for a frame outside the job is ignored.
         await writeFrameRecord(emulator.s3, farm.rendersBucket, record("progress", 99, "done"));
 
@@ -442,7 +814,8 @@ describe("job API", function () {
         assert.strictEqual(status.startedAt, "2030-01-01T00:00:01.000Z");
         assert.strictEqual(status.updatedAt, "2030-01-01T00:01:05.000Z");
 
-        for (const frame of [4, 5, 6]) await writeFrameRecord(emulator.s3, farm.rendersBucket, record("progress", frame, "done"));
+        for (const frame of [4, 5, 6])
+            await writeFrameRecord(emulator.s3, farm.rendersBucket, record("progress", frame, "done"));
         status = (await call("GET", "/jobs/progress")).body;
         assert.strictEqual(status.state, "partial");
         assert.deepStrictEqual(status.frames, { total: 6, done: 5, failed: 1, pending: 0 });
@@ -455,41 +828,97 @@ describe("job API", function () {
     it("reads every frame record of a big job, across ListObjectsV2 pages", async function () {
         const frames = Array.from({ length: 1500 }, (_, index) => index + 1); // S3 lists 1000 keys a page
         const manifest: JobManifest = {
-            v: 1, jobId: "big-job", request: { scene: SCENE, assets: [], frames: "1-1500", format: "PNG", jobId: "big-job" }, requestHash: "0".repeat(64), frames,
-            scenesBucket: farm.scenesBucket, sceneEtag, settings: { format: "PNG" }, outputPrefix: "renders/big-job/", createdAt: "2030-01-01T00:00:00.000Z",
+            v: 1,
+            jobId: "big-job",
+            request: { scene: SCENE, assets: [], frames: "1-1500", format: "PNG", jobId: "big-job" },
+            requestHash: "0".repeat(64),
+            frames,
+            scenesBucket: farm.scenesBucket,
+            sceneEtag,
+            settings: { format: "PNG" },
+            outputPrefix: "renders/big-job/",
+            createdAt: "2030-01-01T00:00:00.000Z",
         };
         assert.strictEqual(await writeManifest(emulator.s3, farm.rendersBucket, manifest), "written");
-        await mapWithConcurrency(frames, 32, (frame) => writeFrameRecord(emulator.s3, farm.rendersBucket, record("big-job", frame, frame % 500 === 0 ? "failed" : "done")));
+        await mapWithConcurrency(frames, 32, (frame) =>
+            writeFrameRecord(
+                emulator.s3,
+                farm.rendersBucket,
+                record("big-job", frame, frame % 500 === 0 ? "failed" : "done"),
+            ),
+        );
         const { status, body } = await call("GET", "/jobs/big-job");
         assert.strictEqual(status, 200);
         assert.deepStrictEqual(body.frames, { total: 1500, done: 1497, failed: 3, pending: 0 });
         assert.strictEqual(body.state, "partial");
-        assert.deepStrictEqual(body.failures.map((failure: { frame: number }) => failure.frame), [500, 1000, 1500]);
+        assert.deepStrictEqual(
+            body.failures.map((failure: { frame: number }) => failure.frame),
+            [500, 1000, 1500],
+        );
     });
 
     it("computes failed, partial and complete states", function () {
-        const manifest = { v: 1, jobId: "j", frames: [1, 2], createdAt: "2030-01-01T00:00:00.000Z", outputPrefix: "renders/j/" } as JobManifest;
-        const fake = (frame: number, status: FrameRecord["status"], attempts = 1) => ({ jobId: "j", frame, status, attempts, startedAt: "", finishedAt: "", wallMs: 0, blenderMs: 0, memoryMb: 0, costUsd: 0 });
+        const manifest = {
+            v: 1,
+            jobId: "j",
+            frames: [1, 2],
+            createdAt: "2030-01-01T00:00:00.000Z",
+            outputPrefix: "renders/j/",
+        } as JobManifest;
+        const fake = (frame: number, status: FrameRecord["status"], attempts = 1) => ({
+            jobId: "j",
+            frame,
+            status,
+            attempts,
+            startedAt: "",
+            finishedAt: "",
+            wallMs: 0,
+            blenderMs: 0,
+            memoryMb: 0,
+            costUsd: 0,
+        });
         assert.strictEqual(computeJobStatus(manifest, []).state, "queued");
         assert.strictEqual(computeJobStatus(manifest, [fake(1, "failed"), fake(2, "failed")]).state, "failed");
         assert.strictEqual(computeJobStatus(manifest, [fake(1, "failed"), fake(2, "done")]).state, "partial");
-        assert.strictEqual(computeJobStatus(manifest, [fake(1, "done"), fake(2, "done"), fake(2, "retrying")]).state, "complete");
-        assert.strictEqual(computeJobStatus(manifest, [fake(1, "done"), fake(2, "retrying", 3)]).state, "rendering", "without maxReceiveCount a retrying frame is pending");
+        assert.strictEqual(
+            computeJobStatus(manifest, [fake(1, "done"), fake(2, "done"), fake(2, "retrying")]).state,
+            "complete",
+        );
+        assert.strictEqual(
+            computeJobStatus(manifest, [fake(1, "done"), fake(2, "retrying", 3)]).state,
+            "rendering",
+            "without maxReceiveCount a retrying frame is pending",
+        );
         assert.strictEqual(computeJobStatus(manifest, [fake(1, "done"), fake(2, "retrying", 3)], 3).state, "partial");
     });
 
     // ---- retry ----
 
     it("requeues failed frames at once, and frames with no record only once the job has gone quiet", async function () {
-        assert.strictEqual((await call("POST", "/jobs", { scene: SCENE, assets: [TEXTURE], frames: "1-5", format: "OPEN_EXR", jobId: "retry-me" })).status, 202);
+        assert.strictEqual(
+            (
+                await call("POST", "/jobs", {
+                    scene: SCENE,
+                    assets: [TEXTURE],
+                    frames: "1-5",
+                    format: "OPEN_EXR",
+                    jobId: "retry-me",
+                })
+            ).status,
+            202,
+        );
         const original = (await drainQueue()).map((text) => JSON.parse(text) as FrameMessage);
         await writeFrameRecord(emulator.s3, farm.rendersBucket, record("retry-me", 1, "done"));
         await writeFrameRecord(emulator.s3, farm.rendersBucket, record("retry-me", 2, "failed", { attempts: 3 }));
         await writeFrameRecord(emulator.s3, farm.rendersBucket, record("retry-me", 3, "failed", { attempts: 3 }));
         await writeFrameRecord(emulator.s3, farm.rendersBucket, record("retry-me", 4, "retrying", { attempts: 1 }));
         // Frame 5 has no record. Another job's message is in flight, so the queue is not empty.
-        await emulator.sqs.send(new SendMessageCommand({ QueueUrl: farm.frameQueueUrl, MessageBody: "another job's frame" }));
-        const other = (await emulator.sqs.send(new ReceiveMessageCommand({ QueueUrl: farm.frameQueueUrl, VisibilityTimeout: 300 }))).Messages![0];
+        await emulator.sqs.send(
+            new SendMessageCommand({ QueueUrl: farm.frameQueueUrl, MessageBody: "another job's frame" }),
+        );
+        const other = (
+            await emulator.sqs.send(new ReceiveMessageCommand({ QueueUrl: farm.frameQueueUrl, VisibilityTimeout: 300 }))
+        ).Messages![0];
 
         const retried = await call("POST", "/jobs/retry-me/retry");
         assert.strictEqual(retried.status, 202, JSON.stringify(retried.body));
@@ -499,7 +928,11 @@ describe("job API", function () {
         assert.strictEqual(retried.body.inFlight, 2);
         const requeued = (await drainQueue()).map((text) => JSON.parse(text) as FrameMessage);
         assert.deepStrictEqual(requeued.map((message) => message.frame).sort(), [2, 3]);
-        for (const message of requeued) assert.deepStrictEqual(message, original.find((first) => first.frame === message.frame));
+        for (const message of requeued)
+            assert.deepStrictEqual(
+                message,
+                original.find((first) => first.frame === message.frame),
+            );
 
         let status = (await call("GET", "/jobs/retry-me")).body as JobStatus;
         assert.deepStrictEqual(status.frames, { total: 5, done: 1, failed: 0, pending: 4 });
@@ -515,7 +948,13 @@ describe("job API", function () {
         const later = await retryJob(deps, "retry-me", new Date("2030-01-01T03:00:00.000Z")); // the fake records end at 00:01
         assert.strictEqual(later.status, 202);
         assert.strictEqual((later.body as { requeued: number }).requeued, 4);
-        assert.deepStrictEqual((await drainQueue()).filter((text) => text.startsWith("{")).map((text) => (JSON.parse(text) as FrameMessage).frame).sort(), [2, 3, 4, 5]);
+        assert.deepStrictEqual(
+            (await drainQueue())
+                .filter((text) => text.startsWith("{"))
+                .map((text) => (JSON.parse(text) as FrameMessage).frame)
+                .sort(),
+            [2, 3, 4, 5],
+        );
 
         // With the queue empty (the other job's message done), lost frames are requeued at once.
         await emulator.sqs.send(new PurgeQueueCommand({ QueueUrl: farm.frameQueueUrl }));
@@ -525,11 +964,20 @@ describe("job API", function () {
         const drained = await call("POST", "/jobs/retry-me/retry");
         assert.strictEqual(drained.body.requeued, 2, JSON.stringify(drained.body));
         assert.strictEqual(drained.body.lost, 2);
-        assert.deepStrictEqual((await drainQueue()).map((text) => (JSON.parse(text) as FrameMessage).frame).sort(), [4, 5]);
+        assert.deepStrictEqual(
+            (await drainQueue()).map((text) => (JSON.parse(text) as FrameMessage).frame).sort(),
+            [4, 5],
+        );
         status = (await call("GET", "/jobs/retry-me")).body;
         assert.deepStrictEqual(status.frames, { total: 5, done: 3, failed: 0, pending: 2 });
 
-        const stored = JSON.parse(await (await emulator.s3.send(new GetObjectCommand({ Bucket: farm.rendersBucket, Key: frameRecordKey("retry-me", 5) }))).Body!.transformToString());
+        const stored = JSON.parse(
+            await (
+                await emulator.s3.send(
+                    new GetObjectCommand({ Bucket: farm.rendersBucket, Key: frameRecordKey("retry-me", 5) }),
+                )
+            ).Body!.transformToString(),
+        );
         assert.strictEqual(stored.status, "retrying");
         assert.strictEqual(stored.attempts, 0);
         assert.strictEqual(stored.error.code, "requeued");
@@ -538,6 +986,10 @@ describe("job API", function () {
     it("checks the body limit before decoding", function () {
         assert.strictEqual(MAX_REQUEST_BYTES, 256 * 1024);
         assert.ok(bigBody.length > MAX_REQUEST_BYTES);
-        assert.ok(JSON.stringify({ scene: SCENE, frames: "1", assets: nearLimitAssets, jobId: "bad-33" }).length < MAX_REQUEST_BYTES, "the SQS-limit case must pass the body limit");
+        assert.ok(
+            JSON.stringify({ scene: SCENE, frames: "1", assets: nearLimitAssets, jobId: "bad-33" }).length <
+                MAX_REQUEST_BYTES,
+            "the SQS-limit case must pass the body limit",
+        );
     });
 });

@@ -42,7 +42,9 @@ function farmOf(run: ProgramRun): Farm {
     const policy = (name: string) => JSON.parse(run.named(name).inputs.policy);
     const bucket = (name: string) => run.named(name).state;
     const bucketPolicyOf = (bucketName: string) => {
-        const found = run.ofType("aws:s3/bucketPolicy:BucketPolicy").find((resource) => resource.inputs.bucket === bucket(bucketName).bucket);
+        const found = run
+            .ofType("aws:s3/bucketPolicy:BucketPolicy")
+            .find((resource) => resource.inputs.bucket === bucket(bucketName).bucket);
         assert.ok(found, `a bucket policy for ${bucketName}`);
         return JSON.parse(found!.inputs.policy);
     };
@@ -52,13 +54,34 @@ function farmOf(run: ProgramRun): Farm {
             renderer: JSON.parse(run.named("render-farm-renderer-role").inputs.assumeRolePolicy),
             jobApi: JSON.parse(run.named("render-farm-api-role").inputs.assumeRolePolicy),
         },
-        roleName: { renderer: run.named("render-farm-renderer-role").state.name, jobApi: run.named("render-farm-api-role").state.name },
-        roleArn: { renderer: run.named("render-farm-renderer-role").state.arn, jobApi: run.named("render-farm-api-role").state.arn },
-        functionArn: { renderer: run.named("render-farm-renderer-function").state.arn, jobApi: run.named("render-farm-api-function").state.arn },
-        logGroupArn: { renderer: run.named("render-farm-renderer-logs").state.arn, jobApi: run.named("render-farm-api-logs").state.arn },
-        bucketArn: { scenes: bucket("render-farm-storage-scenes").arn, renders: bucket("render-farm-storage-renders").arn },
-        bucketPolicy: { scenes: bucketPolicyOf("render-farm-storage-scenes"), renders: bucketPolicyOf("render-farm-storage-renders") },
-        queueArn: { frames: run.named("render-farm-frames-queue").state.arn, dlq: run.named("render-farm-frames-dlq").state.arn },
+        roleName: {
+            renderer: run.named("render-farm-renderer-role").state.name,
+            jobApi: run.named("render-farm-api-role").state.name,
+        },
+        roleArn: {
+            renderer: run.named("render-farm-renderer-role").state.arn,
+            jobApi: run.named("render-farm-api-role").state.arn,
+        },
+        functionArn: {
+            renderer: run.named("render-farm-renderer-function").state.arn,
+            jobApi: run.named("render-farm-api-function").state.arn,
+        },
+        logGroupArn: {
+            renderer: run.named("render-farm-renderer-logs").state.arn,
+            jobApi: run.named("render-farm-api-logs").state.arn,
+        },
+        bucketArn: {
+            scenes: bucket("render-farm-storage-scenes").arn,
+            renders: bucket("render-farm-storage-renders").arn,
+        },
+        bucketPolicy: {
+            scenes: bucketPolicyOf("render-farm-storage-scenes"),
+            renders: bucketPolicyOf("render-farm-storage-renders"),
+        },
+        queueArn: {
+            frames: run.named("render-farm-frames-queue").state.arn,
+            dlq: run.named("render-farm-frames-dlq").state.arn,
+        },
         used: new Set(),
     };
 }
@@ -74,7 +97,10 @@ function resolveTarget(farm: Farm, target: string): { arn: string; resourcePolic
         const bucketArn = which === "foreign" ? FOREIGN_BUCKET_ARN : farm.bucketArn[which as "scenes" | "renders"];
         const arn = key === undefined ? bucketArn : `${bucketArn}/${key}`;
         if (which === "foreign") return { arn };
-        return { arn, resourcePolicy: { owner: `${which}-tls-only`, document: farm.bucketPolicy[which as "scenes" | "renders"] } };
+        return {
+            arn,
+            resourcePolicy: { owner: `${which}-tls-only`, document: farm.bucketPolicy[which as "scenes" | "renders"] },
+        };
     }
     const fixed: Record<string, string> = {
         "frames queue": farm.queueArn.frames,
@@ -94,7 +120,14 @@ function resolveTarget(farm: Farm, target: string): { arn: string; resourcePolic
 }
 
 /** What the simulator decides for `role` (as its Lambda session) doing `action` on `arn`. */
-async function decide(farm: Farm, role: Role, action: string, arn: string, resourcePolicy: { owner: string; document: any } | undefined, secureTransport: boolean): Promise<Decision> {
+async function decide(
+    farm: Farm,
+    role: Role,
+    action: string,
+    arn: string,
+    resourcePolicy: { owner: string; document: any } | undefined,
+    secureTransport: boolean,
+): Promise<Decision> {
     farm.used.add(`${role}-policy`);
     if (resourcePolicy) farm.used.add(resourcePolicy.owner);
     const response = await runSimulation(
@@ -113,7 +146,8 @@ async function decide(farm: Farm, role: Role, action: string, arn: string, resou
         {},
     );
     // A request the simulator cannot evaluate (unknown action, wrong ARN type) is a broken row, not a denial.
-    if (response.resultType === "error") throw new Error(`the simulator refused ${action} on ${arn}: ${JSON.stringify(response.errors)}`);
+    if (response.resultType === "error")
+        throw new Error(`the simulator refused ${action} on ${arn}: ${JSON.stringify(response.errors)}`);
     return response.overallResult as Decision;
 }
 
@@ -127,7 +161,12 @@ interface Row {
 }
 
 const allow = (role: Role, action: string, target: string): Row => ({ role, action, target, expect: "Allowed" });
-const deny = (role: Role, action: string, target: string): Row => ({ role, action, target, expect: "ImplicitlyDenied" });
+const deny = (role: Role, action: string, target: string): Row => ({
+    role,
+    action,
+    target,
+    expect: "ImplicitlyDenied",
+});
 
 const JOB = "shot-010-v3";
 const TABLE: Row[] = [
@@ -148,8 +187,20 @@ const TABLE: Row[] = [
     allow("renderer", "s3:ListBucket", "scenes bucket"),
     deny("renderer", "s3:ListBucket", "renders bucket"),
     deny("renderer", "s3:PutBucketPolicy", "renders bucket"),
-    { role: "renderer", action: "s3:GetObject", target: "scenes/shots/a/scene.blend", expect: "ExplicitlyDenied", secure: false },
-    { role: "renderer", action: "s3:PutObject", target: `renders/renders/${JOB}/frame_0001.png`, expect: "ExplicitlyDenied", secure: false },
+    {
+        role: "renderer",
+        action: "s3:GetObject",
+        target: "scenes/shots/a/scene.blend",
+        expect: "ExplicitlyDenied",
+        secure: false,
+    },
+    {
+        role: "renderer",
+        action: "s3:PutObject",
+        target: `renders/renders/${JOB}/frame_0001.png`,
+        expect: "ExplicitlyDenied",
+        secure: false,
+    },
     deny("renderer", "s3:GetObject", "foreign/shots/a/scene.blend"),
     deny("renderer", "s3:PutObject", `foreign/renders/${JOB}/frame_0001.png`),
     deny("renderer", "s3:ListBucket", "foreign bucket"),
@@ -188,7 +239,13 @@ const TABLE: Row[] = [
     deny("jobApi", "s3:DeleteObject", `renders/renders/${JOB}/frame_0001.png`),
     deny("jobApi", "s3:PutObject", "renders/public/index.html"),
     deny("jobApi", "s3:PutBucketPolicy", "scenes bucket"),
-    { role: "jobApi", action: "s3:PutObject", target: `renders/jobs/${JOB}/job.json`, expect: "ExplicitlyDenied", secure: false },
+    {
+        role: "jobApi",
+        action: "s3:PutObject",
+        target: `renders/jobs/${JOB}/job.json`,
+        expect: "ExplicitlyDenied",
+        secure: false,
+    },
     { role: "jobApi", action: "s3:ListBucket", target: "scenes bucket", expect: "ExplicitlyDenied", secure: false },
     deny("jobApi", "s3:GetObject", "foreign/shots/a/scene.blend"),
     deny("jobApi", "s3:PutObject", `foreign/jobs/${JOB}/job.json`),
@@ -238,7 +295,11 @@ describe("least privilege, evaluated with an IAM policy simulator", function () 
             it(`${row.role} ${row.expect === "Allowed" ? "may" : "may not"} ${row.action} on ${row.target}${transport} (${row.expect})`, async function () {
                 const { arn, resourcePolicy } = resolveTarget(farm, row.target);
                 const decision = await decide(farm, row.role, row.action, arn, resourcePolicy, row.secure !== false);
-                assert.strictEqual(decision, row.expect, `${row.role} ${row.action} ${arn}: simulator says ${decision}`);
+                assert.strictEqual(
+                    decision,
+                    row.expect,
+                    `${row.role} ${row.action} ${arn}: simulator says ${decision}`,
+                );
             });
         }
     });
@@ -251,8 +312,23 @@ describe("least privilege, evaluated with an IAM policy simulator", function () 
                 const isUser = row.principal.startsWith("arn:");
                 const response = await runSimulation(
                     {
-                        request: { principal: row.principal, action: "sts:AssumeRole", resource: { resource: farm.roleArn[row.role], accountId: ACCOUNT }, contextVariables: {} },
-                        identityPolicies: isUser ? [{ name: "assume-anything", policy: { Version: "2012-10-17", Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Resource: "*" }] } }] : [],
+                        request: {
+                            principal: row.principal,
+                            action: "sts:AssumeRole",
+                            resource: { resource: farm.roleArn[row.role], accountId: ACCOUNT },
+                            contextVariables: {},
+                        },
+                        identityPolicies: isUser
+                            ? [
+                                  {
+                                      name: "assume-anything",
+                                      policy: {
+                                          Version: "2012-10-17",
+                                          Statement: [{ Effect: "Allow", Action: "sts:AssumeRole", Resource: "*" }],
+                                      },
+                                  },
+                              ]
+                            : [],
                         serviceControlPolicies: [],
                         resourceControlPolicies: [],
                         resourcePolicy: farm.trustPolicy[row.role],
@@ -270,19 +346,41 @@ describe("least privilege, evaluated with an IAM policy simulator", function () 
         it("evaluated every IAM document the program produces, and the table has at least 20 allowed/denied pairs", function () {
             const documents = run.resources.flatMap((resource) =>
                 ["policy", "assumeRolePolicy"]
-                    .filter((field) => typeof resource.inputs[field] === "string" && resource.inputs[field].includes("Statement"))
+                    .filter(
+                        (field) =>
+                            typeof resource.inputs[field] === "string" && resource.inputs[field].includes("Statement"),
+                    )
                     .map((field) => ({ resource, field })),
             );
             // Map each document to the owner name the table records when it uses it.
-            const ownerOf = ({ resource, field }: { resource: { name: string; type: string }; field: string }): string => {
-                if (field === "assumeRolePolicy") return resource.name === "render-farm-renderer-role" ? "renderer-trust" : resource.name === "render-farm-api-role" ? "jobApi-trust" : resource.name;
+            const ownerOf = ({
+                resource,
+                field,
+            }: {
+                resource: { name: string; type: string };
+                field: string;
+            }): string => {
+                if (field === "assumeRolePolicy")
+                    return resource.name === "render-farm-renderer-role"
+                        ? "renderer-trust"
+                        : resource.name === "render-farm-api-role"
+                          ? "jobApi-trust"
+                          : resource.name;
                 if (resource.name === "render-farm-renderer-policy") return "renderer-policy";
                 if (resource.name === "render-farm-api-policy") return "jobApi-policy";
-                if (resource.type === "aws:s3/bucketPolicy:BucketPolicy") return resource.name.includes("scenes") ? "scenes-tls-only" : "renders-tls-only";
+                if (resource.type === "aws:s3/bucketPolicy:BucketPolicy")
+                    return resource.name.includes("scenes") ? "scenes-tls-only" : "renders-tls-only";
                 return resource.name;
             };
             const owners = documents.map(ownerOf).sort();
-            assert.deepStrictEqual(owners, ["jobApi-policy", "jobApi-trust", "renderer-policy", "renderer-trust", "renders-tls-only", "scenes-tls-only"]);
+            assert.deepStrictEqual(owners, [
+                "jobApi-policy",
+                "jobApi-trust",
+                "renderer-policy",
+                "renderer-trust",
+                "renders-tls-only",
+                "scenes-tls-only",
+            ]);
             for (const owner of owners) assert.ok(farm.used.has(owner), `no row evaluated ${owner}`);
             const allowed = TABLE.filter((row) => row.expect === "Allowed").length;
             const denied = TABLE.length - allowed;
@@ -314,14 +412,27 @@ const IAM_ACTION_OF: Record<string, string> = {
 };
 
 /** Records every command `client` sends as `role`; with `refuse`, answers the named commands with AccessDenied instead. */
-function recordCalls<T extends S3Client | SQSClient>(client: T, role: Role, calls: Call[], refuse?: { commands: Set<string> }): T {
+function recordCalls<T extends S3Client | SQSClient>(
+    client: T,
+    role: Role,
+    calls: Call[],
+    refuse?: { commands: Set<string> },
+): T {
     // S3Client and SQSClient stacks differ in type only; the middleware is the same.
-    const stack = client.middlewareStack as unknown as { add(middleware: (next: any, context: any) => (args: any) => Promise<unknown>, options: { step: "initialize"; name: string }): void };
+    const stack = client.middlewareStack as unknown as {
+        add(
+            middleware: (next: any, context: any) => (args: any) => Promise<unknown>,
+            options: { step: "initialize"; name: string },
+        ): void;
+    };
     stack.add(
         (next, context) => async (args: any) => {
             calls.push({ role, command: context.commandName ?? "unknown", input: args.input });
             if (refuse?.commands.has(context.commandName)) {
-                throw Object.assign(new Error("injected: the queue refused the batch"), { name: "AccessDenied", $metadata: { httpStatusCode: 403 } });
+                throw Object.assign(new Error("injected: the queue refused the batch"), {
+                    name: "AccessDenied",
+                    $metadata: { httpStatusCode: 403 },
+                });
             }
             return next(args);
         },
@@ -335,7 +446,12 @@ function fakeBlender(dir: string, outcome: "renders" | "fails"): string {
     const file = path.join(dir, `blender-that-${outcome}`);
     const body =
         outcome === "renders"
-            ? ['out=""; prev=""', 'for a in "$@"; do [ "$prev" = "--output" ] && out="$a"; prev="$a"; done', 'printf "not really a png" > "$out"', 'echo \'RENDER_FRAME_RESULT {"ok": true, "renderSeconds": 0.01, "engine": "CYCLES", "missingFiles": []}\'']
+            ? [
+                  'out=""; prev=""',
+                  'for a in "$@"; do [ "$prev" = "--output" ] && out="$a"; prev="$a"; done',
+                  'printf "not really a png" > "$out"',
+                  'echo \'RENDER_FRAME_RESULT {"ok": true, "renderSeconds": 0.01, "engine": "CYCLES", "missingFiles": []}\'',
+              ]
             : ['echo \'RENDER_FRAME_RESULT {"ok": false, "code": "no_camera", "message": "no camera"}\'', "exit 3"];
     fs.writeFileSync(file, ["#!/bin/sh", ...body, ""].join("\n"), { mode: 0o755 });
     return file;
@@ -353,8 +469,16 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
     before(async function () {
         farm = farmOf(await runProgram());
         emulator = await startEmulator();
-        resources = await createFarmResources(emulator, { name: "least-privilege", maxReceiveCount: 1, visibilityTimeoutSeconds: 120 });
-        queueArn = (await emulator.sqs.send(new GetQueueAttributesCommand({ QueueUrl: resources.frameQueueUrl, AttributeNames: ["QueueArn"] }))).Attributes!.QueueArn!;
+        resources = await createFarmResources(emulator, {
+            name: "least-privilege",
+            maxReceiveCount: 1,
+            visibilityTimeoutSeconds: 120,
+        });
+        queueArn = (
+            await emulator.sqs.send(
+                new GetQueueAttributesCommand({ QueueUrl: resources.frameQueueUrl, AttributeNames: ["QueueArn"] }),
+            )
+        ).Attributes!.QueueArn!;
     });
 
     after(async function () {
@@ -365,7 +489,12 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
     function arnOf(call: Call): string {
         const { Bucket, Key, Prefix, QueueUrl } = call.input;
         if (Bucket !== undefined) {
-            const bucketArn = Bucket === resources.scenesBucket ? farm.bucketArn.scenes : Bucket === resources.rendersBucket ? farm.bucketArn.renders : undefined;
+            const bucketArn =
+                Bucket === resources.scenesBucket
+                    ? farm.bucketArn.scenes
+                    : Bucket === resources.rendersBucket
+                      ? farm.bucketArn.renders
+                      : undefined;
             if (!bucketArn) throw new Error(`${call.command} on an unknown bucket ${Bucket}`);
             return call.command === "ListObjectsV2Command" ? bucketArn : `${bucketArn}/${Key ?? Prefix}`;
         }
@@ -385,32 +514,75 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
             limits: { maxFrames: 100, maxResolution: 4096, allowedEngines: ["CYCLES" as const] },
             maxReceiveCount: 1,
         };
-        const jobApi = createJobApiHandler({ s3: recordCalls(apiClients.s3, "jobApi", calls), sqs: recordCalls(apiClients.sqs, "jobApi", calls, refuseSends), settings });
+        const jobApi = createJobApiHandler({
+            s3: recordCalls(apiClients.s3, "jobApi", calls),
+            sqs: recordCalls(apiClients.sqs, "jobApi", calls, refuseSends),
+            settings,
+        });
         const rendererClients = clients();
         const rendererDeps = (blenderPath: string) => ({
             s3: rendererClients.s3,
             sqs: rendererClients.sqs,
-            settings: { ...settings, maxReceiveCount: 1, failureBackoffSeconds: 1, memoryMb: 1024, blenderPath, workDir: path.join(work, "renderer"), threads: 1, defaultTimeoutMs: 60_000 },
+            settings: {
+                ...settings,
+                maxReceiveCount: 1,
+                failureBackoffSeconds: 1,
+                memoryMb: 1024,
+                blenderPath,
+                workDir: path.join(work, "renderer"),
+                threads: 1,
+                defaultTimeoutMs: 60_000,
+            },
         });
         recordCalls(rendererClients.s3, "renderer", calls);
         recordCalls(rendererClients.sqs, "renderer", calls);
         // The event source mapping polls with the function's own role.
         const pollerSqs = recordCalls(clients().sqs, "renderer", calls);
         const poll = (blender: "renders" | "fails") =>
-            pollOnce({ sqs: pollerSqs, queueUrl: resources.frameQueueUrl, queueArn, region: emulator.region, handler: createRendererHandler(rendererDeps(fakeBlender(work, blender))) });
+            pollOnce({
+                sqs: pollerSqs,
+                queueUrl: resources.frameQueueUrl,
+                queueArn,
+                region: emulator.region,
+                handler: createRendererHandler(rendererDeps(fakeBlender(work, blender))),
+            });
         const api = async (method: string, rawPath: string, body?: unknown) => {
-            const reply = await jobApi({ rawPath, requestContext: { http: { method, path: rawPath } }, body: body === undefined ? undefined : JSON.stringify(body) } as HttpApiEvent);
+            const reply = await jobApi({
+                rawPath,
+                requestContext: { http: { method, path: rawPath } },
+                body: body === undefined ? undefined : JSON.stringify(body),
+            } as HttpApiEvent);
             return { status: reply.statusCode, body: JSON.parse(reply.body) };
         };
 
         // A real .blend: the job API reads the scene's header before it accepts a job.
         const scene = await makeScene({ frames: "1-4" });
-        await emulator.s3.send(new PutObjectCommand({ Bucket: resources.scenesBucket, Key: "shots/a/scene.blend", Body: fs.readFileSync(scene.blendPath) }));
-        await emulator.s3.send(new PutObjectCommand({ Bucket: resources.scenesBucket, Key: "shots/a/textures/wood.png", Body: "png" }));
-        const request = { scene: "shots/a/scene.blend", assets: ["shots/a/textures/wood.png"], frames: "1-2", jobId: "lp" };
+        await emulator.s3.send(
+            new PutObjectCommand({
+                Bucket: resources.scenesBucket,
+                Key: "shots/a/scene.blend",
+                Body: fs.readFileSync(scene.blendPath),
+            }),
+        );
+        await emulator.s3.send(
+            new PutObjectCommand({ Bucket: resources.scenesBucket, Key: "shots/a/textures/wood.png", Body: "png" }),
+        );
+        const request = {
+            scene: "shots/a/scene.blend",
+            assets: ["shots/a/textures/wood.png"],
+            frames: "1-2",
+            jobId: "lp",
+        };
         assert.strictEqual((await api("POST", "/jobs", request)).status, 202);
-        assert.strictEqual((await api("POST", "/jobs", request)).status, 202, "a resubmit reads the manifest and records");
-        assert.strictEqual((await api("POST", "/jobs", { ...request, jobId: "lp-missing", assets: ["shots/a/none.png"] })).status, 422);
+        assert.strictEqual(
+            (await api("POST", "/jobs", request)).status,
+            202,
+            "a resubmit reads the manifest and records",
+        );
+        assert.strictEqual(
+            (await api("POST", "/jobs", { ...request, jobId: "lp-missing", assets: ["shots/a/none.png"] })).status,
+            422,
+        );
         assert.strictEqual(await poll("renders"), "succeeded");
         assert.strictEqual(await poll("fails"), "failed");
         assert.strictEqual((await api("GET", "/jobs/lp")).status, 200);
@@ -423,7 +595,10 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
         assert.strictEqual((await api("POST", "/jobs", { ...request, jobId: "lp-pending", frames: "1" })).status, 202);
         const pending = await api("POST", "/jobs/lp-pending/retry");
         assert.strictEqual(pending.body.inFlight, 1, JSON.stringify(pending.body));
-        assert.ok(calls.some((call) => call.role === "jobApi" && call.command === "GetQueueAttributesCommand"), "the retry checked the queue");
+        assert.ok(
+            calls.some((call) => call.role === "jobApi" && call.command === "GetQueueAttributesCommand"),
+            "the retry checked the queue",
+        );
 
         // The queue refuses: the submit removes its manifest, the retry deletes the record it wrote for a lost frame.
         await emulator.sqs.send(new PurgeQueueCommand({ QueueUrl: resources.frameQueueUrl }));
@@ -445,13 +620,28 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
             if (checked.has(line)) continue;
             checked.add(line);
             const bucket = /^arn:aws:s3:::([^/]+)/.exec(arn)?.[1];
-            const which = bucket === undefined ? undefined : arn.startsWith(farm.bucketArn.scenes) ? "scenes" : "renders";
-            const resourcePolicy = which ? { owner: `${which}-tls-only`, document: farm.bucketPolicy[which] } : undefined;
+            const which =
+                bucket === undefined ? undefined : arn.startsWith(farm.bucketArn.scenes) ? "scenes" : "renders";
+            const resourcePolicy = which
+                ? { owner: `${which}-tls-only`, document: farm.bucketPolicy[which] }
+                : undefined;
             const decision = await decide(farm, call.role, action, arn, resourcePolicy, true);
             if (decision !== "Allowed") refused.push(`${line} (${call.command}): ${decision}`);
         }
         const actions = new Set([...checked].map((line) => line.split(" ").slice(0, 2).join(" ")));
-        for (const expected of ["jobApi s3:ListBucket", "jobApi s3:GetObject", "jobApi s3:PutObject", "jobApi s3:DeleteObject", "jobApi sqs:SendMessage", "jobApi sqs:GetQueueAttributes", "renderer s3:GetObject", "renderer s3:PutObject", "renderer sqs:ReceiveMessage", "renderer sqs:DeleteMessage", "renderer sqs:ChangeMessageVisibility"]) {
+        for (const expected of [
+            "jobApi s3:ListBucket",
+            "jobApi s3:GetObject",
+            "jobApi s3:PutObject",
+            "jobApi s3:DeleteObject",
+            "jobApi sqs:SendMessage",
+            "jobApi sqs:GetQueueAttributes",
+            "renderer s3:GetObject",
+            "renderer s3:PutObject",
+            "renderer sqs:ReceiveMessage",
+            "renderer sqs:DeleteMessage",
+            "renderer sqs:ChangeMessageVisibility",
+        ]) {
             assert.ok(actions.has(expected), `the scenario never exercised ${expected}`);
         }
         assert.deepStrictEqual(refused, [], `calls the deployed roles would be refused:\n${refused.join("\n")}`);

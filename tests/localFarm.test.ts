@@ -5,7 +5,13 @@ import * as assert from "assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import {
+    GetObjectCommand,
+    HeadObjectCommand,
+    ListObjectsV2Command,
+    PutObjectCommand,
+    S3Client,
+} from "@aws-sdk/client-s3";
 import { DeleteMessageCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import type { FarmOutputs } from "../functions/shared/contract";
 import { startEmulator } from "../local/emulator";
@@ -13,7 +19,18 @@ import { processesWorkingIn } from "../local/processes";
 import { decodePng, makeScene } from "./support/scenes";
 import { ServeProcess, startServe, stopServe } from "./support/serveProcess";
 
-const OUTPUT_KEYS = ["apiUrl", "scenesBucket", "rendersBucket", "frameQueueUrl", "deadLetterQueueUrl", "rendererFunctionName", "jobApiFunctionName", "imageUri", "region", "awsEndpoint"];
+const OUTPUT_KEYS = [
+    "apiUrl",
+    "scenesBucket",
+    "rendersBucket",
+    "frameQueueUrl",
+    "deadLetterQueueUrl",
+    "rendererFunctionName",
+    "jobApiFunctionName",
+    "imageUri",
+    "region",
+    "awsEndpoint",
+];
 const WIDTH = 64;
 const HEIGHT = 48;
 
@@ -23,10 +40,20 @@ function newDataDir(): string {
 
 /** A client built from outputs.json alone (the emulator takes any credentials). */
 function s3Of(outputs: FarmOutputs): S3Client {
-    return new S3Client({ endpoint: outputs.awsEndpoint, region: outputs.region, forcePathStyle: true, credentials: { accessKeyId: "test", secretAccessKey: "test" } });
+    return new S3Client({
+        endpoint: outputs.awsEndpoint,
+        region: outputs.region,
+        forcePathStyle: true,
+        credentials: { accessKeyId: "test", secretAccessKey: "test" },
+    });
 }
 
-async function api(outputs: FarmOutputs, method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> {
+async function api(
+    outputs: FarmOutputs,
+    method: string,
+    route: string,
+    body?: unknown,
+): Promise<{ status: number; body: any }> {
     const response = await fetch(`${outputs.apiUrl}${route}`, {
         method,
         headers: body === undefined ? {} : { "content-type": "application/json" },
@@ -39,7 +66,9 @@ async function api(outputs: FarmOutputs, method: string, route: string, body?: u
 async function uploadScene(outputs: FarmOutputs, key: string, frames: string): Promise<void> {
     const scene = await makeScene({ frames, resolutionX: WIDTH, resolutionY: HEIGHT, samples: 4 });
     const s3 = s3Of(outputs);
-    await s3.send(new PutObjectCommand({ Bucket: outputs.scenesBucket, Key: key, Body: fs.readFileSync(scene.blendPath) }));
+    await s3.send(
+        new PutObjectCommand({ Bucket: outputs.scenesBucket, Key: key, Body: fs.readFileSync(scene.blendPath) }),
+    );
     s3.destroy();
 }
 
@@ -69,7 +98,9 @@ async function listKeys(outputs: FarmOutputs, prefix: string): Promise<string[]>
     const keys: string[] = [];
     let token: string | undefined;
     do {
-        const page = await s3.send(new ListObjectsV2Command({ Bucket: outputs.rendersBucket, Prefix: prefix, ContinuationToken: token }));
+        const page = await s3.send(
+            new ListObjectsV2Command({ Bucket: outputs.rendersBucket, Prefix: prefix, ContinuationToken: token }),
+        );
         keys.push(...(page.Contents ?? []).map((object) => object.Key!));
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
@@ -104,7 +135,13 @@ function listeners(port: number): string[] {
             const [hexAddress, hexPort] = fields[1].split(":");
             if (parseInt(hexPort, 16) !== port) continue;
             // IPv4 is stored as one little-endian word; IPv6 as four.
-            const address = hexAddress.length === 8 ? (hexAddress.match(/../g) ?? []).reverse().map((byte) => parseInt(byte, 16)).join(".") : `[${hexAddress}]`;
+            const address =
+                hexAddress.length === 8
+                    ? (hexAddress.match(/../g) ?? [])
+                          .reverse()
+                          .map((byte) => parseInt(byte, 16))
+                          .join(".")
+                    : `[${hexAddress}]`;
             found.push(`${address}:${port}`);
         }
     }
@@ -144,9 +181,18 @@ describe("render-farm serve (the local farm, over the wire)", function () {
 
         it("renders a job submitted over HTTP from a scene uploaded with a plain S3 client", async function () {
             await uploadScene(outputs, "shots/wire/scene.blend", "1-4");
-            const submitted = await api(outputs, "POST", "/jobs", { scene: "shots/wire/scene.blend", frames: "1-3", jobId: "wire" });
+            const submitted = await api(outputs, "POST", "/jobs", {
+                scene: "shots/wire/scene.blend",
+                frames: "1-3",
+                jobId: "wire",
+            });
             assert.strictEqual(submitted.status, 202, JSON.stringify(submitted.body));
-            assert.deepStrictEqual(submitted.body, { jobId: "wire", frames: 3, state: "queued", statusUrl: "/jobs/wire" });
+            assert.deepStrictEqual(submitted.body, {
+                jobId: "wire",
+                frames: 3,
+                state: "queued",
+                statusUrl: "/jobs/wire",
+            });
             const status = await waitForJob(outputs, "wire", 120_000);
             assert.deepStrictEqual(status.frames, { total: 3, done: 3, failed: 0, pending: 0 });
 
@@ -168,7 +214,12 @@ describe("render-farm serve (the local farm, over the wire)", function () {
             const unknown = await api(outputs, "GET", "/nothing-here");
             assert.strictEqual(unknown.status, 404);
             assert.strictEqual(unknown.body.error.code, "not_found");
-            const oversized = await api(outputs, "POST", "/jobs", JSON.stringify({ scene: "x.blend", padding: "x".repeat(300 * 1024) }));
+            const oversized = await api(
+                outputs,
+                "POST",
+                "/jobs",
+                JSON.stringify({ scene: "x.blend", padding: "x".repeat(300 * 1024) }),
+            );
             assert.strictEqual(oversized.status, 413);
             assert.deepStrictEqual([oversized.body.error.code, oversized.body.error.field], ["body_too_large", "body"]);
             const invalid = await api(outputs, "POST", "/jobs", { scene: "missing/scene.blend" });
@@ -179,7 +230,9 @@ describe("render-farm serve (the local farm, over the wire)", function () {
         it("renders one frame posted as an SQS event to the Lambda invoke path", async function () {
             await uploadScene(outputs, "shots/invoke/scene.blend", "1-4");
             const s3 = s3Of(outputs);
-            const head = await s3.send(new HeadObjectCommand({ Bucket: outputs.scenesBucket, Key: "shots/invoke/scene.blend" }));
+            const head = await s3.send(
+                new HeadObjectCommand({ Bucket: outputs.scenesBucket, Key: "shots/invoke/scene.blend" }),
+            );
             const message = {
                 v: 1,
                 jobId: "invoked",
@@ -194,24 +247,43 @@ describe("render-farm serve (the local farm, over the wire)", function () {
                 messageId: id,
                 receiptHandle: `not-from-a-queue-${id}`,
                 body: JSON.stringify(body),
-                attributes: { ApproximateReceiveCount: "1", SentTimestamp: String(Date.now()), SenderId: "test", ApproximateFirstReceiveTimestamp: String(Date.now()) },
+                attributes: {
+                    ApproximateReceiveCount: "1",
+                    SentTimestamp: String(Date.now()),
+                    SenderId: "test",
+                    ApproximateFirstReceiveTimestamp: String(Date.now()),
+                },
                 messageAttributes: {},
                 md5OfBody: "",
                 eventSource: "aws:sqs",
                 eventSourceARN: "arn:aws:sqs:us-east-1:000000000000:render-farm-frames",
                 awsRegion: "us-east-1",
             });
-            const invoke = (event: string) => fetch(`${outputs.apiUrl}/2015-03-31/functions/function/invocations`, { method: "POST", body: event });
+            const invoke = (event: string) =>
+                fetch(`${outputs.apiUrl}/2015-03-31/functions/function/invocations`, { method: "POST", body: event });
 
             const ok = await invoke(JSON.stringify({ Records: [record("good", message)] }));
             assert.strictEqual(ok.status, 200);
             assert.deepStrictEqual(await ok.json(), { batchItemFailures: [] });
-            const object = await s3.send(new GetObjectCommand({ Bucket: outputs.rendersBucket, Key: "renders/invoked/frame_0002.png" }));
+            const object = await s3.send(
+                new GetObjectCommand({ Bucket: outputs.rendersBucket, Key: "renders/invoked/frame_0002.png" }),
+            );
             const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "local-farm-invoke-")), "frame.png");
             fs.writeFileSync(file, await object.Body!.transformToByteArray());
             assert.deepStrictEqual([decodePng(file).width, decodePng(file).height], [WIDTH, HEIGHT]);
 
-            const missing = await invoke(JSON.stringify({ Records: [record("bad", { ...message, frame: 3, scene: "shots/none/scene.blend", output: { ...message.output, key: "renders/invoked/frame_0003.png" } })] }));
+            const missing = await invoke(
+                JSON.stringify({
+                    Records: [
+                        record("bad", {
+                            ...message,
+                            frame: 3,
+                            scene: "shots/none/scene.blend",
+                            output: { ...message.output, key: "renders/invoked/frame_0003.png" },
+                        }),
+                    ],
+                }),
+            );
             assert.deepStrictEqual(await missing.json(), { batchItemFailures: [{ itemIdentifier: "bad" }] });
             const notJson = await invoke("{not json");
             assert.strictEqual(notJson.status, 400);
@@ -220,7 +292,10 @@ describe("render-farm serve (the local farm, over the wire)", function () {
         });
 
         it("refuses a second farm on the same data dir", async function () {
-            await assert.rejects(startServe(["--port", "0", "--workers", "1", "--data-dir", dataDir], 30_000), /in use by another local farm \(process \d+/);
+            await assert.rejects(
+                startServe(["--port", "0", "--workers", "1", "--data-dir", dataDir], 30_000),
+                /in use by another local farm \(process \d+/,
+            );
         });
     });
 
@@ -237,12 +312,18 @@ describe("render-farm serve (the local farm, over the wire)", function () {
             const frames = range(1, 10);
             serve = await startServe(["--port", "0", "--workers", "1", "--data-dir", dataDir]);
             await uploadScene(serve.outputs, "shots/crash/scene.blend", "1-10");
-            assert.strictEqual((await api(serve.outputs, "POST", "/jobs", { scene: "shots/crash/scene.blend", jobId: "crash" })).status, 202);
+            assert.strictEqual(
+                (await api(serve.outputs, "POST", "/jobs", { scene: "shots/crash/scene.blend", jobId: "crash" }))
+                    .status,
+                202,
+            );
             const outputs = serve.outputs;
             // Killed while Blender renders a frame, with some frames done and some still queued.
             await waitFor("3 frames done and a 4th rendering", 120_000, async () => {
                 const status = (await api(outputs, "GET", "/jobs/crash")).body;
-                return status.frames.done >= 3 && processesWorkingIn(path.join(dataDir, "work")).length > 0 ? true : undefined;
+                return status.frames.done >= 3 && processesWorkingIn(path.join(dataDir, "work")).length > 0
+                    ? true
+                    : undefined;
             });
             const doneBeforeKill = (await api(outputs, "GET", "/jobs/crash")).body.frames.done;
             assert.ok(doneBeforeKill < frames.length, "the job must still be running when the farm is killed");
@@ -254,21 +335,46 @@ describe("render-farm serve (the local farm, over the wire)", function () {
             const readyAt = Date.now();
             const status = await waitForJob(serve.outputs, "crash", 180_000);
             const recoveredAt = Date.now();
-            assert.match(serve.stderr(), /put 1 frame\(s\) that were rendering when the farm last stopped back in the queue/);
+            assert.match(
+                serve.stderr(),
+                /put 1 frame\(s\) that were rendering when the farm last stopped back in the queue/,
+            );
             assert.deepStrictEqual(status.frames, { total: 10, done: 10, failed: 0, pending: 0 });
-            assert.deepStrictEqual((await listKeys(serve.outputs, "renders/crash/")).sort(), frameKeys("crash", frames));
+            assert.deepStrictEqual(
+                (await listKeys(serve.outputs, "renders/crash/")).sort(),
+                frameKeys("crash", frames),
+            );
             const records = await frameRecords(serve.outputs, "crash");
-            assert.deepStrictEqual(records.map((record) => record.frame).sort((a, b) => a - b), frames);
-            assert.ok(records.every((record) => record.status === "done"), JSON.stringify(records.filter((record) => record.status !== "done")));
-            console.log(`      recovery: ${doneBeforeKill} frames done at SIGKILL; restart ready ${((readyAt - killedAt) / 1000).toFixed(1)} s after the kill; the remaining ${frames.length - doneBeforeKill} frames done ${((recoveredAt - readyAt) / 1000).toFixed(1)} s later`);
+            assert.deepStrictEqual(
+                records.map((record) => record.frame).sort((a, b) => a - b),
+                frames,
+            );
+            assert.ok(
+                records.every((record) => record.status === "done"),
+                JSON.stringify(records.filter((record) => record.status !== "done")),
+            );
+            console.log(
+                `      recovery: ${doneBeforeKill} frames done at SIGKILL; restart ready ${((readyAt - killedAt) / 1000).toFixed(1)} s after the kill; the remaining ${frames.length - doneBeforeKill} frames done ${((recoveredAt - readyAt) / 1000).toFixed(1)} s later`,
+            );
         });
 
         it("stops cleanly on SIGTERM mid-frame, putting the frame back for the next start", async function () {
             const dataDir = newDataDir();
             serve = await startServe(["--port", "0", "--workers", "1", "--data-dir", dataDir]);
             await uploadScene(serve.outputs, "shots/term/scene.blend", "1-4");
-            assert.strictEqual((await api(serve.outputs, "POST", "/jobs", { scene: "shots/term/scene.blend", frames: "1-4", jobId: "term" })).status, 202);
-            await waitFor("a frame rendering", 60_000, async () => (processesWorkingIn(path.join(dataDir, "work")).length > 0 ? true : undefined));
+            assert.strictEqual(
+                (
+                    await api(serve.outputs, "POST", "/jobs", {
+                        scene: "shots/term/scene.blend",
+                        frames: "1-4",
+                        jobId: "term",
+                    })
+                ).status,
+                202,
+            );
+            await waitFor("a frame rendering", 60_000, async () =>
+                processesWorkingIn(path.join(dataDir, "work")).length > 0 ? true : undefined,
+            );
             const signalledAt = Date.now();
             serve.child.kill("SIGTERM");
             const exit = await serve.exited;
@@ -288,14 +394,31 @@ describe("render-farm serve (the local farm, over the wire)", function () {
 
             serve = await startServe(["--port", "0", "--workers", "1", "--data-dir", dataDir]);
             const status = await waitForJob(serve.outputs, "term", 120_000);
-            assert.doesNotMatch(serve.stderr(), /put \d+ frame\(s\)/, "nothing was left in flight for the start to release");
+            assert.doesNotMatch(
+                serve.stderr(),
+                /put \d+ frame\(s\)/,
+                "nothing was left in flight for the start to release",
+            );
             assert.deepStrictEqual(status.frames, { total: 4, done: 4, failed: 0, pending: 0 });
             const records = await frameRecords(serve.outputs, "term");
-            assert.ok(records.every((record) => record.status === "done" && !record.error), "the stopped frame left no failure record");
+            assert.ok(
+                records.every((record) => record.status === "done" && !record.error),
+                "the stopped frame left no failure record",
+            );
             const interrupted = records.filter((record) => record.attempts === 2).map((record) => record.frame);
-            assert.strictEqual(interrupted.length, 1, `one frame was received twice: ${JSON.stringify(records.map((record) => [record.frame, record.attempts]))}`);
-            assert.ok(waitingFrames.includes(interrupted[0]), `frame ${interrupted[0]} was back in the queue after the stop`);
-            assert.deepStrictEqual((await listKeys(serve.outputs, "renders/term/")).sort(), frameKeys("term", [1, 2, 3, 4]));
+            assert.strictEqual(
+                interrupted.length,
+                1,
+                `one frame was received twice: ${JSON.stringify(records.map((record) => [record.frame, record.attempts]))}`,
+            );
+            assert.ok(
+                waitingFrames.includes(interrupted[0]),
+                `frame ${interrupted[0]} was back in the queue after the stop`,
+            );
+            assert.deepStrictEqual(
+                (await listKeys(serve.outputs, "renders/term/")).sort(),
+                frameKeys("term", [1, 2, 3, 4]),
+            );
             console.log(`      SIGTERM mid-frame: exited 0 after ${stopMs} ms`);
         });
 
@@ -303,7 +426,16 @@ describe("render-farm serve (the local farm, over the wire)", function () {
             const dataDir = newDataDir();
             serve = await startServe(["--port", "0", "--workers", "1", "--data-dir", dataDir]);
             await uploadScene(serve.outputs, "shots/lost/scene.blend", "1-4");
-            assert.strictEqual((await api(serve.outputs, "POST", "/jobs", { scene: "shots/lost/scene.blend", frames: "1-4", jobId: "lost" })).status, 202);
+            assert.strictEqual(
+                (
+                    await api(serve.outputs, "POST", "/jobs", {
+                        scene: "shots/lost/scene.blend",
+                        frames: "1-4",
+                        jobId: "lost",
+                    })
+                ).status,
+                202,
+            );
             // Killed at once: at most the first frame has been picked up.
             serve.child.kill("SIGKILL");
             await serve.exited;
@@ -311,20 +443,30 @@ describe("render-farm serve (the local farm, over the wire)", function () {
             // Two waiting frame messages vanish while no farm runs (what persistence alone could not bring back).
             const emulator = await startEmulator({ dataDir: path.join(dataDir, "emulator") });
             const queueUrl = `${emulator.endpoint}/000000000000/render-farm-frames`;
-            const received = await emulator.sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 2 }));
+            const received = await emulator.sqs.send(
+                new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 2 }),
+            );
             assert.strictEqual(received.Messages?.length, 2);
             const lostFrames = received.Messages!.map((message) => JSON.parse(message.Body!).frame);
-            for (const message of received.Messages!) await emulator.sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle! }));
+            for (const message of received.Messages!)
+                await emulator.sqs.send(
+                    new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle! }),
+                );
             await emulator.stop();
 
             serve = await startServe(["--port", "0", "--workers", "1", "--data-dir", dataDir]);
             const status = await waitForJob(serve.outputs, "lost", 120_000);
             assert.match(serve.stderr(), /requeued 2 frame\(s\) of job lost that were neither rendered nor queued/);
             assert.deepStrictEqual(status.frames, { total: 4, done: 4, failed: 0, pending: 0 });
-            assert.deepStrictEqual((await listKeys(serve.outputs, "renders/lost/")).sort(), frameKeys("lost", [1, 2, 3, 4]));
+            assert.deepStrictEqual(
+                (await listKeys(serve.outputs, "renders/lost/")).sort(),
+                frameKeys("lost", [1, 2, 3, 4]),
+            );
             const records = await frameRecords(serve.outputs, "lost");
             assert.deepStrictEqual(
-                records.filter((record) => lostFrames.includes(record.frame)).map((record) => [record.frame, record.status, record.attempts]),
+                records
+                    .filter((record) => lostFrames.includes(record.frame))
+                    .map((record) => [record.frame, record.status, record.attempts]),
                 lostFrames.sort((a, b) => a - b).map((frame) => [frame, "done", 1]),
                 "each lost frame was queued once more and rendered once",
             );

@@ -18,10 +18,13 @@ function jsonArrayInstruction(instruction: string): string[] {
 describe("the renderer image (image/Dockerfile)", function () {
     it("CMD names a handler that the compiled functions/ export", function () {
         const [handlerSpec] = jsonArrayInstruction("CMD");
-        const [moduleName, exportName] = handlerSpec.split(".");  // e.g. renderer/handler, handler
+        const [moduleName, exportName] = handlerSpec.split("."); // e.g. renderer/handler, handler
         // Lay out the build stage as the Dockerfile does: image/tsconfig.json at the root beside functions/.
         const stage = fs.mkdtempSync(path.join(os.tmpdir(), "renderer-image-"));
-        for (const folder of ["renderer", "shared"]) fs.cpSync(path.join(PROJECT_ROOT, "functions", folder), path.join(stage, "functions", folder), { recursive: true });
+        for (const folder of ["renderer", "shared"])
+            fs.cpSync(path.join(PROJECT_ROOT, "functions", folder), path.join(stage, "functions", folder), {
+                recursive: true,
+            });
         fs.copyFileSync(path.join(PROJECT_ROOT, "image", "tsconfig.json"), path.join(stage, "tsconfig.json"));
         // Only the image's own packages (image/package.json), as `npm install` in the Dockerfile gives them.
         const imagePackage = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "image", "package.json"), "utf8"));
@@ -29,20 +32,43 @@ describe("the renderer image (image/Dockerfile)", function () {
             fs.mkdirSync(path.dirname(path.join(stage, "node_modules", name)), { recursive: true });
             fs.symlinkSync(path.join(PROJECT_ROOT, "node_modules", name), path.join(stage, "node_modules", name));
         }
-        childProcess.execFileSync(process.execPath, [path.join(stage, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.json"], { cwd: stage, stdio: "pipe" });
+        childProcess.execFileSync(
+            process.execPath,
+            [path.join(stage, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.json"],
+            { cwd: stage, stdio: "pipe" },
+        );
         const compiled = path.join(stage, "dist", `${moduleName}.js`);
         assert.ok(fs.existsSync(compiled), `${moduleName}.js is in the compiled output`);
-        const probe = childProcess.execFileSync(process.execPath, ["-e", `const m = require(${JSON.stringify(compiled)}); process.stdout.write(typeof m[${JSON.stringify(exportName)}])`], { cwd: stage, encoding: "utf8" });
+        const probe = childProcess.execFileSync(
+            process.execPath,
+            [
+                "-e",
+                `const m = require(${JSON.stringify(compiled)}); process.stdout.write(typeof m[${JSON.stringify(exportName)}])`,
+            ],
+            { cwd: stage, encoding: "utf8" },
+        );
         assert.strictEqual(probe, "function");
     });
 
     it("copies only files that exist and that .dockerignore lets into the build context", function () {
-        const ignore = fs.readFileSync(path.join(PROJECT_ROOT, ".dockerignore"), "utf8").split("\n").filter((line) => line.startsWith("!")).map((line) => line.slice(1));
+        const ignore = fs
+            .readFileSync(path.join(PROJECT_ROOT, ".dockerignore"), "utf8")
+            .split("\n")
+            .filter((line) => line.startsWith("!"))
+            .map((line) => line.slice(1));
         const sources = [...dockerfile.matchAll(/^COPY (?!--from)(?:--chmod=\d+ )?(\S+)/gm)].map((match) => match[1]);
         assert.ok(sources.length >= 3);
         for (const source of sources) {
             assert.ok(fs.existsSync(path.join(PROJECT_ROOT, source)), `${source} exists`);
-            assert.ok(ignore.some((allowed) => source === allowed || source.startsWith(allowed) || allowed.startsWith(source.replace(/\/$/, ""))), `${source} is in the build context`);
+            assert.ok(
+                ignore.some(
+                    (allowed) =>
+                        source === allowed ||
+                        source.startsWith(allowed) ||
+                        allowed.startsWith(source.replace(/\/$/, "")),
+                ),
+                `${source} is in the build context`,
+            );
         }
         assert.ok(sources.includes("functions/renderer/render_frame.py"), "render_frame.py ships beside the handler");
     });
@@ -51,7 +77,10 @@ describe("the renderer image (image/Dockerfile)", function () {
         const [entrypoint] = jsonArrayInstruction("ENTRYPOINT");
         const copied = new RegExp(`^COPY (?:--chmod=755 )?(\\S+) ${entrypoint}$`, "m").exec(dockerfile);
         assert.ok(copied, `the Dockerfile copies its ENTRYPOINT ${entrypoint} with mode 755`);
-        assert.match(fs.readFileSync(path.join(PROJECT_ROOT, copied![1]), "utf8"), /export _HANDLER="\$1"[\s\S]*exec node .*aws-lambda-ric\/index\.mjs/);
+        assert.match(
+            fs.readFileSync(path.join(PROJECT_ROOT, copied![1]), "utf8"),
+            /export _HANDLER="\$1"[\s\S]*exec node .*aws-lambda-ric\/index\.mjs/,
+        );
         assert.match(dockerfile, /ARG BLENDER_VERSION/);
         assert.match(dockerfile, /download\.blender\.org\/release\/Blender\$\{series\}/);
         assert.match(dockerfile, /sha256sum -c/);

@@ -31,11 +31,24 @@ describe("the serialized job API archive, run in its own process", function () {
 
     before(async function () {
         emulator = await startEmulator();
-        farm = await createFarmResources(emulator, { name: "serialized", maxReceiveCount: 3, visibilityTimeoutSeconds: 60, receiveWaitTimeSeconds: 0 });
+        farm = await createFarmResources(emulator, {
+            name: "serialized",
+            maxReceiveCount: 3,
+            visibilityTimeoutSeconds: 60,
+            receiveWaitTimeSeconds: 0,
+        });
         shipped = await shippedJobApi(emulator, farm);
         // The job API reads the scene (frame range, camera, referenced files) before it queues anything.
-        await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: "shots/a/shot.blend", Body: fs.readFileSync((await makeScene()).blendPath) }));
-        await emulator.s3.send(new PutObjectCommand({ Bucket: farm.scenesBucket, Key: "shots/a/textures/wood.png", Body: "png" }));
+        await emulator.s3.send(
+            new PutObjectCommand({
+                Bucket: farm.scenesBucket,
+                Key: "shots/a/shot.blend",
+                Body: fs.readFileSync((await makeScene()).blendPath),
+            }),
+        );
+        await emulator.s3.send(
+            new PutObjectCommand({ Bucket: farm.scenesBucket, Key: "shots/a/textures/wood.png", Body: "png" }),
+        );
     });
 
     after(async function () {
@@ -43,7 +56,15 @@ describe("the serialized job API archive, run in its own process", function () {
     });
 
     it("accepts a job and queues one versioned message per frame", async function () {
-        const request = { scene: "shots/a/shot.blend", assets: ["shots/a/textures/wood.png"], frames: "1-9x2,20", engine: "CYCLES", samples: 8, format: "JPEG", jobId: "shipped-archive" };
+        const request = {
+            scene: "shots/a/shot.blend",
+            assets: ["shots/a/textures/wood.png"],
+            frames: "1-9x2,20",
+            engine: "CYCLES",
+            samples: 8,
+            format: "JPEG",
+            jobId: "shipped-archive",
+        };
         const reply = await shipped.invoke(httpEvent("POST /jobs", "/jobs", request));
         assert.strictEqual(reply.statusCode, 202, JSON.stringify(reply.body));
         assert.strictEqual(reply.body.jobId, "shipped-archive");
@@ -51,13 +72,20 @@ describe("the serialized job API archive, run in its own process", function () {
 
         const messages: FrameMessage[] = [];
         for (let round = 0; round < 10 && messages.length < 6; round++) {
-            const received = await emulator.sqs.send(new ReceiveMessageCommand({ QueueUrl: farm.frameQueueUrl, MaxNumberOfMessages: 10 }));
+            const received = await emulator.sqs.send(
+                new ReceiveMessageCommand({ QueueUrl: farm.frameQueueUrl, MaxNumberOfMessages: 10 }),
+            );
             for (const message of received.Messages ?? []) {
                 messages.push(JSON.parse(message.Body!));
-                await emulator.sqs.send(new DeleteMessageCommand({ QueueUrl: farm.frameQueueUrl, ReceiptHandle: message.ReceiptHandle! }));
+                await emulator.sqs.send(
+                    new DeleteMessageCommand({ QueueUrl: farm.frameQueueUrl, ReceiptHandle: message.ReceiptHandle! }),
+                );
             }
         }
-        assert.deepStrictEqual(messages.map((message) => message.frame).sort((a, b) => a - b), [1, 3, 5, 7, 9, 20]);
+        assert.deepStrictEqual(
+            messages.map((message) => message.frame).sort((a, b) => a - b),
+            [1, 3, 5, 7, 9, 20],
+        );
         for (const message of messages) {
             assert.strictEqual(message.v, 1);
             assert.strictEqual(message.jobId, "shipped-archive");
@@ -65,26 +93,41 @@ describe("the serialized job API archive, run in its own process", function () {
             assert.ok(message.sceneEtag.length > 0);
             assert.deepStrictEqual(message.assets, ["shots/a/textures/wood.png"]);
             assert.deepStrictEqual(message.settings, { engine: "CYCLES", samples: 8, format: "JPEG" });
-            assert.deepStrictEqual(message.output, { bucket: farm.rendersBucket, key: frameOutputKey("shipped-archive", message.frame, "JPEG") });
+            assert.deepStrictEqual(message.output, {
+                bucket: farm.rendersBucket,
+                key: frameOutputKey("shipped-archive", message.frame, "JPEG"),
+            });
         }
 
-        const status = await shipped.invoke(httpEvent("GET /jobs/{jobId}", "/jobs/shipped-archive", undefined, { jobId: "shipped-archive" }));
+        const status = await shipped.invoke(
+            httpEvent("GET /jobs/{jobId}", "/jobs/shipped-archive", undefined, { jobId: "shipped-archive" }),
+        );
         assert.strictEqual(status.statusCode, 200);
         assert.deepStrictEqual(status.body.frames, { total: 6, done: 0, failed: 0, pending: 6 });
         assert.strictEqual(status.body.state, "queued");
     });
 
     it("names the missing objects and a bad field, as the tested handler does", async function () {
-        const missing = await shipped.invoke(httpEvent("POST /jobs", "/jobs", { scene: "shots/a/shot.blend", assets: ["shots/a/textures/gone.png"], frames: "1" }));
+        const missing = await shipped.invoke(
+            httpEvent("POST /jobs", "/jobs", {
+                scene: "shots/a/shot.blend",
+                assets: ["shots/a/textures/gone.png"],
+                frames: "1",
+            }),
+        );
         assert.strictEqual(missing.statusCode, 422);
         assert.strictEqual(missing.body.error.code, "missing_objects");
         assert.deepStrictEqual(missing.body.error.missing, ["shots/a/textures/gone.png"]);
 
-        const bad = await shipped.invoke(httpEvent("POST /jobs", "/jobs", { scene: "shots/a/shot.blend", frames: "5-1" }));
+        const bad = await shipped.invoke(
+            httpEvent("POST /jobs", "/jobs", { scene: "shots/a/shot.blend", frames: "5-1" }),
+        );
         assert.strictEqual(bad.statusCode, 400);
         assert.strictEqual(bad.body.error.field, "frames");
 
-        const unknown = await shipped.invoke(httpEvent("GET /jobs/{jobId}", "/jobs/nope", undefined, { jobId: "nope" }));
+        const unknown = await shipped.invoke(
+            httpEvent("GET /jobs/{jobId}", "/jobs/nope", undefined, { jobId: "nope" }),
+        );
         assert.strictEqual(unknown.statusCode, 404);
     });
 });

@@ -12,7 +12,13 @@ describe("soak: 50 frames, 2 worker processes, a worker killed and restarted eve
         assert.deepStrictEqual(result.status.frames, { total: 50, done: 50, failed: 0, pending: 0 });
         assert.strictEqual(result.kills, 2);
         // A worker killed mid-frame costs that frame one more receive; nothing else should fail.
-        assert.ok(result.retries >= result.killsHoldingFrame && result.retries <= result.kills, `${result.retries} retries for ${result.kills} kills (${result.killsHoldingFrame} mid-frame)`);
-        assert.ok(result.renders - result.frames <= result.kills, `${result.renders - result.frames} frames rendered twice`);
+        assert.ok(
+            result.retries >= result.killsHoldingFrame && result.retries <= result.kills,
+            `${result.retries} retries for ${result.kills} kills (${result.killsHoldingFrame} mid-frame)`,
+        );
+        assert.ok(
+            result.renders - result.frames <= result.kills,
+            `${result.renders - result.frames} frames rendered twice`,
+        );
     });
 });

@@ -3,7 +3,14 @@
 // (scenes, images, libraries, ...) are kept raw until the end, objects only by their first bytes (for the
 // camera's name), and everything else (meshes, packed files, previews) is skipped without being buffered.
 import { blendFileError } from "./errors";
-import { BlockHeader, FileHeader, MAX_FILE_HEADER_SIZE, parseBlockHeader, parseFileHeader, startsWithBlendMagic } from "./header";
+import {
+    BlockHeader,
+    FileHeader,
+    MAX_FILE_HEADER_SIZE,
+    parseBlockHeader,
+    parseFileHeader,
+    startsWithBlendMagic,
+} from "./header";
 
 export interface KeptBlock extends BlockHeader {
     /** The block's data, or its first bytes when `whole` is false. */
@@ -75,11 +82,23 @@ export function createBlockWalker(file: string, limits: ReadLimits = DEFAULT_REA
 
     function keptLength(found: BlockHeader): number {
         if (found.code === "DNA1") {
-            if (found.length > limits.maxDnaBytes) throw blendFileError("too_large", file, `SDNA block is ${found.length} bytes, over the reader's limit of ${limits.maxDnaBytes}`, found.offset);
+            if (found.length > limits.maxDnaBytes)
+                throw blendFileError(
+                    "too_large",
+                    file,
+                    `SDNA block is ${found.length} bytes, over the reader's limit of ${limits.maxDnaBytes}`,
+                    found.offset,
+                );
             return found.length;
         }
         if (WHOLE_CODES.includes(found.code)) {
-            if (found.length > limits.maxIdBlockBytes) throw blendFileError("too_large", file, `${found.code} block is ${found.length} bytes, over the reader's limit of ${limits.maxIdBlockBytes}`, found.offset);
+            if (found.length > limits.maxIdBlockBytes)
+                throw blendFileError(
+                    "too_large",
+                    file,
+                    `${found.code} block is ${found.length} bytes, over the reader's limit of ${limits.maxIdBlockBytes}`,
+                    found.offset,
+                );
             return found.length;
         }
         if (PREFIX_CODES.includes(found.code)) return Math.min(found.length, ID_PREFIX_BYTES);
@@ -95,7 +114,12 @@ export function createBlockWalker(file: string, limits: ReadLimits = DEFAULT_REA
         const wanted = keptLength(found);
         keptBytes += wanted;
         if (keptBytes > limits.maxKeptBytes) {
-            throw blendFileError("too_large", file, `the scene's metadata (scenes, images, objects' names, SDNA) passes the reader's limit of ${limits.maxKeptBytes} bytes`, found.offset);
+            throw blendFileError(
+                "too_large",
+                file,
+                `the scene's metadata (scenes, images, objects' names, SDNA) passes the reader's limit of ${limits.maxKeptBytes} bytes`,
+                found.offset,
+            );
         }
         keep = wanted > 0 || found.code === "DNA1" ? new Uint8Array(wanted) : undefined;
         keepFilled = 0;
@@ -155,7 +179,13 @@ export function createBlockWalker(file: string, limits: ReadLimits = DEFAULT_REA
                     index += take;
                     position += take;
                     remaining -= take;
-                    if (position > limits.maxFileBytes) throw blendFileError("too_large", file, `is larger than the reader's limit of ${limits.maxFileBytes} bytes uncompressed`, position);
+                    if (position > limits.maxFileBytes)
+                        throw blendFileError(
+                            "too_large",
+                            file,
+                            `is larger than the reader's limit of ${limits.maxFileBytes} bytes uncompressed`,
+                            position,
+                        );
                     if (remaining === 0) endBlock();
                     continue;
                 }
@@ -164,8 +194,12 @@ export function createBlockWalker(file: string, limits: ReadLimits = DEFAULT_REA
                 pendingLength += take;
                 index += take;
                 position += take;
-                if (phase === "file-header" && pendingLength >= 7 && !startsWithBlendMagic(pending.subarray(0, pendingLength))) {
-                    throw blendFileError("not_a_blend", file, "does not start with \"BLENDER\": not a .blend file", 0);
+                if (
+                    phase === "file-header" &&
+                    pendingLength >= 7 &&
+                    !startsWithBlendMagic(pending.subarray(0, pendingLength))
+                ) {
+                    throw blendFileError("not_a_blend", file, 'does not start with "BLENDER": not a .blend file', 0);
                 }
                 if (pendingLength === needed) headerComplete();
             }
@@ -174,14 +208,34 @@ export function createBlockWalker(file: string, limits: ReadLimits = DEFAULT_REA
             if (phase === "file-header") {
                 if (position === 0) throw blendFileError("not_a_blend", file, "is empty: not a .blend file");
                 const prefix = pending.subarray(0, Math.min(pendingLength, 7));
-                if (Buffer.from(prefix).toString("latin1") !== "BLENDER".slice(0, prefix.length)) throw blendFileError("not_a_blend", file, "does not start with \"BLENDER\": not a .blend file", 0);
-                throw blendFileError("truncated", file, `ends after ${position} bytes, inside the file header`, position);
+                if (Buffer.from(prefix).toString("latin1") !== "BLENDER".slice(0, prefix.length))
+                    throw blendFileError("not_a_blend", file, 'does not start with "BLENDER": not a .blend file', 0);
+                throw blendFileError(
+                    "truncated",
+                    file,
+                    `ends after ${position} bytes, inside the file header`,
+                    position,
+                );
             }
             // Some old Blenders ended the file with an 8-byte ENDB (code and length only).
-            const legacyEnd = phase === "block-header" && pendingLength === 8 && Buffer.from(pending.subarray(0, 4)).toString("latin1") === "ENDB";
-            if (phase === "body") throw blendFileError("truncated", file, `ends inside block ${block!.code} (${block!.length - remaining} of its ${block!.length} bytes)`, position);
+            const legacyEnd =
+                phase === "block-header" &&
+                pendingLength === 8 &&
+                Buffer.from(pending.subarray(0, 4)).toString("latin1") === "ENDB";
+            if (phase === "body")
+                throw blendFileError(
+                    "truncated",
+                    file,
+                    `ends inside block ${block!.code} (${block!.length - remaining} of its ${block!.length} bytes)`,
+                    position,
+                );
             if (phase !== "done" && !legacyEnd) {
-                throw blendFileError("truncated", file, pendingLength > 0 ? "ends inside a block header" : "ends without its ENDB block", position);
+                throw blendFileError(
+                    "truncated",
+                    file,
+                    pendingLength > 0 ? "ends inside a block header" : "ends without its ENDB block",
+                    position,
+                );
             }
             if (!dna) throw blendFileError("corrupt", file, "has no DNA1 (SDNA) block: its structs cannot be decoded");
             return { header: header!, blocks, dna, blockCount, bytes: position };

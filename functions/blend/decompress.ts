@@ -16,7 +16,8 @@ const ZSTD_MAX_BLOCK_BYTES = 128 * 1024;
 
 export function compressionOf(first: Uint8Array): Compression | undefined {
     if (first.length >= 2 && first[0] === 0x1f && first[1] === 0x8b) return "gzip";
-    if (first.length >= 4 && first[0] === 0x28 && first[1] === 0xb5 && first[2] === 0x2f && first[3] === 0xfd) return "zstd";
+    if (first.length >= 4 && first[0] === 0x28 && first[1] === 0xb5 && first[2] === 0x2f && first[3] === 0xfd)
+        return "zstd";
     if (first.length >= 4) return "none";
     return undefined;
 }
@@ -81,8 +82,10 @@ function createZstdFrameGuard(file: string) {
             } else {
                 window = readLittle(dictionaryBytes, sizeBytes) + (sizeBytes === 2 ? 256 : 0);
             }
-            if (dictionaryBytes > 0 && readLittle(singleSegment ? 0 : 1, dictionaryBytes) !== 0) fail("frames that need a dictionary are not supported");
-            if (window > MAX_ZSTD_WINDOW_BYTES) fail(`a frame asks for a ${window}-byte window, over the reader's limit of ${MAX_ZSTD_WINDOW_BYTES}`);
+            if (dictionaryBytes > 0 && readLittle(singleSegment ? 0 : 1, dictionaryBytes) !== 0)
+                fail("frames that need a dictionary are not supported");
+            if (window > MAX_ZSTD_WINDOW_BYTES)
+                fail(`a frame asks for a ${window}-byte window, over the reader's limit of ${MAX_ZSTD_WINDOW_BYTES}`);
             state = "block-header";
             needed = 3;
             return;
@@ -145,7 +148,8 @@ function createZstdFrameGuard(file: string) {
 function compressionError(file: string, kind: string, error: unknown): BlendFileError {
     if (isBlendFileError(error)) return error;
     const message = error instanceof Error ? error.message : String(error);
-    if (/unexpected end|end of file|UnexpectedEOF/i.test(message)) return blendFileError("truncated", file, `the ${kind} stream ends early (${message})`);
+    if (/unexpected end|end of file|UnexpectedEOF/i.test(message))
+        return blendFileError("truncated", file, `the ${kind} stream ends early (${message})`);
     return blendFileError("bad_compression", file, `the ${kind} stream is corrupt (${message})`);
 }
 
@@ -193,7 +197,11 @@ function createGunzipFeed(file: string, walker: BlockWalker) {
  * Reads a .blend from a stream of bytes (a file, an S3 GetObject body): sniffs the compression, decompresses
  * as the bytes arrive and walks the blocks, keeping only the few the summary needs. Stops at ENDB.
  */
-export async function walkBlendStream(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, file: string, limits: ReadLimits = DEFAULT_READ_LIMITS): Promise<{ walk: WalkResult; compression: Compression }> {
+export async function walkBlendStream(
+    source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    file: string,
+    limits: ReadLimits = DEFAULT_READ_LIMITS,
+): Promise<{ walk: WalkResult; compression: Compression }> {
     const walker = createBlockWalker(file, limits);
     let compression: Compression | undefined;
     let head = new Uint8Array(0);
@@ -250,7 +258,8 @@ export async function walkBlendStream(source: AsyncIterable<Uint8Array> | Iterab
         } else if (!walker.done) {
             if (gunzipFeed) await gunzipFeed.end();
             if (zstd) {
-                if (!zstd.guard.atFrameBoundary()) throw blendFileError("truncated", file, "the zstd stream ends inside a frame");
+                if (!zstd.guard.atFrameBoundary())
+                    throw blendFileError("truncated", file, "the zstd stream ends inside a frame");
                 try {
                     zstd.decompressor.push(new Uint8Array(0), true);
                 } catch (error) {

@@ -32,7 +32,9 @@ export interface BlendFileError extends Error {
 }
 
 export function blendFileError(code: BlendErrorCode, file: string, message: string, offset?: number): BlendFileError {
-    const error = new Error(`${file}: ${message}${offset === undefined ? "" : ` (at byte ${offset})`}`) as BlendFileError;
+    const error = new Error(
+        `${file}: ${message}${offset === undefined ? "" : ` (at byte ${offset})`}`,
+    ) as BlendFileError;
     error.name = "BlendFileError";
     error.code = code;
     error.file = file;
@@ -42,5 +44,9 @@ export function blendFileError(code: BlendErrorCode, file: string, message: stri
 
 /** True for the errors the reader throws on purpose. */
 export function isBlendFileError(error: unknown): error is BlendFileError {
-    return error instanceof Error && error.name === "BlendFileError" && typeof (error as { code?: unknown }).code === "string";
+    return (
+        error instanceof Error &&
+        error.name === "BlendFileError" &&
+        typeof (error as { code?: unknown }).code === "string"
+    );
 }

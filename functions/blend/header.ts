@@ -54,26 +54,77 @@ export function startsWithBlendMagic(bytes: Uint8Array): boolean {
  */
 export function parseFileHeader(bytes: Uint8Array, file: string): FileHeader | undefined {
     if (bytes.length < 12) return undefined;
-    if (!startsWithBlendMagic(bytes)) throw blendFileError("not_a_blend", file, `does not start with "${MAGIC}" (found ${JSON.stringify(ascii(bytes, 0, 7))})`, 0);
+    if (!startsWithBlendMagic(bytes))
+        throw blendFileError(
+            "not_a_blend",
+            file,
+            `does not start with "${MAGIC}" (found ${JSON.stringify(ascii(bytes, 0, 7))})`,
+            0,
+        );
     const pointerChar = ascii(bytes, 7, 8);
     if (pointerChar === "_" || pointerChar === "-") {
         const endianChar = ascii(bytes, 8, 9);
         const versionText = ascii(bytes, 9, 12);
-        if (endianChar !== "v" && endianChar !== "V") throw blendFileError("unsupported_header", file, `unsupported .blend header: endianness "${endianChar}" is neither 'v' nor 'V'`, 8);
-        if (!/^\d{3}$/.test(versionText)) throw blendFileError("unsupported_header", file, `unsupported .blend header: version "${versionText}" is not three digits`, 9);
+        if (endianChar !== "v" && endianChar !== "V")
+            throw blendFileError(
+                "unsupported_header",
+                file,
+                `unsupported .blend header: endianness "${endianChar}" is neither 'v' nor 'V'`,
+                8,
+            );
+        if (!/^\d{3}$/.test(versionText))
+            throw blendFileError(
+                "unsupported_header",
+                file,
+                `unsupported .blend header: version "${versionText}" is not three digits`,
+                9,
+            );
         const pointerSize = pointerChar === "_" ? 4 : 8;
-        return { pointerSize, littleEndian: endianChar === "v", fileFormatVersion: 0, version: Number(versionText), size: 12, blockHeaderSize: pointerSize === 4 ? 20 : 24 };
+        return {
+            pointerSize,
+            littleEndian: endianChar === "v",
+            fileFormatVersion: 0,
+            version: Number(versionText),
+            size: 12,
+            blockHeaderSize: pointerSize === 4 ? 20 : 24,
+        };
     }
     if (bytes.length < MAX_FILE_HEADER_SIZE) {
-        if (!/^\d$/.test(pointerChar)) throw blendFileError("unsupported_header", file, `unsupported .blend header: pointer size "${pointerChar}" is neither '_' nor '-'`, 7);
+        if (!/^\d$/.test(pointerChar))
+            throw blendFileError(
+                "unsupported_header",
+                file,
+                `unsupported .blend header: pointer size "${pointerChar}" is neither '_' nor '-'`,
+                7,
+            );
         return undefined;
     }
     const header = ascii(bytes, 0, 17);
     const match = /^BLENDER(\d\d)(.)(\d\d)(.)(\d{4})$/.exec(header);
-    if (!match || match[1] !== "17") throw blendFileError("unsupported_header", file, `unsupported .blend header ${JSON.stringify(header)}`, 7);
-    if (match[3] !== "01") throw blendFileError("unsupported_header", file, `unsupported .blend header: file format version ${match[3]} (this reader knows 00 and 01)`, 10);
-    if (match[2] !== "-" || match[4] !== "v") throw blendFileError("unsupported_header", file, `unsupported .blend header ${JSON.stringify(header)}: format 01 is 8-byte pointers, little-endian`, 9);
-    return { pointerSize: 8, littleEndian: true, fileFormatVersion: 1, version: Number(match[5]), size: 17, blockHeaderSize: 32 };
+    if (!match || match[1] !== "17")
+        throw blendFileError("unsupported_header", file, `unsupported .blend header ${JSON.stringify(header)}`, 7);
+    if (match[3] !== "01")
+        throw blendFileError(
+            "unsupported_header",
+            file,
+            `unsupported .blend header: file format version ${match[3]} (this reader knows 00 and 01)`,
+            10,
+        );
+    if (match[2] !== "-" || match[4] !== "v")
+        throw blendFileError(
+            "unsupported_header",
+            file,
+            `unsupported .blend header ${JSON.stringify(header)}: format 01 is 8-byte pointers, little-endian`,
+            9,
+        );
+    return {
+        pointerSize: 8,
+        littleEndian: true,
+        fileFormatVersion: 1,
+        version: Number(match[5]),
+        size: 17,
+        blockHeaderSize: 32,
+    };
 }
 
 /** A pointer's bytes as a hex number (most significant first), whatever the file's byte order. */
@@ -97,11 +148,23 @@ function codeOf(bytes: Uint8Array, offset: number): string {
 }
 
 /** Parses one block header (`header.blockHeaderSize` bytes at `at`); `offset` is where the header is in the file. */
-export function parseBlockHeader(bytes: Uint8Array, at: number, header: FileHeader, offset: number, file: string): BlockHeader {
+export function parseBlockHeader(
+    bytes: Uint8Array,
+    at: number,
+    header: FileHeader,
+    offset: number,
+    file: string,
+): BlockHeader {
     const view = new DataView(bytes.buffer, bytes.byteOffset + at, header.blockHeaderSize);
     const little = header.littleEndian;
     const code = codeOf(bytes, at);
-    if (!/^[\x20-\x7e]{1,4}$/.test(code)) throw blendFileError("corrupt", file, `block code ${JSON.stringify(ascii(bytes, at, at + 4))} is not printable: not a block header`, offset);
+    if (!/^[\x20-\x7e]{1,4}$/.test(code))
+        throw blendFileError(
+            "corrupt",
+            file,
+            `block code ${JSON.stringify(ascii(bytes, at, at + 4))} is not printable: not a block header`,
+            offset,
+        );
     let length: number;
     let count: number;
     let sdnaIndex: number;
@@ -111,8 +174,20 @@ export function parseBlockHeader(bytes: Uint8Array, at: number, header: FileHead
         oldPointer = pointerHex(bytes, at + 8, 8, little);
         const bigLength = view.getBigInt64(16, little);
         const bigCount = view.getBigInt64(24, little);
-        if (bigLength < 0n || bigLength > BigInt(Number.MAX_SAFE_INTEGER)) throw blendFileError("corrupt", file, `block ${JSON.stringify(code)} has an impossible length ${bigLength}`, offset);
-        if (bigCount < 0n || bigCount > BigInt(Number.MAX_SAFE_INTEGER)) throw blendFileError("corrupt", file, `block ${JSON.stringify(code)} has an impossible struct count ${bigCount}`, offset);
+        if (bigLength < 0n || bigLength > BigInt(Number.MAX_SAFE_INTEGER))
+            throw blendFileError(
+                "corrupt",
+                file,
+                `block ${JSON.stringify(code)} has an impossible length ${bigLength}`,
+                offset,
+            );
+        if (bigCount < 0n || bigCount > BigInt(Number.MAX_SAFE_INTEGER))
+            throw blendFileError(
+                "corrupt",
+                file,
+                `block ${JSON.stringify(code)} has an impossible struct count ${bigCount}`,
+                offset,
+            );
         length = Number(bigLength);
         count = Number(bigCount);
     } else {
@@ -120,8 +195,20 @@ export function parseBlockHeader(bytes: Uint8Array, at: number, header: FileHead
         oldPointer = pointerHex(bytes, at + 8, header.pointerSize, little);
         sdnaIndex = view.getInt32(8 + header.pointerSize, little);
         count = view.getInt32(12 + header.pointerSize, little);
-        if (length < 0) throw blendFileError("corrupt", file, `block ${JSON.stringify(code)} has a negative length ${length}`, offset);
-        if (count < 0) throw blendFileError("corrupt", file, `block ${JSON.stringify(code)} has a negative struct count ${count}`, offset);
+        if (length < 0)
+            throw blendFileError(
+                "corrupt",
+                file,
+                `block ${JSON.stringify(code)} has a negative length ${length}`,
+                offset,
+            );
+        if (count < 0)
+            throw blendFileError(
+                "corrupt",
+                file,
+                `block ${JSON.stringify(code)} has a negative struct count ${count}`,
+                offset,
+            );
     }
     return { code, length, oldPointer, sdnaIndex, count, offset: offset + header.blockHeaderSize };
 }

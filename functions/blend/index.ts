@@ -19,20 +19,36 @@ export {
     BlendVolume,
     ImageSource,
 } from "./summary";
-export { BlendReference, externalReferences, isSequenceFrame, ReferenceKind, resolveReferenceKey, ResolvedReference, sequencePattern } from "./references";
+export {
+    BlendReference,
+    externalReferences,
+    isSequenceFrame,
+    ReferenceKind,
+    resolveReferenceKey,
+    ResolvedReference,
+    sequencePattern,
+} from "./references";
 
 /**
  * Reads a .blend (plain, gzip or zstd) from a stream of bytes, e.g. an S3 GetObject body, with memory bounded
  * by the scene's metadata rather than the file's size. `file` names the source in errors.
  * Throws BlendFileError for anything that is not a readable .blend.
  */
-export async function readBlendStream(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, file: string, limits: ReadLimits = DEFAULT_READ_LIMITS): Promise<BlendSummary> {
+export async function readBlendStream(
+    source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    file: string,
+    limits: ReadLimits = DEFAULT_READ_LIMITS,
+): Promise<BlendSummary> {
     const { walk, compression } = await walkBlendStream(source, file, limits);
     return summarize(walk, file, compression);
 }
 
 /** Reads a .blend from bytes already in memory (tests, small files). */
-export async function readBlendBuffer(bytes: Uint8Array, file: string, limits: ReadLimits = DEFAULT_READ_LIMITS): Promise<BlendSummary> {
+export async function readBlendBuffer(
+    bytes: Uint8Array,
+    file: string,
+    limits: ReadLimits = DEFAULT_READ_LIMITS,
+): Promise<BlendSummary> {
     return readBlendStream([bytes], file, limits);
 }
 

@@ -34,25 +34,57 @@ export function externalReferences(summary: BlendSummary): BlendReference[] {
     for (const image of summary.images) {
         if (image.packed || image.filepath === "") continue;
         if (image.source === "TILED") {
-            for (const tile of image.tiles) references.push({ kind: "image", name: image.name, filepath: tilePath(image.filepath, tile), sequence: false, tile });
+            for (const tile of image.tiles)
+                references.push({
+                    kind: "image",
+                    name: image.name,
+                    filepath: tilePath(image.filepath, tile),
+                    sequence: false,
+                    tile,
+                });
         } else if (image.source === "FILE" || image.source === "SEQUENCE" || image.source === "MOVIE") {
-            references.push({ kind: "image", name: image.name, filepath: image.filepath, sequence: image.source === "SEQUENCE" });
+            references.push({
+                kind: "image",
+                name: image.name,
+                filepath: image.filepath,
+                sequence: image.source === "SEQUENCE",
+            });
         }
     }
     for (const library of summary.libraries) {
-        if (library.filepath !== "") references.push({ kind: "library", name: library.name, filepath: library.filepath, sequence: false });
+        if (library.filepath !== "")
+            references.push({ kind: "library", name: library.name, filepath: library.filepath, sequence: false });
     }
     for (const clip of summary.movieClips) {
-        if (clip.filepath !== "") references.push({ kind: "movie-clip", name: clip.name, filepath: clip.filepath, sequence: clip.source === "SEQUENCE" });
+        if (clip.filepath !== "")
+            references.push({
+                kind: "movie-clip",
+                name: clip.name,
+                filepath: clip.filepath,
+                sequence: clip.source === "SEQUENCE",
+            });
     }
     for (const volume of summary.volumes) {
-        if (!volume.packed && volume.filepath !== "") references.push({ kind: "volume", name: volume.name, filepath: volume.filepath, sequence: volume.isSequence });
+        if (!volume.packed && volume.filepath !== "")
+            references.push({
+                kind: "volume",
+                name: volume.name,
+                filepath: volume.filepath,
+                sequence: volume.isSequence,
+            });
     }
     for (const cache of summary.cacheFiles) {
-        if (cache.filepath !== "") references.push({ kind: "cache-file", name: cache.name, filepath: cache.filepath, sequence: cache.isSequence });
+        if (cache.filepath !== "")
+            references.push({
+                kind: "cache-file",
+                name: cache.name,
+                filepath: cache.filepath,
+                sequence: cache.isSequence,
+            });
     }
     for (const font of summary.fonts) {
-        if (!font.packed && font.filepath !== "" && font.filepath !== "<builtin>") references.push({ kind: "font", name: font.name, filepath: font.filepath, sequence: false });
+        if (!font.packed && font.filepath !== "" && font.filepath !== "<builtin>")
+            references.push({ kind: "font", name: font.name, filepath: font.filepath, sequence: false });
     }
     return references;
 }
@@ -67,18 +99,32 @@ export function resolveReferenceKey(sceneKey: string, filepath: string): Resolve
     if (!filepath.startsWith("//")) {
         const absolute = filepath.startsWith("/") || filepath.startsWith("\\") || /^[A-Za-z]:[\\/]/.test(filepath);
         return absolute
-            ? { ok: false, reason: "absolute", message: `"${filepath}" is an absolute path: it exists on the artist's machine, not on the farm; make it relative (File > External Data > Make Paths Relative) or pack it` }
-            : { ok: false, reason: "not-blend-relative", message: `"${filepath}" is relative to Blender's working directory, not to the .blend; make it relative to the .blend ("//...") or pack it` };
+            ? {
+                  ok: false,
+                  reason: "absolute",
+                  message: `"${filepath}" is an absolute path: it exists on the artist's machine, not on the farm; make it relative (File > External Data > Make Paths Relative) or pack it`,
+              }
+            : {
+                  ok: false,
+                  reason: "not-blend-relative",
+                  message: `"${filepath}" is relative to Blender's working directory, not to the .blend; make it relative to the .blend ("//...") or pack it`,
+              };
     }
     const segments = sceneKey.split("/").slice(0, -1);
     for (const segment of filepath.slice(2).split(/[\\/]/)) {
         if (segment === "" || segment === ".") continue;
         if (segment === "..") {
-            if (segments.length === 0) return { ok: false, reason: "outside-bucket", message: `"${filepath}" climbs above the bucket's root from "${sceneKey}": the farm cannot provide it; keep the files under the scene's folder or pack them` };
+            if (segments.length === 0)
+                return {
+                    ok: false,
+                    reason: "outside-bucket",
+                    message: `"${filepath}" climbs above the bucket's root from "${sceneKey}": the farm cannot provide it; keep the files under the scene's folder or pack them`,
+                };
             segments.pop();
         } else segments.push(segment);
     }
-    if (segments.length === 0) return { ok: false, reason: "empty", message: `"${filepath}" names a folder, not a file` };
+    if (segments.length === 0)
+        return { ok: false, reason: "empty", message: `"${filepath}" names a folder, not a file` };
     return { ok: true, key: segments.join("/") };
 }
 

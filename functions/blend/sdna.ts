@@ -84,7 +84,8 @@ export function parseSdna(data: Uint8Array, pointerSize: 4 | 8, littleEndian: bo
         need(4, `the ${what} count`);
         const value = view.getInt32(at, littleEndian);
         at += 4;
-        if (value < 0 || value * minimumBytesEach > data.length - at) fail(`${what} count ${value} does not fit in the block`);
+        if (value < 0 || value * minimumBytesEach > data.length - at)
+            fail(`${what} count ${value} does not fit in the block`);
         return value;
     };
     const strings = (what: string, howMany: number): string[] => {
@@ -122,7 +123,8 @@ export function parseSdna(data: Uint8Array, pointerSize: 4 | 8, littleEndian: bo
         const typeIndex = view.getInt16(at, littleEndian);
         const fieldCount = view.getInt16(at + 2, littleEndian);
         at += 4;
-        if (typeIndex < 0 || typeIndex >= types.length) fail(`struct ${index} has type index ${typeIndex} of ${types.length}`);
+        if (typeIndex < 0 || typeIndex >= types.length)
+            fail(`struct ${index} has type index ${typeIndex} of ${types.length}`);
         if (fieldCount < 0) fail(`struct ${types[typeIndex]} has ${fieldCount} fields`);
         need(fieldCount * 4, `the fields of struct ${types[typeIndex]}`);
         const fields: SdnaField[] = [];
@@ -132,20 +134,34 @@ export function parseSdna(data: Uint8Array, pointerSize: 4 | 8, littleEndian: bo
             const fieldName = view.getInt16(at + 2, littleEndian);
             at += 4;
             if (fieldType < 0 || fieldType >= types.length || fieldName < 0 || fieldName >= names.length) {
-                fail(`field ${fieldIndex} of struct ${types[typeIndex]} has type ${fieldType} / name ${fieldName} out of range`);
+                fail(
+                    `field ${fieldIndex} of struct ${types[typeIndex]} has type ${fieldType} / name ${fieldName} out of range`,
+                );
             }
             const declaration = names[fieldName];
             const isPointer = declaration.startsWith("*") || declaration.startsWith("(*");
             let arrayLength = 1;
             // Function pointers "(*func)()" have no dimensions; "mat[4][4]" has two.
-            if (!declaration.startsWith("(")) for (const dimension of declaration.matchAll(/\[(\d+)\]/g)) arrayLength *= Number(dimension[1]);
+            if (!declaration.startsWith("("))
+                for (const dimension of declaration.matchAll(/\[(\d+)\]/g)) arrayLength *= Number(dimension[1]);
             const size = (isPointer ? pointerSize : sizes[fieldType]) * arrayLength;
             const bare = /^[(*]*([A-Za-z0-9_]+)/.exec(declaration);
-            fields.push({ type: types[fieldType], name: bare ? bare[1] : declaration, declaration, offset, size, isPointer, arrayLength });
+            fields.push({
+                type: types[fieldType],
+                name: bare ? bare[1] : declaration,
+                declaration,
+                offset,
+                size,
+                isPointer,
+                arrayLength,
+            });
             offset += size;
         }
         // Blender's structs carry explicit padding, so their fields add up to the recorded size exactly.
-        if (offset !== sizes[typeIndex]) fail(`struct ${types[typeIndex]}: fields add up to ${offset} bytes, the type table says ${sizes[typeIndex]}`);
+        if (offset !== sizes[typeIndex])
+            fail(
+                `struct ${types[typeIndex]}: fields add up to ${offset} bytes, the type table says ${sizes[typeIndex]}`,
+            );
         structIndex.set(types[typeIndex], structs.length);
         structs.push({ name: types[typeIndex], size: offset, fields });
     }
@@ -157,10 +173,22 @@ export function findField(struct: SdnaStruct, name: string): SdnaField | undefin
 }
 
 /** The struct a block holds, checked: the block's SDNA index must exist and name the expected struct (when given). */
-export function blockStruct(sdna: Sdna, sdnaIndex: number, expected: string | undefined, code: string, file: string): SdnaStruct {
+export function blockStruct(
+    sdna: Sdna,
+    sdnaIndex: number,
+    expected: string | undefined,
+    code: string,
+    file: string,
+): SdnaStruct {
     const struct = sdna.structs[sdnaIndex];
-    if (!struct) throw blendFileError("corrupt", file, `block ${code} names SDNA struct ${sdnaIndex}, but the file has ${sdna.structs.length}`);
-    if (expected !== undefined && struct.name !== expected) throw blendFileError("corrupt", file, `block ${code} holds a ${struct.name}, expected a ${expected}`);
+    if (!struct)
+        throw blendFileError(
+            "corrupt",
+            file,
+            `block ${code} names SDNA struct ${sdnaIndex}, but the file has ${sdna.structs.length}`,
+        );
+    if (expected !== undefined && struct.name !== expected)
+        throw blendFileError("corrupt", file, `block ${code} holds a ${struct.name}, expected a ${expected}`);
     return struct;
 }
 

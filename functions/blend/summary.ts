@@ -87,12 +87,41 @@ export interface BlendSummary {
 
 /** ImageFormatData.imtype -> bpy's file_format id (DNA_scene_types.h); old movie types read as FFMPEG, as Blender versions them. */
 const IMAGE_TYPES: Record<number, string> = {
-    0: "TARGA", 1: "IRIS", 4: "JPEG", 7: "IRIS", 14: "TARGA_RAW", 15: "AVI_RAW", 16: "AVI_JPEG", 17: "PNG", 20: "BMP", 21: "HDR", 22: "TIFF",
-    23: "OPEN_EXR", 24: "FFMPEG", 26: "CINEON", 27: "DPX", 28: "OPEN_EXR_MULTILAYER", 29: "DDS", 30: "JPEG2000", 31: "FFMPEG", 32: "FFMPEG",
-    33: "FFMPEG", 34: "PSD", 35: "WEBP", 36: "FFMPEG", 37: "AVIF",
+    0: "TARGA",
+    1: "IRIS",
+    4: "JPEG",
+    7: "IRIS",
+    14: "TARGA_RAW",
+    15: "AVI_RAW",
+    16: "AVI_JPEG",
+    17: "PNG",
+    20: "BMP",
+    21: "HDR",
+    22: "TIFF",
+    23: "OPEN_EXR",
+    24: "FFMPEG",
+    26: "CINEON",
+    27: "DPX",
+    28: "OPEN_EXR_MULTILAYER",
+    29: "DDS",
+    30: "JPEG2000",
+    31: "FFMPEG",
+    32: "FFMPEG",
+    33: "FFMPEG",
+    34: "PSD",
+    35: "WEBP",
+    36: "FFMPEG",
+    37: "AVIF",
 };
 /** Image.source (IMA_SRC_*). */
-const IMAGE_SOURCES: Record<number, ImageSource> = { 1: "FILE", 2: "SEQUENCE", 3: "MOVIE", 4: "GENERATED", 5: "VIEWER", 6: "TILED" };
+const IMAGE_SOURCES: Record<number, ImageSource> = {
+    1: "FILE",
+    2: "SEQUENCE",
+    3: "MOVIE",
+    4: "GENERATED",
+    5: "VIEWER",
+    6: "TILED",
+};
 /** MovieClip.source (MCLIP_SRC_*). */
 const CLIP_SOURCES: Record<number, "SEQUENCE" | "MOVIE"> = { 1: "SEQUENCE", 2: "MOVIE" };
 /** Longest list walked (UDIM tiles go up to 1001..2000): a cycle in corrupt data ends here. */
@@ -100,7 +129,13 @@ const MAX_LIST_LENGTH = 100000;
 
 function structRef(sdna: Sdna, block: KeptBlock, expected: string, file: string): StructRef {
     const struct = blockStruct(sdna, block.sdnaIndex, expected, block.code, file);
-    if (block.whole && block.data.length < struct.size) throw blendFileError("corrupt", file, `${block.code} block is ${block.data.length} bytes, shorter than its ${struct.name} (${struct.size})`, block.offset);
+    if (block.whole && block.data.length < struct.size)
+        throw blendFileError(
+            "corrupt",
+            file,
+            `${block.code} block is ${block.data.length} bytes, shorter than its ${struct.name} (${struct.size})`,
+            block.offset,
+        );
     return { sdna, struct, bytes: block.data, offset: 0 };
 }
 
@@ -168,12 +203,16 @@ export function summarize(walk: WalkResult, file: string, compression: Compressi
             resolutionY: required(readInteger(render, "ysch"), "RenderData.ysch", file),
             resolutionPercentage: required(readInteger(render, "size"), "RenderData.size", file),
             engine,
-            fileFormat: imtype === undefined ? "UNKNOWN" : IMAGE_TYPES[imtype] ?? `UNKNOWN_${imtype}`,
+            fileFormat: imtype === undefined ? "UNKNOWN" : (IMAGE_TYPES[imtype] ?? `UNKNOWN_${imtype}`),
             camera: idNameAt(pointerOf(ref, "camera")),
         };
     });
     const activeBlock = sceneBlocks.find((block) => block.oldPointer === activeScenePointer);
-    const activeScene = activeBlock ? scenes[sceneBlocks.indexOf(activeBlock)].name : scenes.length > 0 ? scenes[0].name : null;
+    const activeScene = activeBlock
+        ? scenes[sceneBlocks.indexOf(activeBlock)].name
+        : scenes.length > 0
+          ? scenes[0].name
+          : null;
 
     /** Tile numbers along Image.tiles, through the DATA blocks kept after the image. */
     const tilesOf = (ref: StructRef): number[] => {
@@ -184,7 +223,12 @@ export function summarize(walk: WalkResult, file: string, compression: Compressi
         while (pointer && !seen.has(pointer) && tiles.length < MAX_LIST_LENGTH) {
             seen.add(pointer);
             const block = byAddress.get(pointer);
-            if (!block || block.code !== "DATA") throw blendFileError("corrupt", file, `image ${idName(ref)}: its tile list points at a block the file does not have`);
+            if (!block || block.code !== "DATA")
+                throw blendFileError(
+                    "corrupt",
+                    file,
+                    `image ${idName(ref)}: its tile list points at a block the file does not have`,
+                );
             const tile = structRef(sdna, block, "ImageTile", file);
             tiles.push(required(readInteger(tile, "tile_number"), "ImageTile.tile_number", file));
             pointer = pointerOf(tile, "next");
@@ -198,7 +242,9 @@ export function summarize(walk: WalkResult, file: string, compression: Compressi
         const source = IMAGE_SOURCES[sourceNumber] ?? (`UNKNOWN_${sourceNumber}` as const);
         const packedFiles = nested(ref, "packedfiles");
         // Blender 2.76 moved Image.packedfile to a list (one per view); older files have only the pointer.
-        const packed = (packedFiles !== undefined && pointerOf(packedFiles, "first") !== "") || pointerOf(ref, "packedfile") !== "";
+        const packed =
+            (packedFiles !== undefined && pointerOf(packedFiles, "first") !== "") ||
+            pointerOf(ref, "packedfile") !== "";
         return {
             name: idName(ref),
             // Image.filepath is stored under its old name "name" (DNA_rename_defs.h).
@@ -217,28 +263,49 @@ export function summarize(walk: WalkResult, file: string, compression: Compressi
     const movieClips: BlendMovieClip[] = ofCode("MC").map((block) => {
         const ref = structRef(sdna, block, "MovieClip", file);
         const sourceNumber = readInteger(ref, "source") ?? 0;
-        return { name: idName(ref), filepath: readString(ref, "filepath") ?? readString(ref, "name") ?? "", source: CLIP_SOURCES[sourceNumber] ?? (`UNKNOWN_${sourceNumber}` as const) };
+        return {
+            name: idName(ref),
+            filepath: readString(ref, "filepath") ?? readString(ref, "name") ?? "",
+            source: CLIP_SOURCES[sourceNumber] ?? (`UNKNOWN_${sourceNumber}` as const),
+        };
     });
 
     const volumes: BlendVolume[] = ofCode("VO").map((block) => {
         const ref = structRef(sdna, block, "Volume", file);
-        return { name: idName(ref), filepath: readString(ref, "filepath") ?? "", isSequence: (readInteger(ref, "is_sequence") ?? 0) !== 0, packed: pointerOf(ref, "packedfile") !== "" };
+        return {
+            name: idName(ref),
+            filepath: readString(ref, "filepath") ?? "",
+            isSequence: (readInteger(ref, "is_sequence") ?? 0) !== 0,
+            packed: pointerOf(ref, "packedfile") !== "",
+        };
     });
 
     const cacheFiles: BlendCacheFile[] = ofCode("CF").map((block) => {
         const ref = structRef(sdna, block, "CacheFile", file);
-        return { name: idName(ref), filepath: readString(ref, "filepath") ?? "", isSequence: (readInteger(ref, "is_sequence") ?? 0) !== 0 };
+        return {
+            name: idName(ref),
+            filepath: readString(ref, "filepath") ?? "",
+            isSequence: (readInteger(ref, "is_sequence") ?? 0) !== 0,
+        };
     });
 
     const fonts: BlendFont[] = ofCode("VF").map((block) => {
         const ref = structRef(sdna, block, "VFont", file);
-        return { name: idName(ref), filepath: readString(ref, "filepath") ?? readString(ref, "name") ?? "", packed: pointerOf(ref, "packedfile") !== "" };
+        return {
+            name: idName(ref),
+            filepath: readString(ref, "filepath") ?? readString(ref, "name") ?? "",
+            packed: pointerOf(ref, "packedfile") !== "",
+        };
     });
 
     return {
         file,
         compression,
-        header: { pointerSize: header.pointerSize, littleEndian: header.littleEndian, fileFormatVersion: header.fileFormatVersion },
+        header: {
+            pointerSize: header.pointerSize,
+            littleEndian: header.littleEndian,
+            fileFormatVersion: header.fileFormatVersion,
+        },
         version: [Math.floor(header.version / 100), header.version % 100, subversion],
         bytes: walk.bytes,
         blockCount: walk.blockCount,

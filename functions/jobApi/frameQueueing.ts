@@ -55,7 +55,11 @@ function packBatches(bodies: { frame: number; body: string }[]): { frame: number
 }
 
 /** Sends one batch, resending the entries SQS reports as Failed (unless they are the sender's fault) with backoff. */
-async function sendBatch(sqs: SQSClient, queueUrl: string, batch: { frame: number; body: string }[]): Promise<SendResult> {
+async function sendBatch(
+    sqs: SQSClient,
+    queueUrl: string,
+    batch: { frame: number; body: string }[],
+): Promise<SendResult> {
     let pending = batch;
     let lastReason = new Map<number, string>();
     const notSent: SendResult["notSent"] = [];
@@ -65,7 +69,10 @@ async function sendBatch(sqs: SQSClient, queueUrl: string, batch: { frame: numbe
         let failed: { Id?: string; SenderFault?: boolean; Code?: string; Message?: string }[];
         try {
             const reply = await sqs.send(
-                new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: pending.map((entry) => ({ Id: `f${entry.frame}`, MessageBody: entry.body })) }),
+                new SendMessageBatchCommand({
+                    QueueUrl: queueUrl,
+                    Entries: pending.map((entry) => ({ Id: `f${entry.frame}`, MessageBody: entry.body })),
+                }),
             );
             failed = reply.Failed ?? [];
         } catch (error) {
@@ -73,7 +80,14 @@ async function sendBatch(sqs: SQSClient, queueUrl: string, batch: { frame: numbe
             const reason = `SendMessageBatch to ${queueUrl} failed: ${describeAwsError(error)}`;
             lastReason = new Map(pending.map((entry) => [entry.frame, reason]));
             // A 4xx other than throttling will not get better by asking again.
-            if (status !== undefined && status >= 400 && status < 500 && status !== 429 && !/Throttl|RequestThrottled|OverLimit/i.test(describeAwsError(error))) break;
+            if (
+                status !== undefined &&
+                status >= 400 &&
+                status < 500 &&
+                status !== 429 &&
+                !/Throttl|RequestThrottled|OverLimit/i.test(describeAwsError(error))
+            )
+                break;
             continue;
         }
         const retry: { frame: number; body: string }[] = [];
@@ -90,12 +104,18 @@ async function sendBatch(sqs: SQSClient, queueUrl: string, batch: { frame: numbe
         }
         pending = retry;
     }
-    for (const entry of pending) notSent.push({ frame: entry.frame, reason: lastReason.get(entry.frame) ?? "not sent" });
+    for (const entry of pending)
+        notSent.push({ frame: entry.frame, reason: lastReason.get(entry.frame) ?? "not sent" });
     return { sent: batch.length - notSent.length, notSent };
 }
 
 /** Queues the frames' messages with SendMessageBatch: 10 per call, SEND_CONCURRENCY calls in flight. */
-export async function sendFrameMessages(sqs: SQSClient, queueUrl: string, messages: FrameMessage[], concurrency = SEND_CONCURRENCY): Promise<SendResult> {
+export async function sendFrameMessages(
+    sqs: SQSClient,
+    queueUrl: string,
+    messages: FrameMessage[],
+    concurrency = SEND_CONCURRENCY,
+): Promise<SendResult> {
     const batches = packBatches(messages.map((message) => ({ frame: message.frame, body: JSON.stringify(message) })));
     const results = await mapWithConcurrency(batches, concurrency, (batch) => sendBatch(sqs, queueUrl, batch));
     return {

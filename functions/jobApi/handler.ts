@@ -29,7 +29,11 @@ export interface HttpApiResult {
 export type JobApiHandler = (event: HttpApiEvent) => Promise<HttpApiResult>;
 
 function result(reply: ApiReply): HttpApiResult {
-    return { statusCode: reply.status, headers: { "content-type": "application/json" }, body: JSON.stringify(reply.body) };
+    return {
+        statusCode: reply.status,
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(reply.body),
+    };
 }
 
 function fail(status: number, code: string, message: string, field?: string): HttpApiResult {
@@ -41,15 +45,27 @@ function parseBody(event: HttpApiEvent): { ok: true; value: unknown } | { ok: fa
     const raw = event.body ?? "";
     // Checked before decoding so an oversized body costs nothing: base64 is 4 characters per 3 bytes.
     const encodedLimit = event.isBase64Encoded ? Math.ceil(MAX_REQUEST_BYTES / 3) * 4 : MAX_REQUEST_BYTES;
-    const tooLarge = () => ({ ok: false as const, reply: fail(413, "body_too_large", `the request body is larger than ${MAX_REQUEST_BYTES} bytes`, "body") });
+    const tooLarge = () => ({
+        ok: false as const,
+        reply: fail(413, "body_too_large", `the request body is larger than ${MAX_REQUEST_BYTES} bytes`, "body"),
+    });
     if (raw.length > encodedLimit) return tooLarge();
     const text = event.isBase64Encoded ? Buffer.from(raw, "base64").toString("utf8") : raw;
     if (Buffer.byteLength(text, "utf8") > MAX_REQUEST_BYTES) return tooLarge();
-    if (text.trim() === "") return { ok: false, reply: fail(400, "invalid_json", "the request body is empty; send a JSON object", "body") };
+    if (text.trim() === "")
+        return { ok: false, reply: fail(400, "invalid_json", "the request body is empty; send a JSON object", "body") };
     try {
         return { ok: true, value: JSON.parse(text) };
     } catch (error) {
-        return { ok: false, reply: fail(400, "invalid_json", `the request body is not valid JSON: ${error instanceof Error ? error.message : String(error)}`, "body") };
+        return {
+            ok: false,
+            reply: fail(
+                400,
+                "invalid_json",
+                `the request body is not valid JSON: ${error instanceof Error ? error.message : String(error)}`,
+                "body",
+            ),
+        };
     }
 }
 
@@ -82,7 +98,8 @@ function routeOf(event: HttpApiEvent): Route | undefined {
     if (segments[0] !== "jobs") return undefined;
     if (method === "POST" && segments.length === 1) return { name: "submit" };
     if (method === "GET" && segments.length === 2) return { name: "status", jobId: segments[1] };
-    if (method === "POST" && segments.length === 3 && segments[2] === "retry") return { name: "retry", jobId: segments[1] };
+    if (method === "POST" && segments.length === 3 && segments[2] === "retry")
+        return { name: "retry", jobId: segments[1] };
     return undefined;
 }
 
@@ -93,8 +110,15 @@ export function createJobApiHandler(deps: JobApiDeps): JobApiHandler {
             const route = routeOf(event);
             if (!route) {
                 const method = event.requestContext?.http?.method ?? "";
-                const shown = event.routeKey && event.routeKey !== "$default" ? event.routeKey : `${method} ${event.rawPath ?? ""}`.trim();
-                return fail(404, "not_found", `no route ${shown}; the job API serves POST /jobs, GET /jobs/{jobId} and POST /jobs/{jobId}/retry`);
+                const shown =
+                    event.routeKey && event.routeKey !== "$default"
+                        ? event.routeKey
+                        : `${method} ${event.rawPath ?? ""}`.trim();
+                return fail(
+                    404,
+                    "not_found",
+                    `no route ${shown}; the job API serves POST /jobs, GET /jobs/{jobId} and POST /jobs/{jobId}/retry`,
+                );
             }
             if (route.name === "status") return result(await getJobStatus(deps, route.jobId));
             if (route.name === "retry") return result(await retryJob(deps, route.jobId));
@@ -104,13 +128,19 @@ export function createJobApiHandler(deps: JobApiDeps): JobApiHandler {
         } catch (error) {
             // The plain functions answer errors as replies; this is for the unforeseen, without a stack trace.
             console.error("job API: unexpected error", error);
-            return fail(500, "internal_error", `the job API failed unexpectedly: ${error instanceof Error ? error.message : String(error)}`);
+            return fail(
+                500,
+                "internal_error",
+                `the job API failed unexpectedly: ${error instanceof Error ? error.message : String(error)}`,
+            );
         }
     };
 }
 
 /** For the Lambda's callback factory: clients and settings are made here, at cold start, never at module load. */
-export function createJobApiHandlerFromEnvironment(env: Record<string, string | undefined> = process.env): JobApiHandler {
+export function createJobApiHandlerFromEnvironment(
+    env: Record<string, string | undefined> = process.env,
+): JobApiHandler {
     const settings = jobApiSettingsFromEnvironment(env);
     return createJobApiHandler({ s3: new S3Client({}), sqs: new SQSClient({}), settings });
 }

@@ -3,7 +3,13 @@ import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
 import { apiError, FrameRecord, RetryReply } from "../shared/contract";
 import { describeAwsError } from "../shared/awsErrors";
 import { mapWithConcurrency } from "../shared/concurrency";
-import { computeJobStatus, deleteFrameRecord, frameProgress, latestRecordByFrame, writeFrameRecord } from "../shared/ledger";
+import {
+    computeJobStatus,
+    deleteFrameRecord,
+    frameProgress,
+    latestRecordByFrame,
+    writeFrameRecord,
+} from "../shared/ledger";
 import { frameMessageOf, notSentSummary, sendFrameMessages } from "./frameQueueing";
 import { HEAD_CONCURRENCY } from "./scenePreflight";
 import { ApiReply, errorReply, statusUrlOf, upstreamReply } from "./replies";
@@ -15,11 +21,19 @@ async function frameQueueIsEmpty(deps: JobApiDeps): Promise<boolean> {
     const reply = await deps.sqs.send(
         new GetQueueAttributesCommand({
             QueueUrl: deps.settings.frameQueueUrl,
-            AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"],
+            AttributeNames: [
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
         }),
     );
     const attributes = reply.Attributes ?? {};
-    return ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"].every((name) => Number(attributes[name as keyof typeof attributes] ?? 0) === 0);
+    return [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ].every((name) => Number(attributes[name as keyof typeof attributes] ?? 0) === 0);
 }
 
 /**
@@ -61,7 +75,10 @@ export async function retryJob(deps: JobApiDeps, jobId: unknown, now: Date = new
                 why = "the frame queue is empty";
             }
         } catch (error) {
-            return upstreamReply("queue_error", new Error(`GetQueueAttributes ${settings.frameQueueUrl} failed: ${describeAwsError(error)}`));
+            return upstreamReply(
+                "queue_error",
+                new Error(`GetQueueAttributes ${settings.frameQueueUrl} failed: ${describeAwsError(error)}`),
+            );
         }
     }
     const lost = quiet ? pending : [];
@@ -74,7 +91,9 @@ export async function retryJob(deps: JobApiDeps, jobId: unknown, now: Date = new
         await mapWithConcurrency(requeue, HEAD_CONCURRENCY, async (frame) => {
             const old = byFrame.get(frame);
             previous.set(frame, old);
-            const earlier = old ? `after ${old.attempts} attempt(s), last: ${old.error ? `${old.error.code}: ${old.error.message}` : old.status}` : "with no record";
+            const earlier = old
+                ? `after ${old.attempts} attempt(s), last: ${old.error ? `${old.error.code}: ${old.error.message}` : old.status}`
+                : "with no record";
             const record: FrameRecord = {
                 ...(old ?? { startedAt: at, wallMs: 0, blenderMs: 0, memoryMb: 0, costUsd: 0 }),
                 jobId: manifest.jobId,
@@ -82,7 +101,10 @@ export async function retryJob(deps: JobApiDeps, jobId: unknown, now: Date = new
                 status: "retrying",
                 attempts: 0,
                 finishedAt: at,
-                error: { code: "requeued", message: `requeued by POST /jobs/${manifest.jobId}/retry at ${at} ${earlier}` },
+                error: {
+                    code: "requeued",
+                    message: `requeued by POST /jobs/${manifest.jobId}/retry at ${at} ${earlier}`,
+                },
             };
             await writeFrameRecord(deps.s3, settings.rendersBucket, record);
         });
@@ -90,7 +112,11 @@ export async function retryJob(deps: JobApiDeps, jobId: unknown, now: Date = new
         return upstreamReply("storage_error", error);
     }
 
-    const result = await sendFrameMessages(deps.sqs, settings.frameQueueUrl, requeue.map((frame) => frameMessageOf(manifest, settings.rendersBucket, frame)));
+    const result = await sendFrameMessages(
+        deps.sqs,
+        settings.frameQueueUrl,
+        requeue.map((frame) => frameMessageOf(manifest, settings.rendersBucket, frame)),
+    );
     if (result.notSent.length > 0) {
         // Put back what the ledger said, so those frames read as failed (or missing) and a later retry picks them up.
         await mapWithConcurrency(result.notSent, HEAD_CONCURRENCY, async ({ frame }) => {
@@ -102,12 +128,21 @@ export async function retryJob(deps: JobApiDeps, jobId: unknown, now: Date = new
                 // Best effort: the frame then reads as pending until the job goes quiet again.
             }
         });
-        return errorReply(apiError(503, "queue_error", `${notSentSummary(result, requeue.length)}; ${result.sent} were requeued; retry again later`));
+        return errorReply(
+            apiError(
+                503,
+                "queue_error",
+                `${notSentSummary(result, requeue.length)}; ${result.sent} were requeued; retry again later`,
+            ),
+        );
     }
 
     const parts = [`requeued ${failed.length} failed frame(s)`];
     if (lost.length > 0) parts.push(`requeued ${lost.length} frame(s) that never finished, since ${why}`);
-    if (inFlight > 0) parts.push(`left ${inFlight} pending frame(s) alone: they are still queued or rendering (a retry requeues them once the queue is empty or the job is quiet for ${settings.staleAfterSeconds ?? DEFAULT_STALE_AFTER_SECONDS} s)`);
+    if (inFlight > 0)
+        parts.push(
+            `left ${inFlight} pending frame(s) alone: they are still queued or rendering (a retry requeues them once the queue is empty or the job is quiet for ${settings.staleAfterSeconds ?? DEFAULT_STALE_AFTER_SECONDS} s)`,
+        );
     const reply: RetryReply = {
         jobId: manifest.jobId,
         requeued: requeue.length,

@@ -1,8 +1,24 @@
 // The scene preflight: read the .blend from S3 before anything is queued, refuse what Blender cannot
 // render, take the scene's own frame range, and find every external file it needs in the bucket.
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
-import { apiError, ApiError, Engine, JobLimits, JobRequest, MAX_ASSETS, objectKeyProblem, parseFrameSpec } from "../shared/contract";
-import { BlendSummary, externalReferences, isSequenceFrame, readBlendStream, resolveReferenceKey, sequencePattern } from "../blend";
+import {
+    apiError,
+    ApiError,
+    Engine,
+    JobLimits,
+    JobRequest,
+    MAX_ASSETS,
+    objectKeyProblem,
+    parseFrameSpec,
+} from "../shared/contract";
+import {
+    BlendSummary,
+    externalReferences,
+    isSequenceFrame,
+    readBlendStream,
+    resolveReferenceKey,
+    sequencePattern,
+} from "../blend";
 import { awsErrorStatus, describeAwsError, isNotFound } from "../shared/awsErrors";
 import { mapWithConcurrency } from "../shared/concurrency";
 import type { JobApiDeps } from "./settings";
@@ -51,7 +67,9 @@ async function readSceneObject(deps: JobApiDeps, key: string): Promise<{ summary
     try {
         object = await deps.s3.send(new GetObjectCommand({ Bucket: deps.settings.scenesBucket, Key: key }));
     } catch (error) {
-        const failure = new Error(`GetObject s3://${deps.settings.scenesBucket}/${key} failed: ${describeAwsError(error)}`);
+        const failure = new Error(
+            `GetObject s3://${deps.settings.scenesBucket}/${key} failed: ${describeAwsError(error)}`,
+        );
         (failure as Error & { status?: number }).status = awsErrorStatus(error);
         throw failure;
     }
@@ -73,48 +91,85 @@ async function listSequence(deps: JobApiDeps, key: string): Promise<string[]> {
     do {
         let page;
         try {
-            page = await deps.s3.send(new ListObjectsV2Command({ Bucket: deps.settings.scenesBucket, Prefix: pattern.folder + pattern.head, ContinuationToken: token }));
+            page = await deps.s3.send(
+                new ListObjectsV2Command({
+                    Bucket: deps.settings.scenesBucket,
+                    Prefix: pattern.folder + pattern.head,
+                    ContinuationToken: token,
+                }),
+            );
         } catch (error) {
-            const failure = new Error(`ListObjectsV2 s3://${deps.settings.scenesBucket}/${pattern.folder + pattern.head} failed: ${describeAwsError(error)}`);
+            const failure = new Error(
+                `ListObjectsV2 s3://${deps.settings.scenesBucket}/${pattern.folder + pattern.head} failed: ${describeAwsError(error)}`,
+            );
             (failure as Error & { status?: number }).status = awsErrorStatus(error);
             throw failure;
         }
-        for (const object of page.Contents ?? []) if (object.Key && isSequenceFrame(pattern, object.Key)) keys.push(object.Key);
+        for (const object of page.Contents ?? [])
+            if (object.Key && isSequenceFrame(pattern, object.Key)) keys.push(object.Key);
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token && keys.length <= MAX_SEQUENCE_KEYS);
     return keys.sort();
 }
 
 /** Blender's engine ids (as a .blend stores them, 3.x to 5.x) by the farm's engine names. */
-const SCENE_ENGINES: Record<string, Engine> = { CYCLES: "CYCLES", BLENDER_EEVEE: "EEVEE", BLENDER_EEVEE_NEXT: "EEVEE", BLENDER_WORKBENCH: "WORKBENCH" };
+const SCENE_ENGINES: Record<string, Engine> = {
+    CYCLES: "CYCLES",
+    BLENDER_EEVEE: "EEVEE",
+    BLENDER_EEVEE_NEXT: "EEVEE",
+    BLENDER_WORKBENCH: "WORKBENCH",
+};
 
 /**
  * The reply that refuses the job, or the frames to render: no scene, no camera, an engine or a resolution the
  * farm does not allow (the scene's own, when the request does not override them), or frames it cannot take.
  */
-function sceneProblems(request: JobRequest, summary: BlendSummary, limits: JobLimits): ApiError | { frames?: number[] } {
+function sceneProblems(
+    request: JobRequest,
+    summary: BlendSummary,
+    limits: JobLimits,
+): ApiError | { frames?: number[] } {
     const scene = summary.scenes.find((candidate) => candidate.name === summary.activeScene);
     if (!scene) return apiError(400, "no_scene", `scene "${request.scene}" holds no scene to render`, "scene");
     if (scene.camera === null) {
-        return apiError(400, "no_camera", `scene "${request.scene}": its scene "${scene.name}" has no active camera, so Blender cannot render it; set one (Scene Properties > Camera) and upload it again`, "scene");
+        return apiError(
+            400,
+            "no_camera",
+            `scene "${request.scene}": its scene "${scene.name}" has no active camera, so Blender cannot render it; set one (Scene Properties > Camera) and upload it again`,
+            "scene",
+        );
     }
     if (request.engine === undefined) {
         const engine = SCENE_ENGINES[scene.engine];
         if (engine === undefined || !limits.allowedEngines.includes(engine)) {
             const allowed = limits.allowedEngines.join(", ");
-            return apiError(400, "engine_not_allowed", `scene "${request.scene}" renders with ${engine ?? scene.engine}, which this farm does not offer (it has ${allowed}); set "engine" in the request`, "engine");
+            return apiError(
+                400,
+                "engine_not_allowed",
+                `scene "${request.scene}" renders with ${engine ?? scene.engine}, which this farm does not offer (it has ${allowed}); set "engine" in the request`,
+                "engine",
+            );
         }
     }
     const percentage = request.resolution?.percentage ?? scene.resolutionPercentage;
     const width = Math.round(((request.resolution?.x ?? scene.resolutionX) * percentage) / 100);
     const height = Math.round(((request.resolution?.y ?? scene.resolutionY) * percentage) / 100);
     if (Math.max(width, height) > limits.maxResolution) {
-        return apiError(400, "resolution_too_large", `scene "${request.scene}" would render ${width}x${height}, over this farm's ${limits.maxResolution} pixels per side; set "resolution" in the request`, "resolution");
+        return apiError(
+            400,
+            "resolution_too_large",
+            `scene "${request.scene}" would render ${width}x${height}, over this farm's ${limits.maxResolution} pixels per side; set "resolution" in the request`,
+            "resolution",
+        );
     }
     if (request.frames !== undefined) return {};
     const own = `${scene.frameStart}-${scene.frameEnd}x${Math.max(1, scene.frameStep)}`;
     const frames = parseFrameSpec(own, limits.maxFrames);
-    if (!frames.ok) return { ...frames.error, message: `the scene's own frame range ${own} (used because the request has no frames): ${frames.error.message}` };
+    if (!frames.ok)
+        return {
+            ...frames.error,
+            message: `the scene's own frame range ${own} (used because the request has no frames): ${frames.error.message}`,
+        };
     return { frames: frames.value };
 }
 
@@ -123,7 +178,11 @@ function sceneProblems(request: JobRequest, summary: BlendSummary, limits: JobLi
  * external file it references, resolved against the scene's key. Files listed in `assets` count as present;
  * others are looked up in the bucket (one HEAD per file, one listing per sequence).
  */
-export async function preflightScene(deps: JobApiDeps, request: JobRequest, assets: string[]): Promise<Preflight | ApiError> {
+export async function preflightScene(
+    deps: JobApiDeps,
+    request: JobRequest,
+    assets: string[],
+): Promise<Preflight | ApiError> {
     const { summary, etag } = await readSceneObject(deps, request.scene);
     const checked = sceneProblems(request, summary, deps.settings.limits);
     if ("status" in checked) return checked;
@@ -141,7 +200,9 @@ export async function preflightScene(deps: JobApiDeps, request: JobRequest, asse
         }
         const problem = objectKeyProblem(resolved.key);
         if (problem) {
-            warnings.push(`${neededBy}: "${reference.filepath}" resolves to "${resolved.key}", which ${problem}; the farm cannot provide it`);
+            warnings.push(
+                `${neededBy}: "${reference.filepath}" resolves to "${resolved.key}", which ${problem}; the farm cannot provide it`,
+            );
             continue;
         }
         if (reference.sequence && sequencePattern(resolved.key)) {
@@ -151,17 +212,26 @@ export async function preflightScene(deps: JobApiDeps, request: JobRequest, asse
 
     const found = new Set<string>();
     const missing: Preflight["missing"] = [];
-    const heads = await mapWithConcurrency([...single.keys()], HEAD_CONCURRENCY, (key) => headObject(deps.s3, deps.settings.scenesBucket, key));
+    const heads = await mapWithConcurrency([...single.keys()], HEAD_CONCURRENCY, (key) =>
+        headObject(deps.s3, deps.settings.scenesBucket, key),
+    );
     for (const head of heads) {
         if (head.missing) missing.push({ key: head.key, neededBy: single.get(head.key)! });
         else found.add(head.key);
     }
     // A sequence's frame numbers are not in the .blend: every frame present in the bucket goes with the job.
-    const listings = await mapWithConcurrency([...sequences.keys()], HEAD_CONCURRENCY, async (key) => ({ key, frames: await listSequence(deps, key) }));
+    const listings = await mapWithConcurrency([...sequences.keys()], HEAD_CONCURRENCY, async (key) => ({
+        key,
+        frames: await listSequence(deps, key),
+    }));
     for (const { key, frames } of listings) {
         const pattern = sequencePattern(key)!;
         const fromAssets = assets.filter((asset) => isSequenceFrame(pattern, asset));
-        if (frames.length === 0 && fromAssets.length === 0) missing.push({ key, neededBy: `${sequences.get(key)!} (a sequence: no ${pattern.folder}${pattern.head}<number>${pattern.tail} in the bucket)` });
+        if (frames.length === 0 && fromAssets.length === 0)
+            missing.push({
+                key,
+                neededBy: `${sequences.get(key)!} (a sequence: no ${pattern.folder}${pattern.head}<number>${pattern.tail} in the bucket)`,
+            });
         for (const frame of frames) if (!listed.has(frame)) found.add(frame);
     }
     return { summary, etag, frames: checked.frames, found: [...found].sort(), missing, warnings };

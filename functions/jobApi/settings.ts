@@ -27,7 +27,6 @@ export interface JobApiDeps {
     settings: JobApiSettings;
 }
 
-
 export const DEFAULT_MAX_FRAMES_PER_JOB = 10000;
 export const DEFAULT_MAX_RESOLUTION = 16384;
 export const DEFAULT_MAX_RECEIVE_COUNT = 3;
@@ -38,7 +37,8 @@ function positiveInteger(env: Record<string, string | undefined>, name: string, 
     const raw = env[name];
     if (raw === undefined || raw.trim() === "") return fallback;
     const value = Number(raw);
-    if (!Number.isInteger(value) || value < 1) throw new Error(`environment variable ${name} must be a whole number >= 1, got "${raw}"`);
+    if (!Number.isInteger(value) || value < 1)
+        throw new Error(`environment variable ${name} must be a whole number >= 1, got "${raw}"`);
     return value;
 }
 
@@ -58,9 +58,14 @@ export function jobApiSettingsFromEnvironment(env: Record<string, string | undef
     if (missing.length > 0) throw new Error(`the job API needs environment variable(s) ${missing.join(", ")}`);
     let allowedEngines: Engine[] = [...ENGINES];
     if (env.ALLOWED_ENGINES !== undefined && env.ALLOWED_ENGINES.trim() !== "") {
-        const names = env.ALLOWED_ENGINES.split(",").map((name) => name.trim().toUpperCase()).filter((name) => name !== "");
+        const names = env.ALLOWED_ENGINES.split(",")
+            .map((name) => name.trim().toUpperCase())
+            .filter((name) => name !== "");
         const unknown = names.filter((name) => !(ENGINES as readonly string[]).includes(name));
-        if (unknown.length > 0) throw new Error(`ALLOWED_ENGINES has unknown engine(s) ${unknown.join(", ")}; known: ${ENGINES.join(", ")}`);
+        if (unknown.length > 0)
+            throw new Error(
+                `ALLOWED_ENGINES has unknown engine(s) ${unknown.join(", ")}; known: ${ENGINES.join(", ")}`,
+            );
         allowedEngines = [...new Set(names)] as Engine[];
     }
     return {

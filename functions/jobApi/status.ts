@@ -4,7 +4,10 @@ import { computeJobStatus, readFrameRecords, readManifest } from "../shared/ledg
 import { ApiReply, jobNotFound, upstreamReply } from "./replies";
 import { JobApiDeps } from "./settings";
 
-export async function loadJob(deps: JobApiDeps, jobId: unknown): Promise<{ manifest: JobManifest; records: FrameRecord[] } | ApiReply> {
+export async function loadJob(
+    deps: JobApiDeps,
+    jobId: unknown,
+): Promise<{ manifest: JobManifest; records: FrameRecord[] } | ApiReply> {
     if (typeof jobId !== "string" || !JOB_ID_PATTERN.test(jobId)) return jobNotFound(jobId);
     try {
         const manifest = await readManifest(deps.s3, deps.settings.rendersBucket, jobId);

@@ -2,7 +2,21 @@
 // queue one message per frame.
 import * as crypto from "crypto";
 import { isBlendFileError } from "../blend";
-import { ApiError, apiError, errorBody, formatFrameSpec, JobManifest, JobRequest, MANIFEST_VERSION, MAX_ASSETS, outputPrefix, parseFrameSpec, parseJobRequest, renderSettingsOf, SubmitReply } from "../shared/contract";
+import {
+    ApiError,
+    apiError,
+    errorBody,
+    formatFrameSpec,
+    JobManifest,
+    JobRequest,
+    MANIFEST_VERSION,
+    MAX_ASSETS,
+    outputPrefix,
+    parseFrameSpec,
+    parseJobRequest,
+    renderSettingsOf,
+    SubmitReply,
+} from "../shared/contract";
 import { mapWithConcurrency } from "../shared/concurrency";
 import { computeJobStatus, deleteManifest, readFrameRecords, readManifest, writeManifest } from "../shared/ledger";
 import { frameMessageOf, MAX_MESSAGE_BYTES, notSentSummary, sendFrameMessages } from "./frameQueueing";
@@ -28,7 +42,11 @@ function canonicalJson(value: unknown): string {
  */
 export function requestHashOf(request: JobRequest, frames: number[] | undefined): string {
     const { jobId: _jobId, ...rest } = request;
-    const normalized = { ...rest, frames: frames === undefined ? undefined : formatFrameSpec(frames), assets: [...new Set(request.assets)].sort() };
+    const normalized = {
+        ...rest,
+        frames: frames === undefined ? undefined : formatFrameSpec(frames),
+        assets: [...new Set(request.assets)].sort(),
+    };
     return crypto.createHash("sha256").update(canonicalJson(normalized)).digest("hex");
 }
 
@@ -46,26 +64,55 @@ async function checkObjects(deps: JobApiDeps, keys: string[]): Promise<ObjectChe
 async function existingJobReply(deps: JobApiDeps, manifest: JobManifest, requestHash: string): Promise<ApiReply> {
     if (manifest.requestHash !== requestHash) {
         return errorReply(
-            apiError(409, "job_conflict", `job ${manifest.jobId} already exists with a different request; submit this one under another jobId (or none)`, "jobId"),
+            apiError(
+                409,
+                "job_conflict",
+                `job ${manifest.jobId} already exists with a different request; submit this one under another jobId (or none)`,
+                "jobId",
+            ),
         );
     }
     const records = await readFrameRecords(deps.s3, deps.settings.rendersBucket, manifest.jobId);
     const status = computeJobStatus(manifest, records, deps.settings.maxReceiveCount);
-    const body: SubmitReply = { jobId: manifest.jobId, frames: manifest.frames.length, state: status.state, statusUrl: statusUrlOf(manifest.jobId) };
+    const body: SubmitReply = {
+        jobId: manifest.jobId,
+        frames: manifest.frames.length,
+        state: status.state,
+        statusUrl: statusUrlOf(manifest.jobId),
+    };
     return { status: 202, body };
 }
 
 /** The 413 for a frame message SQS would refuse, or undefined when the largest one fits. */
 function messageSizeProblem(manifest: JobManifest, rendersBucket: string, frames: number[]): ApiError | undefined {
-    const probe = frameMessageOf({ ...manifest, sceneEtag: `"${"0".repeat(32)}"` }, rendersBucket, frames[frames.length - 1]);
+    const probe = frameMessageOf(
+        { ...manifest, sceneEtag: `"${"0".repeat(32)}"` },
+        rendersBucket,
+        frames[frames.length - 1],
+    );
     const probeBytes = Buffer.byteLength(JSON.stringify(probe), "utf8");
     if (probeBytes <= MAX_MESSAGE_BYTES) return undefined;
-    return apiError(413, "message_too_large", `each frame message would be ${probeBytes} bytes, over SQS's ${MAX_MESSAGE_BYTES}; use fewer or shorter asset keys`, "assets");
+    return apiError(
+        413,
+        "message_too_large",
+        `each frame message would be ${probeBytes} bytes, over SQS's ${MAX_MESSAGE_BYTES}; use fewer or shorter asset keys`,
+        "assets",
+    );
 }
 
 function missingReply(bucket: string, missing: string[], field: string, details: string[] = []): ApiReply {
-    const shown = (details.length > 0 ? details : missing).slice(0, 5).join(", ") + (missing.length > 5 ? `, and ${missing.length - 5} more` : "");
-    return errorReply({ ...apiError(422, "missing_objects", `${missing.length} object(s) not found in bucket ${bucket}: ${shown}; upload them first`, field), missing });
+    const shown =
+        (details.length > 0 ? details : missing).slice(0, 5).join(", ") +
+        (missing.length > 5 ? `, and ${missing.length - 5} more` : "");
+    return errorReply({
+        ...apiError(
+            422,
+            "missing_objects",
+            `${missing.length} object(s) not found in bucket ${bucket}: ${shown}; upload them first`,
+            field,
+        ),
+        missing,
+    });
 }
 
 /**
@@ -78,7 +125,8 @@ export async function submitJob(deps: JobApiDeps, body: unknown): Promise<ApiRep
     const preflightOn = settings.preflight !== false;
     const parsed = parseJobRequest(body, settings.limits);
     // A body that is not an object at all has no field to blame but the body itself.
-    if (!parsed.ok) return errorReply(parsed.error.field === undefined ? { ...parsed.error, field: "body" } : parsed.error);
+    if (!parsed.ok)
+        return errorReply(parsed.error.field === undefined ? { ...parsed.error, field: "body" } : parsed.error);
     const request = parsed.value;
     let frames: number[] | undefined;
     if (request.frames !== undefined) {
@@ -86,7 +134,14 @@ export async function submitJob(deps: JobApiDeps, body: unknown): Promise<ApiRep
         if (!frameList.ok) return errorReply(frameList.error);
         frames = frameList.value;
     } else if (!preflightOn) {
-        return errorReply(apiError(400, "frames_required", 'frames is required on this farm (its scene preflight is off, so it does not read a scene\'s own range); send e.g. "1-250"', "frames"));
+        return errorReply(
+            apiError(
+                400,
+                "frames_required",
+                'frames is required on this farm (its scene preflight is off, so it does not read a scene\'s own range); send e.g. "1-250"',
+                "frames",
+            ),
+        );
     }
     const jobId = request.jobId ?? newJobId();
     const assets = [...new Set(request.assets)].filter((asset) => asset !== request.scene);
@@ -141,14 +196,27 @@ export async function submitJob(deps: JobApiDeps, body: unknown): Promise<ApiRep
             if (!isBlendFileError(error)) return upstreamReply("storage_error", error);
             return errorReply(
                 error.code === "too_large"
-                    ? apiError(413, "scene_too_large", `scene "${request.scene}" cannot be checked: ${error.message}`, "scene")
-                    : apiError(400, "not_a_blend", `scene "${request.scene}" is not a readable .blend file: ${error.message}`, "scene"),
+                    ? apiError(
+                          413,
+                          "scene_too_large",
+                          `scene "${request.scene}" cannot be checked: ${error.message}`,
+                          "scene",
+                      )
+                    : apiError(
+                          400,
+                          "not_a_blend",
+                          `scene "${request.scene}" is not a readable .blend file: ${error.message}`,
+                          "scene",
+                      ),
             );
         }
         if ("status" in preflight) return errorReply(preflight);
         const allMissing = [...missing, ...preflight.missing.map((entry) => entry.key)];
         if (allMissing.length > 0) {
-            const details = [...missing, ...preflight.missing.map((entry) => `${entry.key} (needed by ${entry.neededBy})`)];
+            const details = [
+                ...missing,
+                ...preflight.missing.map((entry) => `${entry.key} (needed by ${entry.neededBy})`),
+            ];
             return missingReply(settings.scenesBucket, allMissing, "assets", details);
         }
         if (preflight.frames) {
@@ -162,7 +230,14 @@ export async function submitJob(deps: JobApiDeps, body: unknown): Promise<ApiRep
             reply.assetsAdded = preflight.found;
         }
         if (manifest.request.assets.length > MAX_ASSETS) {
-            return errorReply(apiError(413, "too_many_assets", `the job needs ${manifest.request.assets.length} files besides the scene (${preflight.found.length} found through the scene's references), over the limit of ${MAX_ASSETS}`, "assets"));
+            return errorReply(
+                apiError(
+                    413,
+                    "too_many_assets",
+                    `the job needs ${manifest.request.assets.length} files besides the scene (${preflight.found.length} found through the scene's references), over the limit of ${MAX_ASSETS}`,
+                    "assets",
+                ),
+            );
         }
         if (preflight.warnings.length > 0) reply.warnings = preflight.warnings;
         manifest.sceneEtag = preflight.etag || manifest.sceneEtag;
@@ -179,13 +254,19 @@ export async function submitJob(deps: JobApiDeps, body: unknown): Promise<ApiRep
             // Another submit of the same jobId won the race: answer as a resubmit would.
             const existing = await readManifest(deps.s3, settings.rendersBucket, jobId);
             if (existing) return await existingJobReply(deps, existing, requestHash);
-            return errorReply(apiError(409, "job_conflict", `job ${jobId} is being created by another request; try again`, "jobId"));
+            return errorReply(
+                apiError(409, "job_conflict", `job ${jobId} is being created by another request; try again`, "jobId"),
+            );
         }
     } catch (error) {
         return upstreamReply("storage_error", error);
     }
 
-    const result = await sendFrameMessages(deps.sqs, settings.frameQueueUrl, jobFrames.map((frame) => frameMessageOf(manifest, settings.rendersBucket, frame)));
+    const result = await sendFrameMessages(
+        deps.sqs,
+        settings.frameQueueUrl,
+        jobFrames.map((frame) => frameMessageOf(manifest, settings.rendersBucket, frame)),
+    );
     if (result.notSent.length > 0) {
         // Without its manifest the job does not exist, so resubmitting the same request queues it all again;
         // frames that did go may render twice, which the ledger absorbs (the same keys are rewritten).
@@ -196,7 +277,13 @@ export async function submitJob(deps: JobApiDeps, body: unknown): Promise<ApiRep
         } catch (error) {
             rollback = `the manifest could not be removed (${error instanceof Error ? error.message : String(error)}); POST /jobs/${jobId}/retry once the queue is reachable`;
         }
-        return { status: 503, body: { ...errorBody(apiError(503, "queue_error", `${notSentSummary(result, jobFrames.length)}; ${rollback}`)), jobId } };
+        return {
+            status: 503,
+            body: {
+                ...errorBody(apiError(503, "queue_error", `${notSentSummary(result, jobFrames.length)}; ${rollback}`)),
+                jobId,
+            },
+        };
     }
     return { status: 202, body: reply };
 }

@@ -64,8 +64,28 @@ export function blenderArgs(options: RunBlenderOptions): string[] {
     const { settings } = options;
     const scriptPath = options.scriptPath ?? path.join(__dirname, "render_frame.py");
     // Absolute paths, so a scene or script name can never be read as a Blender option.
-    const args = ["-b", path.resolve(options.scenePath), "--factory-startup", "-noaudio", "--disable-autoexec", "--python-exit-code", "2", "-P", path.resolve(scriptPath), "--"];
-    args.push("--frame", String(options.frame), "--output", path.resolve(options.outputPath), "--format", settings.format, "--threads", String(options.threads));
+    const args = [
+        "-b",
+        path.resolve(options.scenePath),
+        "--factory-startup",
+        "-noaudio",
+        "--disable-autoexec",
+        "--python-exit-code",
+        "2",
+        "-P",
+        path.resolve(scriptPath),
+        "--",
+    ];
+    args.push(
+        "--frame",
+        String(options.frame),
+        "--output",
+        path.resolve(options.outputPath),
+        "--format",
+        settings.format,
+        "--threads",
+        String(options.threads),
+    );
     if (settings.engine !== undefined) args.push("--engine", settings.engine);
     if (settings.samples !== undefined) args.push("--samples", String(settings.samples));
     const resolution = settings.resolution ?? {};
@@ -76,7 +96,14 @@ export function blenderArgs(options: RunBlenderOptions): string[] {
 }
 
 export async function runBlender(options: RunBlenderOptions): Promise<BlenderResult> {
-    const failed = (code: string, message: string): BlenderResult => ({ ok: false, exitCode: null, signal: null, wallMs: 0, logTail: "", error: { code, message } });
+    const failed = (code: string, message: string): BlenderResult => ({
+        ok: false,
+        exitCode: null,
+        signal: null,
+        wallMs: 0,
+        logTail: "",
+        error: { code, message },
+    });
 
     const problem = optionsProblem(options);
     if (problem) return failed("bad_argument", problem);
@@ -84,7 +111,10 @@ export async function runBlender(options: RunBlenderOptions): Promise<BlenderRes
     const outputPath = path.resolve(options.outputPath);
     if (!fs.existsSync(scenePath)) return failed("scene_missing", `scene file ${scenePath} does not exist`);
     if (options.deadlineMs <= Date.now()) {
-        return failed("timeout", `the deadline for frame ${options.frame} of ${scenePath} passed before Blender started`);
+        return failed(
+            "timeout",
+            `the deadline for frame ${options.frame} of ${scenePath} passed before Blender started`,
+        );
     }
     fs.mkdirSync(path.dirname(outputPath), { recursive: true });
     // A stale file from an earlier attempt must not pass for this render's output.
@@ -96,7 +126,12 @@ export async function runBlender(options: RunBlenderOptions): Promise<BlenderRes
     const log = new LogScanner(redact);
     const started = Date.now();
 
-    const outcome = await new Promise<{ exitCode: number | null; signal: string | null; timedOut: boolean; spawnError?: Error }>((resolve) => {
+    const outcome = await new Promise<{
+        exitCode: number | null;
+        signal: string | null;
+        timedOut: boolean;
+        spawnError?: Error;
+    }>((resolve) => {
         let settled = false;
         let timedOut = false;
         const settle = (value: { exitCode: number | null; signal: string | null; spawnError?: Error }) => {
@@ -106,12 +141,15 @@ export async function runBlender(options: RunBlenderOptions): Promise<BlenderRes
             resolve({ ...value, timedOut });
         };
         const child = spawn(blenderPath, blenderArgs(options), { env, stdio: ["ignore", "pipe", "pipe"] });
-        const timer = setTimeout(() => {
-            // A Blender that exited just now finished in time.
-            if (child.exitCode !== null || child.signalCode !== null) return;
-            timedOut = true;
-            child.kill("SIGKILL");
-        }, Math.min(Math.max(0, options.deadlineMs - Date.now()), MAX_TIMER_MS));
+        const timer = setTimeout(
+            () => {
+                // A Blender that exited just now finished in time.
+                if (child.exitCode !== null || child.signalCode !== null) return;
+                timedOut = true;
+                child.kill("SIGKILL");
+            },
+            Math.min(Math.max(0, options.deadlineMs - Date.now()), MAX_TIMER_MS),
+        );
         child.stdout.on("data", (chunk: Buffer) => log.write("stdout", chunk));
         child.stderr.on("data", (chunk: Buffer) => log.write("stderr", chunk));
         child.on("error", (error) => settle({ exitCode: null, signal: null, spawnError: error }));
@@ -136,7 +174,8 @@ export async function runBlender(options: RunBlenderOptions): Promise<BlenderRes
     const detail = log.firstError ? `: ${log.firstError}` : "";
 
     if (outcome.spawnError) {
-        const code = (outcome.spawnError as NodeJS.ErrnoException).code === "ENOENT" ? "blender_not_found" : "spawn_failed";
+        const code =
+            (outcome.spawnError as NodeJS.ErrnoException).code === "ENOENT" ? "blender_not_found" : "spawn_failed";
         return fail(code, `could not start Blender (${blenderPath}): ${outcome.spawnError.message}`);
     }
     if (outcome.timedOut) {
@@ -152,13 +191,22 @@ export async function runBlender(options: RunBlenderOptions): Promise<BlenderRes
     }
     if (outcome.exitCode !== 0) {
         if (log.firstError && UNREADABLE_SCENE.test(log.firstError)) {
-            return fail("unreadable_scene", `Blender cannot read the scene ${scenePath}: ${log.firstError.replace(/^Error:\s*/, "")}`);
+            return fail(
+                "unreadable_scene",
+                `Blender cannot read the scene ${scenePath}: ${log.firstError.replace(/^Error:\s*/, "")}`,
+            );
         }
         const code = log.exception ? "script_error" : "blender_failed";
-        return fail(code, `Blender exited with status ${outcome.exitCode} on ${what}${log.exception ? `: ${log.exception}` : detail}`);
+        return fail(
+            code,
+            `Blender exited with status ${outcome.exitCode} on ${what}${log.exception ? `: ${log.exception}` : detail}`,
+        );
     }
     if (!script) {
-        return fail("no_result", `Blender exited 0 on ${what} but render_frame.py printed no ${RESULT_PREFIX.trim()} line`);
+        return fail(
+            "no_result",
+            `Blender exited 0 on ${what} but render_frame.py printed no ${RESULT_PREFIX.trim()} line`,
+        );
     }
     if (log.exception || log.firstError) {
         return fail("blender_error", `Blender reported an error on ${what}: ${log.exception ?? log.firstError}`);
@@ -172,8 +220,10 @@ export async function runBlender(options: RunBlenderOptions): Promise<BlenderRes
 
 function optionsProblem(options: RunBlenderOptions): string | undefined {
     if (!Number.isInteger(options.frame)) return `frame must be a whole number, got ${options.frame}`;
-    if (!Number.isInteger(options.threads) || options.threads < 1) return `threads must be a whole number >= 1, got ${options.threads}`;
-    if (!Number.isFinite(options.deadlineMs)) return `deadlineMs must be a time in milliseconds, got ${options.deadlineMs}`;
+    if (!Number.isInteger(options.threads) || options.threads < 1)
+        return `threads must be a whole number >= 1, got ${options.threads}`;
+    if (!Number.isFinite(options.deadlineMs))
+        return `deadlineMs must be a time in milliseconds, got ${options.deadlineMs}`;
     if (!options.scenePath) return "scenePath is empty";
     if (!options.outputPath) return "outputPath is empty";
     return undefined;
@@ -246,7 +296,8 @@ class LogScanner {
     private line(stream: "stdout" | "stderr", raw: string): void {
         const line = this.redact(raw.length > MAX_LINE_BYTES ? raw.slice(0, MAX_LINE_BYTES) : raw);
         this.ring = Buffer.concat([this.ring, Buffer.from(line + "\n", "utf8")]);
-        if (this.ring.length > LOG_TAIL_BYTES) this.ring = Buffer.from(this.ring.subarray(this.ring.length - LOG_TAIL_BYTES));
+        if (this.ring.length > LOG_TAIL_BYTES)
+            this.ring = Buffer.from(this.ring.subarray(this.ring.length - LOG_TAIL_BYTES));
 
         if (stream === "stdout" && line.startsWith(RESULT_PREFIX)) {
             this.result = parseScriptResult(line.slice(RESULT_PREFIX.length)) ?? this.result;
@@ -267,7 +318,8 @@ class LogScanner {
 function parseScriptResult(json: string): ScriptResult | undefined {
     try {
         const value = JSON.parse(json) as unknown;
-        if (typeof value === "object" && value !== null && typeof (value as ScriptResult).ok === "boolean") return value as ScriptResult;
+        if (typeof value === "object" && value !== null && typeof (value as ScriptResult).ok === "boolean")
+            return value as ScriptResult;
     } catch {
         // A garbled line counts as no line.
     }

@@ -7,7 +7,14 @@ import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { ChangeMessageVisibilityCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { runBlender } from "./blender";
-import { FrameMessage, FrameRecord, Format, frameRecordKey, lambdaCostUsd, parseFrameMessage } from "../shared/contract";
+import {
+    FrameMessage,
+    FrameRecord,
+    Format,
+    frameRecordKey,
+    lambdaCostUsd,
+    parseFrameMessage,
+} from "../shared/contract";
 import { readFrameRecord } from "../shared/ledger";
 import { SceneMirror, cleanFrameFiles, prepareFrameFiles } from "./workDir";
 
@@ -35,7 +42,12 @@ export interface RendererDeps {
 /** Time kept back from Blender's deadline to upload the frame and write the record before Lambda's timeout. */
 const REPORTING_RESERVE_MS = 20_000;
 const MAX_BACKOFF_SECONDS = 300;
-const CONTENT_TYPES: Record<Format, string> = { PNG: "image/png", JPEG: "image/jpeg", OPEN_EXR: "image/x-exr", TIFF: "image/tiff" };
+const CONTENT_TYPES: Record<Format, string> = {
+    PNG: "image/png",
+    JPEG: "image/jpeg",
+    OPEN_EXR: "image/x-exr",
+    TIFF: "image/tiff",
+};
 
 function requiredVariable(env: NodeJS.ProcessEnv, name: string): string {
     const value = env[name];
@@ -45,7 +57,8 @@ function requiredVariable(env: NodeJS.ProcessEnv, name: string): string {
 
 function numberVariable(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
     const value = env[name] === undefined || env[name] === "" ? fallback : Number(env[name]);
-    if (!Number.isFinite(value) || value < 0) throw new Error(`the renderer's environment variable ${name} is not a number: "${env[name]}"`);
+    if (!Number.isFinite(value) || value < 0)
+        throw new Error(`the renderer's environment variable ${name} is not a number: "${env[name]}"`);
     return value;
 }
 
@@ -77,7 +90,12 @@ export interface FrameOutcome {
 }
 
 /** Renders the frame one SQS record asks for and writes its record; never throws for a frame's failure. */
-export async function renderFrame(deps: RendererDeps, mirror: SceneMirror, sqsRecord: SQSRecord, remainingMs: () => number): Promise<FrameOutcome> {
+export async function renderFrame(
+    deps: RendererDeps,
+    mirror: SceneMirror,
+    sqsRecord: SQSRecord,
+    remainingMs: () => number,
+): Promise<FrameOutcome> {
     const { s3, settings } = deps;
     const startedAt = new Date();
     const attempts = Number(sqsRecord.attributes?.ApproximateReceiveCount ?? 1);
@@ -89,15 +107,25 @@ export async function renderFrame(deps: RendererDeps, mirror: SceneMirror, sqsRe
     }
     const message = parsed.value;
     // SQS delivers at least once: a frame already done stays done, whatever a late duplicate would meet.
-    const earlier = await readFrameRecord(s3, settings.rendersBucket, message.jobId, message.frame).catch(() => undefined);
+    const earlier = await readFrameRecord(s3, settings.rendersBucket, message.jobId, message.frame).catch(
+        () => undefined,
+    );
     if (earlier?.status === "done") {
-        console.log(`renderer: frame ${message.frame} of job ${message.jobId} is already done; duplicate delivery ${sqsRecord.messageId} skipped`);
+        console.log(
+            `renderer: frame ${message.frame} of job ${message.jobId} is already done; duplicate delivery ${sqsRecord.messageId} skipped`,
+        );
         return { ok: true, record: earlier, sceneBytes: 0 };
     }
     let sceneBytes = 0;
     let outcome: Pick<FrameRecord, "status" | "error" | "logTail" | "renderSeconds" | "output"> & { blenderMs: number };
     try {
-        const files = await prepareFrameFiles(s3, settings.scenesBucket, mirror, { key: message.scene, etag: message.sceneEtag }, message.assets);
+        const files = await prepareFrameFiles(
+            s3,
+            settings.scenesBucket,
+            mirror,
+            { key: message.scene, etag: message.sceneEtag },
+            message.assets,
+        );
         sceneBytes = files.sceneBytes;
         const outputPath = path.join(mirror.root, "..", "output", path.posix.basename(message.output.key));
         fs.rmSync(path.dirname(outputPath), { recursive: true, force: true });
@@ -113,17 +141,38 @@ export async function renderFrame(deps: RendererDeps, mirror: SceneMirror, sqsRe
         });
         if (result.ok && result.missingFiles?.length) {
             // Blender renders a missing texture pink rather than failing: a frame like that is not done.
-            outcome = { status: "retrying", blenderMs: result.wallMs, error: { code: "missing_files", message: `scene ${message.scene} uses files that were not uploaded: ${result.missingFiles.map((file) => mirrorKeyOf(mirror, file)).join(", ")}` }, logTail: result.logTail };
+            outcome = {
+                status: "retrying",
+                blenderMs: result.wallMs,
+                error: {
+                    code: "missing_files",
+                    message: `scene ${message.scene} uses files that were not uploaded: ${result.missingFiles.map((file) => mirrorKeyOf(mirror, file)).join(", ")}`,
+                },
+                logTail: result.logTail,
+            };
         } else if (result.ok) {
-            await s3.send(new PutObjectCommand({
-                Bucket: message.output.bucket,
-                Key: message.output.key,
-                Body: fs.readFileSync(outputPath),
-                ContentType: CONTENT_TYPES[message.settings.format],
-            }));
-            outcome = { status: "done", blenderMs: result.wallMs, renderSeconds: result.renderSeconds, output: message.output, logTail: result.logTail };
+            await s3.send(
+                new PutObjectCommand({
+                    Bucket: message.output.bucket,
+                    Key: message.output.key,
+                    Body: fs.readFileSync(outputPath),
+                    ContentType: CONTENT_TYPES[message.settings.format],
+                }),
+            );
+            outcome = {
+                status: "done",
+                blenderMs: result.wallMs,
+                renderSeconds: result.renderSeconds,
+                output: message.output,
+                logTail: result.logTail,
+            };
         } else {
-            outcome = { status: "retrying", blenderMs: result.wallMs, error: result.error ?? { code: "blender_failed", message: "Blender failed" }, logTail: result.logTail };
+            outcome = {
+                status: "retrying",
+                blenderMs: result.wallMs,
+                error: result.error ?? { code: "blender_failed", message: "Blender failed" },
+                logTail: result.logTail,
+            };
         }
     } catch (error) {
         outcome = { status: "retrying", blenderMs: 0, error: describeFailure(error, message), logTail: "" };
@@ -151,12 +200,14 @@ export async function renderFrame(deps: RendererDeps, mirror: SceneMirror, sqsRe
         ...(outcome.error ? { error: outcome.error } : {}),
         logTail: outcome.logTail ?? "",
     };
-    await s3.send(new PutObjectCommand({
-        Bucket: settings.rendersBucket,
-        Key: frameRecordKey(message.jobId, message.frame),
-        Body: JSON.stringify(record),
-        ContentType: "application/json",
-    }));
+    await s3.send(
+        new PutObjectCommand({
+            Bucket: settings.rendersBucket,
+            Key: frameRecordKey(message.jobId, message.frame),
+            Body: JSON.stringify(record),
+            ContentType: "application/json",
+        }),
+    );
     return { ok: record.status === "done", record, sceneBytes };
 }
 
@@ -172,15 +223,25 @@ function describeFailure(error: unknown, message: FrameMessage): { code: string;
     const text = error instanceof Error ? error.message : String(error);
     if (name === "NoSuchKey" || name === "NotFound") {
         const key = (error as { key?: string })?.key;
-        const what = key === undefined ? "an object it needs" : key === message.scene ? `its scene ${key}` : `the asset ${key}`;
-        return { code: "missing_object", message: `frame ${message.frame} cannot render: ${what} is missing from the scenes bucket (${text}); upload it and retry the job` };
+        const what =
+            key === undefined ? "an object it needs" : key === message.scene ? `its scene ${key}` : `the asset ${key}`;
+        return {
+            code: "missing_object",
+            message: `frame ${message.frame} cannot render: ${what} is missing from the scenes bucket (${text}); upload it and retry the job`,
+        };
     }
-    if (name === "PreconditionFailed") return { code: "scene_changed", message: `scene ${message.scene} changed since the job was submitted (ETag ${message.sceneEtag}); resubmit the job` };
+    if (name === "PreconditionFailed")
+        return {
+            code: "scene_changed",
+            message: `scene ${message.scene} changed since the job was submitted (ETag ${message.sceneEtag}); resubmit the job`,
+        };
     return { code: "renderer_error", message: `${name}: ${text}` };
 }
 
 /** The SQS event handler: frames one by one (the mapping sends one), failures reported per message. */
-export function createRendererHandler(deps: RendererDeps): (event: SQSEvent, context?: Partial<Context>) => Promise<SQSBatchResponse> {
+export function createRendererHandler(
+    deps: RendererDeps,
+): (event: SQSEvent, context?: Partial<Context>) => Promise<SQSBatchResponse> {
     const mirror: SceneMirror = { root: path.join(deps.settings.workDir, "scenes") };
     return async (event, context) => {
         const remainingMs = () => context?.getRemainingTimeInMillis?.() ?? deps.settings.defaultTimeoutMs;
@@ -190,7 +251,9 @@ export function createRendererHandler(deps: RendererDeps): (event: SQSEvent, con
             try {
                 ok = (await renderFrame(deps, mirror, sqsRecord, remainingMs)).ok;
             } catch (error) {
-                console.error(`renderer: frame message ${sqsRecord.messageId} failed: ${(error as Error)?.message ?? error}`);
+                console.error(
+                    `renderer: frame message ${sqsRecord.messageId} failed: ${(error as Error)?.message ?? error}`,
+                );
             }
             if (ok) continue;
             batchItemFailures.push({ itemIdentifier: sqsRecord.messageId });
@@ -204,12 +267,16 @@ export function createRendererHandler(deps: RendererDeps): (event: SQSEvent, con
 async function shortenVisibility(deps: RendererDeps, sqsRecord: SQSRecord): Promise<void> {
     const attempts = Number(sqsRecord.attributes?.ApproximateReceiveCount ?? 1);
     try {
-        await deps.sqs.send(new ChangeMessageVisibilityCommand({
-            QueueUrl: deps.settings.frameQueueUrl,
-            ReceiptHandle: sqsRecord.receiptHandle,
-            VisibilityTimeout: backoffSeconds(deps.settings, attempts),
-        }));
+        await deps.sqs.send(
+            new ChangeMessageVisibilityCommand({
+                QueueUrl: deps.settings.frameQueueUrl,
+                ReceiptHandle: sqsRecord.receiptHandle,
+                VisibilityTimeout: backoffSeconds(deps.settings, attempts),
+            }),
+        );
     } catch (error) {
-        console.error(`renderer: could not shorten the visibility of ${sqsRecord.messageId}: ${(error as Error)?.message ?? error}`);
+        console.error(
+            `renderer: could not shorten the visibility of ${sqsRecord.messageId}: ${(error as Error)?.message ?? error}`,
+        );
     }
 }

@@ -17,6 +17,10 @@ let renderer: ReturnType<typeof createRendererHandler> | undefined;
 
 /** Built on the first invocation, so a missing environment variable is reported by name, not as an import crash. */
 export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
-    renderer ??= createRendererHandler({ s3: new S3Client({ ...RENDERER_CLIENT_RETRY }), sqs: new SQSClient({ ...RENDERER_CLIENT_RETRY }), settings: rendererSettingsFromEnvironment(process.env) });
+    renderer ??= createRendererHandler({
+        s3: new S3Client({ ...RENDERER_CLIENT_RETRY }),
+        sqs: new SQSClient({ ...RENDERER_CLIENT_RETRY }),
+        settings: rendererSettingsFromEnvironment(process.env),
+    });
     return renderer(event, context);
 }

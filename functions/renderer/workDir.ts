@@ -44,14 +44,23 @@ function removeAllBut(root: string, keep?: string): void {
 }
 
 /** Streams one object to `target` through a temporary name, so a broken download never looks complete. Returns its ETag. */
-export async function downloadObject(s3: S3Client, bucket: string, key: string, target: string, ifMatch?: string): Promise<{ etag: string; bytes: number }> {
+export async function downloadObject(
+    s3: S3Client,
+    bucket: string,
+    key: string,
+    target: string,
+    ifMatch?: string,
+): Promise<{ etag: string; bytes: number }> {
     fs.mkdirSync(path.dirname(target), { recursive: true });
     let response;
     try {
         response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, IfMatch: ifMatch || undefined }));
     } catch (error) {
         // Keep the SDK's error name (NoSuchKey, PreconditionFailed, ...) but say which object it was about.
-        throw Object.assign(new Error(`s3://${bucket}/${key}: ${describeAwsError(error)}`), { name: (error as Error)?.name ?? "Error", key });
+        throw Object.assign(new Error(`s3://${bucket}/${key}: ${describeAwsError(error)}`), {
+            name: (error as Error)?.name ?? "Error",
+            key,
+        });
     }
     const partial = `${target}.partial-${process.pid}`;
     try {
@@ -78,7 +87,11 @@ export async function prepareFrameFiles(
     const scenePath = mirrorPath(mirror.root, scene.key);
     const assetPaths = assets.map((asset) => ({ key: asset, target: mirrorPath(mirror.root, asset) }));
     // Without an ETag (seed-era messages) the cached copy may be another version: download it again.
-    const cacheHit = scene.etag !== "" && mirror.cached?.key === scene.key && mirror.cached.etag === scene.etag && fs.existsSync(scenePath);
+    const cacheHit =
+        scene.etag !== "" &&
+        mirror.cached?.key === scene.key &&
+        mirror.cached.etag === scene.etag &&
+        fs.existsSync(scenePath);
     removeAllBut(mirror.root, cacheHit ? scenePath : undefined);
     let sceneBytes = 0;
     if (!cacheHit) {

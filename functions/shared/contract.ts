@@ -232,8 +232,11 @@ export function objectKeyProblem(key: string): string | undefined {
  * The count is computed before anything is expanded, so a huge range costs nothing.
  */
 export function parseFrameSpec(spec: string, maxFrames: number): Checked<number[]> {
-    const invalid = (message: string) => ({ ok: false as const, error: apiError(400, "invalid_frames", message, "frames") });
-    if (spec.trim() === "") return invalid("frames is empty; use e.g. \"1-250\", \"1-250x2\" or \"1,5,10-20\"");
+    const invalid = (message: string) => ({
+        ok: false as const,
+        error: apiError(400, "invalid_frames", message, "frames"),
+    });
+    if (spec.trim() === "") return invalid('frames is empty; use e.g. "1-250", "1-250x2" or "1,5,10-20"');
     const ranges: { start: number; end: number; step: number }[] = [];
     let upperBound = 0;
     for (const rawPart of spec.split(",")) {
@@ -243,7 +246,8 @@ export function parseFrameSpec(spec: string, maxFrames: number): Checked<number[
         const start = Number(match[1]);
         const end = match[2] === undefined ? start : Number(match[2]);
         const step = match[3] === undefined ? 1 : Number(match[3]);
-        if (start > MAX_FRAME_NUMBER || end > MAX_FRAME_NUMBER) return invalid(`frames part "${part}" is past Blender's last frame ${MAX_FRAME_NUMBER}`);
+        if (start > MAX_FRAME_NUMBER || end > MAX_FRAME_NUMBER)
+            return invalid(`frames part "${part}" is past Blender's last frame ${MAX_FRAME_NUMBER}`);
         if (end < start) return invalid(`frames part "${part}" is reversed: ${start} is after ${end}`);
         if (step < 1) return invalid(`frames part "${part}" has step 0; the step must be at least 1`);
         ranges.push({ start, end, step });
@@ -251,7 +255,15 @@ export function parseFrameSpec(spec: string, maxFrames: number): Checked<number[
         if (upperBound > maxFrames) break;
     }
     if (upperBound > maxFrames) {
-        return { ok: false, error: apiError(413, "too_many_frames", `frames "${spec}" asks for more than this farm's limit of ${maxFrames} frames per job`, "frames") };
+        return {
+            ok: false,
+            error: apiError(
+                413,
+                "too_many_frames",
+                `frames "${spec}" asks for more than this farm's limit of ${maxFrames} frames per job`,
+                "frames",
+            ),
+        };
     }
     const frames = new Set<number>();
     for (const { start, end, step } of ranges) {
@@ -285,9 +297,16 @@ function jobRequestSchema(limits: JobLimits) {
             engine: z.enum(ENGINES).optional(),
             samples: z.number().int().min(1).max(MAX_SAMPLES).optional(),
             resolution: z
-                .object({ x: dimension.optional(), y: dimension.optional(), percentage: z.number().int().min(1).max(100).optional() })
+                .object({
+                    x: dimension.optional(),
+                    y: dimension.optional(),
+                    percentage: z.number().int().min(1).max(100).optional(),
+                })
                 .strict()
-                .refine((resolution) => Object.keys(resolution).length > 0, "resolution needs at least one of x, y, percentage")
+                .refine(
+                    (resolution) => Object.keys(resolution).length > 0,
+                    "resolution needs at least one of x, y, percentage",
+                )
                 .optional(),
             format: z.enum(FORMATS).default("PNG"),
             jobId: z.string().regex(JOB_ID_PATTERN, "jobId must be 1-64 characters of a-z, 0-9 and '-'").optional(),
@@ -303,19 +322,34 @@ export function parseJobRequest(body: unknown, limits: JobLimits): Checked<JobRe
     const parsed = jobRequestSchema(limits).safeParse(body);
     if (!parsed.success) {
         const issue = parsed.error.issues[0];
-        const field = issue.code === "unrecognized_keys" ? [...issue.path, ...issue.keys].join(".") : issue.path.join(".");
-        const message = issue.code === "unrecognized_keys" ? `unknown field ${issue.keys.map((key) => `"${key}"`).join(", ")}` : `${field || "body"}: ${issue.message}`;
+        const field =
+            issue.code === "unrecognized_keys" ? [...issue.path, ...issue.keys].join(".") : issue.path.join(".");
+        const message =
+            issue.code === "unrecognized_keys"
+                ? `unknown field ${issue.keys.map((key) => `"${key}"`).join(", ")}`
+                : `${field || "body"}: ${issue.message}`;
         return { ok: false, error: apiError(400, "invalid_request", message, field || undefined) };
     }
     const request = parsed.data as JobRequest;
-    const sceneProblem = objectKeyProblem(request.scene) ?? (/\.blend$/i.test(request.scene) ? undefined : "is not a .blend file");
-    if (sceneProblem) return { ok: false, error: apiError(400, "invalid_key", `scene "${request.scene}" ${sceneProblem}`, "scene") };
+    const sceneProblem =
+        objectKeyProblem(request.scene) ?? (/\.blend$/i.test(request.scene) ? undefined : "is not a .blend file");
+    if (sceneProblem)
+        return { ok: false, error: apiError(400, "invalid_key", `scene "${request.scene}" ${sceneProblem}`, "scene") };
     for (const [index, asset] of request.assets.entries()) {
         const problem = objectKeyProblem(asset);
-        if (problem) return { ok: false, error: apiError(400, "invalid_key", `asset "${asset}" ${problem}`, `assets.${index}`) };
+        if (problem)
+            return { ok: false, error: apiError(400, "invalid_key", `asset "${asset}" ${problem}`, `assets.${index}`) };
     }
     if (request.engine && !limits.allowedEngines.includes(request.engine)) {
-        return { ok: false, error: apiError(400, "engine_not_allowed", `engine ${request.engine} is not allowed on this farm (allowed: ${limits.allowedEngines.join(", ")})`, "engine") };
+        return {
+            ok: false,
+            error: apiError(
+                400,
+                "engine_not_allowed",
+                `engine ${request.engine} is not allowed on this farm (allowed: ${limits.allowedEngines.join(", ")})`,
+                "engine",
+            ),
+        };
     }
     return { ok: true, value: request };
 }
@@ -345,7 +379,11 @@ function frameMessageSchema() {
                 engine: z.enum(ENGINES).optional(),
                 samples: z.number().int().min(1).max(MAX_SAMPLES).optional(),
                 resolution: z
-                    .object({ x: z.number().int().min(1).optional(), y: z.number().int().min(1).optional(), percentage: z.number().int().min(1).max(100).optional() })
+                    .object({
+                        x: z.number().int().min(1).optional(),
+                        y: z.number().int().min(1).optional(),
+                        percentage: z.number().int().min(1).max(100).optional(),
+                    })
                     .optional(),
                 format: z.enum(FORMATS),
             }),
@@ -365,7 +403,11 @@ function legacyFrameMessageSchema() {
 
 /** A job id for seed-era messages, which carried none: derived from the scene key so retries share it. */
 export function legacyJobId(sceneKey: string): string {
-    const slug = sceneKey.toLowerCase().replace(/\.blend$/, "").replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "");
+    const slug = sceneKey
+        .toLowerCase()
+        .replace(/\.blend$/, "")
+        .replace(/[^a-z0-9]+/g, "-")
+        .replace(/^-+|-+$/g, "");
     // The slug alone would merge keys that differ in case, punctuation or past 64 characters: the hash keeps them apart.
     const hash = crypto.createHash("sha256").update(sceneKey).digest("hex").slice(0, 8);
     return `${`legacy-${slug}`.slice(0, 55).replace(/-+$/, "")}-${hash}`;
@@ -404,7 +446,15 @@ export function parseFrameMessage(body: string, rendersBucket: string): Checked<
     // The renderer writes where the message says, so it may say only the job's own prefix of the renders bucket.
     if (message.output.bucket !== rendersBucket || !message.output.key.startsWith(outputPrefix(message.jobId))) {
         const where = `s3://${message.output.bucket}/${message.output.key}`;
-        return { ok: false, error: apiError(400, "invalid_message", `frame message output ${where} is not under s3://${rendersBucket}/${outputPrefix(message.jobId)}`, "output") };
+        return {
+            ok: false,
+            error: apiError(
+                400,
+                "invalid_message",
+                `frame message output ${where} is not under s3://${rendersBucket}/${outputPrefix(message.jobId)}`,
+                "output",
+            ),
+        };
     }
     return { ok: true, value: message };
 }

@@ -1,17 +1,38 @@
 // The S3 ledger: the job manifest, one record per frame, and the job status computed from them.
 // Plain functions taking their client and bucket as arguments: the job API is serialized by Pulumi's
 // closure serializer, and the renderer and the local farm pass their own clients.
-import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import {
+    DeleteObjectCommand,
+    GetObjectCommand,
+    ListObjectsV2Command,
+    PutObjectCommand,
+    S3Client,
+} from "@aws-sdk/client-s3";
 import { AwsErrorLike, awsErrorStatus, isNotFound, storageError } from "./awsErrors";
 import { mapWithConcurrency } from "./concurrency";
-import { FrameRecord, frameRecordKey, frameRecordsPrefix, FrameStatus, JobManifest, JobState, JobStatus, manifestKey } from "./contract";
+import {
+    FrameRecord,
+    frameRecordKey,
+    frameRecordsPrefix,
+    FrameStatus,
+    JobManifest,
+    JobState,
+    JobStatus,
+    manifestKey,
+} from "./contract";
 
 /** GetObject calls in flight at once when reading a job's frame records. */
 export const RECORD_READ_CONCURRENCY = 32;
 
 // ---- JSON objects ---------------------------------------------------------------------------
 
-async function putJson(s3: S3Client, bucket: string, key: string, value: unknown, ifAbsent = false): Promise<"written" | "exists"> {
+async function putJson(
+    s3: S3Client,
+    bucket: string,
+    key: string,
+    value: unknown,
+    ifAbsent = false,
+): Promise<"written" | "exists"> {
     try {
         await s3.send(
             new PutObjectCommand({
@@ -52,16 +73,30 @@ async function getJson(s3: S3Client, bucket: string, key: string): Promise<unkno
 // ---- the manifest ---------------------------------------------------------------------------
 
 /** Writes jobs/<jobId>/job.json. With ifAbsent, answers "exists" instead of overwriting another writer's manifest. */
-export function writeManifest(s3: S3Client, rendersBucket: string, manifest: JobManifest, options: { ifAbsent?: boolean } = {}): Promise<"written" | "exists"> {
+export function writeManifest(
+    s3: S3Client,
+    rendersBucket: string,
+    manifest: JobManifest,
+    options: { ifAbsent?: boolean } = {},
+): Promise<"written" | "exists"> {
     return putJson(s3, rendersBucket, manifestKey(manifest.jobId), manifest, options.ifAbsent ?? false);
 }
 
 /** The job's manifest, or undefined for an unknown job. */
-export async function readManifest(s3: S3Client, rendersBucket: string, jobId: string): Promise<JobManifest | undefined> {
+export async function readManifest(
+    s3: S3Client,
+    rendersBucket: string,
+    jobId: string,
+): Promise<JobManifest | undefined> {
     const value = await getJson(s3, rendersBucket, manifestKey(jobId));
     if (value === undefined) return undefined;
     const manifest = value as JobManifest;
-    if (typeof manifest !== "object" || manifest === null || manifest.jobId !== jobId || !Array.isArray(manifest.frames)) {
+    if (
+        typeof manifest !== "object" ||
+        manifest === null ||
+        manifest.jobId !== jobId ||
+        !Array.isArray(manifest.frames)
+    ) {
         throw new Error(`s3://${rendersBucket}/${manifestKey(jobId)} is not a job manifest for ${jobId}`);
     }
     return manifest;
@@ -86,11 +121,21 @@ export async function writeFrameRecord(s3: S3Client, rendersBucket: string, reco
 }
 
 /** The record of one frame, or undefined when none was written (or it is not a record). */
-export async function readFrameRecord(s3: S3Client, rendersBucket: string, jobId: string, frame: number): Promise<FrameRecord | undefined> {
+export async function readFrameRecord(
+    s3: S3Client,
+    rendersBucket: string,
+    jobId: string,
+    frame: number,
+): Promise<FrameRecord | undefined> {
     return asFrameRecord(await getJson(s3, rendersBucket, frameRecordKey(jobId, frame)), jobId, frame);
 }
 
-export async function deleteFrameRecord(s3: S3Client, rendersBucket: string, jobId: string, frame: number): Promise<void> {
+export async function deleteFrameRecord(
+    s3: S3Client,
+    rendersBucket: string,
+    jobId: string,
+    frame: number,
+): Promise<void> {
     const key = frameRecordKey(jobId, frame);
     try {
         await s3.send(new DeleteObjectCommand({ Bucket: rendersBucket, Key: key }));
@@ -115,7 +160,9 @@ export async function listFrameRecordFrames(s3: S3Client, rendersBucket: string,
     do {
         let page;
         try {
-            page = await s3.send(new ListObjectsV2Command({ Bucket: rendersBucket, Prefix: prefix, ContinuationToken: token }));
+            page = await s3.send(
+                new ListObjectsV2Command({ Bucket: rendersBucket, Prefix: prefix, ContinuationToken: token }),
+            );
         } catch (error) {
             throw storageError("ListObjectsV2", rendersBucket, prefix, error);
         }
@@ -129,9 +176,16 @@ export async function listFrameRecordFrames(s3: S3Client, rendersBucket: string,
 }
 
 /** Every frame record of a job: one listing, then GetObject with at most `concurrency` in flight. */
-export async function readFrameRecords(s3: S3Client, rendersBucket: string, jobId: string, concurrency = RECORD_READ_CONCURRENCY): Promise<FrameRecord[]> {
+export async function readFrameRecords(
+    s3: S3Client,
+    rendersBucket: string,
+    jobId: string,
+    concurrency = RECORD_READ_CONCURRENCY,
+): Promise<FrameRecord[]> {
     const frames = await listFrameRecordFrames(s3, rendersBucket, jobId);
-    const records = await mapWithConcurrency(frames, concurrency, (frame) => readFrameRecord(s3, rendersBucket, jobId, frame));
+    const records = await mapWithConcurrency(frames, concurrency, (frame) =>
+        readFrameRecord(s3, rendersBucket, jobId, frame),
+    );
     return records.filter((record): record is FrameRecord => record !== undefined);
 }
 
@@ -160,7 +214,10 @@ export function latestRecordByFrame(manifest: JobManifest, records: readonly Fra
     for (const record of records) {
         if (!frames.has(record.frame) || (record.jobId !== undefined && record.jobId !== manifest.jobId)) continue;
         const previous = byFrame.get(record.frame);
-        const newer = !previous || (previous.status !== "done" && (record.status === "done" || (record.finishedAt ?? "") >= (previous.finishedAt ?? "")));
+        const newer =
+            !previous ||
+            (previous.status !== "done" &&
+                (record.status === "done" || (record.finishedAt ?? "") >= (previous.finishedAt ?? "")));
         if (newer) byFrame.set(record.frame, record);
     }
     return byFrame;
@@ -171,7 +228,11 @@ function failureText(record: FrameRecord): string {
     return record.error.code ? `${record.error.code}: ${record.error.message}` : record.error.message;
 }
 
-export function computeJobStatus(manifest: JobManifest, records: readonly FrameRecord[], maxReceiveCount?: number): JobStatus {
+export function computeJobStatus(
+    manifest: JobManifest,
+    records: readonly FrameRecord[],
+    maxReceiveCount?: number,
+): JobStatus {
     const byFrame = latestRecordByFrame(manifest, records);
     let done = 0;
     let failed = 0;
@@ -185,12 +246,18 @@ export function computeJobStatus(manifest: JobManifest, records: readonly FrameR
         if (progress === "done") done++;
         if (progress === "failed") {
             failed++;
-            failures.push({ frame: record.frame, attempts: record.attempts, error: failureText(record), logTail: record.logTail ?? "" });
+            failures.push({
+                frame: record.frame,
+                attempts: record.attempts,
+                error: failureText(record),
+                logTail: record.logTail ?? "",
+            });
         }
         renderSeconds += record.renderSeconds ?? (Number.isFinite(record.blenderMs) ? record.blenderMs / 1000 : 0);
         costUsd += Number.isFinite(record.costUsd) ? record.costUsd : 0;
         // A record with no attempts was written by a retry request, not by a render.
-        if (record.attempts > 0 && record.startedAt && (!startedAt || record.startedAt < startedAt)) startedAt = record.startedAt;
+        if (record.attempts > 0 && record.startedAt && (!startedAt || record.startedAt < startedAt))
+            startedAt = record.startedAt;
         const touched = record.finishedAt || record.startedAt;
         if (touched && touched > updatedAt) updatedAt = touched;
     }

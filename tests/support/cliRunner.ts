@@ -24,7 +24,11 @@ export interface CliRunOptions {
 function collect(command: string, args: string[], options: CliRunOptions): Promise<CliRun> {
     const started = Date.now();
     return new Promise((resolve, reject) => {
-        const child = spawn(command, args, { cwd: options.cwd ?? ROOT, env: options.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
+        const child = spawn(command, args, {
+            cwd: options.cwd ?? ROOT,
+            env: options.env ?? process.env,
+            stdio: ["ignore", "pipe", "pipe"],
+        });
         let stdout = "";
         let stderr = "";
         child.stdout.on("data", (chunk) => (stdout += chunk));

@@ -10,6 +10,17 @@ const SCRIPT = path.join(__dirname, "make_failing_frame_scene.py");
 export async function makeFailingFrameScene(): Promise<string> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "failing-frame-"));
     const blendPath = path.join(dir, "scene.blend");
-    await run(BLENDER, ["-b", "--factory-startup", "-noaudio", "--python-exit-code", "2", "-P", SCRIPT, "--", "--out", blendPath]);
+    await run(BLENDER, [
+        "-b",
+        "--factory-startup",
+        "-noaudio",
+        "--python-exit-code",
+        "2",
+        "-P",
+        SCRIPT,
+        "--",
+        "--out",
+        blendPath,
+    ]);
     return blendPath;
 }

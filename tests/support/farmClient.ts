@@ -1,21 +1,37 @@
 // A farm as a client reaches it over the wire, from its outputs.json alone: the job API over HTTP, S3 and SQS
 // through the emulator's endpoint (it takes any credentials).
 import * as fs from "fs";
-import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import {
+    DeleteObjectCommand,
+    GetObjectCommand,
+    ListObjectsV2Command,
+    PutObjectCommand,
+    S3Client,
+} from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, Message, ReceiveMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { FarmOutputs, FrameRecord, JobStatus } from "../../functions/shared/contract";
 
 const CREDENTIALS = { accessKeyId: "test", secretAccessKey: "test" };
 
 export function s3Of(outputs: FarmOutputs): S3Client {
-    return new S3Client({ endpoint: outputs.awsEndpoint, region: outputs.region, forcePathStyle: true, credentials: CREDENTIALS });
+    return new S3Client({
+        endpoint: outputs.awsEndpoint,
+        region: outputs.region,
+        forcePathStyle: true,
+        credentials: CREDENTIALS,
+    });
 }
 
 export function sqsOf(outputs: FarmOutputs): SQSClient {
     return new SQSClient({ endpoint: outputs.awsEndpoint, region: outputs.region, credentials: CREDENTIALS });
 }
 
-export async function api(outputs: FarmOutputs, method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> {
+export async function api(
+    outputs: FarmOutputs,
+    method: string,
+    route: string,
+    body?: unknown,
+): Promise<{ status: number; body: any }> {
     const response = await fetch(`${outputs.apiUrl}${route}`, {
         method,
         headers: body === undefined ? {} : { "content-type": "application/json" },
@@ -26,7 +42,12 @@ export async function api(outputs: FarmOutputs, method: string, route: string, b
 }
 
 /** Polls `probe` every `intervalMs` until it returns something other than undefined. */
-export async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined, intervalMs = 200): Promise<T> {
+export async function waitFor<T>(
+    what: string,
+    timeoutMs: number,
+    probe: () => Promise<T | undefined> | T | undefined,
+    intervalMs = 200,
+): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
         const value = await probe();
@@ -37,12 +58,23 @@ export async function waitFor<T>(what: string, timeoutMs: number, probe: () => P
 }
 
 /** GET /jobs/{jobId} until the job ends (complete, failed or partial); returns that status. */
-export async function waitForJobEnd(outputs: FarmOutputs, jobId: string, timeoutMs: number, intervalMs = 500): Promise<JobStatus> {
-    return waitFor(`job ${jobId} to end`, timeoutMs, async () => {
-        const reply = await api(outputs, "GET", `/jobs/${jobId}`);
-        if (reply.status !== 200) throw new Error(`GET /jobs/${jobId} answered ${reply.status}: ${JSON.stringify(reply.body)}`);
-        return ["complete", "failed", "partial"].includes(reply.body.state) ? (reply.body as JobStatus) : undefined;
-    }, intervalMs);
+export async function waitForJobEnd(
+    outputs: FarmOutputs,
+    jobId: string,
+    timeoutMs: number,
+    intervalMs = 500,
+): Promise<JobStatus> {
+    return waitFor(
+        `job ${jobId} to end`,
+        timeoutMs,
+        async () => {
+            const reply = await api(outputs, "GET", `/jobs/${jobId}`);
+            if (reply.status !== 200)
+                throw new Error(`GET /jobs/${jobId} answered ${reply.status}: ${JSON.stringify(reply.body)}`);
+            return ["complete", "failed", "partial"].includes(reply.body.state) ? (reply.body as JobStatus) : undefined;
+        },
+        intervalMs,
+    );
 }
 
 export async function uploadFile(outputs: FarmOutputs, key: string, file: string): Promise<void> {
@@ -69,7 +101,9 @@ export async function listKeys(outputs: FarmOutputs, prefix: string): Promise<st
     try {
         let token: string | undefined;
         do {
-            const page = await s3.send(new ListObjectsV2Command({ Bucket: outputs.rendersBucket, Prefix: prefix, ContinuationToken: token }));
+            const page = await s3.send(
+                new ListObjectsV2Command({ Bucket: outputs.rendersBucket, Prefix: prefix, ContinuationToken: token }),
+            );
             keys.push(...(page.Contents ?? []).map((object) => object.Key!));
             token = page.IsTruncated ? page.NextContinuationToken : undefined;
         } while (token);
@@ -98,15 +132,29 @@ export function frameKeys(jobId: string, frames: number[]): string[] {
     return frames.map((frame) => `renders/${jobId}/frame_${String(frame).padStart(4, "0")}.png`).sort();
 }
 
-export const range = (first: number, last: number) => Array.from({ length: last - first + 1 }, (_, index) => first + index);
+export const range = (first: number, last: number) =>
+    Array.from({ length: last - first + 1 }, (_, index) => first + index);
 
 /** Messages visible plus in flight in a queue (fauxqs settles expired in-flight counts on a receive, which the workers keep doing). */
 export async function queueDepth(outputs: FarmOutputs, queueUrl: string): Promise<number> {
     const sqs = sqsOf(outputs);
     try {
-        const reply = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"] }));
+        const reply = await sqs.send(
+            new GetQueueAttributesCommand({
+                QueueUrl: queueUrl,
+                AttributeNames: [
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                ],
+            }),
+        );
         const attributes = reply.Attributes ?? {};
-        return Number(attributes.ApproximateNumberOfMessages ?? 0) + Number(attributes.ApproximateNumberOfMessagesNotVisible ?? 0) + Number(attributes.ApproximateNumberOfMessagesDelayed ?? 0);
+        return (
+            Number(attributes.ApproximateNumberOfMessages ?? 0) +
+            Number(attributes.ApproximateNumberOfMessagesNotVisible ?? 0) +
+            Number(attributes.ApproximateNumberOfMessagesDelayed ?? 0)
+        );
     } finally {
         sqs.destroy();
     }
@@ -116,7 +164,14 @@ export async function queueDepth(outputs: FarmOutputs, queueUrl: string): Promis
 export async function peekDeadLetters(outputs: FarmOutputs): Promise<Message[]> {
     const sqs = sqsOf(outputs);
     try {
-        const reply = await sqs.send(new ReceiveMessageCommand({ QueueUrl: outputs.deadLetterQueueUrl, MaxNumberOfMessages: 10, VisibilityTimeout: 0, MessageSystemAttributeNames: ["All"] }));
+        const reply = await sqs.send(
+            new ReceiveMessageCommand({
+                QueueUrl: outputs.deadLetterQueueUrl,
+                MaxNumberOfMessages: 10,
+                VisibilityTimeout: 0,
+                MessageSystemAttributeNames: ["All"],
+            }),
+        );
         return reply.Messages ?? [];
     } finally {
         sqs.destroy();

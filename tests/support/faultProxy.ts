@@ -30,7 +30,8 @@ export interface FaultProxy {
 
 function describe(method: string, url: string, headers: http.IncomingHttpHeaders): Omit<ProxiedRequest, "at"> {
     const parsed = new URL(url, "http://proxy");
-    if (headers["x-amz-target"] || (method === "POST" && parsed.pathname === "/")) return { method, operation: "other" };
+    if (headers["x-amz-target"] || (method === "POST" && parsed.pathname === "/"))
+        return { method, operation: "other" };
     const [, bucket, ...rest] = parsed.pathname.split("/");
     const key = rest.length > 0 ? decodeURIComponent(rest.join("/")) : undefined;
     // GetObject/PutObject carry no sub-resource in the query (the SDK adds x-id=GetObject / x-id=PutObject).
@@ -42,7 +43,8 @@ function describe(method: string, url: string, headers: http.IncomingHttpHeaders
     return { method, operation, bucket: bucket || undefined, key };
 }
 
-const SLOW_DOWN = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>';
+const SLOW_DOWN =
+    '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>';
 
 export function startFaultProxy(upstream: string): Promise<FaultProxy> {
     const target = new URL(upstream);
@@ -51,7 +53,10 @@ export function startFaultProxy(upstream: string): Promise<FaultProxy> {
     const agent = new http.Agent({ keepAlive: true });
 
     const server = http.createServer((request, response) => {
-        const entry: ProxiedRequest = { at: Date.now(), ...describe(request.method ?? "GET", request.url ?? "/", request.headers) };
+        const entry: ProxiedRequest = {
+            at: Date.now(),
+            ...describe(request.method ?? "GET", request.url ?? "/", request.headers),
+        };
         entry.fault = rule?.(entry);
         requests.push(entry);
 
@@ -61,10 +66,24 @@ export function startFaultProxy(upstream: string): Promise<FaultProxy> {
         }
         if (entry.fault === "slow-down") {
             request.resume();
-            request.on("end", () => response.writeHead(503, { "content-type": "application/xml", "content-length": Buffer.byteLength(SLOW_DOWN) }).end(SLOW_DOWN));
+            request.on("end", () =>
+                response
+                    .writeHead(503, {
+                        "content-type": "application/xml",
+                        "content-length": Buffer.byteLength(SLOW_DOWN),
+                    })
+                    .end(SLOW_DOWN),
+            );
             return;
         }
-        const forward = http.request({ host: target.hostname, port: target.port, method: request.method, path: request.url, headers: request.headers, agent });
+        const forward = http.request({
+            host: target.hostname,
+            port: target.port,
+            method: request.method,
+            path: request.url,
+            headers: request.headers,
+            agent,
+        });
         forward.on("error", () => request.socket.destroy());
         forward.on("response", (reply) => {
             if (entry.fault !== "cut-response") {

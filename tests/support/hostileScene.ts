@@ -21,17 +21,34 @@ export interface HostileScene {
  * Makes a fresh hostile scene in `dir` (default: a new temp dir). Not cached: the marker paths are baked into the
  * file, and a scene shared between concurrent test runs would let one run's control write another's markers.
  */
-export async function makeHostileScene(dir: string = fs.mkdtempSync(path.join(os.tmpdir(), "render-farm-hostile-"))): Promise<HostileScene> {
+export async function makeHostileScene(
+    dir: string = fs.mkdtempSync(path.join(os.tmpdir(), "render-farm-hostile-")),
+): Promise<HostileScene> {
     const markerDir = path.join(dir, "markers");
     fs.mkdirSync(markerDir, { recursive: true });
     const scene: HostileScene = {
         blendPath: path.join(dir, "hostile.blend"),
         dir,
-        markers: { textBlock: path.join(markerDir, "text-block-ran.txt"), driver: path.join(markerDir, "driver-ran.txt") },
+        markers: {
+            textBlock: path.join(markerDir, "text-block-ran.txt"),
+            driver: path.join(markerDir, "driver-ran.txt"),
+        },
     };
     await run(BLENDER, [
-        "-b", "--factory-startup", "-noaudio", "--python-exit-code", "2", "-P", MAKE_HOSTILE_SCENE, "--",
-        "--out", scene.blendPath, "--text-block-marker", scene.markers.textBlock, "--driver-marker", scene.markers.driver,
+        "-b",
+        "--factory-startup",
+        "-noaudio",
+        "--python-exit-code",
+        "2",
+        "-P",
+        MAKE_HOSTILE_SCENE,
+        "--",
+        "--out",
+        scene.blendPath,
+        "--text-block-marker",
+        scene.markers.textBlock,
+        "--driver-marker",
+        scene.markers.driver,
     ]);
     clearMarkers(scene);
     return scene;
@@ -39,7 +56,9 @@ export async function makeHostileScene(dir: string = fs.mkdtempSync(path.join(os
 
 /** The markers that exist now, by name ("textBlock", "driver"). */
 export function markersPresent(scene: HostileScene): string[] {
-    return Object.entries(scene.markers).filter(([, file]) => fs.existsSync(file)).map(([name]) => name);
+    return Object.entries(scene.markers)
+        .filter(([, file]) => fs.existsSync(file))
+        .map(([name]) => name);
 }
 
 export function clearMarkers(scene: HostileScene): void {
@@ -51,9 +70,22 @@ export function clearMarkers(scene: HostileScene): void {
  * render_frame.py) with one change, --enable-autoexec for --disable-autoexec. Both markers must appear, or the
  * probe proves nothing. Resolves with Blender's exit code and output.
  */
-export function renderWithAutoexecEnabled(blendPath: string, frame: number, outputPath: string, blenderPath: string = BLENDER): Promise<{ exitCode: number | null; output: string }> {
-    const farmArgs = blenderArgs({ scenePath: blendPath, frame, outputPath, settings: { format: "PNG" }, threads: 1, deadlineMs: Date.now() + 120_000 });
-    if (farmArgs.filter((arg) => arg === "--disable-autoexec").length !== 1) throw new Error(`the farm's Blender arguments changed: ${farmArgs.join(" ")}`);
+export function renderWithAutoexecEnabled(
+    blendPath: string,
+    frame: number,
+    outputPath: string,
+    blenderPath: string = BLENDER,
+): Promise<{ exitCode: number | null; output: string }> {
+    const farmArgs = blenderArgs({
+        scenePath: blendPath,
+        frame,
+        outputPath,
+        settings: { format: "PNG" },
+        threads: 1,
+        deadlineMs: Date.now() + 120_000,
+    });
+    if (farmArgs.filter((arg) => arg === "--disable-autoexec").length !== 1)
+        throw new Error(`the farm's Blender arguments changed: ${farmArgs.join(" ")}`);
     const args = farmArgs.map((arg) => (arg === "--disable-autoexec" ? "--enable-autoexec" : arg));
     return new Promise((resolve, reject) => {
         const child = spawn(blenderPath, args, { stdio: ["ignore", "pipe", "pipe"] });

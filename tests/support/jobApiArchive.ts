@@ -22,14 +22,21 @@ export interface ShippedJobApi {
 function runtimeProvidedModules(): string {
     const directory = fs.mkdtempSync(path.join(os.tmpdir(), "lambda-runtime-modules-"));
     fs.mkdirSync(path.join(directory, "@aws-sdk"));
-    for (const client of ["client-s3", "client-sqs"]) fs.symlinkSync(path.join(PROJECT_ROOT, "node_modules", "@aws-sdk", client), path.join(directory, "@aws-sdk", client));
+    for (const client of ["client-s3", "client-sqs"])
+        fs.symlinkSync(
+            path.join(PROJECT_ROOT, "node_modules", "@aws-sdk", client),
+            path.join(directory, "@aws-sdk", client),
+        );
     return directory;
 }
 
 /** Serializes the dev stack's job API, unpacks it, and points its environment at the emulator's resources. */
 export async function shippedJobApi(emulator: Emulator, farm: FarmResources): Promise<ShippedJobApi> {
     const jobApi = (await runProgram(stackConfig("dev"))).named("render-farm-api-function");
-    const archiveDir = writeArchive(await archiveFiles(jobApi.inputs.code), fs.mkdtempSync(path.join(os.tmpdir(), "job-api-lambda-")));
+    const archiveDir = writeArchive(
+        await archiveFiles(jobApi.inputs.code),
+        fs.mkdtempSync(path.join(os.tmpdir(), "job-api-lambda-")),
+    );
     const runtimeModules = runtimeProvidedModules();
     const variables = jobApi.inputs.environment.variables as Record<string, string>;
     const environment = {

@@ -38,7 +38,11 @@ export function stackConfig(stack = "dev"): Record<string, string> {
 
 /** What the cloud computes for a new resource: ids, ARNs, URLs, digests. */
 function cloudState(type: string, name: string, inputs: any): { id: string; state: any } {
-    const id = `${name}-${crypto.createHash("sha256").update(type + name).digest("hex").slice(0, 7)}`;
+    const id = `${name}-${crypto
+        .createHash("sha256")
+        .update(type + name)
+        .digest("hex")
+        .slice(0, 7)}`;
     const region = "us-east-1";
     const state: any = { ...inputs };
     switch (type) {
@@ -46,14 +50,26 @@ function cloudState(type: string, name: string, inputs: any): { id: string; stat
             Object.assign(state, { bucket: id, arn: `arn:aws:s3:::${id}` });
             break;
         case "aws:sqs/queue:Queue":
-            Object.assign(state, { name: id, url: `https://sqs.${region}.amazonaws.com/${ACCOUNT}/${id}`, arn: `arn:aws:sqs:${region}:${ACCOUNT}:${id}` });
+            Object.assign(state, {
+                name: id,
+                url: `https://sqs.${region}.amazonaws.com/${ACCOUNT}/${id}`,
+                arn: `arn:aws:sqs:${region}:${ACCOUNT}:${id}`,
+            });
             break;
         case "aws:ecr/repository:Repository":
-            Object.assign(state, { name: id, registryId: ACCOUNT, repositoryUrl: `${ACCOUNT}.dkr.ecr.${region}.amazonaws.com/${id}`, arn: `arn:aws:ecr:${region}:${ACCOUNT}:repository/${id}` });
+            Object.assign(state, {
+                name: id,
+                registryId: ACCOUNT,
+                repositoryUrl: `${ACCOUNT}.dkr.ecr.${region}.amazonaws.com/${id}`,
+                arn: `arn:aws:ecr:${region}:${ACCOUNT}:repository/${id}`,
+            });
             break;
         case "docker:index/image:Image": {
             const repository = String(inputs.imageName).replace(/:[^:/]+$/, "");
-            const digest = crypto.createHash("sha256").update(JSON.stringify(inputs.build ?? {})).digest("hex");
+            const digest = crypto
+                .createHash("sha256")
+                .update(JSON.stringify(inputs.build ?? {}))
+                .digest("hex");
             Object.assign(state, { repoDigest: `${repository}@sha256:${digest}` });
             break;
         }
@@ -71,7 +87,10 @@ function cloudState(type: string, name: string, inputs: any): { id: string; stat
             Object.assign(state, { name: id, arn: `arn:aws:logs:${region}:${ACCOUNT}:log-group:${id}` });
             break;
         case "aws:apigatewayv2/api:Api":
-            Object.assign(state, { apiEndpoint: `https://${id}.execute-api.${region}.amazonaws.com`, executionArn: `arn:aws:execute-api:${region}:${ACCOUNT}:${id}` });
+            Object.assign(state, {
+                apiEndpoint: `https://${id}.execute-api.${region}.amazonaws.com`,
+                executionArn: `arn:aws:execute-api:${region}:${ACCOUNT}:${id}`,
+            });
             break;
         default:
             state.arn = state.arn ?? `arn:aws:mock:${region}:${ACCOUNT}:${id}`;
@@ -82,9 +101,20 @@ function cloudState(type: string, name: string, inputs: any): { id: string; stat
 function mockCall(token: string, inputs: any): Record<string, unknown> {
     switch (token) {
         case "aws:ecr/getAuthorizationToken:getAuthorizationToken":
-            return { userName: "AWS", password: "mock-registry-token", proxyEndpoint: `https://${ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com`, registryId: inputs.registryId };
+            return {
+                userName: "AWS",
+                password: "mock-registry-token",
+                proxyEndpoint: `https://${ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com`,
+                registryId: inputs.registryId,
+            };
         case "aws:index/getRegion:getRegion":
-            return { region: "us-east-1", name: "us-east-1", id: "us-east-1", endpoint: "ec2.us-east-1.amazonaws.com", description: "US East (N. Virginia)" };
+            return {
+                region: "us-east-1",
+                name: "us-east-1",
+                id: "us-east-1",
+                endpoint: "ec2.us-east-1.amazonaws.com",
+                description: "US East (N. Virginia)",
+            };
         default:
             throw new Error(`no mock for invoke ${token}`);
     }
@@ -93,7 +123,11 @@ function mockCall(token: string, inputs: any): Record<string, unknown> {
 /** Forgets the project's own modules, so the next import runs the program again with the current config. */
 function forgetProjectModules(): void {
     for (const file of Object.keys(require.cache)) {
-        if (file.startsWith(PROJECT_ROOT) && !file.includes(`${path.sep}node_modules${path.sep}`) && !file.includes(`${path.sep}tests${path.sep}`)) {
+        if (
+            file.startsWith(PROJECT_ROOT) &&
+            !file.includes(`${path.sep}node_modules${path.sep}`) &&
+            !file.includes(`${path.sep}tests${path.sep}`)
+        ) {
             delete require.cache[file];
         }
     }
@@ -103,14 +137,19 @@ function forgetProjectModules(): void {
 export async function runProgram(config: Record<string, string> = stackConfig()): Promise<ProgramRun> {
     const resources: RecordedResource[] = [];
     pulumi.runtime.setAllConfig(config);
-    await pulumi.runtime.setMocks({
-        newResource: (args) => {
-            const { id, state } = cloudState(args.type, args.name, args.inputs);
-            resources.push({ type: args.type, name: args.name, inputs: args.inputs, state, qualifiedType: "" });
-            return { id, state };
+    await pulumi.runtime.setMocks(
+        {
+            newResource: (args) => {
+                const { id, state } = cloudState(args.type, args.name, args.inputs);
+                resources.push({ type: args.type, name: args.name, inputs: args.inputs, state, qualifiedType: "" });
+                return { id, state };
+            },
+            call: (args) => mockCall(args.token, args.inputs),
         },
-        call: (args) => mockCall(args.token, args.inputs),
-    }, "render-farm", "dev", false);
+        "render-farm",
+        "dev",
+        false,
+    );
     forgetProjectModules();
     const program = await import(path.join(PROJECT_ROOT, "index"));
     const outputs: Record<string, unknown> = {};
@@ -126,7 +165,10 @@ export async function runProgram(config: Record<string, string> = stackConfig())
     const monitor = pulumi.runtime.getMonitor() as unknown as { getRegisteredResources(): Map<string, unknown> };
     const urns = [...monitor.getRegisteredResources().keys()];
     for (const resource of resources) {
-        const urn = urns.find((candidate) => candidate.endsWith(`::${resource.name}`) && candidate.split("::")[2].split("$").pop() === resource.type);
+        const urn = urns.find(
+            (candidate) =>
+                candidate.endsWith(`::${resource.name}`) && candidate.split("::")[2].split("$").pop() === resource.type,
+        );
         resource.qualifiedType = urn ? urn.split("::")[2] : "";
     }
     return {
@@ -135,7 +177,10 @@ export async function runProgram(config: Record<string, string> = stackConfig())
         ofType: (type) => resources.filter((resource) => resource.type === type),
         named: (name) => {
             const found = resources.find((resource) => resource.name === name);
-            if (!found) throw new Error(`no resource named ${name}; have ${resources.map((resource) => resource.name).join(", ")}`);
+            if (!found)
+                throw new Error(
+                    `no resource named ${name}; have ${resources.map((resource) => resource.name).join(", ")}`,
+                );
             return found;
         },
     };

@@ -25,11 +25,35 @@ export async function makeReferenceScene(): Promise<ReferenceScene> {
         fs.mkdirSync(path.dirname(path.join(root, relative)), { recursive: true });
         fs.copyFileSync(checker, path.join(root, relative));
     };
-    for (const relative of ["shot/textures/checker.png", "shot/seq/frame_0001.png", "shot/seq/frame_0002.png", "shot/seq/frame_0003.png", "shot/udim/wood.1001.png", "shot/udim/wood.1002.png", "elsewhere/out.png", "abs.png"]) {
+    for (const relative of [
+        "shot/textures/checker.png",
+        "shot/seq/frame_0001.png",
+        "shot/seq/frame_0002.png",
+        "shot/seq/frame_0003.png",
+        "shot/udim/wood.1001.png",
+        "shot/udim/wood.1002.png",
+        "elsewhere/out.png",
+        "abs.png",
+    ]) {
         place(relative);
     }
     const blendPath = path.join(shotDir, "refs.blend");
     const absolutePath = path.join(root, "abs.png");
-    await run(BLENDER, ["-b", textured.blendPath, "--factory-startup", "-noaudio", "--disable-autoexec", "--python-exit-code", "2", "-P", SCRIPT, "--", "--out", blendPath, "--absolute", absolutePath]);
+    await run(BLENDER, [
+        "-b",
+        textured.blendPath,
+        "--factory-startup",
+        "-noaudio",
+        "--disable-autoexec",
+        "--python-exit-code",
+        "2",
+        "-P",
+        SCRIPT,
+        "--",
+        "--out",
+        blendPath,
+        "--absolute",
+        absolutePath,
+    ]);
     return { root, shotDir, blendPath, absolutePath };
 }

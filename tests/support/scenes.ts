@@ -67,7 +67,18 @@ export async function makeScene(options: SceneOptions = {}): Promise<Scene> {
 
     // Built aside and renamed into place, so concurrent test runs never see half a scene.
     const building = fs.mkdtempSync(path.join(os.tmpdir(), "render-farm-scene-"));
-    const args = ["-b", "--factory-startup", "-noaudio", "--python-exit-code", "2", "-P", MAKE_SCENE, "--", "--out", path.join(building, "scene.blend")];
+    const args = [
+        "-b",
+        "--factory-startup",
+        "-noaudio",
+        "--python-exit-code",
+        "2",
+        "-P",
+        MAKE_SCENE,
+        "--",
+        "--out",
+        path.join(building, "scene.blend"),
+    ];
     if (options.texture) args.push("--texture", options.texture);
     if (options.noCamera) args.push("--no-camera");
     if (options.frames) args.push("--frames", options.frames);
@@ -96,7 +107,19 @@ export async function makeScene(options: SceneOptions = {}): Promise<Scene> {
  * because Blender applies its arguments in order and renders when it reaches `-f`.
  */
 export async function renderDirect(blendPath: string, frame: number, outDir: string): Promise<string> {
-    await run(BLENDER, ["-b", blendPath, "--factory-startup", "-noaudio", "--disable-autoexec", "-o", path.join(outDir, "direct_####"), "-F", "PNG", "-f", String(frame)]);
+    await run(BLENDER, [
+        "-b",
+        blendPath,
+        "--factory-startup",
+        "-noaudio",
+        "--disable-autoexec",
+        "-o",
+        path.join(outDir, "direct_####"),
+        "-F",
+        "PNG",
+        "-f",
+        String(frame),
+    ]);
     const file = path.join(outDir, `direct_${String(frame).padStart(4, "0")}.png`);
     if (!fs.existsSync(file)) throw new Error(`blender -f ${frame} wrote no ${file}`);
     return file;
@@ -126,7 +149,14 @@ export function decodePng(file: string): DecodedPng {
         const length = bytes.readUInt32BE(offset);
         const type = bytes.toString("latin1", offset + 4, offset + 8);
         const body = bytes.subarray(offset + 8, offset + 8 + length);
-        if (type === "IHDR") header = { width: body.readUInt32BE(0), height: body.readUInt32BE(4), bitDepth: body[8], colorType: body[9], interlace: body[12] };
+        if (type === "IHDR")
+            header = {
+                width: body.readUInt32BE(0),
+                height: body.readUInt32BE(4),
+                bitDepth: body[8],
+                colorType: body[9],
+                interlace: body[12],
+            };
         else if (type === "IDAT") idat.push(body);
         else if (type === "IEND") break;
         offset += 12 + length;
@@ -134,12 +164,15 @@ export function decodePng(file: string): DecodedPng {
     if (!header) throw new Error(`${file} has no IHDR chunk`);
     const channels = CHANNELS_BY_COLOR_TYPE[header.colorType];
     if (!channels || (header.bitDepth !== 8 && header.bitDepth !== 16) || header.interlace !== 0) {
-        throw new Error(`${file}: unsupported PNG (color type ${header.colorType}, depth ${header.bitDepth}, interlace ${header.interlace})`);
+        throw new Error(
+            `${file}: unsupported PNG (color type ${header.colorType}, depth ${header.bitDepth}, interlace ${header.interlace})`,
+        );
     }
     const bytesPerPixel = (channels * header.bitDepth) / 8;
     const stride = header.width * bytesPerPixel;
     const raw = zlib.inflateSync(Buffer.concat(idat));
-    if (raw.length !== (stride + 1) * header.height) throw new Error(`${file}: image data is ${raw.length} bytes, expected ${(stride + 1) * header.height}`);
+    if (raw.length !== (stride + 1) * header.height)
+        throw new Error(`${file}: image data is ${raw.length} bytes, expected ${(stride + 1) * header.height}`);
     const data = Buffer.alloc(stride * header.height);
     for (let y = 0; y < header.height; y++) {
         const filter = raw[y * (stride + 1)];
@@ -177,13 +210,15 @@ export interface PixelComparison {
 export function comparePngs(fileA: string, fileB: string): PixelComparison {
     const a = decodePng(fileA);
     const b = decodePng(fileB);
-    const sameShape = a.width === b.width && a.height === b.height && a.channels === b.channels && a.bitDepth === b.bitDepth;
+    const sameShape =
+        a.width === b.width && a.height === b.height && a.channels === b.channels && a.bitDepth === b.bitDepth;
     if (!sameShape) return { sameShape, differingSamples: Number.NaN, maxDifference: Number.NaN };
     let differingSamples = 0;
     let maxDifference = 0;
     const step = a.bitDepth / 8;
     for (let i = 0; i < a.data.length; i += step) {
-        const difference = step === 1 ? Math.abs(a.data[i] - b.data[i]) : Math.abs(a.data.readUInt16BE(i) - b.data.readUInt16BE(i));
+        const difference =
+            step === 1 ? Math.abs(a.data[i] - b.data[i]) : Math.abs(a.data.readUInt16BE(i) - b.data.readUInt16BE(i));
         if (difference > 0) differingSamples++;
         if (difference > maxDifference) maxDifference = difference;
     }
@@ -194,7 +229,8 @@ export function comparePngs(fileA: string, fileB: string): PixelComparison {
 export function distinctColors(png: DecodedPng): number {
     const bytesPerPixel = (png.channels * png.bitDepth) / 8;
     const colors = new Set<string>();
-    for (let i = 0; i < png.data.length; i += bytesPerPixel) colors.add(png.data.subarray(i, i + bytesPerPixel).toString("hex"));
+    for (let i = 0; i < png.data.length; i += bytesPerPixel)
+        colors.add(png.data.subarray(i, i + bytesPerPixel).toString("hex"));
     return colors.size;
 }
 

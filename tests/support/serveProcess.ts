@@ -21,13 +21,27 @@ function serveCommand(args: string[]): string[] {
 }
 
 export async function startServe(args: string[], readyTimeoutMs = 60_000): Promise<ServeProcess> {
-    const child = spawn(process.execPath, serveCommand(args), { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NODE_NO_WARNINGS: "1" } });
+    const child = spawn(process.execPath, serveCommand(args), {
+        cwd: ROOT,
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { ...process.env, NODE_NO_WARNINGS: "1" },
+    });
     let stdout = "";
     let stderr = "";
     child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+        child.on("exit", (code, signal) => resolve({ code, signal })),
+    );
     const outputs = await new Promise<FarmOutputs>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`serve ${args.join(" ")} printed no outputs within ${readyTimeoutMs} ms; stderr:\n${stderr}`)), readyTimeoutMs);
+        const timer = setTimeout(
+            () =>
+                reject(
+                    new Error(
+                        `serve ${args.join(" ")} printed no outputs within ${readyTimeoutMs} ms; stderr:\n${stderr}`,
+                    ),
+                ),
+            readyTimeoutMs,
+        );
         child.stdout!.on("data", (chunk: Buffer) => {
             stdout += chunk.toString("utf8");
             const line = stdout.split("\n")[0];
@@ -42,7 +56,9 @@ export async function startServe(args: string[], readyTimeoutMs = 60_000): Promi
         });
         void exited.then(({ code, signal }) => {
             clearTimeout(timer);
-            reject(new Error(`serve ${args.join(" ")} exited (${code ?? signal}) before it was ready; stderr:\n${stderr}`));
+            reject(
+                new Error(`serve ${args.join(" ")} exited (${code ?? signal}) before it was ready; stderr:\n${stderr}`),
+            );
         });
     });
     return { child, outputs, stderr: () => stderr, exited };

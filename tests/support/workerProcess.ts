@@ -30,7 +30,11 @@ export interface WorkerProcess {
 
 /** Starts `render-farm worker <args> --json` with this (Node 22) node, so the pid is the worker's own. */
 export async function startWorker(args: string[], readyTimeoutMs = 60_000): Promise<WorkerProcess> {
-    const child = spawn(process.execPath, [RENDER_FARM, "worker", ...args, "--json"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NODE_NO_WARNINGS: "1" } });
+    const child = spawn(process.execPath, [RENDER_FARM, "worker", ...args, "--json"], {
+        cwd: ROOT,
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { ...process.env, NODE_NO_WARNINGS: "1" },
+    });
     let stdout = "";
     let partial = "";
     let stderr = "";
@@ -43,9 +47,19 @@ export async function startWorker(args: string[], readyTimeoutMs = 60_000): Prom
         const at = Date.now();
         for (const line of parts) lines.push({ at, text: line });
     });
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+        child.on("exit", (code, signal) => resolve({ code, signal })),
+    );
     const ready = await new Promise<WorkerReady>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`worker ${args.join(" ")} printed nothing within ${readyTimeoutMs} ms; stderr:\n${stderr}`)), readyTimeoutMs);
+        const timer = setTimeout(
+            () =>
+                reject(
+                    new Error(
+                        `worker ${args.join(" ")} printed nothing within ${readyTimeoutMs} ms; stderr:\n${stderr}`,
+                    ),
+                ),
+            readyTimeoutMs,
+        );
         child.stdout!.on("data", (chunk: Buffer) => {
             stdout += chunk.toString("utf8");
             if (!stdout.includes("\n")) return;
@@ -58,7 +72,11 @@ export async function startWorker(args: string[], readyTimeoutMs = 60_000): Prom
         });
         void exited.then(({ code, signal }) => {
             clearTimeout(timer);
-            reject(new Error(`worker ${args.join(" ")} exited (${code ?? signal}) before it was ready; stderr:\n${stderr}`));
+            reject(
+                new Error(
+                    `worker ${args.join(" ")} exited (${code ?? signal}) before it was ready; stderr:\n${stderr}`,
+                ),
+            );
         });
     });
     return { child, ready, lines: () => [...lines], stderr: () => stderr, exited };
