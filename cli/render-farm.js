@@ -2,6 +2,7 @@
 // The `render-farm` command (package.json "bin"). Plain JavaScript that any Node >= 18 can start:
 // it moves to the project's bundled Node 22 when needed, then loads the compiled CLI, or the
 // TypeScript sources through ts-node in a source checkout.
+// biome-ignore lint/suspicious/noRedundantUseStrict: a CommonJS script (package.json has no "type": "module"), not a module
 "use strict";
 const fs = require("fs");
 const path = require("path");

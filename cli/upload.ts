@@ -8,6 +8,7 @@ import {
     CompleteMultipartUploadCommand,
     CreateMultipartUploadCommand,
     HeadObjectCommand,
+    HeadObjectCommandOutput,
     PutObjectCommand,
     S3Client,
     UploadPartCommand,
@@ -62,7 +63,7 @@ export async function sameContent(
     size: number,
     digest: Digest,
 ): Promise<boolean> {
-    let head;
+    let head: HeadObjectCommandOutput;
     try {
         head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
     } catch (error) {

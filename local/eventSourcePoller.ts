@@ -3,7 +3,7 @@
 import { DeleteMessageCommand, Message, ReceiveMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 
-export type SqsEventHandler = (event: SQSEvent) => Promise<SQSBatchResponse | void>;
+export type SqsEventHandler = (event: SQSEvent) => Promise<SQSBatchResponse | undefined>;
 
 /** The SQS record Lambda builds from a received message. */
 export function sqsRecordOf(message: Message, queueArn: string, region: string): SQSRecord {

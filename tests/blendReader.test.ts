@@ -268,9 +268,10 @@ function convertBlend(
         strings("TYPE", sdna.types);
         parts.push(Buffer.from("TLEN"));
         const sizes = Buffer.alloc(sdna.types.length * 2);
-        sdna.types.forEach((_, index) =>
-            little ? sizes.writeUInt16LE(typeSize(index), index * 2) : sizes.writeUInt16BE(typeSize(index), index * 2),
-        );
+        for (let index = 0; index < sdna.types.length; index++) {
+            if (little) sizes.writeUInt16LE(typeSize(index), index * 2);
+            else sizes.writeUInt16BE(typeSize(index), index * 2);
+        }
         parts.push(sizes, Buffer.alloc((4 - (sizes.length % 4)) % 4), Buffer.from("STRC"), int32(sdna.structs.length));
         for (const struct of sdna.structs) {
             const body = Buffer.alloc(4 + struct.fields.length * 4);
@@ -503,9 +504,9 @@ describe(".blend reader", function () {
             ["text", Buffer.from("hello, this is not a blend file at all"), "not_a_blend"],
             ["3 bytes", Buffer.from("BLE"), "truncated"],
             ["gzip of text", zlib.gzipSync(Buffer.from("not a blend")), "not_a_blend"],
-            ["a future file format", Buffer.from("BLENDER17-02v0600" + "\0".repeat(64)), "unsupported_header"],
-            ["an unknown header size", Buffer.from("BLENDER21-01v0600" + "\0".repeat(64)), "unsupported_header"],
-            ["an unknown endianness", Buffer.from("BLENDER-x304" + "\0".repeat(64)), "unsupported_header"],
+            ["a future file format", Buffer.from(`BLENDER17-02v0600${"\0".repeat(64)}`), "unsupported_header"],
+            ["an unknown header size", Buffer.from(`BLENDER21-01v0600${"\0".repeat(64)}`), "unsupported_header"],
+            ["an unknown endianness", Buffer.from(`BLENDER-x304${"\0".repeat(64)}`), "unsupported_header"],
             ["a header only", Buffer.from("BLENDER-v304"), "truncated"],
         ];
         for (const [name, bytes, code] of cases) {

@@ -204,8 +204,8 @@ describe("input fuzzing (fast-check)", function () {
                 "a//b.blend",
                 "a\\..\\b.blend",
                 "textures/wood.png",
-                "x".repeat(1100) + ".blend",
-                "é".repeat(600) + ".blend",
+                `${"x".repeat(1100)}.blend`,
+                `${"é".repeat(600)}.blend`,
             ),
             fc.string({ unit: "binary", maxLength: 20 }),
         );

@@ -387,14 +387,12 @@ describe("the render path: job API → SQS → renderer → S3, with Blender", f
         ]);
         // Nothing but the cached scene is left in the work dir between frames.
         const left: string[] = [];
-        const walk = (dir: string) =>
-            fs
-                .readdirSync(dir, { withFileTypes: true })
-                .forEach((entry) =>
-                    entry.isDirectory()
-                        ? walk(path.join(dir, entry.name))
-                        : left.push(path.relative(rendererSettings.workDir, path.join(dir, entry.name))),
-                );
+        const walk = (dir: string): void => {
+            for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+                if (entry.isDirectory()) walk(path.join(dir, entry.name));
+                else left.push(path.relative(rendererSettings.workDir, path.join(dir, entry.name)));
+            }
+        };
         walk(rendererSettings.workDir);
         assert.deepStrictEqual(left, [path.join("scenes", "warm", "scene.blend")]);
     });

@@ -101,7 +101,7 @@ export function parseFileHeader(bytes: Uint8Array, file: string): FileHeader | u
     }
     const header = ascii(bytes, 0, 17);
     const match = /^BLENDER(\d\d)(.)(\d\d)(.)(\d{4})$/.exec(header);
-    if (!match || match[1] !== "17")
+    if (match?.[1] !== "17")
         throw blendFileError("unsupported_header", file, `unsupported .blend header ${JSON.stringify(header)}`, 7);
     if (match[3] !== "01")
         throw blendFileError(

@@ -233,7 +233,7 @@ export function readString(ref: StructRef, name: string): string | undefined {
 /** A pointer field as hex ("" for NULL), or undefined when absent. */
 export function readPointer(ref: StructRef, name: string): string | undefined {
     const found = fieldRef(ref, name);
-    if (!found || !found.field.isPointer) return undefined;
+    if (!found?.field.isPointer) return undefined;
     const hex = pointerHex(ref.bytes, found.at, ref.sdna.pointerSize, ref.sdna.littleEndian);
     return isNullPointer(hex) ? "" : hex;
 }

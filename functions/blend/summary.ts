@@ -223,7 +223,7 @@ export function summarize(walk: WalkResult, file: string, compression: Compressi
         while (pointer && !seen.has(pointer) && tiles.length < MAX_LIST_LENGTH) {
             seen.add(pointer);
             const block = byAddress.get(pointer);
-            if (!block || block.code !== "DATA")
+            if (block?.code !== "DATA")
                 throw blendFileError(
                     "corrupt",
                     file,

@@ -1,6 +1,13 @@
 // The scene preflight: read the .blend from S3 before anything is queued, refuse what Blender cannot
 // render, take the scene's own frame range, and find every external file it needs in the bucket.
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
+import {
+    GetObjectCommand,
+    GetObjectCommandOutput,
+    HeadObjectCommand,
+    ListObjectsV2Command,
+    ListObjectsV2CommandOutput,
+    S3Client,
+} from "@aws-sdk/client-s3";
 import {
     apiError,
     ApiError,
@@ -63,7 +70,7 @@ export interface Preflight {
 
 /** The scene object's bytes through the .blend reader, streamed: the object is never held in memory whole. */
 async function readSceneObject(deps: JobApiDeps, key: string): Promise<{ summary: BlendSummary; etag: string }> {
-    let object;
+    let object: GetObjectCommandOutput;
     try {
         object = await deps.s3.send(new GetObjectCommand({ Bucket: deps.settings.scenesBucket, Key: key }));
     } catch (error) {
@@ -89,7 +96,7 @@ async function listSequence(deps: JobApiDeps, key: string): Promise<string[]> {
     const keys: string[] = [];
     let token: string | undefined;
     do {
-        let page;
+        let page: ListObjectsV2CommandOutput;
         try {
             page = await deps.s3.send(
                 new ListObjectsV2Command({

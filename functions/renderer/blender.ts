@@ -295,7 +295,7 @@ class LogScanner {
 
     private line(stream: "stdout" | "stderr", raw: string): void {
         const line = this.redact(raw.length > MAX_LINE_BYTES ? raw.slice(0, MAX_LINE_BYTES) : raw);
-        this.ring = Buffer.concat([this.ring, Buffer.from(line + "\n", "utf8")]);
+        this.ring = Buffer.concat([this.ring, Buffer.from(`${line}\n`, "utf8")]);
         if (this.ring.length > LOG_TAIL_BYTES)
             this.ring = Buffer.from(this.ring.subarray(this.ring.length - LOG_TAIL_BYTES));
 

@@ -4,7 +4,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { pipeline } from "stream/promises";
-import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { GetObjectCommand, GetObjectCommandOutput, S3Client } from "@aws-sdk/client-s3";
 import { objectKeyProblem } from "../shared/contract";
 import { describeAwsError } from "../shared/awsErrors";
 
@@ -52,7 +52,7 @@ export async function downloadObject(
     ifMatch?: string,
 ): Promise<{ etag: string; bytes: number }> {
     fs.mkdirSync(path.dirname(target), { recursive: true });
-    let response;
+    let response: GetObjectCommandOutput;
     try {
         response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, IfMatch: ifMatch || undefined }));
     } catch (error) {

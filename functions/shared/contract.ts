@@ -217,7 +217,7 @@ export function objectKeyProblem(key: string): string | undefined {
     if (Buffer.byteLength(key, "utf8") > MAX_KEY_BYTES) return `is longer than ${MAX_KEY_BYTES} bytes`;
     if (key.startsWith("/")) return "starts with '/'";
     if (key.includes("\\")) return "contains '\\'";
-    // eslint-disable-next-line no-control-regex
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what this refuses
     if (/[\u0000-\u001f\u007f]/.test(key)) return "contains a control character";
     const segments = key.split("/");
     if (segments.some((segment) => segment === "..")) return "contains a '..' segment";

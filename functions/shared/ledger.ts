@@ -5,6 +5,7 @@ import {
     DeleteObjectCommand,
     GetObjectCommand,
     ListObjectsV2Command,
+    ListObjectsV2CommandOutput,
     PutObjectCommand,
     S3Client,
 } from "@aws-sdk/client-s3";
@@ -158,7 +159,7 @@ export async function listFrameRecordFrames(s3: S3Client, rendersBucket: string,
     const frames: number[] = [];
     let token: string | undefined;
     do {
-        let page;
+        let page: ListObjectsV2CommandOutput;
         try {
             page = await s3.send(
                 new ListObjectsV2Command({ Bucket: rendersBucket, Prefix: prefix, ContinuationToken: token }),
