@@ -7,8 +7,6 @@ export interface FrameQueueArgs {
     maxReceiveCount: number;
 }
 
-/** SQS's upper bound on a visibility timeout (12 hours). */
-const MAX_VISIBILITY_TIMEOUT_SECONDS = 43200;
 /** How long a frame that ran out of attempts waits in the DLQ for someone to look: SQS's maximum. */
 const DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600;
 /** Days for a large job to drain at low concurrency; shorter than the DLQ's, since a dead letter keeps its enqueue time. */
@@ -20,7 +18,7 @@ const FRAME_RETENTION_SECONDS = 4 * 24 * 3600;
  * because the renderer shortens its visibility to a few seconds of backoff.
  */
 export function frameVisibilityTimeoutSeconds(rendererTimeoutSeconds: number): number {
-    return Math.min(6 * rendererTimeoutSeconds, MAX_VISIBILITY_TIMEOUT_SECONDS);
+    return 6 * rendererTimeoutSeconds;
 }
 
 export class FrameQueue extends pulumi.ComponentResource {

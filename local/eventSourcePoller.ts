@@ -26,6 +26,44 @@ export function sqsRecordOf(message: Message, queueArn: string, region: string):
     };
 }
 
+/** Receives at most one message, with its system attributes (ApproximateReceiveCount), as the mapping does. */
+export async function receiveOne(
+    sqs: SQSClient,
+    queueUrl: string,
+    waitTimeSeconds: number,
+): Promise<Message | undefined> {
+    const reply = await sqs.send(
+        new ReceiveMessageCommand({
+            QueueUrl: queueUrl,
+            MaxNumberOfMessages: 1,
+            WaitTimeSeconds: waitTimeSeconds,
+            MessageSystemAttributeNames: ["All"],
+        }),
+    );
+    return reply.Messages?.[0];
+}
+
+/**
+ * Runs one record through the consumer: "failed" when the consumer reports it in batchItemFailures or throws
+ * (Lambda counts a crashed invocation as a failure of its whole batch; `onCrash` hears why).
+ */
+export async function invokeConsumer(
+    handler: SqsEventHandler,
+    record: SQSRecord,
+    onCrash: (error: unknown) => void,
+): Promise<"succeeded" | "failed"> {
+    try {
+        const response = await handler({ Records: [record] });
+        const failed = (response?.batchItemFailures ?? []).some(
+            (failure) => failure.itemIdentifier === record.messageId,
+        );
+        return failed ? "failed" : "succeeded";
+    } catch (error) {
+        onCrash(error);
+        return "failed";
+    }
+}
+
 export interface PollTarget {
     sqs: SQSClient;
     queueUrl: string;
@@ -37,32 +75,22 @@ export interface PollTarget {
 }
 
 /**
- * Receives at most one message and runs it through the handler. Returns what happened, or "empty".
- * A thrown handler error counts as a failure, as Lambda counts a crashed invocation.
+ * One delivery as the worker pool (local/workers.ts) makes it, without its visibility heartbeat: receive at most
+ * one message, run it through the handler, delete it on success. Returns what happened, or "empty".
  */
 export async function pollOnce(target: PollTarget): Promise<"empty" | "succeeded" | "failed"> {
-    const received = await target.sqs.send(
-        new ReceiveMessageCommand({
-            QueueUrl: target.queueUrl,
-            MaxNumberOfMessages: 1,
-            WaitTimeSeconds: target.waitTimeSeconds ?? 0,
-            MessageSystemAttributeNames: ["All"],
-        }),
-    );
-    const message = received.Messages?.[0];
+    const message = await receiveOne(target.sqs, target.queueUrl, target.waitTimeSeconds ?? 0);
     if (!message) return "empty";
     const record = sqsRecordOf(message, target.queueArn, target.region);
-    let failed: boolean;
-    try {
-        const response = await target.handler({ Records: [record] });
-        failed = (response?.batchItemFailures ?? []).some((failure) => failure.itemIdentifier === record.messageId);
-    } catch (error) {
+    const outcome = await invokeConsumer(target.handler, record, (error) =>
         console.error(
             `poller: the handler failed on message ${record.messageId}: ${(error as Error)?.message ?? error}`,
+        ),
+    );
+    if (outcome === "succeeded") {
+        await target.sqs.send(
+            new DeleteMessageCommand({ QueueUrl: target.queueUrl, ReceiptHandle: record.receiptHandle }),
         );
-        failed = true;
     }
-    if (failed) return "failed";
-    await target.sqs.send(new DeleteMessageCommand({ QueueUrl: target.queueUrl, ReceiptHandle: record.receiptHandle }));
-    return "succeeded";
+    return outcome;
 }

@@ -13,7 +13,7 @@ import { isLoopback } from "./addresses";
 import { lockDataDir } from "./dataDirLock";
 import { createFarmResources, startEmulator } from "./emulator";
 import { startHttpApi } from "./httpApi";
-import { createLocalRenderer, FRAME_TIMEOUT_SECONDS, LocalRenderer, localRendererSettings } from "./localRenderer";
+import { createLocalRenderer, LocalRenderer, localRendererSettings } from "./localRenderer";
 import { killProcessesWorkingIn } from "./processes";
 import { recoverInterruptedFrames } from "./recovery";
 import { FRAME_VISIBILITY_SECONDS, frameLog, startWorkerPool } from "./workers";
@@ -50,7 +50,6 @@ export const OUTPUTS_FILE = "outputs.json";
 const RESOURCE_NAME = "render-farm";
 const REGION = "us-east-1";
 const RENDERER_FUNCTION_NAME = "local-renderer";
-export { FRAME_TIMEOUT_SECONDS };
 /**
  * Short, unlike the stack's (6 x the frame timeout): the pollers extend the visibility of the frame they hold
  * while it renders (local/workers.ts), so a worker process that dies gives its frame back within seconds.

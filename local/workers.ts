@@ -4,18 +4,12 @@
 // Unlike the mapping, a poller keeps the frame it holds invisible with a heartbeat (see FRAME_VISIBILITY_SECONDS).
 import { setTimeout as sleep } from "timers/promises";
 import type { S3Client } from "@aws-sdk/client-s3";
-import {
-    ChangeMessageVisibilityCommand,
-    DeleteMessageCommand,
-    Message,
-    ReceiveMessageCommand,
-    SQSClient,
-} from "@aws-sdk/client-sqs";
+import { ChangeMessageVisibilityCommand, DeleteMessageCommand, Message, SQSClient } from "@aws-sdk/client-sqs";
 import type { SQSRecord } from "aws-lambda";
 import { parseFrameMessage } from "../functions/shared/contract";
 import { describeAwsError } from "../functions/shared/awsErrors";
 import { readFrameRecord } from "../functions/shared/ledger";
-import { SqsEventHandler, sqsRecordOf } from "./eventSourcePoller";
+import { invokeConsumer, receiveOne, SqsEventHandler, sqsRecordOf } from "./eventSourcePoller";
 
 /**
  * Short, because a stop waits for every idle poller's receive to return: an aborted long poll would stay
@@ -133,32 +127,17 @@ export function startWorkerPool(options: WorkerPoolOptions): WorkerPool {
         };
     }
 
-    async function invoke(worker: number, record: SQSRecord): Promise<"succeeded" | "failed"> {
-        try {
-            const response = await options.consumers[worker].handle({ Records: [record] });
-            return (response?.batchItemFailures ?? []).some((failure) => failure.itemIdentifier === record.messageId)
-                ? "failed"
-                : "succeeded";
-        } catch (error) {
-            // Lambda counts a crashed invocation as a failure of its whole batch.
+    function invoke(worker: number, record: SQSRecord): Promise<"succeeded" | "failed"> {
+        return invokeConsumer(options.consumers[worker].handle, record, (error) =>
             log(
                 `worker ${worker + 1}: the renderer crashed on ${options.describe(record)}: ${error instanceof Error ? error.message : String(error)}`,
-            );
-            return "failed";
-        }
+            ),
+        );
     }
 
     async function receive(worker: number): Promise<Message | undefined> {
         try {
-            const reply = await sqs.send(
-                new ReceiveMessageCommand({
-                    QueueUrl: queueUrl,
-                    MaxNumberOfMessages: 1,
-                    WaitTimeSeconds: options.waitTimeSeconds ?? RECEIVE_WAIT_SECONDS,
-                    MessageSystemAttributeNames: ["All"],
-                }),
-            );
-            return reply.Messages?.[0];
+            return await receiveOne(sqs, queueUrl, options.waitTimeSeconds ?? RECEIVE_WAIT_SECONDS);
         } catch (error) {
             if (stopSignal.signal.aborted) return undefined;
             log(

@@ -112,6 +112,7 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
     });
 
     it("hides a frame at least as long as the renderer may run, for every allowed timeout, and redrives to the DLQ", function () {
+        // Every timeout the config allows (render-farm:rendererTimeout, 60-900 s) gives a value SQS accepts (<= 12 h).
         for (let timeout = 60; timeout <= 900; timeout++) {
             assert.ok(frameVisibilityTimeoutSeconds(timeout) >= timeout, `timeout ${timeout}`);
             assert.ok(frameVisibilityTimeoutSeconds(timeout) <= 43200, `SQS maximum at timeout ${timeout}`);
@@ -119,7 +120,7 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
         const queue = run.named("render-farm-frames-queue");
         const dlq = run.named("render-farm-frames-dlq");
         const rendererTimeout = Number(config["render-farm:rendererTimeout"]);
-        assert.ok(queue.inputs.visibilityTimeoutSeconds >= rendererTimeout);
+        assert.strictEqual(queue.inputs.visibilityTimeoutSeconds, 6 * rendererTimeout);
         const redrive = JSON.parse(queue.inputs.redrivePolicy);
         assert.strictEqual(redrive.deadLetterTargetArn, dlq.state.arn);
         assert.strictEqual(redrive.maxReceiveCount, Number(config["render-farm:maxReceiveCount"]));

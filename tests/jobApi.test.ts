@@ -983,13 +983,29 @@ describe("job API", function () {
         assert.strictEqual(stored.error.code, "requeued");
     });
 
-    it("checks the body limit before decoding", function () {
-        assert.strictEqual(MAX_REQUEST_BYTES, 256 * 1024);
-        assert.ok(bigBody.length > MAX_REQUEST_BYTES);
+    it("refuses an oversized base64 body with 413 before decoding it", async function () {
+        // A base64 body just over the encoded limit: were it decoded first, Buffer.from(body, "base64") would run.
+        const encoded = Buffer.from(bigBody, "utf8").toString("base64");
+        assert.ok(encoded.length > Math.ceil(MAX_REQUEST_BYTES / 3) * 4);
+        const decodes: number[] = [];
+        const realFrom = Buffer.from;
+        Buffer.from = function (this: unknown, ...args: unknown[]) {
+            if (args[0] === encoded && args[1] === "base64") decodes.push((args[0] as string).length);
+            return (realFrom as (...a: unknown[]) => Buffer).apply(Buffer, args);
+        } as typeof Buffer.from;
+        let result: HttpApiResult;
+        try {
+            result = await handler({ ...httpEvent("POST", "/jobs"), body: encoded, isBase64Encoded: true });
+        } finally {
+            Buffer.from = realFrom;
+        }
+        assert.strictEqual(result.statusCode, 413, result.body);
+        assert.strictEqual(JSON.parse(result.body).error.code, "body_too_large");
+        assert.deepStrictEqual(decodes, [], "the body was decoded before its size was checked");
+        // The SQS-limit case of the table above is under the body limit, so it reaches the message-size check.
         assert.ok(
             JSON.stringify({ scene: SCENE, frames: "1", assets: nearLimitAssets, jobId: "bad-33" }).length <
                 MAX_REQUEST_BYTES,
-            "the SQS-limit case must pass the body limit",
         );
     });
 });

@@ -5,17 +5,22 @@ import * as assert from "assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import {
-    GetObjectCommand,
-    HeadObjectCommand,
-    ListObjectsV2Command,
-    PutObjectCommand,
-    S3Client,
-} from "@aws-sdk/client-s3";
+import { GetObjectCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
 import { DeleteMessageCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
-import type { FarmOutputs } from "../functions/shared/contract";
+import type { FarmOutputs, JobStatus } from "../functions/shared/contract";
 import { startEmulator } from "../local/emulator";
 import { processesWorkingIn } from "../local/processes";
+import {
+    api,
+    frameKeys,
+    frameRecords,
+    listKeys,
+    range,
+    s3Of,
+    uploadFile,
+    waitFor,
+    waitForJobEnd,
+} from "./support/farmClient";
 import { decodePng, makeScene } from "./support/scenes";
 import { ServeProcess, startServe, stopServe } from "./support/serveProcess";
 
@@ -38,91 +43,16 @@ function newDataDir(): string {
     return fs.mkdtempSync(path.join(os.tmpdir(), "local-farm-"));
 }
 
-/** A client built from outputs.json alone (the emulator takes any credentials). */
-function s3Of(outputs: FarmOutputs): S3Client {
-    return new S3Client({
-        endpoint: outputs.awsEndpoint,
-        region: outputs.region,
-        forcePathStyle: true,
-        credentials: { accessKeyId: "test", secretAccessKey: "test" },
-    });
-}
-
-async function api(
-    outputs: FarmOutputs,
-    method: string,
-    route: string,
-    body?: unknown,
-): Promise<{ status: number; body: any }> {
-    const response = await fetch(`${outputs.apiUrl}${route}`, {
-        method,
-        headers: body === undefined ? {} : { "content-type": "application/json" },
-        body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
-    });
-    const text = await response.text();
-    return { status: response.status, body: text ? JSON.parse(text) : undefined };
-}
-
 async function uploadScene(outputs: FarmOutputs, key: string, frames: string): Promise<void> {
     const scene = await makeScene({ frames, resolutionX: WIDTH, resolutionY: HEIGHT, samples: 4 });
-    const s3 = s3Of(outputs);
-    await s3.send(
-        new PutObjectCommand({ Bucket: outputs.scenesBucket, Key: key, Body: fs.readFileSync(scene.blendPath) }),
-    );
-    s3.destroy();
+    await uploadFile(outputs, key, scene.blendPath);
 }
 
-async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-        const value = await probe();
-        if (value !== undefined) return value;
-        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-        await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-}
-
-/** Polls GET /jobs/{jobId} until the job is complete (or cannot complete any more). */
-async function waitForJob(outputs: FarmOutputs, jobId: string, timeoutMs: number): Promise<any> {
-    const status = await waitFor(`job ${jobId} to finish`, timeoutMs, async () => {
-        const reply = await api(outputs, "GET", `/jobs/${jobId}`);
-        assert.strictEqual(reply.status, 200, JSON.stringify(reply.body));
-        return ["complete", "failed", "partial"].includes(reply.body.state) ? reply.body : undefined;
-    });
+/** GET /jobs/{jobId} until the job ends; it must have completed. */
+async function waitForJob(outputs: FarmOutputs, jobId: string, timeoutMs: number): Promise<JobStatus> {
+    const status = await waitForJobEnd(outputs, jobId, timeoutMs, 200);
     assert.strictEqual(status.state, "complete", JSON.stringify(status));
     return status;
-}
-
-async function listKeys(outputs: FarmOutputs, prefix: string): Promise<string[]> {
-    const s3 = s3Of(outputs);
-    const keys: string[] = [];
-    let token: string | undefined;
-    do {
-        const page = await s3.send(
-            new ListObjectsV2Command({ Bucket: outputs.rendersBucket, Prefix: prefix, ContinuationToken: token }),
-        );
-        keys.push(...(page.Contents ?? []).map((object) => object.Key!));
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
-    s3.destroy();
-    return keys;
-}
-
-function frameKeys(jobId: string, frames: number[]): string[] {
-    return frames.map((frame) => `renders/${jobId}/frame_${String(frame).padStart(4, "0")}.png`);
-}
-
-const range = (first: number, last: number) => Array.from({ length: last - first + 1 }, (_, index) => first + index);
-
-async function frameRecords(outputs: FarmOutputs, jobId: string): Promise<any[]> {
-    const s3 = s3Of(outputs);
-    const records = [];
-    for (const key of await listKeys(outputs, `jobs/${jobId}/frames/`)) {
-        const object = await s3.send(new GetObjectCommand({ Bucket: outputs.rendersBucket, Key: key }));
-        records.push(JSON.parse(await object.Body!.transformToString()));
-    }
-    s3.destroy();
-    return records;
 }
 
 /** Listening TCP sockets on `port`, as "address:port" from /proc/net/tcp{,6}. */

@@ -1,11 +1,9 @@
 // The job API Lambda's handler: API Gateway HTTP API (payload v2) events in, JSON replies out.
 // Thin on purpose: parse the event, call the plain functions of jobApi.ts, map the reply.
-import { S3Client } from "@aws-sdk/client-s3";
-import { SQSClient } from "@aws-sdk/client-sqs";
 import { apiError, errorBody, MAX_REQUEST_BYTES } from "../shared/contract";
 import { ApiReply } from "./replies";
 import { retryJob } from "./retry";
-import { JobApiDeps, jobApiSettingsFromEnvironment } from "./settings";
+import { JobApiDeps } from "./settings";
 import { getJobStatus } from "./status";
 import { submitJob } from "./submit";
 
@@ -135,12 +133,4 @@ export function createJobApiHandler(deps: JobApiDeps): JobApiHandler {
             );
         }
     };
-}
-
-/** For the Lambda's callback factory: clients and settings are made here, at cold start, never at module load. */
-export function createJobApiHandlerFromEnvironment(
-    env: Record<string, string | undefined> = process.env,
-): JobApiHandler {
-    const settings = jobApiSettingsFromEnvironment(env);
-    return createJobApiHandler({ s3: new S3Client({}), sqs: new SQSClient({}), settings });
 }
