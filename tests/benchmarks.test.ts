@@ -1,0 +1,47 @@
+// Every benchmark under bench/ also runs in its smoke mode here, so one that breaks fails CI instead of rotting.
+// (The soak benchmark's 50-frame run is tests/soak.test.ts.) Figures are printed, never judged: that is the
+// full benchmarks' job (npm run bench:*).
+import * as assert from "assert";
+import { execFile } from "child_process";
+import * as path from "path";
+
+const ROOT = path.join(__dirname, "..");
+
+function runBenchmark(script: string): Promise<{ code: number; output: string }> {
+    return new Promise((resolve) => {
+        execFile(
+            process.execPath,
+            ["-r", "ts-node/register/transpile-only", path.join(ROOT, "bench", script), "--smoke"],
+            { cwd: ROOT, maxBuffer: 16 * 1024 * 1024, timeout: 10 * 60_000 },
+            (error, stdout, stderr) =>
+                resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, output: stdout + stderr }),
+        );
+    });
+}
+
+describe("benchmarks in smoke mode", function () {
+    this.timeout(10 * 60_000);
+
+    it("bench/fanout.ts queues 200 frames through submitJob and prints its ratio to the sequential baseline", async function () {
+        const { code, output } = await runBenchmark("fanout.ts");
+        assert.strictEqual(code, 0, output);
+        assert.match(output, /fanout on loopback: 200 frames in [\d.]+ s, [\d.]+× the sequential baseline/);
+        const last = output
+            .trim()
+            .split("\n")
+            .filter((line) => line.startsWith("fanout: "))
+            .pop();
+        assert.match(last ?? "", /^fanout: 200 frames in [\d.]+ s, [\d.]+× the sequential baseline$/, output);
+        console.log(`      ${last}`);
+    });
+
+    it("bench/inspect.ts reads a generated scene, plain and zstd, from the emulator and prints time and memory", async function () {
+        const { code, output } = await runBenchmark("inspect.ts");
+        assert.strictEqual(code, 0, output);
+        const rows = output.split("\n").filter((line) => /^\s+big(-zstd)?\.blend\s/.test(line));
+        assert.strictEqual(rows.length, 2, output);
+        assert.match(rows[0], /none .* peak RSS \d+ MiB .* scene frames 1-240x2/);
+        assert.match(rows[1], /zstd .* peak RSS \d+ MiB .* scene frames 1-240x2/);
+        for (const row of rows) console.log(`    ${row.trim()}`);
+    });
+});
