@@ -5,6 +5,7 @@ import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import { Engine } from "../functions/shared/contract";
 import { jobApiSettingsFromEnvironment } from "../functions/jobApi/settings";
+import { jobApiEnvironment } from "../functions/shared/farmSettings";
 import { createJobApiHandler } from "../functions/jobApi/handler";
 import { lambdaRole, readScenesStatements, writeLogsStatement } from "./iam";
 import * as packageJson from "../package.json";
@@ -83,16 +84,16 @@ export class JobApi extends pulumi.ComponentResource {
                 timeout: JOB_API_TIMEOUT_SECONDS,
                 loggingConfig: { logFormat: "Text", logGroup: logGroup.name },
                 environment: {
-                    variables: {
-                        SCENES_BUCKET: args.scenesBucket.bucket,
-                        RENDERS_BUCKET: args.rendersBucket.bucket,
-                        FRAME_QUEUE_URL: args.frameQueue.url,
-                        MAX_FRAMES_PER_JOB: String(args.maxFramesPerJob),
-                        MAX_RESOLUTION: String(args.maxResolution),
-                        ALLOWED_ENGINES: args.allowedEngines.join(","),
-                        MAX_RECEIVE_COUNT: String(args.maxReceiveCount),
-                        PREFLIGHT: args.preflight ? "on" : "off",
-                    },
+                    variables: jobApiEnvironment({
+                        scenesBucket: args.scenesBucket.bucket,
+                        rendersBucket: args.rendersBucket.bucket,
+                        frameQueueUrl: args.frameQueue.url,
+                        maxFramesPerJob: args.maxFramesPerJob,
+                        maxResolution: args.maxResolution,
+                        allowedEngines: args.allowedEngines,
+                        maxReceiveCount: args.maxReceiveCount,
+                        preflight: args.preflight,
+                    }),
                 },
                 // Clients are made here, once per cold start: captured SDK v3 clients do not survive serialization.
                 // The SQS endpoint comes from the region (or AWS_ENDPOINT_URL), not from the queue URL's host.

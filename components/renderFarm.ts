@@ -1,5 +1,7 @@
 // The whole farm: storage, the frame queue, the renderer image and function, and the job API.
+import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import { StackOutputName } from "../functions/shared/contract";
 import { FarmConfig } from "../config";
 import { FrameQueue } from "./frameQueue";
 import { JobApi } from "./jobApi";
@@ -8,14 +10,8 @@ import { RendererImage } from "./rendererImage";
 import { Storage } from "./storage";
 
 export class RenderFarm extends pulumi.ComponentResource {
-    public readonly apiUrl: pulumi.Output<string>;
-    public readonly scenesBucket: pulumi.Output<string>;
-    public readonly rendersBucket: pulumi.Output<string>;
-    public readonly frameQueueUrl: pulumi.Output<string>;
-    public readonly deadLetterQueueUrl: pulumi.Output<string>;
-    public readonly rendererFunctionName: pulumi.Output<string>;
-    public readonly jobApiFunctionName: pulumi.Output<string>;
-    public readonly imageUri: pulumi.Output<string>;
+    /** The stack outputs (functions/shared/contract.ts names them): index.ts exports exactly these. */
+    public readonly outputs: Record<StackOutputName, pulumi.Output<string>>;
 
     constructor(name: string, config: FarmConfig, opts?: pulumi.ComponentResourceOptions) {
         super("render-farm:index:RenderFarm", name, {}, opts);
@@ -79,23 +75,17 @@ export class RenderFarm extends pulumi.ComponentResource {
             { parent: this },
         );
 
-        this.apiUrl = jobApi.url;
-        this.scenesBucket = storage.scenesBucket.bucket;
-        this.rendersBucket = storage.rendersBucket.bucket;
-        this.frameQueueUrl = frames.queue.url;
-        this.deadLetterQueueUrl = frames.deadLetterQueue.url;
-        this.rendererFunctionName = renderer.function.name;
-        this.jobApiFunctionName = jobApi.function.name;
-        this.imageUri = image.imageUri;
-        this.registerOutputs({
-            apiUrl: this.apiUrl,
-            scenesBucket: this.scenesBucket,
-            rendersBucket: this.rendersBucket,
-            frameQueueUrl: this.frameQueueUrl,
-            deadLetterQueueUrl: this.deadLetterQueueUrl,
-            rendererFunctionName: this.rendererFunctionName,
-            jobApiFunctionName: this.jobApiFunctionName,
-            imageUri: this.imageUri,
-        });
+        this.outputs = {
+            apiUrl: jobApi.url,
+            scenesBucket: storage.scenesBucket.bucket,
+            rendersBucket: storage.rendersBucket.bucket,
+            frameQueueUrl: frames.queue.url,
+            deadLetterQueueUrl: frames.deadLetterQueue.url,
+            rendererFunctionName: renderer.function.name,
+            jobApiFunctionName: jobApi.function.name,
+            imageUri: image.imageUri,
+            region: aws.getRegionOutput({}, { parent: this }).region,
+        };
+        this.registerOutputs(this.outputs);
     }
 }

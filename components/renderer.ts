@@ -1,6 +1,7 @@
 // The renderer: a container Lambda running Blender, fed one frame at a time by the frame queue.
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import { rendererEnvironment } from "../functions/shared/farmSettings";
 import { lambdaRole, readScenesStatements, writeLogsStatement } from "./iam";
 
 export interface RendererArgs {
@@ -76,13 +77,13 @@ export class Renderer extends pulumi.ComponentResource {
                 role: role.arn,
                 loggingConfig: { logFormat: "Text", logGroup: logGroup.name },
                 environment: {
-                    variables: {
-                        SCENES_BUCKET: args.scenesBucket.bucket,
-                        RENDERS_BUCKET: args.rendersBucket.bucket,
-                        FRAME_QUEUE_URL: args.frameQueue.url,
-                        MAX_RECEIVE_COUNT: String(args.maxReceiveCount),
-                        FAILURE_BACKOFF_SECONDS: String(args.failureBackoffSeconds),
-                    },
+                    variables: rendererEnvironment({
+                        scenesBucket: args.scenesBucket.bucket,
+                        rendersBucket: args.rendersBucket.bucket,
+                        frameQueueUrl: args.frameQueue.url,
+                        maxReceiveCount: args.maxReceiveCount,
+                        failureBackoffSeconds: args.failureBackoffSeconds,
+                    }),
                 },
             },
             { parent: this, dependsOn: [policy] },

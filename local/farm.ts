@@ -5,8 +5,8 @@ import * as os from "os";
 import * as path from "path";
 import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
 import type { SQSEvent } from "aws-lambda";
-import { ENGINES, FarmOutputs } from "../functions/shared/contract";
-import { DEFAULT_MAX_FRAMES_PER_JOB, DEFAULT_MAX_RESOLUTION } from "../functions/jobApi/settings";
+import { FarmOutputs } from "../functions/shared/contract";
+import { FARM_DEFAULTS, TUNABLES } from "../functions/shared/farmSettings";
 import { createJobApiHandler } from "../functions/jobApi/handler";
 import { backoffSeconds } from "../functions/renderer/consumer";
 import { isLoopback } from "./addresses";
@@ -27,9 +27,9 @@ export interface LocalFarmOptions {
     workers?: number;
     /** Default ".farm". */
     dataDir?: string;
-    /** Receives of a frame before SQS moves it to the DLQ; default 3. */
+    /** Receives of a frame before SQS moves it to the DLQ; default TUNABLES.maxReceiveCount.defaultValue (3). */
     maxReceiveCount?: number;
-    /** A failed frame's first retry delay, doubled per attempt; default 5. */
+    /** A failed frame's first retry delay, doubled per attempt; default TUNABLES.failureBackoffSeconds.defaultValue (10). */
     failureBackoffSeconds?: number;
     /** Default $BLENDER_PATH, else `blender` on the PATH. */
     blenderPath?: string;
@@ -96,8 +96,21 @@ export function findBlender(blenderPath: string): string {
 export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<LocalFarm> {
     const port = wholeNumber("port", options.port, 8787, 0, 65535);
     const workers = wholeNumber("workers", options.workers, os.cpus().length, 0);
-    const maxReceiveCount = wholeNumber("maxReceiveCount", options.maxReceiveCount, 3, 1, 1000);
-    const failureBackoffSeconds = wholeNumber("failureBackoffSeconds", options.failureBackoffSeconds, 5, 0, 300);
+    const { maxReceiveCount: receives, failureBackoffSeconds: backoff } = TUNABLES;
+    const maxReceiveCount = wholeNumber(
+        "maxReceiveCount",
+        options.maxReceiveCount,
+        receives.defaultValue,
+        receives.min,
+        receives.max,
+    );
+    const failureBackoffSeconds = wholeNumber(
+        "failureBackoffSeconds",
+        options.failureBackoffSeconds,
+        backoff.defaultValue,
+        backoff.min,
+        backoff.max,
+    );
     const host = options.host ?? "127.0.0.1";
     const dataDir = path.resolve(options.dataDir ?? ".farm");
     const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
@@ -158,9 +171,9 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
                 rendersBucket: resources.rendersBucket,
                 frameQueueUrl: resources.frameQueueUrl,
                 limits: {
-                    maxFrames: DEFAULT_MAX_FRAMES_PER_JOB,
-                    maxResolution: DEFAULT_MAX_RESOLUTION,
-                    allowedEngines: [...ENGINES],
+                    maxFrames: TUNABLES.maxFramesPerJob.defaultValue,
+                    maxResolution: TUNABLES.maxResolution.defaultValue,
+                    allowedEngines: FARM_DEFAULTS.allowedEngines,
                 },
                 maxReceiveCount,
             },

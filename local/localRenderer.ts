@@ -3,15 +3,14 @@
 import * as os from "os";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
-import { createRendererHandler, RendererSettings } from "../functions/renderer/consumer";
+import { createRendererHandler } from "../functions/renderer/consumer";
+import { RendererSettings } from "../functions/renderer/settings";
+import { TUNABLES } from "../functions/shared/farmSettings";
 import { RENDERER_CLIENT_RETRY } from "../functions/renderer/handler";
 import { EmulatorCredentials, FarmResources } from "./emulator";
 import { SqsEventHandler } from "./eventSourcePoller";
 import { killProcessesWorkingIn } from "./processes";
 import { Consumer } from "./workers";
-
-/** As the stack's renderer Lambda: Lambda's maximum. */
-export const FRAME_TIMEOUT_SECONDS = 900;
 
 export interface LocalRenderer extends Consumer {
     handle: SqsEventHandler;
@@ -52,7 +51,8 @@ export function localRendererSettings(options: LocalRendererSettingsOptions): Re
         blenderPath: options.blenderPath,
         workDir: options.workDir,
         threads: Math.max(1, Math.floor(os.cpus().length / Math.max(1, options.workers))),
-        defaultTimeoutMs: FRAME_TIMEOUT_SECONDS * 1000,
+        // As the stack's renderer Lambda's default.
+        defaultTimeoutMs: TUNABLES.rendererTimeout.defaultValue * 1000,
     };
 }
 

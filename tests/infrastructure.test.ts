@@ -7,6 +7,7 @@ import { readFarmConfig } from "../config";
 import { frameVisibilityTimeoutSeconds } from "../components/frameQueue";
 import { archiveFiles, writeArchive } from "./support/archive";
 import { ProgramRun, RecordedResource, runProgram, stackConfig } from "./support/pulumiProgram";
+import { TUNABLES } from "../functions/shared/farmSettings";
 
 const COMPONENTS = ["RenderFarm", "Storage", "FrameQueue", "RendererImage", "Renderer", "JobApi"].map(
     (name) => `render-farm:index:${name}`,
@@ -112,8 +113,8 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
     });
 
     it("hides a frame at least as long as the renderer may run, for every allowed timeout, and redrives to the DLQ", function () {
-        // Every timeout the config allows (render-farm:rendererTimeout, 60-900 s) gives a value SQS accepts (<= 12 h).
-        for (let timeout = 60; timeout <= 900; timeout++) {
+        // Every timeout the config allows (render-farm:rendererTimeout) gives a value SQS accepts (<= 12 h).
+        for (let timeout = TUNABLES.rendererTimeout.min; timeout <= TUNABLES.rendererTimeout.max; timeout++) {
             assert.ok(frameVisibilityTimeoutSeconds(timeout) >= timeout, `timeout ${timeout}`);
             assert.ok(frameVisibilityTimeoutSeconds(timeout) <= 43200, `SQS maximum at timeout ${timeout}`);
         }

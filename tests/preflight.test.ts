@@ -15,7 +15,8 @@ import {
 import { Engine, FrameMessage, JobManifest, manifestKey } from "../functions/shared/contract";
 import { JobApiDeps } from "../functions/jobApi/settings";
 import { submitJob } from "../functions/jobApi/submit";
-import { createRendererHandler, RendererSettings } from "../functions/renderer/consumer";
+import { createRendererHandler } from "../functions/renderer/consumer";
+import { RendererSettings } from "../functions/renderer/settings";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
 import { blendFixtures } from "./support/blendFixtures";

@@ -9,7 +9,8 @@ import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } fr
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { ENGINES, FrameRecord, frameOutputKey, frameRecordKey, legacyJobId } from "../functions/shared/contract";
 import { createJobApiHandler } from "../functions/jobApi/handler";
-import { createRendererHandler, RendererSettings } from "../functions/renderer/consumer";
+import { createRendererHandler } from "../functions/renderer/consumer";
+import { RendererSettings } from "../functions/renderer/settings";
 import { Emulator, FarmResources, createFarmResources, emulatorClients, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
 import { comparePngs, decodePng, makeScene, renderDirect, CUBE_2016_SCENE } from "./support/scenes";

@@ -18,7 +18,8 @@ import { GetQueueAttributesCommand, SendMessageCommand, SQSClient } from "@aws-s
 import { JOB_API_ROUTES } from "../components/jobApi";
 import { createJobApiHandler, HttpApiResult } from "../functions/jobApi/handler";
 import { JobApiSettings } from "../functions/jobApi/settings";
-import { createRendererHandler, RendererSettings } from "../functions/renderer/consumer";
+import { createRendererHandler } from "../functions/renderer/consumer";
+import { RendererSettings } from "../functions/renderer/settings";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
 import { runProgram, stackConfig } from "./support/pulumiProgram";

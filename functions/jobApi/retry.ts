@@ -13,7 +13,8 @@ import {
 import { frameMessageOf, notSentSummary, sendFrameMessages } from "./frameQueueing";
 import { HEAD_CONCURRENCY } from "./scenePreflight";
 import { ApiReply, errorReply, statusUrlOf, upstreamReply } from "./replies";
-import { DEFAULT_STALE_AFTER_SECONDS, JobApiDeps } from "./settings";
+import { TUNABLES } from "../shared/farmSettings";
+import { JobApiDeps } from "./settings";
 import { loadJob } from "./status";
 
 /** True when the frame queue holds nothing at all (visible, in flight or delayed): nothing of any job is still coming. */
@@ -64,7 +65,7 @@ export async function retryJob(deps: JobApiDeps, jobId: unknown, now: Date = new
     let quiet = false;
     let why = "";
     if (pending.length > 0) {
-        const staleAfterMs = (settings.staleAfterSeconds ?? DEFAULT_STALE_AFTER_SECONDS) * 1000;
+        const staleAfterMs = (settings.staleAfterSeconds ?? TUNABLES.staleAfterSeconds.defaultValue) * 1000;
         const idleMs = now.getTime() - Date.parse(status.updatedAt);
         try {
             if (idleMs >= staleAfterMs) {
@@ -141,7 +142,7 @@ export async function retryJob(deps: JobApiDeps, jobId: unknown, now: Date = new
     if (lost.length > 0) parts.push(`requeued ${lost.length} frame(s) that never finished, since ${why}`);
     if (inFlight > 0)
         parts.push(
-            `left ${inFlight} pending frame(s) alone: they are still queued or rendering (a retry requeues them once the queue is empty or the job is quiet for ${settings.staleAfterSeconds ?? DEFAULT_STALE_AFTER_SECONDS} s)`,
+            `left ${inFlight} pending frame(s) alone: they are still queued or rendering (a retry requeues them once the queue is empty or the job is quiet for ${settings.staleAfterSeconds ?? TUNABLES.staleAfterSeconds.defaultValue} s)`,
         );
     const reply: RetryReply = {
         jobId: manifest.jobId,

@@ -1,12 +1,12 @@
 // The renderer (the frame queue's consumer): one SQS message is one frame. Download the scene and assets,
 // run Blender, upload the frame and its record; on failure record why, back off briefly and report it.
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { ChangeMessageVisibilityCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { runBlender } from "./blender";
+import { RendererSettings } from "./settings";
 import {
     FrameMessage,
     FrameRecord,
@@ -17,21 +17,6 @@ import {
 } from "../shared/contract";
 import { readFrameRecord } from "../shared/ledger";
 import { SceneMirror, cleanFrameFiles, prepareFrameFiles } from "./workDir";
-
-export interface RendererSettings {
-    scenesBucket: string;
-    rendersBucket: string;
-    frameQueueUrl: string;
-    maxReceiveCount: number;
-    /** The first retry's delay; each further attempt doubles it. */
-    failureBackoffSeconds: number;
-    memoryMb: number;
-    blenderPath: string;
-    workDir: string;
-    threads: number;
-    /** Used when no Lambda context says how long is left (the local farm). */
-    defaultTimeoutMs: number;
-}
 
 export interface RendererDeps {
     s3: S3Client;
@@ -48,34 +33,6 @@ const CONTENT_TYPES: Record<Format, string> = {
     OPEN_EXR: "image/x-exr",
     TIFF: "image/tiff",
 };
-
-function requiredVariable(env: NodeJS.ProcessEnv, name: string): string {
-    const value = env[name];
-    if (!value) throw new Error(`the renderer needs the environment variable ${name}`);
-    return value;
-}
-
-function numberVariable(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-    const value = env[name] === undefined || env[name] === "" ? fallback : Number(env[name]);
-    if (!Number.isFinite(value) || value < 0)
-        throw new Error(`the renderer's environment variable ${name} is not a number: "${env[name]}"`);
-    return value;
-}
-
-export function rendererSettingsFromEnvironment(env: NodeJS.ProcessEnv): RendererSettings {
-    return {
-        scenesBucket: requiredVariable(env, "SCENES_BUCKET"),
-        rendersBucket: requiredVariable(env, "RENDERS_BUCKET"),
-        frameQueueUrl: requiredVariable(env, "FRAME_QUEUE_URL"),
-        maxReceiveCount: numberVariable(env, "MAX_RECEIVE_COUNT", 3),
-        failureBackoffSeconds: numberVariable(env, "FAILURE_BACKOFF_SECONDS", 10),
-        memoryMb: numberVariable(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 10240),
-        blenderPath: env.BLENDER_PATH || "blender",
-        workDir: env.RENDER_WORK_DIR || path.join(os.tmpdir(), "render-farm"),
-        threads: numberVariable(env, "RENDER_THREADS", os.cpus().length),
-        defaultTimeoutMs: numberVariable(env, "RENDER_TIMEOUT_SECONDS", 900) * 1000,
-    };
-}
 
 /** Delay before the next attempt: failureBackoffSeconds, doubled for each attempt already made, capped. */
 export function backoffSeconds(settings: RendererSettings, attempts: number): number {

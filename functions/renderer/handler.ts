@@ -2,7 +2,8 @@
 import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent } from "aws-lambda";
-import { createRendererHandler, rendererSettingsFromEnvironment } from "./consumer";
+import { createRendererHandler } from "./consumer";
+import { rendererSettingsFromEnvironment } from "./settings";
 
 /**
  * The renderer's S3/SQS clients retry a failing request 7 times (the SDK's default is 2) with the standard mode's

@@ -151,20 +151,25 @@ export interface RetryReply {
     message: string;
 }
 
-/** The stack outputs other stacks and the CLI consume; the local farm writes the same shape plus `awsEndpoint`. */
-export interface FarmOutputs {
-    apiUrl: string;
-    scenesBucket: string;
-    rendersBucket: string;
-    frameQueueUrl: string;
-    deadLetterQueueUrl: string;
-    rendererFunctionName: string;
-    jobApiFunctionName: string;
-    imageUri: string;
-    region: string;
-    /** Only the local farm: where its S3/SQS emulator listens. */
-    awsEndpoint?: string;
-}
+/**
+ * The stack outputs other stacks and the CLI consume (`pulumi stack output --json`): apiUrl, the two bucket names,
+ * the frame queue's and the dead-letter queue's URLs, the two function names, imageUri (by digest) and region.
+ */
+export const STACK_OUTPUT_NAMES = [
+    "apiUrl",
+    "scenesBucket",
+    "rendersBucket",
+    "frameQueueUrl",
+    "deadLetterQueueUrl",
+    "rendererFunctionName",
+    "jobApiFunctionName",
+    "imageUri",
+    "region",
+] as const;
+export type StackOutputName = (typeof STACK_OUTPUT_NAMES)[number];
+
+/** The stack outputs' values; the local farm writes the same shape plus `awsEndpoint` (where its emulator listens). */
+export type FarmOutputs = Record<StackOutputName, string> & { awsEndpoint?: string };
 
 /** The error body of every 4xx reply: `{error:{code,message,field}}` (plus `missing` for 422). */
 export interface ApiError {

@@ -1,0 +1,87 @@
+// The farm's tunables are stated once (functions/shared/farmSettings.ts): the stack's config, the environment the
+// components hand to the functions, and the functions' own reading of it must agree.
+import * as assert from "assert";
+import { jobApiSettingsFromEnvironment } from "../functions/jobApi/settings";
+import { rendererSettingsFromEnvironment } from "../functions/renderer/settings";
+import { ENVIRONMENT, jobApiEnvironment, rendererEnvironment, TUNABLES } from "../functions/shared/farmSettings";
+
+describe("farm settings", function () {
+    it("every tunable's default lies within its range", function () {
+        for (const [key, { min, max, defaultValue: fallback }] of Object.entries(TUNABLES)) {
+            assert.ok(min <= fallback && fallback <= max, `${key}: ${min} <= ${fallback} <= ${max}`);
+        }
+    });
+
+    it("the job API reads back exactly what a stack writes into its environment", function () {
+        const written = {
+            scenesBucket: "scenes-1",
+            rendersBucket: "renders-1",
+            frameQueueUrl: "https://sqs.eu-west-1.amazonaws.com/1/frames",
+            maxFramesPerJob: 1234,
+            maxResolution: 4096,
+            allowedEngines: ["EEVEE" as const, "CYCLES" as const],
+            maxReceiveCount: 4,
+            preflight: false,
+        };
+        const settings = jobApiSettingsFromEnvironment(jobApiEnvironment(written));
+        assert.deepStrictEqual(
+            {
+                scenesBucket: settings.scenesBucket,
+                rendersBucket: settings.rendersBucket,
+                frameQueueUrl: settings.frameQueueUrl,
+                maxFramesPerJob: settings.limits.maxFrames,
+                maxResolution: settings.limits.maxResolution,
+                allowedEngines: settings.limits.allowedEngines,
+                maxReceiveCount: settings.maxReceiveCount,
+                preflight: settings.preflight,
+            },
+            written,
+        );
+        assert.strictEqual(settings.staleAfterSeconds, TUNABLES.staleAfterSeconds.defaultValue);
+    });
+
+    it("the renderer reads back exactly what a stack writes into its environment, plus Lambda's memory size", function () {
+        const written = {
+            scenesBucket: "scenes-1",
+            rendersBucket: "renders-1",
+            frameQueueUrl: "https://sqs.eu-west-1.amazonaws.com/1/frames",
+            maxReceiveCount: 5,
+            failureBackoffSeconds: 0,
+        };
+        const settings = rendererSettingsFromEnvironment({
+            ...rendererEnvironment(written),
+            AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "4096",
+        });
+        assert.deepStrictEqual(
+            {
+                scenesBucket: settings.scenesBucket,
+                rendersBucket: settings.rendersBucket,
+                frameQueueUrl: settings.frameQueueUrl,
+                maxReceiveCount: settings.maxReceiveCount,
+                failureBackoffSeconds: settings.failureBackoffSeconds,
+            },
+            written,
+        );
+        assert.strictEqual(settings.memoryMb, 4096);
+        assert.strictEqual(settings.defaultTimeoutMs, TUNABLES.rendererTimeout.defaultValue * 1000);
+    });
+
+    it("refuses a missing or out-of-range variable at cold start, naming it", function () {
+        assert.throws(() => rendererSettingsFromEnvironment({}), /SCENES_BUCKET, RENDERS_BUCKET, FRAME_QUEUE_URL/);
+        const base = rendererEnvironment({
+            scenesBucket: "s",
+            rendersBucket: "r",
+            frameQueueUrl: "q",
+            maxReceiveCount: 3,
+            failureBackoffSeconds: 10,
+        });
+        assert.throws(
+            () => rendererSettingsFromEnvironment({ ...base, [ENVIRONMENT.maxReceiveCount]: "11" }),
+            /MAX_RECEIVE_COUNT must be a whole number from 1 to 10, got "11"/,
+        );
+        assert.throws(
+            () => jobApiSettingsFromEnvironment({ ...base, [ENVIRONMENT.allowedEngines]: "CYCLES,LUXCORE" }),
+            /ALLOWED_ENGINES has unknown engine\(s\) LUXCORE/,
+        );
+    });
+});
