@@ -88,6 +88,20 @@ describe("the renderer image (image/Dockerfile)", function () {
         assert.match(dockerfile, /libegl-mesa0/);
     });
 
+    it("takes Debian's Blender (the stand-in for npm run test:image) only when BLENDER_SOURCE=debian is asked for", function () {
+        const declared = [...dockerfile.matchAll(/^ARG BLENDER_SOURCE(=\S*)?$/gm)].map((match) => match[1]);
+        assert.deepStrictEqual(
+            declared,
+            ["=official", "=official"],
+            "both stages that read BLENDER_SOURCE default to the official build",
+        );
+        assert.match(
+            dockerfile,
+            /official\) ;; \\\n\s+debian\) [^\n]*exit 0 ;; \\\n\s+\*\) [^\n]*exit 1 ;;/,
+            "the official download runs unless debian is asked for, and anything else fails",
+        );
+    });
+
     it("pins the image's packages to the versions the project's lock file tested", function () {
         const imagePackage = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "image", "package.json"), "utf8"));
         const lock = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "package-lock.json"), "utf8"));
