@@ -118,14 +118,12 @@ async function startRuntimeApi(options: { functionArn: string; timeoutMs: number
                     ),
                 );
             } else {
-                response
-                    .writeHead(404, { "content-type": "application/json" })
-                    .end(
-                        JSON.stringify({
-                            errorMessage: `no route ${request.method} ${url}`,
-                            errorType: "InvalidRequestID",
-                        }),
-                    );
+                response.writeHead(404, { "content-type": "application/json" }).end(
+                    JSON.stringify({
+                        errorMessage: `no route ${request.method} ${url}`,
+                        errorType: "InvalidRequestID",
+                    }),
+                );
             }
         });
     });
