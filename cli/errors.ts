@@ -1,4 +1,6 @@
-// Exit codes and the one error type the CLI reports: a one-line reason and the code to exit with.
+// Exit codes and the one error type the CLI reports: a one-line reason, a code (as every FarmError has, see
+// functions/shared/errors.ts) and the status to exit with.
+import type { FarmError } from "../functions/shared/errors";
 
 export const EXIT_OK = 0;
 /** The job ended but some frames failed (or are missing). */
@@ -10,7 +12,7 @@ export const EXIT_UNREACHABLE = 3;
 /** Stopped by Ctrl-C (128 + SIGINT), as shells report it. */
 export const EXIT_INTERRUPTED = 130;
 
-export class CliError extends Error {
+export class CliError extends Error implements FarmError {
     constructor(
         message: string,
         readonly exitCode: number,

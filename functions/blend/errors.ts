@@ -1,5 +1,6 @@
 // The one error the .blend reader throws: anything that is not a readable .blend ends here, with a code
 // a caller can branch on and a message that names the file and what was wrong where.
+import { FarmError, farmError } from "../shared/errors";
 
 export const BLEND_ERROR_CODES = [
     /** Not a .blend at all: no BLENDER magic (after any gzip/zstd layer), or an empty file. */
@@ -17,12 +18,8 @@ export const BLEND_ERROR_CODES = [
 ] as const;
 export type BlendErrorCode = (typeof BLEND_ERROR_CODES)[number];
 
-/**
- * Thrown by the reader for anything that is not a readable .blend. A plain Error with a name and fields rather
- * than a subclass: the job API ships through Pulumi's closure serializer, whose copy of an Error subclass loses
- * the message; check with isBlendFileError().
- */
-export interface BlendFileError extends Error {
+/** Thrown by the reader for anything that is not a readable .blend: a FarmError (shared/errors.ts) with the file. */
+export interface BlendFileError extends FarmError {
     name: "BlendFileError";
     code: BlendErrorCode;
     /** The file (path or S3 key) being read, as the caller named it. */
@@ -32,11 +29,11 @@ export interface BlendFileError extends Error {
 }
 
 export function blendFileError(code: BlendErrorCode, file: string, message: string, offset?: number): BlendFileError {
-    const error = new Error(
+    const error = farmError(
+        code,
         `${file}: ${message}${offset === undefined ? "" : ` (at byte ${offset})`}`,
     ) as BlendFileError;
     error.name = "BlendFileError";
-    error.code = code;
     error.file = file;
     if (offset !== undefined) error.offset = offset;
     return error;

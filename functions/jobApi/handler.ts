@@ -1,7 +1,7 @@
 // The job API Lambda's handler: API Gateway HTTP API (payload v2) events in, JSON replies out.
 // Thin on purpose: parse the event, call the plain functions of jobApi.ts, map the reply.
-import { apiError, errorBody, MAX_REQUEST_BYTES } from "../shared/contract";
-import { ApiReply } from "./replies";
+import { apiError, Checked, errorBody, MAX_REQUEST_BYTES, refused } from "../shared/contract";
+import { ApiReply, errorReply } from "./replies";
 import { retryJob } from "./retry";
 import { JobApiDeps } from "./settings";
 import { getJobStatus } from "./status";
@@ -38,32 +38,24 @@ function fail(status: number, code: string, message: string, field?: string): Ht
     return result({ status, body: errorBody(apiError(status, code, message, field)) });
 }
 
-/** The JSON body of a request, or the 400/413 reply explaining why there is none. */
-function parseBody(event: HttpApiEvent): { ok: true; value: unknown } | { ok: false; reply: HttpApiResult } {
+/** The JSON body of a request, or the 400/413 explaining why there is none. */
+function parseBody(event: HttpApiEvent): Checked<unknown> {
     const raw = event.body ?? "";
     // Checked before decoding so an oversized body costs nothing: base64 is 4 characters per 3 bytes.
     const encodedLimit = event.isBase64Encoded ? Math.ceil(MAX_REQUEST_BYTES / 3) * 4 : MAX_REQUEST_BYTES;
-    const tooLarge = () => ({
-        ok: false as const,
-        reply: fail(413, "body_too_large", `the request body is larger than ${MAX_REQUEST_BYTES} bytes`, "body"),
-    });
-    if (raw.length > encodedLimit) return tooLarge();
+    const tooLarge = refused(
+        apiError(413, "body_too_large", `the request body is larger than ${MAX_REQUEST_BYTES} bytes`, "body"),
+    );
+    if (raw.length > encodedLimit) return tooLarge;
     const text = event.isBase64Encoded ? Buffer.from(raw, "base64").toString("utf8") : raw;
-    if (Buffer.byteLength(text, "utf8") > MAX_REQUEST_BYTES) return tooLarge();
+    if (Buffer.byteLength(text, "utf8") > MAX_REQUEST_BYTES) return tooLarge;
     if (text.trim() === "")
-        return { ok: false, reply: fail(400, "invalid_json", "the request body is empty; send a JSON object", "body") };
+        return refused(apiError(400, "invalid_json", "the request body is empty; send a JSON object", "body"));
     try {
         return { ok: true, value: JSON.parse(text) };
     } catch (error) {
-        return {
-            ok: false,
-            reply: fail(
-                400,
-                "invalid_json",
-                `the request body is not valid JSON: ${error instanceof Error ? error.message : String(error)}`,
-                "body",
-            ),
-        };
+        const why = error instanceof Error ? error.message : String(error);
+        return refused(apiError(400, "invalid_json", `the request body is not valid JSON: ${why}`, "body"));
     }
 }
 
@@ -121,7 +113,7 @@ export function createJobApiHandler(deps: JobApiDeps): JobApiHandler {
             if (route.name === "status") return result(await getJobStatus(deps, route.jobId));
             if (route.name === "retry") return result(await retryJob(deps, route.jobId));
             const body = parseBody(event);
-            if (!body.ok) return body.reply;
+            if (!body.ok) return result(errorReply(body.error));
             return result(await submitJob(deps, body.value));
         } catch (error) {
             // The plain functions answer errors as replies; this is for the unforeseen, without a stack trace.

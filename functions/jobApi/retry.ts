@@ -1,7 +1,8 @@
 // POST /jobs/{jobId}/retry: requeue a job's failed frames, and its lost ones once the job has gone quiet.
 import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
 import { apiError, FrameRecord, RetryReply } from "../shared/contract";
-import { describeAwsError } from "../shared/awsErrors";
+import { awsErrorStatus, describeAwsError } from "../shared/awsErrors";
+import { farmError } from "../shared/errors";
 import { mapWithConcurrency } from "../shared/concurrency";
 import {
     computeJobStatus,
@@ -50,8 +51,8 @@ async function frameQueueIsEmpty(deps: JobApiDeps): Promise<boolean> {
 export async function retryJob(deps: JobApiDeps, jobId: unknown, now: Date = new Date()): Promise<ApiReply> {
     const { settings } = deps;
     const job = await loadJob(deps, jobId);
-    if ("status" in job) return job;
-    const { manifest, records } = job;
+    if (!job.ok) return errorReply(job.error);
+    const { manifest, records } = job.value;
     const status = computeJobStatus(manifest, records, settings.maxReceiveCount);
     const byFrame = latestRecordByFrame(manifest, records);
     const failed: number[] = [];
@@ -78,7 +79,11 @@ export async function retryJob(deps: JobApiDeps, jobId: unknown, now: Date = new
         } catch (error) {
             return upstreamReply(
                 "queue_error",
-                new Error(`GetQueueAttributes ${settings.frameQueueUrl} failed: ${describeAwsError(error)}`),
+                farmError(
+                    "queue_error",
+                    `GetQueueAttributes ${settings.frameQueueUrl} failed: ${describeAwsError(error)}`,
+                    awsErrorStatus(error),
+                ),
             );
         }
     }

@@ -10,13 +10,14 @@ import {
 } from "@aws-sdk/client-s3";
 import {
     apiError,
-    ApiError,
+    Checked,
     Engine,
     JobLimits,
     JobRequest,
     MAX_ASSETS,
     objectKeyProblem,
     parseFrameSpec,
+    refused,
 } from "../shared/contract";
 import {
     BlendSummary,
@@ -26,7 +27,8 @@ import {
     resolveReferenceKey,
     sequencePattern,
 } from "../blend";
-import { awsErrorStatus, describeAwsError, isNotFound } from "../shared/awsErrors";
+import { isNotFound, storageError } from "../shared/awsErrors";
+import { farmError } from "../shared/errors";
 import { mapWithConcurrency } from "../shared/concurrency";
 import type { JobApiDeps } from "./settings";
 
@@ -46,9 +48,7 @@ export async function headObject(s3: S3Client, bucket: string, key: string): Pro
     } catch (error) {
         // HEAD replies carry no body, so a missing bucket also looks like a plain 404 here.
         if (isNotFound(error)) return { key, missing: true };
-        const failure = new Error(`HeadObject s3://${bucket}/${key} failed: ${describeAwsError(error)}`);
-        (failure as Error & { status?: number }).status = awsErrorStatus(error);
-        throw failure;
+        throw storageError("HeadObject", bucket, key, error);
     }
 }
 
@@ -74,14 +74,10 @@ async function readSceneObject(deps: JobApiDeps, key: string): Promise<{ summary
     try {
         object = await deps.s3.send(new GetObjectCommand({ Bucket: deps.settings.scenesBucket, Key: key }));
     } catch (error) {
-        const failure = new Error(
-            `GetObject s3://${deps.settings.scenesBucket}/${key} failed: ${describeAwsError(error)}`,
-        );
-        (failure as Error & { status?: number }).status = awsErrorStatus(error);
-        throw failure;
+        throw storageError("GetObject", deps.settings.scenesBucket, key, error);
     }
     const body = object.Body as (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined;
-    if (!body) throw new Error(`GetObject s3://${deps.settings.scenesBucket}/${key} returned no body`);
+    if (!body) throw farmError("storage_error", `GetObject s3://${deps.settings.scenesBucket}/${key} returned no body`);
     try {
         return { summary: await readBlendStream(body, key), etag: object.ETag ?? "" };
     } finally {
@@ -106,11 +102,7 @@ async function listSequence(deps: JobApiDeps, key: string): Promise<string[]> {
                 }),
             );
         } catch (error) {
-            const failure = new Error(
-                `ListObjectsV2 s3://${deps.settings.scenesBucket}/${pattern.folder + pattern.head} failed: ${describeAwsError(error)}`,
-            );
-            (failure as Error & { status?: number }).status = awsErrorStatus(error);
-            throw failure;
+            throw storageError("ListObjectsV2", deps.settings.scenesBucket, pattern.folder + pattern.head, error);
         }
         for (const object of page.Contents ?? [])
             if (object.Key && isSequenceFrame(pattern, object.Key)) keys.push(object.Key);
@@ -131,30 +123,30 @@ const SCENE_ENGINES: Record<string, Engine> = {
  * The reply that refuses the job, or the frames to render: no scene, no camera, an engine or a resolution the
  * farm does not allow (the scene's own, when the request does not override them), or frames it cannot take.
  */
-function sceneProblems(
-    request: JobRequest,
-    summary: BlendSummary,
-    limits: JobLimits,
-): ApiError | { frames?: number[] } {
+function sceneProblems(request: JobRequest, summary: BlendSummary, limits: JobLimits): Checked<{ frames?: number[] }> {
     const scene = summary.scenes.find((candidate) => candidate.name === summary.activeScene);
-    if (!scene) return apiError(400, "no_scene", `scene "${request.scene}" holds no scene to render`, "scene");
+    if (!scene) return refused(apiError(400, "no_scene", `scene "${request.scene}" holds no scene to render`, "scene"));
     if (scene.camera === null) {
-        return apiError(
-            400,
-            "no_camera",
-            `scene "${request.scene}": its scene "${scene.name}" has no active camera, so Blender cannot render it; set one (Scene Properties > Camera) and upload it again`,
-            "scene",
+        return refused(
+            apiError(
+                400,
+                "no_camera",
+                `scene "${request.scene}": its scene "${scene.name}" has no active camera, so Blender cannot render it; set one (Scene Properties > Camera) and upload it again`,
+                "scene",
+            ),
         );
     }
     if (request.engine === undefined) {
         const engine = SCENE_ENGINES[scene.engine];
         if (engine === undefined || !limits.allowedEngines.includes(engine)) {
             const allowed = limits.allowedEngines.join(", ");
-            return apiError(
-                400,
-                "engine_not_allowed",
-                `scene "${request.scene}" renders with ${engine ?? scene.engine}, which this farm does not offer (it has ${allowed}); set "engine" in the request`,
-                "engine",
+            return refused(
+                apiError(
+                    400,
+                    "engine_not_allowed",
+                    `scene "${request.scene}" renders with ${engine ?? scene.engine}, which this farm does not offer (it has ${allowed}); set "engine" in the request`,
+                    "engine",
+                ),
             );
         }
     }
@@ -162,22 +154,24 @@ function sceneProblems(
     const width = Math.round(((request.resolution?.x ?? scene.resolutionX) * percentage) / 100);
     const height = Math.round(((request.resolution?.y ?? scene.resolutionY) * percentage) / 100);
     if (Math.max(width, height) > limits.maxResolution) {
-        return apiError(
-            400,
-            "resolution_too_large",
-            `scene "${request.scene}" would render ${width}x${height}, over this farm's ${limits.maxResolution} pixels per side; set "resolution" in the request`,
-            "resolution",
+        return refused(
+            apiError(
+                400,
+                "resolution_too_large",
+                `scene "${request.scene}" would render ${width}x${height}, over this farm's ${limits.maxResolution} pixels per side; set "resolution" in the request`,
+                "resolution",
+            ),
         );
     }
-    if (request.frames !== undefined) return {};
+    if (request.frames !== undefined) return { ok: true, value: {} };
     const own = `${scene.frameStart}-${scene.frameEnd}x${Math.max(1, scene.frameStep)}`;
     const frames = parseFrameSpec(own, limits.maxFrames);
     if (!frames.ok)
-        return {
+        return refused({
             ...frames.error,
             message: `the scene's own frame range ${own} (used because the request has no frames): ${frames.error.message}`,
-        };
-    return { frames: frames.value };
+        });
+    return { ok: true, value: { frames: frames.value } };
 }
 
 /**
@@ -189,10 +183,10 @@ export async function preflightScene(
     deps: JobApiDeps,
     request: JobRequest,
     assets: string[],
-): Promise<Preflight | ApiError> {
+): Promise<Checked<Preflight>> {
     const { summary, etag } = await readSceneObject(deps, request.scene);
     const checked = sceneProblems(request, summary, deps.settings.limits);
-    if ("status" in checked) return checked;
+    if (!checked.ok) return checked;
 
     const listed = new Set([request.scene, ...assets]);
     const warnings: string[] = [];
@@ -241,5 +235,8 @@ export async function preflightScene(
             });
         for (const frame of frames) if (!listed.has(frame)) found.add(frame);
     }
-    return { summary, etag, frames: checked.frames, found: [...found].sort(), missing, warnings };
+    return {
+        ok: true,
+        value: { summary, etag, frames: checked.value.frames, found: [...found].sort(), missing, warnings },
+    };
 }

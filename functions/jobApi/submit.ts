@@ -5,6 +5,7 @@ import { isBlendFileError } from "../blend";
 import {
     ApiError,
     apiError,
+    Checked,
     errorBody,
     formatFrameSpec,
     JobManifest,
@@ -189,9 +190,9 @@ export async function submitJob(deps: JobApiDeps, body: unknown): Promise<ApiRep
 
     const reply: SubmitReply = { jobId, frames: 0, state: "queued", statusUrl: statusUrlOf(jobId) };
     if (preflightOn) {
-        let preflight: Preflight | ApiError;
+        let checked: Checked<Preflight>;
         try {
-            preflight = await preflightScene(deps, request, assets);
+            checked = await preflightScene(deps, request, assets);
         } catch (error) {
             if (!isBlendFileError(error)) return upstreamReply("storage_error", error);
             return errorReply(
@@ -210,7 +211,8 @@ export async function submitJob(deps: JobApiDeps, body: unknown): Promise<ApiRep
                       ),
             );
         }
-        if ("status" in preflight) return errorReply(preflight);
+        if (!checked.ok) return errorReply(checked.error);
+        const preflight = checked.value;
         const allMissing = [...missing, ...preflight.missing.map((entry) => entry.key)];
         if (allMissing.length > 0) {
             const details = [

@@ -11,12 +11,12 @@ import {
     FrameMessage,
     FrameRecord,
     Format,
-    frameRecordKey,
     lambdaCostUsd,
     parseFrameMessage,
 } from "../shared/contract";
-import { readFrameRecord } from "../shared/ledger";
-import { SceneMirror, cleanFrameFiles, prepareFrameFiles } from "./workDir";
+import { isFarmError } from "../shared/errors";
+import { readFrameRecord, writeFrameRecord } from "../shared/ledger";
+import { DownloadError, SceneMirror, cleanFrameFiles, prepareFrameFiles } from "./workDir";
 
 export interface RendererDeps {
     s3: S3Client;
@@ -157,14 +157,7 @@ export async function renderFrame(
         ...(outcome.error ? { error: outcome.error } : {}),
         logTail: outcome.logTail ?? "",
     };
-    await s3.send(
-        new PutObjectCommand({
-            Bucket: settings.rendersBucket,
-            Key: frameRecordKey(message.jobId, message.frame),
-            Body: JSON.stringify(record),
-            ContentType: "application/json",
-        }),
-    );
+    await writeFrameRecord(s3, settings.rendersBucket, record);
     return { ok: record.status === "done", record, sceneBytes };
 }
 
@@ -176,10 +169,9 @@ function mirrorKeyOf(mirror: SceneMirror, file: string): string {
 
 /** A readable reason for an exception around Blender (S3 errors name the object, never credentials). */
 function describeFailure(error: unknown, message: FrameMessage): { code: string; message: string } {
-    const name = (error as { name?: string })?.name ?? "Error";
     const text = error instanceof Error ? error.message : String(error);
-    if (name === "NoSuchKey" || name === "NotFound") {
-        const key = (error as { key?: string })?.key;
+    if (isFarmError(error, "missing_object")) {
+        const key = (error as DownloadError).key;
         const what =
             key === undefined ? "an object it needs" : key === message.scene ? `its scene ${key}` : `the asset ${key}`;
         return {
@@ -187,12 +179,13 @@ function describeFailure(error: unknown, message: FrameMessage): { code: string;
             message: `frame ${message.frame} cannot render: ${what} is missing from the scenes bucket (${text}); upload it and retry the job`,
         };
     }
-    if (name === "PreconditionFailed")
+    if (isFarmError(error, "object_changed"))
         return {
             code: "scene_changed",
             message: `scene ${message.scene} changed since the job was submitted (ETag ${message.sceneEtag}); resubmit the job`,
         };
-    return { code: "renderer_error", message: `${name}: ${text}` };
+    const code = isFarmError(error) ? error.code : "renderer_error";
+    return { code, message: isFarmError(error) ? text : `${(error as Error)?.name ?? "Error"}: ${text}` };
 }
 
 /** The SQS event handler: frames one by one (the mapping sends one), failures reported per message. */

@@ -6,7 +6,8 @@ import * as path from "path";
 import { pipeline } from "stream/promises";
 import { GetObjectCommand, GetObjectCommandOutput, S3Client } from "@aws-sdk/client-s3";
 import { objectKeyProblem } from "../shared/contract";
-import { describeAwsError } from "../shared/awsErrors";
+import { awsErrorStatus, describeAwsError, isNotFound } from "../shared/awsErrors";
+import { FarmError, farmError } from "../shared/errors";
 
 export interface CachedScene {
     key: string;
@@ -23,9 +24,10 @@ export interface SceneMirror {
 /** Where `key` lives in the mirror; refuses any key that could leave it. */
 export function mirrorPath(root: string, key: string): string {
     const problem = objectKeyProblem(key);
-    if (problem) throw new Error(`object key "${key}" ${problem}`);
+    if (problem) throw farmError("invalid_key", `object key "${key}" ${problem}`);
     const target = path.resolve(root, key);
-    if (!target.startsWith(path.resolve(root) + path.sep)) throw new Error(`object key "${key}" leaves the work dir`);
+    if (!target.startsWith(path.resolve(root) + path.sep))
+        throw farmError("invalid_key", `object key "${key}" leaves the work dir`);
     return target;
 }
 
@@ -43,6 +45,19 @@ function removeAllBut(root: string, keep?: string): void {
     }
 }
 
+/** A failed GetObject, with the key it was about: missing_object, object_changed (IfMatch) or storage_error. */
+export interface DownloadError extends FarmError {
+    key: string;
+}
+
+function downloadError(bucket: string, key: string, cause: unknown): DownloadError {
+    const status = awsErrorStatus(cause);
+    const code = isNotFound(cause) ? "missing_object" : status === 412 ? "object_changed" : "storage_error";
+    const error = farmError(code, `s3://${bucket}/${key}: ${describeAwsError(cause)}`, status) as DownloadError;
+    error.key = key;
+    return error;
+}
+
 /** Streams one object to `target` through a temporary name, so a broken download never looks complete. Returns its ETag. */
 export async function downloadObject(
     s3: S3Client,
@@ -56,11 +71,7 @@ export async function downloadObject(
     try {
         response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, IfMatch: ifMatch || undefined }));
     } catch (error) {
-        // Keep the SDK's error name (NoSuchKey, PreconditionFailed, ...) but say which object it was about.
-        throw Object.assign(new Error(`s3://${bucket}/${key}: ${describeAwsError(error)}`), {
-            name: (error as Error)?.name ?? "Error",
-            key,
-        });
+        throw downloadError(bucket, key, error);
     }
     const partial = `${target}.partial-${process.pid}`;
     try {

@@ -1,5 +1,6 @@
 // Reading AWS SDK v3 errors: their HTTP status, a one-line description without credentials, "not found".
 // Shared by the job API, the renderer and the local farm.
+import { FarmError, farmError } from "./errors";
 
 export interface AwsErrorLike {
     name?: string;
@@ -30,9 +31,11 @@ export function isNotFound(error: unknown): boolean {
     return awsErrorStatus(error) === 404 || name === "NoSuchKey" || name === "NotFound";
 }
 
-/** An Error whose message names the operation and the s3:// location, e.g. for a 5xx reply. */
-export function storageError(operation: string, bucket: string, key: string, cause: unknown): Error {
-    const error = new Error(`${operation} s3://${bucket}/${key} failed: ${describeAwsError(cause)}`);
-    (error as Error & { status?: number }).status = awsErrorStatus(cause);
-    return error;
+/** A failed S3 call as a FarmError ("storage_error") whose message names the operation and the s3:// location. */
+export function storageError(operation: string, bucket: string, key: string, cause: unknown): FarmError {
+    return farmError(
+        "storage_error",
+        `${operation} s3://${bucket}/${key} failed: ${describeAwsError(cause)}`,
+        awsErrorStatus(cause),
+    );
 }

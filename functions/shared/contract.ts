@@ -180,7 +180,13 @@ export interface ApiError {
     missing?: string[];
 }
 
+/** What a check answers: the value, or the error a caller replies with (see functions/shared/errors.ts). */
 export type Checked<T> = { ok: true; value: T } | { ok: false; error: ApiError };
+
+/** The failed side of a Checked. */
+export function refused(error: ApiError): { ok: false; error: ApiError } {
+    return { ok: false, error };
+}
 
 export function apiError(status: number, code: string, message: string, field?: string): ApiError {
     return field === undefined ? { status, code, message } : { status, code, message, field };

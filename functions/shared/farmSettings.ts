@@ -3,6 +3,7 @@
 // which a stack hands them to its functions. Plain constants and functions: the job API ships through Pulumi's
 // closure serializer (functions/README.md).
 import { ENGINES, Engine } from "./contract";
+import { farmError } from "./errors";
 
 /**
  * A whole-number setting: the range a stack's config accepts, and the value when none is set. (Not `default`: Pulumi's
@@ -141,7 +142,8 @@ export function requiredVariables<K extends string>(
     who: string,
 ): Record<K, string> {
     const missing = Object.values<string>(names).filter((name) => !env[name]);
-    if (missing.length > 0) throw new Error(`${who} needs the environment variable(s) ${missing.join(", ")}`);
+    if (missing.length > 0)
+        throw farmError("invalid_environment", `${who} needs the environment variable(s) ${missing.join(", ")}`);
     const values = {} as Record<K, string>;
     for (const [key, name] of Object.entries<string>(names)) values[key as K] = env[name] as string;
     return values;
@@ -158,7 +160,8 @@ export function wholeNumberVariable(
     if (raw === undefined || raw.trim() === "") return fallback;
     const value = Number(raw);
     if (!Number.isInteger(value) || value < range.min || value > range.max) {
-        throw new Error(
+        throw farmError(
+            "invalid_environment",
             `environment variable ${name} must be a whole number from ${range.min} to ${range.max}, got "${raw}"`,
         );
     }
@@ -172,7 +175,7 @@ export function switchVariable(env: Environment, name: string, fallback: boolean
     const value = raw.trim().toLowerCase();
     if (["on", "true", "1", "yes"].includes(value)) return true;
     if (["off", "false", "0", "no"].includes(value)) return false;
-    throw new Error(`environment variable ${name} must be on or off, got "${raw}"`);
+    throw farmError("invalid_environment", `environment variable ${name} must be on or off, got "${raw}"`);
 }
 
 /** A comma-separated list of engines; every engine when unset. */
@@ -185,6 +188,9 @@ export function enginesVariable(env: Environment, name: string): Engine[] {
         .filter((engine) => engine !== "");
     const unknown = names.filter((engine) => !(ENGINES as readonly string[]).includes(engine));
     if (unknown.length > 0)
-        throw new Error(`${name} has unknown engine(s) ${unknown.join(", ")}; known: ${ENGINES.join(", ")}`);
+        throw farmError(
+            "invalid_environment",
+            `${name} has unknown engine(s) ${unknown.join(", ")}; known: ${ENGINES.join(", ")}`,
+        );
     return [...new Set(names)] as Engine[];
 }

@@ -11,6 +11,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { AwsErrorLike, awsErrorStatus, isNotFound, storageError } from "./awsErrors";
 import { mapWithConcurrency } from "./concurrency";
+import { farmError } from "./errors";
 import {
     FrameRecord,
     frameRecordKey,
@@ -67,7 +68,7 @@ async function getJson(s3: S3Client, bucket: string, key: string): Promise<unkno
     try {
         return JSON.parse(text);
     } catch {
-        throw new Error(`s3://${bucket}/${key} is not valid JSON`);
+        throw farmError("invalid_ledger_object", `s3://${bucket}/${key} is not valid JSON`);
     }
 }
 
@@ -98,7 +99,10 @@ export async function readManifest(
         manifest.jobId !== jobId ||
         !Array.isArray(manifest.frames)
     ) {
-        throw new Error(`s3://${rendersBucket}/${manifestKey(jobId)} is not a job manifest for ${jobId}`);
+        throw farmError(
+            "invalid_ledger_object",
+            `s3://${rendersBucket}/${manifestKey(jobId)} is not a job manifest for ${jobId}`,
+        );
     }
     return manifest;
 }
