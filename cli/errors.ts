@@ -13,6 +13,7 @@ export const EXIT_UNREACHABLE = 3;
 export const EXIT_INTERRUPTED = 130;
 
 export class CliError extends Error implements FarmError {
+    readonly farm = true;
     constructor(
         message: string,
         readonly exitCode: number,

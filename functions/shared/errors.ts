@@ -4,6 +4,8 @@
 // keep Error subclasses, with a code to branch on and, for AWS failures, the HTTP status S3 or SQS answered.
 
 export interface FarmError extends Error {
+    /** Marks an error the farm made: Node's own errors (ECONNRESET, ENOENT) carry a string `code` too. */
+    farm: true;
     code: string;
     /** The HTTP status of the AWS reply behind it, when there was one. */
     status?: number;
@@ -11,6 +13,7 @@ export interface FarmError extends Error {
 
 export function farmError(code: string, message: string, status?: number): FarmError {
     const error = new Error(message) as FarmError;
+    error.farm = true;
     error.code = code;
     if (status !== undefined) error.status = status;
     return error;
@@ -20,7 +23,7 @@ export function farmError(code: string, message: string, status?: number): FarmE
 export function isFarmError(error: unknown, code?: string): error is FarmError {
     return (
         error instanceof Error &&
-        typeof (error as { code?: unknown }).code === "string" &&
+        (error as Partial<FarmError>).farm === true &&
         (code === undefined || (error as FarmError).code === code)
     );
 }
