@@ -7,13 +7,7 @@ import { ChangeMessageVisibilityCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { runBlender } from "./blender";
 import { RendererSettings } from "./settings";
-import {
-    FrameMessage,
-    FrameRecord,
-    Format,
-    lambdaCostUsd,
-    parseFrameMessage,
-} from "../shared/contract";
+import { FrameMessage, FrameRecord, Format, lambdaCostUsd, parseFrameMessage } from "../shared/contract";
 import { isFarmError } from "../shared/errors";
 import { readFrameRecord, writeFrameRecord } from "../shared/ledger";
 import { DownloadError, SceneMirror, cleanFrameFiles, prepareFrameFiles } from "./workDir";
