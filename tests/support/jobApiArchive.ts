@@ -8,6 +8,7 @@ import * as util from "util";
 import type { Emulator, FarmResources } from "../../local/emulator";
 import { archiveFiles, writeArchive } from "./archive";
 import { PROJECT_ROOT, runProgram, stackConfig } from "./pulumiProgram";
+import { ENVIRONMENT } from "../../functions/shared/farmSettings";
 
 const execFile = util.promisify(childProcess.execFile);
 
@@ -41,9 +42,9 @@ export async function shippedJobApi(emulator: Emulator, farm: FarmResources): Pr
     const variables = jobApi.inputs.environment.variables as Record<string, string>;
     const environment = {
         ...variables,
-        SCENES_BUCKET: farm.scenesBucket,
-        RENDERS_BUCKET: farm.rendersBucket,
-        FRAME_QUEUE_URL: farm.frameQueueUrl,
+        [ENVIRONMENT.scenesBucket]: farm.scenesBucket,
+        [ENVIRONMENT.rendersBucket]: farm.rendersBucket,
+        [ENVIRONMENT.frameQueueUrl]: farm.frameQueueUrl,
         AWS_ENDPOINT_URL: emulator.endpoint,
         AWS_REGION: emulator.region,
         AWS_ACCESS_KEY_ID: emulator.credentials.accessKeyId,
