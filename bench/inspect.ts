@@ -20,8 +20,8 @@ import {
 } from "@aws-sdk/client-s3";
 import { readBlendStream } from "../functions/blend";
 import { emulatorClients, startEmulator } from "../local/emulator";
+import { BLENDER, runBlenderScript } from "../tests/support/scenes";
 
-const BLENDER = process.env.BLENDER_PATH ?? "blender";
 const SCRIPT = path.join(__dirname, "..", "tests", "fixtures", "make_big_scene.py");
 const BUCKET = "bench-inspect-scenes";
 const MiB = 1024 * 1024;
@@ -49,7 +49,7 @@ interface InspectResult {
 }
 
 /** The scene files, generated once per version of the script and cached under the OS temp dir. */
-function bigScene(): { plain: string; zstd: string } {
+async function bigScene(): Promise<{ plain: string; zstd: string }> {
     const key = crypto
         .createHash("sha256")
         .update(fs.readFileSync(SCRIPT))
@@ -60,24 +60,9 @@ function bigScene(): { plain: string; zstd: string } {
     const files = { plain: path.join(dir, "big.blend"), zstd: path.join(dir, "big-zstd.blend") };
     if (!fs.existsSync(path.join(dir, ".complete"))) {
         console.log(`generating the scene with ${BLENDER} (once; cached in ${dir}) ...`);
-        childProcess.execFileSync(
-            BLENDER,
-            [
-                "-b",
-                "--factory-startup",
-                "-noaudio",
-                "--python-exit-code",
-                "2",
-                "-P",
-                SCRIPT,
-                "--",
-                "--out-dir",
-                dir,
-                "--subdivisions",
-                String(SUBDIVISIONS),
-            ],
-            { stdio: "ignore", timeout: 600_000 },
-        );
+        await runBlenderScript(SCRIPT, ["--out-dir", dir, "--subdivisions", String(SUBDIVISIONS)], {
+            timeoutMs: 600_000,
+        });
         fs.writeFileSync(path.join(dir, ".complete"), "");
     }
     return files;
@@ -172,7 +157,7 @@ async function uploadInParts(s3: S3Client, key: string, file: string): Promise<v
 }
 
 async function main(): Promise<void> {
-    const files = bigScene();
+    const files = await bigScene();
     const emulatorProcess = fork(["--serve-emulator"]);
     const target = await firstMessage<Endpoint>(emulatorProcess);
     const { s3 } = emulatorClients(target.endpoint, target.region, target.credentials);

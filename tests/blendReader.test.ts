@@ -8,7 +8,7 @@ import * as path from "path";
 import * as zlib from "zlib";
 import { BlendSummary, inspectBlendFile, isBlendFileError, readBlendBuffer, readBlendStream } from "../functions/blend";
 import { blendFixtures } from "./support/blendFixtures";
-import { BLENDER, run, CUBE_2016_SCENE } from "./support/scenes";
+import { CUBE_2016_SCENE, runBlenderScript } from "./support/scenes";
 
 const ORACLE_SCRIPT = path.join(__dirname, "fixtures", "blend_oracle.py");
 const SYSTEM_BLENDS = "/usr/share/blender";
@@ -37,22 +37,7 @@ interface OracleReport {
 
 /** One Blender run reports on every file. */
 async function oracle(files: string[]): Promise<Map<string, OracleReport>> {
-    const { stdout } = await run(
-        BLENDER,
-        [
-            "-b",
-            "--factory-startup",
-            "-noaudio",
-            "--disable-autoexec",
-            "--python-exit-code",
-            "2",
-            "-P",
-            ORACLE_SCRIPT,
-            "--",
-            ...files,
-        ],
-        600_000,
-    );
+    const { stdout } = await runBlenderScript(ORACLE_SCRIPT, [...files], { timeoutMs: 600_000 });
     const reports = new Map<string, OracleReport>();
     for (const line of stdout.split("\n")) {
         if (line.startsWith("BLEND_ORACLE ")) {

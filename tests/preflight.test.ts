@@ -21,7 +21,7 @@ import { createFarmResources, Emulator, FarmResources, startEmulator } from "../
 import { pollOnce } from "../local/eventSourcePoller";
 import { blendFixtures } from "./support/blendFixtures";
 import { shippedJobApi } from "./support/jobApiArchive";
-import { BLENDER, comparePngs, decodePng, makeScene, renderDirect, run } from "./support/scenes";
+import { BLENDER, comparePngs, decodePng, makeScene, renderDirect, runBlenderScript } from "./support/scenes";
 
 const RETIME_SCRIPT = path.join(__dirname, "fixtures", "retime_scene.py");
 
@@ -191,26 +191,9 @@ describe("scene preflight: the job API reads every scene before queueing", funct
     it("renders exactly the scene's own range and step when the request names no frames", async function () {
         const base = await makeScene({ frames: "1-8" });
         const retimed = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "preflight-retimed-")), "scene.blend");
-        await run(BLENDER, [
-            "-b",
-            base.blendPath,
-            "--factory-startup",
-            "-noaudio",
-            "--disable-autoexec",
-            "--python-exit-code",
-            "2",
-            "-P",
-            RETIME_SCRIPT,
-            "--",
-            "--out",
-            retimed,
-            "--start",
-            "2",
-            "--end",
-            "8",
-            "--step",
-            "3",
-        ]);
+        await runBlenderScript(RETIME_SCRIPT, ["--out", retimed, "--start", "2", "--end", "8", "--step", "3"], {
+            blend: base.blendPath,
+        });
         await upload("shots/stepped/scene.blend", retimed);
         const accepted = await submit({ scene: "shots/stepped/scene.blend", jobId: "stepped" });
         assert.strictEqual(accepted.status, 202, JSON.stringify(accepted.body));

@@ -4,7 +4,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { BLENDER, run } from "./scenes";
+import { runBlenderScript } from "./scenes";
 
 const FIXTURE_SCRIPT = path.join(__dirname, "..", "fixtures", "make_blend_fixtures.py");
 
@@ -14,22 +14,7 @@ export async function blendFixtures(): Promise<string> {
     if (fs.existsSync(path.join(dir, ".complete"))) return path.join(dir, "scenes");
     // Built aside and renamed into place, so concurrent test runs never see half the fixtures.
     const building = fs.mkdtempSync(path.join(os.tmpdir(), "render-farm-blend-fixtures-"));
-    await run(
-        BLENDER,
-        [
-            "-b",
-            "--factory-startup",
-            "-noaudio",
-            "--python-exit-code",
-            "2",
-            "-P",
-            FIXTURE_SCRIPT,
-            "--",
-            "--out",
-            path.join(building, "scenes"),
-        ],
-        300_000,
-    );
+    await runBlenderScript(FIXTURE_SCRIPT, ["--out", path.join(building, "scenes")], { timeoutMs: 300_000 });
     fs.writeFileSync(path.join(building, ".complete"), "");
     fs.mkdirSync(path.dirname(dir), { recursive: true });
     try {

@@ -2,7 +2,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { BLENDER, run } from "./scenes";
+import { runBlenderScript } from "./scenes";
 
 const SCRIPT = path.join(__dirname, "make_failing_frame_scene.py");
 
@@ -10,17 +10,6 @@ const SCRIPT = path.join(__dirname, "make_failing_frame_scene.py");
 export async function makeFailingFrameScene(): Promise<string> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "failing-frame-"));
     const blendPath = path.join(dir, "scene.blend");
-    await run(BLENDER, [
-        "-b",
-        "--factory-startup",
-        "-noaudio",
-        "--python-exit-code",
-        "2",
-        "-P",
-        SCRIPT,
-        "--",
-        "--out",
-        blendPath,
-    ]);
+    await runBlenderScript(SCRIPT, ["--out", blendPath]);
     return blendPath;
 }

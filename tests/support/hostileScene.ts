@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { blenderArgs } from "../../functions/renderer/blender";
-import { BLENDER, run } from "./scenes";
+import { BLENDER, runBlenderScript } from "./scenes";
 
 const MAKE_HOSTILE_SCENE = path.join(__dirname, "..", "fixtures", "make_hostile_scene.py");
 
@@ -34,15 +34,7 @@ export async function makeHostileScene(
             driver: path.join(markerDir, "driver-ran.txt"),
         },
     };
-    await run(BLENDER, [
-        "-b",
-        "--factory-startup",
-        "-noaudio",
-        "--python-exit-code",
-        "2",
-        "-P",
-        MAKE_HOSTILE_SCENE,
-        "--",
+    await runBlenderScript(MAKE_HOSTILE_SCENE, [
         "--out",
         scene.blendPath,
         "--text-block-marker",

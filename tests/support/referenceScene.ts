@@ -4,7 +4,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { BLENDER, makeScene, run } from "./scenes";
+import { makeScene, runBlenderScript } from "./scenes";
 
 const SCRIPT = path.join(__dirname, "make_reference_scene.py");
 
@@ -39,21 +39,6 @@ export async function makeReferenceScene(): Promise<ReferenceScene> {
     }
     const blendPath = path.join(shotDir, "refs.blend");
     const absolutePath = path.join(root, "abs.png");
-    await run(BLENDER, [
-        "-b",
-        textured.blendPath,
-        "--factory-startup",
-        "-noaudio",
-        "--disable-autoexec",
-        "--python-exit-code",
-        "2",
-        "-P",
-        SCRIPT,
-        "--",
-        "--out",
-        blendPath,
-        "--absolute",
-        absolutePath,
-    ]);
+    await runBlenderScript(SCRIPT, ["--out", blendPath, "--absolute", absolutePath], { blend: textured.blendPath });
     return { root, shotDir, blendPath, absolutePath };
 }

@@ -50,6 +50,35 @@ export function run(command: string, args: string[], timeoutMs = 120_000): Promi
     });
 }
 
+/**
+ * Runs a bpy script in background Blender, as the tests' fixture makers all do:
+ * `blender -b [blend] --factory-startup -noaudio --disable-autoexec --python-exit-code 2 -P script -- ...args`.
+ */
+export function runBlenderScript(
+    script: string,
+    args: string[],
+    options: { blend?: string; timeoutMs?: number } = {},
+): Promise<{ stdout: string; stderr: string }> {
+    const blend = options.blend === undefined ? [] : [options.blend];
+    return run(
+        BLENDER,
+        [
+            "-b",
+            ...blend,
+            "--factory-startup",
+            "-noaudio",
+            "--disable-autoexec",
+            "--python-exit-code",
+            "2",
+            "-P",
+            script,
+            "--",
+            ...args,
+        ],
+        options.timeoutMs,
+    );
+}
+
 /** Makes (or reuses) a scene; the cache key covers the options and make_scene.py itself. */
 export async function makeScene(options: SceneOptions = {}): Promise<Scene> {
     const key = crypto
@@ -67,18 +96,7 @@ export async function makeScene(options: SceneOptions = {}): Promise<Scene> {
 
     // Built aside and renamed into place, so concurrent test runs never see half a scene.
     const building = fs.mkdtempSync(path.join(os.tmpdir(), "render-farm-scene-"));
-    const args = [
-        "-b",
-        "--factory-startup",
-        "-noaudio",
-        "--python-exit-code",
-        "2",
-        "-P",
-        MAKE_SCENE,
-        "--",
-        "--out",
-        path.join(building, "scene.blend"),
-    ];
+    const args = ["--out", path.join(building, "scene.blend")];
     if (options.texture) args.push("--texture", options.texture);
     if (options.noCamera) args.push("--no-camera");
     if (options.frames) args.push("--frames", options.frames);
@@ -89,7 +107,7 @@ export async function makeScene(options: SceneOptions = {}): Promise<Scene> {
     if (options.percentage !== undefined) args.push("--percentage", String(options.percentage));
     if (scene.markerPath) args.push("--autoexec-marker", scene.markerPath);
     if (scene.fileOutputDir) args.push("--file-output", scene.fileOutputDir);
-    await run(BLENDER, args);
+    await runBlenderScript(MAKE_SCENE, args);
     fs.writeFileSync(path.join(building, ".complete"), "");
     fs.mkdirSync(CACHE_ROOT, { recursive: true });
     try {
