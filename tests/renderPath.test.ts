@@ -12,7 +12,7 @@ import { createJobApiHandler } from "../functions/jobApi/handler";
 import { createRendererHandler, RendererSettings } from "../functions/renderer/consumer";
 import { Emulator, FarmResources, createFarmResources, emulatorClients, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
-import { comparePngs, decodePng, makeScene, renderDirect, CUBE_2016_SCENE } from "./support/scenes";
+import { BLENDER, comparePngs, decodePng, makeScene, renderDirect, CUBE_2016_SCENE } from "./support/scenes";
 
 const MAX_RECEIVE_COUNT = 2;
 
@@ -55,7 +55,7 @@ describe("the render path: job API → SQS → renderer → S3, with Blender", f
             maxReceiveCount: MAX_RECEIVE_COUNT,
             failureBackoffSeconds: 1,
             memoryMb: 10240,
-            blenderPath: "blender",
+            blenderPath: BLENDER,
             workDir: fs.mkdtempSync(path.join(os.tmpdir(), "renderer-work-")),
             threads: os.cpus().length,
             defaultTimeoutMs: 300_000,

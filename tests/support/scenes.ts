@@ -50,10 +50,12 @@ export function run(command: string, args: string[], timeoutMs = 120_000): Promi
     });
 }
 
-/** Makes (or reuses) a scene; the cache key covers the options and make_scene.py itself. */
+/** Makes (or reuses) a scene; the cache key covers the Blender, the options and make_scene.py itself. */
 export async function makeScene(options: SceneOptions = {}): Promise<Scene> {
     const key = crypto
         .createHash("sha256")
+        // A file saved by a newer Blender may not open in an older one.
+        .update(BLENDER)
         .update(JSON.stringify(options))
         .update(fs.readFileSync(MAKE_SCENE))
         .digest("hex")
