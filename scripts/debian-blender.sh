@@ -12,7 +12,12 @@
 # Cache: $DEBIAN_BLENDER_CACHE (default /var/cache/render-farm/debian-blender), one folder per suite and recipe.
 set -euo pipefail
 
-MIRROR=http://deb.debian.org/debian
+# The Debian mirror this host's apt uses (its first .../debian source), else mmdebstrap's default.
+host_mirror() {
+  { cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true; } |
+    awk '$1 == "deb" || $1 == "URIs:" { for (i = 2; i <= NF; i++) if ($i ~ /^https?:\/\/[^ ]*\/debian\/?$/) { print $i; exit } }'
+}
+MIRROR=${DEBIAN_BLENDER_MIRROR:-$(host_mirror)}
 # EEVEE and Workbench render headless through EGL: Mesa's EGL vendor, its llvmpipe (software) driver, and
 # libOpenGL (libepoxy aborts Blender without it; sid's Blender 5 no longer pulls in libGL). Blender 5's
 # extensions add-on imports cattrs and requests at startup (official builds bundle them; Debian's package
@@ -59,9 +64,12 @@ missing_requirements() {
   grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || { echo "overlay file system support in the kernel"; missing=1; }
   if [ ! -x "$WRAPPER" ]; then
     command -v mmdebstrap >/dev/null 2>&1 || { echo "mmdebstrap, to build the root once: apt-get install mmdebstrap"; missing=1; }
-    local host=${MIRROR#*://}
-    if ! timeout 20 bash -c "exec 3<>/dev/tcp/${host%%/*}/80" 2>/dev/null; then
-      echo "network access to ${MIRROR} (suite ${SUITE}), to build the root once"
+    local host=${MIRROR#*://} port=80
+    host=${host%%/*}
+    case "$MIRROR" in https://*) port=443 ;; esac
+    case "$host" in *:*) port=${host##*:} host=${host%:*} ;; esac
+    if [ -n "$MIRROR" ] && ! timeout 20 bash -c "exec 3<>/dev/tcp/${host}/${port}" 2>/dev/null; then
+      echo "network access to the Debian mirror ${MIRROR} (suite ${SUITE}), to build the root once"
       missing=1
     fi
   fi
@@ -112,7 +120,7 @@ build() {
   for option in "${DPKG_OPTIONS[@]}"; do options+=(--dpkgopt="$option"); done
   for option in "${APT_OPTIONS[@]}"; do options+=(--aptopt="$option"); done
   for hook in "${CUSTOMIZE_HOOKS[@]}"; do options+=(--customize-hook="$hook"); done
-  if ! mmdebstrap "${options[@]}" "$SUITE" "$building/root" "$MIRROR" >"$building/mmdebstrap.log" 2>&1; then
+  if ! mmdebstrap "${options[@]}" "$SUITE" "$building/root" ${MIRROR:+"$MIRROR"} >"$building/mmdebstrap.log" 2>&1; then
     tail -n 30 "$building/mmdebstrap.log" >&2
     say "mmdebstrap failed; its log: $building/mmdebstrap.log"
     exit 1
