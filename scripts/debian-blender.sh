@@ -50,6 +50,8 @@ KEY=$(printf '%s\n' "$RECIPE_REVISION" "$SUITE" "$MIRROR" "${PACKAGES[@]}" "${DP
 BUILD_DIR=$CACHE/$SUITE-$KEY
 ROOT=$BUILD_DIR/root
 WRAPPER=$BUILD_DIR/bin/blender
+# Written last, once the root is complete.
+PACKAGE_FILE=$BUILD_DIR/blender-package
 
 # Prints one line per missing requirement; returns 1 when there is any.
 missing_requirements() {
@@ -62,7 +64,7 @@ missing_requirements() {
     command -v "$tool" >/dev/null 2>&1 || { echo "$tool (util-linux / coreutils)"; missing=1; }
   done
   grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || { echo "overlay file system support in the kernel"; missing=1; }
-  if [ ! -x "$WRAPPER" ]; then
+  if [ ! -f "$PACKAGE_FILE" ]; then
     command -v mmdebstrap >/dev/null 2>&1 || { echo "mmdebstrap, to build the root once: apt-get install mmdebstrap"; missing=1; }
     local host=${MIRROR#*://} port=80
     host=${host%%/*}
@@ -90,9 +92,9 @@ install_wrapper() {
 }
 
 build() {
-  if [ -f "$BUILD_DIR/blender-package" ]; then
+  if [ -f "$PACKAGE_FILE" ]; then
     install_wrapper "$BUILD_DIR"
-    say "cached: $BUILD_DIR ($(cat "$BUILD_DIR/blender-package"))"
+    say "cached: $BUILD_DIR ($(cat "$PACKAGE_FILE"))"
     echo "$WRAPPER"
     return
   fi
@@ -106,7 +108,7 @@ build() {
   exec 9>"$CACHE/.lock"
   flock 9
   # Another run may have built it while this one waited for the lock.
-  if [ -f "$BUILD_DIR/blender-package" ]; then
+  if [ -f "$PACKAGE_FILE" ]; then
     install_wrapper "$BUILD_DIR"
     echo "$WRAPPER"
     return
@@ -114,29 +116,32 @@ build() {
   local building=$BUILD_DIR.building
   rm -rf "$building"
   mkdir -p "$building"
-  say "building a Debian ${SUITE} root with ${PACKAGES[*]} into $BUILD_DIR (once; about a minute)"
+  say "building a Debian ${SUITE} root with ${PACKAGES[*]} into $BUILD_DIR (once; one to three minutes)"
   local started=$SECONDS
   local options=(--variant=apt --include="$(IFS=,; echo "${PACKAGES[*]}")")
   for option in "${DPKG_OPTIONS[@]}"; do options+=(--dpkgopt="$option"); done
   for option in "${APT_OPTIONS[@]}"; do options+=(--aptopt="$option"); done
   for hook in "${CUSTOMIZE_HOOKS[@]}"; do options+=(--customize-hook="$hook"); done
   if ! mmdebstrap "${options[@]}" "$SUITE" "$building/root" ${MIRROR:+"$MIRROR"} >"$building/mmdebstrap.log" 2>&1; then
-    tail -n 30 "$building/mmdebstrap.log" >&2
-    say "mmdebstrap failed; its log: $building/mmdebstrap.log"
+    # Only the log is worth keeping of a root that did not finish.
+    mv "$building/mmdebstrap.log" "$BUILD_DIR.failed.log"
+    rm -rf "$building"
+    tail -n 30 "$BUILD_DIR.failed.log" >&2
+    say "mmdebstrap failed; its log: $BUILD_DIR.failed.log"
     exit 1
   fi
   install_wrapper "$building"
   chroot "$building/root" dpkg-query -W -f '${Package} ${Version}' blender >"$building/blender-package"
-  rm -rf "$BUILD_DIR"
+  rm -rf "$BUILD_DIR" "$BUILD_DIR.failed.log"
   mv "$building" "$BUILD_DIR"
-  say "built in $((SECONDS - started)) s: $(cat "$BUILD_DIR/blender-package"), $(du -sh "$ROOT" | cut -f1) on disk"
+  say "built in $((SECONDS - started)) s: $(cat "$PACKAGE_FILE"), $(du -sh "$ROOT" | cut -f1) on disk"
   echo "$WRAPPER"
 }
 
 case "$ACTION" in
   check)
     if problems=$(missing_requirements); then
-      say "ready for Debian ${SUITE}'s Blender (root: $ROOT$([ -x "$WRAPPER" ] && echo ", built" || echo ", not built yet"))"
+      say "ready for Debian ${SUITE}'s Blender (root: $ROOT$([ -f "$PACKAGE_FILE" ] && echo ", built" || echo ", not built yet"))"
     else
       say "Debian ${SUITE}'s Blender needs:"
       printf '%s\n' "$problems" | sed 's/^/  - /' >&2
@@ -145,7 +150,7 @@ case "$ACTION" in
     ;;
   build) build ;;
   path)
-    [ -x "$WRAPPER" ] || { say "Debian ${SUITE}'s Blender is not built yet: run scripts/debian-blender.sh ${SUITE} build"; exit 1; }
+    [ -f "$PACKAGE_FILE" ] || { say "Debian ${SUITE}'s Blender is not built yet: run scripts/debian-blender.sh ${SUITE} build"; exit 1; }
     echo "$WRAPPER"
     ;;
   *) usage ;;
