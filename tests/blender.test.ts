@@ -64,7 +64,7 @@ describe("runBlender with the real Blender", function () {
         const result = await render(textured.blendPath, 2, { format: "PNG" }, "exact/frame_0002.png");
         assertOk(result);
         assert.strictEqual(result.engine, "CYCLES");
-        assert.match(result.blenderVersion ?? "", /^\d+\.\d+(\.\d+)?/);
+        assert.match(result.blenderVersion ?? "", /^\d+\.\d+\.\d+$/);
         assert.ok(
             result.renderSeconds !== undefined && result.renderSeconds > 0,
             `renderSeconds ${result.renderSeconds}`,

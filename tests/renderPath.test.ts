@@ -13,7 +13,7 @@ import { createRendererHandler } from "../functions/renderer/consumer";
 import { RendererSettings } from "../functions/renderer/settings";
 import { Emulator, FarmResources, createFarmResources, emulatorClients, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
-import { comparePngs, decodePng, makeScene, renderDirect, CUBE_2016_SCENE } from "./support/scenes";
+import { BLENDER, comparePngs, decodePng, makeScene, renderDirect, CUBE_2016_SCENE } from "./support/scenes";
 
 const MAX_RECEIVE_COUNT = 2;
 
@@ -75,7 +75,7 @@ describe("the render path: job API → SQS → renderer → S3, with Blender", f
             maxReceiveCount: MAX_RECEIVE_COUNT,
             failureBackoffSeconds: 1,
             memoryMb: 10240,
-            blenderPath: "blender",
+            blenderPath: BLENDER,
             workDir: fs.mkdtempSync(path.join(os.tmpdir(), "renderer-work-")),
             threads: os.cpus().length,
             defaultTimeoutMs: 300_000,

@@ -199,13 +199,16 @@ export function fieldRef(ref: StructRef, name: string): { field: SdnaField; at: 
     return { field, at: ref.offset + field.offset };
 }
 
-/** The nested struct a field holds (e.g. Scene.r -> RenderData). */
+/**
+ * The nested struct a field holds (e.g. Scene.r -> RenderData). It only has to start within the bytes: each of its
+ * fields is bounds-checked when read, and an object kept by its first bytes ends inside its ID (408 bytes in 5.2).
+ */
 export function nested(ref: StructRef, name: string): StructRef | undefined {
-    const found = fieldRef(ref, name);
-    if (!found || found.field.isPointer) return undefined;
-    const index = ref.sdna.structIndex.get(found.field.type);
+    const field = findField(ref.struct, name);
+    if (!field || field.isPointer || ref.offset + field.offset >= ref.bytes.length) return undefined;
+    const index = ref.sdna.structIndex.get(field.type);
     if (index === undefined) return undefined;
-    return { sdna: ref.sdna, struct: ref.sdna.structs[index], bytes: ref.bytes, offset: found.at };
+    return { sdna: ref.sdna, struct: ref.sdna.structs[index], bytes: ref.bytes, offset: ref.offset + field.offset };
 }
 
 /** An integer field (any of the integer types), or undefined when absent. */

@@ -17,6 +17,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 const SECRET_VARIABLE = /^AWS_|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|API_KEY|ACCESS_KEY|PRIVATE_KEY/i;
 const AWS_KEY_ID = /\b(?:AKIA|ASIA)[A-Z0-9]{16}\b/g;
 const UNREADABLE_SCENE = /File format is not supported|Failed to read blend file|Cannot read file|Unable to open/;
+/** Blender 5 logs a report's error as `00:04.269  reports          | ERROR <message>` instead of `Error: <message>`. */
+const REPORT_ERROR = /^[\d:.]+\s+reports\s+\|\s+ERROR\s+(.*)$/;
 
 export interface RunBlenderOptions {
     /** Default: $BLENDER_PATH, else `blender` on the PATH. */
@@ -312,6 +314,8 @@ class LogScanner {
             this.inTraceback = false;
         }
         if (/^Error:/.test(trimmed)) this.firstError ??= trimmed.slice(0, 1000);
+        const reportError = REPORT_ERROR.exec(trimmed);
+        if (reportError) this.firstError ??= `Error: ${reportError[1]}`.slice(0, 1000);
     }
 }
 

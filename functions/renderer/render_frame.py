@@ -248,7 +248,8 @@ def render(args):
         "output": args.output,
         "renderSeconds": round(render_seconds, 3),
         "engine": scene.render.engine,
-        "blenderVersion": bpy.app.version_string,
+        # X.Y.Z: version_string carries a release cycle on some builds ("5.2.2 LTS", "4.5.0 Alpha").
+        "blenderVersion": "%d.%d.%d" % tuple(bpy.app.version),
         "missingFiles": missing,
         "mutedFileOutputs": muted,
     }

@@ -79,10 +79,12 @@ export function runBlenderScript(
     );
 }
 
-/** Makes (or reuses) a scene; the cache key covers the options and make_scene.py itself. */
+/** Makes (or reuses) a scene; the cache key covers the Blender, the options and make_scene.py itself. */
 export async function makeScene(options: SceneOptions = {}): Promise<Scene> {
     const key = crypto
         .createHash("sha256")
+        // A file saved by a newer Blender may not open in an older one.
+        .update(BLENDER)
         .update(JSON.stringify(options))
         .update(fs.readFileSync(MAKE_SCENE))
         .digest("hex")
