@@ -13,7 +13,9 @@ const ACCOUNT = "123456789012";
 export interface RecordedResource {
     type: string;
     name: string;
+    // biome-ignore lint/suspicious/noExplicitAny: inputs of any resource type, read freely by the infrastructure tests
     inputs: any;
+    // biome-ignore lint/suspicious/noExplicitAny: as inputs, plus what the mocked cloud computed
     state: any;
     /** The type chain of the URN, e.g. `render-farm:index:RenderFarm$render-farm:index:Storage$aws:s3/bucket:Bucket`. */
     qualifiedType: string;
@@ -38,6 +40,7 @@ export function stackConfig(stack = "dev"): Record<string, string> {
 }
 
 /** What the cloud computes for a new resource: ids, ARNs, URLs, digests. */
+// biome-ignore lint/suspicious/noExplicitAny: inputs and state of any resource type
 function cloudState(type: string, name: string, inputs: any): { id: string; state: any } {
     const id = `${name}-${crypto
         .createHash("sha256")
@@ -45,6 +48,7 @@ function cloudState(type: string, name: string, inputs: any): { id: string; stat
         .digest("hex")
         .slice(0, 7)}`;
     const region = "us-east-1";
+    // biome-ignore lint/suspicious/noExplicitAny: filled per resource type below
     const state: any = { ...inputs };
     switch (type) {
         case "aws:s3/bucket:Bucket":
@@ -99,6 +103,7 @@ function cloudState(type: string, name: string, inputs: any): { id: string; stat
     return { id, state };
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: the arguments of any invoke
 function mockCall(token: string, inputs: any): Record<string, unknown> {
     switch (token) {
         case "aws:ecr/getAuthorizationToken:getAuthorizationToken":
