@@ -249,15 +249,25 @@ export interface ImageFunctionConfig {
     credentials: LambdaSandboxOptions["credentials"];
     /** Overrides the image's CMD, as a function's ImageConfig.Command does. */
     cmd?: string[];
+    /** This sandbox's /tmp, when several sandboxes share the image's task root; default the image's tmpDir. */
+    tmpDir?: string;
     log?(line: string): void;
 }
 
 /** How Lambda starts this image: ENTRYPOINT + CMD in WORKDIR, its ENV, _HANDLER blank, /var/runtime as runtime dir. */
 export function imageSandboxOptions(image: ImageFunction, config: ImageFunctionConfig): LambdaSandboxOptions {
+    const tmpDir = config.tmpDir ?? image.tmpDir;
+    const imageEnvironment: Record<string, string> = {};
+    for (const [name, value] of Object.entries(image.environment))
+        imageEnvironment[name] =
+            value === image.tmpDir || value.startsWith(`${image.tmpDir}/`)
+                ? tmpDir + value.slice(image.tmpDir.length)
+                : value;
+    fs.mkdirSync(tmpDir, { recursive: true });
     return {
         command: [...image.entrypoint, ...(config.cmd ?? image.cmd)],
         cwd: image.workdir,
-        imageEnvironment: image.environment,
+        imageEnvironment,
         functionEnvironment: config.functionEnvironment,
         functionName: config.functionName,
         handler: "",
