@@ -160,6 +160,8 @@ export async function startLambdaFunctions(options: LambdaFarmOptions): Promise<
                 handle: async (event: SQSEvent) => unwrap(await sandbox.invoke(event)) as SQSBatchResponse,
                 // The event source mapping's view: the sandbox is gone, its message comes back later.
                 abandon: () => sandbox.kill(),
+                // No beforeVisibilityChange: the renderer sets its failure backoff from inside the sandbox, so a
+                // heartbeat landing in the moment before its invocation ends can stretch that backoff to 30 s.
                 close: () => sandbox.stop(),
             };
         },
