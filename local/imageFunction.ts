@@ -7,11 +7,12 @@
 //   /opt/blender/blender          -> this host's Blender (not the official build the image downloads)
 //   the ENTRYPOINT's path          -> the repository file the Dockerfile COPYs there, run in place (not a copy)
 import * as childProcess from "child_process";
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import * as util from "util";
 import { envPairs, execForm, Instruction, lastInstruction, parseDockerfile, Stage } from "./dockerfile";
-import { ImagePackages } from "./imagePackages";
+import { cacheRoot, ImagePackages } from "./imagePackages";
 import { LambdaSandboxOptions } from "./lambdaSandbox";
 
 const execFile = util.promisify(childProcess.execFile);
@@ -25,7 +26,7 @@ export interface ImageFunctionOptions {
     node: string;
     /** This host's Blender, standing in for the image's /opt/blender/blender. */
     blenderPath: string;
-    /** An empty directory for the build stage, the task root and /tmp. */
+    /** An empty directory for the task root and /tmp (the build stage is cached beside the image packages). */
     scratch: string;
 }
 
@@ -125,6 +126,51 @@ async function buildStage(stage: Stage, options: ImageFunctionOptions, stageDir:
     return workdir;
 }
 
+/** Every file under `source` (a file or a folder), by relative path, into `hash`. */
+function hashTree(hash: crypto.Hash, source: string, relative = ""): void {
+    const stat = fs.statSync(source);
+    if (stat.isDirectory()) {
+        for (const name of fs.readdirSync(source).sort())
+            hashTree(hash, path.join(source, name), `${relative}/${name}`);
+        return;
+    }
+    hash.update(`${relative}\0${stat.size}\0`).update(fs.readFileSync(source));
+}
+
+/**
+ * A build stage's output, made once per content of what it is built from (its instructions, the project files it
+ * copies, the installed packages) and kept in the cache beside those packages: each test would compile it again.
+ */
+async function cachedBuildStage(
+    stage: Stage,
+    options: ImageFunctionOptions,
+): Promise<{ dir: string; workdir: string }> {
+    const hash = crypto.createHash("sha256");
+    hash.update(
+        JSON.stringify([stage.from, stage.instructions.map(({ keyword, args, flags }) => [keyword, args, flags])]),
+    );
+    hash.update(`\0${options.packages.build}\0${options.packages.runtime}\0${options.node}\0`);
+    for (const instruction of stage.instructions.filter((each) => each.keyword === "COPY" && !each.flags.from))
+        hashTree(hash, path.join(options.projectRoot, instruction.args.split(/\s+/)[0]));
+    const root = path.join(cacheRoot(), "build-stages");
+    const dir = path.join(root, hash.digest("hex").slice(0, 16));
+    const workdir = lastInstruction(stage, "WORKDIR")?.args ?? "/";
+    if (fs.existsSync(path.join(dir, ".complete"))) return { dir, workdir };
+    fs.mkdirSync(root, { recursive: true });
+    const building = fs.mkdtempSync(path.join(root, ".building-"));
+    try {
+        await buildStage(stage, options, building);
+        fs.writeFileSync(path.join(building, ".complete"), "");
+        fs.renameSync(building, dir);
+    } catch (error) {
+        fs.rmSync(building, { recursive: true, force: true });
+        const code = (error as NodeJS.ErrnoException).code;
+        // Another run built the same stage first.
+        if ((code !== "EEXIST" && code !== "ENOTEMPTY") || !fs.existsSync(path.join(dir, ".complete"))) throw error;
+    }
+    return { dir, workdir };
+}
+
 /** Dirs 755 and files 644 under `dir`, as the final stage's `find /var/task ... chmod` does (node_modules is a link). */
 function normalizeModes(dir: string): void {
     for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
@@ -176,8 +222,7 @@ export async function buildImageFunction(options: ImageFunctionOptions): Promise
         if (from) {
             let built = builtStages.get(from);
             if (!built) {
-                const dir = path.join(options.scratch, "stages", from);
-                built = { dir, workdir: await buildStage(dockerfile.stage(from), options, dir) };
+                built = await cachedBuildStage(dockerfile.stage(from), options);
                 builtStages.set(from, built);
             }
             if (!source.startsWith(`${built.workdir}/`))

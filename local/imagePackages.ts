@@ -88,9 +88,69 @@ export async function imagePackages(
         runtime: path.join(target, "runtime", "node_modules"),
         builtMs,
     });
-    if (fs.existsSync(path.join(target, "runtime", "node_modules", NATIVE_ADDON))) return result();
+    const installed = () => fs.existsSync(path.join(target, "runtime", "node_modules", NATIVE_ADDON));
+    if (installed()) return result();
 
     fs.mkdirSync(root, { recursive: true });
+    // One install at a time per key: a second run waits for the first rather than building the addon again.
+    const release = await lockInstall(`${target}.lock`, installed, log);
+    try {
+        if (installed()) return result();
+        return await install(packageJson, node, version, root, target, result, log);
+    } finally {
+        release();
+    }
+}
+
+function alive(pid: number): boolean {
+    try {
+        process.kill(pid, 0);
+        return true;
+    } catch (error) {
+        return (error as NodeJS.ErrnoException).code === "EPERM";
+    }
+}
+
+/** Takes the lock directory (mkdir is atomic), waiting while a live process holds it or until `done()`. */
+async function lockInstall(lock: string, done: () => boolean, log: (line: string) => void): Promise<() => void> {
+    const release = () => fs.rmSync(lock, { recursive: true, force: true });
+    let told = false;
+    for (;;) {
+        try {
+            fs.mkdirSync(lock);
+            fs.writeFileSync(path.join(lock, "pid"), String(process.pid));
+            return release;
+        } catch (error) {
+            if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+        }
+        if (done()) return () => undefined;
+        let holder = 0;
+        let ageMs = 0;
+        try {
+            ageMs = Date.now() - fs.statSync(lock).mtimeMs;
+            holder = Number(fs.readFileSync(path.join(lock, "pid"), "utf8")) || 0;
+        } catch {
+            // Being taken (no pid yet) or just released.
+        }
+        // A lock whose process is gone, or that never got a pid, was left by a crash.
+        if ((holder > 0 && !alive(holder)) || (holder === 0 && ageMs > 10_000)) release();
+        else {
+            if (!told) log(`image packages: another run (pid ${holder || "?"}) is installing them; waiting`);
+            told = true;
+            await new Promise((resolve) => setTimeout(resolve, 1000));
+        }
+    }
+}
+
+async function install(
+    packageJson: Buffer,
+    node: string,
+    version: string,
+    root: string,
+    target: string,
+    result: (builtMs?: number) => ImagePackages,
+    log: (line: string) => void,
+): Promise<ImagePackages> {
     const started = Date.now();
     const building = fs.mkdtempSync(path.join(root, ".building-"));
     // Beside the temporary directory, so a failed install's log outlives it.

@@ -23,6 +23,8 @@ describe("the job API as API Gateway and Lambda run it (HTTP → payload 2.0 →
     const events: APIGatewayProxyEventV2WithIAMAuthorizer[] = [];
 
     before(async function () {
+        // The first run on a machine installs image/package.json (a native addon build) unless npm test did.
+        this.timeout(15 * 60_000);
         emulator = await startEmulator();
         farm = await createFarmResources(emulator, {
             name: "lambda-job-api",

@@ -16,11 +16,13 @@ describe("render-farm serve --runtime lambda", function () {
     let serve: ServeProcess;
 
     before(async function () {
+        // The first run on a machine installs image/package.json (a native addon build) unless npm test did.
+        this.timeout(16 * 60_000);
         const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "lambda-farm-"));
         // Ready once the archive is serialized, the image's task root compiled and every sandbox has polled /next.
         serve = await startServe(
             ["--runtime", "lambda", "--port", "0", "--workers", "1", "--data-dir", dataDir],
-            240_000,
+            15 * 60_000,
         );
     });
 

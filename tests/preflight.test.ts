@@ -411,6 +411,8 @@ describe("scene preflight: the job API reads every scene before queueing", funct
     });
 
     it("runs inside the serialized job API archive: the reader survives Pulumi's closure serializer", async function () {
+        // The first run on a machine installs image/package.json (a native addon build) unless npm test did.
+        this.timeout(15 * 60_000);
         const shipped = await shippedJobApi(emulator, farm);
         try {
             const invoke = (body: unknown) =>

@@ -93,6 +93,8 @@ describe("the renderer as Lambda runs it (image/Dockerfile's ENTRYPOINT + CMD, a
     }
 
     before(async function () {
+        // The first run on a machine installs image/package.json (a native addon build) unless npm test did.
+        this.timeout(15 * 60_000);
         emulator = await startEmulator();
         farm = await createFarmResources(emulator, {
             name: "lambda-renderer",

@@ -30,6 +30,8 @@ describe("the serialized job API archive, run by the Lambda runtime client", fun
     let shipped: ShippedJobApi;
 
     before(async function () {
+        // The first run on a machine installs image/package.json (a native addon build) unless npm test did.
+        this.timeout(15 * 60_000);
         emulator = await startEmulator();
         farm = await createFarmResources(emulator, {
             name: "serialized",
