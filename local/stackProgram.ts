@@ -7,7 +7,14 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as yaml from "js-yaml";
 
-export const PROJECT_ROOT = path.join(__dirname, "..");
+/** The checkout: the first folder up from here with Pulumi.yaml (this module may run compiled, from dist/local/). */
+function projectRoot(): string {
+    for (let dir = path.join(__dirname, ".."); dir !== path.dirname(dir); dir = path.dirname(dir))
+        if (fs.existsSync(path.join(dir, "Pulumi.yaml"))) return dir;
+    return path.join(__dirname, "..");
+}
+
+export const PROJECT_ROOT = projectRoot();
 const ACCOUNT = "123456789012";
 
 export interface RecordedResource {
@@ -133,7 +140,8 @@ function forgetProjectModules(): void {
             file.startsWith(PROJECT_ROOT) &&
             !file.includes(`${path.sep}node_modules${path.sep}`) &&
             !file.includes(`${path.sep}tests${path.sep}`) &&
-            !file.startsWith(path.join(PROJECT_ROOT, "local") + path.sep)
+            !file.startsWith(path.join(PROJECT_ROOT, "local") + path.sep) &&
+            !file.startsWith(path.join(PROJECT_ROOT, "dist") + path.sep)
         ) {
             delete require.cache[file];
         }
