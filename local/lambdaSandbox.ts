@@ -108,11 +108,17 @@ export async function startLambdaSandbox(options: LambdaSandboxOptions): Promise
         }
     }
 
-    const record = (chunk: Buffer) => {
-        const text = chunk.toString("utf8");
-        output += text;
-        if (output.length > 4_000_000) output = output.slice(-2_000_000);
-        if (options.log) for (const line of text.split("\n").filter(Boolean)) options.log(line);
+    /** Collects a stream's output, and hands the log whole lines (a chunk may end mid-line). */
+    const recorder = () => {
+        let partial = "";
+        return (chunk: Buffer) => {
+            const text = chunk.toString("utf8");
+            output += text;
+            if (output.length > 4_000_000) output = output.slice(-2_000_000);
+            const lines = (partial + text).split("\n");
+            partial = lines.pop() ?? "";
+            if (options.log) for (const line of lines.filter(Boolean)) options.log(line);
+        };
     };
 
     function spawnRuntime(): Promise<number> {
@@ -123,8 +129,8 @@ export async function startLambdaSandbox(options: LambdaSandboxOptions): Promise
             stdio: ["ignore", "pipe", "pipe"],
             detached: true,
         });
-        runtime.stdout!.on("data", record);
-        runtime.stderr!.on("data", record);
+        runtime.stdout!.on("data", recorder());
+        runtime.stderr!.on("data", recorder());
         const reason = new Promise<string>((resolve) => {
             runtime.on("error", (error) => resolve(`could not start ${options.command[0]}: ${error.message}`));
             runtime.on("exit", (code, signal) => resolve(exitReason(code, signal)));
