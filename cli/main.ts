@@ -251,6 +251,14 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
             nonNegativeInt("--failure-backoff"),
         )
         .option("--blender <path>", "the Blender executable (default: blender on PATH)")
+        .addOption(
+            new Option(
+                "--runtime <kind>",
+                "inprocess: the handlers in this process (fast); lambda: the shipped job API archive and the renderer image's task root under the Lambda runtime client (a source checkout only)",
+            )
+                .choices(["inprocess", "lambda"])
+                .default("inprocess"),
+        )
         .option("--json", "print the farm's outputs as JSON once it listens")
         .action(async (flags) => {
             try {
@@ -263,6 +271,7 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
                     maxReceiveCount: flags.maxReceiveCount,
                     failureBackoffSeconds: flags.failureBackoff,
                     blenderPath: flags.blender,
+                    runtime: flags.runtime,
                     json: flags.json,
                 });
             } catch (error) {

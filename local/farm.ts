@@ -12,11 +12,11 @@ import { backoffSeconds } from "../functions/renderer/consumer";
 import { isLoopback } from "./addresses";
 import { lockDataDir } from "./dataDirLock";
 import { createFarmResources, startEmulator } from "./emulator";
-import { startHttpApi } from "./httpApi";
+import { HttpApiIntegration, Invocable, startHttpApi } from "./httpApi";
 import { createLocalRenderer, LocalRenderer, localRendererSettings } from "./localRenderer";
 import { killProcessesWorkingIn } from "./processes";
 import { recoverInterruptedFrames } from "./recovery";
-import { FRAME_VISIBILITY_SECONDS, frameLog, startWorkerPool } from "./workers";
+import { Consumer, FRAME_VISIBILITY_SECONDS, frameLog, startWorkerPool } from "./workers";
 
 export interface LocalFarmOptions {
     /** API port, default 8787; 0 = any free port. */
@@ -35,7 +35,15 @@ export interface LocalFarmOptions {
     blenderPath?: string;
     /** One line per frame done or failed, and the farm's own notices; default stderr. */
     log?: (line: string) => void;
+    /**
+     * "inprocess" (default): the handlers run in this process. "lambda": the shipped artifacts (the job API archive,
+     * the renderer image's task root) run under the Lambda runtime client against a Runtime API stand-in.
+     */
+    runtime?: FarmRuntime;
 }
+
+export const FARM_RUNTIMES = ["inprocess", "lambda"] as const;
+export type FarmRuntime = (typeof FARM_RUNTIMES)[number];
 
 export interface LocalFarm {
     apiUrl: string;
@@ -112,6 +120,9 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
         backoff.max,
     );
     const host = options.host ?? "127.0.0.1";
+    const runtime = options.runtime ?? "inprocess";
+    if (!FARM_RUNTIMES.includes(runtime))
+        throw new Error(`runtime must be one of ${FARM_RUNTIMES.join(", ")}, got ${runtime}`);
     const dataDir = path.resolve(options.dataDir ?? ".farm");
     const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
     const blenderName = options.blenderPath ?? process.env.BLENDER_PATH ?? "blender";
@@ -163,7 +174,23 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
             )
         ).Attributes!.QueueArn!;
 
-        const jobApi = createJobApiHandler({
+        const lambda =
+            runtime === "lambda"
+                ? await (await import("./lambdaFarm")).startLambdaFunctions({
+                      endpoint: emulator.endpoint,
+                      region: emulator.region,
+                      credentials: emulator.credentials,
+                      resources,
+                      maxReceiveCount,
+                      failureBackoffSeconds,
+                      blenderPath,
+                      workRoot: path.join(workRoot, "lambda"),
+                      log,
+                  })
+                : undefined;
+        if (lambda) undo.push(() => lambda.close());
+
+        const inProcessJobApi = createJobApiHandler({
             s3: emulator.s3,
             sqs: emulator.sqs,
             settings: {
@@ -191,14 +218,25 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
             return renderer;
         };
 
+        const jobApi: HttpApiIntegration = lambda?.jobApi ?? inProcessJobApi;
         // The invoke path runs one event at a time, as the Lambda runtime interface emulator does.
-        const invokeRenderer = newRenderer("invoke");
-        let invocations: Promise<unknown> = Promise.resolve();
-        const invokeRendererFunction = (event: unknown) => {
-            const run = invocations.then(() => invokeRenderer.handle(event as SQSEvent));
-            invocations = run.catch(() => undefined);
-            return run;
-        };
+        let invokeRendererFunction: Invocable;
+        let abandonInvocation = () => {};
+        if (lambda) {
+            const invocable = await lambda.newInvocable("invoke");
+            undo.push(() => invocable.close());
+            invokeRendererFunction = invocable.invoke;
+            abandonInvocation = () => invocable.abandon();
+        } else {
+            const invokeRenderer = newRenderer("invoke");
+            let invocations: Promise<unknown> = Promise.resolve();
+            invokeRendererFunction = (event: unknown) => {
+                const run = invocations.then(() => invokeRenderer.handle(event as SQSEvent));
+                invocations = run.catch(() => undefined);
+                return run;
+            };
+            abandonInvocation = () => invokeRenderer.abandon();
+        }
 
         const api = await startHttpApi({
             host,
@@ -209,14 +247,24 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
         });
         undo.push(() => api.close());
         // Before the server closes, so an invocation in progress ends now instead of holding the close.
-        undo.push(() => invokeRenderer.abandon());
+        undo.push(() => abandonInvocation());
 
+        const consumers: Consumer[] = [];
+        for (let index = 0; index < workers; index++) {
+            const name = `worker-${index + 1}`;
+            if (!lambda) consumers.push(newRenderer(name));
+            else {
+                const consumer = await lambda.newRenderer(name);
+                undo.push(() => consumer.close());
+                consumers.push(consumer);
+            }
+        }
         const pool = startWorkerPool({
             sqs: emulator.sqs,
             queueUrl: resources.frameQueueUrl,
             queueArn,
             region: emulator.region,
-            consumers: Array.from({ length: workers }, (_, index) => newRenderer(`worker-${index + 1}`)),
+            consumers,
             ...frameLog({
                 s3: emulator.s3,
                 rendersBucket: resources.rendersBucket,

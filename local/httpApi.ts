@@ -5,9 +5,9 @@ import { randomUUID } from "crypto";
 import * as http from "http";
 import { AddressInfo } from "net";
 import { TextDecoder } from "util";
-import type { APIGatewayProxyEventV2 } from "aws-lambda";
+import type { APIGatewayEventRequestContextIAMAuthorizer, APIGatewayProxyEventV2 } from "aws-lambda";
 import { apiError, errorBody, MAX_REQUEST_BYTES } from "../functions/shared/contract";
-import { JobApiHandler } from "../functions/jobApi/handler";
+import { HttpApiResult } from "../functions/jobApi/handler";
 import { urlHost } from "./addresses";
 
 /** Lambda's own limit on a synchronous invocation's payload. */
@@ -17,11 +17,16 @@ const ROUTES = "POST /jobs, GET /jobs/{jobId} and POST /jobs/{jobId}/retry";
 
 export type Invocable = (event: unknown) => Promise<unknown>;
 
+/** The job API behind the routes: the handler in this process, or the function under a Lambda runtime. */
+export type HttpApiIntegration = (
+    event: APIGatewayProxyEventV2,
+) => Promise<HttpApiResult & { isBase64Encoded?: boolean }>;
+
 export interface HttpApiOptions {
     host: string;
     /** 0 picks any free port. */
     port: number;
-    jobApi: JobApiHandler;
+    jobApi: HttpApiIntegration;
     /** Functions callable at /2015-03-31/functions/<name>/invocations, by name. */
     functions: Record<string, Invocable>;
     log(line: string): void;
@@ -94,6 +99,26 @@ function bodyOf(bytes: Buffer): { body?: string; isBase64Encoded: boolean } {
     }
 }
 
+/**
+ * What an AWS_IAM route adds for a SigV4-signed request. The local farm has no IAM: the signature is not checked,
+ * and the caller is named by the access key it signed with, in the local account.
+ */
+function iamAuthorizer(authorization: string | undefined): APIGatewayEventRequestContextIAMAuthorizer | undefined {
+    const accessKey = /^AWS4-HMAC-SHA256 Credential=([^/,\s]+)\//.exec(authorization ?? "")?.[1];
+    if (!accessKey) return undefined;
+    return {
+        iam: {
+            accessKey,
+            accountId: "000000000000",
+            callerId: accessKey,
+            cognitoIdentity: null,
+            principalOrgId: "",
+            userArn: `arn:aws:iam::000000000000:user/${accessKey}`,
+            userId: accessKey,
+        },
+    };
+}
+
 /** The payload 2.0 event API Gateway would hand the job API for this request. */
 function httpApiEvent(
     request: http.IncomingMessage,
@@ -110,6 +135,7 @@ function httpApiEvent(
         query[name] = query[name] === undefined ? value : `${query[name]},${value}`;
     const now = new Date();
     const method = request.method ?? "GET";
+    const authorizer = iamAuthorizer(headers.authorization);
     return {
         version: "2.0",
         routeKey: route.routeKey,
@@ -135,6 +161,7 @@ function httpApiEvent(
             stage: "$default",
             time: now.toISOString(),
             timeEpoch: now.getTime(),
+            ...(authorizer ? { authorizer } : {}),
         },
         ...bodyOf(bytes),
     };
@@ -241,9 +268,9 @@ async function serveJobApi(
         return;
     }
     const result = await options.jobApi(httpApiEvent(request, url, route, bytes));
-    const headers = { ...result.headers, "content-length": String(Buffer.byteLength(result.body)) };
-    response.writeHead(result.statusCode, headers);
-    response.end(result.body);
+    const body = Buffer.from(result.body ?? "", result.isBase64Encoded ? "base64" : "utf8");
+    response.writeHead(result.statusCode, { ...result.headers, "content-length": String(body.length) });
+    response.end(body);
 }
 
 export async function startHttpApi(options: HttpApiOptions): Promise<HttpApi> {

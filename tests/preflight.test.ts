@@ -395,35 +395,41 @@ describe("scene preflight: the job API reads every scene before queueing", funct
     });
 
     it("runs inside the serialized job API archive: the reader survives Pulumi's closure serializer", async function () {
+        // The first run on a machine installs image/package.json (a native addon build) unless npm test did.
+        this.timeout(15 * 60_000);
         const shipped = await shippedJobApi(emulator, farm);
-        const invoke = (body: unknown) =>
-            shipped.invoke({
-                version: "2.0",
-                routeKey: "POST /jobs",
-                rawPath: "/jobs",
-                requestContext: { http: { method: "POST", path: "/jobs" } },
-                body: JSON.stringify(body),
-                isBase64Encoded: false,
-            });
-        await upload("fx/zstd.blend", path.join(fixtures, "zstd.blend"));
-        const accepted = await invoke({ scene: "fx/zstd.blend", jobId: "serialized-zstd" });
-        assert.strictEqual(accepted.statusCode, 202, JSON.stringify(accepted.body));
-        assert.strictEqual(accepted.body.frames, 12);
-        await emulator.s3.send(
-            new PutObjectCommand({
-                Bucket: farm.scenesBucket,
-                Key: "fx/not.blend",
-                Body: "BLENDER-v304 and nothing else",
-            }),
-        );
-        const refused = await invoke({ scene: "fx/not.blend", frames: "1" });
-        assert.strictEqual(refused.statusCode, 400);
-        assert.strictEqual(refused.body.error.code, "not_a_blend");
-        assert.match(
-            refused.body.error.message,
-            /is not a readable \.blend file: fx\/not\.blend: \S.{10,}/,
-            "the typed error's message survives serialization",
-        );
-        await queuedMessages();
+        try {
+            const invoke = (body: unknown) =>
+                shipped.invoke({
+                    version: "2.0",
+                    routeKey: "POST /jobs",
+                    rawPath: "/jobs",
+                    requestContext: { http: { method: "POST", path: "/jobs" } },
+                    body: JSON.stringify(body),
+                    isBase64Encoded: false,
+                });
+            await upload("fx/zstd.blend", path.join(fixtures, "zstd.blend"));
+            const accepted = await invoke({ scene: "fx/zstd.blend", jobId: "serialized-zstd" });
+            assert.strictEqual(accepted.statusCode, 202, JSON.stringify(accepted.body));
+            assert.strictEqual(accepted.body.frames, 12);
+            await emulator.s3.send(
+                new PutObjectCommand({
+                    Bucket: farm.scenesBucket,
+                    Key: "fx/not.blend",
+                    Body: "BLENDER-v304 and nothing else",
+                }),
+            );
+            const refused = await invoke({ scene: "fx/not.blend", frames: "1" });
+            assert.strictEqual(refused.statusCode, 400);
+            assert.strictEqual(refused.body.error.code, "not_a_blend");
+            assert.match(
+                refused.body.error.message,
+                /is not a readable \.blend file: fx\/not\.blend: \S.{10,}/,
+                "the typed error's message survives serialization",
+            );
+            await queuedMessages();
+        } finally {
+            await shipped.stop();
+        }
     });
 });

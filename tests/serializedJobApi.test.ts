@@ -1,5 +1,5 @@
-// What ships is what was tested: the job API archive a mocked `pulumi up` serializes, unpacked and run
-// in a separate Node process, as Lambda would, against the S3/SQS emulator over HTTP.
+// What ships is what was tested: the job API archive a mocked `pulumi up` serializes, unpacked and run by the
+// Lambda runtime client as the nodejs22.x runtime runs it, against the S3/SQS emulator over HTTP.
 import * as assert from "assert";
 import * as fs from "fs";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
@@ -24,12 +24,14 @@ function httpEvent(routeKey: string, rawPath: string, body?: unknown, pathParame
     };
 }
 
-describe("the serialized job API archive, run in its own process", function () {
+describe("the serialized job API archive, run by the Lambda runtime client", function () {
     let emulator: Emulator;
     let farm: FarmResources;
     let shipped: ShippedJobApi;
 
     before(async function () {
+        // The first run on a machine installs image/package.json (a native addon build) unless npm test did.
+        this.timeout(15 * 60_000);
         emulator = await startEmulator();
         farm = await createFarmResources(emulator, {
             name: "serialized",
@@ -52,6 +54,7 @@ describe("the serialized job API archive, run in its own process", function () {
     });
 
     after(async function () {
+        await shipped?.stop();
         await emulator?.stop();
     });
 

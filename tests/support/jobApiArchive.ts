@@ -1,72 +1,71 @@
-// The job API as it ships: the archive a mocked `pulumi up` serializes, unpacked, and run once per call in
-// a fresh Node process the way Lambda's nodejs22.x runtime runs it, against the S3/SQS emulator.
-import * as childProcess from "child_process";
+// The job API as it ships: the archive a mocked `pulumi up` serializes, unpacked, and run as Lambda's nodejs22.x
+// runtime runs it (aws-lambda-ric with _HANDLER = the archive's handler, only the AWS SDK beside it, the Runtime
+// API stand-in), against the S3/SQS emulator.
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import * as util from "util";
 import type { Emulator, FarmResources } from "../../local/emulator";
-import { archiveFiles, writeArchive } from "./archive";
-import { PROJECT_ROOT, runProgram, stackConfig } from "./pulumiProgram";
+import { imagePackages, nodeForRuntime } from "../../local/imagePackages";
+import { LambdaSandbox, LambdaSandboxOptions, startLambdaSandbox } from "../../local/lambdaSandbox";
+import { managedRuntimeDir, managedSandboxOptions } from "../../local/managedRuntime";
+import { shippedFunctions } from "../../local/shippedFunctions";
+import { PROJECT_ROOT } from "../../local/stackProgram";
 import { ENVIRONMENT } from "../../functions/shared/farmSettings";
 
-const execFile = util.promisify(childProcess.execFile);
-
 export interface ShippedJobApi {
-    /** Sends one API Gateway v2 event to the archive's `__index.handler`; the reply's body is parsed. */
+    /** Sends one API Gateway v2 event to the archive's handler; the reply's body is parsed. */
     invoke(event: unknown): Promise<{ statusCode: number; body: any }>;
     /** The function's environment as the stack sets it. */
     variables: Record<string, string>;
+    sandbox: LambdaSandbox;
+    /** How its sandbox was started: for a variant (another environment). */
+    sandboxOptions: LambdaSandboxOptions;
+    /** Ends its runtime process. */
+    stop(): Promise<void>;
 }
 
-/** What the nodejs22.x runtime puts beside a function: the AWS SDK v3, and nothing else of this project's packages. */
-function runtimeProvidedModules(): string {
-    const directory = fs.mkdtempSync(path.join(os.tmpdir(), "lambda-runtime-modules-"));
-    fs.mkdirSync(path.join(directory, "@aws-sdk"));
-    for (const client of ["client-s3", "client-sqs"])
-        fs.symlinkSync(
-            path.join(PROJECT_ROOT, "node_modules", "@aws-sdk", client),
-            path.join(directory, "@aws-sdk", client),
-        );
-    return directory;
-}
-
-/** Serializes the dev stack's job API, unpacks it, and points its environment at the emulator's resources. */
+/** Serializes the dev stack's job API, unpacks it, and runs it with its environment pointed at the emulator. */
 export async function shippedJobApi(emulator: Emulator, farm: FarmResources): Promise<ShippedJobApi> {
-    const jobApi = (await runProgram(stackConfig("dev"))).named("render-farm-api-function");
-    const archiveDir = writeArchive(
-        await archiveFiles(jobApi.inputs.code),
-        fs.mkdtempSync(path.join(os.tmpdir(), "job-api-lambda-")),
-    );
-    const runtimeModules = runtimeProvidedModules();
-    const variables = jobApi.inputs.environment.variables as Record<string, string>;
-    const environment = {
-        ...variables,
-        [ENVIRONMENT.scenesBucket]: farm.scenesBucket,
-        [ENVIRONMENT.rendersBucket]: farm.rendersBucket,
-        [ENVIRONMENT.frameQueueUrl]: farm.frameQueueUrl,
-        AWS_ENDPOINT_URL: emulator.endpoint,
-        AWS_REGION: emulator.region,
-        AWS_ACCESS_KEY_ID: emulator.credentials.accessKeyId,
-        AWS_SECRET_ACCESS_KEY: emulator.credentials.secretAccessKey,
-    };
-    const script = `
-        const { handler } = require(${JSON.stringify(path.join(archiveDir, "__index.js"))});
-        handler(JSON.parse(process.argv[1])).then(
-            (result) => { process.stdout.write(JSON.stringify(result)); },
-            (error) => { console.error(error); process.exit(3); });`;
-    return {
-        variables,
-        // Asynchronously: the emulator answers from this process.
-        async invoke(event) {
-            const { stdout } = await execFile(process.execPath, ["-e", script, JSON.stringify(event)], {
-                cwd: archiveDir,
-                env: { PATH: process.env.PATH ?? "", NODE_PATH: runtimeModules, ...environment },
-                encoding: "utf8",
-                timeout: 60_000,
-            });
-            const result = JSON.parse(stdout);
-            return { statusCode: result.statusCode, body: JSON.parse(result.body) };
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "job-api-lambda-"));
+    const { jobApi } = await shippedFunctions(path.join(scratch, "task"));
+    const sandboxOptions = managedSandboxOptions(
+        {
+            runtime: jobApi.runtime,
+            functionName: "render-farm-api",
+            handler: jobApi.handler,
+            taskRoot: jobApi.archiveDir,
+            functionEnvironment: {
+                ...jobApi.variables,
+                [ENVIRONMENT.scenesBucket]: farm.scenesBucket,
+                [ENVIRONMENT.rendersBucket]: farm.rendersBucket,
+                [ENVIRONMENT.frameQueueUrl]: farm.frameQueueUrl,
+                AWS_ENDPOINT_URL: emulator.endpoint,
+            },
+            memoryMb: jobApi.memoryMb,
+            timeoutSeconds: jobApi.timeoutSeconds,
+            region: emulator.region,
+            credentials: emulator.credentials,
         },
+        {
+            node: nodeForRuntime(PROJECT_ROOT),
+            packages: await imagePackages(PROJECT_ROOT),
+            runtimeDir: managedRuntimeDir(PROJECT_ROOT, path.join(scratch, "runtime")),
+        },
+    );
+    const sandbox = await startLambdaSandbox(sandboxOptions);
+    return {
+        variables: jobApi.variables,
+        sandbox,
+        sandboxOptions,
+        async invoke(event) {
+            const result = await sandbox.invoke(event);
+            if (!result.ok)
+                throw new Error(
+                    `the job API failed: ${result.error.errorType}: ${result.error.errorMessage}\n${sandbox.output()}`,
+                );
+            const reply = result.payload as { statusCode: number; body: string };
+            return { statusCode: reply.statusCode, body: JSON.parse(reply.body) };
+        },
+        stop: () => sandbox.stop(),
     };
 }
