@@ -7,6 +7,7 @@ import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { ChangeMessageVisibilityCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { runBlender } from "./blender";
+import { FRAME_UPLOAD_TUNING, FrameUploadTuning, uploadFrameFile } from "./frameUpload";
 import {
     FrameMessage,
     FrameRecord,
@@ -37,6 +38,8 @@ export interface RendererDeps {
     s3: S3Client;
     sqs: SQSClient;
     settings: RendererSettings;
+    /** How frames are streamed to S3; FRAME_UPLOAD_TUNING unless given. */
+    frameUpload?: FrameUploadTuning;
 }
 
 /** Time kept back from Blender's deadline to upload the frame and write the record before Lambda's timeout. */
@@ -151,13 +154,15 @@ export async function renderFrame(
                 logTail: result.logTail,
             };
         } else if (result.ok) {
-            await s3.send(
-                new PutObjectCommand({
-                    Bucket: message.output.bucket,
-                    Key: message.output.key,
-                    Body: fs.readFileSync(outputPath),
-                    ContentType: CONTENT_TYPES[message.settings.format],
-                }),
+            await uploadFrameFile(
+                s3,
+                outputPath,
+                {
+                    bucket: message.output.bucket,
+                    key: message.output.key,
+                    contentType: CONTENT_TYPES[message.settings.format],
+                },
+                deps.frameUpload ?? FRAME_UPLOAD_TUNING,
             );
             outcome = {
                 status: "done",
