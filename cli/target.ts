@@ -166,6 +166,17 @@ function remoteTarget(description: string, apiUrl: string, outputs: FarmOutputs 
     };
 }
 
+/**
+ * A data dir's outputs.json is only trusted to name a local farm (both endpoints on loopback): a file planted in
+ * a cloned repository must not send scenes, or signed requests, anywhere else. Returns what is not local.
+ */
+function notLocal(outputs: FarmOutputs): string | undefined {
+    if (!isLoopback(outputs.apiUrl)) return `its apiUrl ${outputs.apiUrl}`;
+    if (outputs.awsEndpoint === undefined) return "no awsEndpoint (AWS, not a local farm)";
+    if (!isLoopback(outputs.awsEndpoint)) return `its awsEndpoint ${outputs.awsEndpoint}`;
+    return undefined;
+}
+
 /** A `render-farm serve` already running on this data dir: reuse it rather than start a second farm on the same files. */
 async function runningLocalFarm(dataDir: string): Promise<FarmOutputs | undefined> {
     const file = path.join(dataDir, "outputs.json");
@@ -176,6 +187,12 @@ async function runningLocalFarm(dataDir: string): Promise<FarmOutputs | undefine
     } catch {
         return undefined;
     }
+    const elsewhere = notLocal(outputs);
+    if (elsewhere)
+        throw usageError(
+            `${file} names a farm that is not on this machine (${elsewhere}); a data dir is trusted only for a local farm on loopback: to use that farm, pass --outputs ${file} (or --api/--stack)`,
+            "untrusted_outputs",
+        );
     try {
         await createApiClient({ apiUrl: outputs.apiUrl, sign: false, timeoutMs: 1500 }).ping();
         return outputs;
