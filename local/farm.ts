@@ -12,7 +12,8 @@ import { backoffSeconds } from "../functions/renderer/consumer";
 import { isLoopback } from "./addresses";
 import { lockDataDir } from "./dataDirLock";
 import { createFarmResources, startEmulator } from "./emulator";
-import { startHttpApi } from "./httpApi";
+import { InvocationRefused, startHttpApi } from "./httpApi";
+import { invocationProblem } from "./invocationCheck";
 import { createLocalRenderer, FRAME_TIMEOUT_SECONDS, LocalRenderer, localRendererSettings } from "./localRenderer";
 import { killProcessesWorkingIn } from "./processes";
 import { recoverInterruptedFrames } from "./recovery";
@@ -179,11 +180,19 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
             return renderer;
         };
 
-        // The invoke path runs one event at a time, as the Lambda runtime interface emulator does.
+        // The invoke path runs one event at a time, as the Lambda runtime interface emulator does, and only
+        // messages the job API queued for frames not done yet (local/invocationCheck.ts says why).
         const invokeRenderer = newRenderer("invoke");
         let invocations: Promise<unknown> = Promise.resolve();
         const invokeRendererFunction = (event: unknown) => {
-            const run = invocations.then(() => invokeRenderer.handle(event as SQSEvent));
+            const run = invocations.then(async () => {
+                const problem = await invocationProblem(event, {
+                    s3: emulator.s3,
+                    rendersBucket: resources.rendersBucket,
+                });
+                if (problem) throw new InvocationRefused(problem);
+                return invokeRenderer.handle(event as SQSEvent);
+            });
             invocations = run.catch(() => undefined);
             return run;
         };

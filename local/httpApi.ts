@@ -3,12 +3,13 @@
 //   curl -d @event.json http://127.0.0.1:8787/2015-03-31/functions/function/invocations
 import { randomUUID } from "crypto";
 import * as http from "http";
+import * as net from "net";
 import { AddressInfo } from "net";
 import { TextDecoder } from "util";
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import { apiError, errorBody, MAX_REQUEST_BYTES } from "../functions/shared/contract";
 import { JobApiHandler } from "../functions/jobApi/handler";
-import { urlHost } from "./addresses";
+import { isLoopback, urlHost } from "./addresses";
 
 /** Lambda's own limit on a synchronous invocation's payload. */
 export const MAX_INVOKE_BYTES = 6 * 1024 * 1024;
@@ -16,6 +17,14 @@ const INVOKE_PATH = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/;
 const ROUTES = "POST /jobs, GET /jobs/{jobId} and POST /jobs/{jobId}/retry";
 
 export type Invocable = (event: unknown) => Promise<unknown>;
+
+/** Thrown by an Invocable that will not run the event: answered 403, the function never runs. */
+export class InvocationRefused extends Error {
+    constructor(message: string) {
+        super(message);
+        this.name = "InvocationRefused";
+    }
+}
 
 export interface HttpApiOptions {
     host: string;
@@ -203,6 +212,15 @@ async function invokeFunction(
     try {
         sendJson(response, 200, (await fn(event)) ?? null);
     } catch (error) {
+        if (error instanceof InvocationRefused) {
+            sendJson(
+                response,
+                403,
+                { Type: "User", message: error.message },
+                { "x-amzn-errortype": "AccessDeniedException" },
+            );
+            return;
+        }
         // As Lambda reports a handler's exception: status 200 with X-Amz-Function-Error.
         const failure = error instanceof Error ? error : new Error(String(error));
         sendJson(
@@ -246,9 +264,49 @@ async function serveJobApi(
     response.end(result.body);
 }
 
+/** Whether a Host header's host name (no port) may reach a server listening on `listenHost`. */
+function acceptedHostName(name: string, listenHost: string): boolean {
+    const bare = name.replace(/^\[(.*)\]$/, "$1").toLowerCase();
+    if (bare === listenHost.toLowerCase()) return true;
+    const wildcard = listenHost === "0.0.0.0" || listenHost === "::";
+    if (isLoopback(listenHost) || wildcard) {
+        if (bare === "localhost" || bare === "::1" || /^127\.\d+\.\d+\.\d+$/.test(bare)) return true;
+    }
+    // Listening on every address: any IP literal of this machine, never a name (a name is what DNS rebinding uses).
+    return wildcard && net.isIP(bare) !== 0;
+}
+
+/**
+ * Why a request must be refused before it reaches a handler, or undefined. A Host other than the address the
+ * farm listens on is a DNS-rebinding page reading the API through a name it controls; an Origin (or a
+ * Sec-Fetch-Site) from another site is a web page posting to 127.0.0.1 from the user's browser.
+ */
+function forbiddenRequest(request: http.IncomingMessage, listenHost: string, port: number): string | undefined {
+    const host = request.headers.host;
+    if (!host) return "the request has no Host header";
+    const match = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(host);
+    const hostPort = match?.[2] === undefined ? 80 : Number(match[2]);
+    if (!match || hostPort !== port || !acceptedHostName(match[1], listenHost))
+        return `Host ${host} is not this farm's address (${urlHost(listenHost)}:${port}); the local farm answers only requests made to it by address`;
+    const origin = request.headers.origin;
+    if (origin !== undefined && origin !== `http://${host}`)
+        return `cross-origin request from ${origin} refused: the local farm's API is not for web pages`;
+    const site = request.headers["sec-fetch-site"];
+    if (site !== undefined && site !== "same-origin" && site !== "none")
+        return `a ${site} request from a web page refused: the local farm's API is not for web pages`;
+    return undefined;
+}
+
 export async function startHttpApi(options: HttpApiOptions): Promise<HttpApi> {
+    let port = options.port;
     const server = http.createServer((request, response) => {
         const url = new URL(request.url ?? "/", "http://local");
+        const forbidden = forbiddenRequest(request, options.host, port);
+        if (forbidden) {
+            request.resume();
+            sendJson(response, 403, errorBody(apiError(403, "forbidden", forbidden)));
+            return;
+        }
         const invoke = request.method === "POST" ? INVOKE_PATH.exec(url.pathname) : null;
         const handled = invoke
             ? invokeFunction(options, decodeURIComponent(invoke[1]), request, response)
@@ -279,7 +337,7 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApi> {
             );
         throw error;
     });
-    const { port } = server.address() as AddressInfo;
+    port = (server.address() as AddressInfo).port;
     let closed: Promise<void> | undefined;
     return {
         url: `http://${urlHost(options.host)}:${port}`,
