@@ -66,18 +66,51 @@ function matchRoute(
     return undefined;
 }
 
-/** Reads at most `limit` bytes of the body; a longer one is not read further (nor buffered). */
-function readBody(request: http.IncomingMessage, limit: number): Promise<Buffer | "too_large"> {
+/** Bytes of a refused body read and thrown away, so that the reply reaches the client; past this it is cut off. */
+export const MAX_DISCARDED_BYTES = 64 * 1024 * 1024;
+
+/** Requests that sent `Expect: 100-continue`: their body comes only once we answer 100 Continue. */
+const awaitingContinue = new WeakSet<http.IncomingMessage>();
+
+/**
+ * The request's body will not be read. Closing a connection with body bytes still arriving resets it, and the
+ * client loses the reply: so a client waiting for 100 Continue is answered and the connection closed (it never
+ * sends the body), and any other body is read to its end and dropped (keeping the connection), up to a bound.
+ */
+function refuseBody(request: http.IncomingMessage, response: http.ServerResponse): void {
+    if (awaitingContinue.has(request)) {
+        response.shouldKeepAlive = false;
+        return;
+    }
+    let discarded = 0;
+    request.removeAllListeners("data");
+    request.on("data", (chunk: Buffer) => {
+        discarded += chunk.length;
+        if (discarded > MAX_DISCARDED_BYTES) request.socket.destroy();
+    });
+    request.resume();
+}
+
+/** Reads at most `limit` bytes of the body; a longer one is refused (refuseBody), never buffered. */
+function readBody(
+    request: http.IncomingMessage,
+    response: http.ServerResponse,
+    limit: number,
+): Promise<Buffer | "too_large"> {
     const declared = Number(request.headers["content-length"]);
-    if (Number.isFinite(declared) && declared > limit) return Promise.resolve("too_large");
+    if (Number.isFinite(declared) && declared > limit) {
+        refuseBody(request, response);
+        return Promise.resolve("too_large");
+    }
+    if (awaitingContinue.delete(request)) response.writeContinue();
     return new Promise((resolve, reject) => {
         const chunks: Buffer[] = [];
         let size = 0;
         const onData = (chunk: Buffer) => {
             size += chunk.length;
             if (size > limit) {
-                request.off("data", onData);
-                request.pause();
+                chunks.length = 0;
+                refuseBody(request, response);
                 resolve("too_large");
                 return;
             }
@@ -164,10 +197,9 @@ function sendJson(
     response.end(text);
 }
 
-/** A body past the limit is refused and the connection closed, so the rest is never read. */
+/** A body past the limit: 413 (readBody has already arranged for the rest of the body). */
 function sendTooLarge(response: http.ServerResponse, body: unknown): void {
-    response.shouldKeepAlive = false;
-    sendJson(response, 413, body, { connection: "close" });
+    sendJson(response, 413, body);
 }
 
 async function invokeFunction(
@@ -178,6 +210,7 @@ async function invokeFunction(
 ): Promise<void> {
     const fn = options.functions[name];
     if (!fn) {
+        refuseBody(request, response);
         sendJson(
             response,
             404,
@@ -189,7 +222,7 @@ async function invokeFunction(
         );
         return;
     }
-    const bytes = await readBody(request, MAX_INVOKE_BYTES);
+    const bytes = await readBody(request, response, MAX_INVOKE_BYTES);
     if (bytes === "too_large") {
         sendTooLarge(response, {
             Type: "User",
@@ -241,6 +274,7 @@ async function serveJobApi(
     const method = request.method ?? "GET";
     const route = matchRoute(method, url.pathname);
     if (!route) {
+        refuseBody(request, response);
         sendJson(
             response,
             404,
@@ -248,7 +282,7 @@ async function serveJobApi(
         );
         return;
     }
-    const bytes = await readBody(request, MAX_REQUEST_BYTES);
+    const bytes = await readBody(request, response, MAX_REQUEST_BYTES);
     if (bytes === "too_large") {
         sendTooLarge(
             response,
@@ -303,7 +337,7 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApi> {
         const url = new URL(request.url ?? "/", "http://local");
         const forbidden = forbiddenRequest(request, options.host, port);
         if (forbidden) {
-            request.resume();
+            refuseBody(request, response);
             sendJson(response, 403, errorBody(apiError(403, "forbidden", forbidden)));
             return;
         }
@@ -323,6 +357,11 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApi> {
                 );
             else response.destroy();
         });
+    });
+    // Answered by us, not by Node's automatic 100 Continue: a body that will be refused is then never sent.
+    server.on("checkContinue", (request, response) => {
+        awaitingContinue.add(request);
+        server.emit("request", request, response);
     });
     await new Promise<void>((resolve, reject) => {
         server.once("error", reject);
