@@ -36,6 +36,22 @@ export interface LocalFarmOptions {
     blenderPath?: string;
     /** One line per frame done or failed, and the farm's own notices; default stderr. */
     log?: (line: string) => void;
+    /**
+     * Set when the farm lives only as long as one CLI command (`render` without `serve`): written to outputs.json,
+     * so that another command knows not to use a farm that stops when this one ends.
+     */
+    embeddedIn?: EmbeddingCommand;
+}
+
+export interface EmbeddingCommand {
+    pid: number;
+    /** e.g. "render-farm render" */
+    command: string;
+}
+
+/** What <dataDir>/outputs.json holds: the outputs, and for a farm embedded in one command, which one. */
+export interface LocalFarmOutputsFile extends FarmOutputs {
+    embeddedIn?: EmbeddingCommand;
 }
 
 export interface LocalFarm {
@@ -238,7 +254,10 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
             awsEndpoint: emulator.endpoint,
         };
         // Written whole under another name first: a reader never sees half a file.
-        fs.writeFileSync(`${outputsFile}.${process.pid}.tmp`, `${JSON.stringify(outputs, null, 2)}\n`);
+        const outputsFileContent: LocalFarmOutputsFile = options.embeddedIn
+            ? { ...outputs, embeddedIn: options.embeddedIn }
+            : outputs;
+        fs.writeFileSync(`${outputsFile}.${process.pid}.tmp`, `${JSON.stringify(outputsFileContent, null, 2)}\n`);
         fs.renameSync(`${outputsFile}.${process.pid}.tmp`, outputsFile);
         undo.push(() => fs.rmSync(outputsFile, { force: true }));
 
