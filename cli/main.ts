@@ -12,6 +12,7 @@ import { renderCommand } from "./render";
 import { Session } from "./session";
 import { DEFAULT_DATA_DIR } from "./target";
 import { workerCommand } from "./worker";
+import { terminalSafe, terminalSafeLines } from "./terminalText";
 
 const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
@@ -152,7 +153,7 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
         .version(`${packageVersion()} (Node ${process.version})`, "-V, --version")
         // Usage errors are one line, like every other reason the CLI gives.
         .configureOutput({
-            writeErr: (text) => stderr.write(text),
+            writeErr: (text) => stderr.write(terminalSafeLines(text)),
             outputError: (text, write) => write(`render-farm: ${text.replace(/^error: /, "")}`),
         })
         .exitOverride();
@@ -273,10 +274,12 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
                     blenderPath: flags.blender,
                     runtime: flags.runtime,
                     json: flags.json,
+                    // The farm's log names scenes, files and Blender's errors: shown, never sent to the terminal raw.
+                    log: (line) => stderr.write(`${terminalSafe(line)}\n`),
                 });
             } catch (error) {
                 const code = (error as NodeJS.ErrnoException).code;
-                stderr.write(`render-farm: the local farm could not run: ${oneLine(error)}\n`);
+                stderr.write(`render-farm: the local farm could not run: ${terminalSafe(oneLine(error))}\n`);
                 exitCode = code === "EADDRINUSE" ? EXIT_USAGE : EXIT_UNREACHABLE;
             }
         });
@@ -339,7 +342,7 @@ function quietSqliteWarning(): void {
 export function main(): void {
     quietSqliteWarning();
     run(process.argv).then(exitAfterFlush, (error) => {
-        process.stderr.write(`render-farm: unexpected error: ${oneLine(error)}\n`);
+        process.stderr.write(`render-farm: unexpected error: ${terminalSafe(oneLine(error))}\n`);
         exitAfterFlush(EXIT_INTERNAL);
     });
 }

@@ -2,6 +2,7 @@
 // line per event (counts changed, a frame failed, the job ended) that logs and CI can keep.
 import { SingleBar } from "cli-progress";
 import type { JobState, JobStatus } from "../functions/shared/contract";
+import { terminalSafe } from "./terminalText";
 
 export const FINAL_STATES: readonly JobState[] = ["complete", "failed", "partial"];
 
@@ -66,7 +67,7 @@ function barReporter(options: ProgressOptions, clock: Clock): ProgressReporter {
     let started = false;
     let last: JobStatus | undefined;
     const payload = (status: JobStatus) => ({
-        jobId: status.jobId.length > 12 ? status.jobId.slice(0, 8) : status.jobId,
+        jobId: terminalSafe(status.jobId.length > 12 ? status.jobId.slice(0, 8) : status.jobId),
         done: status.frames.done,
         failed: status.frames.failed,
         // Not {eta}/{duration}: cli-progress fills those itself from its own sampling.
@@ -102,7 +103,8 @@ function barReporter(options: ProgressOptions, clock: Clock): ProgressReporter {
 function lineReporter(options: ProgressOptions, clock: Clock): ProgressReporter {
     let last: JobStatus | undefined;
     const reported = new Set<number>();
-    const write = (text: string) => options.stream.write(`[${formatDuration(clock.elapsedSeconds())}] ${text}\n`);
+    const write = (text: string) =>
+        options.stream.write(`[${formatDuration(clock.elapsedSeconds())}] ${terminalSafe(text)}\n`);
     return {
         update(status) {
             const { total, done, failed, pending } = status.frames;

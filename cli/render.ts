@@ -59,8 +59,18 @@ export async function renderCommand(session: Session, scenePath: string, flags: 
             `warning: ${line}; submitting anyway (--allow-missing): the farm refuses the job unless its scenes bucket already has them`,
         );
     }
+    const explicit = new Set(plan.assets.map((asset) => asset.file));
     const warnings = references
-        .filter((reference) => reference.unmirrorable)
+        // A hidden file given with --assets is uploaded after all.
+        .filter(
+            (reference) =>
+                reference.unmirrorable &&
+                !(
+                    reference.unmirrorable.reason === "hidden" &&
+                    reference.path !== null &&
+                    explicit.has(reference.path)
+                ),
+        )
         .map(
             (reference) =>
                 `${neededBy(reference)}: ${reference.unmirrorable!.message}; ${farmConsequence(reference, plan.scene.key)}`,

@@ -81,10 +81,12 @@ export function checkSceneFile(scenePath: string): { file: string; size: number 
     return { file, size: stat.size };
 }
 
-/** Every file under `dir`, recursively, in a stable order. */
+/** Every file under `dir`, recursively, in a stable order; hidden entries and links are not followed into. */
 function walkFiles(dir: string): string[] {
     const files: string[] = [];
     for (const entry of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+        // A dotfile is uploaded only when named with --assets itself (.git, .env, .aws are never swept up).
+        if (entry.name.startsWith(".")) continue;
         const full = path.join(dir, entry.name);
         if (entry.isDirectory()) files.push(...walkFiles(full));
         else if (entry.isFile()) files.push(full);
@@ -95,6 +97,22 @@ function walkFiles(dir: string): string[] {
 function isInside(child: string, parent: string): boolean {
     const relative = path.relative(parent, child);
     return relative !== "" && !relative.startsWith("..") && !path.isAbsolute(relative);
+}
+
+/** Where `file` really is when a symbolic link on its way leaves `dir` (compared by real paths), else undefined. */
+export function linkedOutside(file: string, dir: string): string | undefined {
+    let real: string;
+    try {
+        real = fs.realpathSync(file);
+    } catch {
+        return undefined;
+    }
+    return isInside(real, fs.realpathSync(dir)) ? undefined : real;
+}
+
+/** True when a "/"-separated path has a hidden (dot) file or folder in it. */
+function isHiddenPath(relative: string): boolean {
+    return relative.split("/").some((segment) => segment.startsWith("."));
 }
 
 /** An asset path as the artist gave it: relative to the scene's directory first, then to the working directory. */
@@ -133,6 +151,13 @@ export function planSceneFiles(scenePath: string, assets: string[] = [], prefixO
         if (!isInside(located, sceneDir)) {
             throw usageError(
                 `asset ${asset} is outside the scene's directory ${sceneDir}; the farm mirrors that directory, so move the file under it (e.g. ${path.join(sceneDir, "textures")})`,
+                "asset_outside_scene",
+            );
+        }
+        const real = linkedOutside(located, sceneDir);
+        if (real !== undefined) {
+            throw usageError(
+                `asset ${asset} is a link to ${real}, outside the scene's directory ${sceneDir}; \`render\` does not follow links out of it: copy the file under it`,
                 "asset_outside_scene",
             );
         }
@@ -185,7 +210,14 @@ export async function readSceneSummary(scenePath: string): Promise<BlendSummary>
     }
 }
 
-export type UnmirrorableReason = "absolute" | "outside-scene" | "not-blend-relative" | "empty" | "invalid-key";
+export type UnmirrorableReason =
+    | "absolute"
+    | "outside-scene"
+    | "not-blend-relative"
+    | "empty"
+    | "invalid-key"
+    | "link-outside-scene"
+    | "hidden";
 
 /** One external file the scene needs, resolved on this machine the way Blender does ("//" = the .blend's directory). */
 export interface LocalReference extends BlendReference {
@@ -269,11 +301,33 @@ export function localReferences(summary: BlendSummary, sceneFile: string): Local
                 },
             };
         }
-        const pattern = reference.sequence ? sequencePattern(resolved.key) : undefined;
-        if (pattern) {
-            const frames = sequenceFrames(sceneDir, pattern);
-            return { ...reference, path: local, exists: frames.length > 0, relative: resolved.key, frames };
+        if (isHiddenPath(resolved.key)) {
+            return {
+                ...reference,
+                path: local,
+                exists: isFile(local),
+                unmirrorable: {
+                    reason: "hidden",
+                    message: `"${reference.filepath}" names a hidden file (${resolved.key}); \`render\` uploads hidden files only when given with --assets`,
+                },
+            };
         }
+        const pattern = reference.sequence ? sequencePattern(resolved.key) : undefined;
+        const frames = pattern ? sequenceFrames(sceneDir, pattern) : undefined;
+        for (const relative of frames ?? [resolved.key]) {
+            const real = linkedOutside(path.join(sceneDir, ...relative.split("/")), sceneDir);
+            if (real === undefined) continue;
+            return {
+                ...reference,
+                path: local,
+                exists: true,
+                unmirrorable: {
+                    reason: "link-outside-scene",
+                    message: `"${reference.filepath}" resolves to ${relative}, a link to ${real} outside the scene's directory ${sceneDir}; \`render\` does not follow links out of it: copy the file under it`,
+                },
+            };
+        }
+        if (frames) return { ...reference, path: local, exists: frames.length > 0, relative: resolved.key, frames };
         return { ...reference, path: local, exists: isFile(local), relative: resolved.key };
     });
 }

@@ -5,6 +5,7 @@ import * as fs from "fs";
 import * as path from "path";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { FarmOutputs } from "../functions/shared/contract";
+import type { LocalFarmOutputsFile } from "../local/farm";
 import { ApiClient, createApiClient } from "./apiClient";
 import { CliError, EXIT_UNREACHABLE, oneLine, usageError } from "./errors";
 import { createS3Client } from "./storage";
@@ -166,6 +167,26 @@ function remoteTarget(description: string, apiUrl: string, outputs: FarmOutputs 
     };
 }
 
+/**
+ * A data dir's outputs.json is only trusted to name a local farm (both endpoints on loopback): a file planted in
+ * a cloned repository must not send scenes, or signed requests, anywhere else. Returns what is not local.
+ */
+function notLocal(outputs: FarmOutputs): string | undefined {
+    if (!isLoopback(outputs.apiUrl)) return `its apiUrl ${outputs.apiUrl}`;
+    if (outputs.awsEndpoint === undefined) return "no awsEndpoint (AWS, not a local farm)";
+    if (!isLoopback(outputs.awsEndpoint)) return `its awsEndpoint ${outputs.awsEndpoint}`;
+    return undefined;
+}
+
+function isRunning(pid: number): boolean {
+    try {
+        process.kill(pid, 0);
+        return true;
+    } catch (error) {
+        return (error as NodeJS.ErrnoException).code === "EPERM";
+    }
+}
+
 /** A `render-farm serve` already running on this data dir: reuse it rather than start a second farm on the same files. */
 async function runningLocalFarm(dataDir: string): Promise<FarmOutputs | undefined> {
     const file = path.join(dataDir, "outputs.json");
@@ -176,6 +197,20 @@ async function runningLocalFarm(dataDir: string): Promise<FarmOutputs | undefine
     } catch {
         return undefined;
     }
+    const elsewhere = notLocal(outputs);
+    if (elsewhere)
+        throw usageError(
+            `${file} names a farm that is not on this machine (${elsewhere}); a data dir is trusted only for a local farm on loopback: to use that farm, pass --outputs ${file} (or --api/--stack)`,
+            "untrusted_outputs",
+        );
+    // A farm another command started for its own run stops when that command ends: using it would die with it.
+    const embeddedIn = (outputs as LocalFarmOutputsFile).embeddedIn;
+    if (embeddedIn && embeddedIn.pid !== process.pid && isRunning(embeddedIn.pid))
+        throw new CliError(
+            `the data dir ${dataDir} is in use by \`${embeddedIn.command}\` (process ${embeddedIn.pid}), which started a local farm for its own run and stops it when it ends; wait for it, or run \`render-farm serve\` to keep one farm that every command shares, or pass another --data-dir`,
+            EXIT_UNREACHABLE,
+            "farm_in_use",
+        );
     try {
         await createApiClient({ apiUrl: outputs.apiUrl, sign: false, timeoutMs: 1500 }).ping();
         return outputs;
@@ -213,6 +248,7 @@ export async function resolveTarget(options: TargetOptions): Promise<Target> {
             dataDir,
             workers: options.workers,
             log: options.log ?? (() => undefined),
+            embeddedIn: { pid: process.pid, command: `render-farm ${process.argv[2] ?? ""}`.trim() },
         });
     } catch (error) {
         throw new CliError(

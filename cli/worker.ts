@@ -1,6 +1,7 @@
 // `render-farm worker`: render frames for a local farm running on this machine in a process of their own, so
 // that workers can be added, stopped or lost (killed) without touching the farm's queues and buckets.
 import { EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, oneLine } from "./errors";
+import { terminalSafe } from "./terminalText";
 
 export interface WorkerFlags {
     dataDir: string;
@@ -20,11 +21,12 @@ export async function workerCommand(flags: WorkerFlags, stderr: NodeJS.WritableS
             failureBackoffSeconds: flags.failureBackoff,
             blenderPath: flags.blender,
             json: flags.json,
+            log: (line) => stderr.write(`${terminalSafe(line)}\n`),
         });
         return EXIT_OK;
     } catch (error) {
         const message = oneLine(error);
-        stderr.write(`render-farm: the workers could not run: ${message}\n`);
+        stderr.write(`render-farm: the workers could not run: ${terminalSafe(message)}\n`);
         return /^Blender was not found/.test(message) ? EXIT_USAGE : EXIT_UNREACHABLE;
     }
 }

@@ -57,12 +57,6 @@ export class JobApi extends pulumi.ComponentResource {
                     Action: ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
                     Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*`,
                 },
-                {
-                    Sid: "ReadFrames",
-                    Effect: "Allow",
-                    Action: ["s3:GetObject"],
-                    Resource: pulumi.interpolate`${args.rendersBucket.arn}/renders/*`,
-                },
                 // GetQueueAttributes: a retry requeues lost frames only once the frame queue is empty.
                 {
                     Sid: "QueueFrames",

@@ -33,14 +33,19 @@ export class Renderer extends pulumi.ComponentResource {
             name,
             [
                 ...readScenesStatements(args.scenesBucket),
+                // Frames go up in parts (functions/renderer/frameUpload.ts): a failed upload is aborted.
                 {
-                    Sid: "WriteFramesAndRecords",
+                    Sid: "WriteFrames",
+                    Effect: "Allow",
+                    Action: ["s3:PutObject", "s3:AbortMultipartUpload"],
+                    Resource: pulumi.interpolate`${args.rendersBucket.arn}/renders/*`,
+                },
+                // Its frame records only: the manifests and anything else under jobs/ are the job API's.
+                {
+                    Sid: "WriteFrameRecords",
                     Effect: "Allow",
                     Action: ["s3:PutObject"],
-                    Resource: [
-                        pulumi.interpolate`${args.rendersBucket.arn}/renders/*`,
-                        pulumi.interpolate`${args.rendersBucket.arn}/jobs/*`,
-                    ],
+                    Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*/frames/*`,
                 },
                 // Reading its own frame records lets a duplicate delivery see that the frame is already done.
                 {

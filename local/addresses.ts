@@ -10,3 +10,12 @@ export function urlHost(listenHost: string): string {
 export function isLoopback(host: string): boolean {
     return host === "localhost" || host === "::1" || /^127\./.test(host);
 }
+
+/** True for an http(s) URL whose host is loopback (127.0.0.0/8, ::1, localhost). */
+export function isLoopbackUrl(url: string): boolean {
+    try {
+        return isLoopback(new URL(url).hostname.replace(/^\[(.*)\]$/, "$1"));
+    } catch {
+        return false;
+    }
+}

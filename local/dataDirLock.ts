@@ -29,11 +29,56 @@ function isAlive(pid: number): boolean {
     }
 }
 
+/** The file's content, trimmed, or undefined when it is gone. */
+function readContent(file: string): string | undefined {
+    try {
+        return fs.readFileSync(file, "utf8").trim();
+    } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+        throw error;
+    }
+}
+
+/** True while the pid written in a lock (or takeover) file belongs to a live process other than a stale self. */
+function holderIsRunning(content: string, file: string): boolean {
+    const pid = Number(content);
+    if (!Number.isInteger(pid) || pid <= 0) return false;
+    return pid === process.pid ? held.has(file) : isAlive(pid);
+}
+
+function sleepSync(ms: number): void {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Removes `file` if it still holds `stale` (written by a process that is gone), safely when several processes find
+ * the same stale lock at once. Reading and then deleting would let a slow process delete the lock another one has
+ * just taken; so a takeover is itself exclusive: only the process that creates `<file>.takeover-<stale>` may delete,
+ * and it deletes only if the file still holds `stale` (nobody can replace that file while the takeover file exists).
+ */
+function removeStale(file: string, stale: string): void {
+    const takeover = `${file}.takeover-${/^\d+$/.test(stale) ? stale : "invalid"}`;
+    try {
+        fs.writeFileSync(takeover, `${process.pid}\n`, { flag: "wx" });
+    } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+        // Another process is taking over; if it died doing so, its takeover file is stale in turn.
+        const taker = readContent(takeover);
+        if (taker !== undefined && !holderIsRunning(taker, takeover)) removeStale(takeover, taker);
+        return;
+    }
+    try {
+        if (readContent(file) === stale) fs.rmSync(file, { force: true });
+    } finally {
+        fs.rmSync(takeover, { force: true });
+    }
+}
+
 /** Takes the data dir's lock or throws, naming the process that holds it. */
 export function lockDataDir(dataDir: string): DataDirLock {
     fs.mkdirSync(dataDir, { recursive: true });
     const file = path.resolve(dataDir, LOCK_FILE);
-    for (let attempt = 0; attempt < 2; attempt++) {
+    for (let attempt = 0; attempt < 50; attempt++) {
         try {
             fs.writeFileSync(file, `${process.pid}\n`, { flag: "wx" });
             held.add(file);
@@ -51,22 +96,17 @@ export function lockDataDir(dataDir: string): DataDirLock {
         } catch (error) {
             if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
         }
-        let owner: number;
-        try {
-            owner = Number(fs.readFileSync(file, "utf8").trim());
-        } catch (error) {
-            if ((error as NodeJS.ErrnoException).code === "ENOENT") continue;
-            throw error;
-        }
-        const ownerIsRunning =
-            owner === process.pid ? held.has(file) : Number.isInteger(owner) && owner > 0 && isAlive(owner);
-        if (ownerIsRunning) {
+        const owner = readContent(file);
+        if (owner === undefined) continue;
+        if (holderIsRunning(owner, file)) {
             throw new Error(
                 `the data dir ${dataDir} is in use by another local farm (process ${owner}, see ${file}); stop it or pick another --data-dir`,
             );
         }
         // Left by a farm that did not stop cleanly.
-        fs.rmSync(file, { force: true });
+        removeStale(file, owner);
+        // Another process may be mid-takeover: give it a moment before looking again.
+        if (attempt > 0) sleepSync(10);
     }
     throw new Error(`could not take the lock ${file}: another local farm is starting on the same data dir`);
 }

@@ -12,7 +12,8 @@ import { backoffSeconds } from "../functions/renderer/consumer";
 import { isLoopback } from "./addresses";
 import { lockDataDir } from "./dataDirLock";
 import { createFarmResources, startEmulator } from "./emulator";
-import { HttpApiIntegration, Invocable, startHttpApi } from "./httpApi";
+import { HttpApiIntegration, Invocable, InvocationRefused, startHttpApi } from "./httpApi";
+import { invocationProblem } from "./invocationCheck";
 import { createLocalRenderer, LocalRenderer, localRendererSettings } from "./localRenderer";
 import { killProcessesWorkingIn } from "./processes";
 import { recoverInterruptedFrames } from "./recovery";
@@ -40,6 +41,22 @@ export interface LocalFarmOptions {
      * the renderer image's task root) run under the Lambda runtime client against a Runtime API stand-in.
      */
     runtime?: FarmRuntime;
+    /**
+     * Set when the farm lives only as long as one CLI command (`render` without `serve`): written to outputs.json,
+     * so that another command knows not to use a farm that stops when this one ends.
+     */
+    embeddedIn?: EmbeddingCommand;
+}
+
+export interface EmbeddingCommand {
+    pid: number;
+    /** e.g. "render-farm render" */
+    command: string;
+}
+
+/** What <dataDir>/outputs.json holds: the outputs, and for a farm embedded in one command, which one. */
+export interface LocalFarmOutputsFile extends FarmOutputs {
+    embeddedIn?: EmbeddingCommand;
 }
 
 export const FARM_RUNTIMES = ["inprocess", "lambda"] as const;
@@ -219,24 +236,33 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
         };
 
         const jobApi: HttpApiIntegration = lambda?.jobApi ?? inProcessJobApi;
-        // The invoke path runs one event at a time, as the Lambda runtime interface emulator does.
-        let invokeRendererFunction: Invocable;
+        let renderEvent: Invocable;
         let abandonInvocation = () => {};
         if (lambda) {
             const invocable = await lambda.newInvocable("invoke");
             undo.push(() => invocable.close());
-            invokeRendererFunction = invocable.invoke;
+            renderEvent = invocable.invoke;
             abandonInvocation = () => invocable.abandon();
         } else {
             const invokeRenderer = newRenderer("invoke");
-            let invocations: Promise<unknown> = Promise.resolve();
-            invokeRendererFunction = (event: unknown) => {
-                const run = invocations.then(() => invokeRenderer.handle(event as SQSEvent));
-                invocations = run.catch(() => undefined);
-                return run;
-            };
+            renderEvent = (event: unknown) => invokeRenderer.handle(event as SQSEvent);
             abandonInvocation = () => invokeRenderer.abandon();
         }
+        // The invoke path runs one event at a time, as the Lambda runtime interface emulator does, and only
+        // messages the job API queued for frames not done yet (local/invocationCheck.ts says why).
+        let invocations: Promise<unknown> = Promise.resolve();
+        const invokeRendererFunction: Invocable = (event: unknown) => {
+            const run = invocations.then(async () => {
+                const problem = await invocationProblem(event, {
+                    s3: emulator.s3,
+                    rendersBucket: resources.rendersBucket,
+                });
+                if (problem) throw new InvocationRefused(problem);
+                return renderEvent(event);
+            });
+            invocations = run.catch(() => undefined);
+            return run;
+        };
 
         const api = await startHttpApi({
             host,
@@ -289,7 +315,10 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
             awsEndpoint: emulator.endpoint,
         };
         // Written whole under another name first: a reader never sees half a file.
-        fs.writeFileSync(`${outputsFile}.${process.pid}.tmp`, `${JSON.stringify(outputs, null, 2)}\n`);
+        const outputsFileContent: LocalFarmOutputsFile = options.embeddedIn
+            ? { ...outputs, embeddedIn: options.embeddedIn }
+            : outputs;
+        fs.writeFileSync(`${outputsFile}.${process.pid}.tmp`, `${JSON.stringify(outputsFileContent, null, 2)}\n`);
         fs.renameSync(`${outputsFile}.${process.pid}.tmp`, outputsFile);
         undo.push(() => fs.rmSync(outputsFile, { force: true }));
 

@@ -3,12 +3,13 @@
 //   curl -d @event.json http://127.0.0.1:8787/2015-03-31/functions/function/invocations
 import { randomUUID } from "crypto";
 import * as http from "http";
+import * as net from "net";
 import { AddressInfo } from "net";
 import { TextDecoder } from "util";
 import type { APIGatewayEventRequestContextIAMAuthorizer, APIGatewayProxyEventV2 } from "aws-lambda";
 import { apiError, errorBody, MAX_REQUEST_BYTES } from "../functions/shared/contract";
 import { HttpApiResult } from "../functions/jobApi/handler";
-import { urlHost } from "./addresses";
+import { isLoopback, urlHost } from "./addresses";
 
 /** Lambda's own limit on a synchronous invocation's payload. */
 export const MAX_INVOKE_BYTES = 6 * 1024 * 1024;
@@ -21,6 +22,14 @@ export type Invocable = (event: unknown) => Promise<unknown>;
 export type HttpApiIntegration = (
     event: APIGatewayProxyEventV2,
 ) => Promise<HttpApiResult & { isBase64Encoded?: boolean }>;
+
+/** Thrown by an Invocable that will not run the event: answered 403, the function never runs. */
+export class InvocationRefused extends Error {
+    constructor(message: string) {
+        super(message);
+        this.name = "InvocationRefused";
+    }
+}
 
 export interface HttpApiOptions {
     host: string;
@@ -62,18 +71,51 @@ function matchRoute(
     return undefined;
 }
 
-/** Reads at most `limit` bytes of the body; a longer one is not read further (nor buffered). */
-function readBody(request: http.IncomingMessage, limit: number): Promise<Buffer | "too_large"> {
+/** Bytes of a refused body read and thrown away, so that the reply reaches the client; past this it is cut off. */
+export const MAX_DISCARDED_BYTES = 64 * 1024 * 1024;
+
+/** Requests that sent `Expect: 100-continue`: their body comes only once we answer 100 Continue. */
+const awaitingContinue = new WeakSet<http.IncomingMessage>();
+
+/**
+ * The request's body will not be read. Closing a connection with body bytes still arriving resets it, and the
+ * client loses the reply: so a client waiting for 100 Continue is answered and the connection closed (it never
+ * sends the body), and any other body is read to its end and dropped (keeping the connection), up to a bound.
+ */
+function refuseBody(request: http.IncomingMessage, response: http.ServerResponse): void {
+    if (awaitingContinue.has(request)) {
+        response.shouldKeepAlive = false;
+        return;
+    }
+    let discarded = 0;
+    request.removeAllListeners("data");
+    request.on("data", (chunk: Buffer) => {
+        discarded += chunk.length;
+        if (discarded > MAX_DISCARDED_BYTES) request.socket.destroy();
+    });
+    request.resume();
+}
+
+/** Reads at most `limit` bytes of the body; a longer one is refused (refuseBody), never buffered. */
+function readBody(
+    request: http.IncomingMessage,
+    response: http.ServerResponse,
+    limit: number,
+): Promise<Buffer | "too_large"> {
     const declared = Number(request.headers["content-length"]);
-    if (Number.isFinite(declared) && declared > limit) return Promise.resolve("too_large");
+    if (Number.isFinite(declared) && declared > limit) {
+        refuseBody(request, response);
+        return Promise.resolve("too_large");
+    }
+    if (awaitingContinue.delete(request)) response.writeContinue();
     return new Promise((resolve, reject) => {
         const chunks: Buffer[] = [];
         let size = 0;
         const onData = (chunk: Buffer) => {
             size += chunk.length;
             if (size > limit) {
-                request.off("data", onData);
-                request.pause();
+                chunks.length = 0;
+                refuseBody(request, response);
                 resolve("too_large");
                 return;
             }
@@ -182,10 +224,9 @@ function sendJson(
     response.end(text);
 }
 
-/** A body past the limit is refused and the connection closed, so the rest is never read. */
+/** A body past the limit: 413 (readBody has already arranged for the rest of the body). */
 function sendTooLarge(response: http.ServerResponse, body: unknown): void {
-    response.shouldKeepAlive = false;
-    sendJson(response, 413, body, { connection: "close" });
+    sendJson(response, 413, body);
 }
 
 async function invokeFunction(
@@ -196,6 +237,7 @@ async function invokeFunction(
 ): Promise<void> {
     const fn = options.functions[name];
     if (!fn) {
+        refuseBody(request, response);
         sendJson(
             response,
             404,
@@ -207,7 +249,7 @@ async function invokeFunction(
         );
         return;
     }
-    const bytes = await readBody(request, MAX_INVOKE_BYTES);
+    const bytes = await readBody(request, response, MAX_INVOKE_BYTES);
     if (bytes === "too_large") {
         sendTooLarge(response, {
             Type: "User",
@@ -230,6 +272,15 @@ async function invokeFunction(
     try {
         sendJson(response, 200, (await fn(event)) ?? null);
     } catch (error) {
+        if (error instanceof InvocationRefused) {
+            sendJson(
+                response,
+                403,
+                { Type: "User", message: error.message },
+                { "x-amzn-errortype": "AccessDeniedException" },
+            );
+            return;
+        }
         // As Lambda reports a handler's exception: status 200 with X-Amz-Function-Error.
         const failure = error instanceof Error ? error : new Error(String(error));
         sendJson(
@@ -250,6 +301,7 @@ async function serveJobApi(
     const method = request.method ?? "GET";
     const route = matchRoute(method, url.pathname);
     if (!route) {
+        refuseBody(request, response);
         sendJson(
             response,
             404,
@@ -257,7 +309,7 @@ async function serveJobApi(
         );
         return;
     }
-    const bytes = await readBody(request, MAX_REQUEST_BYTES);
+    const bytes = await readBody(request, response, MAX_REQUEST_BYTES);
     if (bytes === "too_large") {
         sendTooLarge(
             response,
@@ -273,9 +325,49 @@ async function serveJobApi(
     response.end(body);
 }
 
+/** Whether a Host header's host name (no port) may reach a server listening on `listenHost`. */
+function acceptedHostName(name: string, listenHost: string): boolean {
+    const bare = name.replace(/^\[(.*)\]$/, "$1").toLowerCase();
+    if (bare === listenHost.toLowerCase()) return true;
+    const wildcard = listenHost === "0.0.0.0" || listenHost === "::";
+    if (isLoopback(listenHost) || wildcard) {
+        if (bare === "localhost" || bare === "::1" || /^127\.\d+\.\d+\.\d+$/.test(bare)) return true;
+    }
+    // Listening on every address: any IP literal of this machine, never a name (a name is what DNS rebinding uses).
+    return wildcard && net.isIP(bare) !== 0;
+}
+
+/**
+ * Why a request must be refused before it reaches a handler, or undefined. A Host other than the address the
+ * farm listens on is a DNS-rebinding page reading the API through a name it controls; an Origin (or a
+ * Sec-Fetch-Site) from another site is a web page posting to 127.0.0.1 from the user's browser.
+ */
+function forbiddenRequest(request: http.IncomingMessage, listenHost: string, port: number): string | undefined {
+    const host = request.headers.host;
+    if (!host) return "the request has no Host header";
+    const match = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(host);
+    const hostPort = match?.[2] === undefined ? 80 : Number(match[2]);
+    if (!match || hostPort !== port || !acceptedHostName(match[1], listenHost))
+        return `Host ${host} is not this farm's address (${urlHost(listenHost)}:${port}); the local farm answers only requests made to it by address`;
+    const origin = request.headers.origin;
+    if (origin !== undefined && origin !== `http://${host}`)
+        return `cross-origin request from ${origin} refused: the local farm's API is not for web pages`;
+    const site = request.headers["sec-fetch-site"];
+    if (site !== undefined && site !== "same-origin" && site !== "none")
+        return `a ${site} request from a web page refused: the local farm's API is not for web pages`;
+    return undefined;
+}
+
 export async function startHttpApi(options: HttpApiOptions): Promise<HttpApi> {
+    let port = options.port;
     const server = http.createServer((request, response) => {
         const url = new URL(request.url ?? "/", "http://local");
+        const forbidden = forbiddenRequest(request, options.host, port);
+        if (forbidden) {
+            refuseBody(request, response);
+            sendJson(response, 403, errorBody(apiError(403, "forbidden", forbidden)));
+            return;
+        }
         const invoke = request.method === "POST" ? INVOKE_PATH.exec(url.pathname) : null;
         const handled = invoke
             ? invokeFunction(options, decodeURIComponent(invoke[1]), request, response)
@@ -293,6 +385,11 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApi> {
             else response.destroy();
         });
     });
+    // Answered by us, not by Node's automatic 100 Continue: a body that will be refused is then never sent.
+    server.on("checkContinue", (request, response) => {
+        awaitingContinue.add(request);
+        server.emit("request", request, response);
+    });
     await new Promise<void>((resolve, reject) => {
         server.once("error", reject);
         server.listen(options.port, options.host, () => {
@@ -306,7 +403,7 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApi> {
             );
         throw error;
     });
-    const { port } = server.address() as AddressInfo;
+    port = (server.address() as AddressInfo).port;
     let closed: Promise<void> | undefined;
     return {
         url: `http://${urlHost(options.host)}:${port}`,

@@ -6,7 +6,7 @@ import { SQSClient } from "@aws-sdk/client-sqs";
 import { createRendererHandler } from "../functions/renderer/consumer";
 import { RendererSettings } from "../functions/renderer/settings";
 import { TUNABLES } from "../functions/shared/farmSettings";
-import { RENDERER_CLIENT_RETRY } from "../functions/renderer/handler";
+import { RENDERER_CLIENT_RETRY, RENDERER_CLIENT_TIMEOUTS } from "../functions/renderer/handler";
 import { EmulatorCredentials, FarmResources } from "./emulator";
 import { SqsEventHandler } from "./eventSourcePoller";
 import { killProcessesWorkingIn } from "./processes";
@@ -58,9 +58,10 @@ export function localRendererSettings(options: LocalRendererSettingsOptions): Re
 
 export function createLocalRenderer(options: LocalRendererOptions): LocalRenderer {
     const { endpoint, region, credentials } = options;
-    // The same retry strategy as the renderer Lambda's clients.
-    const s3 = new S3Client({ endpoint, region, credentials, forcePathStyle: true, ...RENDERER_CLIENT_RETRY });
-    const sqs = new SQSClient({ endpoint, region, credentials, ...RENDERER_CLIENT_RETRY });
+    // The same retry strategy and timeouts as the renderer Lambda's clients.
+    const clientOptions = { endpoint, region, credentials, ...RENDERER_CLIENT_RETRY, ...RENDERER_CLIENT_TIMEOUTS };
+    const s3 = new S3Client({ ...clientOptions, forcePathStyle: true });
+    const sqs = new SQSClient(clientOptions);
     let abandoned = false;
     let beforeVisibilityChange: ((receiptHandle: string) => Promise<void>) | undefined;
     for (const client of [s3, sqs] as (S3Client | SQSClient)[]) {

@@ -9,6 +9,7 @@ import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
 import type { FarmOutputs } from "../functions/shared/contract";
 import { describeAwsError } from "../functions/shared/awsErrors";
 import { backoffSeconds } from "../functions/renderer/consumer";
+import { isLoopbackUrl } from "./addresses";
 import { emulatorClients } from "./emulator";
 import { findBlender, OUTPUTS_FILE } from "./farm";
 import { createLocalRenderer, LocalRenderer, localRendererSettings } from "./localRenderer";
@@ -105,6 +106,11 @@ export async function startRemoteWorkers(options: RemoteWorkerOptions = {}): Pro
     if (!outputs.awsEndpoint)
         throw new Error(
             `${outputsFile} names no awsEndpoint: workers run against a local farm; on AWS the renderer Lambda renders the frames`,
+        );
+    // A planted outputs.json must not make this machine render someone else's scenes for them.
+    if (!isLoopbackUrl(outputs.awsEndpoint))
+        throw new Error(
+            `${outputsFile} names an awsEndpoint that is not on this machine's loopback (${outputs.awsEndpoint}); workers serve only a local farm`,
         );
     const { s3, sqs } = emulatorClients(outputs.awsEndpoint, outputs.region, FARM_CREDENTIALS);
 

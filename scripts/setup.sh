@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs what the farm needs on this machine: npm packages, Blender and ffmpeg. Safe to run again.
+# Installs what the farm needs on this machine: npm packages, Blender and ffmpeg (and curl for the tests). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v blender >/dev/null 2>&1 || missing+=(blender)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+# tests/localFarm.test.ts sends oversized bodies with curl, as users do.
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${missing[*]} with apt-get (about a minute)"

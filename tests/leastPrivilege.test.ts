@@ -175,6 +175,13 @@ const TABLE: Row[] = [
     allow("renderer", "s3:GetObject", "scenes/shots/a/textures/wood.png"),
     allow("renderer", "s3:PutObject", `renders/renders/${JOB}/frame_0001.png`),
     allow("renderer", "s3:PutObject", `renders/jobs/${JOB}/frames/1.json`),
+    // A frame's multipart upload that failed is aborted (its parts are PutObject); only frames go up in parts.
+    allow("renderer", "s3:AbortMultipartUpload", `renders/renders/${JOB}/frame_0001.exr`),
+    deny("renderer", "s3:AbortMultipartUpload", `renders/jobs/${JOB}/job.json`),
+    deny("renderer", "s3:AbortMultipartUpload", "scenes/shots/a/scene.blend"),
+    // Under jobs/ the renderer writes its frame records, nothing else: the manifest is the job API's.
+    deny("renderer", "s3:PutObject", `renders/jobs/${JOB}/job.json`),
+    deny("renderer", "s3:PutObject", `renders/jobs/${JOB}/summary.json`),
     deny("renderer", "s3:DeleteObject", `renders/renders/${JOB}/frame_0001.png`),
     deny("renderer", "s3:DeleteObject", `renders/jobs/${JOB}/frames/1.json`),
     deny("renderer", "s3:DeleteObject", "scenes/shots/a/scene.blend"),
@@ -236,6 +243,8 @@ const TABLE: Row[] = [
     deny("jobApi", "s3:PutObject", "scenes/shots/a/scene.blend"),
     deny("jobApi", "s3:DeleteObject", "scenes/shots/a/scene.blend"),
     deny("jobApi", "s3:PutObject", `renders/renders/${JOB}/frame_0001.png`),
+    // No code of the job API reads frames: it reports them from their records.
+    deny("jobApi", "s3:GetObject", `renders/renders/${JOB}/frame_0001.png`),
     deny("jobApi", "s3:DeleteObject", `renders/renders/${JOB}/frame_0001.png`),
     deny("jobApi", "s3:PutObject", "renders/public/index.html"),
     deny("jobApi", "s3:PutBucketPolicy", "scenes bucket"),
@@ -401,6 +410,11 @@ const IAM_ACTION_OF: Record<string, string> = {
     GetObjectCommand: "s3:GetObject",
     HeadObjectCommand: "s3:GetObject",
     PutObjectCommand: "s3:PutObject",
+    // A multipart upload's requests are authorized as PutObject, its abort as AbortMultipartUpload.
+    CreateMultipartUploadCommand: "s3:PutObject",
+    UploadPartCommand: "s3:PutObject",
+    CompleteMultipartUploadCommand: "s3:PutObject",
+    AbortMultipartUploadCommand: "s3:AbortMultipartUpload",
     DeleteObjectCommand: "s3:DeleteObject",
     ListObjectsV2Command: "s3:ListBucket",
     SendMessageCommand: "sqs:SendMessage",
@@ -441,7 +455,10 @@ function recordCalls<T extends S3Client | SQSClient>(
     return client;
 }
 
-/** A stand-in for Blender: writes the output file (or fails like a camera-less scene) in milliseconds. */
+/**
+ * A stand-in for Blender: writes a 6 MiB output file (more than one upload part at the test's 5 MiB, so the frame goes
+ * up as a multipart upload) or fails like a camera-less scene, in milliseconds.
+ */
 function fakeBlender(dir: string, outcome: "renders" | "fails"): string {
     const file = path.join(dir, `blender-that-${outcome}`);
     const body =
@@ -449,7 +466,7 @@ function fakeBlender(dir: string, outcome: "renders" | "fails"): string {
             ? [
                   'out=""; prev=""',
                   'for a in "$@"; do [ "$prev" = "--output" ] && out="$a"; prev="$a"; done',
-                  'printf "not really a png" > "$out"',
+                  'head -c 6291456 /dev/zero > "$out"',
                   'echo \'RENDER_FRAME_RESULT {"ok": true, "renderSeconds": 0.01, "engine": "CYCLES", "missingFiles": []}\'',
               ]
             : ['echo \'RENDER_FRAME_RESULT {"ok": false, "code": "no_camera", "message": "no camera"}\'', "exit 3"];
@@ -523,6 +540,7 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
         const rendererDeps = (blenderPath: string) => ({
             s3: rendererClients.s3,
             sqs: rendererClients.sqs,
+            frameUpload: { partBytes: 5 * 1024 * 1024, partsInFlight: 2 },
             settings: {
                 ...settings,
                 maxReceiveCount: 1,
@@ -629,6 +647,11 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
             if (decision !== "Allowed") refused.push(`${line} (${call.command}): ${decision}`);
         }
         const actions = new Set([...checked].map((line) => line.split(" ").slice(0, 2).join(" ")));
+        for (const command of ["CreateMultipartUploadCommand", "UploadPartCommand", "CompleteMultipartUploadCommand"])
+            assert.ok(
+                calls.some((call) => call.role === "renderer" && call.command === command),
+                `the renderer's frame went up in parts (${command})`,
+            );
         for (const expected of [
             "jobApi s3:ListBucket",
             "jobApi s3:GetObject",

@@ -2,11 +2,13 @@
 // configured from outputs.json, HTTP for the job API and the Lambda invoke path), with real Blender.
 // Then crashes: SIGKILL mid-job, SIGTERM mid-frame, frames lost while it was down.
 import * as assert from "assert";
+import { execFile } from "child_process";
 import * as fs from "fs";
+import * as http from "http";
 import * as os from "os";
 import * as path from "path";
-import { GetObjectCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
-import { DeleteMessageCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
+import { DeleteObjectCommand, GetObjectCommand } from "@aws-sdk/client-s3";
+import { DeleteMessageCommand, ReceiveMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { FarmOutputs, JobStatus } from "../functions/shared/contract";
 import { startEmulator } from "../local/emulator";
 import { processesWorkingIn } from "../local/processes";
@@ -76,6 +78,32 @@ function listeners(port: number): string[] {
         }
     }
     return found;
+}
+
+/** One HTTP request with the headers given (fetch refuses to set Host): its status and body. */
+function rawRequest(
+    base: string,
+    request: { method: string; path: string; headers: Record<string, string>; body?: string },
+): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+        const url = new URL(request.path, base);
+        const outgoing = http.request(
+            {
+                host: url.hostname,
+                port: url.port,
+                method: request.method,
+                path: url.pathname,
+                headers: request.headers,
+            },
+            (response) => {
+                let body = "";
+                response.on("data", (chunk) => (body += chunk));
+                response.on("end", () => resolve({ status: response.statusCode ?? 0, body }));
+            },
+        );
+        outgoing.on("error", reject);
+        outgoing.end(request.body);
+    });
 }
 
 describe("render-farm serve (the local farm, over the wire)", function () {
@@ -157,26 +185,155 @@ describe("render-farm serve (the local farm, over the wire)", function () {
             assert.deepStrictEqual(invalid.body.error.missing, ["missing/scene.blend"]);
         });
 
-        it("renders one frame posted as an SQS event to the Lambda invoke path", async function () {
-            await uploadScene(outputs, "shots/invoke/scene.blend", "1-4");
-            const s3 = s3Of(outputs);
-            const head = await s3.send(
-                new HeadObjectCommand({ Bucket: outputs.scenesBucket, Key: "shots/invoke/scene.blend" }),
+        it("answers an oversized body 413 and never resets the connection: 5 MB with curl (with and without Expect: 100-continue) and Node's client", async function () {
+            const body = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "local-farm-413-")), "body.json");
+            fs.writeFileSync(body, `{"padding":"${"x".repeat(5 * 1024 * 1024)}"}`);
+            const curl = (args: string[]) =>
+                new Promise<string>((resolve) =>
+                    execFile(
+                        "curl",
+                        ["-sS", "-o", "-", "-w", "\n%{http_code}", ...args, "--data-binary", `@${body}`],
+                        { maxBuffer: 1024 * 1024 },
+                        (error, stdout, stderr) =>
+                            resolve(
+                                `exit ${error ? (error as { code?: number }).code : 0} ${stdout.split("\n").pop()} ${stderr.trim()}`.trim(),
+                            ),
+                    ),
+                );
+            const outcomes: string[] = [];
+            // curl sends Expect: 100-continue for bodies over 1 MB; -H "Expect:" sends the body at once.
+            for (let attempt = 0; attempt < 30; attempt++) outcomes.push(await curl([`${outputs.apiUrl}/jobs`]));
+            for (let attempt = 0; attempt < 10; attempt++)
+                outcomes.push(await curl(["-H", "Expect:", `${outputs.apiUrl}/jobs`]));
+            // The invoke path's limit is Lambda's 6 MB: 8 MB is refused there.
+            fs.appendFileSync(body, "x".repeat(3 * 1024 * 1024));
+            for (let attempt = 0; attempt < 10; attempt++)
+                outcomes.push(await curl([`${outputs.apiUrl}/2015-03-31/functions/function/invocations`]));
+            const failed = outcomes.filter((outcome) => outcome !== "exit 0 413");
+            assert.deepStrictEqual(failed, [], `${failed.length} of ${outcomes.length} curl runs did not get the 413`);
+
+            for (const chunked of [false, true]) {
+                for (let attempt = 0; attempt < 5; attempt++) {
+                    const reply = await new Promise<string>((resolve) => {
+                        const url = new URL("/jobs", outputs.apiUrl);
+                        const request = http.request(
+                            {
+                                host: url.hostname,
+                                port: url.port,
+                                method: "POST",
+                                path: url.pathname,
+                                headers: chunked ? {} : { "content-length": String(5 * 1024 * 1024) },
+                            },
+                            (response) => {
+                                let text = "";
+                                response.on("data", (chunk) => (text += chunk));
+                                response.on("end", () =>
+                                    resolve(`${response.statusCode} ${JSON.parse(text).error.code}`),
+                                );
+                            },
+                        );
+                        request.on("error", (error: NodeJS.ErrnoException) => resolve(`error ${error.code}`));
+                        request.end(Buffer.alloc(5 * 1024 * 1024, "x"));
+                    });
+                    assert.strictEqual(reply, "413 body_too_large", `chunked ${chunked}, attempt ${attempt + 1}`);
+                }
+            }
+            // And the farm still answers.
+            const after = await api(outputs, "GET", "/jobs/after-the-413s");
+            assert.deepStrictEqual([after.status, after.body.error.code], [404, "job_not_found"]);
+        });
+
+        it("refuses requests made to another Host (DNS rebinding) and cross-origin requests (a web page), before any handler runs", async function () {
+            const { port } = new URL(outputs.apiUrl);
+            const body = JSON.stringify({ scene: "shots/wire/scene.blend", frames: "1", jobId: "from-a-page" });
+            const refused: { method: string; path: string; headers: Record<string, string>; body?: string }[] = [
+                { method: "GET", path: "/jobs/wire", headers: { host: `attacker.example:${port}` } },
+                { method: "GET", path: "/jobs/wire", headers: { host: `127.0.0.1:${Number(port) + 1}` } },
+                {
+                    method: "POST",
+                    path: "/jobs",
+                    headers: { "content-type": "text/plain", origin: "http://attacker.example" },
+                    body,
+                },
+                { method: "POST", path: "/jobs", headers: { origin: "null" }, body },
+                { method: "POST", path: "/jobs", headers: { "sec-fetch-site": "cross-site" }, body },
+                {
+                    method: "POST",
+                    path: "/2015-03-31/functions/function/invocations",
+                    headers: { origin: "http://attacker.example" },
+                    body: "{}",
+                },
+            ];
+            for (const request of refused) {
+                const reply = await rawRequest(outputs.apiUrl, request);
+                assert.strictEqual(reply.status, 403, `${JSON.stringify(request.headers)}: ${reply.body}`);
+                assert.strictEqual(JSON.parse(reply.body).error.code, "forbidden");
+            }
+            assert.strictEqual((await api(outputs, "GET", "/jobs/from-a-page")).status, 404, "no job was created");
+            // Its own address, by name or number, and a same-origin page are answered.
+            for (const headers of [
+                { host: `localhost:${port}` } as Record<string, string>,
+                { host: `127.0.0.1:${port}`, origin: `http://127.0.0.1:${port}`, "sec-fetch-site": "same-origin" },
+            ]) {
+                const reply = await rawRequest(outputs.apiUrl, { method: "GET", path: "/jobs/wire", headers });
+                assert.strictEqual(reply.status, 200, `${JSON.stringify(headers)}: ${reply.body}`);
+            }
+        });
+
+        it("refuses a second farm on the same data dir", async function () {
+            await assert.rejects(
+                startServe(["--port", "0", "--workers", "1", "--data-dir", dataDir], 30_000),
+                /in use by another local farm \(process \d+/,
             );
-            const message = {
-                v: 1,
-                jobId: "invoked",
-                frame: 2,
-                scene: "shots/invoke/scene.blend",
-                sceneEtag: head.ETag,
-                assets: [],
-                settings: { format: "PNG" },
-                output: { bucket: outputs.rendersBucket, key: "renders/invoked/frame_0002.png" },
-            };
-            const record = (id: string, body: unknown) => ({
+        });
+    });
+
+    describe("the Lambda invoke path", function () {
+        let serve: ServeProcess;
+        let outputs: FarmOutputs;
+
+        before(async function () {
+            // No workers: the frames stay queued, for the test to invoke by hand.
+            serve = await startServe(["--port", "0", "--workers", "0", "--data-dir", newDataDir()]);
+            outputs = serve.outputs;
+        });
+
+        after(async function () {
+            await stopServe(serve);
+        });
+
+        it("renders a frame the job API queued, posted as an SQS event; refuses forged messages and frames already done", async function () {
+            await uploadScene(outputs, "shots/invoke/scene.blend", "1-4");
+            await uploadScene(outputs, "shots/invoke-gone/scene.blend", "1-4");
+            for (const [jobId, scene, frames] of [
+                ["invoked", "shots/invoke/scene.blend", "2-3"],
+                ["invoked-gone", "shots/invoke-gone/scene.blend", "1"],
+            ]) {
+                const submitted = await api(outputs, "POST", "/jobs", { scene, frames, jobId });
+                assert.strictEqual(submitted.status, 202, JSON.stringify(submitted.body));
+            }
+            // The messages exactly as the job API queued them, by "<jobId>/<frame>".
+            const sqs = new SQSClient({
+                endpoint: outputs.awsEndpoint,
+                region: outputs.region,
+                credentials: { accessKeyId: "test", secretAccessKey: "test" },
+            });
+            const queued = new Map<string, string>();
+            await waitFor("the three queued frames", 30_000, async () => {
+                const received = await sqs.send(
+                    new ReceiveMessageCommand({ QueueUrl: outputs.frameQueueUrl, MaxNumberOfMessages: 10 }),
+                );
+                for (const message of received.Messages ?? []) {
+                    const body = JSON.parse(message.Body!);
+                    queued.set(`${body.jobId}/${body.frame}`, message.Body!);
+                }
+                return queued.size === 3 ? true : undefined;
+            });
+            sqs.destroy();
+            const record = (id: string, body: string) => ({
                 messageId: id,
                 receiptHandle: `not-from-a-queue-${id}`,
-                body: JSON.stringify(body),
+                body,
                 attributes: {
                     ApproximateReceiveCount: "1",
                     SentTimestamp: String(Date.now()),
@@ -191,41 +348,64 @@ describe("render-farm serve (the local farm, over the wire)", function () {
             });
             const invoke = (event: string) =>
                 fetch(`${outputs.apiUrl}/2015-03-31/functions/function/invocations`, { method: "POST", body: event });
+            const event = (...records: ReturnType<typeof record>[]) => JSON.stringify({ Records: records });
+            const frame2 = JSON.parse(queued.get("invoked/2")!);
 
-            const ok = await invoke(JSON.stringify({ Records: [record("good", message)] }));
+            // Forged: another output key, another scene, a job that does not exist, a frame outside the job.
+            const forgeries: [unknown, RegExp][] = [
+                [{ ...frame2, output: { ...frame2.output, key: "renders/elsewhere/frame.png" } }, /is not under/],
+                [
+                    { ...frame2, output: { ...frame2.output, key: "renders/invoked/frame_0003.png" } },
+                    /differs .* in output/,
+                ],
+                [{ ...frame2, scene: "shots/other/scene.blend" }, /differs .* in scene/],
+                [
+                    {
+                        ...frame2,
+                        jobId: "no-such-job",
+                        output: { ...frame2.output, key: "renders/no-such-job/frame_0002.png" },
+                    },
+                    /no job no-such-job/,
+                ],
+                [{ ...frame2, frame: 1 }, /frame 1 is not a frame of job invoked/],
+            ];
+            for (const [forged, reason] of forgeries) {
+                const reply = await invoke(event(record("forged", JSON.stringify(forged))));
+                const said = (await reply.json()) as { message: string };
+                assert.strictEqual(reply.status, 403, JSON.stringify(said));
+                assert.strictEqual(reply.headers.get("x-amzn-errortype"), "AccessDeniedException");
+                assert.match(said.message, reason);
+            }
+            assert.deepStrictEqual(await listKeys(outputs, "jobs/invoked/frames/"), [], "no record was written");
+
+            const ok = await invoke(event(record("good", queued.get("invoked/2")!)));
             assert.strictEqual(ok.status, 200);
             assert.deepStrictEqual(await ok.json(), { batchItemFailures: [] });
+            const s3 = s3Of(outputs);
             const object = await s3.send(
-                new GetObjectCommand({ Bucket: outputs.rendersBucket, Key: "renders/invoked/frame_0002.png" }),
+                new GetObjectCommand({ Bucket: outputs.rendersBucket, Key: frame2.output.key }),
             );
             const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "local-farm-invoke-")), "frame.png");
             fs.writeFileSync(file, await object.Body!.transformToByteArray());
             assert.deepStrictEqual([decodePng(file).width, decodePng(file).height], [WIDTH, HEIGHT]);
 
-            const missing = await invoke(
-                JSON.stringify({
-                    Records: [
-                        record("bad", {
-                            ...message,
-                            frame: 3,
-                            scene: "shots/none/scene.blend",
-                            output: { ...message.output, key: "renders/invoked/frame_0003.png" },
-                        }),
-                    ],
-                }),
+            const again = await invoke(event(record("again", queued.get("invoked/2")!)));
+            assert.strictEqual(again.status, 403);
+            assert.match(
+                ((await again.json()) as { message: string }).message,
+                /frame 2 of job invoked is already done/,
             );
+
+            // A genuine message whose scene has gone since: the renderer runs and reports the frame's failure.
+            await s3.send(
+                new DeleteObjectCommand({ Bucket: outputs.scenesBucket, Key: "shots/invoke-gone/scene.blend" }),
+            );
+            const missing = await invoke(event(record("bad", queued.get("invoked-gone/1")!)));
             assert.deepStrictEqual(await missing.json(), { batchItemFailures: [{ itemIdentifier: "bad" }] });
             const notJson = await invoke("{not json");
             assert.strictEqual(notJson.status, 400);
             assert.strictEqual(notJson.headers.get("x-amzn-errortype"), "InvalidRequestContentException");
             s3.destroy();
-        });
-
-        it("refuses a second farm on the same data dir", async function () {
-            await assert.rejects(
-                startServe(["--port", "0", "--workers", "1", "--data-dir", dataDir], 30_000),
-                /in use by another local farm \(process \d+/,
-            );
         });
     });
 

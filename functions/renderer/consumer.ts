@@ -2,10 +2,11 @@
 // run Blender, upload the frame and its record; on failure record why, back off briefly and report it.
 import * as fs from "fs";
 import * as path from "path";
-import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { S3Client } from "@aws-sdk/client-s3";
 import { ChangeMessageVisibilityCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { runBlender } from "./blender";
+import { FRAME_UPLOAD_TUNING, FrameUploadTuning, uploadFrameFile } from "./frameUpload";
 import { RendererSettings } from "./settings";
 import { FrameMessage, FrameRecord, Format, lambdaCostUsd, parseFrameMessage } from "../shared/contract";
 import { isFarmError } from "../shared/errors";
@@ -16,6 +17,8 @@ export interface RendererDeps {
     s3: S3Client;
     sqs: SQSClient;
     settings: RendererSettings;
+    /** How frames are streamed to S3; FRAME_UPLOAD_TUNING unless given. */
+    frameUpload?: FrameUploadTuning;
 }
 
 /** Time kept back from Blender's deadline to upload the frame and write the record before Lambda's timeout. */
@@ -102,13 +105,15 @@ export async function renderFrame(
                 logTail: result.logTail,
             };
         } else if (result.ok) {
-            await s3.send(
-                new PutObjectCommand({
-                    Bucket: message.output.bucket,
-                    Key: message.output.key,
-                    Body: fs.readFileSync(outputPath),
-                    ContentType: CONTENT_TYPES[message.settings.format],
-                }),
+            await uploadFrameFile(
+                s3,
+                outputPath,
+                {
+                    bucket: message.output.bucket,
+                    key: message.output.key,
+                    contentType: CONTENT_TYPES[message.settings.format],
+                },
+                deps.frameUpload ?? FRAME_UPLOAD_TUNING,
             );
             outcome = {
                 status: "done",

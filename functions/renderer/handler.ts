@@ -14,13 +14,23 @@ import { rendererSettingsFromEnvironment } from "./settings";
  */
 export const RENDERER_CLIENT_RETRY = { maxAttempts: 8, retryMode: "standard" } as const;
 
+/**
+ * Without these a hung connection (no reply, no byte either way) holds the frame until its deadline. An attempt
+ * whose connection is not up in 5 s, or that moves no byte for 20 s, fails with a TimeoutError, which the retry
+ * above counts as transient. An idle limit, not a total one: a multi-GB scene download or a slow part that keeps
+ * moving is never cut, and S3 keeps a long CompleteMultipartUpload's connection busy with whitespace.
+ */
+export const RENDERER_CLIENT_TIMEOUTS = {
+    requestHandler: { connectionTimeout: 5_000, socketTimeout: 20_000 },
+} as const;
+
 let renderer: ReturnType<typeof createRendererHandler> | undefined;
 
 /** Built on the first invocation, so a missing environment variable is reported by name, not as an import crash. */
 export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
     renderer ??= createRendererHandler({
-        s3: new S3Client({ ...RENDERER_CLIENT_RETRY }),
-        sqs: new SQSClient({ ...RENDERER_CLIENT_RETRY }),
+        s3: new S3Client({ ...RENDERER_CLIENT_RETRY, ...RENDERER_CLIENT_TIMEOUTS }),
+        sqs: new SQSClient({ ...RENDERER_CLIENT_RETRY, ...RENDERER_CLIENT_TIMEOUTS }),
         settings: rendererSettingsFromEnvironment(process.env),
     });
     return renderer(event, context);

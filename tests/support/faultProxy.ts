@@ -1,17 +1,29 @@
 // An HTTP proxy in front of the S3/SQS emulator that breaks chosen requests the ways a network and S3 do:
 // a 503 reply (S3's SlowDown), a connection reset before any reply, a request body cut half-way (the upload
-// dies mid-transfer: the emulator receives half an object), a response body cut half-way (the download dies).
+// dies mid-transfer: the emulator receives half an object), a response body cut half-way (the download dies),
+// a hung connection (the request is read and never answered).
 // Every request is logged with what was done to it.
 import * as http from "http";
 import { AddressInfo } from "net";
 
-export type FaultKind = "slow-down" | "reset" | "cut-request" | "cut-response";
+export type FaultKind = "slow-down" | "reset" | "cut-request" | "cut-response" | "hang";
 
 export interface ProxiedRequest {
     at: number;
     method: string;
     /** S3 operations by method and path (path-style); everything else (SQS's POST /) is "other". */
-    operation: "GetObject" | "PutObject" | "HeadObject" | "other-s3" | "other";
+    operation:
+        | "GetObject"
+        | "PutObject"
+        | "HeadObject"
+        | "CreateMultipartUpload"
+        | "UploadPart"
+        | "CompleteMultipartUpload"
+        | "AbortMultipartUpload"
+        | "other-s3"
+        | "other";
+    /** Bytes of the request body that reached the proxy (counted when the body ends). */
+    bodyBytes?: number;
     bucket?: string;
     key?: string;
     fault?: FaultKind;
@@ -36,10 +48,15 @@ function describe(method: string, url: string, headers: http.IncomingHttpHeaders
     const key = rest.length > 0 ? decodeURIComponent(rest.join("/")) : undefined;
     // GetObject/PutObject carry no sub-resource in the query (the SDK adds x-id=GetObject / x-id=PutObject).
     const plain = [...parsed.searchParams.keys()].every((name) => name === "x-id");
+    const query = parsed.searchParams;
     let operation: ProxiedRequest["operation"] = "other-s3";
     if (key && plain && method === "GET") operation = "GetObject";
     else if (key && plain && method === "PUT") operation = "PutObject";
     else if (key && method === "HEAD") operation = "HeadObject";
+    else if (key && method === "POST" && query.has("uploads")) operation = "CreateMultipartUpload";
+    else if (key && method === "PUT" && query.has("partNumber") && query.has("uploadId")) operation = "UploadPart";
+    else if (key && method === "POST" && query.has("uploadId")) operation = "CompleteMultipartUpload";
+    else if (key && method === "DELETE" && query.has("uploadId")) operation = "AbortMultipartUpload";
     return { method, operation, bucket: bucket || undefined, key };
 }
 
@@ -59,7 +76,19 @@ export function startFaultProxy(upstream: string): Promise<FaultProxy> {
         };
         entry.fault = rule?.(entry);
         requests.push(entry);
+        let bodyBytes = 0;
+        request.on("data", (chunk: Buffer) => {
+            bodyBytes += chunk.length;
+        });
+        request.on("end", () => {
+            entry.bodyBytes = bodyBytes;
+        });
 
+        if (entry.fault === "hang") {
+            // Read the request, never answer: the client sees a live connection that goes silent.
+            request.resume();
+            return;
+        }
         if (entry.fault === "reset") {
             request.socket.destroy();
             return;
