@@ -1,6 +1,7 @@
 // The renderer: a container Lambda running Blender, fed one frame at a time by the frame queue.
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import type { Engine } from "../functions/shared/contract";
 import { lambdaRole, readScenesStatements, writeLogsStatement } from "./iam";
 
 export interface RendererArgs {
@@ -11,6 +12,9 @@ export interface RendererArgs {
     maxConcurrency: number;
     maxReceiveCount: number;
     failureBackoffSeconds: number;
+    /** The job API's limits, enforced again by Blender on what each frame actually renders. */
+    maxResolution: number;
+    allowedEngines: Engine[];
     logRetentionDays: number;
     scenesBucket: aws.s3.Bucket;
     rendersBucket: aws.s3.Bucket;
@@ -82,6 +86,8 @@ export class Renderer extends pulumi.ComponentResource {
                         FRAME_QUEUE_URL: args.frameQueue.url,
                         MAX_RECEIVE_COUNT: String(args.maxReceiveCount),
                         FAILURE_BACKOFF_SECONDS: String(args.failureBackoffSeconds),
+                        MAX_RESOLUTION: String(args.maxResolution),
+                        ALLOWED_ENGINES: args.allowedEngines.join(","),
                     },
                 },
             },

@@ -3,7 +3,7 @@
 import * as os from "os";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
-import { createRendererHandler, RendererSettings } from "../functions/renderer/consumer";
+import { createRendererHandler, DEFAULT_RENDER_LIMITS, RendererSettings } from "../functions/renderer/consumer";
 import { RENDERER_CLIENT_RETRY } from "../functions/renderer/handler";
 import { EmulatorCredentials, FarmResources } from "./emulator";
 import { SqsEventHandler } from "./eventSourcePoller";
@@ -53,6 +53,8 @@ export function localRendererSettings(options: LocalRendererSettingsOptions): Re
         workDir: options.workDir,
         threads: Math.max(1, Math.floor(os.cpus().length / Math.max(1, options.workers))),
         defaultTimeoutMs: FRAME_TIMEOUT_SECONDS * 1000,
+        // The local job API's limits (local/farm.ts): every engine, the default resolution limit.
+        limits: DEFAULT_RENDER_LIMITS,
     };
 }
 

@@ -5,6 +5,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { BlenderResult, LOG_TAIL_BYTES, runBlender, RunBlenderOptions } from "../functions/renderer/blender";
+import { DEFAULT_RENDER_LIMITS } from "../functions/renderer/consumer";
 import { FORMAT_EXTENSIONS, Format, RenderSettings } from "../functions/shared/contract";
 import {
     BLENDER,
@@ -43,7 +44,9 @@ describe("runBlender with the real Blender", function () {
             frame,
             outputPath: path.join(work, name),
             settings,
+            limits: DEFAULT_RENDER_LIMITS,
             threads: 2,
+            tempDir: path.join(work, "blender-temp"),
             deadlineMs: Date.now() + 120_000,
             ...extra,
         });

@@ -15,7 +15,7 @@ import {
     frameOutputKey,
     frameRecordKey,
 } from "../functions/shared/contract";
-import { createRendererHandler } from "../functions/renderer/consumer";
+import { createRendererHandler, DEFAULT_RENDER_LIMITS } from "../functions/renderer/consumer";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
 import { startLocalFarm } from "../local/farm";
@@ -102,6 +102,7 @@ describe("hostile scenes: code that comes with a .blend never runs on the farm",
                 workDir: fs.mkdtempSync(path.join(work, `renderer-${jobId}-`)),
                 threads: 1,
                 defaultTimeoutMs: 120_000,
+                limits: DEFAULT_RENDER_LIMITS,
             },
         });
         const outcomes: string[] = [];

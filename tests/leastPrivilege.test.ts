@@ -9,7 +9,7 @@ import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, PurgeQueueCommand, SQSClient } from "@aws-sdk/client-sqs";
 import { runSimulation } from "@cloud-copilot/iam-simulate";
 import { createJobApiHandler, HttpApiEvent } from "../functions/jobApi/handler";
-import { createRendererHandler } from "../functions/renderer/consumer";
+import { createRendererHandler, DEFAULT_RENDER_LIMITS } from "../functions/renderer/consumer";
 import { createFarmResources, emulatorClients, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
 import { ProgramRun, runProgram } from "./support/pulumiProgram";
@@ -532,6 +532,7 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
                 workDir: path.join(work, "renderer"),
                 threads: 1,
                 defaultTimeoutMs: 60_000,
+                limits: DEFAULT_RENDER_LIMITS,
             },
         });
         recordCalls(rendererClients.s3, "renderer", calls);

@@ -15,7 +15,7 @@ import {
 import { Engine, FrameMessage, JobManifest, manifestKey } from "../functions/shared/contract";
 import { JobApiDeps } from "../functions/jobApi/settings";
 import { submitJob } from "../functions/jobApi/submit";
-import { createRendererHandler, RendererSettings } from "../functions/renderer/consumer";
+import { createRendererHandler, RendererSettings, DEFAULT_RENDER_LIMITS } from "../functions/renderer/consumer";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
 import { blendFixtures } from "./support/blendFixtures";
@@ -78,6 +78,7 @@ describe("scene preflight: the job API reads every scene before queueing", funct
             workDir: fs.mkdtempSync(path.join(os.tmpdir(), "preflight-renderer-")),
             threads: os.cpus().length,
             defaultTimeoutMs: 300_000,
+            limits: DEFAULT_RENDER_LIMITS,
         };
         renderer = createRendererHandler({ s3: emulator.s3, sqs: emulator.sqs, settings: rendererSettings });
     });

@@ -9,7 +9,7 @@ import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } fr
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { ENGINES, FrameRecord, frameOutputKey, frameRecordKey, legacyJobId } from "../functions/shared/contract";
 import { createJobApiHandler } from "../functions/jobApi/handler";
-import { createRendererHandler, RendererSettings } from "../functions/renderer/consumer";
+import { createRendererHandler, RendererSettings, DEFAULT_RENDER_LIMITS } from "../functions/renderer/consumer";
 import { Emulator, FarmResources, createFarmResources, emulatorClients, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
 import { comparePngs, decodePng, makeScene, renderDirect, CUBE_2016_SCENE } from "./support/scenes";
@@ -78,6 +78,7 @@ describe("the render path: job API → SQS → renderer → S3, with Blender", f
             workDir: fs.mkdtempSync(path.join(os.tmpdir(), "renderer-work-")),
             threads: os.cpus().length,
             defaultTimeoutMs: 300_000,
+            limits: DEFAULT_RENDER_LIMITS,
         };
         renderer = createRendererHandler({ s3: rendererS3, sqs: emulator.sqs, settings: rendererSettings });
     });

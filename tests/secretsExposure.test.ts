@@ -18,7 +18,7 @@ import { GetQueueAttributesCommand, SendMessageCommand, SQSClient } from "@aws-s
 import { JOB_API_ROUTES } from "../components/jobApi";
 import { createJobApiHandler, HttpApiResult } from "../functions/jobApi/handler";
 import { JobApiSettings } from "../functions/jobApi/settings";
-import { createRendererHandler, RendererSettings } from "../functions/renderer/consumer";
+import { createRendererHandler, RendererSettings, DEFAULT_RENDER_LIMITS } from "../functions/renderer/consumer";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
 import { runProgram, stackConfig } from "./support/pulumiProgram";
@@ -229,6 +229,7 @@ describe("no credentials or signatures in replies, records, messages, log tails 
             workDir: fs.mkdtempSync(path.join(work, "renderer-")),
             threads: 1,
             defaultTimeoutMs: 120_000,
+            limits: DEFAULT_RENDER_LIMITS,
             ...overrides,
         });
         // A "Blender" that prints its whole environment and fails: the log tail shows what the renderer hands it.

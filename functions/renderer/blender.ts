@@ -4,7 +4,7 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { RenderSettings } from "../shared/contract";
+import { Engine, RenderSettings } from "../shared/contract";
 
 export const RESULT_PREFIX = "RENDER_FRAME_RESULT ";
 /** How much of Blender's combined stdout+stderr a result keeps. */
@@ -18,6 +18,15 @@ const SECRET_VARIABLE = /^AWS_|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|API_KEY|A
 const AWS_KEY_ID = /\b(?:AKIA|ASIA)[A-Z0-9]{16}\b/g;
 const UNREADABLE_SCENE = /File format is not supported|Failed to read blend file|Cannot read file|Unable to open/;
 
+/** The farm's bounds on what a frame may render, enforced by render_frame.py on what Blender actually renders. */
+export interface RenderLimits {
+    allowedEngines: Engine[];
+    /** Most output pixels per side, after the resolution percentage. */
+    maxResolution: number;
+    /** Most samples per pixel (Cycles, EEVEE; every view layer). */
+    maxSamples: number;
+}
+
 export interface RunBlenderOptions {
     /** Default: $BLENDER_PATH, else `blender` on the PATH. */
     blenderPath?: string;
@@ -28,7 +37,10 @@ export interface RunBlenderOptions {
     /** Exactly where the image is written. */
     outputPath: string;
     settings: RenderSettings;
+    limits: RenderLimits;
     threads: number;
+    /** Blender's temp dir (tile buffers, caches): created empty before Blender starts and removed after it ends. */
+    tempDir: string;
     /** Absolute time (Date.now() based) at which Blender is killed. */
     deadlineMs: number;
 }
@@ -92,6 +104,15 @@ export function blenderArgs(options: RunBlenderOptions): string[] {
     if (resolution.x !== undefined) args.push("--resolution-x", String(resolution.x));
     if (resolution.y !== undefined) args.push("--resolution-y", String(resolution.y));
     if (resolution.percentage !== undefined) args.push("--percentage", String(resolution.percentage));
+    const { limits } = options;
+    args.push(
+        "--allowed-engines",
+        limits.allowedEngines.join(","),
+        "--max-resolution",
+        String(limits.maxResolution),
+        "--max-samples",
+        String(limits.maxSamples),
+    );
     return args;
 }
 
@@ -121,7 +142,10 @@ export async function runBlender(options: RunBlenderOptions): Promise<BlenderRes
     fs.rmSync(outputPath, { force: true });
 
     const blenderPath = options.blenderPath ?? process.env.BLENDER_PATH ?? "blender";
-    const env = blenderEnvironment(process.env);
+    const tempDir = path.resolve(options.tempDir);
+    fs.rmSync(tempDir, { recursive: true, force: true });
+    fs.mkdirSync(tempDir, { recursive: true });
+    const env = blenderEnvironment(process.env, tempDir);
     const redact = redactor(process.env);
     const log = new LogScanner(redact);
     const started = Date.now();
@@ -156,6 +180,8 @@ export async function runBlender(options: RunBlenderOptions): Promise<BlenderRes
         child.on("close", (exitCode, signal) => settle({ exitCode, signal }));
     });
     log.end();
+    // A Blender killed mid-frame leaves its tile buffers (about 1 GB per pass at 8K) behind.
+    fs.rmSync(tempDir, { recursive: true, force: true });
 
     const wallMs = Date.now() - started;
     const script = log.result;
@@ -226,6 +252,7 @@ function optionsProblem(options: RunBlenderOptions): string | undefined {
         return `deadlineMs must be a time in milliseconds, got ${options.deadlineMs}`;
     if (!options.scenePath) return "scenePath is empty";
     if (!options.outputPath) return "outputPath is empty";
+    if (!options.tempDir) return "tempDir is empty";
     return undefined;
 }
 
@@ -237,13 +264,19 @@ function fileSize(file: string): number | undefined {
     }
 }
 
-/** The parent's environment without credentials, with a writable HOME (Blender writes its config there). */
-export function blenderEnvironment(parent: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+/**
+ * The parent's environment without credentials, with a writable HOME (Blender writes its config there) and
+ * `tempDir` as every temp dir variable Blender reads (TMP first, then TMPDIR; TEMP on Windows).
+ */
+export function blenderEnvironment(parent: NodeJS.ProcessEnv, tempDir: string): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = {};
     for (const [name, value] of Object.entries(parent)) {
         if (!SECRET_VARIABLE.test(name)) env[name] = value;
     }
     if (!env.HOME) env.HOME = os.tmpdir();
+    env.TMP = tempDir;
+    env.TMPDIR = tempDir;
+    env.TEMP = tempDir;
     return env;
 }
 

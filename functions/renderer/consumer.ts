@@ -6,13 +6,16 @@ import * as path from "path";
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { ChangeMessageVisibilityCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
-import { runBlender } from "./blender";
+import { RenderLimits, runBlender } from "./blender";
 import {
+    Engine,
+    ENGINES,
     FrameMessage,
     FrameRecord,
     Format,
     frameRecordKey,
     lambdaCostUsd,
+    MAX_SAMPLES,
     parseFrameMessage,
 } from "../shared/contract";
 import { readFrameRecord } from "../shared/ledger";
@@ -29,6 +32,8 @@ export interface RendererSettings {
     blenderPath: string;
     workDir: string;
     threads: number;
+    /** What a frame may render, whatever the scene or the message says (the job API's limits, checked again in Blender). */
+    limits: RenderLimits;
     /** Used when no Lambda context says how long is left (the local farm). */
     defaultTimeoutMs: number;
 }
@@ -42,6 +47,12 @@ export interface RendererDeps {
 /** Time kept back from Blender's deadline to upload the frame and write the record before Lambda's timeout. */
 const REPORTING_RESERVE_MS = 20_000;
 const MAX_BACKOFF_SECONDS = 300;
+/** A renderer's limits when its environment sets none: every engine, the job API's default resolution limit, the contract's samples limit. */
+export const DEFAULT_RENDER_LIMITS: RenderLimits = {
+    allowedEngines: [...ENGINES],
+    maxResolution: 16384,
+    maxSamples: MAX_SAMPLES,
+};
 const CONTENT_TYPES: Record<Format, string> = {
     PNG: "image/png",
     JPEG: "image/jpeg",
@@ -62,6 +73,22 @@ function numberVariable(env: NodeJS.ProcessEnv, name: string, fallback: number):
     return value;
 }
 
+/** ALLOWED_ENGINES, as the job API reads it: a comma-separated list, every engine when unset. */
+function enginesVariable(env: NodeJS.ProcessEnv, name: string): Engine[] {
+    const raw = env[name];
+    if (raw === undefined || raw.trim() === "") return [...ENGINES];
+    const names = raw
+        .split(",")
+        .map((engine) => engine.trim().toUpperCase())
+        .filter((engine) => engine !== "");
+    const unknown = names.filter((engine) => !(ENGINES as readonly string[]).includes(engine));
+    if (names.length === 0 || unknown.length > 0)
+        throw new Error(
+            `the renderer's environment variable ${name} must list engines out of ${ENGINES.join(", ")}, got "${raw}"`,
+        );
+    return [...new Set(names)] as Engine[];
+}
+
 export function rendererSettingsFromEnvironment(env: NodeJS.ProcessEnv): RendererSettings {
     return {
         scenesBucket: requiredVariable(env, "SCENES_BUCKET"),
@@ -74,6 +101,11 @@ export function rendererSettingsFromEnvironment(env: NodeJS.ProcessEnv): Rendere
         workDir: env.RENDER_WORK_DIR || path.join(os.tmpdir(), "render-farm"),
         threads: numberVariable(env, "RENDER_THREADS", os.cpus().length),
         defaultTimeoutMs: numberVariable(env, "RENDER_TIMEOUT_SECONDS", 900) * 1000,
+        limits: {
+            allowedEngines: enginesVariable(env, "ALLOWED_ENGINES"),
+            maxResolution: numberVariable(env, "MAX_RESOLUTION", DEFAULT_RENDER_LIMITS.maxResolution),
+            maxSamples: numberVariable(env, "MAX_SAMPLES", DEFAULT_RENDER_LIMITS.maxSamples),
+        },
     };
 }
 
@@ -127,16 +159,19 @@ export async function renderFrame(
             message.assets,
         );
         sceneBytes = files.sceneBytes;
-        const outputPath = path.join(mirror.root, "..", "output", path.posix.basename(message.output.key));
-        fs.rmSync(path.dirname(outputPath), { recursive: true, force: true });
-        fs.mkdirSync(path.dirname(outputPath), { recursive: true });
+        const frameDir = frameWorkDir(settings.workDir, message.frame);
+        const outputPath = path.join(frameDir, path.posix.basename(message.output.key));
+        fs.rmSync(frameDir, { recursive: true, force: true });
+        fs.mkdirSync(frameDir, { recursive: true });
         const result = await runBlender({
             blenderPath: settings.blenderPath,
             scenePath: files.scenePath,
             frame: message.frame,
             outputPath,
             settings: message.settings,
+            limits: settings.limits,
             threads: settings.threads,
+            tempDir: path.join(frameDir, "blender-temp"),
             deadlineMs: Date.now() + remainingMs() - REPORTING_RESERVE_MS,
         });
         if (result.ok && result.missingFiles?.length) {
@@ -178,7 +213,7 @@ export async function renderFrame(
         outcome = { status: "retrying", blenderMs: 0, error: describeFailure(error, message), logTail: "" };
     } finally {
         cleanFrameFiles(mirror);
-        fs.rmSync(path.join(mirror.root, "..", "output"), { recursive: true, force: true });
+        removeFrameWorkDirs(settings.workDir);
     }
     if (outcome.status !== "done" && attempts >= settings.maxReceiveCount) outcome.status = "failed";
 
@@ -209,6 +244,16 @@ export async function renderFrame(
         }),
     );
     return { ok: record.status === "done", record, sceneBytes };
+}
+
+/** Where one frame's output and Blender's temp files live while it renders: `<workDir>/frames/<frame>`. */
+export function frameWorkDir(workDir: string, frame: number): string {
+    return path.join(workDir, "frames", String(frame));
+}
+
+/** Removes every frame's work dir, including those a renderer killed mid-frame left behind. */
+function removeFrameWorkDirs(workDir: string): void {
+    fs.rmSync(path.join(workDir, "frames"), { recursive: true, force: true });
 }
 
 /** The scenes bucket key of a file in the work dir (as the artist uploaded it), else the path itself. */
@@ -243,6 +288,8 @@ export function createRendererHandler(
     deps: RendererDeps,
 ): (event: SQSEvent, context?: Partial<Context>) => Promise<SQSBatchResponse> {
     const mirror: SceneMirror = { root: path.join(deps.settings.workDir, "scenes") };
+    // A renderer that was killed (a crashed Lambda runtime, a SIGKILLed worker) left its frame's files here.
+    removeFrameWorkDirs(deps.settings.workDir);
     return async (event, context) => {
         const remainingMs = () => context?.getRemainingTimeInMillis?.() ?? deps.settings.defaultTimeoutMs;
         const batchItemFailures: SQSBatchResponse["batchItemFailures"] = [];

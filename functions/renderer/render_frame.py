@@ -2,7 +2,12 @@
 #
 #   blender -b <scene.blend> --factory-startup -noaudio --disable-autoexec --python-exit-code 2 \
 #       -P render_frame.py -- --frame N --output /abs/frame_0001.png --format PNG --threads T \
-#       [--engine CYCLES|EEVEE|WORKBENCH] [--samples N] [--resolution-x X] [--resolution-y Y] [--percentage P]
+#       [--engine CYCLES|EEVEE|WORKBENCH] [--samples N] [--resolution-x X] [--resolution-y Y] [--percentage P] \
+#       --allowed-engines CYCLES,EEVEE,WORKBENCH --max-resolution R --max-samples S
+#
+# The limits are the farm's: what actually renders (the scene Blender opened, with the overrides applied, and
+# every other scene its compositor or sequencer renders) must stay within them, or the frame fails with
+# limit_exceeded before anything renders.
 #
 # Last line on stdout: `RENDER_FRAME_RESULT {json}`, either
 #   {"ok": true, "frame", "output", "renderSeconds", "engine", "blenderVersion", "missingFiles"}
@@ -24,12 +29,14 @@ RESULT_PREFIX = "RENDER_FRAME_RESULT "
 FAILURE_EXIT_STATUS = 3
 MAX_FRAME = 1048574  # Blender's MAXFRAME
 FORMATS = ("PNG", "JPEG", "OPEN_EXR", "TIFF")
+# Blender's engine ids by the farm's engine names, and back.
 ENGINE_CANDIDATES = {
     "CYCLES": ("CYCLES",),
     # BLENDER_EEVEE in 3.x-4.1 (legacy EEVEE) and 5.x; only BLENDER_EEVEE_NEXT exists in 4.2-4.5.
     "EEVEE": ("BLENDER_EEVEE", "BLENDER_EEVEE_NEXT"),
     "WORKBENCH": ("BLENDER_WORKBENCH",),
 }
+FARM_ENGINES = {engine_id: name for name, ids in ENGINE_CANDIDATES.items() for engine_id in ids}
 
 
 class RenderFailure(Exception):
@@ -58,6 +65,14 @@ def bounded_int(name, low, high):
     return parse
 
 
+def engine_list(text):
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ENGINE_CANDIDATES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError("--allowed-engines must list engines out of %s, got %r" % (", ".join(sorted(ENGINE_CANDIDATES)), text))
+    return names
+
+
 def parse_args(argv):
     parser = ArgumentParser(prog="render_frame.py", add_help=False)
     parser.add_argument("--frame", required=True, type=bounded_int("--frame", -MAX_FRAME, MAX_FRAME))
@@ -69,6 +84,9 @@ def parse_args(argv):
     parser.add_argument("--resolution-x", type=bounded_int("--resolution-x", 1, 65536))
     parser.add_argument("--resolution-y", type=bounded_int("--resolution-y", 1, 65536))
     parser.add_argument("--percentage", type=bounded_int("--percentage", 1, 100))
+    parser.add_argument("--allowed-engines", required=True, type=engine_list)
+    parser.add_argument("--max-resolution", required=True, type=bounded_int("--max-resolution", 1, 1 << 20))
+    parser.add_argument("--max-samples", required=True, type=bounded_int("--max-samples", 1, 1 << 30))
     args = parser.parse_args(argv)
     if not os.path.isabs(args.output):
         raise RenderFailure("bad_argument", "--output must be an absolute path, got %r" % args.output)
@@ -182,6 +200,83 @@ def mute_file_outputs(scene):
     return muted
 
 
+def render_samples(scene):
+    """The most samples any view layer of the scene renders with; None for Workbench, which has no sample count."""
+    engine_id = scene.render.engine
+    if engine_id == "CYCLES":
+        samples = scene.cycles.samples
+        # A view layer's own count replaces the scene's, unless Cycles is told to ignore or bound it.
+        layer_mode = getattr(scene.cycles, "use_layer_samples", "USE")
+    elif engine_id.startswith("BLENDER_EEVEE"):
+        samples = scene.eevee.taa_render_samples
+        layer_mode = "USE"
+    else:
+        return None
+    if layer_mode == "USE":
+        for layer in scene.view_layers:
+            if layer.use and getattr(layer, "samples", 0) > samples:
+                samples = layer.samples
+    return samples
+
+
+def output_size(scene):
+    # Blender's own arithmetic (BKE_render_resolution): integer pixels after the percentage.
+    render_settings = scene.render
+    return (
+        render_settings.resolution_x * render_settings.resolution_percentage // 100,
+        render_settings.resolution_y * render_settings.resolution_percentage // 100,
+    )
+
+
+def check_limits(scene, args, what):
+    """Fails with limit_exceeded unless the scene's engine, samples and output size are within the farm's limits."""
+    engine = FARM_ENGINES.get(scene.render.engine)
+    if engine not in args.allowed_engines:
+        raise RenderFailure("limit_exceeded", "%s renders with engine %s, which this farm does not allow (allowed: %s)" % (what, engine or scene.render.engine, ", ".join(args.allowed_engines)))
+    samples = render_samples(scene)
+    if samples is not None and samples > args.max_samples:
+        raise RenderFailure("limit_exceeded", "%s renders %d samples, over this farm's limit of %d" % (what, samples, args.max_samples))
+    width, height = output_size(scene)
+    if max(width, height) > args.max_resolution:
+        raise RenderFailure("limit_exceeded", "%s renders %dx%d pixels, over this farm's limit of %d pixels per side" % (what, width, height, args.max_resolution))
+
+
+def sequencer_strips(scene):
+    editor = scene.sequence_editor
+    if editor is None:
+        return []
+    # sequences_all up to 4.x, strips_all from 5.0: every strip, inside meta strips too.
+    for attribute in ("strips_all", "sequences_all"):
+        strips = getattr(editor, attribute, None)
+        if strips is not None:
+            return list(strips)
+    return []
+
+
+def scenes_rendered_with(scene):
+    """Every other scene that renders when this one does: compositor Render Layers nodes and sequencer scene strips, followed through the scenes they name."""
+    found = []
+    seen = {scene.name_full}
+    pending = [scene]
+    while pending:
+        current = pending.pop()
+        sources = []
+        for tree in compositor_trees(current):
+            for node in tree.nodes:
+                if node.bl_idname == "CompositorNodeRLayers" and node.scene is not None:
+                    sources.append((node.scene, 'compositor node "%s" of scene "%s"' % (node.name, current.name)))
+        for strip in sequencer_strips(current):
+            if strip.type == "SCENE" and strip.scene is not None:
+                sources.append((strip.scene, 'sequencer strip "%s" of scene "%s"' % (strip.name, current.name)))
+        for other, via in sources:
+            if other.name_full in seen:
+                continue
+            seen.add(other.name_full)
+            found.append((other, via))
+            pending.append(other)
+    return found
+
+
 def render_result_image():
     # Found by type: a user image may also be named "Render Result".
     for image in bpy.data.images:
@@ -216,6 +311,11 @@ def render(args):
     configure_cycles(scene)
     render_settings.threads_mode = "FIXED"
     set_checked(render_settings, "threads", args.threads, "threads")
+
+    # On what renders, not on what the job asked or the preflight read: the two can disagree.
+    check_limits(scene, args, where)
+    for other, via in scenes_rendered_with(scene):
+        check_limits(other, args, 'scene "%s" (rendered by %s)' % (other.name, via))
 
     missing = missing_files()
     for path in missing:

@@ -6,6 +6,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { blenderArgs } from "../../functions/renderer/blender";
+import { DEFAULT_RENDER_LIMITS } from "../../functions/renderer/consumer";
 import { BLENDER, run } from "./scenes";
 
 const MAKE_HOSTILE_SCENE = path.join(__dirname, "..", "fixtures", "make_hostile_scene.py");
@@ -81,7 +82,9 @@ export function renderWithAutoexecEnabled(
         frame,
         outputPath,
         settings: { format: "PNG" },
+        limits: DEFAULT_RENDER_LIMITS,
         threads: 1,
+        tempDir: path.join(path.dirname(outputPath), "blender-temp"),
         deadlineMs: Date.now() + 120_000,
     });
     if (farmArgs.filter((arg) => arg === "--disable-autoexec").length !== 1)

@@ -29,6 +29,8 @@ export interface SceneOptions {
     autoexecProbe?: boolean;
     /** Adds a compositor File Output node writing into `fileOutputDir` (an absolute path outside any work dir). */
     fileOutput?: boolean;
+    /** Cycles renders in tiles of this size, writing each finished tile to a file in Blender's temp dir. */
+    tileSize?: number;
 }
 
 export interface Scene {
@@ -89,6 +91,7 @@ export async function makeScene(options: SceneOptions = {}): Promise<Scene> {
     if (options.percentage !== undefined) args.push("--percentage", String(options.percentage));
     if (scene.markerPath) args.push("--autoexec-marker", scene.markerPath);
     if (scene.fileOutputDir) args.push("--file-output", scene.fileOutputDir);
+    if (options.tileSize !== undefined) args.push("--tile-size", String(options.tileSize));
     await run(BLENDER, args);
     fs.writeFileSync(path.join(building, ".complete"), "");
     fs.mkdirSync(CACHE_ROOT, { recursive: true });
