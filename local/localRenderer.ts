@@ -7,7 +7,6 @@ import { createRendererHandler, DEFAULT_RENDER_LIMITS, RendererSettings } from "
 import { RENDERER_CLIENT_RETRY } from "../functions/renderer/handler";
 import { EmulatorCredentials, FarmResources } from "./emulator";
 import { SqsEventHandler } from "./eventSourcePoller";
-import { killProcessesWorkingIn } from "./processes";
 import { Consumer } from "./workers";
 
 /** As the stack's renderer Lambda: Lambda's maximum. */
@@ -18,8 +17,8 @@ export interface LocalRenderer extends Consumer {
     workDir: string;
     /** Cuts the renderer's clients off and kills its Blender; the frame it was on is left for the caller to release. */
     abandon(): void;
-    /** Closes its clients. */
-    close(): void;
+    /** Ends its Blender and closes its clients. */
+    close(): Promise<void>;
 }
 
 export interface LocalRendererOptions {
@@ -53,6 +52,8 @@ export function localRendererSettings(options: LocalRendererSettingsOptions): Re
         workDir: options.workDir,
         threads: Math.max(1, Math.floor(os.cpus().length / Math.max(1, options.workers))),
         defaultTimeoutMs: FRAME_TIMEOUT_SECONDS * 1000,
+        // Each worker's Blender may keep half of its share of this machine's memory between frames.
+        blenderMemoryLimitMb: Math.floor(os.totalmem() / (1024 * 1024) / Math.max(1, options.workers) / 2),
         // The local job API's limits (local/farm.ts): every engine, the default resolution limit.
         limits: DEFAULT_RENDER_LIMITS,
     };
@@ -91,12 +92,13 @@ export function createLocalRenderer(options: LocalRendererOptions): LocalRendere
         workDir: options.settings.workDir,
         abandon() {
             abandoned = true;
-            killProcessesWorkingIn(options.settings.workDir);
+            handle.blender.kill();
         },
         beforeVisibilityChange(hook) {
             beforeVisibilityChange = hook;
         },
-        close() {
+        async close() {
+            await handle.close();
             s3.destroy();
             sqs.destroy();
         },

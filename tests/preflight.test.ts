@@ -84,6 +84,7 @@ describe("scene preflight: the job API reads every scene before queueing", funct
     });
 
     after(async function () {
+        await renderer?.close();
         await emulator?.stop();
     });
 

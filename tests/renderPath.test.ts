@@ -84,6 +84,7 @@ describe("the render path: job API → SQS → renderer → S3, with Blender", f
     });
 
     after(async function () {
+        await renderer?.close();
         await emulator?.stop();
     });
 

@@ -9,7 +9,8 @@ import * as path from "path";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, PurgeQueueCommand } from "@aws-sdk/client-sqs";
 import { inspectBlendFile } from "../functions/blend";
-import { BlenderResult, RenderLimits, runBlender } from "../functions/renderer/blender";
+import { BlenderResult, RenderLimits } from "../functions/renderer/blender";
+import { runBlender } from "../functions/renderer/blenderProcess";
 import { createRendererHandler, DEFAULT_RENDER_LIMITS } from "../functions/renderer/consumer";
 import { ENGINES, Engine, FrameRecord, frameRecordKey, JobLimits } from "../functions/shared/contract";
 import { JobApiDeps } from "../functions/jobApi/settings";
@@ -246,7 +247,7 @@ describe("scene limits: what Blender actually renders stays within the farm's li
                     queueArn,
                     region: emulator.region,
                     handler: renderer,
-                });
+                }).finally(() => renderer.close());
                 assert.strictEqual(outcome, "failed");
                 const object = await emulator.s3.send(
                     new GetObjectCommand({ Bucket: farm.rendersBucket, Key: frameRecordKey(jobId, 1) }),

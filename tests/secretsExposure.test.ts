@@ -253,17 +253,23 @@ describe("no credentials or signatures in replies, records, messages, log tails 
         };
         const expectStatus = (reply: HttpApiResult, status: number) =>
             assert.strictEqual(reply.statusCode, status, reply.body);
-        const poll = (settings: Partial<RendererSettings>) =>
-            pollOnce({
-                sqs: emulator.sqs,
-                queueUrl: farm.frameQueueUrl,
-                queueArn,
-                region: emulator.region,
-                handler: createRendererHandler({
-                    ...leakyClients(emulator, signed),
-                    settings: rendererSettings(settings),
-                }),
+        const poll = async (settings: Partial<RendererSettings>) => {
+            const handler = createRendererHandler({
+                ...leakyClients(emulator, signed),
+                settings: rendererSettings(settings),
             });
+            try {
+                return await pollOnce({
+                    sqs: emulator.sqs,
+                    queueUrl: farm.frameQueueUrl,
+                    queueArn,
+                    region: emulator.region,
+                    handler,
+                });
+            } finally {
+                await handler.close();
+            }
+        };
         const submit = (jobId: string, scene = "shots/a/scene.blend") =>
             JSON.stringify({ scene, frames: "1", jobId, resolution: { percentage: 25 } });
 

@@ -181,6 +181,7 @@ describe("temp files: a Blender killed mid-frame leaves nothing on the renderer'
                 return Number(attributes.Attributes?.ApproximateNumberOfMessages ?? 0) > 0 ? true : undefined;
             });
         }
+        await renderer.close();
         console.log(`      ${report.join("; ")}`);
     });
 });

@@ -6,7 +6,8 @@ import * as path from "path";
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { ChangeMessageVisibilityCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
-import { RenderLimits, runBlender } from "./blender";
+import { RenderLimits } from "./blender";
+import { BlenderProcess } from "./blenderProcess";
 import {
     Engine,
     ENGINES,
@@ -36,6 +37,8 @@ export interface RendererSettings {
     limits: RenderLimits;
     /** Used when no Lambda context says how long is left (the local farm). */
     defaultTimeoutMs: number;
+    /** Blender is started afresh after a frame that leaves it using more memory than this; default: half of memoryMb. */
+    blenderMemoryLimitMb?: number;
 }
 
 export interface RendererDeps {
@@ -101,6 +104,11 @@ export function rendererSettingsFromEnvironment(env: NodeJS.ProcessEnv): Rendere
         workDir: env.RENDER_WORK_DIR || path.join(os.tmpdir(), "render-farm"),
         threads: numberVariable(env, "RENDER_THREADS", os.cpus().length),
         defaultTimeoutMs: numberVariable(env, "RENDER_TIMEOUT_SECONDS", 900) * 1000,
+        blenderMemoryLimitMb: numberVariable(
+            env,
+            "BLENDER_MEMORY_LIMIT_MB",
+            numberVariable(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 10240) / 2,
+        ),
         limits: {
             allowedEngines: enginesVariable(env, "ALLOWED_ENGINES"),
             maxResolution: numberVariable(env, "MAX_RESOLUTION", DEFAULT_RENDER_LIMITS.maxResolution),
@@ -125,6 +133,7 @@ export interface FrameOutcome {
 export async function renderFrame(
     deps: RendererDeps,
     mirror: SceneMirror,
+    blender: BlenderProcess,
     sqsRecord: SQSRecord,
     remainingMs: () => number,
 ): Promise<FrameOutcome> {
@@ -163,9 +172,10 @@ export async function renderFrame(
         const outputPath = path.join(frameDir, path.posix.basename(message.output.key));
         fs.rmSync(frameDir, { recursive: true, force: true });
         fs.mkdirSync(frameDir, { recursive: true });
-        const result = await runBlender({
-            blenderPath: settings.blenderPath,
+        const result = await blender.render({
             scenePath: files.scenePath,
+            // Without an ETag (seed-era messages) the scene is loaded again for every frame.
+            sceneVersion: message.sceneEtag ? JSON.stringify([message.sceneEtag, message.assets]) : undefined,
             frame: message.frame,
             outputPath,
             settings: message.settings,
@@ -283,20 +293,35 @@ function describeFailure(error: unknown, message: FrameMessage): { code: string;
     return { code: "renderer_error", message: `${name}: ${text}` };
 }
 
-/** The SQS event handler: frames one by one (the mapping sends one), failures reported per message. */
-export function createRendererHandler(
-    deps: RendererDeps,
-): (event: SQSEvent, context?: Partial<Context>) => Promise<SQSBatchResponse> {
+export interface RendererHandler {
+    (event: SQSEvent, context?: Partial<Context>): Promise<SQSBatchResponse>;
+    /** The renderer's Blender, kept across frames and invocations. */
+    blender: BlenderProcess;
+    /** Ends the renderer's Blender. */
+    close(): Promise<void>;
+}
+
+/**
+ * The SQS event handler: frames one by one (the mapping sends one), failures reported per message. It keeps one
+ * Blender across frames, and across invocations while the handler lives (a warm Lambda container, a local worker).
+ */
+export function createRendererHandler(deps: RendererDeps): RendererHandler {
     const mirror: SceneMirror = { root: path.join(deps.settings.workDir, "scenes") };
     // A renderer that was killed (a crashed Lambda runtime, a SIGKILLed worker) left its frame's files here.
     removeFrameWorkDirs(deps.settings.workDir);
-    return async (event, context) => {
+    const memoryLimitMb = deps.settings.blenderMemoryLimitMb ?? deps.settings.memoryMb / 2;
+    const blender = new BlenderProcess({
+        blenderPath: deps.settings.blenderPath,
+        workDir: deps.settings.workDir,
+        maxResidentBytes: memoryLimitMb > 0 ? memoryLimitMb * 1024 * 1024 : undefined,
+    });
+    const handler = async (event: SQSEvent, context?: Partial<Context>): Promise<SQSBatchResponse> => {
         const remainingMs = () => context?.getRemainingTimeInMillis?.() ?? deps.settings.defaultTimeoutMs;
         const batchItemFailures: SQSBatchResponse["batchItemFailures"] = [];
         for (const sqsRecord of event.Records) {
             let ok = false;
             try {
-                ok = (await renderFrame(deps, mirror, sqsRecord, remainingMs)).ok;
+                ok = (await renderFrame(deps, mirror, blender, sqsRecord, remainingMs)).ok;
             } catch (error) {
                 console.error(
                     `renderer: frame message ${sqsRecord.messageId} failed: ${(error as Error)?.message ?? error}`,
@@ -308,6 +333,12 @@ export function createRendererHandler(
         }
         return { batchItemFailures };
     };
+    return Object.assign(handler, {
+        blender,
+        async close() {
+            await blender.stop();
+        },
+    });
 }
 
 /** A failed frame comes back after a few seconds, not after the queue's long visibility timeout. */

@@ -31,6 +31,8 @@ export interface SceneOptions {
     fileOutput?: boolean;
     /** Cycles renders in tiles of this size, writing each finished tile to a file in Blender's temp dir. */
     tileSize?: number;
+    /** Adds a sphere falling onto the ground, an unbaked rigid body simulation. */
+    rigidBody?: boolean;
 }
 
 export interface Scene {
@@ -92,6 +94,7 @@ export async function makeScene(options: SceneOptions = {}): Promise<Scene> {
     if (scene.markerPath) args.push("--autoexec-marker", scene.markerPath);
     if (scene.fileOutputDir) args.push("--file-output", scene.fileOutputDir);
     if (options.tileSize !== undefined) args.push("--tile-size", String(options.tileSize));
+    if (options.rigidBody) args.push("--rigid-body");
     await run(BLENDER, args);
     fs.writeFileSync(path.join(building, ".complete"), "");
     fs.mkdirSync(CACHE_ROOT, { recursive: true });
