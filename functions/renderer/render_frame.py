@@ -18,6 +18,7 @@
 #     {"id", "ok": true, "frame", "output", "renderSeconds", "engine", "blenderVersion", "missingFiles",
 #      "mutedFileOutputs", "sceneLoaded", "loadSeconds"}
 #     {"id", "ok": false, "code", "message"}   and then Blender exits with status 3: the farm starts a fresh one.
+# Cycles keeps its scene data between frames (persistent data), freed before another file is loaded.
 # End of stdin ends Blender, and Blender dies with its parent (PR_SET_PDEATHSIG), so it never outlives the
 # renderer. An exception this script does not catch exits with status 2 through --python-exit-code.
 #
@@ -489,10 +490,13 @@ class temp_dir_inside:
 
 
 def flush_all():
-    # Blender's own C output (stdio) is buffered apart from Python's.
     sys.stdout.flush()
     sys.stderr.flush()
-    ctypes.CDLL(None).fflush(None)
+    # Blender's own C output (stdio) is buffered apart from Python's.
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (AttributeError, OSError, TypeError):
+        pass  # No C library to ask (Windows): Blender's lines may then land in the next frame's log.
 
 
 def answer(request_id, result):
@@ -506,9 +510,13 @@ def answer(request_id, result):
 
 
 def die_with_parent():
-    # The kernel kills this Blender when the renderer that started it dies, mid-frame included.
-    if ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        print("render_frame.py: warning: PR_SET_PDEATHSIG failed: end of stdin alone ends this Blender")
+    # The kernel kills this Blender when the renderer that started it dies, mid-frame included (Linux).
+    try:
+        failed = ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0
+    except (AttributeError, OSError, TypeError):
+        failed = True
+    if failed:
+        print("render_frame.py: warning: no PR_SET_PDEATHSIG here: only the end of stdin ends this Blender")
 
 
 def check_work_dir(work_dir):
