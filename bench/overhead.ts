@@ -1,6 +1,7 @@
 // Farm overhead benchmark: how much longer the farm takes than Blender itself for the same frames, in one run.
 //   npm run bench:overhead                 (a 10-frame Cycles scene and a 24-frame EEVEE scene, 2 rounds each)
 //   npm run bench:overhead -- --smoke      (3-frame scenes, 1 round: what tests/overheadBench.test.ts runs)
+//   npm run bench:overhead -- --scene cycles --rounds 3
 // Per scene, alternating, the fastest round of each: `blender -b scene.blend -a` (the baseline), and a fresh local
 // farm with one worker (from the submission over HTTP to the last frame's record; the farm's own start-up
 // excluded), then the ratio. The farm's frames are checked pixel for pixel against Blender's. Then the
@@ -29,6 +30,8 @@ import { BLENDER, comparePngs, makeScene, SceneOptions } from "../tests/support/
 
 export interface OverheadOptions {
     smoke?: boolean;
+    /** Only the scene of this name ("cycles" or "eevee"); default both. The warm handler always runs on "cycles". */
+    only?: string;
     /** Rounds per scene, each of both sides; default 2 (1 in smoke mode). */
     rounds?: number;
     log?: (line: string) => void;
@@ -290,7 +293,9 @@ export async function runOverheadBench(
     const rounds = options.rounds ?? (smoke ? 1 : 2);
     const log = options.log ?? (() => undefined);
     const results: CaseResult[] = [];
-    for (const sceneCase of cases(smoke)) results.push(await measureCase(sceneCase, rounds, log));
+    const chosen = cases(smoke).filter((sceneCase) => options.only === undefined || sceneCase.name === options.only);
+    if (chosen.length === 0) throw new Error(`no scene "${options.only}"; the scenes are cycles and eevee`);
+    for (const sceneCase of chosen) results.push(await measureCase(sceneCase, rounds, log));
     const warm = await measureWarmHandler(cases(smoke)[0]);
     return { cases: results, warm };
 }
@@ -329,7 +334,9 @@ if (require.main === module) {
         console.error("bench:overhead: --rounds needs a whole number >= 1");
         process.exit(2);
     }
-    runOverheadBench({ smoke, rounds, log: (line) => console.log(line) }).then(
+    const onlyAt = args.indexOf("--scene");
+    const only = onlyAt >= 0 ? args[onlyAt + 1] : undefined;
+    runOverheadBench({ smoke, rounds, only, log: (line) => console.log(line) }).then(
         (result) => {
             for (const line of overheadReport(result)) console.log(line);
         },
