@@ -8,7 +8,6 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import type { JobStatus } from "../functions/shared/contract";
-import { processesWorkingIn } from "../local/processes";
 import {
     api,
     frameKeys,
@@ -21,6 +20,7 @@ import {
     waitFor,
     waitForJobEnd,
 } from "../tests/support/farmClient";
+import { renderingIn } from "../tests/support/blenderProcesses";
 import { makeScene } from "../tests/support/scenes";
 import { ServeProcess, startServe, stopServe } from "../tests/support/serveProcess";
 import { framesDone, killWorker, startWorker, stopWorker, WorkerProcess } from "../tests/support/workerProcess";
@@ -42,7 +42,7 @@ export interface SoakResult {
     seconds: number;
     framesPerMinute: number;
     kills: number;
-    /** Kills that caught the worker with Blender running, i.e. holding a frame's message. */
+    /** Kills that caught the worker rendering a frame, i.e. holding a frame's message. */
     killsHoldingFrame: number;
     /** Receives beyond the first, over all frames: sum of (attempts - 1) from the frame records. */
     retries: number;
@@ -111,7 +111,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
                     const holding = await waitFor(
                         "the worker to be mid-frame",
                         HOLDING_WAIT_MS,
-                        () => (processesWorkingIn(victim.ready.workDir).length > 0 ? true : undefined),
+                        () => (renderingIn(victim.ready.workDir) ? true : undefined),
                         20,
                     ).catch(() => false);
                     await killWorker(victim);

@@ -49,6 +49,8 @@ export class RenderFarm extends pulumi.ComponentResource {
                 maxConcurrency: config.maxConcurrency,
                 maxReceiveCount: config.maxReceiveCount,
                 failureBackoffSeconds: config.failureBackoffSeconds,
+                maxResolution: config.maxResolution,
+                allowedEngines: config.allowedEngines,
                 logRetentionDays: config.logRetentionDays,
                 scenesBucket: storage.scenesBucket,
                 rendersBucket: storage.rendersBucket,

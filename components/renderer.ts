@@ -1,6 +1,7 @@
 // The renderer: a container Lambda running Blender, fed one frame at a time by the frame queue.
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import type { Engine } from "../functions/shared/contract";
 import { rendererEnvironment } from "../functions/shared/farmSettings";
 import { lambdaRole, readScenesStatements, writeLogsStatement } from "./iam";
 
@@ -12,6 +13,9 @@ export interface RendererArgs {
     maxConcurrency: number;
     maxReceiveCount: number;
     failureBackoffSeconds: number;
+    /** The job API's limits, enforced again by Blender on what each frame actually renders. */
+    maxResolution: number;
+    allowedEngines: Engine[];
     logRetentionDays: number;
     scenesBucket: aws.s3.Bucket;
     rendersBucket: aws.s3.Bucket;
@@ -88,6 +92,8 @@ export class Renderer extends pulumi.ComponentResource {
                         frameQueueUrl: args.frameQueue.url,
                         maxReceiveCount: args.maxReceiveCount,
                         failureBackoffSeconds: args.failureBackoffSeconds,
+                        maxResolution: args.maxResolution,
+                        allowedEngines: args.allowedEngines,
                     }),
                 },
             },

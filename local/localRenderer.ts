@@ -4,12 +4,11 @@ import * as os from "os";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import { createRendererHandler } from "../functions/renderer/consumer";
-import { RendererSettings } from "../functions/renderer/settings";
+import { DEFAULT_RENDER_LIMITS, RendererSettings } from "../functions/renderer/settings";
 import { TUNABLES } from "../functions/shared/farmSettings";
 import { RENDERER_CLIENT_RETRY, RENDERER_CLIENT_TIMEOUTS } from "../functions/renderer/handler";
 import { EmulatorCredentials, FarmResources } from "./emulator";
 import { SqsEventHandler } from "./eventSourcePoller";
-import { killProcessesWorkingIn } from "./processes";
 import { Consumer } from "./workers";
 
 export interface LocalRenderer extends Consumer {
@@ -17,8 +16,8 @@ export interface LocalRenderer extends Consumer {
     workDir: string;
     /** Cuts the renderer's clients off and kills its Blender; the frame it was on is left for the caller to release. */
     abandon(): void;
-    /** Closes its clients. */
-    close(): void;
+    /** Ends its Blender and closes its clients. */
+    close(): Promise<void>;
 }
 
 export interface LocalRendererOptions {
@@ -53,6 +52,10 @@ export function localRendererSettings(options: LocalRendererSettingsOptions): Re
         threads: Math.max(1, Math.floor(os.cpus().length / Math.max(1, options.workers))),
         // As the stack's renderer Lambda's default.
         defaultTimeoutMs: TUNABLES.rendererTimeout.defaultValue * 1000,
+        // Each worker's Blender may keep half of its share of this machine's memory between frames.
+        blenderMemoryLimitMb: Math.floor(os.totalmem() / (1024 * 1024) / Math.max(1, options.workers) / 2),
+        // The local job API's limits (local/farm.ts): every engine, the default resolution limit.
+        limits: DEFAULT_RENDER_LIMITS,
     };
 }
 
@@ -90,12 +93,13 @@ export function createLocalRenderer(options: LocalRendererOptions): LocalRendere
         workDir: options.settings.workDir,
         abandon() {
             abandoned = true;
-            killProcessesWorkingIn(options.settings.workDir);
+            handle.blender.kill();
         },
         beforeVisibilityChange(hook) {
             beforeVisibilityChange = hook;
         },
-        close() {
+        async close() {
+            await handle.close();
             s3.destroy();
             sqs.destroy();
         },

@@ -1,11 +1,12 @@
-// Finds and ends the Blender processes a renderer started in its work dir. The renderer does not hand out
-// its child's pid, but Blender's command line names the scene and output files inside that work dir.
+// Finds and ends the Blender processes a renderer started in its work dir, e.g. those of a worker process that was
+// killed. Blender's command line names that work dir (render_frame.py --work-dir).
 import * as fs from "fs";
 import * as path from "path";
 
-/** Pids of processes (other than this one) with a command-line argument inside `dir`. Linux (/proc) only. */
+/** Pids of processes (other than this one) with a command-line argument that is `dir` or inside it. Linux (/proc) only. */
 export function processesWorkingIn(dir: string): number[] {
-    const prefix = path.resolve(dir) + path.sep;
+    const root = path.resolve(dir);
+    const prefix = root + path.sep;
     let entries: string[];
     try {
         entries = fs.readdirSync("/proc");
@@ -21,7 +22,7 @@ export function processesWorkingIn(dir: string): number[] {
         } catch {
             continue; // Gone meanwhile, or not ours to read.
         }
-        if (args.some((arg) => arg.startsWith(prefix))) pids.push(Number(entry));
+        if (args.some((arg) => arg === root || arg.startsWith(prefix))) pids.push(Number(entry));
     }
     return pids;
 }

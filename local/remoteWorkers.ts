@@ -121,7 +121,7 @@ export async function startRemoteWorkers(options: RemoteWorkerOptions = {}): Pro
     const close = async () => {
         if (watch) clearInterval(watch);
         await pool?.stop();
-        for (const consumer of consumers) consumer.close();
+        await Promise.all(consumers.map((consumer) => consumer.close()));
         s3.destroy();
         sqs.destroy();
         fs.rmSync(workDir, { recursive: true, force: true });

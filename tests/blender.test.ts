@@ -4,7 +4,9 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { BlenderResult, LOG_TAIL_BYTES, runBlender, RunBlenderOptions } from "../functions/renderer/blender";
+import { BlenderResult, LOG_TAIL_BYTES, RunBlenderOptions } from "../functions/renderer/blender";
+import { runBlender } from "../functions/renderer/blenderProcess";
+import { DEFAULT_RENDER_LIMITS } from "../functions/renderer/settings";
 import { FORMAT_EXTENSIONS, Format, RenderSettings } from "../functions/shared/contract";
 import {
     BLENDER,
@@ -43,7 +45,9 @@ describe("runBlender with the real Blender", function () {
             frame,
             outputPath: path.join(work, name),
             settings,
+            limits: DEFAULT_RENDER_LIMITS,
             threads: 2,
+            tempDir: path.join(work, "blender-temp"),
             deadlineMs: Date.now() + 120_000,
             ...extra,
         });
@@ -278,13 +282,15 @@ describe("runBlender with the real Blender", function () {
             script,
             [
                 "import json, os, sys",
-                "args = sys.argv[sys.argv.index('--') + 1:]",
-                "output = args[args.index('--output') + 1]",
+                "request = json.loads(sys.stdin.readline())",
                 "print('SECRET_IN_ENV=%r' % os.environ.get('AWS_SECRET_ACCESS_KEY'))",
                 "print('HOME=%s' % os.environ.get('HOME'))",
                 `print('LEAKED=' + open(${JSON.stringify(leakFile)}).read() + ' AKIAABCDEFGHIJKLMNOP')`,
-                "open(output, 'wb').write(b'x')",
-                "print('RENDER_FRAME_RESULT ' + json.dumps({'ok': True}))",
+                "open(request['output'], 'wb').write(b'x')",
+                "sys.stdout.flush()",
+                "sys.stderr.write('RENDER_FRAME_END %s\\n' % request['id'])",
+                "sys.stderr.flush()",
+                "print('RENDER_FRAME_RESULT ' + json.dumps({'ok': True, 'id': request['id']}))",
             ].join("\n"),
         );
         const saved = { secret: process.env.AWS_SECRET_ACCESS_KEY, home: process.env.HOME };

@@ -47,6 +47,8 @@ describe("farm settings", function () {
             frameQueueUrl: "https://sqs.eu-west-1.amazonaws.com/1/frames",
             maxReceiveCount: 5,
             failureBackoffSeconds: 0,
+            maxResolution: 2048,
+            allowedEngines: ["CYCLES" as const],
         };
         const settings = rendererSettingsFromEnvironment({
             ...rendererEnvironment(written),
@@ -59,6 +61,8 @@ describe("farm settings", function () {
                 frameQueueUrl: settings.frameQueueUrl,
                 maxReceiveCount: settings.maxReceiveCount,
                 failureBackoffSeconds: settings.failureBackoffSeconds,
+                maxResolution: settings.limits.maxResolution,
+                allowedEngines: settings.limits.allowedEngines,
             },
             written,
         );
@@ -74,6 +78,8 @@ describe("farm settings", function () {
             frameQueueUrl: "q",
             maxReceiveCount: 3,
             failureBackoffSeconds: 10,
+            maxResolution: 8192,
+            allowedEngines: ["CYCLES" as const],
         });
         assert.throws(
             () => rendererSettingsFromEnvironment({ ...base, [ENVIRONMENT.maxReceiveCount]: "11" }),

@@ -14,6 +14,7 @@ import { RENDERER_CLIENT_RETRY } from "../functions/renderer/handler";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { createLocalRenderer, LocalRenderer, localRendererSettings } from "../local/localRenderer";
 import { processesWorkingIn } from "../local/processes";
+import { blenderRenderingIn, commandLine } from "./support/blenderProcesses";
 import { FRAME_VISIBILITY_SECONDS, frameLog, startWorkerPool, WorkerPool } from "../local/workers";
 import { runCli } from "./support/cliRunner";
 import { makeFailingFrameScene } from "./support/failingFrameScene";
@@ -40,34 +41,6 @@ const SLOW_SCENE = { frames: "1-4", resolutionX: 320, resolutionY: 240, samples:
 
 function newDataDir(): string {
     return fs.mkdtempSync(path.join(os.tmpdir(), "faults-"));
-}
-
-/** A process's command line, as its arguments. */
-function commandLine(pid: number): string[] {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
-}
-
-/** The frame a Blender process renders, from its `--frame N` argument. */
-function frameOf(pid: number): number {
-    const args = commandLine(pid);
-    return Number(args[args.indexOf("--frame") + 1]);
-}
-
-/** A Blender process working in `dir` that has been running for at least `forMs`: mid-frame, past its start-up. */
-async function blenderRunningIn(dir: string, forMs: number, timeoutMs: number): Promise<number> {
-    const firstSeen = new Map<number, number>();
-    return waitFor(
-        `Blender rendering in ${dir}`,
-        timeoutMs,
-        () => {
-            for (const pid of processesWorkingIn(dir)) {
-                if (!firstSeen.has(pid)) firstSeen.set(pid, Date.now());
-                if (Date.now() - firstSeen.get(pid)! >= forMs) return pid;
-            }
-            return undefined;
-        },
-        100,
-    );
 }
 
 async function downloadPng(outputs: FarmOutputs, key: string): Promise<{ width: number; height: number }> {
@@ -125,13 +98,13 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
                 202,
             );
 
-            const pid = await blenderRunningIn(path.join(dataDir, "work"), 1000, 60_000);
+            const { pid, frame } = await blenderRenderingIn(path.join(dataDir, "work"), 1000, 60_000);
             assert.match(
                 path.basename(commandLine(pid)[0]),
                 /blender/i,
                 `process ${pid} is Blender: ${commandLine(pid).join(" ")}`,
             );
-            assert.strictEqual(frameOf(pid), 1);
+            assert.strictEqual(frame, 1);
             process.kill(pid, "SIGKILL");
 
             const status = await waitForJobEnd(outputs, jobId, 120_000);
@@ -191,8 +164,7 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
             );
 
             // Killed while its Blender renders: the message it holds is neither deleted nor released.
-            const blender = await blenderRunningIn(lost.ready.workDir, 500, 60_000);
-            const lostFrame = frameOf(blender);
+            const { frame: lostFrame } = await blenderRenderingIn(lost.ready.workDir, 500, 60_000);
             const killedAt = Date.now();
             await killWorker(lost);
 

@@ -153,6 +153,14 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
         assert.strictEqual(run.outputs.imageUri, renderer.inputs.imageUri);
     });
 
+    it("gives the renderer the job API's engine and resolution limits, which Blender enforces on every frame", function () {
+        const renderer = run.named("render-farm-renderer-function").inputs.environment.variables;
+        const jobApi = run.named("render-farm-api-function").inputs.environment.variables;
+        assert.strictEqual(renderer.MAX_RESOLUTION, jobApi.MAX_RESOLUTION);
+        assert.strictEqual(renderer.ALLOWED_ENGINES, jobApi.ALLOWED_ENGINES);
+        assert.match(renderer.ALLOWED_ENGINES, /^(CYCLES|EEVEE|WORKBENCH)(,(CYCLES|EEVEE|WORKBENCH))*$/);
+    });
+
     it("serializes the job API as a small nodejs22.x CallbackFunction with its own role, behind IAM-authorized routes", async function () {
         const jobApi = run.named("render-farm-api-function");
         assert.strictEqual(jobApi.inputs.runtime, "nodejs22.x");

@@ -10,6 +10,7 @@ import { GetQueueAttributesCommand, PurgeQueueCommand, SQSClient } from "@aws-sd
 import { runSimulation } from "@cloud-copilot/iam-simulate";
 import { createJobApiHandler, HttpApiEvent } from "../functions/jobApi/handler";
 import { createRendererHandler } from "../functions/renderer/consumer";
+import { DEFAULT_RENDER_LIMITS } from "../functions/renderer/settings";
 import { createFarmResources, emulatorClients, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
 import { ProgramRun, runProgram } from "./support/pulumiProgram";
@@ -461,16 +462,27 @@ function recordCalls<T extends S3Client | SQSClient>(
  */
 function fakeBlender(dir: string, outcome: "renders" | "fails"): string {
     const file = path.join(dir, `blender-that-${outcome}`);
-    const body =
+    // Speaks render_frame.py --serve's protocol: one JSON request per line on stdin, two lines per answer.
+    const answer =
         outcome === "renders"
             ? [
-                  'out=""; prev=""',
-                  'for a in "$@"; do [ "$prev" = "--output" ] && out="$a"; prev="$a"; done',
-                  'head -c 6291456 /dev/zero > "$out"',
-                  'echo \'RENDER_FRAME_RESULT {"ok": true, "renderSeconds": 0.01, "engine": "CYCLES", "missingFiles": []}\'',
+                  "    open(request['output'], 'wb').write(bytes(6291456))",
+                  "    result = {'ok': True, 'renderSeconds': 0.01, 'engine': 'CYCLES', 'missingFiles': []}",
               ]
-            : ['echo \'RENDER_FRAME_RESULT {"ok": false, "code": "no_camera", "message": "no camera"}\'', "exit 3"];
-    fs.writeFileSync(file, ["#!/bin/sh", ...body, ""].join("\n"), { mode: 0o755 });
+            : ["    result = {'ok': False, 'code': 'no_camera', 'message': 'no camera'}"];
+    const body = [
+        "#!/usr/bin/env python3",
+        "import json, sys",
+        "for line in sys.stdin:",
+        "    request = json.loads(line)",
+        ...answer,
+        "    result['id'] = request['id']",
+        "    sys.stderr.write('RENDER_FRAME_END %s\\n' % request['id'])",
+        "    sys.stderr.flush()",
+        "    print('RENDER_FRAME_RESULT ' + json.dumps(result), flush=True)",
+        ...(outcome === "fails" ? ["    sys.exit(3)"] : []),
+    ];
+    fs.writeFileSync(file, [...body, ""].join("\n"), { mode: 0o755 });
     return file;
 }
 
@@ -550,20 +562,27 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
                 workDir: path.join(work, "renderer"),
                 threads: 1,
                 defaultTimeoutMs: 60_000,
+                limits: DEFAULT_RENDER_LIMITS,
             },
         });
         recordCalls(rendererClients.s3, "renderer", calls);
         recordCalls(rendererClients.sqs, "renderer", calls);
         // The event source mapping polls with the function's own role.
         const pollerSqs = recordCalls(clients().sqs, "renderer", calls);
-        const poll = (blender: "renders" | "fails") =>
-            pollOnce({
-                sqs: pollerSqs,
-                queueUrl: resources.frameQueueUrl,
-                queueArn,
-                region: emulator.region,
-                handler: createRendererHandler(rendererDeps(fakeBlender(work, blender))),
-            });
+        const poll = async (blender: "renders" | "fails") => {
+            const handler = createRendererHandler(rendererDeps(fakeBlender(work, blender)));
+            try {
+                return await pollOnce({
+                    sqs: pollerSqs,
+                    queueUrl: resources.frameQueueUrl,
+                    queueArn,
+                    region: emulator.region,
+                    handler,
+                });
+            } finally {
+                await handler.close();
+            }
+        };
         const api = async (method: string, rawPath: string, body?: unknown) => {
             const reply = await jobApi({
                 rawPath,

@@ -23,6 +23,7 @@ import {
     waitFor,
     waitForJobEnd,
 } from "./support/farmClient";
+import { renderingIn } from "./support/blenderProcesses";
 import { decodePng, makeScene } from "./support/scenes";
 import { ServeProcess, startServe, stopServe } from "./support/serveProcess";
 
@@ -431,9 +432,7 @@ describe("render-farm serve (the local farm, over the wire)", function () {
             // Killed while Blender renders a frame, with some frames done and some still queued.
             await waitFor("3 frames done and a 4th rendering", 120_000, async () => {
                 const status = (await api(outputs, "GET", "/jobs/crash")).body;
-                return status.frames.done >= 3 && processesWorkingIn(path.join(dataDir, "work")).length > 0
-                    ? true
-                    : undefined;
+                return status.frames.done >= 3 && renderingIn(path.join(dataDir, "work")) ? true : undefined;
             });
             const doneBeforeKill = (await api(outputs, "GET", "/jobs/crash")).body.frames.done;
             assert.ok(doneBeforeKill < frames.length, "the job must still be running when the farm is killed");
@@ -483,7 +482,7 @@ describe("render-farm serve (the local farm, over the wire)", function () {
                 202,
             );
             await waitFor("a frame rendering", 60_000, async () =>
-                processesWorkingIn(path.join(dataDir, "work")).length > 0 ? true : undefined,
+                renderingIn(path.join(dataDir, "work")) ? true : undefined,
             );
             const signalledAt = Date.now();
             serve.child.kill("SIGTERM");

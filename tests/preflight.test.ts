@@ -16,7 +16,7 @@ import { Engine, FrameMessage, JobManifest, manifestKey } from "../functions/sha
 import { JobApiDeps } from "../functions/jobApi/settings";
 import { submitJob } from "../functions/jobApi/submit";
 import { createRendererHandler } from "../functions/renderer/consumer";
-import { RendererSettings } from "../functions/renderer/settings";
+import { DEFAULT_RENDER_LIMITS, RendererSettings } from "../functions/renderer/settings";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
 import { blendFixtures } from "./support/blendFixtures";
@@ -79,11 +79,13 @@ describe("scene preflight: the job API reads every scene before queueing", funct
             workDir: fs.mkdtempSync(path.join(os.tmpdir(), "preflight-renderer-")),
             threads: os.cpus().length,
             defaultTimeoutMs: 300_000,
+            limits: DEFAULT_RENDER_LIMITS,
         };
         renderer = createRendererHandler({ s3: emulator.s3, sqs: emulator.sqs, settings: rendererSettings });
     });
 
     after(async function () {
+        await renderer?.close();
         await emulator?.stop();
     });
 

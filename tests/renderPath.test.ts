@@ -10,7 +10,7 @@ import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } 
 import { ENGINES, FrameRecord, frameOutputKey, frameRecordKey, legacyJobId } from "../functions/shared/contract";
 import { createJobApiHandler } from "../functions/jobApi/handler";
 import { createRendererHandler } from "../functions/renderer/consumer";
-import { RendererSettings } from "../functions/renderer/settings";
+import { DEFAULT_RENDER_LIMITS, RendererSettings } from "../functions/renderer/settings";
 import { Emulator, FarmResources, createFarmResources, emulatorClients, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
 import { BLENDER, comparePngs, decodePng, makeScene, renderDirect, CUBE_2016_SCENE } from "./support/scenes";
@@ -79,11 +79,13 @@ describe("the render path: job API → SQS → renderer → S3, with Blender", f
             workDir: fs.mkdtempSync(path.join(os.tmpdir(), "renderer-work-")),
             threads: os.cpus().length,
             defaultTimeoutMs: 300_000,
+            limits: DEFAULT_RENDER_LIMITS,
         };
         renderer = createRendererHandler({ s3: rendererS3, sqs: emulator.sqs, settings: rendererSettings });
     });
 
     after(async function () {
+        await renderer?.close();
         await emulator?.stop();
     });
 

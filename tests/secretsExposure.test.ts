@@ -19,7 +19,7 @@ import { JOB_API_ROUTES } from "../components/jobApi";
 import { createJobApiHandler, HttpApiResult } from "../functions/jobApi/handler";
 import { JobApiSettings } from "../functions/jobApi/settings";
 import { createRendererHandler } from "../functions/renderer/consumer";
-import { RendererSettings } from "../functions/renderer/settings";
+import { DEFAULT_RENDER_LIMITS, RendererSettings } from "../functions/renderer/settings";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
 import { runProgram, stackConfig } from "./support/pulumiProgram";
@@ -230,6 +230,7 @@ describe("no credentials or signatures in replies, records, messages, log tails 
             workDir: fs.mkdtempSync(path.join(work, "renderer-")),
             threads: 1,
             defaultTimeoutMs: 120_000,
+            limits: DEFAULT_RENDER_LIMITS,
             ...overrides,
         });
         // A "Blender" that prints its whole environment and fails: the log tail shows what the renderer hands it.
@@ -253,17 +254,23 @@ describe("no credentials or signatures in replies, records, messages, log tails 
         };
         const expectStatus = (reply: HttpApiResult, status: number) =>
             assert.strictEqual(reply.statusCode, status, reply.body);
-        const poll = (settings: Partial<RendererSettings>) =>
-            pollOnce({
-                sqs: emulator.sqs,
-                queueUrl: farm.frameQueueUrl,
-                queueArn,
-                region: emulator.region,
-                handler: createRendererHandler({
-                    ...leakyClients(emulator, signed),
-                    settings: rendererSettings(settings),
-                }),
+        const poll = async (settings: Partial<RendererSettings>) => {
+            const handler = createRendererHandler({
+                ...leakyClients(emulator, signed),
+                settings: rendererSettings(settings),
             });
+            try {
+                return await pollOnce({
+                    sqs: emulator.sqs,
+                    queueUrl: farm.frameQueueUrl,
+                    queueArn,
+                    region: emulator.region,
+                    handler,
+                });
+            } finally {
+                await handler.close();
+            }
+        };
         const submit = (jobId: string, scene = "shots/a/scene.blend") =>
             JSON.stringify({ scene, frames: "1", jobId, resolution: { percentage: 25 } });
 

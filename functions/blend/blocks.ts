@@ -1,6 +1,6 @@
 // Walks the blocks of a decompressed .blend as its bytes stream past, keeping only what the summary needs.
 // SDNA (the DNA1 block) comes last, so nothing can be decoded on the way: the few small blocks that matter
-// (scenes, images, libraries, ...) are kept raw until the end, objects only by their first bytes (for the
+// (scenes, images, libraries, the window manager, ...) are kept raw until the end, objects only by their first bytes (for the
 // camera's name), and everything else (meshes, packed files, previews) is skipped without being buffered.
 import { blendFileError } from "./errors";
 import {
@@ -47,12 +47,16 @@ export const DEFAULT_READ_LIMITS: ReadLimits = {
 };
 
 /** Blocks kept whole: their structs are decoded once SDNA is known. */
-const WHOLE_CODES = ["SC", "IM", "LI", "MC", "VO", "CF", "VF", "GLOB"];
+const WHOLE_CODES = ["SC", "IM", "LI", "MC", "VO", "CF", "VF", "GLOB", "WM"];
 /** Blocks kept by their first bytes: enough for the ID name (Blender 5 names are up to 258 bytes, after 5 pointers). */
 const PREFIX_CODES = ["OB", "ID"];
 const ID_PREFIX_BYTES = 320;
-/** DATA blocks written right after an image (tiles, packed-file records) are small; previews and pixels are not. */
-const IMAGE_DATA_MAX_BYTES = 16 * 1024;
+/**
+ * DATA blocks written right after an image (tiles, packed-file records) or the window manager (its windows) are
+ * small; previews and pixels are not.
+ */
+const SMALL_DATA_MAX_BYTES = 16 * 1024;
+const SMALL_DATA_AFTER = ["IM", "WM"];
 
 export interface BlockWalker {
     push(chunk: Uint8Array): void;
@@ -102,7 +106,8 @@ export function createBlockWalker(file: string, limits: ReadLimits = DEFAULT_REA
             return found.length;
         }
         if (PREFIX_CODES.includes(found.code)) return Math.min(found.length, ID_PREFIX_BYTES);
-        if (found.code === "DATA" && lastIdCode === "IM" && found.length <= IMAGE_DATA_MAX_BYTES) return found.length;
+        if (found.code === "DATA" && SMALL_DATA_AFTER.includes(lastIdCode) && found.length <= SMALL_DATA_MAX_BYTES)
+            return found.length;
         return 0;
     }
 

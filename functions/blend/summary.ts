@@ -74,7 +74,7 @@ export interface BlendSummary {
     /** Decompressed size up to the end marker. */
     bytes: number;
     blockCount: number;
-    /** The scene Blender opens (and renders) by default: the one that was active when the file was saved. */
+    /** The scene Blender opens and renders (`blender -b file -a`): the first window's, else the file's stored current scene. */
     activeScene: string | null;
     scenes: BlendScene[];
     images: BlendImage[];
@@ -184,6 +184,16 @@ export function summarize(walk: WalkResult, file: string, compression: Compressi
         activeScenePointer = pointerOf(ref, "curscene");
     }
 
+    /** wmWindow.scene of the window manager's first window (2.80+; older files keep the scene in the screen). */
+    function firstWindowScenePointer(): string {
+        const manager = ofCode("WM")[0];
+        if (!manager) return "";
+        const windows = nested(structRef(sdna, manager, "wmWindowManager", file), "windows");
+        const first = windows ? byAddress.get(pointerOf(windows, "first")) : undefined;
+        if (first?.code !== "DATA" || !first.whole) return "";
+        return pointerOf(structRef(sdna, first, "wmWindow", file), "scene");
+    }
+
     const sceneBlocks = ofCode("SC");
     const scenes: BlendScene[] = sceneBlocks.map((block) => {
         const ref = structRef(sdna, block, "Scene", file);
@@ -207,7 +217,11 @@ export function summarize(walk: WalkResult, file: string, compression: Compressi
             camera: idNameAt(pointerOf(ref, "camera")),
         };
     });
-    const activeBlock = sceneBlocks.find((block) => block.oldPointer === activeScenePointer);
+    // Blender opens the first window's scene when the file has windows (and renders it with -b), the stored
+    // current scene (FileGlobal.curscene) otherwise; the two differ only in a crafted file, but then they do.
+    const sceneAt = (pointer: string) =>
+        pointer ? sceneBlocks.find((block) => block.oldPointer === pointer) : undefined;
+    const activeBlock = sceneAt(firstWindowScenePointer()) ?? sceneAt(activeScenePointer);
     const activeScene = activeBlock
         ? scenes[sceneBlocks.indexOf(activeBlock)].name
         : scenes.length > 0

@@ -5,7 +5,7 @@ import * as path from "path";
 import { S3Client } from "@aws-sdk/client-s3";
 import { ChangeMessageVisibilityCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
-import { runBlender } from "./blender";
+import { BlenderProcess } from "./blenderProcess";
 import { FRAME_UPLOAD_TUNING, FrameUploadTuning, uploadFrameFile } from "./frameUpload";
 import { RendererSettings } from "./settings";
 import { FrameMessage, FrameRecord, Format, lambdaCostUsd, parseFrameMessage } from "../shared/contract";
@@ -47,6 +47,7 @@ export interface FrameOutcome {
 export async function renderFrame(
     deps: RendererDeps,
     mirror: SceneMirror,
+    blender: BlenderProcess,
     sqsRecord: SQSRecord,
     remainingMs: () => number,
 ): Promise<FrameOutcome> {
@@ -81,16 +82,20 @@ export async function renderFrame(
             message.assets,
         );
         sceneBytes = files.sceneBytes;
-        const outputPath = path.join(mirror.root, "..", "output", path.posix.basename(message.output.key));
-        fs.rmSync(path.dirname(outputPath), { recursive: true, force: true });
-        fs.mkdirSync(path.dirname(outputPath), { recursive: true });
-        const result = await runBlender({
-            blenderPath: settings.blenderPath,
+        const frameDir = frameWorkDir(settings.workDir, message.frame);
+        const outputPath = path.join(frameDir, path.posix.basename(message.output.key));
+        fs.rmSync(frameDir, { recursive: true, force: true });
+        fs.mkdirSync(frameDir, { recursive: true });
+        const result = await blender.render({
             scenePath: files.scenePath,
+            // Without an ETag (seed-era messages) the scene is loaded again for every frame.
+            sceneVersion: message.sceneEtag ? JSON.stringify([message.sceneEtag, message.assets]) : undefined,
             frame: message.frame,
             outputPath,
             settings: message.settings,
+            limits: settings.limits,
             threads: settings.threads,
+            tempDir: path.join(frameDir, "blender-temp"),
             deadlineMs: Date.now() + remainingMs() - REPORTING_RESERVE_MS,
         });
         if (result.ok && result.missingFiles?.length) {
@@ -134,7 +139,7 @@ export async function renderFrame(
         outcome = { status: "retrying", blenderMs: 0, error: describeFailure(error, message), logTail: "" };
     } finally {
         cleanFrameFiles(mirror);
-        fs.rmSync(path.join(mirror.root, "..", "output"), { recursive: true, force: true });
+        removeFrameWorkDirs(settings.workDir);
     }
     if (outcome.status !== "done" && attempts >= settings.maxReceiveCount) outcome.status = "failed";
 
@@ -158,6 +163,16 @@ export async function renderFrame(
     };
     await writeFrameRecord(s3, settings.rendersBucket, record);
     return { ok: record.status === "done", record, sceneBytes };
+}
+
+/** Where one frame's output and Blender's temp files live while it renders: `<workDir>/frames/<frame>`. */
+export function frameWorkDir(workDir: string, frame: number): string {
+    return path.join(workDir, "frames", String(frame));
+}
+
+/** Removes every frame's work dir, including those a renderer killed mid-frame left behind. */
+function removeFrameWorkDirs(workDir: string): void {
+    fs.rmSync(path.join(workDir, "frames"), { recursive: true, force: true });
 }
 
 /** The scenes bucket key of a file in the work dir (as the artist uploaded it), else the path itself. */
@@ -187,18 +202,35 @@ function describeFailure(error: unknown, message: FrameMessage): { code: string;
     return { code, message: isFarmError(error) ? text : `${(error as Error)?.name ?? "Error"}: ${text}` };
 }
 
-/** The SQS event handler: frames one by one (the mapping sends one), failures reported per message. */
-export function createRendererHandler(
-    deps: RendererDeps,
-): (event: SQSEvent, context?: Partial<Context>) => Promise<SQSBatchResponse> {
+export interface RendererHandler {
+    (event: SQSEvent, context?: Partial<Context>): Promise<SQSBatchResponse>;
+    /** The renderer's Blender, kept across frames and invocations. */
+    blender: BlenderProcess;
+    /** Ends the renderer's Blender. */
+    close(): Promise<void>;
+}
+
+/**
+ * The SQS event handler: frames one by one (the mapping sends one), failures reported per message. It keeps one
+ * Blender across frames, and across invocations while the handler lives (a warm Lambda container, a local worker).
+ */
+export function createRendererHandler(deps: RendererDeps): RendererHandler {
     const mirror: SceneMirror = { root: path.join(deps.settings.workDir, "scenes") };
-    return async (event, context) => {
+    // A renderer that was killed (a crashed Lambda runtime, a SIGKILLed worker) left its frame's files here.
+    removeFrameWorkDirs(deps.settings.workDir);
+    const memoryLimitMb = deps.settings.blenderMemoryLimitMb ?? deps.settings.memoryMb / 2;
+    const blender = new BlenderProcess({
+        blenderPath: deps.settings.blenderPath,
+        workDir: deps.settings.workDir,
+        maxResidentBytes: memoryLimitMb > 0 ? memoryLimitMb * 1024 * 1024 : undefined,
+    });
+    const handler = async (event: SQSEvent, context?: Partial<Context>): Promise<SQSBatchResponse> => {
         const remainingMs = () => context?.getRemainingTimeInMillis?.() ?? deps.settings.defaultTimeoutMs;
         const batchItemFailures: SQSBatchResponse["batchItemFailures"] = [];
         for (const sqsRecord of event.Records) {
             let ok = false;
             try {
-                ok = (await renderFrame(deps, mirror, sqsRecord, remainingMs)).ok;
+                ok = (await renderFrame(deps, mirror, blender, sqsRecord, remainingMs)).ok;
             } catch (error) {
                 console.error(
                     `renderer: frame message ${sqsRecord.messageId} failed: ${(error as Error)?.message ?? error}`,
@@ -210,6 +242,12 @@ export function createRendererHandler(
         }
         return { batchItemFailures };
     };
+    return Object.assign(handler, {
+        blender,
+        async close() {
+            await blender.stop();
+        },
+    });
 }
 
 /** A failed frame comes back after a few seconds, not after the queue's long visibility timeout. */

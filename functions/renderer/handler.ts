@@ -26,7 +26,10 @@ export const RENDERER_CLIENT_TIMEOUTS = {
 
 let renderer: ReturnType<typeof createRendererHandler> | undefined;
 
-/** Built on the first invocation, so a missing environment variable is reported by name, not as an import crash. */
+/**
+ * Built on the first invocation, so a missing environment variable is reported by name, not as an import crash,
+ * and kept with its Blender for every later invocation of this warm container (Lambda freezes and thaws both).
+ */
 export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
     renderer ??= createRendererHandler({
         s3: new S3Client({ ...RENDERER_CLIENT_RETRY, ...RENDERER_CLIENT_TIMEOUTS }),

@@ -2,7 +2,17 @@
 // own AWS_LAMBDA_FUNCTION_MEMORY_SIZE), or given by the local farm.
 import * as os from "os";
 import * as path from "path";
-import { ENVIRONMENT, Environment, requiredVariables, TUNABLES, wholeNumberVariable } from "../shared/farmSettings";
+import { MAX_SAMPLES } from "../shared/contract";
+import {
+    enginesVariable,
+    ENVIRONMENT,
+    Environment,
+    FARM_DEFAULTS,
+    requiredVariables,
+    TUNABLES,
+    wholeNumberVariable,
+} from "../shared/farmSettings";
+import { RenderLimits } from "./blender";
 
 export interface RendererSettings {
     scenesBucket: string;
@@ -15,9 +25,20 @@ export interface RendererSettings {
     blenderPath: string;
     workDir: string;
     threads: number;
+    /** What a frame may render, whatever the scene or the message says (the job API's limits, checked again in Blender). */
+    limits: RenderLimits;
     /** Used when no Lambda context says how long is left (the local farm). */
     defaultTimeoutMs: number;
+    /** Blender is started afresh after a frame that leaves it using more memory than this; default: half of memoryMb. */
+    blenderMemoryLimitMb?: number;
 }
+
+/** A renderer's limits when its environment sets none: the stack's defaults and the contract's samples limit. */
+export const DEFAULT_RENDER_LIMITS: RenderLimits = {
+    allowedEngines: FARM_DEFAULTS.allowedEngines,
+    maxResolution: TUNABLES.maxResolution.defaultValue,
+    maxSamples: MAX_SAMPLES,
+};
 
 export function rendererSettingsFromEnvironment(env: Environment): RendererSettings {
     const names = ENVIRONMENT;
@@ -27,6 +48,12 @@ export function rendererSettingsFromEnvironment(env: Environment): RendererSetti
         "the renderer",
     );
     const anyCount = { min: 1, max: 1024 };
+    const memoryMb = wholeNumberVariable(
+        env,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", // set by Lambda itself
+        { min: 128, max: 10240 },
+        TUNABLES.rendererMemory.defaultValue,
+    );
     return {
         ...where,
         maxReceiveCount: wholeNumberVariable(
@@ -41,13 +68,7 @@ export function rendererSettingsFromEnvironment(env: Environment): RendererSetti
             TUNABLES.failureBackoffSeconds,
             TUNABLES.failureBackoffSeconds.defaultValue,
         ),
-        // Set by Lambda itself.
-        memoryMb: wholeNumberVariable(
-            env,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-            { min: 128, max: 10240 },
-            TUNABLES.rendererMemory.defaultValue,
-        ),
+        memoryMb,
         blenderPath: env[names.blenderPath] || "blender",
         workDir: env[names.workDir] || path.join(os.tmpdir(), "render-farm"),
         threads: wholeNumberVariable(env, names.threads, anyCount, os.cpus().length),
@@ -58,5 +79,21 @@ export function rendererSettingsFromEnvironment(env: Environment): RendererSetti
                 { min: 1, max: 24 * 3600 },
                 TUNABLES.rendererTimeout.defaultValue,
             ) * 1000,
+        blenderMemoryLimitMb: wholeNumberVariable(
+            env,
+            names.blenderMemoryLimitMb,
+            { min: 64, max: 10240 },
+            Math.floor(memoryMb / 2),
+        ),
+        limits: {
+            allowedEngines: enginesVariable(env, names.allowedEngines),
+            maxResolution: wholeNumberVariable(
+                env,
+                names.maxResolution,
+                TUNABLES.maxResolution,
+                DEFAULT_RENDER_LIMITS.maxResolution,
+            ),
+            maxSamples: wholeNumberVariable(env, names.maxSamples, { min: 1, max: MAX_SAMPLES }, MAX_SAMPLES),
+        },
     };
 }

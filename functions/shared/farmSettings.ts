@@ -72,10 +72,11 @@ export const ENVIRONMENT = {
     rendersBucket: "RENDERS_BUCKET",
     frameQueueUrl: "FRAME_QUEUE_URL",
     maxReceiveCount: "MAX_RECEIVE_COUNT",
-    /** The job API's. */
-    maxFramesPerJob: "MAX_FRAMES_PER_JOB",
+    /** Both functions': the job API refuses requests past them, the renderer checks them again in Blender. */
     maxResolution: "MAX_RESOLUTION",
     allowedEngines: "ALLOWED_ENGINES",
+    /** The job API's. */
+    maxFramesPerJob: "MAX_FRAMES_PER_JOB",
     preflight: "PREFLIGHT",
     staleAfterSeconds: "STALE_AFTER_SECONDS",
     /** The renderer's. */
@@ -85,6 +86,10 @@ export const ENVIRONMENT = {
     threads: "RENDER_THREADS",
     /** How long a frame may take when no Lambda context says how long is left (the local farm). */
     frameTimeoutSeconds: "RENDER_TIMEOUT_SECONDS",
+    /** Most samples a frame may use (default: the contract's MAX_SAMPLES; no stack setting). */
+    maxSamples: "MAX_SAMPLES",
+    /** Blender is started afresh after a frame that leaves it using more memory than this (default: half the memory). */
+    blenderMemoryLimitMb: "BLENDER_MEMORY_LIMIT_MB",
 } as const;
 
 /** What the job API's environment carries; T is a string, or a Pulumi Output of one in components/. */
@@ -119,6 +124,8 @@ export interface RendererEnvironmentValues<T> {
     frameQueueUrl: T;
     maxReceiveCount: number;
     failureBackoffSeconds: number;
+    maxResolution: number;
+    allowedEngines: Engine[];
 }
 
 export function rendererEnvironment<T>(values: RendererEnvironmentValues<T>): Record<string, T | string> {
@@ -128,6 +135,8 @@ export function rendererEnvironment<T>(values: RendererEnvironmentValues<T>): Re
         [ENVIRONMENT.frameQueueUrl]: values.frameQueueUrl,
         [ENVIRONMENT.maxReceiveCount]: String(values.maxReceiveCount),
         [ENVIRONMENT.failureBackoffSeconds]: String(values.failureBackoffSeconds),
+        [ENVIRONMENT.maxResolution]: String(values.maxResolution),
+        [ENVIRONMENT.allowedEngines]: values.allowedEngines.join(","),
     };
 }
 

@@ -5,7 +5,6 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { blenderArgs } from "../../functions/renderer/blender";
 import { BLENDER, runBlenderScript } from "./scenes";
 
 const MAKE_HOSTILE_SCENE = path.join(__dirname, "..", "fixtures", "make_hostile_scene.py");
@@ -58,27 +57,28 @@ export function clearMarkers(scene: HostileScene): void {
 }
 
 /**
- * The control: the farm's own Blender command line for one frame (functions/renderer/blender.ts's blenderArgs, with
- * render_frame.py) with one change, --enable-autoexec for --disable-autoexec. Both markers must appear, or the
- * probe proves nothing. Resolves with Blender's exit code and output.
+ * The control: Blender's own render of one frame with auto-run on (`blender -b <file> --enable-autoexec -f N`).
+ * Both markers must appear, or the probe proves nothing. Resolves with Blender's exit code and output.
  */
 export function renderWithAutoexecEnabled(
     blendPath: string,
     frame: number,
-    outputPath: string,
+    outputDir: string,
     blenderPath: string = BLENDER,
 ): Promise<{ exitCode: number | null; output: string }> {
-    const farmArgs = blenderArgs({
-        scenePath: blendPath,
-        frame,
-        outputPath,
-        settings: { format: "PNG" },
-        threads: 1,
-        deadlineMs: Date.now() + 120_000,
-    });
-    if (farmArgs.filter((arg) => arg === "--disable-autoexec").length !== 1)
-        throw new Error(`the farm's Blender arguments changed: ${farmArgs.join(" ")}`);
-    const args = farmArgs.map((arg) => (arg === "--disable-autoexec" ? "--enable-autoexec" : arg));
+    const args = [
+        "-b",
+        blendPath,
+        "--factory-startup",
+        "-noaudio",
+        "--enable-autoexec",
+        "-o",
+        path.join(outputDir, "frame_####"),
+        "-F",
+        "PNG",
+        "-f",
+        String(frame),
+    ];
     return new Promise((resolve, reject) => {
         const child = spawn(blenderPath, args, { stdio: ["ignore", "pipe", "pipe"] });
         let output = "";
@@ -95,7 +95,7 @@ export function renderWithAutoexecEnabled(
 
 /**
  * A stand-in Blender executable that runs the real one with --enable-autoexec wherever it is given
- * --disable-autoexec: a farm wired to it shows what the consumer would do if the flag were lost.
+ * --disable-autoexec: a farm wired to it shows that render_frame.py itself keeps scene code off if the flag is lost.
  */
 export function blenderIgnoringDisableAutoexec(dir: string, blenderPath: string = BLENDER): string {
     const file = path.join(dir, "blender-with-autoexec");

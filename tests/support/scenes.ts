@@ -29,6 +29,10 @@ export interface SceneOptions {
     autoexecProbe?: boolean;
     /** Adds a compositor File Output node writing into `fileOutputDir` (an absolute path outside any work dir). */
     fileOutput?: boolean;
+    /** Cycles renders in tiles of this size, writing each finished tile to a file in Blender's temp dir. */
+    tileSize?: number;
+    /** Adds a sphere falling onto the ground, an unbaked rigid body simulation. */
+    rigidBody?: boolean;
 }
 
 export interface Scene {
@@ -109,6 +113,8 @@ export async function makeScene(options: SceneOptions = {}): Promise<Scene> {
     if (options.percentage !== undefined) args.push("--percentage", String(options.percentage));
     if (scene.markerPath) args.push("--autoexec-marker", scene.markerPath);
     if (scene.fileOutputDir) args.push("--file-output", scene.fileOutputDir);
+    if (options.tileSize !== undefined) args.push("--tile-size", String(options.tileSize));
+    if (options.rigidBody) args.push("--rigid-body");
     await runBlenderScript(MAKE_SCENE, args);
     fs.writeFileSync(path.join(building, ".complete"), "");
     fs.mkdirSync(CACHE_ROOT, { recursive: true });
