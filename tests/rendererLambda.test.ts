@@ -17,9 +17,9 @@ import { ImageFunction, ImageFunctionConfig, buildImageFunction, imageSandboxOpt
 import { imagePackages, nodeForRuntime } from "../local/imagePackages";
 import { LambdaSandbox, startLambdaSandbox } from "../local/lambdaSandbox";
 import { pollOnce } from "../local/eventSourcePoller";
-import { processesWorkingIn } from "../local/processes";
 import { PROJECT_ROOT } from "./support/pulumiProgram";
 import { decodePng, makeScene } from "./support/scenes";
+import { renderingIn } from "./support/blenderProcesses";
 
 const WIDTH = 64;
 const HEIGHT = 48;
@@ -212,13 +212,16 @@ describe("the renderer as Lambda runs it (image/Dockerfile's ENTRYPOINT + CMD, a
     });
 
     it("reports a runtime killed mid-frame as Runtime.ExitError instead of waiting", async function () {
-        const message = await frameMessage("lambda-killed", "shots/lambda/scene.blend", 3);
+        // Enough samples that the frame is still rendering when the test sees it start.
+        const message = { ...(await frameMessage("lambda-killed", "shots/lambda/scene.blend", 3)) };
+        message.settings = { ...message.settings, samples: 4096 };
         const delivered = deliver(sandbox, JSON.stringify(message));
-        // Once Blender runs (its command line names the sandbox's /tmp), the whole sandbox dies as an OOM kill would.
+        // Once Blender renders the frame (a sticky Blender may idle there between frames: renderingIn tells a frame
+        // in progress), the whole sandbox dies as an OOM kill would.
         const started = Date.now();
-        while (processesWorkingIn(image.tmpDir).length === 0 && Date.now() - started < 60_000)
+        while (!renderingIn(image.tmpDir) && Date.now() - started < 60_000)
             await new Promise((resolve) => setTimeout(resolve, 50));
-        assert.ok(processesWorkingIn(image.tmpDir).length > 0, "Blender started");
+        assert.ok(renderingIn(image.tmpDir), "Blender renders the frame");
         const pid = sandbox.pid()!;
         process.kill(-pid, "SIGKILL");
         const { outcome, result } = await delivered;
