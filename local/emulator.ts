@@ -3,7 +3,8 @@
 // - startFauxqs() always listens on 0.0.0.0, and only it wires persistence (buildApp takes ready-made stores,
 //   not a dataDir). So we build the stores and the SQLite persistence as startFauxqs does, from fauxqs's own
 //   modules (pinned to 2.4.1 in package.json), and listen on loopback ourselves.
-// - PutObject ignores conditional headers (If-None-Match / If-Match): conditional writes always succeed.
+// - PutObject ignores conditional headers (If-None-Match / If-Match): we check them ourselves before fauxqs's
+//   handler runs (see honourWriteConditions), as S3 does: 412 when the condition fails, 404 for If-Match on no object.
 // - GetQueueAttributes does not return expired in-flight messages to the visible count until the next
 //   ReceiveMessage on that queue: ApproximateNumberOfMessages{,NotVisible} can lag; a receive settles them.
 // - Redrive to the DLQ happens lazily, on the receive after the maxReceiveCount-th (as in AWS).
@@ -92,6 +93,29 @@ interface FastifyLike {
     listen(options: { port: number; host: string }): Promise<string>;
     close(): Promise<void>;
     addHook(name: "preClose", hook: () => void): void;
+    addHook(
+        name: "preHandler",
+        hook: (request: FastifyRequestLike, reply: FastifyReplyLike, done: (error?: Error) => void) => void,
+    ): void;
+}
+
+interface FastifyRequestLike {
+    method: string;
+    headers: Record<string, string | string[] | undefined>;
+    params?: unknown;
+    query?: unknown;
+    routeOptions?: { url?: string };
+}
+
+interface FastifyReplyLike {
+    status(code: number): FastifyReplyLike;
+    header(name: string, value: string): FastifyReplyLike;
+    send(body?: string): FastifyReplyLike;
+}
+
+interface S3StoreLike {
+    persistence?: unknown;
+    headObject(bucket: string, key: string): { etag: string };
 }
 
 interface SqsQueueLike {
@@ -117,7 +141,7 @@ interface Fauxqs {
     }): FastifyLike;
     SqsStore: new () => SqsStoreLike;
     SnsStore: new () => { persistence?: unknown };
-    S3Store: new () => { persistence?: unknown };
+    S3Store: new () => S3StoreLike;
     PersistenceManager: new (dataDir: string) => PersistenceLike;
 }
 
@@ -135,6 +159,58 @@ function fixReleaseWrite(persistence: PersistenceLike): void {
     );
     persistence.updateMessageReady = (messageId) => {
         clearInFlight.run(messageId);
+    };
+}
+
+/** An ETag as compared by If-Match: without quotes or a weak marker. */
+function bareEtag(etag: string): string {
+    return etag.trim().replace(/^W\//, "").replace(/^"|"$/g, "");
+}
+
+function s3ErrorXml(code: string, message: string): string {
+    return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message></Error>`;
+}
+
+/**
+ * S3's conditional writes for a plain PutObject, which fauxqs 2.4.1 ignores: If-None-Match: * refuses an existing key
+ * and If-Match refuses another ETag (412), If-Match on no object is 404 NoSuchKey. Checked in a synchronous hook right
+ * before fauxqs's synchronous put, so no other request can write the key in between: the check and the write are atomic.
+ */
+function honourWriteConditions(store: S3StoreLike) {
+    return (request: FastifyRequestLike, reply: FastifyReplyLike, done: (error?: Error) => void): void => {
+        const ifMatch = request.headers["if-match"];
+        const ifNoneMatch = request.headers["if-none-match"];
+        const query = (request.query ?? {}) as Record<string, unknown>;
+        const isPlainPut =
+            request.method === "PUT" &&
+            request.routeOptions?.url === "/:bucket/*" &&
+            !request.headers["x-amz-copy-source"] &&
+            !("uploadId" in query) &&
+            !("partNumber" in query);
+        if (!isPlainPut || (ifMatch === undefined && ifNoneMatch === undefined)) return done();
+        const params = (request.params ?? {}) as Record<string, string>;
+        let current: string | undefined;
+        try {
+            current = store.headObject(params.bucket, params["*"] ?? "").etag;
+        } catch (error) {
+            // No such key: current stays undefined. No such bucket: fauxqs's handler answers that.
+            if ((error as { statusCode?: number; code?: string }).code === "NoSuchBucket") return done();
+        }
+        const refuse = (status: number, code: string, message: string) => {
+            reply.status(status).header("content-type", "application/xml").send(s3ErrorXml(code, message));
+        };
+        if (typeof ifNoneMatch === "string" && ifNoneMatch.trim() === "*" && current !== undefined)
+            return refuse(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
+        if (typeof ifMatch === "string") {
+            if (current === undefined) return refuse(404, "NoSuchKey", "The specified key does not exist.");
+            if (bareEtag(ifMatch) !== "*" && bareEtag(ifMatch) !== bareEtag(current))
+                return refuse(
+                    412,
+                    "PreconditionFailed",
+                    "At least one of the pre-conditions you specified did not hold",
+                );
+        }
+        done();
     };
 }
 
@@ -227,6 +303,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
         for (const queue of sqsStore.allQueues()) queue.persistence = persistence;
     }
     const app = fauxqs.buildApp({ logger: false, defaultRegion: region, stores: { sqsStore, snsStore, s3Store } });
+    app.addHook("preHandler", honourWriteConditions(s3Store));
     const database = persistence;
     if (database) app.addHook("preClose", () => database.close());
     let address: string;
