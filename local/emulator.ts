@@ -178,40 +178,53 @@ function s3ErrorXml(code: string, message: string): string {
  */
 function honourWriteConditions(store: S3StoreLike) {
     return (request: FastifyRequestLike, reply: FastifyReplyLike, done: (error?: Error) => void): void => {
-        const ifMatch = request.headers["if-match"];
-        const ifNoneMatch = request.headers["if-none-match"];
-        const query = (request.query ?? {}) as Record<string, unknown>;
-        const isPlainPut =
-            request.method === "PUT" &&
-            request.routeOptions?.url === "/:bucket/*" &&
-            !request.headers["x-amz-copy-source"] &&
-            !("uploadId" in query) &&
-            !("partNumber" in query);
-        if (!isPlainPut || (ifMatch === undefined && ifNoneMatch === undefined)) return done();
-        const params = (request.params ?? {}) as Record<string, string>;
-        let current: string | undefined;
-        try {
-            current = store.headObject(params.bucket, params["*"] ?? "").etag;
-        } catch (error) {
-            // No such key: current stays undefined. No such bucket: fauxqs's handler answers that.
-            if ((error as { statusCode?: number; code?: string }).code === "NoSuchBucket") return done();
+        const refusal = writeConditionRefusal(store, request);
+        if (!refusal) {
+            done();
+            return;
         }
-        const refuse = (status: number, code: string, message: string) => {
-            reply.status(status).header("content-type", "application/xml").send(s3ErrorXml(code, message));
-        };
-        if (typeof ifNoneMatch === "string" && ifNoneMatch.trim() === "*" && current !== undefined)
-            return refuse(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
-        if (typeof ifMatch === "string") {
-            if (current === undefined) return refuse(404, "NoSuchKey", "The specified key does not exist.");
-            if (bareEtag(ifMatch) !== "*" && bareEtag(ifMatch) !== bareEtag(current))
-                return refuse(
-                    412,
-                    "PreconditionFailed",
-                    "At least one of the pre-conditions you specified did not hold",
-                );
-        }
-        done();
+        reply
+            .status(refusal.status)
+            .header("content-type", "application/xml")
+            .send(s3ErrorXml(refusal.code, refusal.message));
     };
+}
+
+/** Why S3 would refuse this conditional PutObject, or undefined when it may go ahead. */
+function writeConditionRefusal(
+    store: S3StoreLike,
+    request: FastifyRequestLike,
+): { status: number; code: string; message: string } | undefined {
+    const ifMatch = request.headers["if-match"];
+    const ifNoneMatch = request.headers["if-none-match"];
+    const query = (request.query ?? {}) as Record<string, unknown>;
+    const isPlainPut =
+        request.method === "PUT" &&
+        request.routeOptions?.url === "/:bucket/*" &&
+        !request.headers["x-amz-copy-source"] &&
+        !("uploadId" in query) &&
+        !("partNumber" in query);
+    if (!isPlainPut || (ifMatch === undefined && ifNoneMatch === undefined)) return undefined;
+    const params = (request.params ?? {}) as Record<string, string>;
+    let current: string | undefined;
+    try {
+        current = store.headObject(params.bucket, params["*"] ?? "").etag;
+    } catch (error) {
+        // No such key: current stays undefined. No such bucket: fauxqs's handler answers that.
+        if ((error as { code?: string }).code === "NoSuchBucket") return undefined;
+    }
+    const failed = {
+        status: 412,
+        code: "PreconditionFailed",
+        message: "At least one of the pre-conditions you specified did not hold",
+    };
+    if (typeof ifNoneMatch === "string" && ifNoneMatch.trim() === "*" && current !== undefined) return failed;
+    if (typeof ifMatch === "string") {
+        if (current === undefined)
+            return { status: 404, code: "NoSuchKey", message: "The specified key does not exist." };
+        if (bareEtag(ifMatch) !== "*" && bareEtag(ifMatch) !== bareEtag(current)) return failed;
+    }
+    return undefined;
 }
 
 /** fauxqs is ESM-only and this project compiles to CommonJS, where TypeScript would turn import() into require(). */

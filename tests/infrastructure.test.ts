@@ -4,7 +4,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { readFarmConfig } from "../config";
-import { frameVisibilityTimeoutSeconds } from "../components/frameQueue";
+import { frameVisibilityTimeoutSeconds } from "../functions/shared/farmSettings";
 import { archiveFiles, writeArchive } from "./support/archive";
 import { ProgramRun, RecordedResource, runProgram, stackConfig } from "./support/pulumiProgram";
 import { TUNABLES } from "../functions/shared/farmSettings";

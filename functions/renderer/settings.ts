@@ -17,6 +17,11 @@ export interface RendererSettings {
     threads: number;
     /** Used when no Lambda context says how long is left (the local farm). */
     defaultTimeoutMs: number;
+    /**
+     * Cut a started frame's visibility to what the invocation has left (frameVisibility.ts). Default on; off on the
+     * local farm, whose worker pool keeps the frame it renders hidden with a heartbeat instead (local/workers.ts).
+     */
+    holdFrameVisibility?: boolean;
 }
 
 export function rendererSettingsFromEnvironment(env: Environment): RendererSettings {
