@@ -210,7 +210,11 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
         .action((scene: string, flags) => act(flags.json, (session) => inspectCommand(session.output, scene, flags)));
 
     withTargetOptions(
-        program.command("status").description("show a job's progress and failures").argument("<jobId>"),
+        program
+            .command("status")
+            .description("show a job's progress and failures (the first page of them; --all-failures for every one)")
+            .argument("<jobId>")
+            .option("--all-failures", "fetch and list every failed frame, page after page"),
     ).action((id: string, flags) => act(flags.json, (session) => statusCommand(session, id, flags)));
 
     withTargetOptions(
@@ -251,6 +255,11 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
             nonNegativeInt("--failure-backoff"),
         )
         .option("--blender <path>", "the Blender executable (default: blender on PATH)")
+        .option(
+            "--frame-timeout <seconds>",
+            "longest a frame may render (default 900, as a stack's rendererTimeout)",
+            positiveInt("--frame-timeout", 900),
+        )
         .option("--json", "print the farm's outputs as JSON once it listens")
         .action(async (flags) => {
             try {
@@ -263,6 +272,7 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
                     maxReceiveCount: flags.maxReceiveCount,
                     failureBackoffSeconds: flags.failureBackoff,
                     blenderPath: flags.blender,
+                    frameTimeoutSeconds: flags.frameTimeout,
                     json: flags.json,
                 });
             } catch (error) {

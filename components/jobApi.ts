@@ -54,6 +54,8 @@ export class JobApi extends pulumi.ComponentResource {
             name,
             [
                 ...readScenesStatements(args.scenesBucket),
+                // ListBucket: GetObject of an absent ledger object (a new job's queue progress or summary shards)
+                // answers 404 rather than 403; a job from before the frame summary has its records listed.
                 { Sid: "FindJobs", Effect: "Allow", Action: ["s3:ListBucket"], Resource: args.rendersBucket.arn },
                 // No DeleteObject: a submit or retry whose frames could not all be queued keeps its progress, and the
                 // same request carries on, instead of rolling back.

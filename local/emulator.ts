@@ -48,8 +48,8 @@ export interface EmulatorCredentials {
 export interface QueueContents {
     /** Bodies of the messages a receive could return now, or after their delay. */
     waiting: string[];
-    /** Messages received and neither deleted nor returned yet. */
-    inFlight: { body: string; receiptHandle: string }[];
+    /** Messages received and neither deleted nor returned yet, and when each becomes visible again (epoch ms). */
+    inFlight: { body: string; receiptHandle: string; visibleAt: number }[];
 }
 
 export interface Emulator {
@@ -122,7 +122,7 @@ interface SqsQueueLike {
     inspectMessages(): {
         ready: { body: string }[];
         delayed: { body: string }[];
-        inflight: { message: { body: string }; receiptHandle: string }[];
+        inflight: { message: { body: string }; receiptHandle: string; visibilityDeadline: number }[];
     };
 }
 
@@ -344,7 +344,11 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
             const { ready, delayed, inflight } = found.inspectMessages();
             return {
                 waiting: [...ready, ...delayed].map((message) => message.body),
-                inFlight: inflight.map((entry) => ({ body: entry.message.body, receiptHandle: entry.receiptHandle })),
+                inFlight: inflight.map((entry) => ({
+                    body: entry.message.body,
+                    receiptHandle: entry.receiptHandle,
+                    visibleAt: entry.visibilityDeadline,
+                })),
             };
         },
         stop() {

@@ -130,7 +130,7 @@ export async function updateShard(
     const key = summaryShardKey(jobId, shard);
     for (let attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
         if (attempt > 0) await conflictBackoff(attempt);
-        const stored = await getJsonObject(s3, rendersBucket, key);
+        const stored = await getJsonObject(s3, rendersBucket, key, { forbiddenMeansAbsent: true });
         const current = stored
             ? asShard(stored.value, jobId, shard, `s3://${rendersBucket}/${key}`)
             : emptyShard(jobId, shard);
@@ -141,7 +141,7 @@ export async function updateShard(
     }
     throw farmError(
         "storage_error",
-        `PutObject s3://${rendersBucket}/${key} failed: ${UPDATE_ATTEMPTS} conditional writes in a row met another writer`,
+        `PutObject s3://${rendersBucket}/${key} failed: ${UPDATE_ATTEMPTS} conditional writes in a row met another writer (or GetObject is refused on the shard)`,
         503,
     );
 }

@@ -14,8 +14,18 @@ export type WriteCondition = { ifAbsent: true } | { ifMatch: string };
 
 export type PutOutcome = { written: true; etag: string } | { written: false };
 
-/** The parsed JSON at `key` and its ETag, or undefined when there is no such object. */
-export async function getJsonObject(s3: S3Client, bucket: string, key: string): Promise<StoredJson | undefined> {
+/**
+ * The parsed JSON at `key` and its ETag, or undefined when there is no such object. With forbiddenMeansAbsent, a 403
+ * counts as absent too: S3 answers 403, not 404, for a missing key to a role without s3:ListBucket on the bucket (the
+ * renderer's, on the renders bucket). Only for a read followed by a conditional create: if the object does exist, the
+ * create fails (412) and the caller reads again.
+ */
+export async function getJsonObject(
+    s3: S3Client,
+    bucket: string,
+    key: string,
+    options: { forbiddenMeansAbsent?: boolean } = {},
+): Promise<StoredJson | undefined> {
     let text: string;
     let etag: string;
     try {
@@ -25,6 +35,7 @@ export async function getJsonObject(s3: S3Client, bucket: string, key: string): 
     } catch (error) {
         // A missing bucket is a deployment problem, not a missing document: only NoSuchKey means "absent".
         if (isNotFound(error) && (error as AwsErrorLike).name !== "NoSuchBucket") return undefined;
+        if (options.forbiddenMeansAbsent && awsErrorStatus(error) === 403) return undefined;
         throw storageError("GetObject", bucket, key, error);
     }
     try {
