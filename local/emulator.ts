@@ -64,6 +64,11 @@ export interface Emulator {
     dataDir?: string;
     /** The queue's messages, by queue URL or name; undefined for an unknown queue. */
     inspectQueue(queue: string): QueueContents | undefined;
+    /**
+     * Writes objects straight into the emulator's store, as that many PutObject calls would leave them, without the
+     * HTTP round trips: how bench/status.ts lays down a 100,000-frame job in seconds.
+     */
+    putObjectsDirectly(bucket: string, objects: { key: string; body: string }[]): void;
     stop(): Promise<void>;
 }
 
@@ -116,6 +121,7 @@ interface FastifyReplyLike {
 interface S3StoreLike {
     persistence?: unknown;
     headObject(bucket: string, key: string): { etag: string };
+    putObject(bucket: string, key: string, body: Buffer, contentType: string): unknown;
 }
 
 interface SqsQueueLike {
@@ -350,6 +356,10 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
                     visibleAt: entry.visibilityDeadline,
                 })),
             };
+        },
+        putObjectsDirectly(bucket, objects) {
+            for (const { key, body } of objects)
+                s3Store.putObject(bucket, key, Buffer.from(body, "utf8"), "application/json");
         },
         stop() {
             stopped ??= (async () => {
