@@ -188,7 +188,8 @@ export async function summarizeRequeue(
             let changed = false;
             for (const frame of group) {
                 const entry = applyRequeue(current.frames[frame], at);
-                if (!entry) continue;
+                // Unchanged when a resumed retry marks again what it marked before it was killed.
+                if (!entry || JSON.stringify(entry) === JSON.stringify(current.frames[frame])) continue;
                 current.frames[frame] = entry;
                 changed = true;
             }

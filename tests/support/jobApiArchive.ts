@@ -45,6 +45,7 @@ export async function shippedJobApi(emulator: Emulator, farm: FarmResources): Pr
         [ENVIRONMENT.scenesBucket]: farm.scenesBucket,
         [ENVIRONMENT.rendersBucket]: farm.rendersBucket,
         [ENVIRONMENT.frameQueueUrl]: farm.frameQueueUrl,
+        [ENVIRONMENT.deadLetterQueueUrl]: farm.deadLetterQueueUrl,
         AWS_ENDPOINT_URL: emulator.endpoint,
         AWS_REGION: emulator.region,
         AWS_ACCESS_KEY_ID: emulator.credentials.accessKeyId,
