@@ -106,6 +106,7 @@ export async function retryCommand(
         stream: session.output.stderr,
         onReporter: (reporter) => session.setReporter(reporter),
         resume: () => target.api.retry(jobId),
+        resumes: ["submit", "retry"],
     });
     for (const line of allFailureLines(status)) session.output.problem(line);
     session.output.result({ ...jobDocument(status), requeued: reply.requeued, target: target.description }, [

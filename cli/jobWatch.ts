@@ -13,9 +13,11 @@ export interface WatchOptions {
     onReporter?: (reporter: ProgressReporter | undefined) => void;
     /**
      * Carries on queueing when the job's queue progress is stalled (the request that was sending its frames was killed,
-     * or ran out of time): `render` submits the same request again, `retry` retries again.
+     * or ran out of time) and is of a kind in `resumes`: `render` submits the same request again (which carries on a
+     * submit), `retry` retries again (which carries on either).
      */
     resume?: () => Promise<unknown>;
+    resumes?: readonly ("submit" | "retry")[];
     now?: () => number;
 }
 
@@ -38,8 +40,9 @@ export async function watchJob(api: ApiClient, jobId: string, options: WatchOpti
                 lastMark = mark;
                 lastProgress = now();
             }
-            if (status.queue?.stalled && options.resume) await options.resume();
-            else if (now() - lastProgress > limits.stallMs) throw stalledError(status, limits.stallMs);
+            const { queue } = status;
+            if (queue?.stalled && options.resume && options.resumes?.includes(queue.kind)) await options.resume();
+            if (now() - lastProgress > limits.stallMs) throw stalledError(status, limits.stallMs);
             if (now() > limits.deadlineMs) throw deadlineError(status, limits, started, now());
             // A big job is polled less often (at most every 15 s).
             const interval = Math.max(options.pollIntervalMs, Math.min(15_000, status.frames.total * 2));

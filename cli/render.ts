@@ -139,6 +139,7 @@ export async function renderCommand(session: Session, scenePath: string, flags: 
         onReporter: (reporter) => session.setReporter(reporter),
         // The same request again carries on queueing where a cut-off submit stopped (the jobId makes it idempotent).
         resume: () => target.api.submit(request),
+        resumes: ["submit"],
     });
     const outDir = path.resolve(flags.out ?? path.join("renders", submitted.jobId));
     const frames = await downloadFrames(s3, outputs.rendersBucket, submitted.jobId, outDir);
