@@ -9,7 +9,7 @@ const DEFAULT_TIMING: FarmTiming = {
     frameTimeoutSeconds: 900,
     maxReceiveCount: 3,
     maxConcurrency: 100,
-    staleAfterSeconds: 6400,
+    staleAfterSeconds: 6330,
 };
 
 export interface WaitLimits {
