@@ -20,7 +20,8 @@ export interface ApiClientOptions {
 export interface ApiClient {
     readonly apiUrl: string;
     submit(request: JobRequest): Promise<SubmitReply>;
-    status(jobId: string): Promise<JobStatus>;
+    /** One page of the job's failures: the first, or the one `failures` (an earlier reply's failuresNext) names. */
+    status(jobId: string, failures?: string): Promise<JobStatus>;
     retry(jobId: string): Promise<RetryReply>;
     /** Fails with exit code 3 unless the URL answers like a job API (any JSON reply to GET /jobs/<id>). */
     ping(): Promise<void>;
@@ -167,7 +168,15 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
         apiUrl,
         // The CLI always sends a jobId, so a resubmit after a dropped connection is idempotent.
         submit: (request) => call<SubmitReply>("POST", "/jobs", request, request.jobId ? 3 : 1),
-        status: (jobId) => call<JobStatus>("GET", jobRoute(jobId), undefined, 4),
+        status: (jobId, failures) =>
+            call<JobStatus>(
+                "GET",
+                failures === undefined
+                    ? jobRoute(jobId)
+                    : `${jobRoute(jobId)}?failures=${encodeURIComponent(failures)}`,
+                undefined,
+                4,
+            ),
         retry: (jobId) => call<RetryReply>("POST", `${jobRoute(jobId)}/retry`),
         async ping() {
             const reply = await send("GET", jobRoute("render-farm-cli-ping"));

@@ -9,6 +9,8 @@ export const EXIT_FRAMES_FAILED = 1;
 export const EXIT_USAGE = 2;
 /** The farm (API, storage, stack) could not be reached or is failing. */
 export const EXIT_UNREACHABLE = 3;
+/** The wait for a job ran out: no progress for longer than the farm lets a frame be silent, or past its deadline. */
+export const EXIT_WAIT_EXPIRED = 4;
 /** Stopped by Ctrl-C (128 + SIGINT), as shells report it. */
 export const EXIT_INTERRUPTED = 130;
 

@@ -26,6 +26,19 @@ export function failureLines(status: JobStatus): string[] {
     });
 }
 
+/** How many failed frames the lines above left out (the farm sends them a page at a time), or undefined for none. */
+export function moreFailuresLine(status: JobStatus): string | undefined {
+    const left = status.frames.failed - status.failures.length;
+    if (left <= 0) return undefined;
+    return `… and ${left} more failed frame(s): \`render-farm status ${status.jobId} --all-failures\` lists them all`;
+}
+
+/** The failure lines and, when the farm sent only a page of them, how many more there are. */
+export function allFailureLines(status: JobStatus): string[] {
+    const more = moreFailuresLine(status);
+    return more ? [...failureLines(status), more] : failureLines(status);
+}
+
 export function summaryLine(status: JobStatus): string {
     const { total, done, failed, pending } = status.frames;
     const parts = [`${done}/${total} done`];
@@ -49,6 +62,7 @@ export function jobDocument(status: JobStatus): Record<string, unknown> {
         state: status.state,
         frames: status.frames,
         failures: status.failures,
+        ...(status.failuresNext ? { failuresNext: status.failuresNext } : {}),
         renderSeconds: status.renderSeconds,
         costUsd: status.costUsd,
     };

@@ -211,7 +211,11 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
         .action((scene: string, flags) => act(flags.json, (session) => inspectCommand(session.output, scene, flags)));
 
     withTargetOptions(
-        program.command("status").description("show a job's progress and failures").argument("<jobId>"),
+        program
+            .command("status")
+            .description("show a job's progress and failures (the first page of them; --all-failures for every one)")
+            .argument("<jobId>")
+            .option("--all-failures", "fetch and list every failed frame, page after page"),
     ).action((id: string, flags) => act(flags.json, (session) => statusCommand(session, id, flags)));
 
     withTargetOptions(
@@ -260,6 +264,11 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
                 .choices(["inprocess", "lambda"])
                 .default("inprocess"),
         )
+        .option(
+            "--frame-timeout <seconds>",
+            "longest a frame may render (default 900, as a stack's rendererTimeout)",
+            positiveInt("--frame-timeout", 900),
+        )
         .option("--json", "print the farm's outputs as JSON once it listens")
         .action(async (flags) => {
             try {
@@ -273,6 +282,7 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
                     failureBackoffSeconds: flags.failureBackoff,
                     blenderPath: flags.blender,
                     runtime: flags.runtime,
+                    frameTimeoutSeconds: flags.frameTimeout,
                     json: flags.json,
                     // The farm's log names scenes, files and Blender's errors: shown, never sent to the terminal raw.
                     log: (line) => stderr.write(`${terminalSafe(line)}\n`),

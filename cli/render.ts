@@ -5,7 +5,7 @@ import * as path from "path";
 import { Engine, Format, JobRequest, Resolution } from "../functions/shared/contract";
 import { downloadFrames } from "./download";
 import { EXIT_OK, usageError } from "./errors";
-import { exitCodeOf, failureLines, jobDocument, summaryLine } from "./jobReport";
+import { allFailureLines, exitCodeOf, jobDocument, summaryLine } from "./jobReport";
 import { watchJob } from "./jobWatch";
 import {
     addReferencedFiles,
@@ -127,6 +127,10 @@ export async function renderCommand(session: Session, scenePath: string, flags: 
     };
     if (!flags.wait) {
         output.note(`job ${submitted.jobId}: ${submitted.frames} frame(s) ${submitted.state} on ${target.description}`);
+        if (submitted.queued < submitted.frames)
+            output.problem(
+                `warning: only ${submitted.queued} of ${submitted.frames} frames are queued so far; run the same command again with --job-id ${submitted.jobId} to queue the rest`,
+            );
         if (target.kind === "embedded") {
             output.problem(
                 `warning: --no-wait with the local farm started for this run: it stops now, so the frames render the next time a farm runs on this data dir (start one with \`render-farm serve\`)`,
@@ -143,6 +147,9 @@ export async function renderCommand(session: Session, scenePath: string, flags: 
         pollIntervalMs: target.pollIntervalMs,
         stream: output.stderr,
         onReporter: (reporter) => session.setReporter(reporter),
+        // The same request again carries on queueing where a cut-off submit stopped (the jobId makes it idempotent).
+        resume: () => target.api.submit(request),
+        resumes: ["submit"],
     });
     const outDir = path.resolve(flags.out ?? path.join("renders", submitted.jobId));
     const frames = await downloadFrames(s3, outputs.rendersBucket, submitted.jobId, outDir);
@@ -151,11 +158,11 @@ export async function renderCommand(session: Session, scenePath: string, flags: 
 
     output.note(
         summaryLine(status) +
-            (status.failures.length > 0
+            (status.frames.failed > 0
                 ? `; \`render-farm retry ${status.jobId}\` renders the failed frame(s) again`
                 : ""),
     );
-    for (const line of failureLines(status)) output.problem(line);
+    for (const line of allFailureLines(status)) output.problem(line);
     const document = {
         ...jobDocument(status),
         outDir,

@@ -1,6 +1,8 @@
 // The frame queue (one message per frame) and its dead-letter queue.
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+// The visibility timeout is defined beside the stale threshold that follows from it.
+import { frameVisibilityTimeoutSeconds } from "../functions/shared/farmSettings";
 
 export interface FrameQueueArgs {
     rendererTimeoutSeconds: number;
@@ -11,15 +13,6 @@ export interface FrameQueueArgs {
 const DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600;
 /** Days for a large job to drain at low concurrency; shorter than the DLQ's, since a dead letter keeps its enqueue time. */
 const FRAME_RETENTION_SECONDS = 4 * 24 * 3600;
-
-/**
- * AWS advises 6x the function timeout for a queue behind an event source mapping, so a message
- * stays hidden while Lambda retries throttled invocations; a failed frame does not wait this long,
- * because the renderer shortens its visibility to a few seconds of backoff.
- */
-export function frameVisibilityTimeoutSeconds(rendererTimeoutSeconds: number): number {
-    return 6 * rendererTimeoutSeconds;
-}
 
 export class FrameQueue extends pulumi.ComponentResource {
     public readonly queue: aws.sqs.Queue;

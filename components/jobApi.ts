@@ -14,10 +14,15 @@ export interface JobApiArgs {
     scenesBucket: aws.s3.Bucket;
     rendersBucket: aws.s3.Bucket;
     frameQueue: aws.sqs.Queue;
+    deadLetterQueue: aws.sqs.Queue;
     maxFramesPerJob: number;
     maxResolution: number;
     allowedEngines: Engine[];
     maxReceiveCount: number;
+    /** The renderer's: a job's status reports them, and the stale threshold follows from them. */
+    rendererTimeoutSeconds: number;
+    failureBackoffSeconds: number;
+    maxConcurrency: number;
     /** Read each scene before queueing: its frame range, camera, and the files it needs. */
     preflight: boolean;
     apiAuth: "iam" | "none";
@@ -49,12 +54,15 @@ export class JobApi extends pulumi.ComponentResource {
             name,
             [
                 ...readScenesStatements(args.scenesBucket),
+                // ListBucket: GetObject of an absent ledger object (a new job's queue progress or summary shards)
+                // answers 404 rather than 403; a job from before the frame summary has its records listed.
                 { Sid: "FindJobs", Effect: "Allow", Action: ["s3:ListBucket"], Resource: args.rendersBucket.arn },
-                // DeleteObject: a submit or retry whose frames could not be queued rolls back its manifest or records.
+                // No DeleteObject: a submit or retry whose frames could not all be queued keeps its progress, and the
+                // same request carries on, instead of rolling back.
                 {
                     Sid: "ReadWriteLedger",
                     Effect: "Allow",
-                    Action: ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                    Action: ["s3:GetObject", "s3:PutObject"],
                     Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*`,
                 },
                 // GetQueueAttributes: a retry requeues lost frames only once the frame queue is empty.
@@ -63,6 +71,14 @@ export class JobApi extends pulumi.ComponentResource {
                     Effect: "Allow",
                     Action: ["sqs:SendMessage", "sqs:GetQueueAttributes"],
                     Resource: args.frameQueue.arn,
+                },
+                // A retry deletes the job's dead letters it has queued again (a DLQ redrive would render them twice):
+                // ReceiveMessage to find them, DeleteMessage to remove them; nothing else, and on the DLQ only.
+                {
+                    Sid: "RemoveRequeuedDeadLetters",
+                    Effect: "Allow",
+                    Action: ["sqs:ReceiveMessage", "sqs:DeleteMessage"],
+                    Resource: args.deadLetterQueue.arn,
                 },
                 writeLogsStatement(logGroup),
             ],
@@ -82,11 +98,15 @@ export class JobApi extends pulumi.ComponentResource {
                         scenesBucket: args.scenesBucket.bucket,
                         rendersBucket: args.rendersBucket.bucket,
                         frameQueueUrl: args.frameQueue.url,
+                        deadLetterQueueUrl: args.deadLetterQueue.url,
                         maxFramesPerJob: args.maxFramesPerJob,
                         maxResolution: args.maxResolution,
                         allowedEngines: args.allowedEngines,
                         maxReceiveCount: args.maxReceiveCount,
                         preflight: args.preflight,
+                        rendererTimeoutSeconds: args.rendererTimeoutSeconds,
+                        failureBackoffSeconds: args.failureBackoffSeconds,
+                        maxConcurrency: args.maxConcurrency,
                     }),
                 },
                 // Clients are made here, once per cold start: captured SDK v3 clients do not survive serialization.

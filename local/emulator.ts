@@ -3,7 +3,8 @@
 // - startFauxqs() always listens on 0.0.0.0, and only it wires persistence (buildApp takes ready-made stores,
 //   not a dataDir). So we build the stores and the SQLite persistence as startFauxqs does, from fauxqs's own
 //   modules (pinned to 2.4.1 in package.json), and listen on loopback ourselves.
-// - PutObject ignores conditional headers (If-None-Match / If-Match): conditional writes always succeed.
+// - PutObject ignores conditional headers (If-None-Match / If-Match): we check them ourselves before fauxqs's
+//   handler runs (see honourWriteConditions), as S3 does: 412 when the condition fails, 404 for If-Match on no object.
 // - GetQueueAttributes does not return expired in-flight messages to the visible count until the next
 //   ReceiveMessage on that queue: ApproximateNumberOfMessages{,NotVisible} can lag; a receive settles them.
 // - Redrive to the DLQ happens lazily, on the receive after the maxReceiveCount-th (as in AWS).
@@ -47,8 +48,8 @@ export interface EmulatorCredentials {
 export interface QueueContents {
     /** Bodies of the messages a receive could return now, or after their delay. */
     waiting: string[];
-    /** Messages received and neither deleted nor returned yet. */
-    inFlight: { body: string; receiptHandle: string }[];
+    /** Messages received and neither deleted nor returned yet, and when each becomes visible again (epoch ms). */
+    inFlight: { body: string; receiptHandle: string; visibleAt: number }[];
 }
 
 export interface Emulator {
@@ -63,6 +64,11 @@ export interface Emulator {
     dataDir?: string;
     /** The queue's messages, by queue URL or name; undefined for an unknown queue. */
     inspectQueue(queue: string): QueueContents | undefined;
+    /**
+     * Writes objects straight into the emulator's store, as that many PutObject calls would leave them, without the
+     * HTTP round trips: how bench/status.ts lays down a 100,000-frame job in seconds.
+     */
+    putObjectsDirectly(bucket: string, objects: { key: string; body: string }[]): void;
     stop(): Promise<void>;
 }
 
@@ -92,13 +98,37 @@ interface FastifyLike {
     listen(options: { port: number; host: string }): Promise<string>;
     close(): Promise<void>;
     addHook(name: "preClose", hook: () => void): void;
+    addHook(
+        name: "preHandler",
+        hook: (request: FastifyRequestLike, reply: FastifyReplyLike, done: (error?: Error) => void) => void,
+    ): void;
+}
+
+interface FastifyRequestLike {
+    method: string;
+    headers: Record<string, string | string[] | undefined>;
+    params?: unknown;
+    query?: unknown;
+    routeOptions?: { url?: string };
+}
+
+interface FastifyReplyLike {
+    status(code: number): FastifyReplyLike;
+    header(name: string, value: string): FastifyReplyLike;
+    send(body?: string): FastifyReplyLike;
+}
+
+interface S3StoreLike {
+    persistence?: unknown;
+    headObject(bucket: string, key: string): { etag: string };
+    putObject(bucket: string, key: string, body: Buffer, contentType: string): unknown;
 }
 
 interface SqsQueueLike {
     inspectMessages(): {
         ready: { body: string }[];
         delayed: { body: string }[];
-        inflight: { message: { body: string }; receiptHandle: string }[];
+        inflight: { message: { body: string }; receiptHandle: string; visibilityDeadline: number }[];
     };
 }
 
@@ -117,7 +147,7 @@ interface Fauxqs {
     }): FastifyLike;
     SqsStore: new () => SqsStoreLike;
     SnsStore: new () => { persistence?: unknown };
-    S3Store: new () => { persistence?: unknown };
+    S3Store: new () => S3StoreLike;
     PersistenceManager: new (dataDir: string) => PersistenceLike;
 }
 
@@ -136,6 +166,71 @@ function fixReleaseWrite(persistence: PersistenceLike): void {
     persistence.updateMessageReady = (messageId) => {
         clearInFlight.run(messageId);
     };
+}
+
+/** An ETag as compared by If-Match: without quotes or a weak marker. */
+function bareEtag(etag: string): string {
+    return etag.trim().replace(/^W\//, "").replace(/^"|"$/g, "");
+}
+
+function s3ErrorXml(code: string, message: string): string {
+    return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message></Error>`;
+}
+
+/**
+ * S3's conditional writes for a plain PutObject, which fauxqs 2.4.1 ignores: If-None-Match: * refuses an existing key
+ * and If-Match refuses another ETag (412), If-Match on no object is 404 NoSuchKey. Checked in a synchronous hook right
+ * before fauxqs's synchronous put, so no other request can write the key in between: the check and the write are atomic.
+ */
+function honourWriteConditions(store: S3StoreLike) {
+    return (request: FastifyRequestLike, reply: FastifyReplyLike, done: (error?: Error) => void): void => {
+        const refusal = writeConditionRefusal(store, request);
+        if (!refusal) {
+            done();
+            return;
+        }
+        reply
+            .status(refusal.status)
+            .header("content-type", "application/xml")
+            .send(s3ErrorXml(refusal.code, refusal.message));
+    };
+}
+
+/** Why S3 would refuse this conditional PutObject, or undefined when it may go ahead. */
+function writeConditionRefusal(
+    store: S3StoreLike,
+    request: FastifyRequestLike,
+): { status: number; code: string; message: string } | undefined {
+    const ifMatch = request.headers["if-match"];
+    const ifNoneMatch = request.headers["if-none-match"];
+    const query = (request.query ?? {}) as Record<string, unknown>;
+    const isPlainPut =
+        request.method === "PUT" &&
+        request.routeOptions?.url === "/:bucket/*" &&
+        !request.headers["x-amz-copy-source"] &&
+        !("uploadId" in query) &&
+        !("partNumber" in query);
+    if (!isPlainPut || (ifMatch === undefined && ifNoneMatch === undefined)) return undefined;
+    const params = (request.params ?? {}) as Record<string, string>;
+    let current: string | undefined;
+    try {
+        current = store.headObject(params.bucket, params["*"] ?? "").etag;
+    } catch (error) {
+        // No such key: current stays undefined. No such bucket: fauxqs's handler answers that.
+        if ((error as { code?: string }).code === "NoSuchBucket") return undefined;
+    }
+    const failed = {
+        status: 412,
+        code: "PreconditionFailed",
+        message: "At least one of the pre-conditions you specified did not hold",
+    };
+    if (typeof ifNoneMatch === "string" && ifNoneMatch.trim() === "*" && current !== undefined) return failed;
+    if (typeof ifMatch === "string") {
+        if (current === undefined)
+            return { status: 404, code: "NoSuchKey", message: "The specified key does not exist." };
+        if (bareEtag(ifMatch) !== "*" && bareEtag(ifMatch) !== bareEtag(current)) return failed;
+    }
+    return undefined;
 }
 
 /** fauxqs is ESM-only and this project compiles to CommonJS, where TypeScript would turn import() into require(). */
@@ -227,6 +322,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
         for (const queue of sqsStore.allQueues()) queue.persistence = persistence;
     }
     const app = fauxqs.buildApp({ logger: false, defaultRegion: region, stores: { sqsStore, snsStore, s3Store } });
+    app.addHook("preHandler", honourWriteConditions(s3Store));
     const database = persistence;
     if (database) app.addHook("preClose", () => database.close());
     let address: string;
@@ -254,8 +350,16 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
             const { ready, delayed, inflight } = found.inspectMessages();
             return {
                 waiting: [...ready, ...delayed].map((message) => message.body),
-                inFlight: inflight.map((entry) => ({ body: entry.message.body, receiptHandle: entry.receiptHandle })),
+                inFlight: inflight.map((entry) => ({
+                    body: entry.message.body,
+                    receiptHandle: entry.receiptHandle,
+                    visibleAt: entry.visibilityDeadline,
+                })),
             };
+        },
+        putObjectsDirectly(bucket, objects) {
+            for (const { key, body } of objects)
+                s3Store.putObject(bucket, key, Buffer.from(body, "utf8"), "application/json");
         },
         stop() {
             stopped ??= (async () => {

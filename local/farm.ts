@@ -6,7 +6,7 @@ import * as path from "path";
 import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
 import type { SQSEvent } from "aws-lambda";
 import { FarmOutputs } from "../functions/shared/contract";
-import { FARM_DEFAULTS, TUNABLES } from "../functions/shared/farmSettings";
+import { FARM_DEFAULTS, staleAfterSecondsFor, TUNABLES } from "../functions/shared/farmSettings";
 import { createJobApiHandler } from "../functions/jobApi/handler";
 import { backoffSeconds } from "../functions/renderer/consumer";
 import { isLoopback } from "./addresses";
@@ -34,6 +34,8 @@ export interface LocalFarmOptions {
     failureBackoffSeconds?: number;
     /** Default $BLENDER_PATH, else `blender` on the PATH. */
     blenderPath?: string;
+    /** Longest a frame may render, seconds; default the stack's (TUNABLES.rendererTimeout.defaultValue, 900). */
+    frameTimeoutSeconds?: number;
     /** One line per frame done or failed, and the farm's own notices; default stderr. */
     log?: (line: string) => void;
     /**
@@ -136,6 +138,14 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
         backoff.min,
         backoff.max,
     );
+    const { rendererTimeout } = TUNABLES;
+    const frameTimeoutSeconds = wholeNumber(
+        "frameTimeoutSeconds",
+        options.frameTimeoutSeconds,
+        rendererTimeout.defaultValue,
+        1,
+        rendererTimeout.max,
+    );
     const host = options.host ?? "127.0.0.1";
     const runtime = options.runtime ?? "inprocess";
     if (!FARM_RUNTIMES.includes(runtime))
@@ -220,10 +230,30 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
                     allowedEngines: FARM_DEFAULTS.allowedEngines,
                 },
                 maxReceiveCount,
+                deadLetterQueueUrl: resources.deadLetterQueueUrl,
+                frameTimeoutSeconds,
+                // Frames rendering at once: this farm's workers, or (with none) the workers other processes bring.
+                maxConcurrency: Math.max(1, workers),
+                // A worker keeps the frame it renders hidden with its heartbeat: the queue's visibility is all a dead
+                // worker's frame waits before it comes back.
+                staleAfterSeconds: staleAfterSecondsFor({
+                    visibilityTimeoutSeconds: VISIBILITY_TIMEOUT_SECONDS,
+                    frameTimeoutSeconds,
+                    failureBackoffSeconds,
+                    maxReceiveCount,
+                }),
             },
         });
         const rendererSettings = (workDir: string) =>
-            localRendererSettings({ resources, maxReceiveCount, failureBackoffSeconds, blenderPath, workDir, workers });
+            localRendererSettings({
+                resources,
+                maxReceiveCount,
+                failureBackoffSeconds,
+                blenderPath,
+                workDir,
+                workers,
+                frameTimeoutSeconds,
+            });
         const newRenderer = (name: string): LocalRenderer => {
             const renderer = createLocalRenderer({
                 endpoint: emulator.endpoint,

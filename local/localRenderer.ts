@@ -35,6 +35,8 @@ export interface LocalRendererSettingsOptions {
     workDir: string;
     /** Renderers sharing this machine's CPUs (in this process). */
     workers: number;
+    /** Longest a frame may render; default the stack's (TUNABLES.rendererTimeout). */
+    frameTimeoutSeconds?: number;
 }
 
 /** The renderer's settings on a local farm: the stack's, with no Lambda memory size (and so no cost). */
@@ -50,8 +52,10 @@ export function localRendererSettings(options: LocalRendererSettingsOptions): Re
         blenderPath: options.blenderPath,
         workDir: options.workDir,
         threads: Math.max(1, Math.floor(os.cpus().length / Math.max(1, options.workers))),
-        // As the stack's renderer Lambda's default.
-        defaultTimeoutMs: TUNABLES.rendererTimeout.defaultValue * 1000,
+        // As the stack's renderer Lambda's default, unless the farm was given its own.
+        defaultTimeoutMs: (options.frameTimeoutSeconds ?? TUNABLES.rendererTimeout.defaultValue) * 1000,
+        // The worker pool's heartbeat owns a rendering frame's visibility (local/workers.ts).
+        holdFrameVisibility: false,
         // Each worker's Blender may keep half of its share of this machine's memory between frames.
         blenderMemoryLimitMb: Math.floor(os.totalmem() / (1024 * 1024) / Math.max(1, options.workers) / 2),
         // The local job API's limits (local/farm.ts): every engine, the default resolution limit.

@@ -2,13 +2,16 @@
 // 1. Every frame message in flight belongs to the previous run: this data dir is locked to us and nothing has
 //    received from the new emulator yet. Make them visible now rather than after the visibility timeout.
 // 2. Requeue the frames of every job that are neither rendered (the ledger) nor queued (the emulator can peek,
-//    unlike SQS): a crash between writing a job's manifest and queueing all of its frames leaves such frames.
+//    unlike SQS): a crash between writing a job's manifest and queueing all of its frames leaves such frames. The
+//    job's queue progress is then complete: nothing is left for a resubmit or a retry to carry on.
 import { ChangeMessageVisibilityCommand, SQSClient } from "@aws-sdk/client-sqs";
 import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { parseFrameMessage } from "../functions/shared/contract";
 import { frameMessageOf, sendFrameMessages } from "../functions/jobApi/frameQueueing";
 import { describeAwsError } from "../functions/shared/awsErrors";
-import { frameProgress, latestRecordByFrame, readFrameRecords, readManifest } from "../functions/shared/ledger";
+import { readFrameRecords, readManifest } from "../functions/shared/ledger";
+import { readSummaryShards, shardsFromRecords, summarizeJob } from "../functions/shared/frameSummary";
+import { readQueueProgress, writeQueueProgress } from "../functions/shared/queueProgress";
 import { Emulator, FarmResources } from "./emulator";
 
 export interface RecoveryReport {
@@ -80,24 +83,43 @@ export async function recoverInterruptedFrames(deps: RecoveryDeps): Promise<Reco
     for (const jobId of await listJobIds(deps.s3, resources.rendersBucket)) {
         const manifest = await readManifest(deps.s3, resources.rendersBucket, jobId);
         if (!manifest) continue;
-        const byFrame = latestRecordByFrame(manifest, await readFrameRecords(deps.s3, resources.rendersBucket, jobId));
-        const lost = manifest.frames.filter(
-            (frame) =>
-                frameProgress(byFrame.get(frame), deps.maxReceiveCount) === "pending" &&
-                !queued.has(`${jobId}/${frame}`),
-        );
-        if (lost.length === 0) continue;
-        const result = await sendFrameMessages(
-            deps.sqs,
-            resources.frameQueueUrl,
-            lost.map((frame) => frameMessageOf(manifest, resources.rendersBucket, frame)),
-        );
-        if (result.notSent.length > 0) {
-            throw new Error(
-                `could not requeue ${result.notSent.length} lost frame(s) of job ${jobId}: ${result.notSent[0].reason}`,
+        const shards =
+            manifest.v === 1
+                ? shardsFromRecords(jobId, await readFrameRecords(deps.s3, resources.rendersBucket, jobId))
+                : await readSummaryShards(deps.s3, resources.rendersBucket, manifest);
+        const summary = summarizeJob(manifest, shards, deps.maxReceiveCount);
+        const lost = summary.pendingFrames.filter((frame) => !queued.has(`${jobId}/${frame}`));
+        if (lost.length > 0) {
+            const result = await sendFrameMessages(
+                deps.sqs,
+                resources.frameQueueUrl,
+                lost.map((frame) => frameMessageOf(manifest, resources.rendersBucket, frame)),
+            );
+            if (result.notSent.length > 0) {
+                throw new Error(
+                    `could not requeue ${result.notSent.length} lost frame(s) of job ${jobId}: ${result.notSent[0].reason}`,
+                );
+            }
+            requeued.push({ jobId, frames: lost });
+        }
+        // Every frame of the job that is not rendered is queued now. Not a retry that was stopped before marking its
+        // frames requeued: those still read failed, and are the next retry's to send.
+        const progress = await readQueueProgress(deps.s3, resources.rendersBucket, jobId);
+        if (progress && !progress.dispatch.complete && progress.dispatch.marked) {
+            const { lease: _lease, ...rest } = progress.dispatch;
+            await writeQueueProgress(
+                deps.s3,
+                resources.rendersBucket,
+                {
+                    ...rest,
+                    sent: rest.count,
+                    complete: true,
+                    messagesSent: rest.messagesSent + lost.length,
+                    updatedAt: new Date().toISOString(),
+                },
+                progress.etag,
             );
         }
-        requeued.push({ jobId, frames: lost });
     }
     return { released, requeued };
 }

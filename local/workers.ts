@@ -22,7 +22,8 @@ const RECEIVE_RETRY_MS = 1000;
  * The local frame queue's visibility timeout. A worker extends the frame it holds every VISIBILITY_HEARTBEAT_MS
  * for as long as the frame runs, so a slow frame is never handed to a second worker, while a worker that dies
  * (SIGKILL, a lost machine) gives its frame back within this time rather than after the 15-minute frame timeout.
- * On AWS the event source mapping owns visibility and a Lambda cannot outlive its timeout: no heartbeat there.
+ * On AWS there is no heartbeat: a Lambda cannot outlive its timeout, and the renderer cuts a started frame's visibility
+ * to its invocation's remaining time (functions/renderer/frameVisibility.ts), which the local renderer leaves to this.
  */
 export const FRAME_VISIBILITY_SECONDS = 30;
 /** A third of the visibility: two beats may fail (a busy emulator) before the frame can be handed out again. */

@@ -35,6 +35,24 @@ describe("benchmarks in smoke mode", function () {
         console.log(`      ${last}`);
     });
 
+    it("bench/status.ts answers the status of a 2,000-frame job with 40 failures and prints it beside the full-read baseline", async function () {
+        const { code, output } = await runBenchmark("status.ts");
+        assert.strictEqual(code, 0, output);
+        assert.match(output, /^summary run 1: [\d.]+ s, \d+ bytes, \d+ S3 requests$/m);
+        assert.match(output, /^baseline \(every record read\): [\d.]+ s, \d+ bytes, \d+ S3 requests$/m);
+        const last = output
+            .trim()
+            .split("\n")
+            .filter((line) => line.startsWith("status: "))
+            .pop();
+        assert.match(
+            last ?? "",
+            /^status: 2000 frames, 40 failed, in [\d.]+ s and \d+ KB; the baseline [\d.]+ s and \d+ KB \([\d.]+× the time, [\d.]+× the bytes\)$/,
+            output,
+        );
+        console.log(`      ${last}`);
+    });
+
     it("bench/inspect.ts reads a generated scene, plain and zstd, from the emulator and prints time and memory", async function () {
         const { code, output } = await runBenchmark("inspect.ts");
         assert.strictEqual(code, 0, output);

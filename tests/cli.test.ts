@@ -10,6 +10,8 @@ import { HeadObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { createS3Client } from "../cli/storage";
 import { uploadObjects } from "../cli/upload";
 import { LocalFarm, startLocalFarm } from "../local/farm";
+import { emulatorClients } from "../local/emulator";
+import { writeFrameRecord } from "../functions/shared/ledger";
 import { runCli, runCliOnTerminal, CliRun } from "./support/cliRunner";
 import { makeFailingFrameScene } from "./support/failingFrameScene";
 import { makeReferenceScene } from "./support/referenceScene";
@@ -385,6 +387,96 @@ describe("render-farm CLI", function () {
         const run = await runCli(["--version"], { node: systemNode });
         assert.strictEqual(run.code, 0, run.stderr);
         assert.match(run.stdout, /^\d+\.\d+\.\d+ \(Node v22\./);
+    });
+});
+
+describe("render-farm waiting for big or stuck jobs (issue 11, items 4 and 5)", function () {
+    this.timeout(300_000);
+    let farm: LocalFarm;
+    let target: string[];
+    let workDir: string;
+
+    before(async function () {
+        workDir = tempDir("waits");
+        // No workers: nothing renders. One attempt and a 2 s frame timeout: a frame in flight is silent at most
+        // 30 s (the local queue's visibility) + 2 s + 10 s of margin.
+        farm = await startLocalFarm({
+            port: 0,
+            dataDir: path.join(workDir, "farm"),
+            workers: 0,
+            maxReceiveCount: 1,
+            failureBackoffSeconds: 0,
+            frameTimeoutSeconds: 2,
+            log: () => undefined,
+        });
+        target = ["--api", farm.apiUrl, "--outputs", path.join(farm.dataDir, "outputs.json")];
+    });
+
+    after(async function () {
+        await farm?.stop();
+    });
+
+    it("gives up waiting for a job that makes no progress, once no frame in flight can still be silent, with exit 4", async function () {
+        const scene = (await makeScene({ frames: "1-2" })).blendPath;
+        const run = await runCli(
+            ["render", scene, "--job-id", "cli-stalled", "--out", path.join(workDir, "s"), ...target],
+            {
+                timeoutMs: 180_000,
+            },
+        );
+        assertOneLineReason(
+            {
+                ...run,
+                stderr: lines(run.stderr)
+                    .filter((line) => line.startsWith("render-farm: "))
+                    .join("\n"),
+            },
+            4,
+            /job cli-stalled made no progress for 0:4\d \(0\/2 done, 0 failed, 2 pending\).*\(42 s\).*`render-farm retry cli-stalled`/,
+        );
+        assert.ok(run.ms >= 42_000 && run.ms < 120_000, `gave up after ${run.ms} ms`);
+    });
+
+    it("status shows the first page of 60 failures and the count of the rest; --all-failures lists every one", async function () {
+        const scene = (await makeScene({ frames: "1-60" })).blendPath;
+        const submitted = await runCli(["render", scene, "--job-id", "cli-many-failures", "--no-wait", ...target]);
+        assert.strictEqual(submitted.code, 0, submitted.stderr);
+        const { s3 } = emulatorClients(farm.outputs.awsEndpoint!, farm.outputs.region, {
+            accessKeyId: "emulator",
+            secretAccessKey: "emulator",
+        });
+        const at = new Date().toISOString();
+        for (let frame = 1; frame <= 60; frame++)
+            await writeFrameRecord(s3, farm.outputs.rendersBucket, {
+                jobId: "cli-many-failures",
+                frame,
+                status: "failed",
+                attempts: 1,
+                startedAt: at,
+                finishedAt: at,
+                wallMs: 1,
+                blenderMs: 1,
+                memoryMb: 0,
+                costUsd: 0,
+                error: { code: "blender_failed", message: `Blender failed on frame ${frame}` },
+                logTail: "",
+            });
+        const status = await runCli(["status", "cli-many-failures", ...target]);
+        assert.strictEqual(status.code, 0, status.stderr);
+        const failureLines = lines(status.stdout).filter((line) => /^frame \d+ failed/.test(line));
+        assert.strictEqual(failureLines.length, 50, status.stdout);
+        assert.match(
+            status.stdout,
+            /… and 10 more failed frame\(s\): `render-farm status cli-many-failures --all-failures` lists them all/,
+        );
+        const all = await runCli(["status", "cli-many-failures", "--all-failures", "--json", ...target]);
+        assert.strictEqual(all.code, 0, all.stderr);
+        const document = JSON.parse(all.stdout);
+        assert.deepStrictEqual(
+            document.failures.map((failure: { frame: number }) => failure.frame),
+            Array.from({ length: 60 }, (_, i) => i + 1),
+        );
+        assert.strictEqual(document.failuresNext, undefined);
     });
 });
 

@@ -96,6 +96,47 @@ describe("local emulator", function () {
         assert.deepStrictEqual(keys, ["list/0.json", "list/1.json", "list/2.json", "list/3.json", "list/4.json"]);
     });
 
+    it("honours S3's conditional writes: If-None-Match creates once, If-Match replaces only the ETag it names, one winner in a race", async function () {
+        const Bucket = farm.rendersBucket;
+        const Key = "conditional/object.json";
+        const status = (error: unknown) =>
+            (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+        const created = await emulator.s3.send(new PutObjectCommand({ Bucket, Key, Body: "1", IfNoneMatch: "*" }));
+        await assert.rejects(
+            emulator.s3.send(new PutObjectCommand({ Bucket, Key, Body: "2", IfNoneMatch: "*" })),
+            (error) => status(error) === 412,
+        );
+        await assert.rejects(
+            emulator.s3.send(
+                new PutObjectCommand({ Bucket, Key, Body: "2", IfMatch: '"0123456789abcdef0123456789abcdef"' }),
+            ),
+            (error) => status(error) === 412,
+        );
+        await assert.rejects(
+            emulator.s3.send(
+                new PutObjectCommand({ Bucket, Key: "conditional/absent.json", Body: "2", IfMatch: created.ETag }),
+            ),
+            (error) => status(error) === 404,
+        );
+        const replaced = await emulator.s3.send(
+            new PutObjectCommand({ Bucket, Key, Body: "2", IfMatch: created.ETag }),
+        );
+        assert.notStrictEqual(replaced.ETag, created.ETag);
+        // Twenty writers all holding the same ETag: exactly one may replace it.
+        const outcomes = await Promise.allSettled(
+            Array.from({ length: 20 }, (_, index) =>
+                emulator.s3.send(
+                    new PutObjectCommand({ Bucket, Key, Body: `writer ${index}`, IfMatch: replaced.ETag }),
+                ),
+            ),
+        );
+        assert.strictEqual(outcomes.filter((outcome) => outcome.status === "fulfilled").length, 1);
+        for (const outcome of outcomes)
+            if (outcome.status === "rejected") assert.strictEqual(status(outcome.reason), 412);
+        const body = await (await emulator.s3.send(new GetObjectCommand({ Bucket, Key }))).Body!.transformToString();
+        assert.match(body, /^writer \d+$/);
+    });
+
     it("moves a message received maxReceiveCount times without a delete to the DLQ", async function () {
         await emulator.sqs.send(new SendMessageCommand({ QueueUrl: farm.frameQueueUrl, MessageBody: "poison" }));
         for (let attempt = 1; attempt <= maxReceiveCount; attempt++) {

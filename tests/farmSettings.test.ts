@@ -3,7 +3,13 @@
 import * as assert from "assert";
 import { jobApiSettingsFromEnvironment } from "../functions/jobApi/settings";
 import { rendererSettingsFromEnvironment } from "../functions/renderer/settings";
-import { ENVIRONMENT, jobApiEnvironment, rendererEnvironment, TUNABLES } from "../functions/shared/farmSettings";
+import {
+    ENVIRONMENT,
+    frameVisibilityTimeoutSeconds,
+    jobApiEnvironment,
+    rendererEnvironment,
+    TUNABLES,
+} from "../functions/shared/farmSettings";
 
 describe("farm settings", function () {
     it("every tunable's default lies within its range", function () {
@@ -17,11 +23,15 @@ describe("farm settings", function () {
             scenesBucket: "scenes-1",
             rendersBucket: "renders-1",
             frameQueueUrl: "https://sqs.eu-west-1.amazonaws.com/1/frames",
+            deadLetterQueueUrl: "https://sqs.eu-west-1.amazonaws.com/1/frames-dlq",
             maxFramesPerJob: 1234,
             maxResolution: 4096,
             allowedEngines: ["EEVEE" as const, "CYCLES" as const],
             maxReceiveCount: 4,
             preflight: false,
+            rendererTimeoutSeconds: 600,
+            failureBackoffSeconds: 20,
+            maxConcurrency: 250,
         };
         const settings = jobApiSettingsFromEnvironment(jobApiEnvironment(written));
         assert.deepStrictEqual(
@@ -29,15 +39,23 @@ describe("farm settings", function () {
                 scenesBucket: settings.scenesBucket,
                 rendersBucket: settings.rendersBucket,
                 frameQueueUrl: settings.frameQueueUrl,
+                deadLetterQueueUrl: settings.deadLetterQueueUrl,
                 maxFramesPerJob: settings.limits.maxFrames,
                 maxResolution: settings.limits.maxResolution,
                 allowedEngines: settings.limits.allowedEngines,
                 maxReceiveCount: settings.maxReceiveCount,
                 preflight: settings.preflight,
+                rendererTimeoutSeconds: settings.frameTimeoutSeconds,
+                failureBackoffSeconds: written.failureBackoffSeconds,
+                maxConcurrency: settings.maxConcurrency,
             },
             written,
         );
-        assert.strictEqual(settings.staleAfterSeconds, TUNABLES.staleAfterSeconds.defaultValue);
+        // Derived from the queue's visibility timeout: a frame hidden that long, then rendered, after its last backoff.
+        assert.strictEqual(
+            settings.staleAfterSeconds,
+            frameVisibilityTimeoutSeconds(600) + 600 + Math.min(20 * 2 ** (4 - 2), 300) + 10,
+        );
     });
 
     it("the renderer reads back exactly what a stack writes into its environment, plus Lambda's memory size", function () {

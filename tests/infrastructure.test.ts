@@ -4,7 +4,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { readFarmConfig } from "../config";
-import { frameVisibilityTimeoutSeconds } from "../components/frameQueue";
+import { frameVisibilityTimeoutSeconds } from "../functions/shared/farmSettings";
 import { archiveFiles, writeArchive } from "./support/archive";
 import { ProgramRun, RecordedResource, runProgram, stackConfig } from "./support/pulumiProgram";
 import { TUNABLES } from "../functions/shared/farmSettings";
@@ -188,6 +188,16 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
             "on",
             "scenes are read before queueing by default",
         );
+        // A retry requeues lost frames only after a frame could have been hidden (the queue's visibility), rendered and
+        // backed off; it removes requeued frames' dead letters from the DLQ it is told about.
+        const variables = jobApi.inputs.environment.variables;
+        const queue = run.named("render-farm-frames-queue");
+        assert.ok(
+            Number(variables.STALE_AFTER_SECONDS) >=
+                queue.inputs.visibilityTimeoutSeconds + Number(config["render-farm:rendererTimeout"]),
+            `STALE_AFTER_SECONDS ${variables.STALE_AFTER_SECONDS}, visibility ${queue.inputs.visibilityTimeoutSeconds}`,
+        );
+        assert.strictEqual(variables.DEAD_LETTER_QUEUE_URL, run.named("render-farm-frames-dlq").state.url);
 
         assert.strictEqual(
             run.ofType("aws:iam/rolePolicyAttachment:RolePolicyAttachment").length,
@@ -246,13 +256,19 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
         const apiPolicy = JSON.parse(run.named("render-farm-api-policy").inputs.policy);
         const apiActions = apiPolicy.Statement.flatMap((statement: any) => statement.Action);
         assert.ok(apiActions.includes("sqs:SendMessage"));
-        for (const consumerOnly of [
-            "sqs:ReceiveMessage",
-            "sqs:DeleteMessage",
-            "sqs:ChangeMessageVisibility",
-            "sqs:PurgeQueue",
-        ])
-            assert.ok(!apiActions.includes(consumerOnly), consumerOnly);
+        // The job API consumes nothing from the frame queue; from the DLQ it may only find and delete (a retry's cleanup).
+        const frameQueueArn = run.named("render-farm-frames-queue").state.arn;
+        const dlqArn = run.named("render-farm-frames-dlq").state.arn;
+        for (const statement of apiPolicy.Statement as any[]) {
+            const actions = asList<string>(statement.Action);
+            const resources = asList<string>(statement.Resource);
+            for (const consumerOnly of ["sqs:ReceiveMessage", "sqs:DeleteMessage"])
+                if (actions.includes(consumerOnly))
+                    assert.deepStrictEqual(resources, [dlqArn], `${consumerOnly} on ${resources}`);
+            assert.ok(!resources.includes(frameQueueArn) || !actions.includes("sqs:ReceiveMessage"));
+            for (const never of ["sqs:ChangeMessageVisibility", "sqs:PurgeQueue", "s3:DeleteObject"])
+                assert.ok(!actions.includes(never), never);
+        }
     });
 
     it("keeps both buckets private, encrypted and TLS-only, with forceDestroy from config", function () {

@@ -238,7 +238,13 @@ describe("job API", function () {
     it("queues exactly one message per frame, with the contract's frame message", async function () {
         const { status, body } = await call("POST", "/jobs", { ...validRequest, jobId: "shot-a-v1" });
         assert.strictEqual(status, 202, JSON.stringify(body));
-        assert.deepStrictEqual(body, { jobId: "shot-a-v1", frames: 6, state: "queued", statusUrl: "/jobs/shot-a-v1" });
+        assert.deepStrictEqual(body, {
+            jobId: "shot-a-v1",
+            frames: 6,
+            queued: 6,
+            state: "queued",
+            statusUrl: "/jobs/shot-a-v1",
+        });
 
         const messages = (await drainQueue()).map((text) => JSON.parse(text) as FrameMessage);
         assert.deepStrictEqual(
@@ -296,6 +302,7 @@ describe("job API", function () {
         assert.deepStrictEqual(again.body, {
             jobId: "shot-a-v2",
             frames: 6,
+            queued: 6,
             state: "queued",
             statusUrl: "/jobs/shot-a-v2",
         });
@@ -725,7 +732,7 @@ describe("job API", function () {
         assert.strictEqual(await messagesInQueue(), 0);
     });
 
-    it("removes the manifest and answers 503 when SQS refuses the frames, so a resubmit starts afresh", async function () {
+    it("keeps the manifest and answers 503 when SQS refuses the frames, and the same request again queues them (no rollback)", async function () {
         // A queue that takes only tiny messages: every entry of every batch fails (SenderFault).
         const tiny = await emulator.sqs.send(
             new CreateQueueCommand({ QueueName: "jobapi-tiny", Attributes: { MaximumMessageSize: "1024" } }),
@@ -749,12 +756,23 @@ describe("job API", function () {
             "tiny-queue",
             "the reply names the job to resubmit under",
         );
-        assert.match(error.message, /"jobId": "tiny-queue"/);
-        assert.ok(!(await manifestKeys()).includes(manifestKey("tiny-queue")));
-        // With a queue that takes them, the very same request now goes through.
+        assert.match(
+            error.message,
+            /0 of 12 frames are queued: submit the same request again \(with "jobId": "tiny-queue"\)/,
+        );
+        assert.ok((await manifestKeys()).includes(manifestKey("tiny-queue")), "the manifest stays");
+        const stalled = (await call("GET", "/jobs/tiny-queue")).body as JobStatus;
+        assert.strictEqual(stalled.state, "queueing");
+        assert.deepStrictEqual(stalled.queue, { kind: "submit", queued: 0, total: 12, complete: false, stalled: true });
+        // With a queue that takes them, the very same request queues every frame, once.
         const again = await submitJob(deps, request);
         assert.strictEqual(again.status, 202, JSON.stringify(again.body));
-        assert.strictEqual((await drainQueue()).length, 12);
+        assert.strictEqual((again.body as { queued: number }).queued, 12);
+        assert.deepStrictEqual(
+            (await drainQueue()).map((text) => (JSON.parse(text) as FrameMessage).frame).sort((a, b) => a - b),
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+        );
+        assert.strictEqual(((await call("GET", "/jobs/tiny-queue")).body as JobStatus).state, "queued");
     });
 
     // ---- status ----
@@ -971,16 +989,16 @@ describe("job API", function () {
         status = (await call("GET", "/jobs/retry-me")).body;
         assert.deepStrictEqual(status.frames, { total: 5, done: 3, failed: 0, pending: 2 });
 
+        // The requeued frames read "requeued" in the job's summary; their records are not rewritten one by one.
+        assert.deepStrictEqual(status.pendingBy, { retrying: 0, requeued: 2, notStarted: 0 });
         const stored = JSON.parse(
             await (
                 await emulator.s3.send(
-                    new GetObjectCommand({ Bucket: farm.rendersBucket, Key: frameRecordKey("retry-me", 5) }),
+                    new GetObjectCommand({ Bucket: farm.rendersBucket, Key: frameRecordKey("retry-me", 4) }),
                 )
             ).Body!.transformToString(),
         );
-        assert.strictEqual(stored.status, "retrying");
-        assert.strictEqual(stored.attempts, 0);
-        assert.strictEqual(stored.error.code, "requeued");
+        assert.strictEqual(stored.status, "retrying", "the renderer's record stays as it wrote it");
     });
 
     it("refuses an oversized base64 body with 413 before decoding it", async function () {

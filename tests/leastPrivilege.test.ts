@@ -192,6 +192,9 @@ const TABLE: Row[] = [
     deny("renderer", "s3:GetObject", `renders/renders/${JOB}/frame_0001.png`),
     deny("renderer", "s3:GetObject", `renders/jobs/${JOB}/job.json`),
     allow("renderer", "s3:GetObject", `renders/jobs/${JOB}/frames/7.json`),
+    // The frame summary lives beside the records: a renderer updates its frame's shard with If-Match.
+    allow("renderer", "s3:GetObject", `renders/jobs/${JOB}/frames/summary/0-7.json`),
+    allow("renderer", "s3:PutObject", `renders/jobs/${JOB}/frames/summary/0-7.json`),
     allow("renderer", "s3:ListBucket", "scenes bucket"),
     deny("renderer", "s3:ListBucket", "renders bucket"),
     deny("renderer", "s3:PutBucketPolicy", "renders bucket"),
@@ -239,8 +242,10 @@ const TABLE: Row[] = [
     allow("jobApi", "s3:GetObject", `renders/jobs/${JOB}/job.json`),
     allow("jobApi", "s3:PutObject", `renders/jobs/${JOB}/job.json`),
     allow("jobApi", "s3:PutObject", `renders/jobs/${JOB}/frames/1.json`),
-    // Rolling back a job whose frames could not be queued (deleteManifest, deleteFrameRecord).
-    allow("jobApi", "s3:DeleteObject", `renders/jobs/${JOB}/job.json`),
+    // No rollback deletes anything: a submit or retry that could not queue every frame keeps its queue progress.
+    deny("jobApi", "s3:DeleteObject", `renders/jobs/${JOB}/job.json`),
+    allow("jobApi", "s3:PutObject", `renders/jobs/${JOB}/queue.json`),
+    allow("jobApi", "s3:PutObject", `renders/jobs/${JOB}/frames/summary/0-7.json`),
     deny("jobApi", "s3:PutObject", "scenes/shots/a/scene.blend"),
     deny("jobApi", "s3:DeleteObject", "scenes/shots/a/scene.blend"),
     deny("jobApi", "s3:PutObject", `renders/renders/${JOB}/frame_0001.png`),
@@ -268,7 +273,11 @@ const TABLE: Row[] = [
     deny("jobApi", "sqs:ChangeMessageVisibility", "frames queue"),
     deny("jobApi", "sqs:PurgeQueue", "frames queue"),
     deny("jobApi", "sqs:SendMessage", "dead-letter queue"),
-    deny("jobApi", "sqs:ReceiveMessage", "dead-letter queue"),
+    // A retry removes the dead letters of the frames it requeued: it finds and deletes them, nothing more.
+    allow("jobApi", "sqs:ReceiveMessage", "dead-letter queue"),
+    allow("jobApi", "sqs:DeleteMessage", "dead-letter queue"),
+    deny("jobApi", "sqs:ChangeMessageVisibility", "dead-letter queue"),
+    deny("jobApi", "sqs:PurgeQueue", "dead-letter queue"),
     deny("jobApi", "sqs:GetQueueAttributes", "dead-letter queue"),
     deny("jobApi", "sqs:SendMessage", "foreign queue"),
     allow("jobApi", "logs:CreateLogStream", "job API logs"),
@@ -422,6 +431,7 @@ const IAM_ACTION_OF: Record<string, string> = {
     SendMessageBatchCommand: "sqs:SendMessage",
     ReceiveMessageCommand: "sqs:ReceiveMessage",
     DeleteMessageCommand: "sqs:DeleteMessage",
+    DeleteMessageBatchCommand: "sqs:DeleteMessage",
     ChangeMessageVisibilityCommand: "sqs:ChangeMessageVisibility",
     GetQueueAttributesCommand: "sqs:GetQueueAttributes",
 };
@@ -532,7 +542,7 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
         throw new Error(`${call.command} on an unknown target ${JSON.stringify(call.input).slice(0, 200)}`);
     }
 
-    it("covers submit, resubmit, status, retry and both rollbacks of the job API, and done/failed frames of the renderer", async function () {
+    it("covers submit, resubmit, status, retry (with its dead-letter cleanup) and a refused queue of the job API, and done/failed frames of the renderer", async function () {
         const work = fs.mkdtempSync(path.join(os.tmpdir(), "least-privilege-"));
         const clients = () => emulatorClients(emulator.endpoint, emulator.region, emulator.credentials);
         const apiClients = clients();
@@ -540,6 +550,7 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
             scenesBucket: resources.scenesBucket,
             rendersBucket: resources.rendersBucket,
             frameQueueUrl: resources.frameQueueUrl,
+            deadLetterQueueUrl: resources.deadLetterQueueUrl,
             limits: { maxFrames: 100, maxResolution: 4096, allowedEngines: ["CYCLES" as const] },
             maxReceiveCount: 1,
         };
@@ -623,10 +634,14 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
         assert.strictEqual(await poll("renders"), "succeeded");
         assert.strictEqual(await poll("fails"), "failed");
         assert.strictEqual((await api("GET", "/jobs/lp")).status, 200);
-        // Frame 2 failed for good (maxReceiveCount 1): a retry requeues it.
+        // Frame 2 failed for good (maxReceiveCount 1): the next receive moves its message to the DLQ (after its 1 s
+        // backoff), and a retry requeues the frame and deletes that dead letter.
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        assert.strictEqual(await poll("fails"), "empty");
         const retried = await api("POST", "/jobs/lp/retry");
         assert.strictEqual(retried.status, 202, JSON.stringify(retried.body));
         assert.strictEqual(retried.body.requeued, 1);
+        assert.strictEqual(retried.body.deadLetters.removed, 1, JSON.stringify(retried.body));
 
         // A job with a frame still queued: the retry asks the frame queue whether anything is left.
         assert.strictEqual((await api("POST", "/jobs", { ...request, jobId: "lp-pending", frames: "1" })).status, 202);
@@ -637,15 +652,18 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
             "the retry checked the queue",
         );
 
-        // The queue refuses: the submit removes its manifest, the retry deletes the record it wrote for a lost frame.
+        // The queue refuses: the submit and the retry answer 503 and keep their progress; nothing is deleted.
         await emulator.sqs.send(new PurgeQueueCommand({ QueueUrl: resources.frameQueueUrl }));
         refuseSends.commands.add("SendMessageBatchCommand");
         assert.strictEqual((await api("POST", "/jobs", { ...request, jobId: "lp-refused" })).status, 503);
         const lost = await api("POST", "/jobs/lp-pending/retry");
         assert.strictEqual(lost.status, 503, JSON.stringify(lost.body));
         refuseSends.commands.clear();
-        const deletes = calls.filter((call) => call.command === "DeleteObjectCommand").map((call) => call.input.Key);
-        assert.deepStrictEqual(deletes.sort(), ["jobs/lp-pending/frames/1.json", "jobs/lp-refused/job.json"]);
+        assert.deepStrictEqual(
+            calls.filter((call) => call.command === "DeleteObjectCommand"),
+            [],
+            "no rollback deletes a ledger object",
+        );
 
         const refused: string[] = [];
         const checked = new Set<string>();
@@ -671,13 +689,15 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
                 calls.some((call) => call.role === "renderer" && call.command === command),
                 `the renderer's frame went up in parts (${command})`,
             );
+        // jobApi s3:ListBucket is no call of its own any more (status reads the frame summary, not a listing): it is
+        // what makes GetObject of an absent queue progress or shard answer 404 rather than 403.
         for (const expected of [
-            "jobApi s3:ListBucket",
             "jobApi s3:GetObject",
             "jobApi s3:PutObject",
-            "jobApi s3:DeleteObject",
             "jobApi sqs:SendMessage",
             "jobApi sqs:GetQueueAttributes",
+            "jobApi sqs:ReceiveMessage",
+            "jobApi sqs:DeleteMessage",
             "renderer s3:GetObject",
             "renderer s3:PutObject",
             "renderer sqs:ReceiveMessage",

@@ -149,6 +149,7 @@ describe("render-farm serve (the local farm, over the wire)", function () {
             assert.deepStrictEqual(submitted.body, {
                 jobId: "wire",
                 frames: 3,
+                queued: 3,
                 state: "queued",
                 statusUrl: "/jobs/wire",
             });

@@ -333,10 +333,13 @@ describe("the render path: job API → SQS → renderer → S3, with Blender", f
             "renders/duplicate/frame_0001.png",
             "renders/duplicate/frame_0002.png",
         ]);
-        assert.deepStrictEqual(await listKeys("jobs/duplicate/frames/"), [
-            "jobs/duplicate/frames/1.json",
-            "jobs/duplicate/frames/2.json",
-        ]);
+        // One record per frame (beside them, the job's summary shards: frames/summary/).
+        assert.deepStrictEqual(
+            (await listKeys("jobs/duplicate/frames/")).filter(
+                (key) => !key.startsWith("jobs/duplicate/frames/summary/"),
+            ),
+            ["jobs/duplicate/frames/1.json", "jobs/duplicate/frames/2.json"],
+        );
         const status = await api("GET", "/jobs/duplicate");
         assert.deepStrictEqual(status.body.frames, { total: 2, done: 2, failed: 0, pending: 0 });
         assert.strictEqual(status.body.state, "complete");

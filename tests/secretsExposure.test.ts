@@ -340,6 +340,15 @@ describe("no credentials or signatures in replies, records, messages, log tails 
             assert.strictEqual(await poll({}), "empty", "every message is hidden by its backoff");
 
             expectStatus(await good("retry env", "POST", "/jobs/env/retry"), 202);
+            // A job whose scene version is gone is not retried (409 scene_changed); with the same bytes back it is.
+            expectStatus(await good("retry, scene gone", "POST", "/jobs/gone/retry"), 409);
+            await emulator.s3.send(
+                new PutObjectCommand({
+                    Bucket: farm.scenesBucket,
+                    Key: "shots/gone.blend",
+                    Body: fs.readFileSync(scene.blendPath),
+                }),
+            );
             expectStatus(await noQueue("retry, queue missing", "POST", "/jobs/gone/retry"), 502);
         });
 

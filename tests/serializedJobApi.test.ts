@@ -108,6 +108,20 @@ describe("the serialized job API archive, run by the Lambda runtime client", fun
         assert.strictEqual(status.statusCode, 200);
         assert.deepStrictEqual(status.body.frames, { total: 6, done: 0, failed: 0, pending: 6 });
         assert.strictEqual(status.body.state, "queued");
+
+        // The queue is empty (the messages above were taken and never rendered): a retry requeues all six, through
+        // the queue progress and the frame summary the archive carries.
+        const retry = await shipped.invoke(
+            httpEvent("POST /jobs/{jobId}/retry", "/jobs/shipped-archive/retry", undefined, {
+                jobId: "shipped-archive",
+            }),
+        );
+        assert.strictEqual(retry.statusCode, 202, JSON.stringify(retry.body));
+        assert.strictEqual(retry.body.lost, 6);
+        const after = await shipped.invoke(
+            httpEvent("GET /jobs/{jobId}", "/jobs/shipped-archive", undefined, { jobId: "shipped-archive" }),
+        );
+        assert.deepStrictEqual(after.body.pendingBy, { retrying: 0, requeued: 6, notStarted: 0 });
     });
 
     it("names the missing objects and a bad field, as the tested handler does", async function () {

@@ -3,7 +3,7 @@
 import { apiError, Checked, errorBody, MAX_REQUEST_BYTES, refused } from "../shared/contract";
 import { ApiReply, errorReply } from "./replies";
 import { retryJob } from "./retry";
-import { JobApiDeps } from "./settings";
+import { DEFAULT_WORK_MS, JobApiDeps } from "./settings";
 import { getJobStatus } from "./status";
 import { submitJob } from "./submit";
 
@@ -14,6 +14,8 @@ export interface HttpApiEvent {
     body?: string | null;
     isBase64Encoded?: boolean;
     pathParameters?: Record<string, string | undefined> | null;
+    queryStringParameters?: Record<string, string | undefined> | null;
+    rawQueryString?: string;
     headers?: Record<string, string | undefined> | null;
     requestContext?: { http?: { method?: string; path?: string } };
 }
@@ -24,7 +26,15 @@ export interface HttpApiResult {
     body: string;
 }
 
-export type JobApiHandler = (event: HttpApiEvent) => Promise<HttpApiResult>;
+/** The part of Lambda's context the job API reads: how long the invocation has left. */
+export interface InvocationContext {
+    getRemainingTimeInMillis?: () => number;
+}
+
+export type JobApiHandler = (event: HttpApiEvent, context?: InvocationContext) => Promise<HttpApiResult>;
+
+/** Time kept back from Lambda's deadline to write the queue progress and answer. */
+const ANSWER_RESERVE_MS = 4_000;
 
 function result(reply: ApiReply): HttpApiResult {
     return {
@@ -72,6 +82,13 @@ function decodeSegment(segment: string): string {
     }
 }
 
+/** GET /jobs/{jobId}?failures=<token>: the failures page token, from API Gateway's parsed query or the raw one. */
+function failuresTokenOf(event: HttpApiEvent): string | undefined {
+    const parsed = event.queryStringParameters?.failures;
+    if (parsed !== undefined) return parsed;
+    return new URLSearchParams(event.rawQueryString ?? "").get("failures") ?? undefined;
+}
+
 /** Which of the three routes an event is for, from its routeKey, or its method and path behind a $default route. */
 function routeOf(event: HttpApiEvent): Route | undefined {
     const routeKey = event.routeKey && event.routeKey !== "$default" ? event.routeKey : undefined;
@@ -95,7 +112,10 @@ function routeOf(event: HttpApiEvent): Route | undefined {
 
 /** The handler for the job API routes: POST /jobs, GET /jobs/{jobId}, POST /jobs/{jobId}/retry. */
 export function createJobApiHandler(deps: JobApiDeps): JobApiHandler {
-    return async (event: HttpApiEvent): Promise<HttpApiResult> => {
+    return async (event: HttpApiEvent, context?: InvocationContext): Promise<HttpApiResult> => {
+        // Queueing stops here and says how far it got, so a 29 s API Gateway limit never cuts a request off mid-group.
+        const remaining = context?.getRemainingTimeInMillis?.();
+        const deadline = Date.now() + (remaining === undefined ? DEFAULT_WORK_MS : remaining - ANSWER_RESERVE_MS);
         try {
             const route = routeOf(event);
             if (!route) {
@@ -110,11 +130,11 @@ export function createJobApiHandler(deps: JobApiDeps): JobApiHandler {
                     `no route ${shown}; the job API serves POST /jobs, GET /jobs/{jobId} and POST /jobs/{jobId}/retry`,
                 );
             }
-            if (route.name === "status") return result(await getJobStatus(deps, route.jobId));
-            if (route.name === "retry") return result(await retryJob(deps, route.jobId));
+            if (route.name === "status") return result(await getJobStatus(deps, route.jobId, failuresTokenOf(event)));
+            if (route.name === "retry") return result(await retryJob(deps, route.jobId, new Date(), deadline));
             const body = parseBody(event);
             if (!body.ok) return result(errorReply(body.error));
-            return result(await submitJob(deps, body.value));
+            return result(await submitJob(deps, body.value, deadline));
         } catch (error) {
             // The plain functions answer errors as replies; this is for the unforeseen, without a stack trace.
             console.error("job API: unexpected error", error);

@@ -1,5 +1,5 @@
 // What the job API answers: an HTTP status and a JSON body; errors are replies too, never throws.
-import { apiError, ApiError, errorBody } from "../shared/contract";
+import { apiError, ApiError, errorBody, JobManifest } from "../shared/contract";
 import { awsErrorStatus, describeAwsError } from "../shared/awsErrors";
 import { isFarmError } from "../shared/errors";
 
@@ -31,4 +31,15 @@ export function statusUrlOf(jobId: string): string {
 export function jobNotFound(jobId: unknown): ApiError {
     const shown = typeof jobId === "string" ? jobId.slice(0, 80) : String(jobId);
     return apiError(404, "job_not_found", `no job "${shown}" on this farm`, "jobId");
+}
+
+/** The 409 for a job whose scene is no longer the version it was submitted with. */
+export function sceneChangedError(manifest: JobManifest, currentEtag: string | undefined, what: string): ApiError {
+    const now = currentEtag === undefined ? "it is gone" : `it is now ${currentEtag}`;
+    return apiError(
+        409,
+        "scene_changed",
+        `scene "${manifest.request.scene}" changed since job ${manifest.jobId} was submitted (it was ${manifest.sceneEtag}, ${now}); ${what}`,
+        "scene",
+    );
 }

@@ -1,163 +1,210 @@
-// POST /jobs/{jobId}/retry: requeue a job's failed frames, and its lost ones once the job has gone quiet.
+// POST /jobs/{jobId}/retry: carry on an earlier submit or retry that was cut off, requeue the job's failed frames (and
+// its lost ones once the job has gone quiet), then remove the job's old messages from the dead-letter queue.
 import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
-import { apiError, FrameRecord, RetryReply } from "../shared/contract";
+import { apiError, JobManifest, RetryReply } from "../shared/contract";
 import { awsErrorStatus, describeAwsError } from "../shared/awsErrors";
 import { farmError } from "../shared/errors";
-import { mapWithConcurrency } from "../shared/concurrency";
-import {
-    computeJobStatus,
-    deleteFrameRecord,
-    frameProgress,
-    latestRecordByFrame,
-    writeFrameRecord,
-} from "../shared/ledger";
-import { frameMessageOf, notSentSummary, sendFrameMessages } from "./frameQueueing";
-import { HEAD_CONCURRENCY } from "./scenePreflight";
-import { ApiReply, errorReply, statusUrlOf, upstreamReply } from "./replies";
-import { TUNABLES } from "../shared/farmSettings";
-import { JobApiDeps } from "./settings";
-import { loadJob } from "./status";
+import { readSummaryShards, summarizeJob, writeShard } from "../shared/frameSummary";
+import { jobStateOf } from "../shared/jobStatus";
+import { writeManifest } from "../shared/ledger";
+import { newDispatch, readQueueProgress, StoredDispatch } from "../shared/queueProgress";
+import { removeDeadLetters } from "./deadLetters";
+import { DispatchOutcome, resumeDispatch, startDispatch } from "./frameDispatch";
+import { notSentSummary } from "./frameQueueing";
+import { ApiReply, errorReply, sceneChangedError, statusUrlOf, upstreamReply } from "./replies";
+import { headObject } from "./scenePreflight";
+import { DEFAULT_WORK_MS, farmTimingOf, isCrash, JobApiDeps } from "./settings";
+import { loadManifest, readJobLedger } from "./status";
 
 /** True when the frame queue holds nothing at all (visible, in flight or delayed): nothing of any job is still coming. */
 async function frameQueueIsEmpty(deps: JobApiDeps): Promise<boolean> {
-    const reply = await deps.sqs.send(
-        new GetQueueAttributesCommand({
-            QueueUrl: deps.settings.frameQueueUrl,
-            AttributeNames: [
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
-        }),
-    );
-    const attributes = reply.Attributes ?? {};
-    return [
+    const names = [
         "ApproximateNumberOfMessages",
         "ApproximateNumberOfMessagesNotVisible",
         "ApproximateNumberOfMessagesDelayed",
-    ].every((name) => Number(attributes[name as keyof typeof attributes] ?? 0) === 0);
+    ] as const;
+    let attributes: Partial<Record<string, string>>;
+    try {
+        const reply = await deps.sqs.send(
+            new GetQueueAttributesCommand({ QueueUrl: deps.settings.frameQueueUrl, AttributeNames: [...names] }),
+        );
+        attributes = reply.Attributes ?? {};
+    } catch (error) {
+        throw farmError(
+            "queue_error",
+            `GetQueueAttributes ${deps.settings.frameQueueUrl} failed: ${describeAwsError(error)}`,
+            awsErrorStatus(error),
+        );
+    }
+    return names.every((name) => Number(attributes[name] ?? 0) === 0);
+}
+
+/** A job from before the frame summary: its shards built once from its records, and its manifest marked as having them. */
+async function withSummary(deps: JobApiDeps, manifest: JobManifest): Promise<JobManifest> {
+    if (manifest.v !== 1) return manifest;
+    const { shards } = await readJobLedger(deps, manifest);
+    for (const shard of shards) await writeShard(deps.s3, deps.settings.rendersBucket, shard);
+    const upgraded: JobManifest = { ...manifest, v: 2 };
+    await writeManifest(deps.s3, deps.settings.rendersBucket, upgraded);
+    return upgraded;
+}
+
+function incompleteReply(jobId: string, outcome: DispatchOutcome, partial: Partial<RetryReply>): ApiReply {
+    if (outcome.outcome === "queue_error") {
+        const { result, stored } = outcome;
+        return errorReply(
+            apiError(
+                503,
+                "queue_error",
+                `${notSentSummary(result, result.sent + result.notSent.length)}; ${stored.dispatch.sent} of the ${stored.dispatch.count} frames of this ${stored.dispatch.kind} are queued: retry again to queue the rest`,
+            ),
+        );
+    }
+    const dispatch = outcome.outcome === "busy" ? outcome.dispatch : outcome.stored.dispatch;
+    const why =
+        outcome.outcome === "busy"
+            ? `another request is queueing the frames of this job's ${dispatch.kind} now`
+            : `this request ran out of time with ${dispatch.sent} of the ${dispatch.count} frames of the ${dispatch.kind} queued: retry again to queue the rest`;
+    const reply: RetryReply = {
+        jobId,
+        requeued: 0,
+        failed: 0,
+        lost: 0,
+        inFlight: 0,
+        resumed: 0,
+        queued: outcome.sentNow,
+        deadLetters: { removed: 0, complete: false },
+        ...partial,
+        state: "queueing",
+        statusUrl: statusUrlOf(jobId),
+        message: why,
+    };
+    return { status: 202, body: reply };
 }
 
 /**
- * POST /jobs/{jobId}/retry. Requeues:
+ * POST /jobs/{jobId}/retry. First carries on a submit or retry of this job that was cut off (its queue progress says
+ * where). Then requeues:
  * - every failed frame: its message is in the DLQ, so nothing else will ever render it;
- * - frames with no record, or a "retrying" one, only once the job has gone quiet: the frame queue is
- *   empty, or nothing was written to the job's ledger for staleAfterSeconds. Until then those frames are
- *   most likely waiting in the queue or rendering, and requeueing them would render them twice.
- * Each requeued frame first gets a "retrying" record with 0 attempts (written before its message is
- * sent, so it can never overwrite the renderer's newer record): the job reads as pending again, and a
- * second retry right after this one finds nothing to requeue instead of queueing duplicates.
+ * - frames with no result yet only once the job has gone quiet: the frame queue is empty, or nothing was written to
+ *   the job's ledger for staleAfterSeconds (longer than a frame in flight can stay silent, see staleAfterSecondsFor).
+ *   Until then those frames are most likely waiting in the queue or rendering, and requeueing them would render them
+ *   twice.
+ * The requeued frames read "requeued" in the frame summary before their messages go out (one write per shard), so a
+ * second retry right after finds nothing to requeue. Last, the job's old messages are removed from the DLQ.
+ * The scene must be the version the job was submitted with: a changed scene is a new job (409 scene_changed).
  */
-export async function retryJob(deps: JobApiDeps, jobId: unknown, now: Date = new Date()): Promise<ApiReply> {
+export async function retryJob(
+    deps: JobApiDeps,
+    jobId: unknown,
+    now: Date = new Date(),
+    deadline: number = Date.now() + DEFAULT_WORK_MS,
+): Promise<ApiReply> {
     const { settings } = deps;
-    const job = await loadJob(deps, jobId);
-    if (!job.ok) return errorReply(job.error);
-    const { manifest, records } = job.value;
-    const status = computeJobStatus(manifest, records, settings.maxReceiveCount);
-    const byFrame = latestRecordByFrame(manifest, records);
-    const failed: number[] = [];
-    const pending: number[] = [];
-    for (const frame of manifest.frames) {
-        const progress = frameProgress(byFrame.get(frame), settings.maxReceiveCount);
-        if (progress === "failed") failed.push(frame);
-        else if (progress === "pending") pending.push(frame);
-    }
+    const loaded = await loadManifest(deps, jobId);
+    if (!loaded.ok) return errorReply(loaded.error);
+    try {
+        let manifest = loaded.value;
+        const scene = await headObject(deps.s3, manifest.scenesBucket, manifest.request.scene);
+        if (scene.missing || scene.etag !== manifest.sceneEtag)
+            return errorReply(
+                sceneChangedError(
+                    manifest,
+                    scene.missing ? undefined : scene.etag,
+                    scene.missing
+                        ? "upload that version again under the same key, then retry"
+                        : "the job's frames render the version it was submitted with, so retrying cannot render the new one: submit it as a new job (another jobId, or none)",
+                ),
+            );
+        manifest = await withSummary(deps, manifest);
 
-    let quiet = false;
-    let why = "";
-    if (pending.length > 0) {
-        const staleAfterMs = (settings.staleAfterSeconds ?? TUNABLES.staleAfterSeconds.defaultValue) * 1000;
-        const idleMs = now.getTime() - Date.parse(status.updatedAt);
-        try {
-            if (idleMs >= staleAfterMs) {
+        let progress: StoredDispatch | undefined = await readQueueProgress(
+            deps.s3,
+            settings.rendersBucket,
+            manifest.jobId,
+        );
+        let queued = 0;
+        let resumed = 0;
+        if (progress && !progress.dispatch.complete) {
+            const before = progress.dispatch.sent;
+            const outcome = await resumeDispatch(deps, manifest, progress, deadline);
+            queued += outcome.sentNow;
+            if (outcome.outcome !== "complete") return incompleteReply(manifest.jobId, outcome, { queued });
+            resumed = outcome.stored.dispatch.count - before;
+            progress = outcome.stored;
+        }
+
+        const shards = await readSummaryShards(deps.s3, settings.rendersBucket, manifest);
+        const summary = summarizeJob(manifest, shards, settings.maxReceiveCount);
+        const failed = summary.failedFrames;
+        const pending = summary.pendingFrames;
+        const { staleAfterSeconds } = farmTimingOf(settings);
+        let quiet = false;
+        let why = "";
+        if (pending.length > 0) {
+            const lastWrite = Math.max(
+                summary.updatedAt,
+                Date.parse(manifest.createdAt) || 0,
+                progress ? Date.parse(progress.dispatch.updatedAt) || 0 : 0,
+            );
+            const idleMs = now.getTime() - lastWrite;
+            if (idleMs >= staleAfterSeconds * 1000) {
                 quiet = true;
                 why = `nothing was written for job ${manifest.jobId} in ${Math.round(idleMs / 1000)} s`;
             } else if (await frameQueueIsEmpty(deps)) {
                 quiet = true;
                 why = "the frame queue is empty";
             }
-        } catch (error) {
-            return upstreamReply(
-                "queue_error",
-                farmError(
-                    "queue_error",
-                    `GetQueueAttributes ${settings.frameQueueUrl} failed: ${describeAwsError(error)}`,
-                    awsErrorStatus(error),
-                ),
-            );
         }
-    }
-    const lost = quiet ? pending : [];
-    const requeue = [...failed, ...lost].sort((a, b) => a - b);
-    const inFlight = pending.length - lost.length;
+        const lost = quiet ? pending : [];
+        const requeue = [...failed, ...lost].sort((a, b) => a - b);
+        const inFlight = pending.length - lost.length;
+        const counts = { requeued: requeue.length, failed: failed.length, lost: lost.length, inFlight, resumed };
 
-    const at = now.toISOString();
-    const previous = new Map<number, FrameRecord | undefined>();
-    try {
-        await mapWithConcurrency(requeue, HEAD_CONCURRENCY, async (frame) => {
-            const old = byFrame.get(frame);
-            previous.set(frame, old);
-            const earlier = old
-                ? `after ${old.attempts} attempt(s), last: ${old.error ? `${old.error.code}: ${old.error.message}` : old.status}`
-                : "with no record";
-            const record: FrameRecord = {
-                ...(old ?? { startedAt: at, wallMs: 0, blenderMs: 0, memoryMb: 0, costUsd: 0 }),
-                jobId: manifest.jobId,
-                frame,
-                status: "retrying",
-                attempts: 0,
-                finishedAt: at,
-                error: {
-                    code: "requeued",
-                    message: `requeued by POST /jobs/${manifest.jobId}/retry at ${at} ${earlier}`,
-                },
-            };
-            await writeFrameRecord(deps.s3, settings.rendersBucket, record);
-        });
+        let retrySince: number | undefined;
+        if (requeue.length > 0) {
+            const dispatch = newDispatch(manifest.jobId, "retry", requeue, progress?.dispatch, now);
+            retrySince = Date.parse(dispatch.createdAt);
+            const outcome = await startDispatch(deps, manifest, dispatch, progress?.etag, deadline);
+            queued += outcome.sentNow;
+            if (outcome.outcome !== "complete") return incompleteReply(manifest.jobId, outcome, { ...counts, queued });
+        } else if (progress?.dispatch.kind === "retry") {
+            retrySince = Date.parse(progress.dispatch.createdAt);
+        }
+        // Dead letters queued before the latest retry are obsolete: their frames were queued again since.
+        const deadLetters =
+            retrySince === undefined
+                ? { removed: 0, complete: true }
+                : await removeDeadLetters(deps, manifest.jobId, retrySince, deadline);
+        deps.crashPoint?.("dead-letters-removed");
+
+        const parts = [];
+        if (resumed > 0) parts.push(`queued ${resumed} frame(s) an earlier request had not queued`);
+        parts.push(`requeued ${failed.length} failed frame(s)`);
+        if (lost.length > 0) parts.push(`requeued ${lost.length} frame(s) that never finished, since ${why}`);
+        if (inFlight > 0)
+            parts.push(
+                `left ${inFlight} pending frame(s) alone: they are still queued or rendering (a retry requeues them once the queue is empty or the job is quiet for ${staleAfterSeconds} s)`,
+            );
+        if (deadLetters.removed > 0)
+            parts.push(`removed ${deadLetters.removed} obsolete message(s) of this job from the dead-letter queue`);
+        if (!deadLetters.complete)
+            parts.push("the dead-letter queue was not scanned to its end in time: retry again to finish");
+        const reply: RetryReply = {
+            jobId: manifest.jobId,
+            ...counts,
+            queued,
+            deadLetters,
+            state: requeue.length > 0 || resumed > 0 ? "rendering" : jobStateOf(summary, progress?.dispatch),
+            statusUrl: statusUrlOf(manifest.jobId),
+            message: parts.join("; "),
+        };
+        return { status: 202, body: reply };
     } catch (error) {
-        return upstreamReply("storage_error", error);
-    }
-
-    const result = await sendFrameMessages(
-        deps.sqs,
-        settings.frameQueueUrl,
-        requeue.map((frame) => frameMessageOf(manifest, settings.rendersBucket, frame)),
-    );
-    if (result.notSent.length > 0) {
-        // Put back what the ledger said, so those frames read as failed (or missing) and a later retry picks them up.
-        await mapWithConcurrency(result.notSent, HEAD_CONCURRENCY, async ({ frame }) => {
-            const old = previous.get(frame);
-            try {
-                if (old) await writeFrameRecord(deps.s3, settings.rendersBucket, old);
-                else await deleteFrameRecord(deps.s3, settings.rendersBucket, manifest.jobId, frame);
-            } catch {
-                // Best effort: the frame then reads as pending until the job goes quiet again.
-            }
-        });
-        return errorReply(
-            apiError(
-                503,
-                "queue_error",
-                `${notSentSummary(result, requeue.length)}; ${result.sent} were requeued; retry again later`,
-            ),
+        if (isCrash(error)) throw error;
+        return upstreamReply(
+            (error as { code?: string }).code === "queue_error" ? "queue_error" : "storage_error",
+            error,
         );
     }
-
-    const parts = [`requeued ${failed.length} failed frame(s)`];
-    if (lost.length > 0) parts.push(`requeued ${lost.length} frame(s) that never finished, since ${why}`);
-    if (inFlight > 0)
-        parts.push(
-            `left ${inFlight} pending frame(s) alone: they are still queued or rendering (a retry requeues them once the queue is empty or the job is quiet for ${settings.staleAfterSeconds ?? TUNABLES.staleAfterSeconds.defaultValue} s)`,
-        );
-    const reply: RetryReply = {
-        jobId: manifest.jobId,
-        requeued: requeue.length,
-        failed: failed.length,
-        lost: lost.length,
-        inFlight,
-        state: requeue.length > 0 ? "rendering" : status.state,
-        statusUrl: statusUrlOf(manifest.jobId),
-        message: parts.join("; "),
-    };
-    return { status: 202, body: reply };
 }

@@ -1,31 +1,122 @@
-// GET /jobs/{jobId}: the job's progress, computed from the ledger.
-import { Checked, FrameRecord, JOB_ID_PATTERN, JobManifest, refused } from "../shared/contract";
-import { computeJobStatus, readFrameRecords, readManifest } from "../shared/ledger";
+// GET /jobs/{jobId}[?failures=<token>]: the job's progress from its frame summary and queue progress (a few hundred
+// small reads at most, whatever the job's size), with its failed frames a page at a time.
+import {
+    apiError,
+    Checked,
+    FAILURES_PAGE_SIZE,
+    FrameRecord,
+    JOB_ID_PATTERN,
+    JobManifest,
+    JobStatus,
+    refused,
+} from "../shared/contract";
+import { mapWithConcurrency } from "../shared/concurrency";
+import { readSummaryShards, shardsFromRecords, summarizeJob, SummaryShard } from "../shared/frameSummary";
+import { failureOf, jobStatusOf } from "../shared/jobStatus";
+import { readFrameRecord, readFrameRecords, readManifest } from "../shared/ledger";
+import { readQueueProgress, StoredDispatch } from "../shared/queueProgress";
 import { ApiReply, errorReply, jobNotFound, upstreamError } from "./replies";
-import { JobApiDeps } from "./settings";
+import { farmTimingOf, JobApiDeps } from "./settings";
 
-/** The job's manifest and frame records; 404 for an unknown (or impossible) id, 502/503 when S3 fails. */
-export async function loadJob(
-    deps: JobApiDeps,
-    jobId: unknown,
-): Promise<Checked<{ manifest: JobManifest; records: FrameRecord[] }>> {
+/** GetObject calls in flight when reading the records of a page of failures. */
+const FAILURE_READ_CONCURRENCY = 16;
+const TOKEN_PREFIX = "after:";
+
+/** The opaque token for the failures page after `frame`. */
+export function failuresTokenAfter(frame: number): string {
+    return Buffer.from(`${TOKEN_PREFIX}${frame}`, "utf8").toString("base64url");
+}
+
+/** The frame a failures token continues after; undefined without a token; a 400 for one this API did not give. */
+export function parseFailuresToken(token: string | undefined): Checked<number | undefined> {
+    if (token === undefined || token === "") return { ok: true, value: undefined };
+    const text = /^[A-Za-z0-9_-]{1,40}$/.test(token) ? Buffer.from(token, "base64url").toString("utf8") : "";
+    const match = /^after:(\d{1,7})$/.exec(text);
+    if (!match)
+        return refused(
+            apiError(
+                400,
+                "invalid_failures_token",
+                "failures must be the failuresNext token of an earlier reply for this job",
+                "failures",
+            ),
+        );
+    return { ok: true, value: Number(match[1]) };
+}
+
+/** The job's manifest; 404 for an unknown (or impossible) id, 502/503 when S3 fails. */
+export async function loadManifest(deps: JobApiDeps, jobId: unknown): Promise<Checked<JobManifest>> {
     if (typeof jobId !== "string" || !JOB_ID_PATTERN.test(jobId)) return refused(jobNotFound(jobId));
     try {
         const manifest = await readManifest(deps.s3, deps.settings.rendersBucket, jobId);
         if (!manifest) return refused(jobNotFound(jobId));
-        const records = await readFrameRecords(deps.s3, deps.settings.rendersBucket, jobId);
-        return { ok: true, value: { manifest, records } };
+        return { ok: true, value: manifest };
     } catch (error) {
         return refused(upstreamError("storage_error", error));
     }
 }
 
-/** GET /jobs/{jobId}: the job's progress from the ledger. */
-export async function getJobStatus(deps: JobApiDeps, jobId: unknown): Promise<ApiReply> {
-    const job = await loadJob(deps, jobId);
-    if (!job.ok) return errorReply(job.error);
-    return {
-        status: 200,
-        body: computeJobStatus(job.value.manifest, job.value.records, deps.settings.maxReceiveCount),
-    };
+/** The job's summary shards and queue progress; a job from before the summary has its shards built from its records. */
+export async function readJobLedger(
+    deps: JobApiDeps,
+    manifest: JobManifest,
+): Promise<{ shards: SummaryShard[]; progress?: StoredDispatch; records?: Map<number, FrameRecord> }> {
+    const { s3, settings } = deps;
+    if (manifest.v === 1) {
+        const records = await readFrameRecords(s3, settings.rendersBucket, manifest.jobId);
+        const latest = new Map<number, FrameRecord>();
+        for (const record of records) {
+            const previous = latest.get(record.frame);
+            if (!previous || record.finishedAt >= previous.finishedAt) latest.set(record.frame, record);
+        }
+        return { shards: shardsFromRecords(manifest.jobId, records), records: latest };
+    }
+    const [shards, progress] = await Promise.all([
+        readSummaryShards(s3, settings.rendersBucket, manifest),
+        readQueueProgress(s3, settings.rendersBucket, manifest.jobId),
+    ]);
+    return { shards, progress };
+}
+
+/** The job's status with the page of failures after frame `after` (from the first failure without it). */
+export async function readJobStatus(
+    deps: JobApiDeps,
+    manifest: JobManifest,
+    after: number | undefined,
+    now: Date = new Date(),
+): Promise<JobStatus> {
+    const { shards, progress, records } = await readJobLedger(deps, manifest);
+    const summary = summarizeJob(manifest, shards, deps.settings.maxReceiveCount);
+    const remaining =
+        after === undefined ? summary.failedFrames : summary.failedFrames.filter((frame) => frame > after);
+    const page = remaining.slice(0, FAILURES_PAGE_SIZE);
+    const failures = await mapWithConcurrency(page, FAILURE_READ_CONCURRENCY, async (frame) =>
+        failureOf(
+            frame,
+            summary.entries.get(frame),
+            records
+                ? records.get(frame)
+                : await readFrameRecord(deps.s3, deps.settings.rendersBucket, manifest.jobId, frame),
+        ),
+    );
+    return jobStatusOf(manifest, summary, {
+        failures,
+        failuresNext: remaining.length > page.length ? failuresTokenAfter(page[page.length - 1]) : undefined,
+        dispatch: progress?.dispatch,
+        timing: farmTimingOf(deps.settings),
+        now,
+    });
+}
+
+/** GET /jobs/{jobId}: the job's progress; `failures` is the failuresNext token of the page before, if any. */
+export async function getJobStatus(deps: JobApiDeps, jobId: unknown, failures?: string): Promise<ApiReply> {
+    const token = parseFailuresToken(failures);
+    if (!token.ok) return errorReply(token.error);
+    const manifest = await loadManifest(deps, jobId);
+    if (!manifest.ok) return errorReply(manifest.error);
+    try {
+        return { status: 200, body: await readJobStatus(deps, manifest.value, token.value) };
+    } catch (error) {
+        return errorReply(upstreamError("storage_error", error));
+    }
 }

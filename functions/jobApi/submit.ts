@@ -1,5 +1,6 @@
-// POST /jobs: validate the request, check S3 (and read the scene: the preflight), write the manifest, then
-// queue one message per frame.
+// POST /jobs: validate the request, check S3 (and read the scene: the preflight), write the manifest, then queue one
+// message per frame through the job's queue progress, so that the same request again carries on where a killed one
+// stopped (frameDispatch.ts).
 import * as crypto from "crypto";
 import { isBlendFileError } from "../blend";
 import {
@@ -19,11 +20,14 @@ import {
     SubmitReply,
 } from "../shared/contract";
 import { mapWithConcurrency } from "../shared/concurrency";
-import { computeJobStatus, deleteManifest, readFrameRecords, readManifest, writeManifest } from "../shared/ledger";
-import { frameMessageOf, MAX_MESSAGE_BYTES, notSentSummary, sendFrameMessages } from "./frameQueueing";
+import { readManifest, writeManifest } from "../shared/ledger";
+import { newDispatch, readQueueProgress } from "../shared/queueProgress";
+import { DispatchOutcome, resumeDispatch, startDispatch } from "./frameDispatch";
+import { frameMessageOf, MAX_MESSAGE_BYTES, notSentSummary } from "./frameQueueing";
 import { HEAD_CONCURRENCY, headObject, ObjectCheck, Preflight, preflightScene } from "./scenePreflight";
-import { ApiReply, errorReply, statusUrlOf, upstreamReply } from "./replies";
-import { JobApiDeps } from "./settings";
+import { ApiReply, errorReply, sceneChangedError, statusUrlOf, upstreamReply } from "./replies";
+import { DEFAULT_WORK_MS, isCrash, JobApiDeps } from "./settings";
+import { readJobStatus } from "./status";
 
 /** JSON with object keys sorted, so equal requests hash equally whatever their key order. */
 function canonicalJson(value: unknown): string {
@@ -62,7 +66,17 @@ async function checkObjects(deps: JobApiDeps, keys: string[]): Promise<ObjectChe
 
 // ---- POST /jobs -----------------------------------------------------------------------------
 
-async function existingJobReply(deps: JobApiDeps, manifest: JobManifest, requestHash: string): Promise<ApiReply> {
+/**
+ * The same jobId again. Another request: 409. The same request, but the scene object changed since: 409 naming the
+ * change (the job renders the version it was submitted with; a new version is a new job). The same request with the
+ * same scene: carries on queueing where an earlier request stopped (killed, or out of time), then 202.
+ */
+async function existingJobReply(
+    deps: JobApiDeps,
+    manifest: JobManifest,
+    requestHash: string,
+    deadline: number,
+): Promise<ApiReply> {
     if (manifest.requestHash !== requestHash) {
         return errorReply(
             apiError(
@@ -73,14 +87,76 @@ async function existingJobReply(deps: JobApiDeps, manifest: JobManifest, request
             ),
         );
     }
-    const records = await readFrameRecords(deps.s3, deps.settings.rendersBucket, manifest.jobId);
-    const status = computeJobStatus(manifest, records, deps.settings.maxReceiveCount);
+    const scene = await headObject(deps.s3, manifest.scenesBucket, manifest.request.scene);
+    if (scene.missing || scene.etag !== manifest.sceneEtag)
+        return errorReply(
+            sceneChangedError(
+                manifest,
+                scene.missing ? undefined : scene.etag,
+                "to render the new version, submit it as a new job (another jobId, or none)",
+            ),
+        );
+    const progress = await readQueueProgress(deps.s3, deps.settings.rendersBucket, manifest.jobId);
+    let outcome: DispatchOutcome | undefined;
+    if (manifest.v !== 1) {
+        // No progress yet: the request that wrote the manifest was killed before sending anything.
+        if (!progress)
+            outcome = await startDispatch(
+                deps,
+                manifest,
+                newDispatch(manifest.jobId, "submit", manifest.frames, undefined, new Date()),
+                undefined,
+                deadline,
+            );
+        else if (progress.dispatch.kind === "submit" && !progress.dispatch.complete)
+            outcome = await resumeDispatch(deps, manifest, progress, deadline);
+    }
+    return submitReplyOf(deps, manifest, outcome, {}, false);
+}
+
+/** The reply to a submit once its dispatch ran (or, for a job long queued, without one). */
+async function submitReplyOf(
+    deps: JobApiDeps,
+    manifest: JobManifest,
+    outcome: DispatchOutcome | undefined,
+    extra: Pick<SubmitReply, "assetsAdded" | "warnings">,
+    fresh: boolean,
+): Promise<ApiReply> {
+    const { jobId } = manifest;
+    if (outcome?.outcome === "queue_error") {
+        const { result, stored } = outcome;
+        return {
+            status: 503,
+            body: {
+                ...errorBody(
+                    apiError(
+                        503,
+                        "queue_error",
+                        `${notSentSummary(result, result.sent + result.notSent.length)}; ${stored.dispatch.sent} of ${stored.dispatch.count} frames are queued: submit the same request again (with "jobId": "${jobId}") to queue the rest`,
+                    ),
+                ),
+                jobId,
+                queued: stored.dispatch.sent,
+            },
+        };
+    }
     const body: SubmitReply = {
-        jobId: manifest.jobId,
+        jobId,
         frames: manifest.frames.length,
-        state: status.state,
-        statusUrl: statusUrlOf(manifest.jobId),
+        queued: 0,
+        state: "queued",
+        statusUrl: statusUrlOf(jobId),
+        ...extra,
     };
+    if (fresh && outcome) {
+        // A new job: nothing has rendered yet, so its state is where its queueing stands.
+        body.queued = outcome.outcome === "busy" ? outcome.dispatch.sent : outcome.stored.dispatch.sent;
+        body.state = outcome.outcome === "complete" ? "queued" : "queueing";
+    } else {
+        const status = await readJobStatus(deps, manifest, undefined);
+        body.queued = status.queue?.kind === "submit" ? status.queue.queued : manifest.frames.length;
+        body.state = status.state;
+    }
     return { status: 202, body };
 }
 
@@ -117,11 +193,16 @@ function missingReply(bucket: string, missing: string[], field: string, details:
 }
 
 /**
- * POST /jobs: 202 once the manifest is written and every frame is queued; nothing is queued for an invalid request.
+ * POST /jobs: 202 once the manifest is written and every frame is queued, or (state "queueing", queued < frames) once
+ * its time is up: the same request again carries on. Nothing is queued for an invalid request.
  * With the preflight on (the default), the scene itself is read first: a scene Blender cannot render (not a
  * .blend, no camera) or one that references files absent from the bucket is refused here, not frame by frame.
  */
-export async function submitJob(deps: JobApiDeps, body: unknown): Promise<ApiReply> {
+export async function submitJob(
+    deps: JobApiDeps,
+    body: unknown,
+    deadline: number = Date.now() + DEFAULT_WORK_MS,
+): Promise<ApiReply> {
     const { settings } = deps;
     const preflightOn = settings.preflight !== false;
     const parsed = parseJobRequest(body, settings.limits);
@@ -170,9 +251,10 @@ export async function submitJob(deps: JobApiDeps, body: unknown): Promise<ApiRep
     try {
         if (request.jobId !== undefined) {
             const existing = await readManifest(deps.s3, settings.rendersBucket, jobId);
-            if (existing) return await existingJobReply(deps, existing, requestHash);
+            if (existing) return await existingJobReply(deps, existing, requestHash, deadline);
         }
     } catch (error) {
+        if (isCrash(error)) throw error;
         return upstreamReply("storage_error", error);
     }
 
@@ -188,7 +270,7 @@ export async function submitJob(deps: JobApiDeps, body: unknown): Promise<ApiRep
     }
     manifest.sceneEtag = checks[0].etag ?? "";
 
-    const reply: SubmitReply = { jobId, frames: 0, state: "queued", statusUrl: statusUrlOf(jobId) };
+    const extra: Pick<SubmitReply, "assetsAdded" | "warnings"> = {};
     if (preflightOn) {
         let checked: Checked<Preflight>;
         try {
@@ -229,7 +311,7 @@ export async function submitJob(deps: JobApiDeps, body: unknown): Promise<ApiRep
         if (preflight.found.length > 0) {
             // The renderer downloads only the job's assets: referenced files found in the bucket join them.
             manifest.request.assets = [...assets, ...preflight.found];
-            reply.assetsAdded = preflight.found;
+            extra.assetsAdded = preflight.found;
         }
         if (manifest.request.assets.length > MAX_ASSETS) {
             return errorReply(
@@ -241,51 +323,34 @@ export async function submitJob(deps: JobApiDeps, body: unknown): Promise<ApiRep
                 ),
             );
         }
-        if (preflight.warnings.length > 0) reply.warnings = preflight.warnings;
+        if (preflight.warnings.length > 0) extra.warnings = preflight.warnings;
         manifest.sceneEtag = preflight.etag || manifest.sceneEtag;
         const late = messageSizeProblem(manifest, settings.rendersBucket, frames!);
         if (late) return errorReply(late);
     }
-    const jobFrames = frames!;
-    reply.frames = jobFrames.length;
-
     manifest.createdAt = new Date().toISOString();
     try {
         const written = await writeManifest(deps.s3, settings.rendersBucket, manifest, { ifAbsent: true });
         if (written === "exists") {
             // Another submit of the same jobId won the race: answer as a resubmit would.
             const existing = await readManifest(deps.s3, settings.rendersBucket, jobId);
-            if (existing) return await existingJobReply(deps, existing, requestHash);
+            if (existing) return await existingJobReply(deps, existing, requestHash, deadline);
             return errorReply(
                 apiError(409, "job_conflict", `job ${jobId} is being created by another request; try again`, "jobId"),
             );
         }
+        deps.crashPoint?.("manifest-written");
+        // No rollback if the queue refuses: the manifest stays, and the same request again queues the rest.
+        const outcome = await startDispatch(
+            deps,
+            manifest,
+            newDispatch(jobId, "submit", manifest.frames, undefined, new Date()),
+            undefined,
+            deadline,
+        );
+        return await submitReplyOf(deps, manifest, outcome, extra, true);
     } catch (error) {
+        if (isCrash(error)) throw error;
         return upstreamReply("storage_error", error);
     }
-
-    const result = await sendFrameMessages(
-        deps.sqs,
-        settings.frameQueueUrl,
-        jobFrames.map((frame) => frameMessageOf(manifest, settings.rendersBucket, frame)),
-    );
-    if (result.notSent.length > 0) {
-        // Without its manifest the job does not exist, so resubmitting the same request queues it all again;
-        // frames that did go may render twice, which the ledger absorbs (the same keys are rewritten).
-        // Resubmitting under the same jobId: frames that did go out then belong to the job instead of being orphaned.
-        let rollback = `resubmit the same request with "jobId": "${jobId}"`;
-        try {
-            await deleteManifest(deps.s3, settings.rendersBucket, jobId);
-        } catch (error) {
-            rollback = `the manifest could not be removed (${error instanceof Error ? error.message : String(error)}); POST /jobs/${jobId}/retry once the queue is reachable`;
-        }
-        return {
-            status: 503,
-            body: {
-                ...errorBody(apiError(503, "queue_error", `${notSentSummary(result, jobFrames.length)}; ${rollback}`)),
-                jobId,
-            },
-        };
-    }
-    return { status: 202, body: reply };
 }

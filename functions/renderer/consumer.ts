@@ -12,6 +12,8 @@ import { FrameMessage, FrameRecord, Format, lambdaCostUsd, parseFrameMessage } f
 import { isFarmError } from "../shared/errors";
 import { readFrameRecord, writeFrameRecord } from "../shared/ledger";
 import { DownloadError, SceneMirror, cleanFrameFiles, prepareFrameFiles } from "./workDir";
+import { MAX_FAILURE_BACKOFF_SECONDS } from "../shared/farmSettings";
+import { holdFrameForInvocation } from "./frameVisibility";
 
 export interface RendererDeps {
     s3: S3Client;
@@ -23,7 +25,6 @@ export interface RendererDeps {
 
 /** Time kept back from Blender's deadline to upload the frame and write the record before Lambda's timeout. */
 const REPORTING_RESERVE_MS = 20_000;
-const MAX_BACKOFF_SECONDS = 300;
 const CONTENT_TYPES: Record<Format, string> = {
     PNG: "image/png",
     JPEG: "image/jpeg",
@@ -33,7 +34,7 @@ const CONTENT_TYPES: Record<Format, string> = {
 
 /** Delay before the next attempt: failureBackoffSeconds, doubled for each attempt already made, capped. */
 export function backoffSeconds(settings: RendererSettings, attempts: number): number {
-    return Math.min(settings.failureBackoffSeconds * 2 ** Math.max(0, attempts - 1), MAX_BACKOFF_SECONDS);
+    return Math.min(settings.failureBackoffSeconds * 2 ** Math.max(0, attempts - 1), MAX_FAILURE_BACKOFF_SECONDS);
 }
 
 export interface FrameOutcome {
@@ -228,6 +229,8 @@ export function createRendererHandler(deps: RendererDeps): RendererHandler {
         const remainingMs = () => context?.getRemainingTimeInMillis?.() ?? deps.settings.defaultTimeoutMs;
         const batchItemFailures: SQSBatchResponse["batchItemFailures"] = [];
         for (const sqsRecord of event.Records) {
+            if (deps.settings.holdFrameVisibility !== false)
+                await holdFrameForInvocation(deps, sqsRecord, remainingMs());
             let ok = false;
             try {
                 ok = (await renderFrame(deps, mirror, blender, sqsRecord, remainingMs)).ok;

@@ -31,6 +31,11 @@ export interface RendererSettings {
     defaultTimeoutMs: number;
     /** Blender is started afresh after a frame that leaves it using more memory than this; default: half of memoryMb. */
     blenderMemoryLimitMb?: number;
+    /**
+     * Cut a started frame's visibility to what the invocation has left (frameVisibility.ts). Default on; off on the
+     * local farm, whose worker pool keeps the frame it renders hidden with a heartbeat instead (local/workers.ts).
+     */
+    holdFrameVisibility?: boolean;
 }
 
 /** A renderer's limits when its environment sets none: the stack's defaults and the contract's samples limit. */

@@ -19,7 +19,8 @@ export const FORMAT_EXTENSIONS: Record<Format, string> = {
 };
 
 export const FRAME_MESSAGE_VERSION = 1;
-export const MANIFEST_VERSION = 1;
+/** 2: the job keeps a frame summary (functions/shared/frameSummary.ts) and its queue progress (queueProgress.ts). */
+export const MANIFEST_VERSION = 2;
 export const JOB_ID_PATTERN = /^[a-z0-9-]{1,64}$/;
 /** Largest request body the job API reads; a real request is a few hundred bytes. */
 export const MAX_REQUEST_BYTES = 256 * 1024;
@@ -76,7 +77,8 @@ export interface FrameMessage {
 }
 
 export interface JobManifest {
-    v: typeof MANIFEST_VERSION;
+    /** 1: a job from before the frame summary; its status is computed from every frame record. */
+    v: 1 | typeof MANIFEST_VERSION;
     jobId: string;
     request: JobRequest;
     /** Identifies the request body: resubmitting the same jobId with another body is a conflict. */
@@ -109,24 +111,68 @@ export interface FrameRecord {
     logTail?: string;
 }
 
-export type JobState = "queued" | "rendering" | "complete" | "failed" | "partial";
+/** queueing: the frames of a submit (or a retry) are still being sent; a resubmit (or retry) carries on. */
+export type JobState = "queueing" | "queued" | "rendering" | "complete" | "failed" | "partial";
+
+export interface FrameFailure {
+    frame: number;
+    attempts: number;
+    error: string;
+    logTail: string;
+}
+
+/** Where sending a job's frames stands: the latest submit or retry's frames, and how many of them are queued. */
+export interface QueueProgress {
+    kind: "submit" | "retry";
+    /** Frames queued so far (a resubmit or retry re-sends at most the last group of a request that was killed). */
+    queued: number;
+    total: number;
+    complete: boolean;
+    /** Incomplete and no request is sending: a resubmit (submit) or a retry carries on where it stopped. */
+    stalled: boolean;
+}
+
+/** What the farm runs frames with: how long a job may take follows from these (the CLI's wait deadline). */
+export interface FarmTiming {
+    frameTimeoutSeconds: number;
+    maxReceiveCount: number;
+    maxConcurrency: number;
+    /** A job whose ledger was quiet this long has no frame left in flight: the retry requeues its lost frames. */
+    staleAfterSeconds: number;
+}
 
 export interface JobStatus {
     jobId: string;
     state: JobState;
     frames: { total: number; done: number; failed: number; pending: number };
-    failures: { frame: number; attempts: number; error: string; logTail: string }[];
+    /** The pending frames by why: an attempt failed and SQS delivers it again, a retry requeued it, not started yet. */
+    pendingBy?: { retrying: number; requeued: number; notStarted: number };
+    /**
+     * One page of the failed frames, ascending (at most FAILURES_PAGE_SIZE): frames.failed says how many there are, and
+     * failuresNext, when present, is the token for `GET /jobs/{jobId}?failures=<token>`, the next page.
+     */
+    failures: FrameFailure[];
+    failuresNext?: string;
+    /** Present once the job keeps its queue progress (jobs submitted since it exists). */
+    queue?: QueueProgress;
+    timing?: FarmTiming;
     outputPrefix: string;
     startedAt: string;
     updatedAt: string;
     renderSeconds: number;
+    /** USD spent so far: every attempt of every frame. */
     costUsd: number;
 }
+
+/** Failed frames per status reply: each carries up to 4 KB of log, so a page stays far below Lambda's 6 MB reply. */
+export const FAILURES_PAGE_SIZE = 50;
 
 /** POST /jobs: 202. */
 export interface SubmitReply {
     jobId: string;
     frames: number;
+    /** Frames queued so far: less than frames when the request ran out of time (state "queueing"; submit it again). */
+    queued: number;
     state: string;
     statusUrl: string;
     /** Files the scene references that were found in the bucket and added to the job's assets (preflight only; absent when none). */
@@ -146,6 +192,12 @@ export interface RetryReply {
     lost: number;
     /** Pending frames left alone because the farm may still be rendering them. */
     inFlight: number;
+    /** Frames of an earlier submit or retry that was cut off, queued by this request (it carries on first). */
+    resumed: number;
+    /** Frame messages this request sent, resumed ones included. */
+    queued: number;
+    /** The job's old messages removed from the dead-letter queue; complete: none are left there. */
+    deadLetters: { removed: number; complete: boolean };
     state: string;
     statusUrl: string;
     message: string;

@@ -46,13 +46,66 @@ export const TUNABLES = {
     logRetentionDays: { min: 1, max: 3653, defaultValue: 14 },
     /** Renderer images kept in ECR. @default 5 (1–100) */
     imagesToKeep: { min: 1, max: 100, defaultValue: 5 },
-    /**
-     * Not a stack config key (the job API's environment only): a retry requeues frames with no record, or a stuck
-     * "retrying" one, once the job's ledger has been quiet this long (or the frame queue is empty). Longer than a
-     * frame's whole life in the queue at the defaults (3 receives of a 15-minute render). @default 3600
-     */
-    staleAfterSeconds: { min: 1, max: 7 * 24 * 3600, defaultValue: 3600 },
 } as const satisfies Record<string, Tunable>;
+
+// ---- what follows from the tunables -------------------------------------------------------------
+
+/** A failed frame's retry delay never exceeds this (the renderer's backoff doubles per attempt up to it). */
+export const MAX_FAILURE_BACKOFF_SECONDS = 300;
+
+/** The longest backoff a frame meets: before its last attempt. */
+export function maxBackoffSeconds(failureBackoffSeconds: number, maxReceiveCount: number): number {
+    return Math.min(failureBackoffSeconds * 2 ** Math.max(0, maxReceiveCount - 2), MAX_FAILURE_BACKOFF_SECONDS);
+}
+
+/**
+ * The stack's frame queue visibility timeout: AWS advises 6x the function timeout for a queue behind an event source
+ * mapping, so a message stays hidden while Lambda retries throttled invocations. A failed frame does not wait this
+ * long (the renderer shortens it to the backoff), nor does a started one (the renderer shortens it to what the
+ * invocation has left): this is how long a received frame may wait for its invocation.
+ */
+export function frameVisibilityTimeoutSeconds(rendererTimeoutSeconds: number): number {
+    return 6 * rendererTimeoutSeconds;
+}
+
+/** Slack for clocks and queue delays on top of the longest silence a frame in flight can keep. */
+export const STALE_MARGIN_SECONDS = 10;
+/** What STALE_AFTER_SECONDS accepts. */
+export const STALE_AFTER_RANGE = { min: 1, max: 7 * 24 * 3600 } as const;
+
+/**
+ * How long a job's ledger may stay quiet while a frame of it is still coming: hidden for the queue's whole visibility
+ * timeout (received, its invocation throttled or its renderer killed), then rendered for up to the frame timeout, after
+ * the longest backoff. A retry requeues frames with no result only after this (or once the frame queue is empty):
+ * sooner, the frame's own message could still come back and render it a second time.
+ */
+export function staleAfterSecondsFor(timing: {
+    visibilityTimeoutSeconds: number;
+    frameTimeoutSeconds: number;
+    failureBackoffSeconds: number;
+    maxReceiveCount: number;
+}): number {
+    return (
+        timing.visibilityTimeoutSeconds +
+        timing.frameTimeoutSeconds +
+        maxBackoffSeconds(timing.failureBackoffSeconds, timing.maxReceiveCount) +
+        STALE_MARGIN_SECONDS
+    );
+}
+
+/** The stale threshold of a stack with these settings (its queue's visibility follows from the renderer timeout). */
+export function stackStaleAfterSeconds(settings: {
+    rendererTimeoutSeconds: number;
+    failureBackoffSeconds: number;
+    maxReceiveCount: number;
+}): number {
+    return staleAfterSecondsFor({
+        visibilityTimeoutSeconds: frameVisibilityTimeoutSeconds(settings.rendererTimeoutSeconds),
+        frameTimeoutSeconds: settings.rendererTimeoutSeconds,
+        failureBackoffSeconds: settings.failureBackoffSeconds,
+        maxReceiveCount: settings.maxReceiveCount,
+    });
+}
 
 /** The settings that are not numbers. */
 export const FARM_DEFAULTS = {
@@ -72,19 +125,26 @@ export const ENVIRONMENT = {
     rendersBucket: "RENDERS_BUCKET",
     frameQueueUrl: "FRAME_QUEUE_URL",
     maxReceiveCount: "MAX_RECEIVE_COUNT",
+    failureBackoffSeconds: "FAILURE_BACKOFF_SECONDS",
     /** Both functions': the job API refuses requests past them, the renderer checks them again in Blender. */
     maxResolution: "MAX_RESOLUTION",
     allowedEngines: "ALLOWED_ENGINES",
     /** The job API's. */
     maxFramesPerJob: "MAX_FRAMES_PER_JOB",
     preflight: "PREFLIGHT",
+    /** Derived from the queue's visibility timeout (stackStaleAfterSeconds). */
     staleAfterSeconds: "STALE_AFTER_SECONDS",
+    /** A retry removes the job's old messages from it. */
+    deadLetterQueueUrl: "DEAD_LETTER_QUEUE_URL",
+    maxConcurrency: "MAX_CONCURRENCY",
     /** The renderer's. */
-    failureBackoffSeconds: "FAILURE_BACKOFF_SECONDS",
     blenderPath: "BLENDER_PATH",
     workDir: "RENDER_WORK_DIR",
     threads: "RENDER_THREADS",
-    /** How long a frame may take when no Lambda context says how long is left (the local farm). */
+    /**
+     * How long a frame may take: the renderer uses it when no Lambda context says how long is left (the local farm);
+     * the job API reports it, for a client to tell how long a job may take.
+     */
     frameTimeoutSeconds: "RENDER_TIMEOUT_SECONDS",
     /** Most samples a frame may use (default: the contract's MAX_SAMPLES; no stack setting). */
     maxSamples: "MAX_SAMPLES",
@@ -97,11 +157,15 @@ export interface JobApiEnvironmentValues<T> {
     scenesBucket: T;
     rendersBucket: T;
     frameQueueUrl: T;
+    deadLetterQueueUrl: T;
     maxFramesPerJob: number;
     maxResolution: number;
     allowedEngines: Engine[];
     maxReceiveCount: number;
     preflight: boolean;
+    rendererTimeoutSeconds: number;
+    failureBackoffSeconds: number;
+    maxConcurrency: number;
 }
 
 export function jobApiEnvironment<T>(values: JobApiEnvironmentValues<T>): Record<string, T | string> {
@@ -114,6 +178,11 @@ export function jobApiEnvironment<T>(values: JobApiEnvironmentValues<T>): Record
         [ENVIRONMENT.allowedEngines]: values.allowedEngines.join(","),
         [ENVIRONMENT.maxReceiveCount]: String(values.maxReceiveCount),
         [ENVIRONMENT.preflight]: values.preflight ? "on" : "off",
+        [ENVIRONMENT.deadLetterQueueUrl]: values.deadLetterQueueUrl,
+        [ENVIRONMENT.frameTimeoutSeconds]: String(values.rendererTimeoutSeconds),
+        [ENVIRONMENT.failureBackoffSeconds]: String(values.failureBackoffSeconds),
+        [ENVIRONMENT.maxConcurrency]: String(values.maxConcurrency),
+        [ENVIRONMENT.staleAfterSeconds]: String(stackStaleAfterSeconds(values)),
     };
 }
 

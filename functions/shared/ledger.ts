@@ -1,15 +1,8 @@
 // The S3 ledger: the job manifest, one record per frame, and the job status computed from them.
 // Plain functions taking their client and bucket as arguments: the job API is serialized by Pulumi's
 // closure serializer, and the renderer and the local farm pass their own clients.
-import {
-    DeleteObjectCommand,
-    GetObjectCommand,
-    ListObjectsV2Command,
-    ListObjectsV2CommandOutput,
-    PutObjectCommand,
-    S3Client,
-} from "@aws-sdk/client-s3";
-import { AwsErrorLike, awsErrorStatus, isNotFound, storageError } from "./awsErrors";
+import { ListObjectsV2Command, ListObjectsV2CommandOutput, S3Client } from "@aws-sdk/client-s3";
+import { storageError } from "./awsErrors";
 import { mapWithConcurrency } from "./concurrency";
 import { farmError } from "./errors";
 import {
@@ -18,15 +11,15 @@ import {
     frameRecordsPrefix,
     FrameStatus,
     JobManifest,
-    JobState,
     JobStatus,
     manifestKey,
 } from "./contract";
+import { shardsFromRecords, summarizeJob, summarizeRecord } from "./frameSummary";
+import { getJsonObject, putJsonObject } from "./jsonObjects";
+import { failureOf, jobStatusOf } from "./jobStatus";
 
 /** GetObject calls in flight at once when reading a job's frame records. */
 export const RECORD_READ_CONCURRENCY = 32;
-
-// ---- JSON objects ---------------------------------------------------------------------------
 
 async function putJson(
     s3: S3Client,
@@ -35,41 +28,14 @@ async function putJson(
     value: unknown,
     ifAbsent = false,
 ): Promise<"written" | "exists"> {
-    try {
-        await s3.send(
-            new PutObjectCommand({
-                Bucket: bucket,
-                Key: key,
-                Body: JSON.stringify(value, null, 1),
-                ContentType: "application/json",
-                // A conditional create: two identical submits racing cannot both think they created the job.
-                IfNoneMatch: ifAbsent ? "*" : undefined,
-            }),
-        );
-        return "written";
-    } catch (error) {
-        const status = awsErrorStatus(error);
-        if (ifAbsent && (status === 412 || status === 409)) return "exists";
-        throw storageError("PutObject", bucket, key, error);
-    }
+    // A conditional create: two identical submits racing cannot both think they created the job.
+    const outcome = await putJsonObject(s3, bucket, key, value, ifAbsent ? { ifAbsent: true } : undefined);
+    return outcome.written ? "written" : "exists";
 }
 
 /** The parsed JSON at `key`, or undefined when there is no such object. */
 async function getJson(s3: S3Client, bucket: string, key: string): Promise<unknown> {
-    let text: string;
-    try {
-        const reply = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-        text = (await reply.Body?.transformToString("utf-8")) ?? "";
-    } catch (error) {
-        // A missing bucket is a deployment problem, not a missing job: only NoSuchKey means "absent".
-        if (isNotFound(error) && (error as AwsErrorLike).name !== "NoSuchBucket") return undefined;
-        throw storageError("GetObject", bucket, key, error);
-    }
-    try {
-        return JSON.parse(text);
-    } catch {
-        throw farmError("invalid_ledger_object", `s3://${bucket}/${key} is not valid JSON`);
-    }
+    return (await getJsonObject(s3, bucket, key))?.value;
 }
 
 // ---- the manifest ---------------------------------------------------------------------------
@@ -107,21 +73,17 @@ export async function readManifest(
     return manifest;
 }
 
-/** Removes a manifest whose frames could not be queued, so that resubmitting the request starts the job afresh. */
-export async function deleteManifest(s3: S3Client, rendersBucket: string, jobId: string): Promise<void> {
-    try {
-        await s3.send(new DeleteObjectCommand({ Bucket: rendersBucket, Key: manifestKey(jobId) }));
-    } catch (error) {
-        throw storageError("DeleteObject", rendersBucket, manifestKey(jobId), error);
-    }
-}
-
 // ---- frame records --------------------------------------------------------------------------
 
 const FRAME_STATUSES: readonly FrameStatus[] = ["done", "retrying", "failed"];
 
-/** Writes jobs/<jobId>/frames/<frame>.json; a duplicate delivery rewrites the same key. */
+/**
+ * Writes jobs/<jobId>/frames/<frame>.json; a duplicate delivery rewrites the same key. The frame's summary shard is
+ * updated first: a writer killed in between leaves a record missing (its message comes back and writes it), never a
+ * record the summary does not count.
+ */
 export async function writeFrameRecord(s3: S3Client, rendersBucket: string, record: FrameRecord): Promise<void> {
+    await summarizeRecord(s3, rendersBucket, record);
     await putJson(s3, rendersBucket, frameRecordKey(record.jobId, record.frame), record);
 }
 
@@ -133,20 +95,6 @@ export async function readFrameRecord(
     frame: number,
 ): Promise<FrameRecord | undefined> {
     return asFrameRecord(await getJson(s3, rendersBucket, frameRecordKey(jobId, frame)), jobId, frame);
-}
-
-export async function deleteFrameRecord(
-    s3: S3Client,
-    rendersBucket: string,
-    jobId: string,
-    frame: number,
-): Promise<void> {
-    const key = frameRecordKey(jobId, frame);
-    try {
-        await s3.send(new DeleteObjectCommand({ Bucket: rendersBucket, Key: key }));
-    } catch (error) {
-        throw storageError("DeleteObject", rendersBucket, key, error);
-    }
 }
 
 function asFrameRecord(value: unknown, jobId: string, frame: number): FrameRecord | undefined {
@@ -194,94 +142,22 @@ export async function readFrameRecords(
     return records.filter((record): record is FrameRecord => record !== undefined);
 }
 
-// ---- the job status -------------------------------------------------------------------------
+// ---- the job status from every record (jobs from before the frame summary; the status benchmark's baseline) ----
 
-/** How a frame counts in a job's status. */
-export type FrameProgress = "done" | "failed" | "pending";
-
-/**
- * done: the frame is on S3. failed: no attempts left; a "retrying" record whose attempts reached
- * maxReceiveCount counts too, since SQS moves that message to the DLQ on its next receive.
- * Everything else (no record yet, or retrying) is pending.
- */
-export function frameProgress(record: FrameRecord | undefined, maxReceiveCount?: number): FrameProgress {
-    if (!record) return "pending";
-    if (record.status === "done") return "done";
-    if (record.status === "failed") return "failed";
-    if (maxReceiveCount !== undefined && record.attempts >= maxReceiveCount) return "failed";
-    return "pending";
-}
-
-/** One record per frame of the manifest: a frame rewritten many times counts once, a "done" record wins. */
-export function latestRecordByFrame(manifest: JobManifest, records: readonly FrameRecord[]): Map<number, FrameRecord> {
-    const frames = new Set(manifest.frames);
-    const byFrame = new Map<number, FrameRecord>();
-    for (const record of records) {
-        if (!frames.has(record.frame) || (record.jobId !== undefined && record.jobId !== manifest.jobId)) continue;
-        const previous = byFrame.get(record.frame);
-        const newer =
-            !previous ||
-            (previous.status !== "done" &&
-                (record.status === "done" || (record.finishedAt ?? "") >= (previous.finishedAt ?? "")));
-        if (newer) byFrame.set(record.frame, record);
-    }
-    return byFrame;
-}
-
-function failureText(record: FrameRecord): string {
-    if (!record.error) return "the frame failed without an error message";
-    return record.error.code ? `${record.error.code}: ${record.error.message}` : record.error.message;
-}
-
+/** The job's status from all its records, every failure included: O(frames) reads, unlike the summary's shards. */
 export function computeJobStatus(
     manifest: JobManifest,
     records: readonly FrameRecord[],
     maxReceiveCount?: number,
 ): JobStatus {
-    const byFrame = latestRecordByFrame(manifest, records);
-    let done = 0;
-    let failed = 0;
-    let renderSeconds = 0;
-    let costUsd = 0;
-    let startedAt: string | undefined;
-    let updatedAt = manifest.createdAt;
-    const failures: JobStatus["failures"] = [];
-    for (const record of byFrame.values()) {
-        const progress = frameProgress(record, maxReceiveCount);
-        if (progress === "done") done++;
-        if (progress === "failed") {
-            failed++;
-            failures.push({
-                frame: record.frame,
-                attempts: record.attempts,
-                error: failureText(record),
-                logTail: record.logTail ?? "",
-            });
-        }
-        renderSeconds += record.renderSeconds ?? (Number.isFinite(record.blenderMs) ? record.blenderMs / 1000 : 0);
-        costUsd += Number.isFinite(record.costUsd) ? record.costUsd : 0;
-        // A record with no attempts was written by a retry request, not by a render.
-        if (record.attempts > 0 && record.startedAt && (!startedAt || record.startedAt < startedAt))
-            startedAt = record.startedAt;
-        const touched = record.finishedAt || record.startedAt;
-        if (touched && touched > updatedAt) updatedAt = touched;
+    const summary = summarizeJob(manifest, shardsFromRecords(manifest.jobId, records), maxReceiveCount);
+    const latest = new Map<number, FrameRecord>();
+    for (const record of records) {
+        const previous = latest.get(record.frame);
+        if (!previous || (record.finishedAt ?? "") >= (previous.finishedAt ?? "")) latest.set(record.frame, record);
     }
-    const total = manifest.frames.length;
-    const pending = total - done - failed;
-    let state: JobState;
-    if (pending > 0) state = byFrame.size === 0 ? "queued" : "rendering";
-    else if (failed === 0) state = "complete";
-    else state = done === 0 ? "failed" : "partial";
-    failures.sort((a, b) => a.frame - b.frame);
-    return {
-        jobId: manifest.jobId,
-        state,
-        frames: { total, done, failed, pending },
-        failures,
-        outputPrefix: manifest.outputPrefix,
-        startedAt: startedAt ?? manifest.createdAt,
-        updatedAt,
-        renderSeconds: Math.round(renderSeconds * 1000) / 1000,
-        costUsd: Math.round(costUsd * 1e6) / 1e6,
-    };
+    const failures = summary.failedFrames.map((frame) =>
+        failureOf(frame, summary.entries.get(frame), latest.get(frame)),
+    );
+    return jobStatusOf(manifest, summary, { failures });
 }

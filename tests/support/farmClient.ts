@@ -117,7 +117,11 @@ export async function frameRecords(outputs: FarmOutputs, jobId: string): Promise
     const s3 = s3Of(outputs);
     const records: FrameRecord[] = [];
     try {
-        for (const key of await listKeys(outputs, `jobs/${jobId}/frames/`)) {
+        // The frame records only: the job's summary shards live beside them (frames/summary/).
+        const keys = (await listKeys(outputs, `jobs/${jobId}/frames/`)).filter((key) =>
+            /\/frames\/\d+\.json$/.test(key),
+        );
+        for (const key of keys) {
             const object = await s3.send(new GetObjectCommand({ Bucket: outputs.rendersBucket, Key: key }));
             records.push(JSON.parse(await object.Body!.transformToString()));
         }

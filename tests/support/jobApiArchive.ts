@@ -39,6 +39,7 @@ export async function shippedJobApi(emulator: Emulator, farm: FarmResources): Pr
                 [ENVIRONMENT.scenesBucket]: farm.scenesBucket,
                 [ENVIRONMENT.rendersBucket]: farm.rendersBucket,
                 [ENVIRONMENT.frameQueueUrl]: farm.frameQueueUrl,
+                [ENVIRONMENT.deadLetterQueueUrl]: farm.deadLetterQueueUrl,
                 AWS_ENDPOINT_URL: emulator.endpoint,
             },
             memoryMb: jobApi.memoryMb,

@@ -1,0 +1,335 @@
+// The job's frame summary: each frame's latest state, attempts and spent cost, kept in shards of at most a few hundred
+// frames under jobs/<jobId>/frames/summary/, so that a job's status reads a few hundred small objects at most instead
+// of one record per frame. Whoever changes a frame's state updates its shard with a conditional write (If-Match): the
+// renderer through ledger.writeFrameRecord, a retry in bulk. Frames are spread over 64 shards per block of 16384
+// frame numbers by a multiplicative hash, so renderers finishing neighbouring frames rarely meet on one shard.
+import { S3Client } from "@aws-sdk/client-s3";
+import { mapWithConcurrency } from "./concurrency";
+import { FrameRecord, JobManifest } from "./contract";
+import { farmError } from "./errors";
+import { conflictBackoff, getJsonObject, putJsonObject, WriteCondition } from "./jsonObjects";
+
+export const SUMMARY_VERSION = 1;
+/** Shards per block of frame numbers: spreads concurrent writers. */
+const LANES = 64;
+/** Frame numbers per block: bounds a shard to about BLOCK_FRAMES / LANES frames (256). */
+const BLOCK_FRAMES = 16384;
+/** Conditional write attempts before a shard update gives up (each one a fresh read). */
+const UPDATE_ATTEMPTS = 12;
+/** GetObject calls in flight when a status reads a job's shards. */
+export const SHARD_READ_CONCURRENCY = 64;
+/** Attempt start times remembered per frame (to count each attempt's cost once): more than a frame ever gets. */
+const COUNTED_ATTEMPTS_KEPT = 32;
+
+/** requeued: a retry queued the frame again and no renderer has written since. */
+export type SummaryState = "done" | "retrying" | "failed" | "requeued";
+
+/** One frame in its shard. Short keys: a 100,000-frame job has 100,000 of these. */
+export interface FrameSummaryEntry {
+    /** State. */
+    s: SummaryState;
+    /** Attempts of the latest delivery (SQS's receive count); 0 once requeued. */
+    a: number;
+    /** When the state was written (the record's finishedAt, or the requeue), ms since the epoch. */
+    t: number;
+    /** USD spent on the frame over all its attempts. */
+    c: number;
+    /** Render seconds over all its attempts. */
+    r: number;
+    /** The latest failed attempt's error code. */
+    e?: string;
+    /** Start times (ms) of the attempts counted into c and r: a record written twice is counted once. */
+    k: number[];
+}
+
+export interface SummaryShard {
+    v: typeof SUMMARY_VERSION;
+    jobId: string;
+    shard: string;
+    /** Earliest start of a rendered attempt, ms. */
+    startedAt?: number;
+    /** Latest write, ms. */
+    updatedAt: number;
+    frames: Record<string, FrameSummaryEntry>;
+}
+
+/** Which shard a frame's state lives in: its block of frame numbers, and a lane by Fibonacci hashing. */
+export function shardOf(frame: number): string {
+    const lane = Math.imul(frame, 0x9e3779b1) >>> 26; // the top 6 bits: one of 64 lanes
+    return `${Math.floor(frame / BLOCK_FRAMES)}-${lane % LANES}`;
+}
+
+export function summaryShardKey(jobId: string, shard: string): string {
+    return `jobs/${jobId}/frames/summary/${shard}.json`;
+}
+
+function emptyShard(jobId: string, shard: string): SummaryShard {
+    return { v: SUMMARY_VERSION, jobId, shard, updatedAt: 0, frames: {} };
+}
+
+function asShard(value: unknown, jobId: string, shard: string, where: string): SummaryShard {
+    const candidate = value as SummaryShard;
+    if (typeof candidate !== "object" || candidate === null || typeof candidate.frames !== "object")
+        throw farmError("invalid_ledger_object", `${where} is not a frame summary shard`);
+    return { ...candidate, jobId, shard };
+}
+
+function millis(iso: string | undefined): number {
+    const value = iso ? Date.parse(iso) : Number.NaN;
+    return Number.isFinite(value) ? value : 0;
+}
+
+/**
+ * A frame's entry once `record` is applied. Every attempt's cost counts once; the state follows the newest write, and
+ * "done" stays done (a late failure of a duplicate delivery does not undo a frame on S3).
+ */
+export function applyRecord(entry: FrameSummaryEntry | undefined, record: FrameRecord): FrameSummaryEntry {
+    const started = millis(record.startedAt);
+    const at = millis(record.finishedAt) || started;
+    const next: FrameSummaryEntry = entry
+        ? { ...entry, k: [...entry.k] }
+        : { s: "retrying", a: 0, t: 0, c: 0, r: 0, k: [] };
+    if (record.attempts > 0 && !next.k.includes(started)) {
+        next.c += Number.isFinite(record.costUsd) ? record.costUsd : 0;
+        next.r += record.renderSeconds ?? (Number.isFinite(record.blenderMs) ? record.blenderMs / 1000 : 0);
+        next.k = [...next.k, started].slice(-COUNTED_ATTEMPTS_KEPT);
+    }
+    const newer = !entry || (entry.s !== "done" && (record.status === "done" || at >= entry.t));
+    if (newer) {
+        next.s = record.status;
+        next.a = record.attempts;
+        next.t = at;
+        if (record.error?.code) next.e = record.error.code;
+        else delete next.e;
+    }
+    return next;
+}
+
+/**
+ * A frame's entry once a retry queues it again (at `at`), unless it is done. Whatever else a renderer wrote meanwhile
+ * is superseded: the marks are written before the retry's first message goes out, so no outcome of it exists yet.
+ */
+export function applyRequeue(entry: FrameSummaryEntry | undefined, at: number): FrameSummaryEntry | undefined {
+    if (entry?.s === "done") return undefined;
+    const base = entry ?? { s: "requeued" as const, a: 0, t: at, c: 0, r: 0, k: [] };
+    // Never back in time: a renderer's clock a little ahead of the job API's must not make its next outcome look older.
+    return { ...base, s: "requeued", a: 0, t: Math.max(base.t, at) };
+}
+
+/**
+ * Reads the shard, lets `change` modify it (returning false when there is nothing to write), and writes it back only
+ * if nobody wrote it in between; otherwise reads again. Throws a storage error after UPDATE_ATTEMPTS conflicts.
+ */
+export async function updateShard(
+    s3: S3Client,
+    rendersBucket: string,
+    jobId: string,
+    shard: string,
+    change: (shard: SummaryShard) => boolean,
+): Promise<void> {
+    const key = summaryShardKey(jobId, shard);
+    for (let attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
+        if (attempt > 0) await conflictBackoff(attempt);
+        const stored = await getJsonObject(s3, rendersBucket, key, { forbiddenMeansAbsent: true });
+        const current = stored
+            ? asShard(stored.value, jobId, shard, `s3://${rendersBucket}/${key}`)
+            : emptyShard(jobId, shard);
+        if (!change(current)) return;
+        const condition: WriteCondition = stored ? { ifMatch: stored.etag } : { ifAbsent: true };
+        const outcome = await putJsonObject(s3, rendersBucket, key, current, condition, { compact: true });
+        if (outcome.written) return;
+    }
+    throw farmError(
+        "storage_error",
+        `PutObject s3://${rendersBucket}/${key} failed: ${UPDATE_ATTEMPTS} conditional writes in a row met another writer (or GetObject is refused on the shard)`,
+        503,
+    );
+}
+
+/** Applies a frame record to its shard: what a renderer's record write does first (ledger.writeFrameRecord). */
+export function summarizeRecord(s3: S3Client, rendersBucket: string, record: FrameRecord): Promise<void> {
+    return updateShard(s3, rendersBucket, record.jobId, shardOf(record.frame), (shard) => {
+        const before = JSON.stringify(shard.frames[record.frame]);
+        const entry = applyRecord(shard.frames[record.frame], record);
+        if (JSON.stringify(entry) === before) return false;
+        shard.frames[record.frame] = entry;
+        if (record.attempts > 0) {
+            const started = millis(record.startedAt);
+            if (started > 0 && (shard.startedAt === undefined || started < shard.startedAt)) shard.startedAt = started;
+        }
+        shard.updatedAt = Math.max(shard.updatedAt, entry.t);
+        return true;
+    });
+}
+
+/** Frames grouped by their shard. */
+function byShard(frames: readonly number[]): Map<string, number[]> {
+    const groups = new Map<string, number[]>();
+    for (const frame of frames) {
+        const shard = shardOf(frame);
+        const group = groups.get(shard);
+        if (group) group.push(frame);
+        else groups.set(shard, [frame]);
+    }
+    return groups;
+}
+
+/** Marks `frames` requeued at `at` (ms): one conditional write per shard, not one per frame. */
+export async function summarizeRequeue(
+    s3: S3Client,
+    rendersBucket: string,
+    jobId: string,
+    frames: readonly number[],
+    at: number,
+    concurrency = 16,
+): Promise<void> {
+    await mapWithConcurrency([...byShard(frames)], concurrency, ([shard, group]) =>
+        updateShard(s3, rendersBucket, jobId, shard, (current) => {
+            let changed = false;
+            for (const frame of group) {
+                const entry = applyRequeue(current.frames[frame], at);
+                // Unchanged when a resumed retry marks again what it marked before it was killed.
+                if (!entry || JSON.stringify(entry) === JSON.stringify(current.frames[frame])) continue;
+                current.frames[frame] = entry;
+                changed = true;
+            }
+            if (changed) current.updatedAt = Math.max(current.updatedAt, at);
+            return changed;
+        }),
+    );
+}
+
+/** Shards built from whole records at once (a job from before the summary existed, and the status benchmark). */
+export function shardsFromRecords(jobId: string, records: readonly FrameRecord[]): SummaryShard[] {
+    const shards = new Map<string, SummaryShard>();
+    const ordered = [...records].sort((a, b) => millis(a.finishedAt) - millis(b.finishedAt));
+    for (const record of ordered) {
+        const id = shardOf(record.frame);
+        const shard = shards.get(id) ?? emptyShard(jobId, id);
+        shards.set(id, shard);
+        const entry = applyRecord(shard.frames[record.frame], record);
+        shard.frames[record.frame] = entry;
+        const started = millis(record.startedAt);
+        if (record.attempts > 0 && started > 0 && (shard.startedAt === undefined || started < shard.startedAt))
+            shard.startedAt = started;
+        shard.updatedAt = Math.max(shard.updatedAt, entry.t);
+    }
+    return [...shards.values()];
+}
+
+/** Writes a whole shard, replacing what is there (only for shards built from records, see shardsFromRecords). */
+export async function writeShard(s3: S3Client, rendersBucket: string, shard: SummaryShard): Promise<void> {
+    await putJsonObject(s3, rendersBucket, summaryShardKey(shard.jobId, shard.shard), shard, undefined, {
+        compact: true,
+    });
+}
+
+/** The shards holding the job's frames (absent ones, where no frame has been written yet, as empty shards). */
+export async function readSummaryShards(
+    s3: S3Client,
+    rendersBucket: string,
+    manifest: Pick<JobManifest, "jobId" | "frames">,
+    concurrency = SHARD_READ_CONCURRENCY,
+): Promise<SummaryShard[]> {
+    const ids = [...new Set(manifest.frames.map(shardOf))];
+    return mapWithConcurrency(ids, concurrency, async (shard) => {
+        const key = summaryShardKey(manifest.jobId, shard);
+        const stored = await getJsonObject(s3, rendersBucket, key);
+        return stored
+            ? asShard(stored.value, manifest.jobId, shard, `s3://${rendersBucket}/${key}`)
+            : emptyShard(manifest.jobId, shard);
+    });
+}
+
+// ---- the job's summary --------------------------------------------------------------------
+
+/** How a frame counts in a job's status. */
+export type FrameProgress = "done" | "failed" | "pending";
+
+/**
+ * done: the frame is on S3. failed: no attempts left; a "retrying" frame whose attempts reached maxReceiveCount counts
+ * too, since SQS moves its message to the DLQ on the next receive. Everything else is pending.
+ */
+export function entryProgress(entry: FrameSummaryEntry | undefined, maxReceiveCount?: number): FrameProgress {
+    if (!entry) return "pending";
+    if (entry.s === "done") return "done";
+    if (entry.s === "failed") return "failed";
+    if (entry.s === "retrying" && maxReceiveCount !== undefined && entry.a >= maxReceiveCount) return "failed";
+    return "pending";
+}
+
+/** Everything a job's status is made of, from its summary: counts by state, spending, and which frames failed. */
+export interface JobSummary {
+    total: number;
+    done: number;
+    failed: number;
+    pending: number;
+    /** The pending frames by why they are pending. */
+    pendingBy: { retrying: number; requeued: number; notStarted: number };
+    /** USD spent on every attempt of every frame so far (the running total a budget needs). */
+    costUsd: number;
+    renderSeconds: number;
+    /** Earliest start of a rendered attempt, ms; undefined before the first. */
+    startedAt?: number;
+    /** Latest write to the summary, ms (0 before the first). */
+    updatedAt: number;
+    /** Failed frames, ascending. */
+    failedFrames: number[];
+    /** Pending frames, ascending (what a retry may requeue once the job is quiet). */
+    pendingFrames: number[];
+    /** Each frame's entry, for the frames that have one. */
+    entries: Map<number, FrameSummaryEntry>;
+}
+
+export function summarizeJob(
+    manifest: Pick<JobManifest, "frames">,
+    shards: readonly SummaryShard[],
+    maxReceiveCount?: number,
+): JobSummary {
+    const entries = new Map<number, FrameSummaryEntry>();
+    let startedAt: number | undefined;
+    let updatedAt = 0;
+    for (const shard of shards) {
+        for (const [frame, entry] of Object.entries(shard.frames)) entries.set(Number(frame), entry);
+        if (shard.startedAt !== undefined && (startedAt === undefined || shard.startedAt < startedAt))
+            startedAt = shard.startedAt;
+        updatedAt = Math.max(updatedAt, shard.updatedAt);
+    }
+    const summary: JobSummary = {
+        total: manifest.frames.length,
+        done: 0,
+        failed: 0,
+        pending: 0,
+        pendingBy: { retrying: 0, requeued: 0, notStarted: 0 },
+        costUsd: 0,
+        renderSeconds: 0,
+        startedAt,
+        updatedAt,
+        failedFrames: [],
+        pendingFrames: [],
+        entries,
+    };
+    const sorted = [...manifest.frames].sort((a, b) => a - b);
+    for (const frame of sorted) {
+        const entry = entries.get(frame);
+        if (entry) {
+            summary.costUsd += entry.c;
+            summary.renderSeconds += entry.r;
+        }
+        const progress = entryProgress(entry, maxReceiveCount);
+        if (progress === "done") summary.done++;
+        else if (progress === "failed") {
+            summary.failed++;
+            summary.failedFrames.push(frame);
+        } else {
+            summary.pending++;
+            summary.pendingFrames.push(frame);
+            if (!entry) summary.pendingBy.notStarted++;
+            else if (entry.s === "requeued") summary.pendingBy.requeued++;
+            else summary.pendingBy.retrying++;
+        }
+    }
+    summary.costUsd = Math.round(summary.costUsd * 1e6) / 1e6;
+    summary.renderSeconds = Math.round(summary.renderSeconds * 1000) / 1000;
+    return summary;
+}

@@ -1,0 +1,79 @@
+// A job's status (GET /jobs/{jobId}) from its summary: the state, the counts, the spending, and a page of failures.
+import { FarmTiming, FrameFailure, FrameRecord, JobManifest, JobState, JobStatus } from "./contract";
+import { FrameSummaryEntry, JobSummary } from "./frameSummary";
+import { isStalled, QueueDispatch } from "./queueProgress";
+
+/** Longest log tail and error text a failure carries in a status reply: a page of them stays well under 1 MB. */
+export const MAX_LOG_TAIL_CHARS = 4096;
+export const MAX_ERROR_CHARS = 2000;
+
+export function jobStateOf(summary: JobSummary, dispatch?: QueueDispatch): JobState {
+    if (dispatch && !dispatch.complete) return "queueing";
+    if (summary.pending > 0) return summary.total - summary.pendingBy.notStarted === 0 ? "queued" : "rendering";
+    if (summary.failed === 0) return "complete";
+    return summary.done === 0 ? "failed" : "partial";
+}
+
+function failureText(record: FrameRecord): string {
+    if (!record.error) return "the frame failed without an error message";
+    return record.error.code ? `${record.error.code}: ${record.error.message}` : record.error.message;
+}
+
+/** A failed frame as a status reply shows it: from its record, or from its summary entry when the record is missing. */
+export function failureOf(
+    frame: number,
+    entry: FrameSummaryEntry | undefined,
+    record: FrameRecord | undefined,
+): FrameFailure {
+    if (!record)
+        return {
+            frame,
+            attempts: entry?.a ?? 0,
+            error: `${entry?.e ?? "failed"}: the frame's record is missing (its last attempt ended before writing it)`,
+            logTail: "",
+        };
+    const error = failureText(record);
+    return {
+        frame,
+        attempts: record.attempts,
+        error: error.length > MAX_ERROR_CHARS ? `${error.slice(0, MAX_ERROR_CHARS)}…` : error,
+        logTail: (record.logTail ?? "").slice(-MAX_LOG_TAIL_CHARS),
+    };
+}
+
+export interface StatusExtras {
+    failures: FrameFailure[];
+    failuresNext?: string;
+    dispatch?: QueueDispatch;
+    timing?: FarmTiming;
+    now?: Date;
+}
+
+export function jobStatusOf(manifest: JobManifest, summary: JobSummary, extras: StatusExtras): JobStatus {
+    const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : undefined);
+    const summaryUpdated = iso(summary.updatedAt);
+    const status: JobStatus = {
+        jobId: manifest.jobId,
+        state: jobStateOf(summary, extras.dispatch),
+        frames: { total: summary.total, done: summary.done, failed: summary.failed, pending: summary.pending },
+        pendingBy: summary.pendingBy,
+        failures: extras.failures,
+        outputPrefix: manifest.outputPrefix,
+        startedAt: iso(summary.startedAt) ?? manifest.createdAt,
+        updatedAt: summaryUpdated && summaryUpdated > manifest.createdAt ? summaryUpdated : manifest.createdAt,
+        renderSeconds: summary.renderSeconds,
+        costUsd: summary.costUsd,
+    };
+    if (extras.failuresNext) status.failuresNext = extras.failuresNext;
+    const { dispatch } = extras;
+    if (dispatch)
+        status.queue = {
+            kind: dispatch.kind,
+            queued: dispatch.sent,
+            total: dispatch.count,
+            complete: dispatch.complete,
+            stalled: isStalled(dispatch, extras.now ?? new Date()),
+        };
+    if (extras.timing) status.timing = extras.timing;
+    return status;
+}
