@@ -69,6 +69,7 @@ describe("the job API as API Gateway and Lambda run it (HTTP → payload 2.0 →
         assert.deepStrictEqual(await reply.json(), {
             jobId: "over-http",
             frames: 2,
+            queued: 2,
             state: "queued",
             statusUrl: "/jobs/over-http",
         });
