@@ -20,6 +20,8 @@ export interface JobApiArgs {
     maxReceiveCount: number;
     /** Read each scene before queueing: its frame range, camera, and the files it needs. */
     preflight: boolean;
+    /** The renderer's /tmp, MB: the job API refuses jobs whose files cannot fit in it. */
+    rendererEphemeralStorageMb: number;
     apiAuth: "iam" | "none";
     apiRateLimit: number;
     apiBurstLimit: number;
@@ -93,6 +95,7 @@ export class JobApi extends pulumi.ComponentResource {
                         allowedEngines: args.allowedEngines,
                         maxReceiveCount: args.maxReceiveCount,
                         preflight: args.preflight,
+                        rendererEphemeralStorageMb: args.rendererEphemeralStorageMb,
                     }),
                 },
                 // Clients are made here, once per cold start: captured SDK v3 clients do not survive serialization.

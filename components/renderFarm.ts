@@ -67,6 +67,7 @@ export class RenderFarm extends pulumi.ComponentResource {
                 allowedEngines: config.allowedEngines,
                 maxReceiveCount: config.maxReceiveCount,
                 preflight: config.preflight,
+                rendererEphemeralStorageMb: config.rendererEphemeralStorageMb,
                 apiAuth: config.apiAuth,
                 apiRateLimit: config.apiRateLimit,
                 apiBurstLimit: config.apiBurstLimit,

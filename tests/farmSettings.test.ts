@@ -22,6 +22,7 @@ describe("farm settings", function () {
             allowedEngines: ["EEVEE" as const, "CYCLES" as const],
             maxReceiveCount: 4,
             preflight: false,
+            rendererEphemeralStorageMb: 2048,
         };
         const settings = jobApiSettingsFromEnvironment(jobApiEnvironment(written));
         assert.deepStrictEqual(
@@ -34,6 +35,7 @@ describe("farm settings", function () {
                 allowedEngines: settings.limits.allowedEngines,
                 maxReceiveCount: settings.maxReceiveCount,
                 preflight: settings.preflight,
+                rendererEphemeralStorageMb: settings.rendererEphemeralStorageMb,
             },
             written,
         );

@@ -180,6 +180,11 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
             "on",
             "scenes are read before queueing by default",
         );
+        assert.strictEqual(
+            jobApi.inputs.environment.variables.RENDERER_EPHEMERAL_STORAGE_MB,
+            String(run.named("render-farm-renderer-function").inputs.ephemeralStorage.size),
+            "the job API sizes jobs against the renderer's /tmp",
+        );
 
         assert.strictEqual(
             run.ofType("aws:iam/rolePolicyAttachment:RolePolicyAttachment").length,

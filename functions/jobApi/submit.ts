@@ -6,6 +6,7 @@ import {
     ApiError,
     apiError,
     Checked,
+    encodeEtags,
     errorBody,
     formatFrameSpec,
     JobManifest,
@@ -21,9 +22,11 @@ import {
 import { mapWithConcurrency } from "../shared/concurrency";
 import { computeJobStatus, deleteManifest, readFrameRecords, readManifest, writeManifest } from "../shared/ledger";
 import { frameMessageOf, MAX_MESSAGE_BYTES, notSentSummary, sendFrameMessages } from "./frameQueueing";
-import { HEAD_CONCURRENCY, headObject, ObjectCheck, Preflight, preflightScene } from "./scenePreflight";
+import { HEAD_CONCURRENCY, headObject, ObjectCheck, ObjectVersion, Preflight, preflightScene } from "./scenePreflight";
+import { inputsTooLarge, pinAssets, versionsOf } from "./jobInputs";
 import { ApiReply, errorReply, statusUrlOf, upstreamReply } from "./replies";
 import { JobApiDeps } from "./settings";
+import { TUNABLES } from "../shared/farmSettings";
 
 /** JSON with object keys sorted, so equal requests hash equally whatever their key order. */
 function canonicalJson(value: unknown): string {
@@ -86,8 +89,14 @@ async function existingJobReply(deps: JobApiDeps, manifest: JobManifest, request
 
 /** The 413 for a frame message SQS would refuse, or undefined when the largest one fits. */
 function messageSizeProblem(manifest: JobManifest, rendersBucket: string, frames: number[]): ApiError | undefined {
+    // Before the objects are checked their ETags are unknown: an MD5 ETag per asset stands in for each.
+    const typicalEtag = `"${"0".repeat(32)}"`;
     const probe = frameMessageOf(
-        { ...manifest, sceneEtag: `"${"0".repeat(32)}"` },
+        {
+            ...manifest,
+            sceneEtag: manifest.sceneEtag || typicalEtag,
+            assetEtags: manifest.assetEtags ?? encodeEtags(manifest.request.assets.map(() => typicalEtag)),
+        },
         rendersBucket,
         frames[frames.length - 1],
     );
@@ -189,6 +198,7 @@ export async function submitJob(deps: JobApiDeps, body: unknown): Promise<ApiRep
     manifest.sceneEtag = checks[0].etag ?? "";
 
     const reply: SubmitReply = { jobId, frames: 0, state: "queued", statusUrl: statusUrlOf(jobId) };
+    let referenced = new Map<string, ObjectVersion>();
     if (preflightOn) {
         let checked: Checked<Preflight>;
         try {
@@ -243,9 +253,20 @@ export async function submitJob(deps: JobApiDeps, body: unknown): Promise<ApiRep
         }
         if (preflight.warnings.length > 0) reply.warnings = preflight.warnings;
         manifest.sceneEtag = preflight.etag || manifest.sceneEtag;
-        const late = messageSizeProblem(manifest, settings.rendersBucket, frames!);
-        if (late) return errorReply(late);
+        referenced = preflight.objects;
+        referenced.set(request.scene, { etag: preflight.etag, size: preflight.size });
     }
+    // Every file a frame downloads is pinned to the version checked here, and together they must fit the renderer's disk.
+    const versions = versionsOf(checks, referenced);
+    pinAssets(manifest, versions);
+    const tooLarge = inputsTooLarge(
+        manifest,
+        versions,
+        settings.rendererEphemeralStorageMb ?? TUNABLES.rendererEphemeralStorage.defaultValue,
+    );
+    if (tooLarge) return errorReply(tooLarge);
+    const late = messageSizeProblem(manifest, settings.rendersBucket, frames!);
+    if (late) return errorReply(late);
     const jobFrames = frames!;
     reply.frames = jobFrames.length;
 

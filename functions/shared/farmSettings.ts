@@ -78,6 +78,8 @@ export const ENVIRONMENT = {
     allowedEngines: "ALLOWED_ENGINES",
     preflight: "PREFLIGHT",
     staleAfterSeconds: "STALE_AFTER_SECONDS",
+    /** The renderer's ephemeral storage, told to the job API, which refuses jobs whose files cannot fit in it. */
+    rendererEphemeralStorage: "RENDERER_EPHEMERAL_STORAGE_MB",
     /** The renderer's. */
     failureBackoffSeconds: "FAILURE_BACKOFF_SECONDS",
     blenderPath: "BLENDER_PATH",
@@ -97,6 +99,7 @@ export interface JobApiEnvironmentValues<T> {
     allowedEngines: Engine[];
     maxReceiveCount: number;
     preflight: boolean;
+    rendererEphemeralStorageMb: number;
 }
 
 export function jobApiEnvironment<T>(values: JobApiEnvironmentValues<T>): Record<string, T | string> {
@@ -109,6 +112,7 @@ export function jobApiEnvironment<T>(values: JobApiEnvironmentValues<T>): Record
         [ENVIRONMENT.allowedEngines]: values.allowedEngines.join(","),
         [ENVIRONMENT.maxReceiveCount]: String(values.maxReceiveCount),
         [ENVIRONMENT.preflight]: values.preflight ? "on" : "off",
+        [ENVIRONMENT.rendererEphemeralStorage]: String(values.rendererEphemeralStorageMb),
     };
 }
 
