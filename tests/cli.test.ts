@@ -483,6 +483,8 @@ describe("render-farm inspect, and render uploading the files a scene references
                 name: "checker",
                 filepath: "//textures/checker.png",
                 sequence: false,
+                holder: "refs.blend",
+                depth: 0,
                 path: path.join(scene.shotDir, "textures", "checker.png"),
                 exists: true,
                 relative: "textures/checker.png",

@@ -42,6 +42,7 @@ import { mapWithConcurrency } from "../functions/shared/concurrency";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
 import { blendFixtures } from "./support/blendFixtures";
+import { shippedJobApi } from "./support/jobApiArchive";
 import { filesUnder, libraryFixtures } from "./support/libraryFixtures";
 import { BLENDER, comparePngs, makeScene, renderDirect } from "./support/scenes";
 
@@ -440,5 +441,30 @@ describe("job inputs: pinned versions, linked libraries and the renderer's disk"
                 }),
             );
         }
+    });
+    it("does the same inside the serialized job API archive: libraries followed, assets pinned, too deep a chain refused", async function () {
+        const shipped = await shippedJobApi(emulator, farm);
+        assert.strictEqual(shipped.variables.RENDERER_EPHEMERAL_STORAGE_MB, "10240", "the dev stack's renderer /tmp");
+        const invoke = (body: unknown) =>
+            shipped.invoke({
+                version: "2.0",
+                routeKey: "POST /jobs",
+                rawPath: "/jobs",
+                requestContext: { http: { method: "POST", path: "/jobs" } },
+                body: JSON.stringify(body),
+                isBase64Encoded: false,
+            });
+        await uploadTree(libraries, "shipped");
+        const accepted = await invoke({ scene: "shipped/linked.blend", jobId: "shipped-linked" });
+        assert.strictEqual(accepted.statusCode, 202, JSON.stringify(accepted.body));
+        assert.strictEqual(accepted.body.assetsAdded.length, 4);
+        const [message] = await takeMessages();
+        assert.deepStrictEqual(
+            decodeEtags(message.assetEtags!, message.assets.length),
+            await Promise.all(message.assets.map(etagOf)),
+        );
+        const chain = await invoke({ scene: "shipped/chain.blend", jobId: "shipped-chain" });
+        assert.strictEqual(chain.statusCode, 413, JSON.stringify(chain.body));
+        assert.strictEqual(chain.body.error.code, "too_many_libraries");
     });
 });

@@ -2,6 +2,7 @@
 // and Blender resolves their "//" paths next to that library, not next to the scene. A saved file names only the
 // libraries it links directly, so the others are found only by reading each library in turn.
 import { mapWithConcurrency } from "../shared/concurrency";
+import { objectKeyProblem } from "../shared/contract";
 import { farmError } from "../shared/errors";
 import { BlendReference, externalReferences, resolveReferenceKey, ResolvedReference } from "./references";
 import { BlendSummary } from "./summary";
@@ -46,7 +47,13 @@ export async function referencesWithLibraries(
                     resolved: resolveReferenceKey(file.key, reference.filepath),
                 };
                 held.push(entry);
-                if (entry.kind === "library" && entry.resolved.ok && !opened.has(entry.resolved.key)) {
+                // A key the farm cannot store is never opened: the callers warn about it with the others.
+                if (
+                    entry.kind === "library" &&
+                    entry.resolved.ok &&
+                    objectKeyProblem(entry.resolved.key) === undefined &&
+                    !opened.has(entry.resolved.key)
+                ) {
                     opened.add(entry.resolved.key);
                     next.push(entry);
                 }
