@@ -4,7 +4,8 @@ import * as path from "path";
 import type { BlendScene, BlendSummary } from "../functions/blend";
 import { EXIT_FRAMES_FAILED, EXIT_OK } from "./errors";
 import { Output } from "./output";
-import { checkScene, LocalReference, localReferences, readSceneSummary, sequenceGlob } from "./sceneFiles";
+import { sceneReferences } from "./libraryReferences";
+import { checkScene, LocalReference, neededBy, readSceneSummary, sequenceGlob } from "./sceneFiles";
 
 export interface InspectFlags {
     json?: boolean;
@@ -74,7 +75,7 @@ function humanLines(
 
     // References grouped by the data-block that needs them (a UDIM image has one per tile).
     const byBlock = new Map<string, LocalReference[]>();
-    for (const reference of references) {
+    for (const reference of references.filter((candidate) => candidate.depth === 0)) {
         const key = `${reference.kind}\0${reference.name}`;
         byBlock.set(key, [...(byBlock.get(key) ?? []), reference]);
     }
@@ -110,6 +111,17 @@ function humanLines(
         );
     if (files.length === 0) out.push("external files: none");
     else out.push(`external files (// is ${path.dirname(path.resolve(scenePath))}${path.sep}):`, ...files);
+    // Linked libraries' own files, each path relative to the library that holds it.
+    const throughLibraries = new Map<string, LocalReference[]>();
+    for (const reference of references.filter((candidate) => candidate.depth > 0)) {
+        const label = `${neededBy(reference)}: ${reference.filepath}`;
+        throughLibraries.set(label, [...(throughLibraries.get(label) ?? []), reference]);
+    }
+    if (throughLibraries.size > 0)
+        out.push(
+            "files linked libraries need (// is the library's folder):",
+            ...[...throughLibraries].map(([label, group]) => `  ${label}${whereLabel(group)}`),
+        );
 
     if (check.problems.length > 0)
         out.push("problems (`render` refuses this scene):", ...check.problems.map((problem) => `  ${problem}`));
@@ -125,7 +137,7 @@ function humanLines(
 
 export async function inspectCommand(output: Output, scenePath: string, flags: InspectFlags): Promise<number> {
     const summary = await readSceneSummary(scenePath);
-    const references = localReferences(summary, scenePath);
+    const references = await sceneReferences(summary, scenePath);
     const check = checkScene(summary, references, scenePath);
     const document = {
         ...summary,

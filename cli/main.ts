@@ -189,10 +189,13 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
             )
             .option("--out <dir>", "where the frames go (default: renders/<jobId>)")
             .option("--job-id <id>", "the job's id (an idempotency key: resubmitting it queues nothing new)", jobId)
-            .option("--prefix <key>", "key prefix in the scenes bucket (default: the scene directory's name)")
+            .option(
+                "--prefix <key>",
+                "key prefix in the scenes bucket (default: the scene directory's name and a hash of its path, e.g. shot-3f9c0a12be)",
+            )
             .option(
                 "--allow-missing",
-                "submit even when files the scene references are missing on disk (warns instead of exiting 2)",
+                "submit even when files the scene references are missing on disk or cannot be uploaded (absolute paths, paths outside the scene's folder): warns instead of exiting 2",
             )
             .option("--no-wait", "submit and print the job id without waiting"),
     ).action((scene: string, flags) => act(flags.json, (session) => renderCommand(session, scene, flags)));

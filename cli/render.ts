@@ -11,13 +11,14 @@ import {
     addReferencedFiles,
     checkScene,
     farmConsequence,
-    localReferences,
     missingFilesLine,
     neededBy,
     planSceneFiles,
     readSceneSummary,
     referencedFiles,
+    unmirrorableFilesLine,
 } from "./sceneFiles";
+import { sceneReferences } from "./libraryReferences";
 import { Session, TargetFlags } from "./session";
 import { uploadObjects } from "./upload";
 
@@ -32,7 +33,10 @@ export interface RenderFlags extends TargetFlags {
     out?: string;
     jobId?: string;
     prefix?: string;
-    /** Submit even when files the scene references are missing on disk (warned; the farm may have them). */
+    /**
+     * Submit even when files the scene references are missing on disk (the farm may have them) or cannot be uploaded
+     * (absolute paths, paths outside the scene's folder): warned instead of refused.
+     */
     allowMissing?: boolean;
     wait: boolean;
 }
@@ -47,7 +51,7 @@ export async function renderCommand(session: Session, scenePath: string, flags: 
     const plan = planSceneFiles(scenePath, flags.assets ?? [], flags.prefix);
     // The scene is read here too, so what the farm's preflight would refuse costs no upload.
     const summary = await readSceneSummary(scenePath);
-    const references = localReferences(summary, plan.scene.file);
+    const references = await sceneReferences(summary, plan.scene.file);
     const check = checkScene(summary, references, scenePath);
     if (!check.scene || check.scene.camera === null)
         throw usageError(check.problems[0], check.scene ? "no_camera" : "no_scene");
@@ -60,21 +64,22 @@ export async function renderCommand(session: Session, scenePath: string, flags: 
         );
     }
     const explicit = new Set(plan.assets.map((asset) => asset.file));
-    const warnings = references
-        // A hidden file given with --assets is uploaded after all.
-        .filter(
-            (reference) =>
-                reference.unmirrorable &&
-                !(
-                    reference.unmirrorable.reason === "hidden" &&
-                    reference.path !== null &&
-                    explicit.has(reference.path)
-                ),
-        )
-        .map(
-            (reference) =>
-                `${neededBy(reference)}: ${reference.unmirrorable!.message}; ${farmConsequence(reference, plan.scene.key)}`,
+    const unmirrorable = references.filter(
+        (reference) =>
+            reference.unmirrorable &&
+            // A hidden file given with --assets is uploaded after all.
+            !(reference.unmirrorable.reason === "hidden" && reference.path !== null && explicit.has(reference.path)),
+    );
+    // An absolute path (or one outside the scene's folder) names a file on this machine only: the farm renders without it.
+    if (unmirrorable.length > 0 && !flags.allowMissing)
+        throw usageError(
+            `${unmirrorableFilesLine(unmirrorable, scenePath)}; make the paths relative with the files under the scene's folder (File > External Data > Make Paths Relative) or pack them, or pass --allow-missing to submit anyway`,
+            "unmirrorable_files",
         );
+    const warnings = unmirrorable.map(
+        (reference) =>
+            `${neededBy(reference)}: ${reference.unmirrorable!.message}; ${farmConsequence(reference, plan.scene.key)}`,
+    );
     for (const warning of new Set(warnings)) output.problem(`warning: ${warning}`);
     addReferencedFiles(plan, referencedFiles(references, plan.scene.file));
     if (plan.referenced.length > 0) {

@@ -6,7 +6,9 @@ import {
     BlendReference,
     BlendScene,
     BlendSummary,
+    describeNeed,
     externalReferences,
+    HeldReference,
     inspectBlendFile,
     isBlendFileError,
     isSequenceFrame,
@@ -15,6 +17,7 @@ import {
 } from "../functions/blend";
 import { objectKeyProblem } from "../functions/shared/contract";
 import { CliError, EXIT_USAGE, usageError } from "./errors";
+import { defaultUploadPrefix } from "./uploadPrefix";
 
 export interface LocalObject {
     /** Absolute path on this machine. */
@@ -27,7 +30,7 @@ export interface LocalObject {
 export interface ScenePlan {
     scene: LocalObject;
     assets: LocalObject[];
-    /** The key prefix everything is uploaded under (the scene directory's name unless given). */
+    /** The key prefix everything is uploaded under (unless given: the scene directory's name and a hash of its path). */
     prefix: string;
     /** Assets added because the scene references them (not already given with --assets). */
     referenced: LocalObject[];
@@ -141,7 +144,7 @@ function keyOf(prefix: string, sceneDir: string, file: string): string {
 export function planSceneFiles(scenePath: string, assets: string[] = [], prefixOption?: string): ScenePlan {
     const scene = checkSceneFile(scenePath);
     const sceneDir = path.dirname(scene.file);
-    const prefix = (prefixOption ?? (path.basename(sceneDir) || "scene")).replace(/^\/+|\/+$/g, "");
+    const prefix = (prefixOption ?? defaultUploadPrefix(sceneDir)).replace(/^\/+|\/+$/g, "");
     if (prefixOption !== undefined && prefix !== "" && objectKeyProblem(prefix)) {
         throw usageError(`--prefix "${prefixOption}" ${objectKeyProblem(prefix)}`, "invalid_key");
     }
@@ -221,6 +224,10 @@ export type UnmirrorableReason =
 
 /** One external file the scene needs, resolved on this machine the way Blender does ("//" = the .blend's directory). */
 export interface LocalReference extends BlendReference {
+    /** The .blend holding the path, relative to the scene's directory: the scene's file name, or a linked library's. */
+    holder: string;
+    /** Libraries between the scene and the holder: 0 for the scene's own references. */
+    depth: number;
     /** The file on this machine, or null when the path cannot name one here (e.g. "C:\…" on Linux). */
     path: string | null;
     /** Whether it is on disk (a sequence: at least one frame is). */
@@ -233,9 +240,9 @@ export interface LocalReference extends BlendReference {
     unmirrorable?: { reason: UnmirrorableReason; message: string };
 }
 
-/** What needs the file, as the job API's preflight names it: `image "wood" (tile 1002)`. */
-export function neededBy(reference: BlendReference): string {
-    return `${reference.kind} "${reference.name}"${reference.tile === undefined ? "" : ` (tile ${reference.tile})`}`;
+/** What needs the file, as the job API's preflight names it: `image "wood" (tile 1002) in library lib/props.blend`. */
+export function neededBy(reference: LocalReference): string {
+    return describeNeed(reference);
 }
 
 function isFile(file: string): boolean {
@@ -263,73 +270,83 @@ function sequenceFrames(sceneDir: string, pattern: NonNullable<ReturnType<typeof
 /**
  * Every external file the scene references, resolved against the scene's directory with the job API's own
  * resolver (the scene's file name stands in for its key, so "outside the bucket" means "outside the directory").
+ * Linked libraries' own references: sceneReferences (cli/libraryReferences.ts).
  */
 export function localReferences(summary: BlendSummary, sceneFile: string): LocalReference[] {
-    const sceneDir = path.dirname(path.resolve(sceneFile));
-    return externalReferences(summary).map((reference): LocalReference => {
-        const resolved = resolveReferenceKey(path.basename(sceneFile), reference.filepath);
-        if (!resolved.ok) {
-            // Where Blender on this machine would look: relative to the .blend, or to its working directory.
-            const slashed = reference.filepath.replace(/\\/g, "/");
-            const local = reference.filepath.startsWith("//")
-                ? path.resolve(sceneDir, slashed.slice(2))
-                : path.isAbsolute(reference.filepath) || resolved.reason === "not-blend-relative"
-                  ? path.resolve(reference.filepath)
-                  : null;
-            const reason: UnmirrorableReason = resolved.reason === "outside-bucket" ? "outside-scene" : resolved.reason;
-            const message =
-                reason === "outside-scene"
-                    ? `"${reference.filepath}" is outside the scene's directory ${sceneDir}, the only one \`render\` uploads; move the file under it or pack it`
-                    : resolved.message;
-            return {
-                ...reference,
-                path: local,
-                exists: local !== null && isFile(local),
-                unmirrorable: { reason, message },
-            };
-        }
-        const local = path.join(sceneDir, ...resolved.key.split("/"));
-        const problem = objectKeyProblem(resolved.key);
-        if (problem) {
-            return {
-                ...reference,
-                path: local,
-                exists: isFile(local),
-                unmirrorable: {
-                    reason: "invalid-key",
-                    message: `"${reference.filepath}" resolves to "${resolved.key}", which ${problem}; the farm cannot store it`,
-                },
-            };
-        }
-        if (isHiddenPath(resolved.key)) {
-            return {
-                ...reference,
-                path: local,
-                exists: isFile(local),
-                unmirrorable: {
-                    reason: "hidden",
-                    message: `"${reference.filepath}" names a hidden file (${resolved.key}); \`render\` uploads hidden files only when given with --assets`,
-                },
-            };
-        }
-        const pattern = reference.sequence ? sequencePattern(resolved.key) : undefined;
-        const frames = pattern ? sequenceFrames(sceneDir, pattern) : undefined;
-        for (const relative of frames ?? [resolved.key]) {
-            const real = linkedOutside(path.join(sceneDir, ...relative.split("/")), sceneDir);
-            if (real === undefined) continue;
-            return {
-                ...reference,
-                path: local,
-                exists: true,
-                unmirrorable: {
-                    reason: "link-outside-scene",
-                    message: `"${reference.filepath}" resolves to ${relative}, a link to ${real} outside the scene's directory ${sceneDir}; \`render\` does not follow links out of it: copy the file under it`,
-                },
-            };
-        }
-        if (frames) return { ...reference, path: local, exists: frames.length > 0, relative: resolved.key, frames };
-        return { ...reference, path: local, exists: isFile(local), relative: resolved.key };
-    });
+    const sceneKey = path.basename(sceneFile);
+    return externalReferences(summary).map((reference) =>
+        localReference(
+            { ...reference, holder: sceneKey, depth: 0, resolved: resolveReferenceKey(sceneKey, reference.filepath) },
+            path.dirname(path.resolve(sceneFile)),
+        ),
+    );
+}
+
+/** One reference held by the scene or a library (its holder, a path relative to `sceneDir`), found on this disk. */
+export function localReference(held: HeldReference, sceneDir: string): LocalReference {
+    const { resolved, ...reference } = held;
+    if (!resolved.ok) {
+        // Where Blender on this machine would look: relative to the .blend holding the path, or to its working directory.
+        const holderDir = path.dirname(path.join(sceneDir, ...held.holder.split("/")));
+        const slashed = reference.filepath.replace(/\\/g, "/");
+        const local = reference.filepath.startsWith("//")
+            ? path.resolve(holderDir, slashed.slice(2))
+            : path.isAbsolute(reference.filepath) || resolved.reason === "not-blend-relative"
+              ? path.resolve(reference.filepath)
+              : null;
+        const reason: UnmirrorableReason = resolved.reason === "outside-bucket" ? "outside-scene" : resolved.reason;
+        const message =
+            reason === "outside-scene"
+                ? `"${reference.filepath}" is outside the scene's directory ${sceneDir}, the only one \`render\` uploads; move the file under it or pack it`
+                : resolved.message;
+        return {
+            ...reference,
+            path: local,
+            exists: local !== null && isFile(local),
+            unmirrorable: { reason, message },
+        };
+    }
+    const local = path.join(sceneDir, ...resolved.key.split("/"));
+    const problem = objectKeyProblem(resolved.key);
+    if (problem) {
+        return {
+            ...reference,
+            path: local,
+            exists: isFile(local),
+            unmirrorable: {
+                reason: "invalid-key",
+                message: `"${reference.filepath}" resolves to "${resolved.key}", which ${problem}; the farm cannot store it`,
+            },
+        };
+    }
+    if (isHiddenPath(resolved.key)) {
+        return {
+            ...reference,
+            path: local,
+            exists: isFile(local),
+            unmirrorable: {
+                reason: "hidden",
+                message: `"${reference.filepath}" names a hidden file (${resolved.key}); \`render\` uploads hidden files only when given with --assets`,
+            },
+        };
+    }
+    const pattern = reference.sequence ? sequencePattern(resolved.key) : undefined;
+    const frames = pattern ? sequenceFrames(sceneDir, pattern) : undefined;
+    for (const relative of frames ?? [resolved.key]) {
+        const real = linkedOutside(path.join(sceneDir, ...relative.split("/")), sceneDir);
+        if (real === undefined) continue;
+        return {
+            ...reference,
+            path: local,
+            exists: true,
+            unmirrorable: {
+                reason: "link-outside-scene",
+                message: `"${reference.filepath}" resolves to ${relative}, a link to ${real} outside the scene's directory ${sceneDir}; \`render\` does not follow links out of it: copy the file under it`,
+            },
+        };
+    }
+    if (frames) return { ...reference, path: local, exists: frames.length > 0, relative: resolved.key, frames };
+    return { ...reference, path: local, exists: isFile(local), relative: resolved.key };
 }
 
 /** The files under the scene's directory that the references name and that are on disk: what `render` uploads. */
@@ -406,7 +423,9 @@ export function checkScene(summary: BlendSummary, references: LocalReference[], 
  * (render_frame.py's missing-file check) and renders without anything else.
  */
 export function farmConsequence(reference: LocalReference, sceneKey: string): string {
-    const onFarm = resolveReferenceKey(sceneKey, reference.filepath);
+    // A library's paths resolve against the library's key on the farm, as Blender resolves them next to the library.
+    const holderKey = reference.depth > 0 ? path.posix.join(path.posix.dirname(sceneKey), reference.holder) : sceneKey;
+    const onFarm = resolveReferenceKey(holderKey, reference.filepath);
     if (onFarm.ok && !objectKeyProblem(onFarm.key))
         return `the farm refuses the job unless its scenes bucket already has ${onFarm.key}`;
     const checkedByRenderer =
@@ -426,4 +445,33 @@ export function missingFilesLine(missing: LocalReference[], scenePath: string): 
             ? `, and ${missing.length - MISSING_LISTED} more (\`render-farm inspect ${scenePath}\` lists them all)`
             : "";
     return `${scenePath} references ${missing.length} file(s) missing on disk next to it: ${listed}${more}`;
+}
+
+/** How each reason reads in the one line `render` refuses such files with. */
+const UNMIRRORABLE_LABELS: Record<UnmirrorableReason, string> = {
+    absolute: "an absolute path",
+    "outside-scene": "outside the scene's folder",
+    "not-blend-relative": "relative to Blender's working directory",
+    empty: "no file name",
+    "invalid-key": "not a storable key",
+    "link-outside-scene": "a link out of the scene's folder",
+    hidden: "a hidden file (give it with --assets)",
+};
+
+/** One line naming the referenced files `render` cannot upload, and why. */
+export function unmirrorableFilesLine(unmirrorable: LocalReference[], scenePath: string): string {
+    const labels = [
+        ...new Set(
+            unmirrorable.map(
+                (reference) =>
+                    `${reference.filepath} (${neededBy(reference)}: ${UNMIRRORABLE_LABELS[reference.unmirrorable!.reason]})`,
+            ),
+        ),
+    ];
+    const listed = labels.slice(0, MISSING_LISTED).join(", ");
+    const more =
+        labels.length > MISSING_LISTED
+            ? `, and ${labels.length - MISSING_LISTED} more (\`render-farm inspect ${scenePath}\` lists them all)`
+            : "";
+    return `${scenePath} references ${labels.length} file(s) \`render\` cannot upload, so the farm would lack them: ${listed}${more}`;
 }

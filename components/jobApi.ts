@@ -25,6 +25,8 @@ export interface JobApiArgs {
     maxConcurrency: number;
     /** Read each scene before queueing: its frame range, camera, and the files it needs. */
     preflight: boolean;
+    /** The renderer's /tmp, MB: the job API refuses jobs whose files cannot fit in it. */
+    rendererEphemeralStorageMb: number;
     apiAuth: "iam" | "none";
     apiRateLimit: number;
     apiBurstLimit: number;
@@ -107,6 +109,7 @@ export class JobApi extends pulumi.ComponentResource {
                         rendererTimeoutSeconds: args.rendererTimeoutSeconds,
                         failureBackoffSeconds: args.failureBackoffSeconds,
                         maxConcurrency: args.maxConcurrency,
+                        rendererEphemeralStorageMb: args.rendererEphemeralStorageMb,
                     }),
                 },
                 // Clients are made here, once per cold start: captured SDK v3 clients do not survive serialization.

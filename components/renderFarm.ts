@@ -73,6 +73,7 @@ export class RenderFarm extends pulumi.ComponentResource {
                 failureBackoffSeconds: config.failureBackoffSeconds,
                 maxConcurrency: config.maxConcurrency,
                 preflight: config.preflight,
+                rendererEphemeralStorageMb: config.rendererEphemeralStorageMb,
                 apiAuth: config.apiAuth,
                 apiRateLimit: config.apiRateLimit,
                 apiBurstLimit: config.apiBurstLimit,

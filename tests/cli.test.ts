@@ -575,6 +575,8 @@ describe("render-farm inspect, and render uploading the files a scene references
                 name: "checker",
                 filepath: "//textures/checker.png",
                 sequence: false,
+                holder: "refs.blend",
+                depth: 0,
                 path: path.join(scene.shotDir, "textures", "checker.png"),
                 exists: true,
                 relative: "textures/checker.png",
@@ -786,7 +788,7 @@ describe("render-farm inspect, and render uploading the files a scene references
             assert.deepStrictEqual(await keys(farm.outputs.rendersBucket, "jobs/cli-missing-texture/"), []);
         });
 
-        it("uploads sequence frames and UDIM tiles found on disk, and warns about paths it cannot mirror", async function () {
+        it("uploads sequence frames and UDIM tiles found on disk, and with --allow-missing warns about paths it cannot mirror", async function () {
             const scene = await makeReferenceScene();
             const run = await runCli([
                 "render",
@@ -797,6 +799,7 @@ describe("render-farm inspect, and render uploading the files a scene references
                 "refs",
                 "--job-id",
                 "cli-references",
+                "--allow-missing",
                 "--json",
                 ...target,
             ]);

@@ -32,6 +32,7 @@ describe("farm settings", function () {
             rendererTimeoutSeconds: 600,
             failureBackoffSeconds: 20,
             maxConcurrency: 250,
+            rendererEphemeralStorageMb: 2048,
         };
         const settings = jobApiSettingsFromEnvironment(jobApiEnvironment(written));
         assert.deepStrictEqual(
@@ -48,6 +49,7 @@ describe("farm settings", function () {
                 rendererTimeoutSeconds: settings.frameTimeoutSeconds,
                 failureBackoffSeconds: written.failureBackoffSeconds,
                 maxConcurrency: settings.maxConcurrency,
+                rendererEphemeralStorageMb: settings.rendererEphemeralStorageMb,
             },
             written,
         );

@@ -168,6 +168,7 @@ describe("a frame in flight is held no longer than its invocation", function () 
                     maxResolution: 4096,
                     allowedEngines: ["CYCLES"],
                     maxReceiveCount: 3,
+                    rendererEphemeralStorageMb: 10240,
                     preflight: true,
                     rendererTimeoutSeconds,
                     failureBackoffSeconds: 10,

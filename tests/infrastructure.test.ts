@@ -198,6 +198,11 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
             `STALE_AFTER_SECONDS ${variables.STALE_AFTER_SECONDS}, visibility ${queue.inputs.visibilityTimeoutSeconds}`,
         );
         assert.strictEqual(variables.DEAD_LETTER_QUEUE_URL, run.named("render-farm-frames-dlq").state.url);
+        assert.strictEqual(
+            jobApi.inputs.environment.variables.RENDERER_EPHEMERAL_STORAGE_MB,
+            String(run.named("render-farm-renderer-function").inputs.ephemeralStorage.size),
+            "the job API sizes jobs against the renderer's /tmp",
+        );
 
         assert.strictEqual(
             run.ofType("aws:iam/rolePolicyAttachment:RolePolicyAttachment").length,

@@ -1,7 +1,7 @@
 // The job API against the embedded S3/SQS emulator over HTTP: what gets queued, what gets refused, what the ledger says.
 import * as assert from "assert";
 import * as fs from "fs";
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import {
     CreateQueueCommand,
     DeleteMessageCommand,
@@ -11,6 +11,7 @@ import {
     SendMessageCommand,
 } from "@aws-sdk/client-sqs";
 import {
+    encodeEtags,
     FrameMessage,
     frameRecordKey,
     FrameRecord,
@@ -251,6 +252,15 @@ describe("job API", function () {
             messages.map((message) => message.frame).sort((a, b) => a - b),
             [1, 3, 5, 7, 9, 20],
         );
+        // Each asset pinned to the version the job API saw.
+        const assetEtags = encodeEtags(
+            await Promise.all(
+                [TEXTURE, CACHE].map(
+                    async (key) =>
+                        (await emulator.s3.send(new HeadObjectCommand({ Bucket: farm.scenesBucket, Key: key }))).ETag!,
+                ),
+            ),
+        );
         for (const message of messages) {
             const expected: FrameMessage = {
                 v: 1,
@@ -259,6 +269,7 @@ describe("job API", function () {
                 scene: SCENE,
                 sceneEtag,
                 assets: [TEXTURE, CACHE],
+                assetEtags,
                 settings: {
                     engine: "CYCLES",
                     samples: 16,

@@ -19,6 +19,7 @@ export {
     BlendVolume,
     ImageSource,
 } from "./summary";
+export { describeNeed, HeldReference, LIBRARY_LIMITS, referencesWithLibraries } from "./libraries";
 export {
     BlendReference,
     externalReferences,

@@ -20,6 +20,8 @@ export function frameMessageOf(manifest: JobManifest, rendersBucket: string, fra
         scene: manifest.request.scene,
         sceneEtag: manifest.sceneEtag,
         assets: manifest.request.assets,
+        // Manifests written before assets were pinned have none: their frames download the assets unpinned.
+        ...(manifest.assetEtags === undefined ? {} : { assetEtags: manifest.assetEtags }),
         settings: manifest.settings,
         output: { bucket: rendersBucket, key: frameOutputKey(manifest.jobId, frame, manifest.settings.format) },
     };

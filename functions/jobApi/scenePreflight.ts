@@ -9,6 +9,7 @@ import {
     S3Client,
 } from "@aws-sdk/client-s3";
 import {
+    ApiError,
     apiError,
     Checked,
     Engine,
@@ -21,14 +22,16 @@ import {
 } from "../shared/contract";
 import {
     BlendSummary,
-    externalReferences,
+    describeNeed,
+    HeldReference,
+    isBlendFileError,
     isSequenceFrame,
     readBlendStream,
-    resolveReferenceKey,
+    referencesWithLibraries,
     sequencePattern,
 } from "../blend";
 import { isNotFound, storageError } from "../shared/awsErrors";
-import { farmError } from "../shared/errors";
+import { farmError, isFarmError } from "../shared/errors";
 import { mapWithConcurrency } from "../shared/concurrency";
 import type { JobApiDeps } from "./settings";
 
@@ -38,13 +41,21 @@ export const HEAD_CONCURRENCY = 16;
 export interface ObjectCheck {
     key: string;
     etag?: string;
+    /** Bytes, when the object is there. */
+    size?: number;
     missing: boolean;
+}
+
+/** The version of an object a job was checked against: what the renderer downloads (IfMatch) and how big it is. */
+export interface ObjectVersion {
+    etag: string;
+    size: number;
 }
 
 export async function headObject(s3: S3Client, bucket: string, key: string): Promise<ObjectCheck> {
     try {
         const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-        return { key, etag: head.ETag ?? "", missing: false };
+        return { key, etag: head.ETag ?? "", size: head.ContentLength ?? 0, missing: false };
     } catch (error) {
         // HEAD replies carry no body, so a missing bucket also looks like a plain 404 here.
         if (isNotFound(error)) return { key, missing: true };
@@ -59,37 +70,50 @@ export interface Preflight {
     summary: BlendSummary;
     /** ETag of the scene object that was read. */
     etag: string;
+    /** Bytes of the scene object that was read. */
+    size: number;
     /** Frames from the scene's own range, when the request had none. */
     frames?: number[];
-    /** Referenced keys found in the bucket that the request did not list. */
+    /** Referenced keys found in the bucket that the request did not list (with those of linked libraries). */
     found: string[];
+    /** The version and size of every referenced object found: the keys of `found`, and linked libraries read. */
+    objects: Map<string, ObjectVersion>;
     /** Referenced keys absent from the bucket, each with what needs it. */
     missing: { key: string; neededBy: string }[];
     warnings: string[];
 }
 
-/** The scene object's bytes through the .blend reader, streamed: the object is never held in memory whole. */
-async function readSceneObject(deps: JobApiDeps, key: string): Promise<{ summary: BlendSummary; etag: string }> {
+/**
+ * A .blend object's bytes through the reader, streamed: the object is never held in memory whole. Undefined when
+ * `missingIsUndefined` and the key is not there.
+ */
+async function readBlendObject(
+    deps: JobApiDeps,
+    key: string,
+    missingIsUndefined = false,
+): Promise<({ summary: BlendSummary } & ObjectVersion) | undefined> {
     let object: GetObjectCommandOutput;
     try {
         object = await deps.s3.send(new GetObjectCommand({ Bucket: deps.settings.scenesBucket, Key: key }));
     } catch (error) {
+        if (missingIsUndefined && isNotFound(error)) return undefined;
         throw storageError("GetObject", deps.settings.scenesBucket, key, error);
     }
     const body = object.Body as (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined;
     if (!body) throw farmError("storage_error", `GetObject s3://${deps.settings.scenesBucket}/${key} returned no body`);
     try {
-        return { summary: await readBlendStream(body, key), etag: object.ETag ?? "" };
+        const summary = await readBlendStream(body, key);
+        return { summary, etag: object.ETag ?? "", size: object.ContentLength ?? 0 };
     } finally {
         body.destroy?.();
     }
 }
 
-/** Every key of the sequence `key` is one frame of, from one listing of its folder (bounded). */
-async function listSequence(deps: JobApiDeps, key: string): Promise<string[]> {
+/** Every key of the sequence `key` is one frame of, with its version, from one listing of its folder (bounded). */
+async function listSequence(deps: JobApiDeps, key: string): Promise<({ key: string } & ObjectVersion)[]> {
     const pattern = sequencePattern(key);
     if (!pattern) return [];
-    const keys: string[] = [];
+    const keys: ({ key: string } & ObjectVersion)[] = [];
     let token: string | undefined;
     do {
         let page: ListObjectsV2CommandOutput;
@@ -105,10 +129,11 @@ async function listSequence(deps: JobApiDeps, key: string): Promise<string[]> {
             throw storageError("ListObjectsV2", deps.settings.scenesBucket, pattern.folder + pattern.head, error);
         }
         for (const object of page.Contents ?? [])
-            if (object.Key && isSequenceFrame(pattern, object.Key)) keys.push(object.Key);
+            if (object.Key && isSequenceFrame(pattern, object.Key))
+                keys.push({ key: object.Key, etag: object.ETag ?? "", size: object.Size ?? 0 });
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token && keys.length <= MAX_SEQUENCE_KEYS);
-    return keys.sort();
+    return keys.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
 
 /** Blender's engine ids (as a .blend stores them, 3.x to 5.x) by the farm's engine names. */
@@ -176,25 +201,61 @@ function sceneProblems(request: JobRequest, summary: BlendSummary, limits: JobLi
 
 /**
  * Reads the scene and checks what it needs: a camera, its frame range (when the request has none), and every
- * external file it references, resolved against the scene's key. Files listed in `assets` count as present;
- * others are looked up in the bucket (one HEAD per file, one listing per sequence).
+ * external file it references, resolved against the scene's key, and those of every library it links (read from the
+ * bucket, each one's paths resolved against its own key). Files listed in `assets` count as present; others are
+ * looked up in the bucket (one HEAD per file, one listing per sequence).
  */
 export async function preflightScene(
     deps: JobApiDeps,
     request: JobRequest,
     assets: string[],
 ): Promise<Checked<Preflight>> {
-    const { summary, etag } = await readSceneObject(deps, request.scene);
+    const scene = (await readBlendObject(deps, request.scene))!;
+    const { summary, etag } = scene;
     const checked = sceneProblems(request, summary, deps.settings.limits);
     if (!checked.ok) return checked;
 
     const listed = new Set([request.scene, ...assets]);
+    const objects = new Map<string, ObjectVersion>();
+    const found = new Set<string>();
+    const missing: Preflight["missing"] = [];
+    let unreadable: ApiError | undefined;
+    let references: HeldReference[];
+    try {
+        references = await referencesWithLibraries(request.scene, summary, async (key, reference) => {
+            let library: Awaited<ReturnType<typeof readBlendObject>>;
+            try {
+                library = await readBlendObject(deps, key, true);
+            } catch (error) {
+                if (!isBlendFileError(error)) throw error;
+                unreadable ??= apiError(
+                    400,
+                    "not_a_blend",
+                    `library ${key} (needed by ${describeNeed(reference)} of scene "${request.scene}") is not a readable .blend file: ${error.message}`,
+                    "assets",
+                );
+                return undefined;
+            }
+            if (!library) {
+                if (!listed.has(key)) missing.push({ key, neededBy: describeNeed(reference) });
+                return undefined;
+            }
+            objects.set(key, { etag: library.etag, size: library.size });
+            if (!listed.has(key)) found.add(key);
+            return library.summary;
+        });
+    } catch (error) {
+        if (!isFarmError(error, "too_many_libraries")) throw error;
+        return refused(apiError(413, "too_many_libraries", `scene "${request.scene}": ${error.message}`, "scene"));
+    }
+    if (unreadable) return refused(unreadable);
+
     const warnings: string[] = [];
     const single = new Map<string, string>();
     const sequences = new Map<string, string>();
-    for (const reference of externalReferences(summary)) {
-        const neededBy = `${reference.kind} "${reference.name}"${reference.tile === undefined ? "" : ` (tile ${reference.tile})`}`;
-        const resolved = resolveReferenceKey(request.scene, reference.filepath);
+    for (const reference of references) {
+        const neededBy = describeNeed(reference);
+        const resolved = reference.resolved;
         if (!resolved.ok) {
             warnings.push(`${neededBy}: ${resolved.message}`);
             continue;
@@ -206,19 +267,22 @@ export async function preflightScene(
             );
             continue;
         }
+        // Libraries were read (or found missing) while following them.
+        if (reference.kind === "library") continue;
         if (reference.sequence && sequencePattern(resolved.key)) {
             if (!sequences.has(resolved.key)) sequences.set(resolved.key, neededBy);
         } else if (!listed.has(resolved.key) && !single.has(resolved.key)) single.set(resolved.key, neededBy);
     }
 
-    const found = new Set<string>();
-    const missing: Preflight["missing"] = [];
     const heads = await mapWithConcurrency([...single.keys()], HEAD_CONCURRENCY, (key) =>
         headObject(deps.s3, deps.settings.scenesBucket, key),
     );
     for (const head of heads) {
         if (head.missing) missing.push({ key: head.key, neededBy: single.get(head.key)! });
-        else found.add(head.key);
+        else {
+            found.add(head.key);
+            objects.set(head.key, { etag: head.etag ?? "", size: head.size ?? 0 });
+        }
     }
     // A sequence's frame numbers are not in the .blend: every frame present in the bucket goes with the job.
     const listings = await mapWithConcurrency([...sequences.keys()], HEAD_CONCURRENCY, async (key) => ({
@@ -233,10 +297,23 @@ export async function preflightScene(
                 key,
                 neededBy: `${sequences.get(key)!} (a sequence: no ${pattern.folder}${pattern.head}<number>${pattern.tail} in the bucket)`,
             });
-        for (const frame of frames) if (!listed.has(frame)) found.add(frame);
+        for (const frame of frames) {
+            if (listed.has(frame.key)) continue;
+            found.add(frame.key);
+            objects.set(frame.key, { etag: frame.etag, size: frame.size });
+        }
     }
     return {
         ok: true,
-        value: { summary, etag, frames: checked.value.frames, found: [...found].sort(), missing, warnings },
+        value: {
+            summary,
+            etag,
+            size: scene.size,
+            frames: checked.value.frames,
+            found: [...found].sort(),
+            objects,
+            missing,
+            warnings,
+        },
     };
 }

@@ -41,6 +41,11 @@ export interface JobApiSettings {
      * and every external file it references. Off: the request must name its frames and nothing is read.
      */
     preflight?: boolean;
+    /**
+     * The renderer's /tmp, MB: a job whose scene and assets cannot fit in it (less room for the frame and Blender's
+     * temp files) is refused with 413. @default TUNABLES.rendererEphemeralStorage.defaultValue
+     */
+    rendererEphemeralStorageMb?: number;
 }
 
 export interface JobApiDeps {
@@ -109,5 +114,6 @@ export function jobApiSettingsFromEnvironment(env: Environment): JobApiSettings 
         frameTimeoutSeconds,
         maxConcurrency: number(names.maxConcurrency, TUNABLES.maxConcurrency),
         preflight: switchVariable(env, names.preflight, FARM_DEFAULTS.preflight),
+        rendererEphemeralStorageMb: number(names.rendererEphemeralStorage, TUNABLES.rendererEphemeralStorage),
     };
 }

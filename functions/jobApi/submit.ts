@@ -7,6 +7,7 @@ import {
     ApiError,
     apiError,
     Checked,
+    encodeEtags,
     errorBody,
     formatFrameSpec,
     JobManifest,
@@ -24,10 +25,12 @@ import { readManifest, writeManifest } from "../shared/ledger";
 import { newDispatch, readQueueProgress } from "../shared/queueProgress";
 import { DispatchOutcome, resumeDispatch, startDispatch } from "./frameDispatch";
 import { frameMessageOf, MAX_MESSAGE_BYTES, notSentSummary } from "./frameQueueing";
-import { HEAD_CONCURRENCY, headObject, ObjectCheck, Preflight, preflightScene } from "./scenePreflight";
+import { HEAD_CONCURRENCY, headObject, ObjectCheck, ObjectVersion, Preflight, preflightScene } from "./scenePreflight";
+import { inputsTooLarge, pinAssets, versionsOf } from "./jobInputs";
 import { ApiReply, errorReply, sceneChangedError, statusUrlOf, upstreamReply } from "./replies";
 import { DEFAULT_WORK_MS, isCrash, JobApiDeps } from "./settings";
 import { readJobStatus } from "./status";
+import { TUNABLES } from "../shared/farmSettings";
 
 /** JSON with object keys sorted, so equal requests hash equally whatever their key order. */
 function canonicalJson(value: unknown): string {
@@ -162,8 +165,14 @@ async function submitReplyOf(
 
 /** The 413 for a frame message SQS would refuse, or undefined when the largest one fits. */
 function messageSizeProblem(manifest: JobManifest, rendersBucket: string, frames: number[]): ApiError | undefined {
+    // Before the objects are checked their ETags are unknown: an MD5 ETag per asset stands in for each.
+    const typicalEtag = `"${"0".repeat(32)}"`;
     const probe = frameMessageOf(
-        { ...manifest, sceneEtag: `"${"0".repeat(32)}"` },
+        {
+            ...manifest,
+            sceneEtag: manifest.sceneEtag || typicalEtag,
+            assetEtags: manifest.assetEtags ?? encodeEtags(manifest.request.assets.map(() => typicalEtag)),
+        },
         rendersBucket,
         frames[frames.length - 1],
     );
@@ -271,6 +280,7 @@ export async function submitJob(
     manifest.sceneEtag = checks[0].etag ?? "";
 
     const extra: Pick<SubmitReply, "assetsAdded" | "warnings"> = {};
+    let referenced = new Map<string, ObjectVersion>();
     if (preflightOn) {
         let checked: Checked<Preflight>;
         try {
@@ -325,9 +335,21 @@ export async function submitJob(
         }
         if (preflight.warnings.length > 0) extra.warnings = preflight.warnings;
         manifest.sceneEtag = preflight.etag || manifest.sceneEtag;
-        const late = messageSizeProblem(manifest, settings.rendersBucket, frames!);
-        if (late) return errorReply(late);
+        referenced = preflight.objects;
+        referenced.set(request.scene, { etag: preflight.etag, size: preflight.size });
     }
+    // Every file a frame downloads is pinned to the version checked here, and together they must fit the renderer's disk.
+    const versions = versionsOf(checks, referenced);
+    pinAssets(manifest, versions);
+    const tooLarge = inputsTooLarge(
+        manifest,
+        versions,
+        settings.rendererEphemeralStorageMb ?? TUNABLES.rendererEphemeralStorage.defaultValue,
+    );
+    if (tooLarge) return errorReply(tooLarge);
+    const late = messageSizeProblem(manifest, settings.rendersBucket, manifest.frames);
+    if (late) return errorReply(late);
+
     manifest.createdAt = new Date().toISOString();
     try {
         const written = await writeManifest(deps.s3, settings.rendersBucket, manifest, { ifAbsent: true });

@@ -8,7 +8,7 @@ import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda"
 import { BlenderProcess } from "./blenderProcess";
 import { FRAME_UPLOAD_TUNING, FrameUploadTuning, uploadFrameFile } from "./frameUpload";
 import { RendererSettings } from "./settings";
-import { FrameMessage, FrameRecord, Format, lambdaCostUsd, parseFrameMessage } from "../shared/contract";
+import { FrameMessage, FrameRecord, Format, lambdaCostUsd, parseFrameMessage, pinnedAssets } from "../shared/contract";
 import { isFarmError } from "../shared/errors";
 import { readFrameRecord, writeFrameRecord } from "../shared/ledger";
 import { DownloadError, SceneMirror, cleanFrameFiles, prepareFrameFiles } from "./workDir";
@@ -80,7 +80,7 @@ export async function renderFrame(
             settings.scenesBucket,
             mirror,
             { key: message.scene, etag: message.sceneEtag },
-            message.assets,
+            pinnedAssets(message),
         );
         sceneBytes = files.sceneBytes;
         const frameDir = frameWorkDir(settings.workDir, message.frame);
@@ -194,11 +194,20 @@ function describeFailure(error: unknown, message: FrameMessage): { code: string;
             message: `frame ${message.frame} cannot render: ${what} is missing from the scenes bucket (${text}); upload it and retry the job`,
         };
     }
-    if (isFarmError(error, "object_changed"))
+    if (isFarmError(error, "object_changed")) {
+        const key = (error as DownloadError).key;
+        if (key !== message.scene) {
+            const pinned = pinnedAssets(message).find((asset) => asset.key === key);
+            return {
+                code: "asset_changed",
+                message: `frame ${message.frame} cannot render: the asset ${key} changed since the job was submitted (ETag ${pinned?.etag ?? "unknown"}), so its frames would mix versions; upload that version again or resubmit the job`,
+            };
+        }
         return {
             code: "scene_changed",
             message: `scene ${message.scene} changed since the job was submitted (ETag ${message.sceneEtag}); resubmit the job`,
         };
+    }
     const code = isFarmError(error) ? error.code : "renderer_error";
     return { code, message: isFarmError(error) ? text : `${(error as Error)?.name ?? "Error"}: ${text}` };
 }

@@ -85,7 +85,8 @@ export async function downloadObject(
 
 /**
  * Lays out the scene and its assets for one frame. The scene is downloaded only when the cached copy is
- * another key or another version; the assets always, after the last frame's files are cleaned away.
+ * another key or another version; the assets always, after the last frame's files are cleaned away, each with
+ * IfMatch on its ETag when it has one.
  * Returns the scene's local path and how many scene bytes were downloaded (0 on a cache hit).
  */
 export async function prepareFrameFiles(
@@ -93,10 +94,10 @@ export async function prepareFrameFiles(
     bucket: string,
     mirror: SceneMirror,
     scene: { key: string; etag: string },
-    assets: string[],
+    assets: { key: string; etag: string }[],
 ): Promise<{ scenePath: string; sceneBytes: number }> {
     const scenePath = mirrorPath(mirror.root, scene.key);
-    const assetPaths = assets.map((asset) => ({ key: asset, target: mirrorPath(mirror.root, asset) }));
+    const assetPaths = assets.map((asset) => ({ ...asset, target: mirrorPath(mirror.root, asset.key) }));
     // Without an ETag (seed-era messages) the cached copy may be another version: download it again.
     const cacheHit =
         scene.etag !== "" &&
@@ -114,7 +115,8 @@ export async function prepareFrameFiles(
     }
     for (const asset of assetPaths) {
         if (asset.target === scenePath) continue;
-        await downloadObject(s3, bucket, asset.key, asset.target);
+        // IfMatch again: an asset re-uploaded mid-job fails the frame instead of mixing versions across frames.
+        await downloadObject(s3, bucket, asset.key, asset.target, asset.etag);
     }
     return { scenePath, sceneBytes };
 }

@@ -137,6 +137,8 @@ export const ENVIRONMENT = {
     /** A retry removes the job's old messages from it. */
     deadLetterQueueUrl: "DEAD_LETTER_QUEUE_URL",
     maxConcurrency: "MAX_CONCURRENCY",
+    /** The renderer's ephemeral storage, told to the job API, which refuses jobs whose files cannot fit in it. */
+    rendererEphemeralStorage: "RENDERER_EPHEMERAL_STORAGE_MB",
     /** The renderer's. */
     blenderPath: "BLENDER_PATH",
     workDir: "RENDER_WORK_DIR",
@@ -166,6 +168,7 @@ export interface JobApiEnvironmentValues<T> {
     rendererTimeoutSeconds: number;
     failureBackoffSeconds: number;
     maxConcurrency: number;
+    rendererEphemeralStorageMb: number;
 }
 
 export function jobApiEnvironment<T>(values: JobApiEnvironmentValues<T>): Record<string, T | string> {
@@ -183,6 +186,7 @@ export function jobApiEnvironment<T>(values: JobApiEnvironmentValues<T>): Record
         [ENVIRONMENT.failureBackoffSeconds]: String(values.failureBackoffSeconds),
         [ENVIRONMENT.maxConcurrency]: String(values.maxConcurrency),
         [ENVIRONMENT.staleAfterSeconds]: String(stackStaleAfterSeconds(values)),
+        [ENVIRONMENT.rendererEphemeralStorage]: String(values.rendererEphemeralStorageMb),
     };
 }
 
