@@ -172,9 +172,23 @@ describe("what the CLI trusts in the directory it runs in", function () {
         }
 
         it("uploads neither a hidden file nor a link out of the scene's folder that the scene names, and says why", async function () {
+            // Files the farm would lack stop render (exit 2) before anything is uploaded...
+            const refused = await runCli([
+                "render",
+                path.join(home, "scene.blend"),
+                "--prefix",
+                "named",
+                "--no-wait",
+                ...target,
+            ]);
+            assert.strictEqual(refused.code, 2, refused.stderr);
+            assert.match(refused.stderr, /unmirrorable|cannot upload/);
+            assert.deepStrictEqual(await uploaded("named"), []);
+            // ...and with --allow-missing it submits without them, saying why for each.
             const result = await runCli([
                 "render",
                 path.join(home, "scene.blend"),
+                "--allow-missing",
                 "--prefix",
                 "named",
                 "--job-id",
@@ -205,6 +219,7 @@ describe("what the CLI trusts in the directory it runs in", function () {
                 "--assets",
                 ".aws/credentials",
                 "textures/ok.png",
+                "--allow-missing",
                 "--prefix",
                 "explicit",
                 "--job-id",
@@ -220,6 +235,7 @@ describe("what the CLI trusts in the directory it runs in", function () {
                 path.join(home, "scene.blend"),
                 "--assets",
                 "textures",
+                "--allow-missing",
                 "--prefix",
                 "folder",
                 "--job-id",

@@ -103,7 +103,13 @@ describe("terminal output: control characters from scenes and the farm are shown
                 server.close(() => resolve(port));
             });
         });
-        const result = await runCli(["render", scenePath, "--api", `http://127.0.0.1:${closed}`]);
+        // The crafted path is no storable key: render refuses it (exit 2), naming it escaped...
+        const refused = await runCli(["render", scenePath, "--api", `http://127.0.0.1:${closed}`]);
+        assert.strictEqual(refused.code, 2, refused.stderr);
+        assert.match(refused.stderr, /image "tex\\x1b\]0;owned/);
+        assertNoRawControls(refused.stderr, "render's refusal");
+        // ...and with --allow-missing warns about it, escaped, before it finds no farm there (exit 3).
+        const result = await runCli(["render", scenePath, "--allow-missing", "--api", `http://127.0.0.1:${closed}`]);
         assert.strictEqual(result.code, 3, result.stderr);
         assert.match(result.stderr, /warning: image "tex\\x1b\]0;owned/);
         assertNoRawControls(result.stderr, "render's stderr");
