@@ -4,10 +4,9 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { readFarmConfig } from "../config";
-import { frameVisibilityTimeoutSeconds } from "../functions/shared/farmSettings";
+import { frameVisibilityTimeoutSeconds, TUNABLES } from "../functions/shared/farmSettings";
 import { archiveFiles, writeArchive } from "./support/archive";
-import { ProgramRun, RecordedResource, runProgram, stackConfig } from "./support/pulumiProgram";
-import { TUNABLES } from "../functions/shared/farmSettings";
+import { PROJECT_ROOT, ProgramRun, RecordedResource, runProgram, stackConfig } from "./support/pulumiProgram";
 
 const COMPONENTS = ["RenderFarm", "Storage", "FrameQueue", "RendererImage", "Renderer", "JobApi"].map(
     (name) => `render-farm:index:${name}`,
@@ -169,6 +168,27 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
         const index = files.find((file) => file.path === "__index.js");
         assert.ok(index, "the archive holds __index.js");
         assert.match(index!.text!, /exports\.handler/);
+        // It packs the job API's own folder, the .blend reader and shared/: no function of another deployable's.
+        const functionsIn = (folder: string) =>
+            fs
+                .readdirSync(path.join(PROJECT_ROOT, folder), { recursive: true, encoding: "utf8" })
+                .filter((file) => file.endsWith(".ts"))
+                .flatMap((file) => [
+                    ...fs
+                        .readFileSync(path.join(PROJECT_ROOT, folder, file), "utf8")
+                        .matchAll(/^export (?:async )?function (\w+)/gm),
+                ])
+                .map((match) => match[1]);
+        const shipped = new Set(["functions/jobApi", "functions/blend", "functions/shared"].flatMap(functionsIn));
+        const foreign = ["functions/renderer", "local", "cli", "components"]
+            .flatMap(functionsIn)
+            .filter((name) => !shipped.has(name));
+        assert.ok(foreign.length > 50, `${foreign.length} functions of other deployables to look for`);
+        // The serializer names each function it copies __<name>.
+        const packed = (name: string) => new RegExp(`function (__)?${name}\\(`).test(index!.text!);
+        assert.deepStrictEqual(foreign.filter(packed), [], "functions from outside jobApi/, blend/, shared/");
+        for (const name of ["submitJob", "readBlendStream", "parseFrameSpec"])
+            assert.ok(packed(name), `${name} is in the archive`);
         const totalBytes = files.reduce((sum, file) => sum + file.bytes, 0);
         assert.ok(totalBytes < 5 * 1024 * 1024, `archive is ${totalBytes} bytes uncompressed`);
         assert.ok(

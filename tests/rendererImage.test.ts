@@ -48,6 +48,12 @@ describe("the renderer image (image/Dockerfile)", function () {
             { cwd: stage, encoding: "utf8" },
         );
         assert.strictEqual(probe, "function");
+        // The image packs its own folder and shared/, nothing else of functions/.
+        assert.deepStrictEqual(fs.readdirSync(path.join(stage, "dist")).sort(), ["renderer", "shared"]);
+        const fromFunctions = [...dockerfile.matchAll(/^COPY (?!--from)(?:--chmod=\d+ )?(functions\/\S*)/gm)].map(
+            (match) => match[1].split("/")[1],
+        );
+        assert.deepStrictEqual([...new Set(fromFunctions)].sort(), ["renderer", "shared"]);
     });
 
     it("copies only files that exist and that .dockerignore lets into the build context", function () {
