@@ -56,7 +56,7 @@ describe("frame upload: streamed in parts, and hung S3 connections timed out", f
     let emulator: Emulator;
     let resources: FarmResources;
     let proxy: FaultProxy;
-    const closers: (() => void)[] = [];
+    const closers: (() => unknown)[] = [];
 
     before(async function () {
         emulator = await startEmulator();
@@ -73,7 +73,7 @@ describe("frame upload: streamed in parts, and hung S3 connections timed out", f
     });
 
     after(async function () {
-        for (const close of closers) close();
+        for (const close of closers) await close();
         await proxy?.close();
         await emulator?.stop();
     });
@@ -141,6 +141,7 @@ describe("frame upload: streamed in parts, and hung S3 connections timed out", f
             },
             frameUpload: { partBytes: PART_BYTES, partsInFlight: 2 },
         });
+        closers.push(() => renderer.close());
         // The second part's first attempt dies half-way through its body.
         let cut = false;
         proxy.setRule((request) => {

@@ -99,6 +99,7 @@ describe("job inputs: pinned versions, linked libraries and the renderer's disk"
     });
 
     after(async function () {
+        await renderer?.close();
         await emulator?.stop();
     });
 
@@ -445,27 +446,31 @@ describe("job inputs: pinned versions, linked libraries and the renderer's disk"
     });
     it("does the same inside the serialized job API archive: libraries followed, assets pinned, too deep a chain refused", async function () {
         const shipped = await shippedJobApi(emulator, farm);
-        assert.strictEqual(shipped.variables.RENDERER_EPHEMERAL_STORAGE_MB, "10240", "the dev stack's renderer /tmp");
-        const invoke = (body: unknown) =>
-            shipped.invoke({
-                version: "2.0",
-                routeKey: "POST /jobs",
-                rawPath: "/jobs",
-                requestContext: { http: { method: "POST", path: "/jobs" } },
-                body: JSON.stringify(body),
-                isBase64Encoded: false,
-            });
-        await uploadTree(libraries, "shipped");
-        const accepted = await invoke({ scene: "shipped/linked.blend", jobId: "shipped-linked" });
-        assert.strictEqual(accepted.statusCode, 202, JSON.stringify(accepted.body));
-        assert.strictEqual(accepted.body.assetsAdded.length, 4);
-        const [message] = await takeMessages();
-        assert.deepStrictEqual(
-            decodeEtags(message.assetEtags!, message.assets.length),
-            await Promise.all(message.assets.map(etagOf)),
-        );
-        const chain = await invoke({ scene: "shipped/chain.blend", jobId: "shipped-chain" });
-        assert.strictEqual(chain.statusCode, 413, JSON.stringify(chain.body));
-        assert.strictEqual(chain.body.error.code, "too_many_libraries");
+        try {
+            assert.strictEqual(shipped.variables.RENDERER_EPHEMERAL_STORAGE_MB, "10240", "the dev stack's renderer /tmp");
+            const invoke = (body: unknown) =>
+                shipped.invoke({
+                    version: "2.0",
+                    routeKey: "POST /jobs",
+                    rawPath: "/jobs",
+                    requestContext: { http: { method: "POST", path: "/jobs" } },
+                    body: JSON.stringify(body),
+                    isBase64Encoded: false,
+                });
+            await uploadTree(libraries, "shipped");
+            const accepted = await invoke({ scene: "shipped/linked.blend", jobId: "shipped-linked" });
+            assert.strictEqual(accepted.statusCode, 202, JSON.stringify(accepted.body));
+            assert.strictEqual(accepted.body.assetsAdded.length, 4);
+            const [message] = await takeMessages();
+            assert.deepStrictEqual(
+                decodeEtags(message.assetEtags!, message.assets.length),
+                await Promise.all(message.assets.map(etagOf)),
+            );
+            const chain = await invoke({ scene: "shipped/chain.blend", jobId: "shipped-chain" });
+            assert.strictEqual(chain.statusCode, 413, JSON.stringify(chain.body));
+            assert.strictEqual(chain.body.error.code, "too_many_libraries");
+        } finally {
+            await shipped.stop();
+        }
     });
 });

@@ -46,8 +46,8 @@ function newDataDir(): string {
     return fs.mkdtempSync(path.join(os.tmpdir(), "local-farm-"));
 }
 
-async function uploadScene(outputs: FarmOutputs, key: string, frames: string): Promise<void> {
-    const scene = await makeScene({ frames, resolutionX: WIDTH, resolutionY: HEIGHT, samples: 4 });
+async function uploadScene(outputs: FarmOutputs, key: string, frames: string, samples = 4): Promise<void> {
+    const scene = await makeScene({ frames, resolutionX: WIDTH, resolutionY: HEIGHT, samples });
     await uploadFile(outputs, key, scene.blendPath);
 }
 
@@ -423,7 +423,9 @@ describe("render-farm serve (the local farm, over the wire)", function () {
             const dataDir = newDataDir();
             const frames = range(1, 10);
             serve = await startServe(["--port", "0", "--workers", "1", "--data-dir", dataDir]);
-            await uploadScene(serve.outputs, "shots/crash/scene.blend", "1-10");
+            // Frames of about a second: a sticky Blender renders 4 samples in a few ms, too short a window to be seen
+            // mid-frame by a status poll.
+            await uploadScene(serve.outputs, "shots/crash/scene.blend", "1-10", 512);
             assert.strictEqual(
                 (await api(serve.outputs, "POST", "/jobs", { scene: "shots/crash/scene.blend", jobId: "crash" }))
                     .status,
