@@ -447,7 +447,11 @@ describe("job inputs: pinned versions, linked libraries and the renderer's disk"
     it("does the same inside the serialized job API archive: libraries followed, assets pinned, too deep a chain refused", async function () {
         const shipped = await shippedJobApi(emulator, farm);
         try {
-            assert.strictEqual(shipped.variables.RENDERER_EPHEMERAL_STORAGE_MB, "10240", "the dev stack's renderer /tmp");
+            assert.strictEqual(
+                shipped.variables.RENDERER_EPHEMERAL_STORAGE_MB,
+                "10240",
+                "the dev stack's renderer /tmp",
+            );
             const invoke = (body: unknown) =>
                 shipped.invoke({
                     version: "2.0",
