@@ -7,7 +7,6 @@ import * as assert from "assert";
 import { ChildProcess, execFileSync, spawn } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
-import * as http from "http";
 import * as os from "os";
 import * as path from "path";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
@@ -18,6 +17,7 @@ import { ENGINES, FrameRecord, frameOutputKey, frameRecordKey } from "../../func
 import { Emulator, FarmResources, createFarmResources, startEmulator } from "../../local/emulator";
 import { sqsRecordOf } from "../../local/eventSourcePoller";
 import { BLENDER, comparePngs, decodePng, distinctColors, makeScene, renderDirect } from "../support/scenes";
+import { exitReason, RuntimeApi, startRuntimeApi } from "../../local/lambdaRuntimeApi";
 
 const IMAGE = process.env.RENDERER_IMAGE ?? "localhost/render-farm-renderer:test";
 /** The engine command and its global options, e.g. "podman --runtime runc" (crun refuses hybrid cgroups here). */
@@ -34,121 +34,6 @@ const FUNCTION_NAME = "render-farm-renderer-image-test";
 const REGION = "us-east-1";
 const ACCOUNT = "123456789012";
 const TIMINGS_FILE = process.env.IMAGE_TEST_TIMINGS;
-
-// ---- The Lambda Runtime API, served to the container ------------------------------------------------------
-// A minimal stand-in until the shared one (local/lambdaRuntimeApi.ts) lands: swapping it is replacing the one
-// startRuntimeApi() call in before(). Only what aws-lambda-ric uses: next (long-poll), response, error, init/error.
-
-interface InvocationOutcome {
-    kind: "response" | "error";
-    body: string;
-    errorType?: string;
-}
-
-interface RuntimeApi {
-    /** host:port for AWS_LAMBDA_RUNTIME_API. */
-    address: string;
-    /** Resolves with Date.now() at the first GET .../invocation/next: the runtime finished its init. */
-    firstNext: Promise<number>;
-    /** Rejects if the runtime reports an init error; never resolves otherwise. */
-    initError: Promise<never>;
-    invoke(event: unknown): Promise<InvocationOutcome & { deliveredAt: number; answeredAt: number }>;
-    stop(): Promise<void>;
-}
-
-async function startRuntimeApi(options: { functionArn: string; timeoutMs: number }): Promise<RuntimeApi> {
-    const waiting: http.ServerResponse[] = [];
-    const queued: { id: string; event: unknown }[] = [];
-    const pending = new Map<
-        string,
-        {
-            resolve: (outcome: InvocationOutcome & { deliveredAt: number; answeredAt: number }) => void;
-            deliveredAt: number;
-        }
-    >();
-    let markFirstNext: (at: number) => void = () => undefined;
-    const firstNext = new Promise<number>((resolve) => (markFirstNext = resolve));
-    let failInit: (error: Error) => void = () => undefined;
-    const initError = new Promise<never>((_, reject) => (failInit = reject));
-    initError.catch(() => undefined);
-
-    const deliver = () => {
-        while (waiting.length && queued.length) {
-            const response = waiting.shift()!;
-            const { id, event } = queued.shift()!;
-            pending.get(id)!.deliveredAt = Date.now();
-            response.writeHead(200, {
-                "content-type": "application/json",
-                "lambda-runtime-aws-request-id": id,
-                "lambda-runtime-deadline-ms": String(Date.now() + options.timeoutMs),
-                "lambda-runtime-invoked-function-arn": options.functionArn,
-                "lambda-runtime-trace-id": `Root=1-${Math.floor(Date.now() / 1000).toString(16)}-${crypto.randomBytes(12).toString("hex")};Sampled=0`,
-            });
-            response.end(JSON.stringify(event));
-        }
-    };
-    const server = http.createServer((request, response) => {
-        const chunks: Buffer[] = [];
-        request.on("data", (chunk: Buffer) => chunks.push(chunk));
-        request.on("end", () => {
-            const url = request.url ?? "";
-            const body = Buffer.concat(chunks).toString("utf8");
-            const answered = /^\/2018-06-01\/runtime\/invocation\/([^/]+)\/(response|error)$/.exec(url);
-            if (request.method === "GET" && url === "/2018-06-01/runtime/invocation/next") {
-                markFirstNext(Date.now());
-                waiting.push(response);
-                deliver();
-            } else if (request.method === "POST" && answered && pending.has(answered[1])) {
-                const { resolve, deliveredAt } = pending.get(answered[1])!;
-                pending.delete(answered[1]);
-                response.writeHead(202, { "content-type": "application/json" }).end('{"status":"OK"}');
-                const errorType = request.headers["lambda-runtime-function-error-type"];
-                resolve({
-                    kind: answered[2] as "response" | "error",
-                    body,
-                    deliveredAt,
-                    answeredAt: Date.now(),
-                    ...(errorType ? { errorType: String(errorType) } : {}),
-                });
-            } else if (request.method === "POST" && url === "/2018-06-01/runtime/init/error") {
-                response.writeHead(202, { "content-type": "application/json" }).end('{"status":"OK"}');
-                failInit(
-                    new Error(
-                        `the runtime reported an init error: ${request.headers["lambda-runtime-function-error-type"] ?? ""} ${body}`,
-                    ),
-                );
-            } else {
-                response.writeHead(404, { "content-type": "application/json" }).end(
-                    JSON.stringify({
-                        errorMessage: `no route ${request.method} ${url}`,
-                        errorType: "InvalidRequestID",
-                    }),
-                );
-            }
-        });
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const { port } = server.address() as { port: number };
-    return {
-        address: `127.0.0.1:${port}`,
-        firstNext,
-        initError,
-        invoke(event) {
-            const id = crypto.randomUUID();
-            const outcome = new Promise<InvocationOutcome & { deliveredAt: number; answeredAt: number }>((resolve) =>
-                pending.set(id, { resolve, deliveredAt: 0 }),
-            );
-            queued.push({ id, event });
-            deliver();
-            return outcome;
-        },
-        async stop() {
-            for (const response of waiting.splice(0)) response.destroy();
-            server.closeAllConnections();
-            await new Promise<void>((resolve) => server.close(() => resolve()));
-        },
-    };
-}
 
 // ---- The container, started as Lambda starts an image function ------------------------------------------
 
@@ -225,7 +110,8 @@ describe("the renderer image, run as Lambda runs an image function", function ()
         });
         runtimeApi = await startRuntimeApi({
             functionArn: `arn:aws:lambda:${REGION}:${ACCOUNT}:function:${FUNCTION_NAME}`,
-            timeoutMs: TIMEOUT_SECONDS * 1000,
+            // Lambda ends a sandbox whose invocation ran out of time.
+            onTimeout: () => container?.kill("SIGKILL"),
         });
         containerName = `render-farm-image-test-${process.pid}`;
         const environment = Object.entries(lambdaEnvironment(runtimeApi.address, emulator, farm)).flatMap(
@@ -252,7 +138,12 @@ describe("the renderer image, run as Lambda runs an image function", function ()
         };
         container.stdout!.on("data", keep);
         container.stderr!.on("data", keep);
-        exited = new Promise((resolve) => container!.on("close", (code) => resolve(code)));
+        exited = new Promise((resolve) =>
+            container!.on("close", (code, signal) => {
+                runtimeApi.runtimeExited(exitReason(code, signal));
+                resolve(code);
+            }),
+        );
     });
 
     after(async function () {
@@ -266,7 +157,7 @@ describe("the renderer image, run as Lambda runs an image function", function ()
             }
             await exited;
         }
-        await runtimeApi?.stop();
+        await runtimeApi?.close();
         await emulator?.stop();
         if (TIMINGS_FILE) fs.writeFileSync(TIMINGS_FILE, JSON.stringify(timings, null, 2));
         for (const [name, ms] of Object.entries(timings)) console.log(`  timing: ${name} ${(ms / 1000).toFixed(1)} s`);
@@ -277,15 +168,16 @@ describe("the renderer image, run as Lambda runs an image function", function ()
         const died = exited.then((code) => {
             throw new Error(`the container exited (${code}) early; its output:\n${containerLog.slice(-6000)}`);
         });
-        const initFailed = runtimeApi.initError.catch((error: Error) => {
-            throw new Error(`${error.message}\ncontainer output:\n${containerLog.slice(-6000)}`);
-        });
-        return Promise.race([promise, died, initFailed]);
+        return Promise.race([promise, died]);
     }
 
     it("starts under those limits and asks the Runtime API for its first event", async function () {
-        const firstNextAt = await beforeTheContainerDies(runtimeApi.firstNext);
-        timings.coldStartToFirstNext = firstNextAt - spawnedAt;
+        await beforeTheContainerDies(
+            runtimeApi.waitForNext().catch((error: Error) => {
+                throw new Error(`${error.message}\ncontainer output:\n${containerLog.slice(-6000)}`);
+            }),
+        );
+        timings.coldStartToFirstNext = Date.now() - spawnedAt;
     });
 
     /** Submits through the job API, receives the frame's message as the event source mapping would, and invokes. */
@@ -329,13 +221,13 @@ describe("the renderer image, run as Lambda runs an image function", function ()
         assert.strictEqual(received.Messages?.length, 1, "the job API queued one frame");
         const event: SQSEvent = { Records: [sqsRecordOf(received.Messages![0], queueArn, REGION)] };
 
-        const outcome = await beforeTheContainerDies(runtimeApi.invoke(event));
-        assert.strictEqual(
-            outcome.kind,
-            "response",
-            `the handler failed (${outcome.errorType}): ${outcome.body}\ncontainer output:\n${containerLog.slice(-6000)}`,
+        const invokedAt = Date.now();
+        const outcome = await beforeTheContainerDies(runtimeApi.invoke(event, { timeoutMs: TIMEOUT_SECONDS * 1000 }));
+        assert.ok(
+            outcome.ok,
+            `the handler failed: ${JSON.stringify(outcome)}\ncontainer output:\n${containerLog.slice(-6000)}`,
         );
-        const response = JSON.parse(outcome.body) as SQSBatchResponse;
+        const response = outcome.payload as SQSBatchResponse;
         // As the event source mapping does: a message not reported as failed is deleted.
         if (response.batchItemFailures.length === 0)
             await emulator.sqs.send(
@@ -344,7 +236,7 @@ describe("the renderer image, run as Lambda runs an image function", function ()
                     ReceiptHandle: received.Messages![0].ReceiptHandle!,
                 }),
             );
-        return { response, renderMs: outcome.answeredAt - outcome.deliveredAt };
+        return { response, renderMs: Date.now() - invokedAt };
     }
 
     async function getObject(bucket: string, key: string): Promise<Buffer> {
