@@ -1,11 +1,11 @@
-// The job API over HTTP: POST /jobs, GET /jobs/{jobId}, POST /jobs/{jobId}/retry.
+// The job API over HTTP: POST /jobs, GET /jobs/{jobId}, POST /jobs/{jobId}/retry and /cancel.
 // Against AWS every request is SigV4-signed (service execute-api) with the default credential chain;
 // the local farm's API needs no signature.
 import { Sha256 } from "@aws-crypto/sha256-js";
 import { defaultProvider } from "@aws-sdk/credential-provider-node";
 import { SignatureV4 } from "@smithy/signature-v4";
 import type { ApiError, JobRequest, JobStatus } from "../functions/shared/contract";
-import type { RetryReply, SubmitReply } from "../functions/shared/contract";
+import type { CancelReply, RetryReply, SubmitReply } from "../functions/shared/contract";
 import { CliError, EXIT_UNREACHABLE, EXIT_USAGE, networkErrorCode, oneLine, unreachableError } from "./errors";
 
 export interface ApiClientOptions {
@@ -23,6 +23,7 @@ export interface ApiClient {
     /** One page of the job's failures: the first, or the one `failures` (an earlier reply's failuresNext) names. */
     status(jobId: string, failures?: string): Promise<JobStatus>;
     retry(jobId: string): Promise<RetryReply>;
+    cancel(jobId: string): Promise<CancelReply>;
     /** Fails with exit code 3 unless the URL answers like a job API (any JSON reply to GET /jobs/<id>). */
     ping(): Promise<void>;
 }
@@ -178,6 +179,7 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
                 4,
             ),
         retry: (jobId) => call<RetryReply>("POST", `${jobRoute(jobId)}/retry`),
+        cancel: (jobId) => call<CancelReply>("POST", `${jobRoute(jobId)}/cancel`),
         async ping() {
             const reply = await send("GET", jobRoute("render-farm-cli-ping"));
             if (reply.status === 403 || reply.status === 401 || reply.status >= 500)

@@ -1,4 +1,4 @@
-// `render-farm status|download|retry <jobId>`: one job, looked up on the same targets as render.
+// `render-farm status|download|retry|cancel <jobId>`: one job, looked up on the same targets as render.
 import * as path from "path";
 import { JOB_ID_PATTERN, JobStatus } from "../functions/shared/contract";
 import { downloadFrames } from "./download";
@@ -113,4 +113,13 @@ export async function retryCommand(
         summaryLine(status),
     ]);
     return exitCodeOf(status);
+}
+
+/** Cancels the job: its frames not yet rendered never are. Exits 0 once it is cancelled, the first time or again. */
+export async function cancelCommand(session: Session, jobId: string, flags: TargetFlags): Promise<number> {
+    checkJobId(jobId);
+    const target = await session.useTarget(flags);
+    const reply = await target.api.cancel(jobId);
+    session.output.result({ ...reply, target: target.description }, [reply.message]);
+    return EXIT_OK;
 }

@@ -33,10 +33,14 @@ export function moreFailuresLine(status: JobStatus): string | undefined {
     return `… and ${left} more failed frame(s): \`render-farm status ${status.jobId} --all-failures\` lists them all`;
 }
 
-/** The failure lines and, when the farm sent only a page of them, how many more there are. */
+/**
+ * Why the job stopped, when it did, then the failure lines and, when the farm sent only a page of them, how many more
+ * there are.
+ */
 export function allFailureLines(status: JobStatus): string[] {
     const more = moreFailuresLine(status);
-    return more ? [...failureLines(status), more] : failureLines(status);
+    const stop = status.stop ? [`job ${status.jobId} ${status.stop.state}: ${flatten(status.stop.message)}`] : [];
+    return [...stop, ...failureLines(status), ...(more ? [more] : [])];
 }
 
 export function summaryLine(status: JobStatus): string {

@@ -3,9 +3,17 @@
 import * as fs from "fs";
 import * as path from "path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { ENGINES, Engine, FORMATS, Format, JOB_ID_PATTERN, parseFrameSpec } from "../functions/shared/contract";
+import {
+    DEFAULT_FAIL_FAST_FRAMES,
+    ENGINES,
+    Engine,
+    FORMATS,
+    Format,
+    JOB_ID_PATTERN,
+    parseFrameSpec,
+} from "../functions/shared/contract";
 import { CliError, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, oneLine } from "./errors";
-import { downloadCommand, retryCommand, statusCommand } from "./jobCommands";
+import { cancelCommand, downloadCommand, retryCommand, statusCommand } from "./jobCommands";
 import { Output } from "./output";
 import { inspectCommand } from "./inspect";
 import { renderCommand } from "./render";
@@ -37,6 +45,16 @@ function positiveInt(label: string, max = Number.MAX_SAFE_INTEGER) {
         const number = Number(value);
         if (!/^\d+$/.test(value.trim()) || number < 1 || number > max)
             throw new InvalidArgumentError(`${label} must be a whole number from 1 to ${max}.`);
+        return number;
+    };
+}
+
+/** --max-cost: US dollars, more than 0. */
+function dollars(label: string) {
+    return (value: string): number => {
+        const number = Number(value.trim().replace(/^\$/, ""));
+        if (!/^\$?\d+(\.\d+)?$/.test(value.trim()) || !(number > 0) || number > 1_000_000)
+            throw new InvalidArgumentError(`${label} must be an amount of US dollars above 0, e.g. 2.50.`);
         return number;
     };
 }
@@ -197,6 +215,16 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
                 "--allow-missing",
                 "submit even when files the scene references are missing on disk or cannot be uploaded (absolute paths, paths outside the scene's folder): warns instead of exiting 2",
             )
+            .option(
+                "--max-cost <usd>",
+                "the job's budget in US dollars: no frame starts once it would be spent, and the job ends stopped_budget",
+                dollars("--max-cost"),
+            )
+            .option(
+                "--fail-fast <n>",
+                `stop the job once <n> frames failed with the same error and none is done; 0 never stops (default ${DEFAULT_FAIL_FAST_FRAMES})`,
+                nonNegativeInt("--fail-fast"),
+            )
             .option("--no-wait", "submit and print the job id without waiting"),
     ).action((scene: string, flags) => act(flags.json, (session) => renderCommand(session, scene, flags)));
 
@@ -228,6 +256,15 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
             .argument("<jobId>")
             .option("--out <dir>", "where the frames go (default: renders/<jobId>)"),
     ).action((id: string, flags) => act(flags.json, (session) => downloadCommand(session, id, flags)));
+
+    withTargetOptions(
+        program
+            .command("cancel")
+            .description(
+                "cancel a job: frames not yet rendered never are; frames rendering now finish and are kept (a cancel again changes nothing)",
+            )
+            .argument("<jobId>"),
+    ).action((id: string, flags) => act(flags.json, (session) => cancelCommand(session, id, flags)));
 
     withTargetOptions(
         program
@@ -272,6 +309,10 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
             "longest a frame may render (default 900, as a stack's rendererTimeout)",
             positiveInt("--frame-timeout", 900),
         )
+        .option(
+            "--no-preflight",
+            "queue jobs without reading their scenes first (as a stack with preflight off): requests must name their frames",
+        )
         .option("--json", "print the farm's outputs as JSON once it listens")
         .action(async (flags) => {
             try {
@@ -286,6 +327,7 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
                     blenderPath: flags.blender,
                     runtime: flags.runtime,
                     frameTimeoutSeconds: flags.frameTimeout,
+                    preflight: flags.preflight,
                     json: flags.json,
                     // The farm's log names scenes, files and Blender's errors: shown, never sent to the terminal raw.
                     log: (line) => stderr.write(`${terminalSafe(line)}\n`),

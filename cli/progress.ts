@@ -1,10 +1,10 @@
 // Shows a job's progress while the CLI waits: a cli-progress bar on a terminal, otherwise one plain
 // line per event (counts changed, a frame failed, the job ended) that logs and CI can keep.
 import { SingleBar } from "cli-progress";
-import type { JobState, JobStatus } from "../functions/shared/contract";
+import { JobState, JobStatus, STOP_STATES } from "../functions/shared/contract";
 import { terminalSafe } from "./terminalText";
 
-export const FINAL_STATES: readonly JobState[] = ["complete", "failed", "partial"];
+export const FINAL_STATES: readonly JobState[] = ["complete", "failed", "partial", ...STOP_STATES];
 
 export interface ProgressReporter {
     update(status: JobStatus): void;

@@ -38,6 +38,10 @@ export interface RenderFlags extends TargetFlags {
      * (absolute paths, paths outside the scene's folder): warned instead of refused.
      */
     allowMissing?: boolean;
+    /** The job's budget, USD (the request's maxCostUsd). */
+    maxCost?: number;
+    /** The request's failFast. */
+    failFast?: number;
     wait: boolean;
 }
 
@@ -101,6 +105,8 @@ export async function renderCommand(session: Session, scenePath: string, flags: 
     if (flags.frames !== undefined) request.frames = flags.frames;
     if (flags.engine !== undefined) request.engine = flags.engine;
     if (flags.samples !== undefined) request.samples = flags.samples;
+    if (flags.maxCost !== undefined) request.maxCostUsd = flags.maxCost;
+    if (flags.failFast !== undefined) request.failFast = flags.failFast;
     if (flags.resolution !== undefined || flags.percentage !== undefined) {
         const resolution: Resolution = {};
         if (flags.resolution) Object.assign(resolution, flags.resolution);

@@ -33,7 +33,12 @@ export interface JobApiArgs {
     logRetentionDays: number;
 }
 
-export const JOB_API_ROUTES = ["POST /jobs", "GET /jobs/{jobId}", "POST /jobs/{jobId}/retry"];
+export const JOB_API_ROUTES = [
+    "POST /jobs",
+    "GET /jobs/{jobId}",
+    "POST /jobs/{jobId}/retry",
+    "POST /jobs/{jobId}/cancel",
+];
 
 /** The only packages the serialized job API needs beside the AWS SDK v3, which the nodejs22.x runtime carries. */
 const JOB_API_RUNTIME_PACKAGES = ["zod", "fzstd"];

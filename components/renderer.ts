@@ -58,6 +58,23 @@ export class Renderer extends pulumi.ComponentResource {
                     Action: ["s3:GetObject"],
                     Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*/frames/*`,
                 },
+                // Before each frame: the job's stop, and its manifest (budget, fail-fast, the frames its summary covers).
+                {
+                    Sid: "ReadJobRules",
+                    Effect: "Allow",
+                    Action: ["s3:GetObject"],
+                    Resource: [
+                        pulumi.interpolate`${args.rendersBucket.arn}/jobs/*/job.json`,
+                        pulumi.interpolate`${args.rendersBucket.arn}/jobs/*/stop.json`,
+                    ],
+                },
+                // It stops a job whose budget is spent or whose frames fail alike.
+                {
+                    Sid: "StopJobs",
+                    Effect: "Allow",
+                    Action: ["s3:PutObject"],
+                    Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*/stop.json`,
+                },
                 {
                     Sid: "ConsumeFrames",
                     Effect: "Allow",

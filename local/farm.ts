@@ -34,6 +34,8 @@ export interface LocalFarmOptions {
     failureBackoffSeconds?: number;
     /** Default $BLENDER_PATH, else `blender` on the PATH. */
     blenderPath?: string;
+    /** The job API reads every scene before queueing (a stack's `preflight`); default FARM_DEFAULTS.preflight (on). */
+    preflight?: boolean;
     /** Longest a frame may render, seconds; default the stack's (TUNABLES.rendererTimeout.defaultValue, 900). */
     frameTimeoutSeconds?: number;
     /** One line per frame done or failed, and the farm's own notices; default stderr. */
@@ -210,6 +212,7 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
                       resources,
                       maxReceiveCount,
                       failureBackoffSeconds,
+                      preflight: options.preflight ?? FARM_DEFAULTS.preflight,
                       blenderPath,
                       workRoot: path.join(workRoot, "lambda"),
                       log,
@@ -231,6 +234,7 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
                 },
                 maxReceiveCount,
                 deadLetterQueueUrl: resources.deadLetterQueueUrl,
+                preflight: options.preflight ?? FARM_DEFAULTS.preflight,
                 frameTimeoutSeconds,
                 // Frames rendering at once: this farm's workers, or (with none) the workers other processes bring.
                 maxConcurrency: Math.max(1, workers),

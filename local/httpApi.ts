@@ -14,7 +14,7 @@ import { isLoopback, urlHost } from "./addresses";
 /** Lambda's own limit on a synchronous invocation's payload. */
 export const MAX_INVOKE_BYTES = 6 * 1024 * 1024;
 const INVOKE_PATH = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/;
-const ROUTES = "POST /jobs, GET /jobs/{jobId} and POST /jobs/{jobId}/retry";
+const ROUTES = "POST /jobs, GET /jobs/{jobId}, POST /jobs/{jobId}/retry and POST /jobs/{jobId}/cancel";
 
 export type Invocable = (event: unknown) => Promise<unknown>;
 
@@ -65,9 +65,9 @@ function matchRoute(
     let match = /^\/jobs\/([^/]+)$/.exec(path);
     if (method === "GET" && match)
         return { routeKey: "GET /jobs/{jobId}", pathParameters: { jobId: decode(match[1]) } };
-    match = /^\/jobs\/([^/]+)\/retry$/.exec(path);
+    match = /^\/jobs\/([^/]+)\/(retry|cancel)$/.exec(path);
     if (method === "POST" && match)
-        return { routeKey: "POST /jobs/{jobId}/retry", pathParameters: { jobId: decode(match[1]) } };
+        return { routeKey: `POST /jobs/{jobId}/${match[2]}`, pathParameters: { jobId: decode(match[1]) } };
     return undefined;
 }
 

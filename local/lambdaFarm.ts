@@ -23,6 +23,8 @@ export interface LambdaFarmOptions {
     resources: FarmResources;
     maxReceiveCount: number;
     failureBackoffSeconds: number;
+    /** The job API reads every scene before queueing (its PREFLIGHT variable). */
+    preflight: boolean;
     blenderPath: string;
     /** Everything this mode makes goes here: the task roots and each sandbox's /tmp. */
     workRoot: string;
@@ -97,6 +99,7 @@ export async function startLambdaFunctions(options: LambdaFarmOptions): Promise<
         [ENVIRONMENT.rendersBucket]: resources.rendersBucket,
         [ENVIRONMENT.frameQueueUrl]: resources.frameQueueUrl,
         [ENVIRONMENT.maxReceiveCount]: String(options.maxReceiveCount),
+        [ENVIRONMENT.preflight]: options.preflight ? "on" : "off",
         // The one variable the stack does not set: the SDK v3 sends every request to the emulator.
         AWS_ENDPOINT_URL: endpoint,
     };

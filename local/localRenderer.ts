@@ -39,7 +39,10 @@ export interface LocalRendererSettingsOptions {
     frameTimeoutSeconds?: number;
 }
 
-/** The renderer's settings on a local farm: the stack's, with no Lambda memory size (and so no cost). */
+/**
+ * The renderer's settings on a local farm: the stack's. Its frames are costed as the stack's renderer Lambda would bill
+ * the same seconds (its default memory), so that a budget (maxCostUsd) works here as it does on AWS.
+ */
 export function localRendererSettings(options: LocalRendererSettingsOptions): RendererSettings {
     const { resources } = options;
     return {
@@ -48,7 +51,7 @@ export function localRendererSettings(options: LocalRendererSettingsOptions): Re
         frameQueueUrl: resources.frameQueueUrl,
         maxReceiveCount: options.maxReceiveCount,
         failureBackoffSeconds: options.failureBackoffSeconds,
-        memoryMb: 0,
+        memoryMb: TUNABLES.rendererMemory.defaultValue,
         blenderPath: options.blenderPath,
         workDir: options.workDir,
         threads: Math.max(1, Math.floor(os.cpus().length / Math.max(1, options.workers))),

@@ -235,6 +235,7 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
         assert.deepStrictEqual(routes.map((route) => route.inputs.routeKey).sort(), [
             "GET /jobs/{jobId}",
             "POST /jobs",
+            "POST /jobs/{jobId}/cancel",
             "POST /jobs/{jobId}/retry",
         ]);
         for (const route of routes)

@@ -190,7 +190,12 @@ const TABLE: Row[] = [
     deny("renderer", "s3:PutObject", "renders/public/index.html"),
     deny("renderer", "s3:PutObject", `renders/renders-${JOB}/frame_0001.png`),
     deny("renderer", "s3:GetObject", `renders/renders/${JOB}/frame_0001.png`),
-    deny("renderer", "s3:GetObject", `renders/jobs/${JOB}/job.json`),
+    // Before a frame it reads the job's stop and manifest (budget, fail-fast), and it may stop the job; nothing else.
+    allow("renderer", "s3:GetObject", `renders/jobs/${JOB}/job.json`),
+    allow("renderer", "s3:GetObject", `renders/jobs/${JOB}/stop.json`),
+    allow("renderer", "s3:PutObject", `renders/jobs/${JOB}/stop.json`),
+    deny("renderer", "s3:GetObject", `renders/jobs/${JOB}/queue.json`),
+    deny("renderer", "s3:PutObject", `renders/jobs/${JOB}/queue.json`),
     allow("renderer", "s3:GetObject", `renders/jobs/${JOB}/frames/7.json`),
     // The frame summary lives beside the records: a renderer updates its frame's shard with If-Match.
     allow("renderer", "s3:GetObject", `renders/jobs/${JOB}/frames/summary/0-7.json`),

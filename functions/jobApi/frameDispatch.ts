@@ -4,7 +4,8 @@
 // frames at once; a request killed between sending a group and recording it leaves that one group to be sent again
 // (SQS has no way to ask whether a message went), which the renderer absorbs: a frame already done is skipped.
 import * as crypto from "crypto";
-import { JobManifest } from "../shared/contract";
+import { JobManifest, JobStop } from "../shared/contract";
+import { readJobStop } from "../shared/jobStop";
 import { summarizeRequeue } from "../shared/frameSummary";
 import {
     dispatchFrames,
@@ -29,6 +30,8 @@ export type DispatchOutcome =
     | { outcome: "paused"; stored: StoredDispatch; sentNow: number }
     /** Another request holds the lease (it is sending these frames now), or took the dispatch over. */
     | { outcome: "busy"; dispatch: QueueDispatch; sentNow: number }
+    /** The job was stopped (cancelled, its budget, failing frames): the rest of its frames are not sent. */
+    | { outcome: "stopped"; stored: StoredDispatch; sentNow: number; stop: JobStop }
     /** SQS refused some messages even after retries: the progress stops before the first of them. */
     | { outcome: "queue_error"; stored: StoredDispatch; sentNow: number; result: SendResult };
 
@@ -136,6 +139,11 @@ async function sendDispatch(
             if (!(await save({}, false))) return busy();
             return { outcome: "paused", stored, sentNow };
         }
+        const stopped = await readJobStop(s3, settings.rendersBucket, manifest.jobId);
+        if (stopped) {
+            if (!(await save({}, false))) return busy();
+            return { outcome: "stopped", stored, sentNow, stop: stopped.stop };
+        }
         const from = stored.dispatch.sent;
         const group = frames.slice(from, from + groupSize);
         const result = await sendFrameMessages(
@@ -144,7 +152,9 @@ async function sendDispatch(
             group.map((frame) => frameMessageOf(manifest, settings.rendersBucket, frame)),
         );
         crash(deps, `${stored.dispatch.kind}-group-sent`);
-        const firstNotSent = result.notSent.length > 0 ? group.indexOf(result.notSent[0].frame) : group.length;
+        // The progress counts into the sending order: it stops at the earliest frame of the group that did not go.
+        const notSent = new Set(result.notSent.map((entry) => entry.frame));
+        const firstNotSent = notSent.size > 0 ? group.findIndex((frame) => notSent.has(frame)) : group.length;
         sentNow += result.sent;
         const recorded = await save(
             { sent: from + firstNotSent, messagesSent: stored.dispatch.messagesSent + result.sent },

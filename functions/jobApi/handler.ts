@@ -1,6 +1,7 @@
 // The job API Lambda's handler: API Gateway HTTP API (payload v2) events in, JSON replies out.
 // Thin on purpose: parse the event, call the plain functions of jobApi.ts, map the reply.
 import { apiError, Checked, errorBody, MAX_REQUEST_BYTES, refused } from "../shared/contract";
+import { cancelJob } from "./cancel";
 import { ApiReply, errorReply } from "./replies";
 import { retryJob } from "./retry";
 import { DEFAULT_WORK_MS, JobApiDeps } from "./settings";
@@ -70,7 +71,7 @@ function parseBody(event: HttpApiEvent): Checked<unknown> {
 }
 
 interface Route {
-    name: "submit" | "status" | "retry";
+    name: "submit" | "status" | "retry" | "cancel";
     jobId?: string;
 }
 
@@ -89,7 +90,7 @@ function failuresTokenOf(event: HttpApiEvent): string | undefined {
     return new URLSearchParams(event.rawQueryString ?? "").get("failures") ?? undefined;
 }
 
-/** Which of the three routes an event is for, from its routeKey, or its method and path behind a $default route. */
+/** Which of the routes an event is for, from its routeKey, or its method and path behind a $default route. */
 function routeOf(event: HttpApiEvent): Route | undefined {
     const routeKey = event.routeKey && event.routeKey !== "$default" ? event.routeKey : undefined;
     const method = (event.requestContext?.http?.method ?? routeKey?.split(" ")[0] ?? "").toUpperCase();
@@ -98,6 +99,7 @@ function routeOf(event: HttpApiEvent): Route | undefined {
         if (routeKey === "POST /jobs") return { name: "submit" };
         if (routeKey === "GET /jobs/{jobId}") return { name: "status", jobId };
         if (routeKey === "POST /jobs/{jobId}/retry") return { name: "retry", jobId };
+        if (routeKey === "POST /jobs/{jobId}/cancel") return { name: "cancel", jobId };
         return undefined;
     }
     const path = (event.rawPath ?? event.requestContext?.http?.path ?? "").replace(/\/+$/, "");
@@ -107,10 +109,12 @@ function routeOf(event: HttpApiEvent): Route | undefined {
     if (method === "GET" && segments.length === 2) return { name: "status", jobId: segments[1] };
     if (method === "POST" && segments.length === 3 && segments[2] === "retry")
         return { name: "retry", jobId: segments[1] };
+    if (method === "POST" && segments.length === 3 && segments[2] === "cancel")
+        return { name: "cancel", jobId: segments[1] };
     return undefined;
 }
 
-/** The handler for the job API routes: POST /jobs, GET /jobs/{jobId}, POST /jobs/{jobId}/retry. */
+/** The handler for the job API routes: POST /jobs, GET /jobs/{jobId}, POST /jobs/{jobId}/retry and /cancel. */
 export function createJobApiHandler(deps: JobApiDeps): JobApiHandler {
     return async (event: HttpApiEvent, context?: InvocationContext): Promise<HttpApiResult> => {
         // Queueing stops here and says how far it got, so a 29 s API Gateway limit never cuts a request off mid-group.
@@ -127,11 +131,12 @@ export function createJobApiHandler(deps: JobApiDeps): JobApiHandler {
                 return fail(
                     404,
                     "not_found",
-                    `no route ${shown}; the job API serves POST /jobs, GET /jobs/{jobId} and POST /jobs/{jobId}/retry`,
+                    `no route ${shown}; the job API serves POST /jobs, GET /jobs/{jobId}, POST /jobs/{jobId}/retry and POST /jobs/{jobId}/cancel`,
                 );
             }
             if (route.name === "status") return result(await getJobStatus(deps, route.jobId, failuresTokenOf(event)));
             if (route.name === "retry") return result(await retryJob(deps, route.jobId, new Date(), deadline));
+            if (route.name === "cancel") return result(await cancelJob(deps, route.jobId));
             const body = parseBody(event);
             if (!body.ok) return result(errorReply(body.error));
             return result(await submitJob(deps, body.value, deadline));

@@ -5,9 +5,10 @@ import { apiError, JobManifest, RetryReply } from "../shared/contract";
 import { awsErrorStatus, describeAwsError } from "../shared/awsErrors";
 import { farmError } from "../shared/errors";
 import { readSummaryShards, summarizeJob, writeShard } from "../shared/frameSummary";
+import { liftJobStop, readJobStop } from "../shared/jobStop";
 import { jobStateOf } from "../shared/jobStatus";
 import { writeManifest } from "../shared/ledger";
-import { newDispatch, readQueueProgress, StoredDispatch } from "../shared/queueProgress";
+import { dispatchFrames, newDispatch, readQueueProgress, StoredDispatch } from "../shared/queueProgress";
 import { removeDeadLetters } from "./deadLetters";
 import { DispatchOutcome, resumeDispatch, startDispatch } from "./frameDispatch";
 import { notSentSummary } from "./frameQueueing";
@@ -64,7 +65,9 @@ function incompleteReply(jobId: string, outcome: DispatchOutcome, partial: Parti
     const why =
         outcome.outcome === "busy"
             ? `another request is queueing the frames of this job's ${dispatch.kind} now`
-            : `this request ran out of time with ${dispatch.sent} of the ${dispatch.count} frames of the ${dispatch.kind} queued: retry again to queue the rest`;
+            : outcome.outcome === "stopped"
+              ? `the job was stopped while its frames were being queued: ${outcome.stop.message}`
+              : `this request ran out of time with ${dispatch.sent} of the ${dispatch.count} frames of the ${dispatch.kind} queued: retry again to queue the rest`;
     const reply: RetryReply = {
         jobId,
         requeued: 0,
@@ -75,7 +78,7 @@ function incompleteReply(jobId: string, outcome: DispatchOutcome, partial: Parti
         queued: outcome.sentNow,
         deadLetters: { removed: 0, complete: false },
         ...partial,
-        state: "queueing",
+        state: outcome.outcome === "stopped" ? outcome.stop.state : "queueing",
         statusUrl: statusUrlOf(jobId),
         message: why,
     };
@@ -118,6 +121,31 @@ export async function retryJob(
             );
         manifest = await withSummary(deps, manifest);
 
+        // A cancelled job stays cancelled, a spent budget stays spent; a job stopped for failing frames runs again.
+        const stopped = await readJobStop(deps.s3, settings.rendersBucket, manifest.jobId);
+        if (stopped?.stop.state === "cancelled")
+            return errorReply(
+                apiError(
+                    409,
+                    "job_cancelled",
+                    `job ${manifest.jobId} was cancelled at ${stopped.stop.at}; submit it again as a new job (another jobId, or none) to render its frames`,
+                    "jobId",
+                ),
+            );
+        if (stopped?.stop.state === "stopped_budget")
+            return errorReply(
+                apiError(
+                    409,
+                    "budget_spent",
+                    `${stopped.stop.message}; submit the frames still to render as a new job with a larger maxCostUsd`,
+                    "jobId",
+                ),
+            );
+        if (stopped && !(await liftJobStop(deps.s3, settings.rendersBucket, stopped, now)))
+            return errorReply(
+                apiError(409, "job_stopping", `job ${manifest.jobId} is being stopped right now; retry again`, "jobId"),
+            );
+
         let progress: StoredDispatch | undefined = await readQueueProgress(
             deps.s3,
             settings.rendersBucket,
@@ -125,12 +153,15 @@ export async function retryJob(
         );
         let queued = 0;
         let resumed = 0;
+        /** Frames this request queued by carrying on a cut-off submit or retry: not to be requeued below. */
+        const justQueued = new Set<number>();
         if (progress && !progress.dispatch.complete) {
             const before = progress.dispatch.sent;
             const outcome = await resumeDispatch(deps, manifest, progress, deadline);
             queued += outcome.sentNow;
             if (outcome.outcome !== "complete") return incompleteReply(manifest.jobId, outcome, { queued });
             resumed = outcome.stored.dispatch.count - before;
+            for (const frame of dispatchFrames(outcome.stored.dispatch).slice(before)) justQueued.add(frame);
             progress = outcome.stored;
         }
 
@@ -156,7 +187,12 @@ export async function retryJob(
                 why = "the frame queue is empty";
             }
         }
-        const lost = quiet ? pending : [];
+        // The frames a stop kept from rendering: their messages were deleted, so nothing else will render them.
+        if (stopped && pending.length > 0) {
+            quiet = true;
+            why = `the job was ${stopped.stop.state} (${stopped.stop.code ?? "its frames failed alike"}) and is running again`;
+        }
+        const lost = quiet ? pending.filter((frame) => !justQueued.has(frame)) : [];
         const requeue = [...failed, ...lost].sort((a, b) => a - b);
         const inFlight = pending.length - lost.length;
         const counts = { requeued: requeue.length, failed: failed.length, lost: lost.length, inFlight, resumed };

@@ -14,6 +14,7 @@ import { mapWithConcurrency } from "../shared/concurrency";
 import { readSummaryShards, shardsFromRecords, summarizeJob, SummaryShard } from "../shared/frameSummary";
 import { failureOf, jobStatusOf } from "../shared/jobStatus";
 import { readFrameRecord, readFrameRecords, readManifest } from "../shared/ledger";
+import { readJobStop, StoredStop } from "../shared/jobStop";
 import { readQueueProgress, StoredDispatch } from "../shared/queueProgress";
 import { ApiReply, errorReply, jobNotFound, upstreamError } from "./replies";
 import { farmTimingOf, JobApiDeps } from "./settings";
@@ -60,7 +61,12 @@ export async function loadManifest(deps: JobApiDeps, jobId: unknown): Promise<Ch
 export async function readJobLedger(
     deps: JobApiDeps,
     manifest: JobManifest,
-): Promise<{ shards: SummaryShard[]; progress?: StoredDispatch; records?: Map<number, FrameRecord> }> {
+): Promise<{
+    shards: SummaryShard[];
+    progress?: StoredDispatch;
+    stop?: StoredStop;
+    records?: Map<number, FrameRecord>;
+}> {
     const { s3, settings } = deps;
     if (manifest.v === 1) {
         const records = await readFrameRecords(s3, settings.rendersBucket, manifest.jobId);
@@ -69,13 +75,15 @@ export async function readJobLedger(
             const previous = latest.get(record.frame);
             if (!previous || record.finishedAt >= previous.finishedAt) latest.set(record.frame, record);
         }
-        return { shards: shardsFromRecords(manifest.jobId, records), records: latest };
+        const stop = await readJobStop(s3, settings.rendersBucket, manifest.jobId);
+        return { shards: shardsFromRecords(manifest.jobId, records), stop, records: latest };
     }
-    const [shards, progress] = await Promise.all([
+    const [shards, progress, stop] = await Promise.all([
         readSummaryShards(s3, settings.rendersBucket, manifest),
         readQueueProgress(s3, settings.rendersBucket, manifest.jobId),
+        readJobStop(s3, settings.rendersBucket, manifest.jobId),
     ]);
-    return { shards, progress };
+    return { shards, progress, stop };
 }
 
 /** The job's status with the page of failures after frame `after` (from the first failure without it). */
@@ -85,7 +93,7 @@ export async function readJobStatus(
     after: number | undefined,
     now: Date = new Date(),
 ): Promise<JobStatus> {
-    const { shards, progress, records } = await readJobLedger(deps, manifest);
+    const { shards, progress, stop, records } = await readJobLedger(deps, manifest);
     const summary = summarizeJob(manifest, shards, deps.settings.maxReceiveCount);
     const remaining =
         after === undefined ? summary.failedFrames : summary.failedFrames.filter((frame) => frame > after);
@@ -103,6 +111,7 @@ export async function readJobStatus(
         failures,
         failuresNext: remaining.length > page.length ? failuresTokenAfter(page[page.length - 1]) : undefined,
         dispatch: progress?.dispatch,
+        stop: stop?.stop,
         timing: farmTimingOf(deps.settings),
         now,
     });

@@ -154,7 +154,8 @@ async function submitReplyOf(
     if (fresh && outcome) {
         // A new job: nothing has rendered yet, so its state is where its queueing stands.
         body.queued = outcome.outcome === "busy" ? outcome.dispatch.sent : outcome.stored.dispatch.sent;
-        body.state = outcome.outcome === "complete" ? "queued" : "queueing";
+        body.state =
+            outcome.outcome === "complete" ? "queued" : outcome.outcome === "stopped" ? outcome.stop.state : "queueing";
     } else {
         const status = await readJobStatus(deps, manifest, undefined);
         body.queued = status.queue?.kind === "submit" ? status.queue.queued : manifest.frames.length;

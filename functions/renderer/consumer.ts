@@ -14,6 +14,7 @@ import { readFrameRecord, writeFrameRecord } from "../shared/ledger";
 import { DownloadError, SceneMirror, cleanFrameFiles, prepareFrameFiles } from "./workDir";
 import { MAX_FAILURE_BACKOFF_SECONDS } from "../shared/farmSettings";
 import { holdFrameForInvocation } from "./frameVisibility";
+import { createJobControl, JobControl } from "./jobControl";
 
 export interface RendererDeps {
     s3: S3Client;
@@ -38,6 +39,7 @@ export function backoffSeconds(settings: RendererSettings, attempts: number): nu
 }
 
 export interface FrameOutcome {
+    /** Done, or not to be rendered (a duplicate of a done frame, a stopped job's frame): the message is deleted. */
     ok: boolean;
     record?: FrameRecord;
     /** Bytes of the scene downloaded for this frame: 0 when the warm cache had it. */
@@ -49,6 +51,7 @@ export async function renderFrame(
     deps: RendererDeps,
     mirror: SceneMirror,
     blender: BlenderProcess,
+    control: JobControl,
     sqsRecord: SQSRecord,
     remainingMs: () => number,
 ): Promise<FrameOutcome> {
@@ -71,6 +74,18 @@ export async function renderFrame(
             `renderer: frame ${message.frame} of job ${message.jobId} is already done; duplicate delivery ${sqsRecord.messageId} skipped`,
         );
         return { ok: true, record: earlier, sceneBytes: 0 };
+    }
+    // A stopped job's frame is not rendered: its message is deleted, and the frame stays pending in the job's status.
+    // When S3 cannot say, the frame goes ahead: its own reads and writes meet the same trouble and record it.
+    const stop = await control.beforeFrame(message).catch((error) => {
+        console.error(`renderer: could not read the stop of job ${message.jobId}: ${error?.message ?? error}`);
+        return undefined;
+    });
+    if (stop) {
+        console.log(
+            `renderer: frame ${message.frame} of job ${message.jobId} not rendered: the job is ${stop.state} (${stop.message})`,
+        );
+        return { ok: true, sceneBytes: 0 };
     }
     let sceneBytes = 0;
     let outcome: Pick<FrameRecord, "status" | "error" | "logTail" | "renderSeconds" | "output"> & { blenderMs: number };
@@ -163,6 +178,13 @@ export async function renderFrame(
         logTail: outcome.logTail ?? "",
     };
     await writeFrameRecord(s3, settings.rendersBucket, record);
+    if (record.status !== "done") {
+        const stopped = await control.afterFailure(record).catch((error) => {
+            console.error(`renderer: could not check job ${record.jobId} for failing fast: ${error?.message ?? error}`);
+            return undefined;
+        });
+        if (stopped) console.log(`renderer: ${stopped.message}`);
+    }
     return { ok: record.status === "done", record, sceneBytes };
 }
 
@@ -229,6 +251,7 @@ export function createRendererHandler(deps: RendererDeps): RendererHandler {
     // A renderer that was killed (a crashed Lambda runtime, a SIGKILLed worker) left its frame's files here.
     removeFrameWorkDirs(deps.settings.workDir);
     const memoryLimitMb = deps.settings.blenderMemoryLimitMb ?? deps.settings.memoryMb / 2;
+    const control = createJobControl(deps.s3, deps.settings.rendersBucket, deps.settings.maxReceiveCount);
     const blender = new BlenderProcess({
         blenderPath: deps.settings.blenderPath,
         workDir: deps.settings.workDir,
@@ -242,7 +265,7 @@ export function createRendererHandler(deps: RendererDeps): RendererHandler {
                 await holdFrameForInvocation(deps, sqsRecord, remainingMs());
             let ok = false;
             try {
-                ok = (await renderFrame(deps, mirror, blender, sqsRecord, remainingMs)).ok;
+                ok = (await renderFrame(deps, mirror, blender, control, sqsRecord, remainingMs)).ok;
             } catch (error) {
                 console.error(
                     `renderer: frame message ${sqsRecord.messageId} failed: ${(error as Error)?.message ?? error}`,

@@ -28,6 +28,9 @@ export const MAX_REQUEST_BYTES = 256 * 1024;
 export const MAX_FRAME_NUMBER = 1048574;
 export const MAX_ASSETS = 1000;
 export const MAX_SAMPLES = 1 << 20;
+/** Fail fast by default: the job stops once its first 3 distinct frames fail with the same error and none is done. */
+export const DEFAULT_FAIL_FAST_FRAMES = 3;
+export const MAX_FAIL_FAST_FRAMES = 1000;
 /** S3's own limit on key length, in bytes. */
 const MAX_KEY_BYTES = 1024;
 
@@ -56,6 +59,16 @@ export interface JobRequest {
     resolution?: Resolution;
     format: Format;
     jobId?: string;
+    /**
+     * The job's budget, USD: no frame starts once the spent cost plus the frame's expected cost would pass it, and the
+     * job ends stopped_budget (frames already rendered are kept). Absent: no budget.
+     */
+    maxCostUsd?: number;
+    /**
+     * Stop the job (stopped_failing) once this many distinct frames have failed with the same error code and no frame
+     * is done; 0 never stops early. Absent: DEFAULT_FAIL_FAST_FRAMES.
+     */
+    failFast?: number;
 }
 
 /** Bounds a deployment puts on requests (from the stack config, through the function's environment). */
@@ -119,8 +132,40 @@ export interface FrameRecord {
     logTail?: string;
 }
 
-/** queueing: the frames of a submit (or a retry) are still being sent; a resubmit (or retry) carries on. */
-export type JobState = "queueing" | "queued" | "rendering" | "complete" | "failed" | "partial";
+/**
+ * queueing: the frames of a submit (or a retry) are still being sent; a resubmit (or retry) carries on.
+ * cancelled, stopped_budget, stopped_failing: the job was stopped (see JobStop) with frames left that will not render.
+ */
+export type JobState = "queueing" | "queued" | "rendering" | "complete" | "failed" | "partial" | StopState;
+
+/** Why a job stopped before its frames were all rendered: a person cancelled it, its budget, or its failing frames. */
+export const STOP_STATES = ["cancelled", "stopped_budget", "stopped_failing"] as const;
+export type StopState = (typeof STOP_STATES)[number];
+
+/**
+ * jobs/<jobId>/stop.json: the job is stopped. Renderers read it before every frame and delete a stopped job's message
+ * without starting Blender; a submit or retry still sending frames stops sending. Frames rendering when it was written
+ * finish, are kept and are paid for.
+ */
+export interface JobStop {
+    v: 1;
+    jobId: string;
+    state: StopState;
+    /** When it stopped. */
+    at: string;
+    message: string;
+    /** stopped_failing: the error code its failing frames shared. */
+    code?: string;
+    /** stopped_budget: the budget, and what was spent when the stop was written. */
+    budgetUsd?: number;
+    spentUsd?: number;
+    /** Set when a retry lifted the stop (budget or fail-fast only): the job runs again. */
+    liftedAt?: string;
+}
+
+export function jobStopKey(jobId: string): string {
+    return `jobs/${jobId}/stop.json`;
+}
 
 export interface FrameFailure {
     frame: number;
@@ -163,6 +208,10 @@ export interface JobStatus {
     failuresNext?: string;
     /** Present once the job keeps its queue progress (jobs submitted since it exists). */
     queue?: QueueProgress;
+    /** Present when the job was stopped (its state says how): why and when. */
+    stop?: Omit<JobStop, "v" | "jobId" | "liftedAt">;
+    /** The request's budget, USD, when it has one. */
+    maxCostUsd?: number;
     timing?: FarmTiming;
     outputPrefix: string;
     startedAt: string;
@@ -209,6 +258,17 @@ export interface RetryReply {
     state: string;
     statusUrl: string;
     message: string;
+}
+
+/** POST /jobs/{jobId}/cancel: 200. */
+export interface CancelReply {
+    jobId: string;
+    state: "cancelled";
+    /** When the job was cancelled: the first cancel's time (a cancel again changes nothing). */
+    at: string;
+    frames: { total: number; done: number; failed: number; pending: number };
+    message: string;
+    statusUrl: string;
 }
 
 /**
@@ -381,6 +441,8 @@ function jobRequestSchema(limits: JobLimits) {
                 .optional(),
             format: z.enum(FORMATS).default("PNG"),
             jobId: z.string().regex(JOB_ID_PATTERN, "jobId must be 1-64 characters of a-z, 0-9 and '-'").optional(),
+            maxCostUsd: z.number().finite().positive().max(1_000_000).optional(),
+            failFast: z.number().int().min(0).max(MAX_FAIL_FAST_FRAMES).optional(),
         })
         .strict();
 }

@@ -1,5 +1,5 @@
 // A job's status (GET /jobs/{jobId}) from its summary: the state, the counts, the spending, and a page of failures.
-import { FarmTiming, FrameFailure, FrameRecord, JobManifest, JobState, JobStatus } from "./contract";
+import { FarmTiming, FrameFailure, FrameRecord, JobManifest, JobState, JobStatus, JobStop } from "./contract";
 import { FrameSummaryEntry, JobSummary } from "./frameSummary";
 import { isStalled, QueueDispatch } from "./queueProgress";
 
@@ -7,7 +7,9 @@ import { isStalled, QueueDispatch } from "./queueProgress";
 export const MAX_LOG_TAIL_CHARS = 4096;
 export const MAX_ERROR_CHARS = 2000;
 
-export function jobStateOf(summary: JobSummary, dispatch?: QueueDispatch): JobState {
+/** A stopped job with frames left reads as its stop (cancelled, stopped_budget, stopped_failing). */
+export function jobStateOf(summary: JobSummary, dispatch?: QueueDispatch, stop?: JobStop): JobState {
+    if (stop && summary.pending > 0) return stop.state;
     if (dispatch && !dispatch.complete) return "queueing";
     if (summary.pending > 0) return summary.total - summary.pendingBy.notStarted === 0 ? "queued" : "rendering";
     if (summary.failed === 0) return "complete";
@@ -45,6 +47,7 @@ export interface StatusExtras {
     failures: FrameFailure[];
     failuresNext?: string;
     dispatch?: QueueDispatch;
+    stop?: JobStop;
     timing?: FarmTiming;
     now?: Date;
 }
@@ -54,7 +57,7 @@ export function jobStatusOf(manifest: JobManifest, summary: JobSummary, extras: 
     const summaryUpdated = iso(summary.updatedAt);
     const status: JobStatus = {
         jobId: manifest.jobId,
-        state: jobStateOf(summary, extras.dispatch),
+        state: jobStateOf(summary, extras.dispatch, extras.stop),
         frames: { total: summary.total, done: summary.done, failed: summary.failed, pending: summary.pending },
         pendingBy: summary.pendingBy,
         failures: extras.failures,
@@ -75,5 +78,10 @@ export function jobStatusOf(manifest: JobManifest, summary: JobSummary, extras: 
             stalled: isStalled(dispatch, extras.now ?? new Date()),
         };
     if (extras.timing) status.timing = extras.timing;
+    if (extras.stop) {
+        const { v: _v, jobId: _jobId, liftedAt: _liftedAt, ...stop } = extras.stop;
+        status.stop = stop;
+    }
+    if (manifest.request.maxCostUsd !== undefined) status.maxCostUsd = manifest.request.maxCostUsd;
     return status;
 }

@@ -50,13 +50,14 @@ export function writeManifest(
     return putJson(s3, rendersBucket, manifestKey(manifest.jobId), manifest, options.ifAbsent ?? false);
 }
 
-/** The job's manifest, or undefined for an unknown job. */
+/** The job's manifest, or undefined for an unknown job (forbiddenMeansAbsent: see getJsonObject). */
 export async function readManifest(
     s3: S3Client,
     rendersBucket: string,
     jobId: string,
+    options: { forbiddenMeansAbsent?: boolean } = {},
 ): Promise<JobManifest | undefined> {
-    const value = await getJson(s3, rendersBucket, manifestKey(jobId));
+    const value = (await getJsonObject(s3, rendersBucket, manifestKey(jobId), options))?.value;
     if (value === undefined) return undefined;
     const manifest = value as JobManifest;
     if (

@@ -5,6 +5,7 @@
 import { S3Client } from "@aws-sdk/client-s3";
 import { formatFrameSpec, parseFrameSpec } from "./contract";
 import { farmError } from "./errors";
+import { interleavedOrder } from "./frameOrder";
 import { getJsonObject, putJsonObject } from "./jsonObjects";
 
 export const QUEUE_PROGRESS_VERSION = 1;
@@ -24,6 +25,11 @@ export interface QueueDispatch {
     kind: "submit" | "retry";
     /** The frames to send, as a frame spec (ascending). */
     frames: string;
+    /**
+     * interleaved: sent first, last, middle, then by bisection (frameOrder.ts); absent (progress written before that
+     * order existed): ascending. `sent` counts into this order.
+     */
+    order?: "interleaved";
     count: number;
     /** The first `sent` frames of the list are queued. */
     sent: number;
@@ -51,7 +57,7 @@ export function dispatchFrames(dispatch: QueueDispatch): number[] {
     const parsed = parseFrameSpec(dispatch.frames, Number.MAX_SAFE_INTEGER);
     if (!parsed.ok)
         throw farmError("invalid_ledger_object", `${queueProgressKey(dispatch.jobId)}: ${parsed.error.message}`);
-    return parsed.value;
+    return dispatch.order === "interleaved" ? interleavedOrder(parsed.value) : parsed.value;
 }
 
 export function newDispatch(
@@ -68,6 +74,7 @@ export function newDispatch(
         seq: (previous?.seq ?? 0) + 1,
         kind,
         frames: formatFrameSpec(sorted),
+        order: "interleaved",
         count: sorted.length,
         sent: 0,
         complete: sorted.length === 0,

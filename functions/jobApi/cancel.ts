@@ -1,0 +1,54 @@
+// POST /jobs/{jobId}/cancel: stop a job for good. Its frames not yet rendered never are: renderers delete the job's
+// messages without starting Blender, and a submit or retry still sending its frames stops. Frames rendering at that
+// moment finish, and are kept (and paid for). A second cancel answers the first one's time and changes nothing.
+import { apiError, CancelReply } from "../shared/contract";
+import { readSummaryShards, summarizeJob } from "../shared/frameSummary";
+import { readJobStop, stopJob } from "../shared/jobStop";
+import { ApiReply, errorReply, statusUrlOf, upstreamReply } from "./replies";
+import { JobApiDeps } from "./settings";
+import { loadManifest } from "./status";
+
+export async function cancelJob(deps: JobApiDeps, jobId: unknown, now: Date = new Date()): Promise<ApiReply> {
+    const { s3, settings } = deps;
+    const loaded = await loadManifest(deps, jobId);
+    if (!loaded.ok) return errorReply(loaded.error);
+    const manifest = loaded.value;
+    try {
+        const before = summarizeJob(
+            manifest,
+            await readSummaryShards(s3, settings.rendersBucket, manifest),
+            settings.maxReceiveCount,
+        );
+        const earlier = await readJobStop(s3, settings.rendersBucket, manifest.jobId);
+        if (before.pending === 0 && earlier?.stop.state !== "cancelled")
+            return errorReply(
+                apiError(
+                    409,
+                    "job_finished",
+                    `job ${manifest.jobId} has no frame left to render (${before.done} done, ${before.failed} failed): there is nothing to cancel`,
+                    "jobId",
+                ),
+            );
+        const stop = await stopJob(s3, settings.rendersBucket, {
+            v: 1,
+            jobId: manifest.jobId,
+            state: "cancelled",
+            at: now.toISOString(),
+            message: `cancelled at ${now.toISOString()}: frames not yet rendered never will be; frames rendering then finished and were kept`,
+        });
+        const reply: CancelReply = {
+            jobId: manifest.jobId,
+            state: "cancelled",
+            at: stop.at,
+            frames: { total: before.total, done: before.done, failed: before.failed, pending: before.pending },
+            message:
+                stop.at === now.toISOString()
+                    ? `job ${manifest.jobId} cancelled: ${before.pending} frame(s) not yet rendered will not be; frames rendering now finish and are kept`
+                    : `job ${manifest.jobId} was already cancelled at ${stop.at}`,
+            statusUrl: statusUrlOf(manifest.jobId),
+        };
+        return { status: 200, body: reply };
+    } catch (error) {
+        return upstreamReply("storage_error", error);
+    }
+}

@@ -1,0 +1,112 @@
+// What the renderer asks of a frame's job before and after the frame: is the job stopped (cancelled, its budget spent,
+// its frames failing alike), would this frame pass the job's budget, and has the job failed fast. The budget and
+// fail-fast checks read the job's frame summary (functions/shared/frameSummary.ts), whose shards the renderer finds
+// from the job's manifest; a warm renderer keeps the manifests of its last few jobs.
+import { S3Client } from "@aws-sdk/client-s3";
+import { DEFAULT_FAIL_FAST_FRAMES, FrameMessage, FrameRecord, JobManifest, JobStop } from "../shared/contract";
+import { JobSummary, readSummaryShards, summarizeJob } from "../shared/frameSummary";
+import { readJobStop, stopJob } from "../shared/jobStop";
+import { readManifest } from "../shared/ledger";
+
+/** Manifests a warm renderer keeps: a renderer serves one or two jobs at a time. */
+const MANIFESTS_KEPT = 8;
+/**
+ * Error codes that say nothing about the scene (S3 or the renderer itself failed): they never stop a job early. A
+ * frame past its deadline does count: every frame of a scene that slow would be.
+ */
+const NOT_THE_SCENES_FAULT = new Set(["storage_error", "renderer_error", "invalid_ledger_object", "killed"]);
+
+export interface JobControl {
+    /** The stop that keeps this frame from starting (written now if the frame would pass the budget), or undefined. */
+    beforeFrame(message: FrameMessage): Promise<JobStop | undefined>;
+    /** After a failed attempt was recorded: stops the job if its frames fail fast; answers the stop if it did. */
+    afterFailure(record: FrameRecord): Promise<JobStop | undefined>;
+}
+
+type JobRules = Pick<JobManifest, "jobId" | "frames"> & { maxCostUsd?: number; failFast: number };
+
+/** USD an attempt has cost on average so far (0 before the first): what the next frame is expected to cost. */
+export function expectedFrameCostUsd(summary: JobSummary): number {
+    let attempts = 0;
+    let cost = 0;
+    for (const entry of summary.entries.values()) {
+        attempts += entry.k.length;
+        cost += entry.c;
+    }
+    return attempts === 0 ? 0 : cost / attempts;
+}
+
+/** How many frames failed with `code` when at least `failFast` did and none is done (the job fails fast), else 0. */
+export function framesFailingAlike(summary: JobSummary, failFast: number, code: string | undefined): number {
+    if (failFast <= 0 || code === undefined || NOT_THE_SCENES_FAULT.has(code) || summary.done > 0) return 0;
+    let frames = 0;
+    for (const entry of summary.entries.values()) if (entry.s !== "done" && entry.e === code) frames++;
+    return frames >= failFast ? frames : 0;
+}
+
+function usd(value: number): string {
+    return `$${value.toFixed(value < 1 ? 4 : 2)}`;
+}
+
+export function createJobControl(s3: S3Client, rendersBucket: string, maxReceiveCount: number): JobControl {
+    const rules = new Map<string, JobRules | null>();
+
+    /** The job's budget and fail-fast rules from its manifest (null for a job without one: seed-era messages). */
+    async function rulesOf(jobId: string): Promise<JobRules | null> {
+        const known = rules.get(jobId);
+        if (known !== undefined) return known;
+        const manifest = await readManifest(s3, rendersBucket, jobId, { forbiddenMeansAbsent: true });
+        const found = manifest
+            ? {
+                  jobId,
+                  frames: manifest.frames,
+                  maxCostUsd: manifest.request.maxCostUsd,
+                  failFast: manifest.request.failFast ?? DEFAULT_FAIL_FAST_FRAMES,
+              }
+            : null;
+        if (rules.size >= MANIFESTS_KEPT) rules.delete(rules.keys().next().value as string);
+        rules.set(jobId, found);
+        return found;
+    }
+
+    async function summaryOf(job: JobRules): Promise<JobSummary> {
+        return summarizeJob(job, await readSummaryShards(s3, rendersBucket, job), maxReceiveCount);
+    }
+
+    return {
+        async beforeFrame(message) {
+            const stopped = await readJobStop(s3, rendersBucket, message.jobId);
+            if (stopped) return stopped.stop;
+            const job = await rulesOf(message.jobId);
+            if (job?.maxCostUsd === undefined) return undefined;
+            const summary = await summaryOf(job);
+            const expected = expectedFrameCostUsd(summary);
+            if (summary.costUsd + expected <= job.maxCostUsd) return undefined;
+            return stopJob(s3, rendersBucket, {
+                v: 1,
+                jobId: job.jobId,
+                state: "stopped_budget",
+                at: new Date().toISOString(),
+                message: `job ${job.jobId} spent ${usd(summary.costUsd)} of its ${usd(job.maxCostUsd)} budget; a frame costs about ${usd(expected)}, so no new frame starts (${summary.done} of ${summary.total} frames done and kept)`,
+                budgetUsd: job.maxCostUsd,
+                spentUsd: summary.costUsd,
+            });
+        },
+
+        async afterFailure(record) {
+            const job = await rulesOf(record.jobId);
+            if (!job || job.failFast <= 0 || !record.error) return undefined;
+            const summary = await summaryOf(job);
+            const frames = framesFailingAlike(summary, job.failFast, record.error.code);
+            if (frames === 0) return undefined;
+            return stopJob(s3, rendersBucket, {
+                v: 1,
+                jobId: job.jobId,
+                state: "stopped_failing",
+                at: new Date().toISOString(),
+                code: record.error.code,
+                message: `job ${job.jobId} stopped: ${frames} frames failed with ${record.error.code} and none is done, so the rest would too (frame ${record.frame}: ${record.error.message}); fix it, then retry the job`,
+            });
+        },
+    };
+}

@@ -1,0 +1,237 @@
+// Stopping a job before all its frames render: a person's cancel, the job's budget, and fail-fast when its first
+// frames all fail alike; and the interleaved order that makes a broken scene show within the first frames. Each on
+// the local farm (`render-farm serve`), over the wire, with real Blender.
+import * as assert from "assert";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { ReceiveMessageCommand } from "@aws-sdk/client-sqs";
+import type { FarmOutputs, FrameMessage, FrameRecord, JobStatus } from "../functions/shared/contract";
+import { interleavedOrder } from "../functions/shared/frameOrder";
+import { renderingIn } from "./support/blenderProcesses";
+import { runCli } from "./support/cliRunner";
+import { api, frameRecords, queueDepth, range, sqsOf, uploadFile, waitFor } from "./support/farmClient";
+import { makeScene } from "./support/scenes";
+import { ServeProcess, startServe, stopServe } from "./support/serveProcess";
+
+const WIDTH = 64;
+const HEIGHT = 48;
+
+function newDataDir(): string {
+    return fs.mkdtempSync(path.join(os.tmpdir(), "job-stops-"));
+}
+
+async function status(outputs: FarmOutputs, jobId: string): Promise<JobStatus> {
+    const reply = await api(outputs, "GET", `/jobs/${jobId}`);
+    assert.strictEqual(reply.status, 200, JSON.stringify(reply.body));
+    return reply.body;
+}
+
+/** Waits until the job's frame queue is empty and no Blender renders: whatever was in flight has settled. */
+async function settled(serve: ServeProcess, dataDir: string): Promise<void> {
+    await waitFor("the queue empty and no frame rendering", 120_000, async () =>
+        (await queueDepth(serve.outputs, serve.outputs.frameQueueUrl)) === 0 && !renderingIn(path.join(dataDir, "work"))
+            ? true
+            : undefined,
+    );
+}
+
+/** Blender runs so far: every attempt writes its frame's record, whose attempts count the deliveries. */
+function blenderRuns(records: FrameRecord[]): number {
+    return records.reduce((sum, record) => sum + record.attempts, 0);
+}
+
+describe("stopping a job: cancel, budget, fail-fast, and the order frames are queued in", function () {
+    let serve: ServeProcess | undefined;
+
+    afterEach(async function () {
+        await stopServe(serve);
+        serve = undefined;
+    });
+
+    it("queues first, last and middle frames first, then fills the gaps by bisection", async function () {
+        const frames = range(1, 1000);
+        const order = interleavedOrder(frames);
+        assert.deepStrictEqual(
+            [...order].sort((a, b) => a - b),
+            frames,
+            "every frame exactly once",
+        );
+        assert.deepStrictEqual(order.slice(0, 3), [1, 1000, 500]);
+        // After the first 2^k + 1 frames, no gap between two queued frames is wider than the range over 2^k.
+        for (let k = 1; k <= 8; k++) {
+            const seen = order.slice(0, 2 ** k + 1).sort((a, b) => a - b);
+            const widest = Math.max(...seen.slice(1).map((frame, index) => frame - seen[index]));
+            assert.ok(widest <= Math.ceil(999 / 2 ** k), `after ${seen.length} frames the widest gap is ${widest}`);
+        }
+        assert.deepStrictEqual(interleavedOrder([4]), [4]);
+        assert.deepStrictEqual(interleavedOrder([4, 9]), [4, 9]);
+
+        // The job API sends a job's frames in that order.
+        const dataDir = newDataDir();
+        serve = await startServe(["--port", "0", "--workers", "0", "--data-dir", dataDir]);
+        const scene = await makeScene({ frames: "1-9", resolutionX: WIDTH, resolutionY: HEIGHT, samples: 1 });
+        await uploadFile(serve.outputs, "shots/order/scene.blend", scene.blendPath);
+        const submitted = await api(serve.outputs, "POST", "/jobs", {
+            scene: "shots/order/scene.blend",
+            jobId: "order",
+        });
+        assert.strictEqual(submitted.status, 202, JSON.stringify(submitted.body));
+        const received = await sqsOf(serve.outputs).send(
+            new ReceiveMessageCommand({ QueueUrl: serve.outputs.frameQueueUrl, MaxNumberOfMessages: 10 }),
+        );
+        const sent = (received.Messages ?? []).map((message) => (JSON.parse(message.Body!) as FrameMessage).frame);
+        assert.deepStrictEqual(sent, [1, 9, 5, 3, 7, 2, 4, 6, 8]);
+    });
+
+    it("cancel: no frame starts after it, the frame rendering finishes and is kept; a cancel again changes nothing", async function () {
+        const dataDir = newDataDir();
+        serve = await startServe(["--port", "0", "--workers", "1", "--data-dir", dataDir]);
+        const outputs = serve.outputs;
+        // Frames of a few seconds each: the cancel lands while one renders and others wait.
+        const scene = await makeScene({ frames: "1-8", resolutionX: WIDTH, resolutionY: HEIGHT, samples: 2048 });
+        await uploadFile(outputs, "shots/cancel/scene.blend", scene.blendPath);
+        assert.strictEqual(
+            (await api(outputs, "POST", "/jobs", { scene: "shots/cancel/scene.blend", jobId: "cancel-me" })).status,
+            202,
+        );
+        await waitFor("a frame rendering", 120_000, () => (renderingIn(path.join(dataDir, "work")) ? true : undefined));
+        const doneBefore = (await status(outputs, "cancel-me")).frames.done;
+        const cancelledAt = Date.now();
+        const cancel = await runCli(["cancel", "cancel-me", "--data-dir", dataDir, "--json"], { timeoutMs: 60_000 });
+        assert.strictEqual(cancel.code, 0, cancel.stderr);
+        const reply = JSON.parse(cancel.stdout);
+        assert.strictEqual(reply.state, "cancelled");
+        assert.match(reply.message, /frame\(s\) not yet rendered will not be/);
+
+        await settled(serve, dataDir);
+        const after = await status(outputs, "cancel-me");
+        assert.strictEqual(after.state, "cancelled");
+        assert.strictEqual(after.stop?.state, "cancelled");
+        assert.ok(after.frames.pending > 0, JSON.stringify(after.frames));
+        assert.ok(after.frames.done <= doneBefore + 1, `done ${doneBefore} at the cancel, ${after.frames.done} after`);
+        const records = await frameRecords(outputs, "cancel-me");
+        const startedLate = records.filter((record) => Date.parse(record.startedAt) > cancelledAt);
+        assert.deepStrictEqual(startedLate, [], "no frame started after the cancel");
+        assert.ok(
+            serve.stderr().includes("not rendered: the job is cancelled"),
+            "the renderer deleted the waiting frames",
+        );
+
+        const again = await api(outputs, "POST", "/jobs/cancel-me/cancel");
+        assert.strictEqual(again.status, 200, JSON.stringify(again.body));
+        assert.strictEqual(again.body.at, reply.at, "the first cancel's time");
+        assert.match(again.body.message, /was already cancelled/);
+        const retry = await api(outputs, "POST", "/jobs/cancel-me/retry");
+        assert.strictEqual(retry.status, 409, JSON.stringify(retry.body));
+        assert.strictEqual(retry.body.error.code, "job_cancelled");
+        const unknown = await api(outputs, "POST", "/jobs/no-such-job/cancel");
+        assert.strictEqual(unknown.status, 404);
+    });
+
+    it("budget: the job stops once its spending would pass maxCostUsd, over by at most one frame per renderer", async function () {
+        const dataDir = newDataDir();
+        const workers = 2;
+        serve = await startServe(["--port", "0", "--workers", String(workers), "--data-dir", dataDir]);
+        const outputs = serve.outputs;
+        const scene = await makeScene({ frames: "1-24", resolutionX: WIDTH, resolutionY: HEIGHT, samples: 256 });
+        await uploadFile(outputs, "shots/budget/scene.blend", scene.blendPath);
+        // What a frame costs here, as the stack's renderer Lambda would bill its seconds: a job without a budget.
+        await api(outputs, "POST", "/jobs", { scene: "shots/budget/scene.blend", frames: "1-4", jobId: "price" });
+        const priced = await waitFor("the pricing job", 120_000, async () => {
+            const now = await status(outputs, "price");
+            return now.state === "complete" ? now : undefined;
+        });
+        const frameCost = priced.costUsd / priced.frames.total;
+        const budget = frameCost * 6.5;
+
+        const submitted = await api(outputs, "POST", "/jobs", {
+            scene: "shots/budget/scene.blend",
+            jobId: "on-budget",
+            maxCostUsd: budget,
+        });
+        assert.strictEqual(submitted.status, 202, JSON.stringify(submitted.body));
+        const stopped = await waitFor("the job to stop on its budget", 180_000, async () => {
+            const now = await status(outputs, "on-budget");
+            assert.notStrictEqual(now.state, "complete", "a 24-frame job cannot finish on 6.5 frames' budget");
+            return now.state === "stopped_budget" ? now : undefined;
+        });
+        await settled(serve, dataDir);
+        const final = await status(outputs, "on-budget");
+        const records = await frameRecords(outputs, "on-budget");
+        const costliest = Math.max(...records.map((record) => record.costUsd));
+        console.log(
+            `      budget $${budget.toFixed(6)} (6.5 frames at $${frameCost.toFixed(6)}): spent $${final.costUsd.toFixed(6)}, ${final.frames.done} of 24 frames done, stopped at $${stopped.stop?.spentUsd?.toFixed(6)}`,
+        );
+        assert.strictEqual(final.state, "stopped_budget");
+        assert.strictEqual(final.maxCostUsd, budget);
+        assert.ok(final.stop!.spentUsd! <= budget, JSON.stringify(final.stop));
+        assert.ok(
+            final.costUsd <= budget + costliest * workers,
+            `spent ${final.costUsd} > budget ${budget} + ${workers} frames of at most ${costliest}`,
+        );
+        assert.ok(final.frames.done >= 3 && final.frames.done < 24, JSON.stringify(final.frames));
+        const fileCount = records.filter((record) => record.status === "done").length;
+        assert.strictEqual(fileCount, final.frames.done, "the frames rendered are kept");
+        const retry = await api(outputs, "POST", "/jobs/on-budget/retry");
+        assert.strictEqual(retry.status, 409, JSON.stringify(retry.body));
+        assert.strictEqual(retry.body.error.code, "budget_spent");
+    });
+
+    it("fail-fast: 200 frames missing a texture (preflight off) stop after at most 3 frames x 3 attempts; retried once the texture is there, every frame renders", async function () {
+        const dataDir = newDataDir();
+        serve = await startServe([
+            "--port",
+            "0",
+            "--workers",
+            "2",
+            "--data-dir",
+            dataDir,
+            "--no-preflight",
+            "--failure-backoff",
+            "1",
+        ]);
+        const outputs = serve.outputs;
+        const scene = await makeScene({
+            frames: "1-200",
+            resolutionX: WIDTH,
+            resolutionY: HEIGHT,
+            samples: 1,
+            texture: "wood.png",
+        });
+        await uploadFile(outputs, "shots/fast/scene.blend", scene.blendPath);
+        const submitted = await api(outputs, "POST", "/jobs", {
+            scene: "shots/fast/scene.blend",
+            frames: "1-200",
+            jobId: "fail-fast",
+        });
+        assert.strictEqual(submitted.status, 202, JSON.stringify(submitted.body));
+        const stopped = await waitFor("the job to fail fast", 180_000, async () => {
+            const now = await status(outputs, "fail-fast");
+            return now.state === "stopped_failing" ? now : undefined;
+        });
+        assert.strictEqual(stopped.stop?.code, "missing_files");
+        assert.match(stopped.stop!.message, /frames failed with missing_files and none is done.*wood\.png/);
+        await settled(serve, dataDir);
+        const runs = blenderRuns(await frameRecords(outputs, "fail-fast"));
+        console.log(`      fail-fast: ${runs} Blender run(s) for 200 frames before the job stopped (without it: 600)`);
+        assert.ok(runs <= 3 * 3, `${runs} Blender runs`);
+        const cli = await runCli(["status", "fail-fast", "--data-dir", dataDir], { timeoutMs: 60_000 });
+        assert.match(cli.stdout + cli.stderr, /fail-fast stopped_failing: .*missing_files/);
+
+        await uploadFile(outputs, "shots/fast/wood.png", scene.texturePath!);
+        const retry = await api(outputs, "POST", "/jobs/fail-fast/retry");
+        assert.strictEqual(retry.status, 202, JSON.stringify(retry.body));
+        const done = await waitFor(
+            "the retried job to complete",
+            300_000,
+            async () => {
+                const now = await status(outputs, "fail-fast");
+                return now.frames.done === 200 ? now : undefined;
+            },
+            1000,
+        );
+        assert.strictEqual(done.state, "complete", JSON.stringify(done.frames));
+        assert.strictEqual(done.stop, undefined, "a retry lifts a fail-fast stop");
+    });
+});
