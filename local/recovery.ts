@@ -11,6 +11,7 @@ import { frameMessageOf, sendFrameMessages } from "../functions/jobApi/frameQueu
 import { describeAwsError } from "../functions/shared/awsErrors";
 import { readFrameRecords, readManifest } from "../functions/shared/ledger";
 import { readSummaryShards, shardsFromRecords, summarizeJob } from "../functions/shared/frameSummary";
+import { readJobStop } from "../functions/shared/jobStop";
 import { readQueueProgress, writeQueueProgress } from "../functions/shared/queueProgress";
 import { Emulator, FarmResources } from "./emulator";
 
@@ -82,7 +83,8 @@ export async function recoverInterruptedFrames(deps: RecoveryDeps): Promise<Reco
     const requeued: RecoveryReport["requeued"] = [];
     for (const jobId of await listJobIds(deps.s3, resources.rendersBucket)) {
         const manifest = await readManifest(deps.s3, resources.rendersBucket, jobId);
-        if (!manifest) continue;
+        // A stopped job's frames were left unrendered on purpose (cancel, budget, fail-fast).
+        if (!manifest || (await readJobStop(deps.s3, resources.rendersBucket, jobId))) continue;
         const shards =
             manifest.v === 1
                 ? shardsFromRecords(jobId, await readFrameRecords(deps.s3, resources.rendersBucket, jobId))

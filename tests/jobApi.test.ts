@@ -724,7 +724,7 @@ describe("job API", function () {
             ["GET", "/jobs"],
             ["DELETE", "/jobs/x"],
             ["GET", "/health"],
-            ["POST", "/jobs/x/cancel"],
+            ["POST", "/jobs/x/pause"],
         ]) {
             const { status, body } = await call(method, path, undefined, { routeKey: "$default" });
             assert.strictEqual(status, 404, `${method} ${path}`);

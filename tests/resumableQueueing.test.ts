@@ -229,50 +229,54 @@ describe("resumable submit and retry (the job API killed between every two steps
                 limits: DEFAULT_RENDER_LIMITS,
             },
         });
-        const queueArn = (
-            await emulator.sqs.send(
-                new GetQueueAttributesCommand({ QueueUrl: farm.frameQueueUrl, AttributeNames: ["QueueArn"] }),
-            )
-        ).Attributes!.QueueArn!;
-        // Other jobs' messages wait in the same queue: render only this job's (in queue order, one at a time).
-        const others: string[] = [];
-        let rendered = 0;
-        while (queuedFrames(jobId).length > 0) {
-            const outcome = await pollOnce({
-                sqs: emulator.sqs,
-                queueUrl: farm.frameQueueUrl,
-                queueArn,
-                region: emulator.region,
-                handler: async (event) => {
-                    const parsed = parseFrameMessage(event.Records[0].body, farm.rendersBucket);
-                    if (!parsed.ok || parsed.value.jobId !== jobId) {
-                        others.push(event.Records[0].body);
-                        return { batchItemFailures: [] };
-                    }
-                    rendered++;
-                    return handler(event);
-                },
-            });
-            assert.notStrictEqual(outcome, "failed");
-            if (outcome === "empty") break;
+        try {
+            const queueArn = (
+                await emulator.sqs.send(
+                    new GetQueueAttributesCommand({ QueueUrl: farm.frameQueueUrl, AttributeNames: ["QueueArn"] }),
+                )
+            ).Attributes!.QueueArn!;
+            // Other jobs' messages wait in the same queue: render only this job's (in queue order, one at a time).
+            const others: string[] = [];
+            let rendered = 0;
+            while (queuedFrames(jobId).length > 0) {
+                const outcome = await pollOnce({
+                    sqs: emulator.sqs,
+                    queueUrl: farm.frameQueueUrl,
+                    queueArn,
+                    region: emulator.region,
+                    handler: async (event) => {
+                        const parsed = parseFrameMessage(event.Records[0].body, farm.rendersBucket);
+                        if (!parsed.ok || parsed.value.jobId !== jobId) {
+                            others.push(event.Records[0].body);
+                            return { batchItemFailures: [] };
+                        }
+                        rendered++;
+                        return handler(event);
+                    },
+                });
+                assert.notStrictEqual(outcome, "failed");
+                if (outcome === "empty") break;
+            }
+            assert.strictEqual(rendered, 14, "10 frames, 4 of them delivered twice");
+            const runs = fs
+                .readFileSync(log, "utf8")
+                .trim()
+                .split("\n")
+                .map((line) => (JSON.parse(line) as { frame: number }).frame);
+            assert.deepStrictEqual(
+                runs.sort((a, b) => a - b),
+                Array.from({ length: 10 }, (_, i) => i + 1),
+                "Blender ran once per frame",
+            );
+            const status = (await getJobStatus(deps(), jobId)).body as JobStatus;
+            assert.strictEqual(status.state, "complete");
+            assert.deepStrictEqual(status.frames, { total: 10, done: 10, failed: 0, pending: 0 });
+            // Put the other jobs' messages back for the tests after this one.
+            for (const body of others)
+                await emulator.sqs.send(new SendMessageCommand({ QueueUrl: farm.frameQueueUrl, MessageBody: body }));
+        } finally {
+            await handler.close();
         }
-        assert.strictEqual(rendered, 14, "10 frames, 4 of them delivered twice");
-        const runs = fs
-            .readFileSync(log, "utf8")
-            .trim()
-            .split("\n")
-            .map((line) => (JSON.parse(line) as { frame: number }).frame);
-        assert.deepStrictEqual(
-            runs.sort((a, b) => a - b),
-            Array.from({ length: 10 }, (_, i) => i + 1),
-            "Blender ran once per frame",
-        );
-        const status = (await getJobStatus(deps(), jobId)).body as JobStatus;
-        assert.strictEqual(status.state, "complete");
-        assert.deepStrictEqual(status.frames, { total: 10, done: 10, failed: 0, pending: 0 });
-        // Put the other jobs' messages back for the tests after this one.
-        for (const body of others)
-            await emulator.sqs.send(new SendMessageCommand({ QueueUrl: farm.frameQueueUrl, MessageBody: body }));
     });
 
     /** Every frame of the job failed for good, with its message in the dead-letter queue, as the farm leaves it. */

@@ -82,6 +82,6 @@ export function jobStatusOf(manifest: JobManifest, summary: JobSummary, extras: 
         const { v: _v, jobId: _jobId, liftedAt: _liftedAt, ...stop } = extras.stop;
         status.stop = stop;
     }
-    if (manifest.request.maxCostUsd !== undefined) status.maxCostUsd = manifest.request.maxCostUsd;
+    if (manifest.request?.maxCostUsd !== undefined) status.maxCostUsd = manifest.request.maxCostUsd;
     return status;
 }
