@@ -260,6 +260,38 @@ export interface RetryReply {
     message: string;
 }
 
+/** A range: the low and high ends and the value expected between them. */
+export interface Estimate {
+    low: number;
+    expected: number;
+    high: number;
+}
+
+/**
+ * What a job will cost and take, measured before it runs: probe frames rendered at the job's settings on the farm
+ * itself (`render-farm estimate`). Written as quote.json beside the frames it downloads.
+ */
+export interface Quote {
+    jobId: string;
+    /** The probe frames rendered, and each one's render seconds, billed seconds and cost. */
+    probes: { frame: number; renderSeconds: number; billedSeconds: number; costUsd: number }[];
+    frames: number;
+    memoryMb: number;
+    /** USD per GB-second used, its region, and where the price comes from. */
+    price: { usdPerGbSecond: number; region: string; source: string };
+    renderSecondsPerFrame: Estimate;
+    /** Render seconds for the whole job (every frame). */
+    renderSeconds: Estimate;
+    /** Billed GB-seconds for the whole job. */
+    gbSeconds: Estimate;
+    /** USD for the whole job: Lambda duration plus requests, SQS and API Gateway. */
+    costUsd: Estimate;
+    /** Wall seconds at the farm's concurrency. */
+    wallSeconds: Estimate;
+    concurrency: number;
+    createdAt: string;
+}
+
 /** POST /jobs/{jobId}/cancel: 200. */
 export interface CancelReply {
     jobId: string;
