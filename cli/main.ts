@@ -13,6 +13,7 @@ import {
     parseFrameSpec,
 } from "../functions/shared/contract";
 import { CliError, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, oneLine } from "./errors";
+import { estimateCommand } from "./estimate";
 import { cancelCommand, downloadCommand, retryCommand, statusCommand } from "./jobCommands";
 import { Output } from "./output";
 import { inspectCommand } from "./inspect";
@@ -100,6 +101,50 @@ function jobId(value: string): string {
     return value;
 }
 
+/** The options that describe a job: what render submits, and what estimate prices. */
+function withJobOptions(command: Command): Command {
+    return command
+        .option(
+            "--assets <paths...>",
+            "files or directories the scene uses (under the scene's directory), e.g. textures/",
+            collect,
+        )
+        .option("--frames <spec>", 'frames to render: "1-250", "1-250x2" (every 2nd), "1,5,10-20"', frameSpec)
+        .option(
+            "--engine <engine>",
+            `render engine: ${ENGINES.join(", ")} (default: the scene's)`,
+            oneOf<Engine>("--engine", ENGINES),
+        )
+        .option("--samples <n>", "render samples (default: the scene's)", positiveInt("--samples"))
+        .option("--resolution <WxH>", "resolution, e.g. 1920x1080 (default: the scene's)", resolution)
+        .option(
+            "--percentage <n>",
+            "resolution percentage, 1-100 (default: the scene's)",
+            positiveInt("--percentage", 100),
+        )
+        .option("--format <format>", `image format: ${FORMATS.join(", ")}`, oneOf<Format>("--format", FORMATS), "PNG")
+        .option("--out <dir>", "where the frames go (default: renders/<jobId>)")
+        .option("--job-id <id>", "the job's id (an idempotency key: resubmitting it queues nothing new)", jobId)
+        .option(
+            "--prefix <key>",
+            "key prefix in the scenes bucket (default: the scene directory's name and a hash of its path, e.g. shot-3f9c0a12be)",
+        )
+        .option(
+            "--allow-missing",
+            "submit even when files the scene references are missing on disk or cannot be uploaded (absolute paths, paths outside the scene's folder): warns instead of exiting 2",
+        )
+        .option(
+            "--max-cost <usd>",
+            "the job's budget in US dollars: no frame starts once it would be spent, and the job ends stopped_budget",
+            dollars("--max-cost"),
+        )
+        .option(
+            "--fail-fast <n>",
+            `stop the job once <n> frames failed with the same error and none is done; 0 never stops (default ${DEFAULT_FAIL_FAST_FRAMES})`,
+            nonNegativeInt("--fail-fast"),
+        );
+}
+
 /** Repeated and variadic --assets values add up (commander passes no previous value the first time). */
 function collect(value: string, previous: string[]): string[] {
     return [...(previous ?? []), value];
@@ -177,56 +222,24 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
         .exitOverride();
 
     withTargetOptions(
-        program
-            .command("render")
-            .description("upload a scene and its assets, render frames, download them; exits 1 if any frame failed")
-            .argument("<scene>", "the .blend file")
-            .option(
-                "--assets <paths...>",
-                "files or directories the scene uses (under the scene's directory), e.g. textures/",
-                collect,
-            )
-            .option("--frames <spec>", 'frames to render: "1-250", "1-250x2" (every 2nd), "1,5,10-20"', frameSpec)
-            .option(
-                "--engine <engine>",
-                `render engine: ${ENGINES.join(", ")} (default: the scene's)`,
-                oneOf<Engine>("--engine", ENGINES),
-            )
-            .option("--samples <n>", "render samples (default: the scene's)", positiveInt("--samples"))
-            .option("--resolution <WxH>", "resolution, e.g. 1920x1080 (default: the scene's)", resolution)
-            .option(
-                "--percentage <n>",
-                "resolution percentage, 1-100 (default: the scene's)",
-                positiveInt("--percentage", 100),
-            )
-            .option(
-                "--format <format>",
-                `image format: ${FORMATS.join(", ")}`,
-                oneOf<Format>("--format", FORMATS),
-                "PNG",
-            )
-            .option("--out <dir>", "where the frames go (default: renders/<jobId>)")
-            .option("--job-id <id>", "the job's id (an idempotency key: resubmitting it queues nothing new)", jobId)
-            .option(
-                "--prefix <key>",
-                "key prefix in the scenes bucket (default: the scene directory's name and a hash of its path, e.g. shot-3f9c0a12be)",
-            )
-            .option(
-                "--allow-missing",
-                "submit even when files the scene references are missing on disk or cannot be uploaded (absolute paths, paths outside the scene's folder): warns instead of exiting 2",
-            )
-            .option(
-                "--max-cost <usd>",
-                "the job's budget in US dollars: no frame starts once it would be spent, and the job ends stopped_budget",
-                dollars("--max-cost"),
-            )
-            .option(
-                "--fail-fast <n>",
-                `stop the job once <n> frames failed with the same error and none is done; 0 never stops (default ${DEFAULT_FAIL_FAST_FRAMES})`,
-                nonNegativeInt("--fail-fast"),
-            )
-            .option("--no-wait", "submit and print the job id without waiting"),
+        withJobOptions(
+            program
+                .command("render")
+                .description("upload a scene and its assets, render frames, download them; exits 1 if any frame failed")
+                .argument("<scene>", "the .blend file"),
+        ).option("--no-wait", "submit and print the job id without waiting"),
     ).action((scene: string, flags) => act(flags.json, (session) => renderCommand(session, scene, flags)));
+
+    withTargetOptions(
+        withJobOptions(
+            program
+                .command("estimate")
+                .description(
+                    "price a job before rendering it: renders probe frames (first, last, middle; more when their times disagree) on the farm at the job's settings, prints render time, GB-seconds, cost and wall time as ranges, writes quote.json; the probe frames are kept for the job",
+                )
+                .argument("<scene>", "the .blend file"),
+        ),
+    ).action((scene: string, flags) => act(flags.json, (session) => estimateCommand(session, scene, flags)));
 
     program
         .command("inspect")

@@ -4,7 +4,7 @@ import { SingleBar } from "cli-progress";
 import { JobState, JobStatus, STOP_STATES } from "../functions/shared/contract";
 import { terminalSafe } from "./terminalText";
 
-export const FINAL_STATES: readonly JobState[] = ["complete", "failed", "partial", ...STOP_STATES];
+export const FINAL_STATES: readonly JobState[] = ["complete", "failed", "partial", "probed", ...STOP_STATES];
 
 export interface ProgressReporter {
     update(status: JobStatus): void;

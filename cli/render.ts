@@ -21,6 +21,7 @@ import {
 import { sceneReferences } from "./libraryReferences";
 import { Session, TargetFlags } from "./session";
 import { uploadObjects } from "./upload";
+import type { Target } from "./target";
 
 export interface RenderFlags extends TargetFlags {
     assets?: string[];
@@ -49,7 +50,22 @@ function megabytes(bytes: number): string {
     return bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KB` : `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }
 
-export async function renderCommand(session: Session, scenePath: string, flags: RenderFlags): Promise<number> {
+/** A job ready to submit: its files uploaded to the target's scenes bucket, and the request naming them. */
+export interface PreparedJob {
+    request: JobRequest;
+    target: Target;
+    upload: { scene: string; uploaded: number; unchanged: number; bytes: number; referenced: string[] };
+}
+
+/**
+ * Reads the scene, refuses what the farm would refuse (no camera, files missing or unmirrorable), uploads the scene and
+ * the files it needs, and builds the request `render` and `estimate` submit.
+ */
+export async function prepareJob(
+    session: Session,
+    scenePath: string,
+    flags: Omit<RenderFlags, "wait">,
+): Promise<PreparedJob> {
     const { output } = session;
     // Checked before any farm starts: a typo costs nothing.
     const plan = planSceneFiles(scenePath, flags.assets ?? [], flags.prefix);
@@ -126,9 +142,6 @@ export async function renderCommand(session: Session, scenePath: string, flags: 
             ? `nothing to upload: ${uploaded.unchanged.length} file(s) already there with the same content`
             : `uploaded ${uploaded.uploaded.length} file(s) (${megabytes(uploaded.uploadedBytes)}), ${uploaded.unchanged.length} already there`,
     );
-
-    const submitted = await target.api.submit(request);
-    session.jobId = submitted.jobId;
     const upload = {
         scene: plan.scene.key,
         uploaded: uploaded.uploaded.length,
@@ -136,6 +149,16 @@ export async function renderCommand(session: Session, scenePath: string, flags: 
         bytes: uploaded.uploadedBytes,
         referenced: plan.referenced.map((object) => object.key),
     };
+    return { request, target, upload };
+}
+
+export async function renderCommand(session: Session, scenePath: string, flags: RenderFlags): Promise<number> {
+    const { output } = session;
+    const { request, target, upload } = await prepareJob(session, scenePath, flags);
+    const s3 = target.s3();
+    const outputs = target.outputs!;
+    const submitted = await target.api.submit(request);
+    session.jobId = submitted.jobId;
     if (!flags.wait) {
         output.note(`job ${submitted.jobId}: ${submitted.frames} frame(s) ${submitted.state} on ${target.description}`);
         if (submitted.queued < submitted.frames)

@@ -32,10 +32,11 @@ import { DEFAULT_RENDER_LIMITS } from "../functions/renderer/settings";
 const SCENE = "shots/crash/scene.blend";
 const GROUP = 4;
 const FRAMES = "1-10";
+/** The groups frames 1-10 go out in, 4 at a time, in the interleaved order (first, last, middle, then bisection). */
 const GROUPS = [
-    [1, 2, 3, 4],
-    [5, 6, 7, 8],
-    [9, 10],
+    [1, 10, 5, 3],
+    [7, 2, 4, 6],
+    [8, 9],
 ];
 /** The steps of a clean submit, in order: the crash points a kill can fall between. */
 const SUBMIT_STEPS = [

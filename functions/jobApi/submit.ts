@@ -29,6 +29,7 @@ import { HEAD_CONCURRENCY, headObject, ObjectCheck, ObjectVersion, Preflight, pr
 import { inputsTooLarge, pinAssets, versionsOf } from "./jobInputs";
 import { ApiReply, errorReply, sceneChangedError, statusUrlOf, upstreamReply } from "./replies";
 import { DEFAULT_WORK_MS, isCrash, JobApiDeps } from "./settings";
+import { asProbe, widenProbe } from "./probes";
 import { readJobStatus } from "./status";
 import { TUNABLES } from "../shared/farmSettings";
 
@@ -46,10 +47,10 @@ function canonicalJson(value: unknown): string {
 
 /**
  * sha256 of the request as the farm understands it: defaults applied, frames canonical, assets as a set, jobId
- * left out. Without frames (the scene's own range) the hash covers the request as sent, so a resubmit matches.
+ * and probe left out. Without frames (the scene's own range) the hash covers the request as sent, so a resubmit matches.
  */
 export function requestHashOf(request: JobRequest, frames: number[] | undefined): string {
-    const { jobId: _jobId, ...rest } = request;
+    const { jobId: _jobId, probe: _probe, ...rest } = request;
     const normalized = {
         ...rest,
         frames: frames === undefined ? undefined : formatFrameSpec(frames),
@@ -78,6 +79,7 @@ async function existingJobReply(
     deps: JobApiDeps,
     manifest: JobManifest,
     requestHash: string,
+    probe: number | undefined,
     deadline: number,
 ): Promise<ApiReply> {
     if (manifest.requestHash !== requestHash) {
@@ -99,8 +101,32 @@ async function existingJobReply(
                 "to render the new version, submit it as a new job (another jobId, or none)",
             ),
         );
-    const progress = await readQueueProgress(deps.s3, deps.settings.rendersBucket, manifest.jobId);
+    let progress = await readQueueProgress(deps.s3, deps.settings.rendersBucket, manifest.jobId);
     let outcome: DispatchOutcome | undefined;
+    const widened = widenProbe(manifest, probe);
+    if (widened) {
+        // More probe frames, or the rest of the job. An earlier dispatch is finished first, unless it is the one that
+        // sends these frames (a request killed before it wrote the manifest below): then it is carried on.
+        const addedSpec = formatFrameSpec(widened.added);
+        if (progress && !progress.dispatch.complete && progress.dispatch.frames !== addedSpec) {
+            outcome = await resumeDispatch(deps, manifest, progress, deadline);
+            if (outcome.outcome !== "complete") return submitReplyOf(deps, manifest, outcome, {}, false);
+            progress = outcome.stored;
+        }
+        outcome =
+            progress?.dispatch.frames === addedSpec
+                ? await resumeDispatch(deps, widened.manifest, progress, deadline)
+                : await startDispatch(
+                      deps,
+                      widened.manifest,
+                      newDispatch(manifest.jobId, "submit", widened.added, progress?.dispatch, new Date()),
+                      progress?.etag,
+                      deadline,
+                  );
+        if (outcome.outcome === "busy") return submitReplyOf(deps, manifest, outcome, {}, false);
+        await writeManifest(deps.s3, deps.settings.rendersBucket, widened.manifest);
+        return submitReplyOf(deps, widened.manifest, outcome, {}, false);
+    }
     if (manifest.v !== 1) {
         // No progress yet: the request that wrote the manifest was killed before sending anything.
         if (!progress)
@@ -261,7 +287,7 @@ export async function submitJob(
     try {
         if (request.jobId !== undefined) {
             const existing = await readManifest(deps.s3, settings.rendersBucket, jobId);
-            if (existing) return await existingJobReply(deps, existing, requestHash, deadline);
+            if (existing) return await existingJobReply(deps, existing, requestHash, request.probe, deadline);
         }
     } catch (error) {
         if (isCrash(error)) throw error;
@@ -350,6 +376,7 @@ export async function submitJob(
     if (tooLarge) return errorReply(tooLarge);
     const late = messageSizeProblem(manifest, settings.rendersBucket, manifest.frames);
     if (late) return errorReply(late);
+    asProbe(manifest, request.probe);
 
     manifest.createdAt = new Date().toISOString();
     try {
@@ -357,7 +384,7 @@ export async function submitJob(
         if (written === "exists") {
             // Another submit of the same jobId won the race: answer as a resubmit would.
             const existing = await readManifest(deps.s3, settings.rendersBucket, jobId);
-            if (existing) return await existingJobReply(deps, existing, requestHash, deadline);
+            if (existing) return await existingJobReply(deps, existing, requestHash, request.probe, deadline);
             return errorReply(
                 apiError(409, "job_conflict", `job ${jobId} is being created by another request; try again`, "jobId"),
             );

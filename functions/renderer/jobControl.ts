@@ -10,6 +10,8 @@ import { readManifest } from "../shared/ledger";
 
 /** Manifests a warm renderer keeps: a renderer serves one or two jobs at a time. */
 const MANIFESTS_KEPT = 8;
+/** How long a kept manifest is trusted: a probe job's frames grow when the rest of the job is asked for. */
+const MANIFEST_KEPT_MS = 15_000;
 /**
  * Error codes that say nothing about the scene (S3 or the renderer itself failed): they never stop a job early. A
  * frame past its deadline does count: every frame of a scene that slow would be.
@@ -49,12 +51,13 @@ function usd(value: number): string {
 }
 
 export function createJobControl(s3: S3Client, rendersBucket: string, maxReceiveCount: number): JobControl {
-    const rules = new Map<string, JobRules | null>();
+    const rules = new Map<string, { job: JobRules | null; at: number }>();
 
     /** The job's budget and fail-fast rules from its manifest (null for a job without one: seed-era messages). */
     async function rulesOf(jobId: string): Promise<JobRules | null> {
         const known = rules.get(jobId);
-        if (known !== undefined) return known;
+        if (known !== undefined && Date.now() - known.at < MANIFEST_KEPT_MS) return known.job;
+        rules.delete(jobId);
         const manifest = await readManifest(s3, rendersBucket, jobId, { forbiddenMeansAbsent: true });
         const found = manifest
             ? {
@@ -65,7 +68,7 @@ export function createJobControl(s3: S3Client, rendersBucket: string, maxReceive
               }
             : null;
         if (rules.size >= MANIFESTS_KEPT) rules.delete(rules.keys().next().value as string);
-        rules.set(jobId, found);
+        rules.set(jobId, { job: found, at: Date.now() });
         return found;
     }
 

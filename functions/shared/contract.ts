@@ -31,6 +31,8 @@ export const MAX_SAMPLES = 1 << 20;
 /** Fail fast by default: the job stops once its first 3 distinct frames fail with the same error and none is done. */
 export const DEFAULT_FAIL_FAST_FRAMES = 3;
 export const MAX_FAIL_FAST_FRAMES = 1000;
+/** Most probe frames an estimate may ask for. */
+export const MAX_PROBE_FRAMES = 64;
 /** S3's own limit on key length, in bytes. */
 const MAX_KEY_BYTES = 1024;
 
@@ -69,6 +71,12 @@ export interface JobRequest {
      * is done; 0 never stops early. Absent: DEFAULT_FAIL_FAST_FRAMES.
      */
     failFast?: number;
+    /**
+     * Render only this many probe frames (the first of the job's interleaved order: first, last, middle, …) to
+     * estimate it. The same request again with a larger probe renders more; without probe, the rest of the job (the
+     * probe frames are kept). Not part of the request's identity: a resubmit with another probe is no conflict.
+     */
+    probe?: number;
 }
 
 /** Bounds a deployment puts on requests (from the stack config, through the function's environment). */
@@ -110,6 +118,11 @@ export interface JobManifest {
     settings: RenderSettings;
     outputPrefix: string;
     createdAt: string;
+    /**
+     * Present while only probe frames are asked for: `frames` holds them, `jobFrames` every frame of the job, and
+     * `count` how many probe frames were asked for. A resubmit without probe makes `frames` the job's.
+     */
+    probe?: { count: number; jobFrames: number[] };
 }
 
 /** done: the frame is on S3; retrying: an attempt failed and SQS will deliver it again; failed: no attempts left. */
@@ -134,9 +147,10 @@ export interface FrameRecord {
 
 /**
  * queueing: the frames of a submit (or a retry) are still being sent; a resubmit (or retry) carries on.
+ * probed: a job of probe frames only (JobRequest.probe) whose probe frames all ended.
  * cancelled, stopped_budget, stopped_failing: the job was stopped (see JobStop) with frames left that will not render.
  */
-export type JobState = "queueing" | "queued" | "rendering" | "complete" | "failed" | "partial" | StopState;
+export type JobState = "probed" | "queueing" | "queued" | "rendering" | "complete" | "failed" | "partial" | StopState;
 
 /** Why a job stopped before its frames were all rendered: a person cancelled it, its budget, or its failing frames. */
 export const STOP_STATES = ["cancelled", "stopped_budget", "stopped_failing"] as const;
@@ -212,6 +226,8 @@ export interface JobStatus {
     stop?: Omit<JobStop, "v" | "jobId" | "liftedAt">;
     /** The request's budget, USD, when it has one. */
     maxCostUsd?: number;
+    /** A job of probe frames only (an estimate): `frames` of its `of` frames are asked for. */
+    probe?: { frames: number; of: number };
     timing?: FarmTiming;
     outputPrefix: string;
     startedAt: string;
@@ -475,6 +491,7 @@ function jobRequestSchema(limits: JobLimits) {
             jobId: z.string().regex(JOB_ID_PATTERN, "jobId must be 1-64 characters of a-z, 0-9 and '-'").optional(),
             maxCostUsd: z.number().finite().positive().max(1_000_000).optional(),
             failFast: z.number().int().min(0).max(MAX_FAIL_FAST_FRAMES).optional(),
+            probe: z.number().int().min(1).max(MAX_PROBE_FRAMES).optional(),
         })
         .strict();
 }

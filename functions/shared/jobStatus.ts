@@ -16,6 +16,11 @@ export function jobStateOf(summary: JobSummary, dispatch?: QueueDispatch, stop?:
     return summary.done === 0 ? "failed" : "partial";
 }
 
+/** A job of probe frames only reads "probed" once they all ended (however they ended: their records say). */
+function probedStateOf(manifest: JobManifest, state: JobState): JobState {
+    return manifest.probe && (state === "complete" || state === "partial" || state === "failed") ? "probed" : state;
+}
+
 function failureText(record: FrameRecord): string {
     if (!record.error) return "the frame failed without an error message";
     return record.error.code ? `${record.error.code}: ${record.error.message}` : record.error.message;
@@ -57,7 +62,7 @@ export function jobStatusOf(manifest: JobManifest, summary: JobSummary, extras: 
     const summaryUpdated = iso(summary.updatedAt);
     const status: JobStatus = {
         jobId: manifest.jobId,
-        state: jobStateOf(summary, extras.dispatch, extras.stop),
+        state: probedStateOf(manifest, jobStateOf(summary, extras.dispatch, extras.stop)),
         frames: { total: summary.total, done: summary.done, failed: summary.failed, pending: summary.pending },
         pendingBy: summary.pendingBy,
         failures: extras.failures,
@@ -83,5 +88,6 @@ export function jobStatusOf(manifest: JobManifest, summary: JobSummary, extras: 
         status.stop = stop;
     }
     if (manifest.request?.maxCostUsd !== undefined) status.maxCostUsd = manifest.request.maxCostUsd;
+    if (manifest.probe) status.probe = { frames: manifest.frames.length, of: manifest.probe.jobFrames.length };
     return status;
 }
