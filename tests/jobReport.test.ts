@@ -352,4 +352,27 @@ describe("render-farm report (report.html, opened in Chromium)", function () {
         assertShows(await text(page, "#total-cost"), (await ledgerStatus(outputs, "report-exr")).costUsd, "total cost");
         await page.close();
     });
+
+    it("shows a cancelled job's stop: its state, when and why, as the status has it", async function () {
+        const scene = await makeScene({ frames: "1-6", resolutionX: 160, resolutionY: 90, samples: 8 });
+        await uploadFile(outputs, "report/cancelled/scene.blend", scene.blendPath);
+        const submitted = await api(outputs, "POST", "/jobs", {
+            scene: "report/cancelled/scene.blend",
+            frames: "1-6",
+            jobId: "report-cancelled",
+        });
+        assert.strictEqual(submitted.status, 202, JSON.stringify(submitted.body));
+        const cancelled = await api(outputs, "POST", "/jobs/report-cancelled/cancel");
+        assert.strictEqual(cancelled.status, 200, JSON.stringify(cancelled.body));
+
+        const { document, html } = await report("report-cancelled", path.join(workDir, "cancelled"));
+        assertSelfContained(html);
+        const status = await ledgerStatus(outputs, "report-cancelled");
+        assert.ok(status.stop, "the status has the stop");
+        const page = await open(document.report);
+        assert.strictEqual(await text(page, "#job-state"), "cancelled");
+        const stop = await text(page, "#stop");
+        assert.ok(stop.includes(`cancelled at ${status.stop.at}: ${status.stop.message}`), stop);
+        await page.close();
+    });
 });
