@@ -8,13 +8,13 @@ import { allFailureLines, exitCodeOf, jobDocument, summaryLine } from "./jobRepo
 import { watchJob } from "./jobWatch";
 import { Session, TargetFlags } from "./session";
 
-function checkJobId(jobId: string): void {
+export function checkJobId(jobId: string): void {
     if (!JOB_ID_PATTERN.test(jobId))
         throw usageError(`"${jobId}" is not a job id (1-64 characters of a-z, 0-9 and '-')`, "invalid_job_id");
 }
 
 /** The job's status with every page of its failures (the farm sends them a page at a time). */
-async function statusWithAllFailures(api: ApiClient, jobId: string): Promise<JobStatus> {
+export async function statusWithAllFailures(api: ApiClient, jobId: string): Promise<JobStatus> {
     const status = await api.status(jobId);
     const failures = [...status.failures];
     let next = status.failuresNext;

@@ -18,6 +18,7 @@ import { cancelCommand, downloadCommand, retryCommand, statusCommand } from "./j
 import { Output } from "./output";
 import { inspectCommand } from "./inspect";
 import { renderCommand } from "./render";
+import { reportCommand } from "./report/reportCommand";
 import { Session } from "./session";
 import { DEFAULT_DATA_DIR } from "./target";
 import { workerCommand } from "./worker";
@@ -269,6 +270,16 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
             .argument("<jobId>")
             .option("--out <dir>", "where the frames go (default: renders/<jobId>)"),
     ).action((id: string, flags) => act(flags.json, (session) => downloadCommand(session, id, flags)));
+
+    withTargetOptions(
+        program
+            .command("report")
+            .description(
+                "write report.html beside a job's frames (downloading those not there yet): contact sheet, timeline, render seconds and cost per frame, the quote beside the actual, failures with their logs, an MP4 preview",
+            )
+            .argument("<jobId>")
+            .option("--out <dir>", "where the frames and report.html go (default: renders/<jobId>)"),
+    ).action((id: string, flags) => act(flags.json, (session) => reportCommand(session, id, flags)));
 
     withTargetOptions(
         program

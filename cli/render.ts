@@ -4,7 +4,7 @@ import { randomUUID } from "crypto";
 import * as path from "path";
 import { Engine, Format, JobRequest, Resolution } from "../functions/shared/contract";
 import { downloadFrames } from "./download";
-import { EXIT_OK, usageError } from "./errors";
+import { EXIT_OK, oneLine, usageError } from "./errors";
 import { allFailureLines, exitCodeOf, jobDocument, summaryLine } from "./jobReport";
 import { watchJob } from "./jobWatch";
 import {
@@ -19,6 +19,7 @@ import {
     unmirrorableFilesLine,
 } from "./sceneFiles";
 import { sceneReferences } from "./libraryReferences";
+import { writeJobReport } from "./report/writeReport";
 import { Session, TargetFlags } from "./session";
 import { uploadObjects } from "./upload";
 import type { Target } from "./target";
@@ -187,6 +188,17 @@ export async function renderCommand(session: Session, scenePath: string, flags: 
     });
     const outDir = path.resolve(flags.out ?? path.join("renders", submitted.jobId));
     const frames = await downloadFrames(s3, outputs.rendersBucket, submitted.jobId, outDir);
+    // The report is extra: a failure to write it is said, and changes neither the outcome nor the exit code.
+    const report = await writeJobReport(
+        { api: target.api, s3, rendersBucket: outputs.rendersBucket, farm: target.description },
+        submitted.jobId,
+        outDir,
+        frames,
+    ).catch((error) => {
+        output.problem(`warning: no report.html: ${oneLine(error)}`);
+        return undefined;
+    });
+    for (const note of report?.notes ?? []) output.note(`report: ${note}`);
     const elapsedSeconds = Math.round((Date.now() - started) / 100) / 10;
     const exitCode = exitCodeOf(status);
 
@@ -201,16 +213,16 @@ export async function renderCommand(session: Session, scenePath: string, flags: 
         ...jobDocument(status),
         outDir,
         files: frames.map((frame) => frame.file),
+        ...(report ? { report: report.file } : {}),
         upload,
         target: target.description,
         elapsedSeconds,
     };
     const relativeOut = path.relative(process.cwd(), outDir) || ".";
-    output.result(
-        document,
-        frames.length > 0
-            ? [`${frames.length} frame(s) in ${relativeOut.startsWith("..") ? outDir : relativeOut}/`]
-            : [],
-    );
+    const shownOut = relativeOut.startsWith("..") ? outDir : relativeOut;
+    output.result(document, [
+        ...(frames.length > 0 ? [`${frames.length} frame(s) in ${shownOut}/`] : []),
+        ...(report ? [`report: ${path.join(shownOut, path.basename(report.file))}`] : []),
+    ]);
     return exitCode;
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the farm needs on this machine: npm packages, Blender and ffmpeg (and curl for the tests). Safe to run again.
+# Installs what the farm needs on this machine: npm packages, Blender and ffmpeg (and curl and Chromium for the tests). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +8,8 @@ command -v blender >/dev/null 2>&1 || missing+=(blender)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 # tests/localFarm.test.ts sends oversized bodies with curl, as users do.
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# tests/jobReport.test.ts opens the report `render-farm report` writes in headless Chromium (driven by playwright-core).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${missing[*]} with apt-get (about a minute)"

@@ -247,7 +247,12 @@ describe("render-farm CLI", function () {
             assert.match(events[0], /job [0-9a-f-]+: (queued|rendering), 3 frame\(s\)/);
             assert.match(events.find((line) => /3\/3 done/.test(line)) ?? "", /3\/3 done, 0 failed, 0 pending/);
             assert.match(events[events.length - 1], /: complete$/);
-            assert.deepStrictEqual(fs.readdirSync(out).sort(), ["frame_0001.png", "frame_0002.png", "frame_0003.png"]);
+            assert.deepStrictEqual(fs.readdirSync(out).sort(), [
+                "frame_0001.png",
+                "frame_0002.png",
+                "frame_0003.png",
+                "report.html",
+            ]);
             assert.match(first.stdout.trim(), /^3 frame\(s\) in /);
 
             const second = await runCli([
