@@ -64,7 +64,8 @@ describe("estimate: a quote from probe frames rendered on the farm", function ()
         it("renders probe frames only, prints and writes the quote; render with the same --job-id renders the rest and keeps them", async function () {
             const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "estimate-"));
             serve = await startServe(["--port", "0", "--workers", "1", "--data-dir", dataDir]);
-            const scene = await makeScene({ frames: "1-9", resolutionX: 64, resolutionY: 48, samples: 4 });
+            // 31 frames: more than the most probe frames an estimate renders (15), so the job stays a probe job.
+            const scene = await makeScene({ frames: "1-31", resolutionX: 64, resolutionY: 48, samples: 4 });
             const shot = path.join(dataDir, "shot");
             fs.mkdirSync(shot);
             fs.copyFileSync(scene.blendPath, path.join(shot, "scene.blend"));
@@ -73,17 +74,17 @@ describe("estimate: a quote from probe frames rendered on the farm", function ()
 
             const estimate = await runCli(["estimate", ...common], { timeoutMs: 300_000 });
             assert.strictEqual(estimate.code, 0, estimate.stderr);
-            assert.match(estimate.stdout, /^job priced: 9 frame\(s\), priced from \d+ probe frame\(s\)/m);
+            assert.match(estimate.stdout, /^job priced: 31 frame\(s\), priced from \d+ probe frame\(s\)/m);
             assert.match(estimate.stdout, /^cost: \$[\d.]+ \(\$[\d.]+ to \$[\d.]+\); /m);
             assert.match(estimate.stdout, /^wall time at 1 renderer\(s\) at once: /m);
             const quote = JSON.parse(fs.readFileSync(path.join(out, "quote.json"), "utf8")) as Quote;
-            assert.strictEqual(quote.frames, 9);
+            assert.strictEqual(quote.frames, 31);
             assert.ok(quote.probes.length >= 3, JSON.stringify(quote.probes));
             const probeFrames = quote.probes.map((probe) => probe.frame);
-            for (const frame of [1, 5, 9]) assert.ok(probeFrames.includes(frame), `probe frames ${probeFrames}`);
+            for (const frame of [1, 16, 31]) assert.ok(probeFrames.includes(frame), `probe frames ${probeFrames}`);
             const probed = (await api(serve.outputs, "GET", "/jobs/priced")).body as JobStatus;
             assert.strictEqual(probed.state, "probed");
-            assert.deepStrictEqual(probed.probe, { frames: quote.probes.length, of: 9 });
+            assert.deepStrictEqual(probed.probe, { frames: quote.probes.length, of: 31 });
             assert.strictEqual(probed.frames.total, quote.probes.length);
             const probeRecords = await frameRecords(serve.outputs, "priced");
             assert.deepStrictEqual(
@@ -100,7 +101,7 @@ describe("estimate: a quote from probe frames rendered on the farm", function ()
             assert.strictEqual(render.code, 0, render.stderr);
             const done = (await api(serve.outputs, "GET", "/jobs/priced")).body as JobStatus;
             assert.strictEqual(done.state, "complete");
-            assert.deepStrictEqual(done.frames, { total: 9, done: 9, failed: 0, pending: 0 });
+            assert.deepStrictEqual(done.frames, { total: 31, done: 31, failed: 0, pending: 0 });
             assert.strictEqual(done.probe, undefined);
             const records = await frameRecords(serve.outputs, "priced");
             for (const before of probeRecords) {
@@ -111,7 +112,7 @@ describe("estimate: a quote from probe frames rendered on the farm", function ()
                     `probe frame ${before.frame} was not rendered again`,
                 );
             }
-            assert.strictEqual(records.length, 9);
+            assert.strictEqual(records.length, 31);
         });
     });
 });
