@@ -4,7 +4,7 @@
 // --job-id` (the probe frames kept), and the quote's render seconds are set beside the job's actual total.
 // Target: predicted within ±10 % of the actual, and the actual inside the printed range.
 //   npm run bench:quote                48 frames, 160x120, 64 samples
-//   npm run bench:quote -- --smoke     12 frames, 64x48, 8 samples (what tests/benchmarks.test.ts runs)
+//   npm run bench:quote -- --smoke     24 frames, 64x48, 8 samples (what tests/benchmarks.test.ts runs)
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
@@ -95,7 +95,7 @@ export function quoteReport(result: QuoteBenchResult): string[] {
     ];
 }
 
-export const SMOKE_OPTIONS: QuoteBenchOptions = { frames: 12, samples: 8, resolution: "64x48" };
+export const SMOKE_OPTIONS: QuoteBenchOptions = { frames: 24, samples: 8, resolution: "64x48" };
 export const FULL_OPTIONS: QuoteBenchOptions = { frames: 48, samples: 64, resolution: "160x120" };
 
 if (require.main === module) {

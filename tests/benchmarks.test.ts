@@ -63,12 +63,12 @@ describe("benchmarks in smoke mode", function () {
         for (const row of rows) console.log(`    ${row.trim()}`);
     });
 
-    it("bench/quote.ts estimates a 12-frame shot from its probe frames, renders the rest, and prints the quote beside the actual", async function () {
+    it("bench/quote.ts estimates a 24-frame shot from its probe frames, renders the rest, and prints the quote beside the actual", async function () {
         const { code, output } = await runBenchmark("quote.ts");
         assert.strictEqual(code, 0, output);
         const lines = output.split("\n").filter((line) => /^(quote|render seconds|cost|ratio)/.test(line));
         assert.strictEqual(lines.length, 4, output);
-        assert.match(lines[0], /^quote: 12 frames .* from \d+ probe frames \(1: [\d.]+ s, .*12: [\d.]+ s/);
+        assert.match(lines[0], /^quote: 24 frames .* from \d+ probe frames \(1: [\d.]+ s, .*24: [\d.]+ s/);
         assert.match(lines[1], /predicted [\d.]+ s \(range [\d.]+ to [\d.]+\), actual [\d.]+ s: error -?[\d.]+ %/);
         for (const line of lines) console.log(`      ${line}`);
     });
