@@ -452,15 +452,7 @@ describe("job inputs: pinned versions, linked libraries and the renderer's disk"
                 "10240",
                 "the dev stack's renderer /tmp",
             );
-            const invoke = (body: unknown) =>
-                shipped.invoke({
-                    version: "2.0",
-                    routeKey: "POST /jobs",
-                    rawPath: "/jobs",
-                    requestContext: { http: { method: "POST", path: "/jobs" } },
-                    body: JSON.stringify(body),
-                    isBase64Encoded: false,
-                });
+            const invoke = (body: unknown) => shipped.submit(body);
             await uploadTree(libraries, "shipped");
             const accepted = await invoke({ scene: "shipped/linked.blend", jobId: "shipped-linked" });
             assert.strictEqual(accepted.statusCode, 202, JSON.stringify(accepted.body));

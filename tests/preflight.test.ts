@@ -401,15 +401,7 @@ describe("scene preflight: the job API reads every scene before queueing", funct
         this.timeout(15 * 60_000);
         const shipped = await shippedJobApi(emulator, farm);
         try {
-            const invoke = (body: unknown) =>
-                shipped.invoke({
-                    version: "2.0",
-                    routeKey: "POST /jobs",
-                    rawPath: "/jobs",
-                    requestContext: { http: { method: "POST", path: "/jobs" } },
-                    body: JSON.stringify(body),
-                    isBase64Encoded: false,
-                });
+            const invoke = (body: unknown) => shipped.submit(body);
             await upload("fx/zstd.blend", path.join(fixtures, "zstd.blend"));
             const accepted = await invoke({ scene: "fx/zstd.blend", jobId: "serialized-zstd" });
             assert.strictEqual(accepted.statusCode, 202, JSON.stringify(accepted.body));

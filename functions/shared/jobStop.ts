@@ -32,8 +32,8 @@ async function readStoredStop(s3: S3Client, rendersBucket: string, jobId: string
 }
 
 /**
- * The job's stop, or undefined while it runs (never stopped, or its stop was lifted). A 403 reads as "not stopped": the renderer may not list the renders
- * bucket, so S3 answers 403 for a key that does not exist.
+ * The job's stop, or undefined while it runs (never stopped, or its stop was lifted). A 403 reads as "not stopped":
+ * the renderer may not list the renders bucket, so S3 answers 403 for a key that does not exist.
  */
 export async function readJobStop(s3: S3Client, rendersBucket: string, jobId: string): Promise<StoredStop | undefined> {
     const stored = await readStoredStop(s3, rendersBucket, jobId);

@@ -15,6 +15,8 @@ import { ENVIRONMENT } from "../../functions/shared/farmSettings";
 export interface ShippedJobApi {
     /** Sends one API Gateway v2 event to the archive's handler; the reply's body is parsed. */
     invoke(event: unknown): Promise<{ statusCode: number; body: any }>;
+    /** POST /jobs with `body`, as API Gateway sends it. */
+    submit(body: unknown): Promise<{ statusCode: number; body: any }>;
     /** The function's environment as the stack sets it. */
     variables: Record<string, string>;
     sandbox: LambdaSandbox;
@@ -54,7 +56,7 @@ export async function shippedJobApi(emulator: Emulator, farm: FarmResources): Pr
         },
     );
     const sandbox = await startLambdaSandbox(sandboxOptions);
-    return {
+    const shipped: ShippedJobApi = {
         variables: jobApi.variables,
         sandbox,
         sandboxOptions,
@@ -67,6 +69,17 @@ export async function shippedJobApi(emulator: Emulator, farm: FarmResources): Pr
             const reply = result.payload as { statusCode: number; body: string };
             return { statusCode: reply.statusCode, body: JSON.parse(reply.body) };
         },
+        submit(body) {
+            return shipped.invoke({
+                version: "2.0",
+                routeKey: "POST /jobs",
+                rawPath: "/jobs",
+                requestContext: { http: { method: "POST", path: "/jobs" } },
+                body: JSON.stringify(body),
+                isBase64Encoded: false,
+            });
+        },
         stop: () => sandbox.stop(),
     };
+    return shipped;
 }
