@@ -6,6 +6,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { JobManifest, JobStatus, Quote } from "../functions/shared/contract";
+import { recordRenderSeconds } from "../functions/shared/frameSummary";
 import { readFrameRecord, readManifest } from "../functions/shared/ledger";
 import { EXIT_FRAMES_FAILED, EXIT_OK } from "./errors";
 import { allFailureLines, summaryLine } from "./jobReport";
@@ -63,7 +64,7 @@ async function probeSamples(target: Target, jobId: string, frames: number[]): Pr
         .filter((record) => record?.status === "done")
         .map((record) => ({
             frame: record!.frame,
-            renderSeconds: record!.renderSeconds ?? record!.blenderMs / 1000,
+            renderSeconds: recordRenderSeconds(record!),
             billedSeconds: record!.wallMs / 1000,
             costUsd: record!.costUsd,
             memoryMb: record!.memoryMb,

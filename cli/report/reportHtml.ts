@@ -2,6 +2,7 @@
 // Content-Security-Policy that lets nothing load from anywhere, so it reads the same offline. Every string from the
 // farm or the scene is escaped (html`` in ./html).
 import type { FrameRecord, JobStatus, Quote } from "../../functions/shared/contract";
+import { recordRenderSeconds } from "../../functions/shared/frameSummary";
 import { FrameTimeline } from "./frameTimeline";
 import { html, Markup } from "./html";
 import type { PreviewVideo } from "./previewVideo";
@@ -21,11 +22,6 @@ export function formatUsd(value: number): string {
 
 export function formatSeconds(value: number, digits = 2): string {
     return `${value.toFixed(digits)} s`;
-}
-
-/** Render seconds of a record's attempt, as the job's total counts them (Blender's render time, else its wall time). */
-export function recordRenderSeconds(record: FrameRecord): number {
-    return record.renderSeconds ?? (Number.isFinite(record.blenderMs) ? record.blenderMs / 1000 : 0);
 }
 
 const STYLE = `

@@ -36,15 +36,16 @@ export async function cancelJob(deps: JobApiDeps, jobId: unknown, now: Date = ne
             at: now.toISOString(),
             message: `cancelled at ${now.toISOString()}: frames not yet rendered never will be; frames rendering then finished and were kept`,
         });
+        // The stop that holds is this request's own unless the job was cancelled before.
+        const cancelledNow = stop.at === now.toISOString();
         const reply: CancelReply = {
             jobId: manifest.jobId,
             state: "cancelled",
             at: stop.at,
             frames: { total: before.total, done: before.done, failed: before.failed, pending: before.pending },
-            message:
-                stop.at === now.toISOString()
-                    ? `job ${manifest.jobId} cancelled: ${before.pending} frame(s) not yet rendered will not be; frames rendering now finish and are kept`
-                    : `job ${manifest.jobId} was already cancelled at ${stop.at}`,
+            message: cancelledNow
+                ? `job ${manifest.jobId} cancelled: ${before.pending} frame(s) not yet rendered will not be; frames rendering now finish and are kept`
+                : `job ${manifest.jobId} was already cancelled at ${stop.at}`,
             statusUrl: statusUrlOf(manifest.jobId),
         };
         return { status: 200, body: reply };

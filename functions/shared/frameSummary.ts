@@ -79,6 +79,11 @@ function millis(iso: string | undefined): number {
     return Number.isFinite(value) ? value : 0;
 }
 
+/** Render seconds of a record's attempt, as a job's total counts them: Blender's render time, else its wall time. */
+export function recordRenderSeconds(record: FrameRecord): number {
+    return record.renderSeconds ?? (Number.isFinite(record.blenderMs) ? record.blenderMs / 1000 : 0);
+}
+
 /**
  * A frame's entry once `record` is applied. Every attempt's cost counts once; the state follows the newest write, and
  * "done" stays done (a late failure of a duplicate delivery does not undo a frame on S3).
@@ -91,7 +96,7 @@ export function applyRecord(entry: FrameSummaryEntry | undefined, record: FrameR
         : { s: "retrying", a: 0, t: 0, c: 0, r: 0, k: [] };
     if (record.attempts > 0 && !next.k.includes(started)) {
         next.c += Number.isFinite(record.costUsd) ? record.costUsd : 0;
-        next.r += record.renderSeconds ?? (Number.isFinite(record.blenderMs) ? record.blenderMs / 1000 : 0);
+        next.r += recordRenderSeconds(record);
         next.k = [...next.k, started].slice(-COUNTED_ATTEMPTS_KEPT);
     }
     const newer = !entry || (entry.s !== "done" && (record.status === "done" || at >= entry.t));
