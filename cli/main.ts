@@ -5,6 +5,8 @@ import * as path from "path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import {
     DEFAULT_FAIL_FAST_FRAMES,
+    MAX_TILES,
+    MIN_TILES,
     ENGINES,
     Engine,
     FORMATS,
@@ -59,6 +61,15 @@ function dollars(label: string) {
             throw new InvalidArgumentError(`${label} must be an amount of US dollars above 0, e.g. 2.50.`);
         return number;
     };
+}
+
+/** --tiles: MIN_TILES to MAX_TILES, or "auto". */
+function tileCount(value: string): number | "auto" {
+    if (value.trim().toLowerCase() === "auto") return "auto";
+    const number = Number(value);
+    if (!/^\d+$/.test(value.trim()) || number < MIN_TILES || number > MAX_TILES)
+        throw new InvalidArgumentError(`--tiles must be a whole number from ${MIN_TILES} to ${MAX_TILES}, or auto.`);
+    return number;
 }
 
 function nonNegativeInt(label: string) {
@@ -138,6 +149,11 @@ function withJobOptions(command: Command): Command {
             "--max-cost <usd>",
             "the job's budget in US dollars: no frame starts once it would be spent, and the job ends stopped_budget",
             dollars("--max-cost"),
+        )
+        .option(
+            "--tiles <n>",
+            `split every frame into <n> regions (${MIN_TILES}-${MAX_TILES}) rendered apart and stitched exactly, or "auto" (sized from the job's estimate: pass its --job-id)`,
+            tileCount,
         )
         .option(
             "--fail-fast <n>",

@@ -56,7 +56,7 @@ function barReporter(options: ProgressOptions, clock: Clock): ProgressReporter {
     const bar = new SingleBar({
         stream: options.stream as NodeJS.WritableStream,
         // Under 80 columns, the width cli-progress assumes when the terminal does not say.
-        format: "{jobId} [{bar}] {done}/{total} done, {failed} failed | {elapsedText} | ETA {etaText}",
+        format: "{jobId} [{bar}] {done}/{total} done{tilesText}, {failed} failed | {elapsedText} | ETA {etaText}",
         barCompleteChar: "█",
         barIncompleteChar: "░",
         barsize: 20,
@@ -70,6 +70,7 @@ function barReporter(options: ProgressOptions, clock: Clock): ProgressReporter {
         jobId: terminalSafe(status.jobId.length > 12 ? status.jobId.slice(0, 8) : status.jobId),
         done: status.frames.done,
         failed: status.frames.failed,
+        tilesText: tilesText(status),
         // Not {eta}/{duration}: cli-progress fills those itself from its own sampling.
         elapsedText: formatDuration(clock.elapsedSeconds()),
         etaText: formatDuration(clock.etaSeconds(status)),
@@ -118,10 +119,14 @@ function lineReporter(options: ProgressOptions, clock: Clock): ProgressReporter 
                     `frame ${failure.frame} failed after ${failure.attempts} attempt(s): ${failure.error.replace(/\s*\n\s*/g, " ").trim()}`,
                 );
             }
-            if (last && (last.frames.done !== done || last.frames.failed !== failed || last.frames.total !== total)) {
+            const tilesMoved = status.tiles !== undefined && last?.tiles?.done !== status.tiles.done;
+            if (
+                last &&
+                (last.frames.done !== done || last.frames.failed !== failed || last.frames.total !== total || tilesMoved)
+            ) {
                 const eta = clock.etaSeconds(status);
                 write(
-                    `${done}/${total} done, ${failed} failed, ${pending} pending${pending > 0 && Number.isFinite(eta) ? `, ETA ${formatDuration(eta)}` : ""}`,
+                    `${done}/${total} done${tilesText(status)}, ${failed} failed, ${pending} pending${pending > 0 && Number.isFinite(eta) ? `, ETA ${formatDuration(eta)}` : ""}`,
                 );
             } else {
                 clock.etaSeconds(status);
@@ -131,6 +136,11 @@ function lineReporter(options: ProgressOptions, clock: Clock): ProgressReporter 
         },
         stop() {},
     };
+}
+
+/** A tiled job's tiles as a sub-count of its frames: " (tiles 45/160)"; "" for whole frames. */
+export function tilesText(status: JobStatus): string {
+    return status.tiles ? ` (tiles ${status.tiles.done}/${status.tiles.total})` : "";
 }
 
 export function createProgressReporter(options: ProgressOptions): ProgressReporter {

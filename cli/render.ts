@@ -44,6 +44,8 @@ export interface RenderFlags extends TargetFlags {
     maxCost?: number;
     /** The request's failFast. */
     failFast?: number;
+    /** The request's tiles. */
+    tiles?: number | "auto";
     wait: boolean;
 }
 
@@ -124,6 +126,7 @@ export async function prepareJob(
     if (flags.samples !== undefined) request.samples = flags.samples;
     if (flags.maxCost !== undefined) request.maxCostUsd = flags.maxCost;
     if (flags.failFast !== undefined) request.failFast = flags.failFast;
+    if (flags.tiles !== undefined) request.tiles = flags.tiles;
     if (flags.resolution !== undefined || flags.percentage !== undefined) {
         const resolution: Resolution = {};
         if (flags.resolution) Object.assign(resolution, flags.resolution);

@@ -58,6 +58,21 @@ export class Renderer extends pulumi.ComponentResource {
                     Action: ["s3:GetObject"],
                     Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*/frames/*`,
                 },
+                // A tiled frame's tiles: each tile's record and image, the stitch marker; the stitcher deletes the
+                // images (and gives up a marker whose stitch failed) and lists what is done.
+                {
+                    Sid: "WorkTiles",
+                    Effect: "Allow",
+                    Action: ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+                    Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*/tiles/*`,
+                },
+                {
+                    Sid: "ListTiles",
+                    Effect: "Allow",
+                    Action: ["s3:ListBucket"],
+                    Resource: args.rendersBucket.arn,
+                    Condition: { StringLike: { "s3:prefix": "jobs/*/tiles/*" } },
+                },
                 // Before each frame: the job's stop, and its manifest (budget, fail-fast, the frames its summary covers).
                 {
                     Sid: "ReadJobRules",

@@ -246,7 +246,10 @@ export function frameLog(options: FrameLogOptions): Pick<WorkerPoolOptions, "des
     };
     const describe = (record: SQSRecord) => {
         const frame = frameOf(record);
-        return frame ? `frame ${frame.frame} of job ${frame.jobId}` : `message ${record.messageId}`;
+        if (!frame) return `message ${record.messageId}`;
+        return frame.tile === undefined
+            ? `frame ${frame.frame} of job ${frame.jobId}`
+            : `frame ${frame.frame} of job ${frame.jobId} tile ${frame.tile}/${frame.of}`;
     };
     const logSettled = async ({ worker, record, outcome, ms }: FrameSettled) => {
         const what = `${describe(record)} (worker ${worker + 1}, ${(ms / 1000).toFixed(1)} s)`;

@@ -200,6 +200,12 @@ const TABLE: Row[] = [
     // The frame summary lives beside the records: a renderer updates its frame's shard with If-Match.
     allow("renderer", "s3:GetObject", `renders/jobs/${JOB}/frames/summary/0-7.json`),
     allow("renderer", "s3:PutObject", `renders/jobs/${JOB}/frames/summary/0-7.json`),
+    // A tiled frame: its tiles' records and images and the stitch marker, under jobs/<jobId>/tiles/ only.
+    allow("renderer", "s3:PutObject", `renders/jobs/${JOB}/tiles/7/3.png`),
+    allow("renderer", "s3:GetObject", `renders/jobs/${JOB}/tiles/7/3.json`),
+    allow("renderer", "s3:DeleteObject", `renders/jobs/${JOB}/tiles/7/3.exr`),
+    allow("renderer", "s3:PutObject", `renders/jobs/${JOB}/tiles/7/stitch.json`),
+    deny("renderer", "s3:DeleteObject", `renders/jobs/${JOB}/stop.json`),
     allow("renderer", "s3:ListBucket", "scenes bucket"),
     deny("renderer", "s3:ListBucket", "renders bucket"),
     deny("renderer", "s3:PutBucketPolicy", "renders bucket"),

@@ -15,7 +15,7 @@ import {
     StoredDispatch,
     writeQueueProgress,
 } from "../shared/queueProgress";
-import { frameMessageOf, SEND_CONCURRENCY, SendResult, sendFrameMessages } from "./frameQueueing";
+import { frameMessagesOf, SEND_CONCURRENCY, SendResult, sendFrameMessages } from "./frameQueueing";
 import { JobApiDeps } from "./settings";
 
 /** Frames per group: one round of SendMessageBatch calls in flight; at most this many are sent twice after a kill. */
@@ -133,7 +133,8 @@ async function sendDispatch(
         crash(deps, "retry-marks-recorded");
     }
 
-    const groupSize = Math.max(1, settings.queueGroupFrames ?? QUEUE_GROUP_FRAMES);
+    // A tiled job's frame is `tiles` messages: a group stays about the same number of messages.
+    const groupSize = Math.max(1, Math.floor((settings.queueGroupFrames ?? QUEUE_GROUP_FRAMES) / (manifest.tiles ?? 1)));
     while (stored.dispatch.sent < frames.length) {
         if (Date.now() >= deadline) {
             if (!(await save({}, false))) return busy();
@@ -149,7 +150,7 @@ async function sendDispatch(
         const result = await sendFrameMessages(
             deps.sqs,
             settings.frameQueueUrl,
-            group.map((frame) => frameMessageOf(manifest, settings.rendersBucket, frame)),
+            group.flatMap((frame) => frameMessagesOf(manifest, settings.rendersBucket, frame)),
         );
         crash(deps, `${stored.dispatch.kind}-group-sent`);
         // The progress counts into the sending order: it stops at the earliest frame of the group that did not go.

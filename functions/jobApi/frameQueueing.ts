@@ -27,9 +27,18 @@ export function frameMessageOf(manifest: JobManifest, rendersBucket: string, fra
     };
 }
 
+/** A frame's messages: the frame, or one per tile when the job is tiled. */
+export function frameMessagesOf(manifest: JobManifest, rendersBucket: string, frame: number): FrameMessage[] {
+    const message = frameMessageOf(manifest, rendersBucket, frame);
+    const of = manifest.tiles;
+    if (of === undefined) return [message];
+    return Array.from({ length: of }, (_, tile) => ({ ...message, tile, of }));
+}
+
 export interface SendResult {
+    /** Messages sent. */
     sent: number;
-    /** Frames that never went, with SQS's last word on each. */
+    /** Frames that never went (a tiled frame when any of its tiles did not), with SQS's last word on each. */
     notSent: { frame: number; reason: string }[];
 }
 
@@ -65,15 +74,17 @@ async function sendBatch(
     let pending = batch;
     let lastReason = new Map<number, string>();
     const notSent: SendResult["notSent"] = [];
+    let unsent = 0;
     for (let attempt = 1; attempt <= SEND_ATTEMPTS && pending.length > 0; attempt++) {
         if (attempt > 1) await delay(Math.min(2000, 50 * 2 ** (attempt - 2)) * (0.5 + Math.random()));
-        const byId = new Map(pending.map((entry) => [`f${entry.frame}`, entry]));
+        // By position: a tiled frame's messages share its frame number.
+        const byId = new Map(pending.map((entry, index) => [`m${index}`, entry]));
         let failed: { Id?: string; SenderFault?: boolean; Code?: string; Message?: string }[];
         try {
             const reply = await sqs.send(
                 new SendMessageBatchCommand({
                     QueueUrl: queueUrl,
-                    Entries: pending.map((entry) => ({ Id: `f${entry.frame}`, MessageBody: entry.body })),
+                    Entries: pending.map((entry, index) => ({ Id: `m${index}`, MessageBody: entry.body })),
                 }),
             );
             failed = reply.Failed ?? [];
@@ -98,7 +109,10 @@ async function sendBatch(
             const original = entry.Id ? byId.get(entry.Id) : undefined;
             if (!original) continue;
             const reason = `${entry.Code ?? "Failed"}: ${entry.Message ?? "no message"}`;
-            if (entry.SenderFault) notSent.push({ frame: original.frame, reason });
+            if (entry.SenderFault) {
+                notSent.push({ frame: original.frame, reason });
+                unsent++;
+            }
             else {
                 retry.push(original);
                 lastReason.set(original.frame, reason);
@@ -106,9 +120,8 @@ async function sendBatch(
         }
         pending = retry;
     }
-    for (const entry of pending)
-        notSent.push({ frame: entry.frame, reason: lastReason.get(entry.frame) ?? "not sent" });
-    return { sent: batch.length - notSent.length, notSent };
+    for (const entry of pending) notSent.push({ frame: entry.frame, reason: lastReason.get(entry.frame) ?? "not sent" });
+    return { sent: batch.length - unsent - pending.length, notSent };
 }
 
 /** Queues the frames' messages with SendMessageBatch: 10 per call, SEND_CONCURRENCY calls in flight. */
@@ -122,7 +135,10 @@ export async function sendFrameMessages(
     const results = await mapWithConcurrency(batches, concurrency, (batch) => sendBatch(sqs, queueUrl, batch));
     return {
         sent: results.reduce((sum, result) => sum + result.sent, 0),
-        notSent: results.flatMap((result) => result.notSent).sort((a, b) => a.frame - b.frame),
+        // One entry per frame: a tiled frame's messages may fail apart.
+        notSent: [...new Map(results.flatMap((result) => result.notSent).map((entry) => [entry.frame, entry])).values()].sort(
+            (a, b) => a.frame - b.frame,
+        ),
     };
 }
 

@@ -34,6 +34,7 @@ import { isNotFound, storageError } from "../shared/awsErrors";
 import { farmError, isFarmError } from "../shared/errors";
 import { mapWithConcurrency } from "../shared/concurrency";
 import type { JobApiDeps } from "./settings";
+import { tilesEngineProblem } from "./tiles";
 
 /** HeadObject calls in flight when checking a request's scene and assets. */
 export const HEAD_CONCURRENCY = 16;
@@ -174,6 +175,11 @@ function sceneProblems(request: JobRequest, summary: BlendSummary, limits: JobLi
                 ),
             );
         }
+    }
+    if (request.tiles !== undefined) {
+        const engine = request.engine ?? SCENE_ENGINES[scene.engine];
+        const notExact = engine && tilesEngineProblem(engine);
+        if (notExact) return refused(notExact);
     }
     const percentage = request.resolution?.percentage ?? scene.resolutionPercentage;
     const width = Math.round(((request.resolution?.x ?? scene.resolutionX) * percentage) / 100);

@@ -32,6 +32,7 @@ import { DEFAULT_WORK_MS, isCrash, JobApiDeps } from "./settings";
 import { asProbe, widenProbe } from "./probes";
 import { readJobStatus } from "./status";
 import { TUNABLES } from "../shared/farmSettings";
+import { autoTileCount, autoTilesNeedEstimate, slowestDoneFrameSeconds, tilesEngineProblem, tooManyTiles } from "./tiles";
 
 /** JSON with object keys sorted, so equal requests hash equally whatever their key order. */
 function canonicalJson(value: unknown): string {
@@ -47,10 +48,10 @@ function canonicalJson(value: unknown): string {
 
 /**
  * sha256 of the request as the farm understands it: defaults applied, frames canonical, assets as a set, jobId
- * and probe left out. Without frames (the scene's own range) the hash covers the request as sent, so a resubmit matches.
+ * probe and tiles left out (tiles split a frame's work, never its pixels). Without frames (the scene's own range) the hash covers the request as sent, so a resubmit matches.
  */
 export function requestHashOf(request: JobRequest, frames: number[] | undefined): string {
-    const { jobId: _jobId, probe: _probe, ...rest } = request;
+    const { jobId: _jobId, probe: _probe, tiles: _tiles, ...rest } = request;
     const normalized = {
         ...rest,
         frames: frames === undefined ? undefined : formatFrameSpec(frames),
@@ -79,7 +80,7 @@ async function existingJobReply(
     deps: JobApiDeps,
     manifest: JobManifest,
     requestHash: string,
-    probe: number | undefined,
+    request: Pick<JobRequest, "probe" | "tiles">,
     deadline: number,
 ): Promise<ApiReply> {
     if (manifest.requestHash !== requestHash) {
@@ -103,8 +104,10 @@ async function existingJobReply(
         );
     let progress = await readQueueProgress(deps.s3, deps.settings.rendersBucket, manifest.jobId);
     let outcome: DispatchOutcome | undefined;
-    const widened = widenProbe(manifest, probe);
+    const widened = widenProbe(manifest, request.probe);
     if (widened) {
+        const tiled = await tilesOfWidened(deps, manifest, widened.manifest, request.tiles);
+        if (!tiled.ok) return errorReply(tiled.error);
         // More probe frames, or the rest of the job. An earlier dispatch is finished first, unless it is the one that
         // sends these frames (a request killed before it wrote the manifest below): then it is carried on.
         const addedSpec = formatFrameSpec(widened.added);
@@ -141,6 +144,29 @@ async function existingJobReply(
             outcome = await resumeDispatch(deps, manifest, progress, deadline);
     }
     return submitReplyOf(deps, manifest, outcome, {}, false);
+}
+
+/**
+ * Sets the tiles of a probe job's newly asked frames (the request's, resolved when "auto" from the probe frames
+ * rendered so far); the manifest's earlier frames keep theirs.
+ */
+async function tilesOfWidened(
+    deps: JobApiDeps,
+    manifest: JobManifest,
+    widened: JobManifest,
+    tiles: JobRequest["tiles"],
+): Promise<Checked<undefined>> {
+    let count = tiles;
+    if (count === "auto") {
+        const slowest = await slowestDoneFrameSeconds(deps.s3, deps.settings.rendersBucket, manifest);
+        if (slowest === undefined) return { ok: false, error: autoTilesNeedEstimate(manifest.jobId) };
+        const timeout = deps.settings.frameTimeoutSeconds ?? TUNABLES.rendererTimeout.defaultValue;
+        count = autoTileCount(slowest, timeout);
+    }
+    if (count === undefined || count < 2) delete widened.tiles;
+    else widened.tiles = count;
+    const tooMany = widened.tiles && tooManyTiles(widened.frames.length, widened.tiles, deps.settings.limits.maxFrames);
+    return tooMany ? { ok: false, error: tooMany } : { ok: true, value: undefined };
 }
 
 /** The reply to a submit once its dispatch ran (or, for a job long queued, without one). */
@@ -287,11 +313,18 @@ export async function submitJob(
     try {
         if (request.jobId !== undefined) {
             const existing = await readManifest(deps.s3, settings.rendersBucket, jobId);
-            if (existing) return await existingJobReply(deps, existing, requestHash, request.probe, deadline);
+            if (existing) return await existingJobReply(deps, existing, requestHash, request, deadline);
         }
     } catch (error) {
         if (isCrash(error)) throw error;
         return upstreamReply("storage_error", error);
+    }
+    // A new job has no probe frames to size "auto" tiles from.
+    if (request.tiles === "auto") return errorReply(autoTilesNeedEstimate(jobId));
+    if (request.tiles !== undefined) {
+        manifest.tiles = request.tiles;
+        const notExact = request.engine && tilesEngineProblem(request.engine);
+        if (notExact) return errorReply(notExact);
     }
 
     let checks: ObjectCheck[];
@@ -376,6 +409,8 @@ export async function submitJob(
     if (tooLarge) return errorReply(tooLarge);
     const late = messageSizeProblem(manifest, settings.rendersBucket, manifest.frames);
     if (late) return errorReply(late);
+    const tooMany = manifest.tiles && tooManyTiles(manifest.frames.length, manifest.tiles, settings.limits.maxFrames);
+    if (tooMany) return errorReply(tooMany);
     asProbe(manifest, request.probe);
 
     manifest.createdAt = new Date().toISOString();
@@ -384,7 +419,7 @@ export async function submitJob(
         if (written === "exists") {
             // Another submit of the same jobId won the race: answer as a resubmit would.
             const existing = await readManifest(deps.s3, settings.rendersBucket, jobId);
-            if (existing) return await existingJobReply(deps, existing, requestHash, request.probe, deadline);
+            if (existing) return await existingJobReply(deps, existing, requestHash, request, deadline);
             return errorReply(
                 apiError(409, "job_conflict", `job ${jobId} is being created by another request; try again`, "jobId"),
             );

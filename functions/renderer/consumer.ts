@@ -8,9 +8,19 @@ import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda"
 import { BlenderProcess } from "./blenderProcess";
 import { FRAME_UPLOAD_TUNING, FrameUploadTuning, uploadFrameFile } from "./frameUpload";
 import { RendererSettings } from "./settings";
-import { FrameMessage, FrameRecord, Format, lambdaCostUsd, parseFrameMessage, pinnedAssets } from "../shared/contract";
+import {
+    FrameMessage,
+    FrameRecord,
+    Format,
+    lambdaCostUsd,
+    parseFrameMessage,
+    pinnedAssets,
+    tileFormatOf,
+    tileImageKey,
+} from "../shared/contract";
 import { isFarmError } from "../shared/errors";
-import { readFrameRecord, writeFrameRecord } from "../shared/ledger";
+import { readFrameRecord, readTileRecord, writeFrameRecord, writeTileRecord } from "../shared/ledger";
+import { stitchWhenComplete } from "./frameStitch";
 import { DownloadError, SceneMirror, cleanFrameFiles, prepareFrameFiles } from "./workDir";
 import { MAX_FAILURE_BACKOFF_SECONDS } from "../shared/farmSettings";
 import { holdFrameForInvocation } from "./frameVisibility";
@@ -87,8 +97,25 @@ export async function renderFrame(
         );
         return { ok: true, sceneBytes: 0 };
     }
+    const tile = message.tile !== undefined && message.of !== undefined ? { index: message.tile, of: message.of } : undefined;
+    if (tile) {
+        const tileDone = await readTileRecord(s3, settings.rendersBucket, message.jobId, message.frame, tile.index).catch(
+            () => undefined,
+        );
+        // A duplicate delivery, or the next delivery of a tile whose stitch did not finish: on to the stitch.
+        if (tileDone?.status === "done") return stitchTiledFrame(deps, message, tileDone, startedAt, attempts, remainingMs);
+    }
+    // A tile renders the whole frame's size with only its region rendered, to its own key (its format lossless).
+    const target = tile
+        ? {
+              key: tileImageKey(message.jobId, message.frame, tile.index, message.settings.format),
+              settings: { ...message.settings, format: tileFormatOf(message.settings.format) },
+          }
+        : { key: message.output.key, settings: message.settings };
     let sceneBytes = 0;
-    let outcome: Pick<FrameRecord, "status" | "error" | "logTail" | "renderSeconds" | "output"> & { blenderMs: number };
+    let outcome: Pick<FrameRecord, "status" | "error" | "logTail" | "renderSeconds" | "output" | "tile"> & {
+        blenderMs: number;
+    };
     try {
         const files = await prepareFrameFiles(
             s3,
@@ -99,7 +126,7 @@ export async function renderFrame(
         );
         sceneBytes = files.sceneBytes;
         const frameDir = frameWorkDir(settings.workDir, message.frame);
-        const outputPath = path.join(frameDir, path.posix.basename(message.output.key));
+        const outputPath = path.join(frameDir, path.posix.basename(target.key));
         fs.rmSync(frameDir, { recursive: true, force: true });
         fs.mkdirSync(frameDir, { recursive: true });
         const result = await blender.render({
@@ -108,7 +135,8 @@ export async function renderFrame(
             sceneVersion: message.sceneEtag ? JSON.stringify([message.sceneEtag, message.assets]) : undefined,
             frame: message.frame,
             outputPath,
-            settings: message.settings,
+            settings: target.settings,
+            ...(tile ? { tile } : {}),
             limits: settings.limits,
             threads: settings.threads,
             tempDir: path.join(frameDir, "blender-temp"),
@@ -125,14 +153,21 @@ export async function renderFrame(
                 },
                 logTail: result.logTail,
             };
+        } else if (result.ok && tile && !result.tile) {
+            outcome = {
+                status: "retrying",
+                blenderMs: result.wallMs,
+                error: { code: "renderer_error", message: "Blender rendered the tile but did not say its region" },
+                logTail: result.logTail,
+            };
         } else if (result.ok) {
             await uploadFrameFile(
                 s3,
                 outputPath,
                 {
                     bucket: message.output.bucket,
-                    key: message.output.key,
-                    contentType: CONTENT_TYPES[message.settings.format],
+                    key: target.key,
+                    contentType: CONTENT_TYPES[target.settings.format],
                 },
                 deps.frameUpload ?? FRAME_UPLOAD_TUNING,
             );
@@ -140,9 +175,13 @@ export async function renderFrame(
                 status: "done",
                 blenderMs: result.wallMs,
                 renderSeconds: result.renderSeconds,
-                output: message.output,
                 logTail: result.logTail,
+                ...(tile ? {} : { output: message.output }),
             };
+            if (tile && result.tile) {
+                const { index: _index, of: _of, format: _format, jpegQuality, ...region } = result.tile;
+                outcome.tile = { ...tile, region, ...(jpegQuality !== undefined ? { jpegQuality } : {}) };
+            }
         } else {
             outcome = {
                 status: "retrying",
@@ -176,8 +215,11 @@ export async function renderFrame(
         ...(outcome.output ? { output: outcome.output } : {}),
         ...(outcome.error ? { error: outcome.error } : {}),
         logTail: outcome.logTail ?? "",
+        ...(tile ? { tile: outcome.tile ?? tile } : {}),
     };
-    await writeFrameRecord(s3, settings.rendersBucket, record);
+    if (tile) await writeTileRecord(s3, settings.rendersBucket, record);
+    else await writeFrameRecord(s3, settings.rendersBucket, record);
+    if (tile && record.status === "done") return stitchTiledFrame(deps, message, record, startedAt, attempts, remainingMs);
     if (record.status !== "done") {
         const stopped = await control.afterFailure(record).catch((error) => {
             console.error(`renderer: could not check job ${record.jobId} for failing fast: ${error?.message ?? error}`);
@@ -186,6 +228,69 @@ export async function renderFrame(
         if (stopped) console.log(`renderer: ${stopped.message}`);
     }
     return { ok: record.status === "done", record, sceneBytes };
+}
+
+/**
+ * After a tile is done: the frame is stitched when it was the last (or its stitch is taken over). A failed stitch is
+ * the frame's failure: its record says why, and the tile message comes back to stitch again.
+ */
+async function stitchTiledFrame(
+    deps: RendererDeps,
+    message: FrameMessage,
+    tileRecord: FrameRecord,
+    startedAt: Date,
+    attempts: number,
+    remainingMs: () => number,
+): Promise<FrameOutcome> {
+    const { s3, settings } = deps;
+    const stitchDeps = {
+        s3,
+        rendersBucket: settings.rendersBucket,
+        memoryMb: settings.memoryMb,
+        workDir: settings.workDir,
+    };
+    const upload = (localPath: string) =>
+        uploadFrameFile(
+            s3,
+            localPath,
+            {
+                bucket: message.output.bucket,
+                key: message.output.key,
+                contentType: CONTENT_TYPES[message.settings.format],
+            },
+            deps.frameUpload ?? FRAME_UPLOAD_TUNING,
+        );
+    try {
+        const stitched = await stitchWhenComplete(stitchDeps, message, Date.now() + remainingMs(), upload);
+        if (stitched.outcome === "stitched") {
+            console.log(`renderer: frame ${message.frame} of job ${message.jobId} stitched from ${message.of} tiles`);
+            return { ok: true, record: stitched.record, sceneBytes: 0 };
+        }
+        return { ok: true, record: tileRecord, sceneBytes: 0 };
+    } catch (error) {
+        const finishedAt = new Date();
+        const wallMs = finishedAt.getTime() - startedAt.getTime();
+        const text = error instanceof Error ? error.message : String(error);
+        const record: FrameRecord = {
+            jobId: message.jobId,
+            frame: message.frame,
+            status: attempts >= settings.maxReceiveCount ? "failed" : "retrying",
+            attempts,
+            startedAt: startedAt.toISOString(),
+            finishedAt: finishedAt.toISOString(),
+            wallMs,
+            blenderMs: 0,
+            memoryMb: settings.memoryMb,
+            costUsd: lambdaCostUsd(wallMs, settings.memoryMb),
+            error: {
+                code: isFarmError(error) ? error.code : "stitch_failed",
+                message: `frame ${message.frame}'s ${message.of} tiles are rendered but could not be stitched: ${text}`,
+            },
+            logTail: "",
+        };
+        await writeFrameRecord(s3, settings.rendersBucket, record);
+        return { ok: false, record, sceneBytes: 0 };
+    }
 }
 
 /** Where one frame's output and Blender's temp files live while it renders: `<workDir>/frames/<frame>`. */

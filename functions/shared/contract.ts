@@ -33,6 +33,9 @@ export const DEFAULT_FAIL_FAST_FRAMES = 3;
 export const MAX_FAIL_FAST_FRAMES = 1000;
 /** Most probe frames an estimate may ask for. */
 export const MAX_PROBE_FRAMES = 64;
+/** Fewest and most regions a tiled job splits each frame into (JobRequest.tiles). */
+export const MIN_TILES = 2;
+export const MAX_TILES = 64;
 /** S3's own limit on key length, in bytes. */
 const MAX_KEY_BYTES = 1024;
 
@@ -77,6 +80,13 @@ export interface JobRequest {
      * probe frames are kept). Not part of the request's identity: a resubmit with another probe is no conflict.
      */
     probe?: number;
+    /**
+     * Split every frame into this many regions (MIN_TILES to MAX_TILES), each rendered by any renderer as its own
+     * message and stitched exactly into the frame's usual key; "auto": as many as the job's probe frames (an estimate)
+     * show each frame needs to fit well within the renderer's timeout. Not part of the request's identity: the pixels
+     * are the same however a frame is split.
+     */
+    tiles?: number | "auto";
 }
 
 /** Bounds a deployment puts on requests (from the stack config, through the function's environment). */
@@ -101,6 +111,12 @@ export interface FrameMessage {
     assetEtags?: string;
     settings: RenderSettings;
     output: { bucket: string; key: string };
+    /**
+     * A tile of a tiled job's frame: the 0-based region `tile` of the frame's `of` regions (a grid close to square in
+     * pixels that Blender's script computes). Absent for a whole frame.
+     */
+    tile?: number;
+    of?: number;
 }
 
 export interface JobManifest {
@@ -123,6 +139,8 @@ export interface JobManifest {
      * `count` how many probe frames were asked for. A resubmit without probe makes `frames` the job's.
      */
     probe?: { count: number; jobFrames: number[] };
+    /** Regions each frame is split into (a tiled job), as the job's frame messages carry it; absent: whole frames. */
+    tiles?: number;
 }
 
 /** done: the frame is on S3; retrying: an attempt failed and SQS will deliver it again; failed: no attempts left. */
@@ -143,6 +161,23 @@ export interface FrameRecord {
     output?: { bucket: string; key: string };
     error?: { code: string; message: string };
     logTail?: string;
+    /**
+     * A tiled frame. In a tile's record (jobs/<jobId>/tiles/<frame>/<index>.json, and the frame's record while a tile
+     * failed): which tile, and its region in the frame's pixels (origin top-left). In the frame's done record: `of`,
+     * and the stitch's own seconds and cost; the record's renderSeconds and costUsd then sum every tile's too.
+     */
+    tile?: { index: number; of: number; region?: TileRegion; jpegQuality?: number };
+    stitch?: { of: number; seconds: number; costUsd: number };
+}
+
+/** A tile's pixels in its frame: x, y from the top-left corner, in final pixels (after the resolution percentage). */
+export interface TileRegion {
+    x: number;
+    y: number;
+    width: number;
+    height: number;
+    frameWidth: number;
+    frameHeight: number;
 }
 
 /**
@@ -212,8 +247,11 @@ export interface JobStatus {
     jobId: string;
     state: JobState;
     frames: { total: number; done: number; failed: number; pending: number };
-    /** The pending frames by why: an attempt failed and SQS delivers it again, a retry requeued it, not started yet. */
-    pendingBy?: { retrying: number; requeued: number; notStarted: number };
+    /**
+     * The pending frames by why: an attempt failed and SQS delivers it again, a retry requeued it, not started yet; and
+     * in a tiled job, tiling: some of its tiles are done and none is failing.
+     */
+    pendingBy?: { retrying: number; requeued: number; notStarted: number; tiling?: number };
     /**
      * One page of the failed frames, ascending (at most FAILURES_PAGE_SIZE): frames.failed says how many there are, and
      * failuresNext, when present, is the token for `GET /jobs/{jobId}?failures=<token>`, the next page.
@@ -228,6 +266,8 @@ export interface JobStatus {
     maxCostUsd?: number;
     /** A job of probe frames only (an estimate): `frames` of its `of` frames are asked for. */
     probe?: { frames: number; of: number };
+    /** A tiled job: each frame is `of` tiles; `done` of the `total` tiles are rendered (a done frame counts all its). */
+    tiles?: { of: number; done: number; total: number };
     timing?: FarmTiming;
     outputPrefix: string;
     startedAt: string;
@@ -379,6 +419,30 @@ export function frameRecordKey(jobId: string, frame: number): string {
     return `${frameRecordsPrefix(jobId)}${frame}.json`;
 }
 
+/** A tiled frame's working objects: each tile's record and image, and the stitch's election marker. */
+export function frameTilesPrefix(jobId: string, frame: number): string {
+    return `jobs/${jobId}/tiles/${frame}/`;
+}
+
+export function tileRecordKey(jobId: string, frame: number, tile: number): string {
+    return `${frameTilesPrefix(jobId, frame)}${tile}.json`;
+}
+
+/** A tile's rendered image (the whole frame's size, only its region rendered), deleted once the frame is stitched. */
+export function tileImageKey(jobId: string, frame: number, tile: number, format: Format): string {
+    return `${frameTilesPrefix(jobId, frame)}${tile}.${FORMAT_EXTENSIONS[tileFormatOf(format)]}`;
+}
+
+/** Written if absent by the renderer that stitches the frame: one renderer wins, however many find the tiles all done. */
+export function stitchMarkerKey(jobId: string, frame: number): string {
+    return `${frameTilesPrefix(jobId, frame)}stitch.json`;
+}
+
+/** What a tile renders to: the frame's format, except JPEG, whose tiles are lossless PNG (the frame is encoded once). */
+export function tileFormatOf(format: Format): Format {
+    return format === "JPEG" ? "PNG" : format;
+}
+
 export function outputPrefix(jobId: string): string {
     return `renders/${jobId}/`;
 }
@@ -492,6 +556,11 @@ function jobRequestSchema(limits: JobLimits) {
             maxCostUsd: z.number().finite().positive().max(1_000_000).optional(),
             failFast: z.number().int().min(0).max(MAX_FAIL_FAST_FRAMES).optional(),
             probe: z.number().int().min(1).max(MAX_PROBE_FRAMES).optional(),
+            tiles: z
+                .union([z.number().int().min(MIN_TILES).max(MAX_TILES), z.literal("auto")], {
+                    errorMap: () => ({ message: `tiles must be a whole number from ${MIN_TILES} to ${MAX_TILES}, or "auto"` }),
+                })
+                .optional(),
         })
         .strict();
 }
@@ -617,8 +686,18 @@ function frameMessageSchema() {
                 format: z.enum(FORMATS),
             }),
             output: z.object({ bucket: z.string().min(1), key }),
+            tile: z.number().int().min(0).max(MAX_TILES - 1).optional(),
+            of: z.number().int().min(MIN_TILES).max(MAX_TILES).optional(),
         })
-        .passthrough();
+        .passthrough()
+        .refine((message) => (message.tile === undefined) === (message.of === undefined), {
+            message: "tile and of come together",
+            path: ["tile"],
+        })
+        .refine((message) => message.tile === undefined || message.tile < (message.of ?? 0), {
+            message: "tile must be below of",
+            path: ["tile"],
+        });
 }
 
 function legacyFrameMessageSchema() {

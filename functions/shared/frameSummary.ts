@@ -20,9 +20,14 @@ const UPDATE_ATTEMPTS = 12;
 export const SHARD_READ_CONCURRENCY = 64;
 /** Attempt start times remembered per frame (to count each attempt's cost once): more than a frame ever gets. */
 const COUNTED_ATTEMPTS_KEPT = 32;
+/** The same for a tiled frame, whose every tile's attempts count: up to 64 tiles of a few attempts each. */
+const COUNTED_TILE_ATTEMPTS_KEPT = 256;
 
-/** requeued: a retry queued the frame again and no renderer has written since. */
-export type SummaryState = "done" | "retrying" | "failed" | "requeued";
+/**
+ * requeued: a retry queued the frame again and no renderer has written since. tiling: a tiled frame with tiles done
+ * and none failing, not stitched yet.
+ */
+export type SummaryState = "done" | "retrying" | "failed" | "requeued" | "tiling";
 
 /** One frame in its shard. Short keys: a 100,000-frame job has 100,000 of these. */
 export interface FrameSummaryEntry {
@@ -40,6 +45,10 @@ export interface FrameSummaryEntry {
     e?: string;
     /** Start times (ms) of the attempts counted into c and r: a record written twice is counted once. */
     k: number[];
+    /** A tiled frame not stitched yet: its tiles done, its tiles to be delivered again, its tiles out of attempts. */
+    d?: number[];
+    w?: number[];
+    x?: number[];
 }
 
 export interface SummaryShard {
@@ -95,9 +104,11 @@ export function applyRecord(entry: FrameSummaryEntry | undefined, record: FrameR
         ? { ...entry, k: [...entry.k] }
         : { s: "retrying", a: 0, t: 0, c: 0, r: 0, k: [] };
     if (record.attempts > 0 && !next.k.includes(started)) {
-        next.c += Number.isFinite(record.costUsd) ? record.costUsd : 0;
-        next.r += recordRenderSeconds(record);
-        next.k = [...next.k, started].slice(-COUNTED_ATTEMPTS_KEPT);
+        // A stitched frame's record sums its tiles, which their own records counted: only the stitch is new.
+        const cost = record.stitch ? record.stitch.costUsd : record.costUsd;
+        next.c += Number.isFinite(cost) ? cost : 0;
+        next.r += record.stitch ? 0 : recordRenderSeconds(record);
+        next.k = [...next.k, started].slice(-(record.stitch ? COUNTED_TILE_ATTEMPTS_KEPT : COUNTED_ATTEMPTS_KEPT));
     }
     const newer = !entry || (entry.s !== "done" && (record.status === "done" || at >= entry.t));
     if (newer) {
@@ -106,7 +117,58 @@ export function applyRecord(entry: FrameSummaryEntry | undefined, record: FrameR
         next.t = at;
         if (record.error?.code) next.e = record.error.code;
         else delete next.e;
+        if (record.status === "done") {
+            delete next.d;
+            delete next.w;
+            delete next.x;
+        }
     }
+    return next;
+}
+
+/** A tile attempt's key among the frame's counted attempts: apart from the frame's own (start ms) and other tiles'. */
+function tileAttemptKey(record: FrameRecord): number {
+    return millis(record.startedAt) * 128 + (record.tile?.index ?? 0) + 1;
+}
+
+function withTile(tiles: number[] | undefined, tile: number, present: boolean): number[] | undefined {
+    const rest = (tiles ?? []).filter((other) => other !== tile);
+    if (present) rest.push(tile);
+    return rest.length > 0 ? rest.sort((a, b) => a - b) : undefined;
+}
+
+/**
+ * A tiled frame's entry once a tile's record is applied: the attempt's cost and render seconds count once, the tile
+ * joins the done, retrying or failed tiles (a done tile stays done), and the frame reads failed while a tile is out of
+ * attempts, retrying while one will be delivered again, else tiling. Only the stitch makes the frame done.
+ */
+export function applyTileRecord(entry: FrameSummaryEntry | undefined, record: FrameRecord): FrameSummaryEntry {
+    const tile = record.tile?.index ?? 0;
+    const at = millis(record.finishedAt) || millis(record.startedAt);
+    const next: FrameSummaryEntry = entry
+        ? { ...entry, k: [...entry.k] }
+        : { s: "tiling", a: 0, t: 0, c: 0, r: 0, k: [] };
+    const key = tileAttemptKey(record);
+    if (record.attempts > 0 && !next.k.includes(key)) {
+        next.c += Number.isFinite(record.costUsd) ? record.costUsd : 0;
+        next.r += recordRenderSeconds(record);
+        next.k = [...next.k, key].slice(-COUNTED_TILE_ATTEMPTS_KEPT);
+    }
+    if (next.s === "done" || (record.status !== "done" && next.d?.includes(tile))) return next;
+    const set = (field: "d" | "w" | "x", present: boolean) => {
+        const tiles = withTile(next[field], tile, present);
+        if (tiles) next[field] = tiles;
+        else delete next[field];
+    };
+    set("d", record.status === "done");
+    set("w", record.status === "retrying");
+    set("x", record.status === "failed");
+    next.s = next.x ? "failed" : next.w ? "retrying" : "tiling";
+    next.t = Math.max(next.t, at);
+    if (record.status !== "done") {
+        next.a = record.attempts;
+        if (record.error?.code) next.e = record.error.code;
+    } else if (!next.w && !next.x) delete next.e;
     return next;
 }
 
@@ -118,7 +180,9 @@ export function applyRequeue(entry: FrameSummaryEntry | undefined, at: number): 
     if (entry?.s === "done") return undefined;
     const base = entry ?? { s: "requeued" as const, a: 0, t: at, c: 0, r: 0, k: [] };
     // Never back in time: a renderer's clock a little ahead of the job API's must not make its next outcome look older.
-    return { ...base, s: "requeued", a: 0, t: Math.max(base.t, at) };
+    const { w: _retrying, x: _failed, ...kept } = base;
+    // A tiled frame keeps its done tiles (their images wait for the stitch); the others are queued again.
+    return { ...kept, s: "requeued", a: 0, t: Math.max(base.t, at) };
 }
 
 /**
@@ -151,11 +215,15 @@ export async function updateShard(
     );
 }
 
-/** Applies a frame record to its shard: what a renderer's record write does first (ledger.writeFrameRecord). */
+/**
+ * Applies a frame record (or a tile's, which has `tile`) to its shard: what a renderer's record write does first
+ * (ledger.writeFrameRecord, ledger.writeTileRecord).
+ */
 export function summarizeRecord(s3: S3Client, rendersBucket: string, record: FrameRecord): Promise<void> {
+    const apply = record.tile ? applyTileRecord : applyRecord;
     return updateShard(s3, rendersBucket, record.jobId, shardOf(record.frame), (shard) => {
         const before = JSON.stringify(shard.frames[record.frame]);
-        const entry = applyRecord(shard.frames[record.frame], record);
+        const entry = apply(shard.frames[record.frame], record);
         if (JSON.stringify(entry) === before) return false;
         shard.frames[record.frame] = entry;
         if (record.attempts > 0) {
@@ -269,8 +337,10 @@ export interface JobSummary {
     done: number;
     failed: number;
     pending: number;
-    /** The pending frames by why they are pending. */
-    pendingBy: { retrying: number; requeued: number; notStarted: number };
+    /** The pending frames by why they are pending (tiling: a tiled frame some of whose tiles are done, none failing). */
+    pendingBy: { retrying: number; requeued: number; notStarted: number; tiling?: number };
+    /** Tiles done: each done frame's `tilesPerFrame`, and each pending frame's done tiles. */
+    tilesDone: number;
     /** USD spent on every attempt of every frame so far (the running total a budget needs). */
     costUsd: number;
     renderSeconds: number;
@@ -287,7 +357,7 @@ export interface JobSummary {
 }
 
 export function summarizeJob(
-    manifest: Pick<JobManifest, "frames">,
+    manifest: Pick<JobManifest, "frames" | "tiles">,
     shards: readonly SummaryShard[],
     maxReceiveCount?: number,
 ): JobSummary {
@@ -306,6 +376,7 @@ export function summarizeJob(
         failed: 0,
         pending: 0,
         pendingBy: { retrying: 0, requeued: 0, notStarted: 0 },
+        tilesDone: 0,
         costUsd: 0,
         renderSeconds: 0,
         startedAt,
@@ -322,6 +393,7 @@ export function summarizeJob(
             summary.renderSeconds += entry.r;
         }
         const progress = entryProgress(entry, maxReceiveCount);
+        summary.tilesDone += progress === "done" ? (manifest.tiles ?? 1) : (entry?.d?.length ?? 0);
         if (progress === "done") summary.done++;
         else if (progress === "failed") {
             summary.failed++;
@@ -331,6 +403,7 @@ export function summarizeJob(
             summary.pendingFrames.push(frame);
             if (!entry) summary.pendingBy.notStarted++;
             else if (entry.s === "requeued") summary.pendingBy.requeued++;
+            else if (entry.s === "tiling") summary.pendingBy.tiling = (summary.pendingBy.tiling ?? 0) + 1;
             else summary.pendingBy.retrying++;
         }
     }

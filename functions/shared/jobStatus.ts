@@ -89,5 +89,7 @@ export function jobStatusOf(manifest: JobManifest, summary: JobSummary, extras: 
     }
     if (manifest.request?.maxCostUsd !== undefined) status.maxCostUsd = manifest.request.maxCostUsd;
     if (manifest.probe) status.probe = { frames: manifest.frames.length, of: manifest.probe.jobFrames.length };
+    if (manifest.tiles)
+        status.tiles = { of: manifest.tiles, done: summary.tilesDone, total: summary.total * manifest.tiles };
     return status;
 }

@@ -13,6 +13,7 @@ import {
     JobManifest,
     JobStatus,
     manifestKey,
+    tileRecordKey,
 } from "./contract";
 import { shardsFromRecords, summarizeJob, summarizeRecord } from "./frameSummary";
 import { getJsonObject, putJsonObject } from "./jsonObjects";
@@ -86,6 +87,29 @@ const FRAME_STATUSES: readonly FrameStatus[] = ["done", "retrying", "failed"];
 export async function writeFrameRecord(s3: S3Client, rendersBucket: string, record: FrameRecord): Promise<void> {
     await summarizeRecord(s3, rendersBucket, record);
     await putJson(s3, rendersBucket, frameRecordKey(record.jobId, record.frame), record);
+}
+
+/**
+ * Writes a tile's record (jobs/<jobId>/tiles/<frame>/<tile>.json) after its frame's summary entry. A failed tile's
+ * record is also the frame's record until the frame is stitched: the job's failures show why its frame is not done.
+ */
+export async function writeTileRecord(s3: S3Client, rendersBucket: string, record: FrameRecord): Promise<void> {
+    if (!record.tile) throw new Error(`frame ${record.frame}'s record is not a tile's`);
+    await summarizeRecord(s3, rendersBucket, record);
+    await putJson(s3, rendersBucket, tileRecordKey(record.jobId, record.frame, record.tile.index), record);
+    if (record.status !== "done") await putJson(s3, rendersBucket, frameRecordKey(record.jobId, record.frame), record);
+}
+
+/** The record of one tile, or undefined when none was written (or it is not that tile's). */
+export async function readTileRecord(
+    s3: S3Client,
+    rendersBucket: string,
+    jobId: string,
+    frame: number,
+    tile: number,
+): Promise<FrameRecord | undefined> {
+    const record = asFrameRecord(await getJson(s3, rendersBucket, tileRecordKey(jobId, frame, tile)), jobId, frame);
+    return record?.tile?.index === tile ? record : undefined;
 }
 
 /** The record of one frame, or undefined when none was written (or it is not a record). */

@@ -1,0 +1,153 @@
+// Tiles benchmark (issue 14): one heavy frame rendered whole by one renderer, then as N tiles by N renderers, on the
+// local farm (`render-farm serve`), in the same process. It prints the speed-up, each tile's overhead (what a tile
+// costs beyond its share of the whole frame: the scene's load and sync, its own BVH, the upload) and the stitch, and
+// from those a model of the wall time on Lambda, 6 vCPU per renderer, for 16 and 64 tiles.
+// This machine has 2 cores: one renderer gets both, N renderers share them, so here tiles cannot be faster than the
+// whole frame by much; the model is where the speed-up shows.
+//   npm run bench:tiles                the textured test scene, 320x180, 1536 samples: about 60-90 s a frame here
+//   npm run bench:tiles -- --smoke     64x48, 64 samples (what tests/benchmarks.test.ts runs)
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import type { FarmOutputs, FrameRecord, JobStatus } from "../functions/shared/contract";
+import { tileRecordKey } from "../functions/shared/contract";
+import { GetObjectCommand } from "@aws-sdk/client-s3";
+import { api, s3Of, uploadFile, waitForJobEnd } from "../tests/support/farmClient";
+import { makeScene, Scene } from "../tests/support/scenes";
+import { startServe, stopServe } from "../tests/support/serveProcess";
+
+export interface TilesBenchOptions {
+    width: number;
+    height: number;
+    samples: number;
+    /** Tiles, and local renderers for them. */
+    tiles: number;
+}
+
+interface Run {
+    /** Submit to complete, seconds. */
+    wallSeconds: number;
+    status: JobStatus;
+    frameRecord: FrameRecord;
+    tileRecords: FrameRecord[];
+}
+
+export interface TilesBenchResult {
+    options: TilesBenchOptions;
+    cores: number;
+    whole: Run;
+    tiled: Run;
+}
+
+/** vCPUs of a renderer at Lambda's 10,240 MB (the farm's default memory). */
+const LAMBDA_VCPUS = 6;
+const MODEL_TILES = [16, 64];
+const FRAME = 3;
+
+async function readJson<T>(outputs: FarmOutputs, key: string): Promise<T> {
+    const object = await s3Of(outputs).send(new GetObjectCommand({ Bucket: outputs.rendersBucket, Key: key }));
+    return JSON.parse(await object.Body!.transformToString()) as T;
+}
+
+/** Renders frame FRAME of the scene on a fresh local farm of `workers` renderers, whole or as `tiles` tiles. */
+async function renderOnce(scene: Scene, workers: number, tiles: number | undefined): Promise<Run> {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tiles-bench-"));
+    const serve = await startServe(["--port", "0", "--workers", String(workers), "--data-dir", dataDir]);
+    try {
+        const { outputs } = serve;
+        await uploadFile(outputs, "bench/tiles/scene.blend", scene.blendPath);
+        await uploadFile(outputs, "bench/tiles/textures/checker.png", scene.texturePath!);
+        const jobId = tiles ? `tiles-${tiles}` : "whole";
+        const started = Date.now();
+        const reply = await api(outputs, "POST", "/jobs", {
+            scene: "bench/tiles/scene.blend",
+            jobId,
+            frames: String(FRAME),
+            ...(tiles ? { tiles } : {}),
+        });
+        if (reply.status !== 202) throw new Error(`submit answered ${reply.status}: ${JSON.stringify(reply.body)}`);
+        const status = await waitForJobEnd(outputs, jobId, 3_600_000, 250);
+        const wallSeconds = (Date.now() - started) / 1000;
+        if (status.state !== "complete") throw new Error(`job ${jobId} ended ${status.state}: ${JSON.stringify(status)}`);
+        const frameRecord = await readJson<FrameRecord>(outputs, `jobs/${jobId}/frames/${FRAME}.json`);
+        const tileRecords = tiles
+            ? await Promise.all(
+                  Array.from({ length: tiles }, (_, tile) =>
+                      readJson<FrameRecord>(outputs, tileRecordKey(jobId, FRAME, tile)),
+                  ),
+              )
+            : [];
+        return { wallSeconds, status, frameRecord, tileRecords };
+    } finally {
+        await stopServe(serve);
+        fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+}
+
+export async function runTilesBench(options: TilesBenchOptions): Promise<TilesBenchResult> {
+    const scene = await makeScene({
+        texture: "textures/checker.png",
+        frames: "1-5",
+        engine: "CYCLES",
+        samples: options.samples,
+        resolutionX: options.width,
+        resolutionY: options.height,
+    });
+    const whole = await renderOnce(scene, 1, undefined);
+    const tiled = await renderOnce(scene, options.tiles, options.tiles);
+    return { options, cores: os.cpus().length, whole, tiled };
+}
+
+export function tilesReport(result: TilesBenchResult): string[] {
+    const { options, whole, tiled, cores } = result;
+    const n = options.tiles;
+    const wholeRender = whole.frameRecord.renderSeconds ?? 0;
+    const tileRender = tiled.tileRecords.map((record) => record.renderSeconds ?? 0);
+    const tileWall = tiled.tileRecords.map((record) => record.wallMs / 1000);
+    const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
+    // Each tile had 1/N of the work and 1/N of the cores: with no overhead, a tile would take as long as the whole
+    // frame did. What it takes beyond that is its overhead (load, sync, its own BVH, upload, record).
+    const mean = (values: number[]) => sum(values) / Math.max(1, values.length);
+    const renderOverhead = mean(tileRender) - wholeRender;
+    const attemptOverhead = mean(tileWall) - whole.frameRecord.wallMs / 1000;
+    const stitchSeconds = tiled.frameRecord.stitch?.seconds ?? 0;
+    const stitchPerTile = stitchSeconds / n;
+    const wholeCoreSeconds = wholeRender * cores;
+    // The model: each renderer renders 1/N of the frame's core-seconds on its 6 vCPUs, plus one tile's attempt overhead
+    // taken as measured here (not divided by the vCPUs: loading and syncing a scene is mostly one thread), then one
+    // renderer stitches N tiles at the measured seconds per tile.
+    const model = (tiles: number) => {
+        const render = wholeCoreSeconds / tiles / LAMBDA_VCPUS;
+        const overhead = Math.max(0, attemptOverhead);
+        const stitch = stitchPerTile * tiles;
+        return { tiles, render, overhead, stitch, total: render + overhead + stitch };
+    };
+    const wholeOnLambda = wholeCoreSeconds / LAMBDA_VCPUS;
+    return [
+        `scene: the textured test scene, ${options.width}x${options.height}, ${options.samples} samples, Cycles, frame ${FRAME}; ${cores} cores here`,
+        `whole frame, 1 renderer (${cores} threads): ${whole.wallSeconds.toFixed(1)} s submit to complete, ${wholeRender.toFixed(1)} s rendering`,
+        `${n} tiles, ${n} renderers (${Math.max(1, Math.floor(cores / n))} thread(s) each): ${tiled.wallSeconds.toFixed(1)} s submit to complete; tiles rendered ${tileRender.map((seconds) => seconds.toFixed(1)).join(", ")} s; stitch ${stitchSeconds.toFixed(2)} s`,
+        `ratio whole / tiled wall time: ${(whole.wallSeconds / tiled.wallSeconds).toFixed(2)}x on ${cores} cores (the renderers share them)`,
+        `per-tile overhead: ${renderOverhead.toFixed(2)} s rendering, ${attemptOverhead.toFixed(2)} s per attempt (load, sync, upload, record), beyond a tile's 1/${n} of the work on 1/${n} of the cores; stitch ${stitchPerTile.toFixed(3)} s per tile`,
+        ...MODEL_TILES.map((tiles) => {
+            const row = model(tiles);
+            return `model, Lambda ${LAMBDA_VCPUS} vCPU per renderer, ${tiles} tiles: ${row.total.toFixed(1)} s (render ${row.render.toFixed(1)} + overhead ${row.overhead.toFixed(1)} + stitch ${row.stitch.toFixed(1)}) vs the whole frame ${wholeOnLambda.toFixed(1)} s: ${(wholeOnLambda / row.total).toFixed(1)}x`;
+        }),
+    ];
+}
+
+export const SMOKE_OPTIONS: TilesBenchOptions = { width: 64, height: 48, samples: 64, tiles: 2 };
+export const FULL_OPTIONS: TilesBenchOptions = { width: 320, height: 180, samples: 1536, tiles: 2 };
+
+if (require.main === module) {
+    const smoke = process.argv.includes("--smoke");
+    runTilesBench(smoke ? SMOKE_OPTIONS : FULL_OPTIONS).then(
+        (result) => {
+            for (const line of tilesReport(result)) console.log(line);
+        },
+        (error) => {
+            console.error(error);
+            process.exit(1);
+        },
+    );
+}
