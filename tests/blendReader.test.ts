@@ -429,6 +429,23 @@ describe(".blend reader", function () {
             all.some((report) => report.version[0] === 2 && report.version[1] < 80),
             "a pre-2.80 file",
         );
+        // Each setting that decides tile exactness, on in one scene and off in another.
+        for (const setting of ["compositing", "border", "sequencer", "cyclesDenoising", "motionBlur"]) {
+            assert.ok(
+                scenes.some((scene) => scene[setting] === true) && scenes.some((scene) => scene[setting] === false),
+                `${setting} on and off`,
+            );
+        }
+        const exactness = all.find((report) => report.file.endsWith("exactness.blend"));
+        const scene = (name: string) => exactness?.scenes.find((candidate) => candidate.name === name);
+        assert.strictEqual(scene("Defaults")?.cyclesDenoising, true, "denoising never set: Cycles' default since 3.0");
+        assert.strictEqual(scene("DenoiseOff")?.cyclesDenoising, false, "denoising turned off");
+        assert.strictEqual(scene("NodesUnused")?.compositing, false, "a node tree without Use Nodes");
+        assert.strictEqual(scene("SequencerSound")?.sequencer, false, "a sound strip alone");
+        assert.ok(
+            all.some((report) => report.version[0] === 2 && report.scenes.some((old) => old.cyclesDenoising === false)),
+            "a file older than 3.0, whose unset denoising reads False",
+        );
     });
 
     it("reads the same summary however the stream is cut into chunks", async function () {
@@ -455,6 +472,7 @@ describe(".blend reader", function () {
             "external.blend",
             "packed.blend",
             "other-files.blend",
+            "exactness.blend",
         ].map((name) => path.join(fixtures, name));
         sources.push(CUBE_2016_SCENE);
         const layouts = [

@@ -1,7 +1,7 @@
 // Walks the blocks of a decompressed .blend as its bytes stream past, keeping only what the summary needs.
 // SDNA (the DNA1 block) comes last, so nothing can be decoded on the way: the few small blocks that matter
 // (scenes, images, libraries, the window manager, ...) are kept raw until the end, objects only by their first bytes (for the
-// camera's name), and everything else (meshes, packed files, previews) is skipped without being buffered.
+// camera's name), a scene's small DATA blocks within a budget (its ID properties, its sequencer), and everything else (meshes, packed files, previews) is skipped without being buffered.
 import { blendFileError } from "./errors";
 import {
     BlockHeader,
@@ -57,6 +57,12 @@ const ID_PREFIX_BYTES = 320;
  */
 const SMALL_DATA_MAX_BYTES = 16 * 1024;
 const SMALL_DATA_AFTER = ["IM", "WM"];
+/**
+ * DATA blocks after a scene: its ID properties first (scene.cycles.*), then tool settings, the sequencer's strips,
+ * ... Kept up to this many bytes per scene and only within maxKeptBytes, best effort: what falls outside reads as
+ * "could not tell", never as an error.
+ */
+const SCENE_DATA_MAX_BYTES = 256 * 1024;
 
 export interface BlockWalker {
     push(chunk: Uint8Array): void;
@@ -80,6 +86,7 @@ export function createBlockWalker(file: string, limits: ReadLimits = DEFAULT_REA
     let keepFilled = 0;
     let keptBytes = 0;
     let lastIdCode = "";
+    let sceneDataBytes = 0;
     let blockCount = 0;
     let dna: KeptBlock | undefined;
     const blocks: KeptBlock[] = [];
@@ -108,12 +115,25 @@ export function createBlockWalker(file: string, limits: ReadLimits = DEFAULT_REA
         if (PREFIX_CODES.includes(found.code)) return Math.min(found.length, ID_PREFIX_BYTES);
         if (found.code === "DATA" && SMALL_DATA_AFTER.includes(lastIdCode) && found.length <= SMALL_DATA_MAX_BYTES)
             return found.length;
+        if (
+            found.code === "DATA" &&
+            lastIdCode === "SC" &&
+            found.length <= SMALL_DATA_MAX_BYTES &&
+            sceneDataBytes + found.length <= SCENE_DATA_MAX_BYTES &&
+            keptBytes + found.length <= limits.maxKeptBytes
+        ) {
+            sceneDataBytes += found.length;
+            return found.length;
+        }
         return 0;
     }
 
     function startBlock(found: BlockHeader): void {
         blockCount++;
-        if (found.code !== "DATA") lastIdCode = found.code;
+        if (found.code !== "DATA") {
+            lastIdCode = found.code;
+            sceneDataBytes = 0;
+        }
         block = found;
         remaining = found.length;
         const wanted = keptLength(found);

@@ -4,6 +4,7 @@
 import { KeptBlock, WalkResult } from "./blocks";
 import { Compression } from "./decompress";
 import { blendFileError } from "./errors";
+import { groupChild, idPropertyAt, integerValue, PropertyLookup } from "./idProperties";
 import { blockStruct, nested, readInteger, readPointer, readString, Sdna, parseSdna, StructRef } from "./sdna";
 
 export interface BlendScene {
@@ -20,6 +21,17 @@ export interface BlendScene {
     fileFormat: string;
     /** The active camera object's name, or null: Blender cannot render the scene without one. */
     camera: string | null;
+    // What decides whether a frame can be split into regions rendered apart; null: this file cannot tell.
+    /** The render goes through the compositor: Post Processing > Compositing on and a compositing node tree in use. */
+    compositing: boolean | null;
+    /** The scene's own border render (Output Properties > Format > Render Region). */
+    border: boolean | null;
+    /** Post Processing > Sequencer on and a strip other than sound at the sequencer's top level (muted ones count). */
+    sequencer: boolean | null;
+    /** scene.cycles.use_denoising (Render Properties > Sampling > Denoise), Cycles' default when never set. */
+    cyclesDenoising: boolean | null;
+    /** RenderData.mode R_MBLUR (render.use_motion_blur). */
+    motionBlur: boolean | null;
 }
 
 export type ImageSource = "FILE" | "SEQUENCE" | "MOVIE" | "GENERATED" | "VIEWER" | "TILED" | `UNKNOWN_${number}`;
@@ -124,6 +136,18 @@ const IMAGE_SOURCES: Record<number, ImageSource> = {
 };
 /** MovieClip.source (MCLIP_SRC_*). */
 const CLIP_SOURCES: Record<number, "SEQUENCE" | "MOVIE"> = { 1: "SEQUENCE", 2: "MOVIE" };
+/** RenderData.scemode and RenderData.mode bits (DNA_scene_types.h), the same from 2.7x to 5.x. */
+const R_DOSEQ = 1 << 0;
+const R_DOCOMP = 1 << 6;
+const R_BORDER = 1 << 9;
+const R_MBLUR = 1 << 14;
+/** Sequence.type (SEQ_TYPE_SOUND_RAM, STRIP_TYPE_SOUND_RAM in 5.x): sound does not make the sequencer render. */
+const STRIP_TYPE_SOUND_RAM = 4;
+/**
+ * Files up to this version get use_denoising = False when it was never set (Cycles' version_update.py, when its
+ * default became True in 3.0); newer ones read the default, True.
+ */
+const LAST_VERSION_DENOISING_OFF: [number, number, number] = [3, 0, 25];
 /** Longest list walked (UDIM tiles go up to 1001..2000): a cycle in corrupt data ends here. */
 const MAX_LIST_LENGTH = 100000;
 
@@ -154,6 +178,10 @@ function required(value: number | undefined, what: string, file: string): number
 /** Pointer fields may be absent from older (or newer) SDNA: absent reads as NULL. */
 function pointerOf(ref: StructRef, name: string): string {
     return readPointer(ref, name) ?? "";
+}
+
+function compareVersions(a: [number, number, number], b: [number, number, number]): number {
+    return a[0] - b[0] || a[1] - b[1] || a[2] - b[2];
 }
 
 export function summarize(walk: WalkResult, file: string, compression: Compression): BlendSummary {
@@ -194,6 +222,73 @@ export function summarize(walk: WalkResult, file: string, compression: Compressi
         return pointerOf(structRef(sdna, first, "wmWindow", file), "scene");
     }
 
+    const fileVersion: [number, number, number] = [Math.floor(header.version / 100), header.version % 100, subversion];
+    const flag = (value: number | undefined, bit: number): boolean | null =>
+        value === undefined ? null : (value & bit) !== 0;
+
+    /** Blender 5 renders through scene.compositing_node_group; earlier ones through the embedded nodetree with "Use Nodes". */
+    function compositingOf(scene: StructRef, scemode: number | undefined): boolean | null {
+        if (scemode === undefined) return null;
+        const group = readPointer(scene, "compositing_node_group");
+        if (header.version >= 500 && group !== undefined) return (scemode & R_DOCOMP) !== 0 && group !== "";
+        const useNodes = readInteger(scene, "use_nodes");
+        const tree = readPointer(scene, "nodetree");
+        if (useNodes === undefined || tree === undefined) return null;
+        return (scemode & R_DOCOMP) !== 0 && useNodes !== 0 && tree !== "";
+    }
+
+    /** RE_seq_render_active: the sequencer on, and a top-level strip that is not sound. */
+    function sequencerOf(scene: StructRef, scemode: number | undefined): boolean | null {
+        if (scemode === undefined) return null;
+        if ((scemode & R_DOSEQ) === 0) return false;
+        const editing = readPointer(scene, "ed");
+        if (editing === undefined) return null;
+        if (editing === "") return false;
+        const block = byAddress.get(editing);
+        const struct = block?.code === "DATA" && block.whole ? sdna.structs[block.sdnaIndex] : undefined;
+        if (!block || struct?.name !== "Editing") return null;
+        const seqbase = nested({ sdna, struct, bytes: block.data, offset: 0 }, "seqbase");
+        if (!seqbase) return null;
+        const seen = new Set<string>();
+        let pointer = pointerOf(seqbase, "first");
+        while (pointer && !seen.has(pointer) && seen.size < MAX_LIST_LENGTH) {
+            seen.add(pointer);
+            const strip = byAddress.get(pointer);
+            const stripStruct = strip?.code === "DATA" && strip.whole ? sdna.structs[strip.sdnaIndex] : undefined;
+            if (!strip || (stripStruct?.name !== "Sequence" && stripStruct?.name !== "Strip")) return null;
+            const ref: StructRef = { sdna, struct: stripStruct, bytes: strip.data, offset: 0 };
+            const type = readInteger(ref, "type");
+            if (type === undefined) return null;
+            if (type !== STRIP_TYPE_SOUND_RAM) return true;
+            pointer = pointerOf(ref, "next");
+        }
+        return pointer ? null : false;
+    }
+
+    /**
+     * scene.cycles.use_denoising: an ID property of the "cycles" group (Blender 5 keeps add-on properties in
+     * ID.system_properties), else Cycles' default for the file's version.
+     */
+    function cyclesDenoisingOf(scene: StructRef): boolean | null {
+        const id = nested(scene, "id");
+        if (!id) return null;
+        const roots = header.version >= 500 ? ["system_properties", "properties"] : ["properties"];
+        let cycles: PropertyLookup = null;
+        for (const root of roots) {
+            const pointer = readPointer(id, root);
+            if (pointer === undefined) continue;
+            const properties = idPropertyAt(sdna, byAddress, pointer);
+            cycles = properties ? groupChild(sdna, byAddress, properties, "cycles") : properties;
+            if (cycles !== null) break;
+        }
+        if (cycles === undefined) return null;
+        const setting = cycles ? groupChild(sdna, byAddress, cycles, "use_denoising") : null;
+        if (setting === undefined) return null;
+        const value = setting ? integerValue(setting) : undefined;
+        if (value !== undefined) return value !== 0;
+        return compareVersions(fileVersion, LAST_VERSION_DENOISING_OFF) > 0;
+    }
+
     const sceneBlocks = ofCode("SC");
     const scenes: BlendScene[] = sceneBlocks.map((block) => {
         const ref = structRef(sdna, block, "Scene", file);
@@ -204,6 +299,8 @@ export function summarize(walk: WalkResult, file: string, compression: Compressi
         // Blender 2.80 reads 2.7x's Blender Internal scenes as EEVEE (versioning_280).
         if (header.version < 280 && engine === "BLENDER_RENDER") engine = "BLENDER_EEVEE";
         const imtype = imageFormat ? readInteger(imageFormat, "imtype") : readInteger(render, "imtype");
+        const scemode = readInteger(render, "scemode");
+        const mode = readInteger(render, "mode");
         return {
             name: idName(ref),
             frameStart: required(readInteger(render, "sfra"), "RenderData.sfra", file),
@@ -215,6 +312,11 @@ export function summarize(walk: WalkResult, file: string, compression: Compressi
             engine,
             fileFormat: imtype === undefined ? "UNKNOWN" : (IMAGE_TYPES[imtype] ?? `UNKNOWN_${imtype}`),
             camera: idNameAt(pointerOf(ref, "camera")),
+            compositing: compositingOf(ref, scemode),
+            border: flag(mode, R_BORDER),
+            sequencer: sequencerOf(ref, scemode),
+            cyclesDenoising: cyclesDenoisingOf(ref),
+            motionBlur: flag(mode, R_MBLUR),
         };
     });
     // Blender opens the first window's scene when the file has windows (and renders it with -b), the stored
@@ -320,7 +422,7 @@ export function summarize(walk: WalkResult, file: string, compression: Compressi
             littleEndian: header.littleEndian,
             fileFormatVersion: header.fileFormatVersion,
         },
-        version: [Math.floor(header.version / 100), header.version % 100, subversion],
+        version: fileVersion,
         bytes: walk.bytes,
         blockCount: walk.blockCount,
         activeScene,
