@@ -182,6 +182,21 @@ describe("tiles: one frame rendered across renderers and stitched exactly", func
         assert.strictEqual(sceneEngine.status, 422, JSON.stringify(sceneEngine.body));
         assert.strictEqual(sceneEngine.body.error.code, "tiles_not_exact");
 
+        // The compositor needs the whole frame: the preflight reads it from the .blend and says so.
+        const composited = await makeScene({ fileOutput: true, resolutionX: 32, resolutionY: 24 });
+        await uploadFile(outputs, "shots/composited/scene.blend", composited.blendPath);
+        const compositor = await api(outputs, "POST", "/jobs", { scene: "shots/composited/scene.blend", tiles: 2 });
+        assert.strictEqual(compositor.status, 422, JSON.stringify(compositor.body));
+        assert.strictEqual(compositor.body.error.code, "tiles_not_exact");
+        assert.match(compositor.body.error.message, /compositor/);
+        // Without tiles, the same scene is fine.
+        const untiled = await api(outputs, "POST", "/jobs", {
+            scene: "shots/composited/scene.blend",
+            jobId: "whole",
+            frames: "1",
+        });
+        assert.strictEqual(untiled.status, 202, JSON.stringify(untiled.body));
+
         const auto = await api(outputs, "POST", "/jobs", { scene: SCENE_KEY, tiles: "auto" });
         assert.strictEqual(auto.status, 422, JSON.stringify(auto.body));
         assert.strictEqual(auto.body.error.code, "tiles_auto_needs_estimate");
@@ -190,11 +205,12 @@ describe("tiles: one frame rendered across renderers and stitched exactly", func
             assert.strictEqual(reply.status, 400, `tiles ${JSON.stringify(tiles)}: ${JSON.stringify(reply.body)}`);
             assert.strictEqual(reply.body.error.field, "tiles");
         }
-        // Nothing was queued for any of them.
+        // Nothing was queued for any of them: only the untiled job's frame is.
         const queued = await sqsOf(outputs).send(
             new ReceiveMessageCommand({ QueueUrl: outputs.frameQueueUrl, MaxNumberOfMessages: 10 }),
         );
-        assert.deepStrictEqual(queued.Messages ?? [], []);
+        const jobIds = new Set((queued.Messages ?? []).map((message) => JSON.parse(message.Body!).jobId));
+        assert.deepStrictEqual([...jobIds], ["whole"]);
     });
 
     it("a tile delivered twice, and a renderer killed mid-tile: exactly one correct frame", async function () {

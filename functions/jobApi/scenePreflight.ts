@@ -34,7 +34,8 @@ import { isNotFound, storageError } from "../shared/awsErrors";
 import { farmError, isFarmError } from "../shared/errors";
 import { mapWithConcurrency } from "../shared/concurrency";
 import type { JobApiDeps } from "./settings";
-import { tilesEngineProblem } from "./tiles";
+import { tileExactnessProblems } from "./tileExactness";
+import { tilesNotExact } from "./tiles";
 
 /** HeadObject calls in flight when checking a request's scene and assets. */
 export const HEAD_CONCURRENCY = 16;
@@ -138,6 +139,13 @@ async function listSequence(deps: JobApiDeps, key: string): Promise<({ key: stri
 }
 
 /** Blender's engine ids (as a .blend stores them, 3.x to 5.x) by the farm's engine names. */
+/** The Blender engine id a request's engine selects (EEVEE's id differs by version; any of them reads as EEVEE). */
+const BLENDER_ENGINE_IDS: Record<Engine, string> = {
+    CYCLES: "CYCLES",
+    EEVEE: "BLENDER_EEVEE",
+    WORKBENCH: "BLENDER_WORKBENCH",
+};
+
 const SCENE_ENGINES: Record<string, Engine> = {
     CYCLES: "CYCLES",
     BLENDER_EEVEE: "EEVEE",
@@ -177,9 +185,9 @@ function sceneProblems(request: JobRequest, summary: BlendSummary, limits: JobLi
         }
     }
     if (request.tiles !== undefined) {
-        const engine = request.engine ?? SCENE_ENGINES[scene.engine];
-        const notExact = engine && tilesEngineProblem(engine);
-        if (notExact) return refused(notExact);
+        const problems = tileExactnessProblems(scene, request.engine ? BLENDER_ENGINE_IDS[request.engine] : scene.engine);
+        if (problems.length > 0)
+            return refused(tilesNotExact(`scene "${request.scene}" cannot be split into tiles exactly: ${problems.join("; ")}`));
     }
     const percentage = request.resolution?.percentage ?? scene.resolutionPercentage;
     const width = Math.round(((request.resolution?.x ?? scene.resolutionX) * percentage) / 100);
