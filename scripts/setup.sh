@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs what the farm needs on this machine: npm packages, Blender and ffmpeg (and curl and Chromium for the tests). Safe to run again.
+# Installs what the farm needs on this machine: npm packages, Blender, ffmpeg and oiiotool (and curl and Chromium for the tests). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v blender >/dev/null 2>&1 || missing+=(blender)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+# oiiotool stitches a frame rendered as tiles (functions/renderer/tileStitch.ts).
+command -v oiiotool >/dev/null 2>&1 || missing+=(openimageio-tools)
 # tests/localFarm.test.ts sends oversized bodies with curl, as users do.
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 # tests/jobReport.test.ts opens the report `render-farm report` writes in headless Chromium (driven by playwright-core).

@@ -3,6 +3,7 @@
 // log tail with credentials redacted, and Blender's environment. The Blender itself: blenderProcess.ts.
 import * as os from "os";
 import { Engine, RenderSettings } from "../shared/contract";
+import { MAX_TILES, TileRegion } from "./tileStitch";
 
 export const RESULT_PREFIX = "RENDER_FRAME_RESULT ";
 /** render_frame.py's marker on stderr after a frame: every stderr line of that frame came before it. */
@@ -44,6 +45,22 @@ export interface FrameRequest {
     tempDir: string;
     /** Absolute time (Date.now() based) at which Blender is killed. */
     deadlineMs: number;
+    /** Render only this tile of the frame's grid (see tileStitch.ts): a full-size image exact inside its region. */
+    tile?: TileRequest;
+}
+
+export interface TileRequest {
+    /** 0 to of - 1, row-major from the top-left. */
+    index: number;
+    /** How many tiles the frame is split into, 2 to MAX_TILES. */
+    of: number;
+}
+
+/** The region a tile render holds, and for a JPEG job the lossless PNG it was written as instead. */
+export interface RenderedTile extends TileRegion {
+    /** "PNG" when the job's format is JPEG: the stitch encodes the JPEG once, at jpegQuality. */
+    format?: "PNG";
+    jpegQuality?: number;
 }
 
 export interface RunBlenderOptions extends FrameRequest {
@@ -67,6 +84,8 @@ export interface BlenderResult {
     missingFiles?: string[];
     /** Whether Blender loaded the scene for this frame (false: it was still loaded from the frame before). */
     sceneLoaded?: boolean;
+    /** For a tile request: the region of the frame the image holds. */
+    tile?: RenderedTile;
     error?: { code: string; message: string };
     /** The last ~4 KB of this frame's combined stdout+stderr, credentials redacted. */
     logTail: string;
@@ -82,6 +101,7 @@ export interface ScriptResult {
     blenderVersion?: string;
     missingFiles?: string[];
     sceneLoaded?: boolean;
+    tile?: unknown;
 }
 
 /** Why a frame request cannot be rendered as given, or undefined. */
@@ -94,7 +114,40 @@ export function requestProblem(request: FrameRequest): string | undefined {
     if (!request.scenePath) return "scenePath is empty";
     if (!request.outputPath) return "outputPath is empty";
     if (!request.tempDir) return "tempDir is empty";
+    const { tile } = request;
+    if (tile !== undefined) {
+        if (!Number.isInteger(tile.of) || tile.of < 2 || tile.of > MAX_TILES)
+            return `tile.of must be a whole number between 2 and ${MAX_TILES}, got ${tile.of}`;
+        if (!Number.isInteger(tile.index) || tile.index < 0 || tile.index >= tile.of)
+            return `tile.index must be a whole number between 0 and ${tile.of - 1}, got ${tile.index}`;
+    }
     return undefined;
+}
+
+/** The tile render_frame.py says it rendered, if it is the one asked for and a region inside its frame. */
+export function renderedTile(value: unknown, asked: TileRequest): RenderedTile | undefined {
+    if (typeof value !== "object" || value === null) return undefined;
+    const tile = value as Record<string, unknown>;
+    const whole = (name: string, min: number) =>
+        typeof tile[name] === "number" && Number.isInteger(tile[name]) && (tile[name] as number) >= min;
+    const names = ["x", "y", "width", "height", "frameWidth", "frameHeight"];
+    if (tile.index !== asked.index || tile.of !== asked.of) return undefined;
+    if (!whole("x", 0) || !whole("y", 0) || !whole("width", 1) || !whole("height", 1)) return undefined;
+    if (!whole("frameWidth", 1) || !whole("frameHeight", 1)) return undefined;
+    const region = Object.fromEntries(names.map((name) => [name, tile[name] as number]));
+    if (region.x + region.width > region.frameWidth || region.y + region.height > region.frameHeight) return undefined;
+    if (tile.format !== undefined && (tile.format !== "PNG" || !whole("jpegQuality", 0))) return undefined;
+    return {
+        index: asked.index,
+        of: asked.of,
+        x: region.x,
+        y: region.y,
+        width: region.width,
+        height: region.height,
+        frameWidth: region.frameWidth,
+        frameHeight: region.frameHeight,
+        ...(tile.format === "PNG" ? { format: "PNG" as const, jpegQuality: tile.jpegQuality as number } : {}),
+    };
 }
 
 /**

@@ -17,6 +17,7 @@ import {
     RESULT_PREFIX,
     RunBlenderOptions,
     redactor,
+    renderedTile,
     requestProblem,
 } from "./blender";
 
@@ -236,6 +237,7 @@ export class BlenderProcess {
                 samples: settings.samples,
                 resolution: settings.resolution,
                 limits: request.limits,
+                ...(request.tile ? { tile: { index: request.tile.index, of: request.tile.of } } : {}),
             })}\n`,
         );
         let outcome: "answered" | "exited" | "timeout";
@@ -306,6 +308,13 @@ export class BlenderProcess {
                 `Blender finished ${what} but ${outputPath} is ${size === 0 ? "empty" : "missing"}`,
             );
 
+        const tile = request.tile ? renderedTile(script?.tile, request.tile) : undefined;
+        if (request.tile && !tile)
+            return fail(
+                "no_result",
+                `Blender finished tile ${request.tile.index} of ${request.tile.of} of ${what} but render_frame.py named no valid region for it: ${JSON.stringify(script?.tile)}`,
+            );
+
         this.stats.frames++;
         if (script?.sceneLoaded) this.stats.sceneLoads++;
         running.loadedKey = key;
@@ -318,7 +327,7 @@ export class BlenderProcess {
             this.stats.memoryRestarts++;
             await this.stop();
         }
-        return { ok: true, ...base };
+        return { ok: true, ...base, ...(tile ? { tile } : {}) };
     }
 
     /** Until the frame's result and end marker arrive, Blender exits, or the deadline kills it. */

@@ -7,7 +7,7 @@
 # Requests on stdin, one JSON object per line:
 #   {"id", "scene": "/abs/scene.blend", "reload": bool, "frame", "output": "/abs/frame_0001.png",
 #    "tempDir": "/abs/dir", "format": "PNG", "threads", ["engine", "samples", "resolution": {"x", "y", "percentage"}],
-#    "limits": {"allowedEngines": ["CYCLES", ...], "maxResolution", "maxSamples"}}
+#    "limits": {"allowedEngines": ["CYCLES", ...], "maxResolution", "maxSamples"}, ["tile": {"index", "of"}]}
 # The scene is (re)loaded when it is another file, when "reload" says so (another job, another version), and for
 # every frame of a scene whose state depends on the frames rendered before (unbaked simulations). Each frame
 # applies the request's overrides, checks the farm's limits on what actually renders (the scene, with the
@@ -16,8 +16,13 @@
 #   stderr: RENDER_FRAME_END <id>             (every line the frame wrote to stderr came before it)
 #   stdout: RENDER_FRAME_RESULT {json}        (the last line of the frame on stdout), either
 #     {"id", "ok": true, "frame", "output", "renderSeconds", "engine", "blenderVersion", "missingFiles",
-#      "mutedFileOutputs", "sceneLoaded", "loadSeconds"}
+#      "mutedFileOutputs", "sceneLoaded", "loadSeconds", ["tile"]}
 #     {"id", "ok": false, "code", "message"}   and then Blender exits with status 3: the farm starts a fresh one.
+# A tile ("of" 2 to 64, 0 <= "index" < "of") renders one region of the frame's grid (tile_grid) as a full-size frame
+# with a border and no crop, so its pixels are bit-identical to the same region of the whole frame; the result's
+# "tile" names the region {"index", "of", "x", "y", "width", "height", "frameWidth", "frameHeight"} in image pixels
+# from the top-left, and for JPEG adds {"format": "PNG", "jpegQuality"}: the tile is lossless PNG, the stitch
+# encodes JPEG once. What would not be exact (another engine, the compositor, denoising...) fails as tiles_not_exact.
 # Cycles keeps its scene data between frames (persistent data), freed before another file is loaded.
 # End of stdin ends Blender, and Blender dies with its parent (PR_SET_PDEATHSIG), so it never outlives the
 # renderer. An exception this script does not catch exits with status 2 through --python-exit-code.
@@ -41,6 +46,7 @@ FAILURE_EXIT_STATUS = 3
 PR_SET_PDEATHSIG = 1
 MAX_FRAME = 1048574  # Blender's MAXFRAME
 FORMATS = ("PNG", "JPEG", "OPEN_EXR", "TIFF")
+MAX_TILES = 64
 # Blender's engine ids by the farm's engine names, and back.
 ENGINE_CANDIDATES = {
     "CYCLES": ("CYCLES",),
@@ -112,6 +118,11 @@ class Request:
         self.allowed_engines = engines
         self.max_resolution = self.whole("maxResolution", 1, 1 << 20, within=limits, label="limits.maxResolution")
         self.max_samples = self.whole("maxSamples", 1, 1 << 30, within=limits, label="limits.maxSamples")
+        self.tile = None
+        if self.fields.get("tile") is not None:
+            tile = self.object("tile")
+            tile_count = self.whole("of", 2, MAX_TILES, within=tile, label="tile.of")
+            self.tile = (self.whole("index", 0, tile_count - 1, within=tile, label="tile.index"), tile_count)
 
     def whole(self, name, low, high, optional=False, within=None, label=None):
         value = (self.fields if within is None else within).get(name)
@@ -321,6 +332,122 @@ def scenes_rendered_with(scene):
     return found
 
 
+def tile_boundary(part, parts, size):
+    # round(part * size / parts), halves up, in integers: the same on every renderer.
+    return (2 * part * size + parts) // (2 * parts)
+
+
+def tile_grid(count, width, height):
+    """The regions (x, y, width, height) in image pixels from the top-left of a frame split into `count` tiles, in
+    row-major order from the top-left: r rows of count // r columns, the first count % r rows one more, for the r
+    whose worst tile is closest to square (max(w/h, h/w)). A region may be empty when count is too large."""
+    best_score, best = None, None
+    for rows in range(1, count + 1):
+        columns, extra = divmod(count, rows)
+        regions = []
+        for row in range(rows):
+            top, bottom = tile_boundary(row, rows, height), tile_boundary(row + 1, rows, height)
+            row_columns = columns + 1 if row < extra else columns
+            for column in range(row_columns):
+                left, right = tile_boundary(column, row_columns, width), tile_boundary(column + 1, row_columns, width)
+                regions.append((left, top, right - left, bottom - top))
+        score = max(max(w / h, h / w) if w and h else float("inf") for _, _, w, h in regions)
+        if best is None or score < best_score:
+            best_score, best = score, regions
+    return best
+
+
+def compositor_in_use(scene):
+    """The compositor node tree the scene's render passes through, or None."""
+    if not scene.render.use_compositing:
+        return None
+    # compositing_node_group from 5.0 (no use_nodes switch); node_tree, switched by use_nodes, up to 4.x.
+    tree = getattr(scene, "compositing_node_group", None)
+    if tree is None and getattr(scene, "use_nodes", False):
+        tree = getattr(scene, "node_tree", None)
+    return tree if tree is not None and len(tree.nodes) > 0 else None
+
+
+def tile_refusals(scene):
+    """Why tiles of the scene's frame would not be bit-identical to the whole frame, each with what to change."""
+    render_settings = scene.render
+    reasons = []
+    if render_settings.engine != "CYCLES":
+        engine = FARM_ENGINES.get(render_settings.engine, render_settings.engine)
+        reasons.append("engine %s computes anti-aliasing and screen-space effects over the whole frame: render tiles with Cycles" % engine)
+    if render_settings.use_border:
+        reasons.append("the scene renders only its own Render Region: turn off Output Properties > Format > Render Region")
+    tree = compositor_in_use(scene)
+    if tree is not None:
+        reasons.append('the compositor (node tree "%s") works on the whole frame: turn off Output Properties > Post Processing > Compositing' % tree.name)
+    if render_settings.use_sequencer and sequencer_strips(scene):
+        reasons.append("the sequencer's strips make the frame: turn off Output Properties > Post Processing > Sequencer")
+    cycles = getattr(scene, "cycles", None)
+    if render_settings.engine == "CYCLES" and cycles is not None:
+        if cycles.use_denoising:
+            reasons.append("Cycles denoises each render as a whole: turn off Render Properties > Sampling > Render > Denoise")
+        if getattr(cycles, "time_limit", 0) > 0:
+            reasons.append("a time limit renders as many samples as fit, different in every tile: set Render Properties > Sampling > Render > Time Limit to 0")
+    if render_settings.use_freestyle and any(layer.use and layer.use_freestyle for layer in scene.view_layers):
+        # Measured on Blender 3.4: strokes differ at tile seams, and a tile without strokes fails.
+        reasons.append("Freestyle draws its strokes over the whole frame: turn off Output Properties > Freestyle")
+    if render_settings.use_stamp:
+        reasons.append("metadata burned into the image is drawn per render: turn off Output Properties > Metadata > Burn Into Image")
+    return reasons
+
+
+def plan_tile(scene, request, where):
+    """The tile's region, after refusing what would not be exact: tiles_not_exact says why and what to change."""
+    index, count = request.tile
+    reasons = tile_refusals(scene)
+    if reasons:
+        raise RenderFailure("tiles_not_exact", "%s cannot be rendered as %d exact tiles: %s; or render the frame whole" % (where, count, "; ".join(reasons)))
+    width, height = output_size(scene)
+    regions = tile_grid(count, width, height)
+    smallest = min(regions, key=lambda region: region[2] * region[3])
+    if smallest[2] < 1 or smallest[3] < 1:
+        raise RenderFailure("tiles_not_exact", "%s renders %dx%d pixels, too few for %d tiles (one would be %dx%d pixels): use fewer tiles or a larger resolution" % (where, width, height, count, smallest[2], smallest[3]))
+    x, y, tile_width, tile_height = regions[index]
+    return {"index": index, "of": count, "x": x, "y": y, "width": tile_width, "height": tile_height, "frameWidth": width, "frameHeight": height}
+
+
+TILE_SETTINGS = (
+    ("render", ("use_border", "use_crop_to_border", "border_min_x", "border_max_x", "border_min_y", "border_max_y")),
+    ("image", ("file_format", "color_depth", "color_mode")),
+)
+
+
+def apply_tile(scene, tile):
+    """Renders only the tile's region of a full-size frame (full-frame pixel coordinates: the same samples as the
+    whole frame), a JPEG as lossless PNG; returns what restores the scene for the next frame (it stays loaded)."""
+    owners = {"render": scene.render, "image": scene.render.image_settings}
+    saved = [(owners[owner], name, getattr(owners[owner], name)) for owner, names in TILE_SETTINGS for name in names]
+    render_settings = scene.render
+    x, y, width, height = tile["x"], tile["y"], tile["width"], tile["height"]
+    frame_width, frame_height = tile["frameWidth"], tile["frameHeight"]
+    render_settings.use_border = True
+    render_settings.use_crop_to_border = False
+    # Measured from the bottom-left; Blender truncates border * size to whole pixels: half a pixel in, it lands exactly.
+    render_settings.border_min_x = 0.0 if x == 0 else (x + 0.5) / frame_width
+    render_settings.border_max_x = 1.0 if x + width == frame_width else (x + width + 0.5) / frame_width
+    render_settings.border_min_y = 0.0 if y + height == frame_height else (frame_height - (y + height) + 0.5) / frame_height
+    render_settings.border_max_y = 1.0 if y == 0 else (frame_height - y + 0.5) / frame_height
+    settings = render_settings.image_settings
+    if settings.file_format == "JPEG":
+        tile["format"] = "PNG"
+        tile["jpegQuality"] = settings.quality
+        color_mode = settings.color_mode  # BW or RGB, as the JPEG would have it
+        settings.file_format = "PNG"
+        settings.color_depth = "8"
+        settings.color_mode = color_mode
+
+    def restore():
+        for owner, name, value in saved:
+            setattr(owner, name, value)
+
+    return restore
+
+
 def render_result_image():
     # Found by type: a user image may also be named "Render Result".
     for image in bpy.data.images:
@@ -436,27 +563,33 @@ def render(request, loaded):
     muted = mute_file_outputs(scene)
     for name in muted:
         print("render_frame.py: warning: compositor File Output node %r muted: the farm writes only the frame" % name)
+    tile = plan_tile(scene, request, where) if request.tile else None
 
     os.makedirs(os.path.dirname(request.output), exist_ok=True)
     if os.path.exists(request.output):
         os.remove(request.output)
-    started = time.monotonic()
-    with temp_dir_inside(request.temp_dir):
-        try:
-            status = bpy.ops.render.render(write_still=False)
-        except RuntimeError as error:
-            raise RenderFailure("render_failed", "Blender could not render frame %d of %s: %s" % (request.frame, where, error))
-    if "FINISHED" not in status:
-        raise RenderFailure("render_failed", "Blender did not finish rendering frame %d of %s (%s)" % (request.frame, where, ", ".join(sorted(status))))
-    render_seconds = time.monotonic() - started
+    restore = apply_tile(scene, tile) if tile else None
+    try:
+        started = time.monotonic()
+        with temp_dir_inside(request.temp_dir):
+            try:
+                status = bpy.ops.render.render(write_still=False)
+            except RuntimeError as error:
+                raise RenderFailure("render_failed", "Blender could not render frame %d of %s: %s" % (request.frame, where, error))
+        if "FINISHED" not in status:
+            raise RenderFailure("render_failed", "Blender did not finish rendering frame %d of %s (%s)" % (request.frame, where, ", ".join(sorted(status))))
+        render_seconds = time.monotonic() - started
 
-    image = render_result_image()
-    # save_render applies the scene's view transform and output settings exactly as `blender -f` does.
-    image.save_render(filepath=request.output, scene=scene)
+        image = render_result_image()
+        # save_render applies the scene's view transform and output settings exactly as `blender -f` does.
+        image.save_render(filepath=request.output, scene=scene)
+    finally:
+        if restore:
+            restore()
     if not os.path.isfile(request.output) or os.path.getsize(request.output) == 0:
         raise RenderFailure("no_output", "Blender rendered frame %d of %s but wrote nothing to %s" % (request.frame, where, request.output))
 
-    return {
+    result = {
         "ok": True,
         "frame": request.frame,
         "output": request.output,
@@ -469,6 +602,9 @@ def render(request, loaded):
         "sceneLoaded": load_seconds is not None,
         "loadSeconds": round(load_seconds or 0, 3),
     }
+    if tile:
+        result["tile"] = tile
+    return result
 
 
 class temp_dir_inside:

@@ -1,0 +1,178 @@
+// Assembles one frame from its tiles with OpenImageIO's oiiotool. Each tile is a full-size render that is exact
+// inside its region only (render_frame.py: a border without crop keeps full-frame pixel coordinates), so the frame
+// is tile 0 with every other tile's region cut out and pasted over it, pixel for pixel, in the tiles' own data
+// format. A JPEG job's tiles are lossless PNG: the frame is encoded to JPEG once, here.
+import { execFile } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import { Format } from "../shared/contract";
+import { farmError } from "../shared/errors";
+
+/** Most tiles one frame may be split into. */
+export const MAX_TILES = 64;
+/** Blender's default JPEG quality, for a stitch not told the scene's. */
+const DEFAULT_JPEG_QUALITY = 90;
+const DEFAULT_TIMEOUT_MS = 120_000;
+/** How much of oiiotool's output a stitch_failed message keeps. */
+const OUTPUT_TAIL_CHARS = 2000;
+/** oiiotool's names for the farm's formats (its -o fileformatname). */
+const OIIO_FORMATS: Record<Format, string> = { PNG: "png", JPEG: "jpeg", OPEN_EXR: "openexr", TIFF: "tiff" };
+/** One line of `oiiotool --info`: `<path> :  102 x   58, 4 channel, uint16 png`. */
+const INFO_LINE = / : +(\d+) x +(\d+), (\d+) channel, (\S+) /;
+
+/** Where a tile's region lies in its frame, in image pixels from the top-left. */
+export interface TileRegion {
+    /** 0 to of - 1, row-major from the top-left. */
+    index: number;
+    of: number;
+    x: number;
+    y: number;
+    width: number;
+    height: number;
+    frameWidth: number;
+    frameHeight: number;
+}
+
+export interface StitchTile {
+    /** The tile's image: the whole frame's size, exact inside its region. */
+    path: string;
+    region: TileRegion;
+}
+
+/** oiiotool as this process finds it: $OIIOTOOL_PATH, else `oiiotool` on the PATH. */
+export function oiiotoolPath(env: NodeJS.ProcessEnv = process.env): string {
+    return env.OIIOTOOL_PATH || "oiiotool";
+}
+
+/** Writes the frame the tiles make to exactly `outputPath` (never a partial file); throws stitch_failed. */
+export async function stitchTiles(options: {
+    tiles: StitchTile[];
+    outputPath: string;
+    format: Format;
+    /** The scene's JPEG quality (render_frame.py's tile result says it); default Blender's 90. */
+    jpegQuality?: number;
+    oiiotoolPath?: string;
+    timeoutMs?: number;
+}): Promise<void> {
+    const problem = tilesProblem(options.tiles);
+    if (problem) throw farmError("stitch_failed", `cannot stitch ${options.outputPath}: ${problem}`);
+    const tiles = [...options.tiles].sort((a, b) => a.region.index - b.region.index);
+    const tool = options.oiiotoolPath ?? oiiotoolPath();
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const { frameWidth, frameHeight } = tiles[0].region;
+
+    // The regions fit the frame only if every image is the frame: oiiotool would paste a wrong-sized one silently.
+    const info = await runOiiotool(tool, ["--info", ...tiles.map((tile) => tile.path)], timeoutMs, "read the tiles");
+    const lines = info.split("\n").filter((line) => INFO_LINE.test(line));
+    if (lines.length !== tiles.length)
+        throw farmError("stitch_failed", `oiiotool described ${lines.length} of ${tiles.length} tiles: ${tail(info)}`);
+    const first = INFO_LINE.exec(lines[0])!;
+    tiles.forEach((tile, i) => {
+        const [, width, height, channels, dataFormat] = INFO_LINE.exec(lines[i])!;
+        if (Number(width) !== frameWidth || Number(height) !== frameHeight)
+            throw farmError(
+                "stitch_failed",
+                `tile ${tile.region.index} (${tile.path}) is ${width}x${height} pixels, not its frame's ${frameWidth}x${frameHeight}`,
+            );
+        if (channels !== first[3] || dataFormat !== first[4])
+            throw farmError(
+                "stitch_failed",
+                `tile ${tile.region.index} (${tile.path}) has ${channels} ${dataFormat} channels, tile 0 has ${first[3]} ${first[4]}`,
+            );
+    });
+
+    // Written aside and renamed into place: a failed or killed stitch leaves no torn frame under outputPath.
+    const output = path.resolve(options.outputPath);
+    const partial = path.join(path.dirname(output), `.${path.basename(output)}.${process.pid}.stitching`);
+    const quality = options.format === "JPEG" ? (options.jpegQuality ?? DEFAULT_JPEG_QUALITY) : undefined;
+    try {
+        await runOiiotool(tool, stitchArgs(tiles, partial, options.format, quality), timeoutMs, "stitch the tiles");
+        fs.renameSync(partial, output);
+    } finally {
+        fs.rmSync(partial, { force: true });
+    }
+}
+
+/**
+ * oiiotool's command line: tile 0, then for each other tile its region cut out (moved to the origin), swapped under
+ * the frame so far and pasted back at its place. --no-autopremult: straight-alpha PNG and TIFF tiles would otherwise
+ * be premultiplied on read and unpremultiplied on write, changing edge pixels.
+ */
+export function stitchArgs(tiles: StitchTile[], output: string, format: Format, jpegQuality?: number): string[] {
+    const args = ["--no-autopremult", tiles[0].path];
+    for (const { path: tilePath, region } of tiles.slice(1)) {
+        const place = `+${region.x}+${region.y}`;
+        args.push(tilePath, "--cut", `${region.width}x${region.height}${place}`, "--swap", "--paste", place);
+    }
+    if (jpegQuality !== undefined) args.push("--compression", `jpeg:${jpegQuality}`);
+    args.push(`-o:fileformatname=${OIIO_FORMATS[format]}`, output);
+    return args;
+}
+
+/** Why these tiles do not make exactly one frame, or undefined: each index once, one frame size, no gap, no overlap. */
+export function tilesProblem(tiles: StitchTile[]): string | undefined {
+    if (tiles.length === 0) return "no tiles";
+    const { of, frameWidth, frameHeight } = tiles[0].region;
+    if (!Number.isInteger(of) || of < 2 || of > MAX_TILES) return `a frame has 2 to ${MAX_TILES} tiles, not ${of}`;
+    const seen = new Set<number>();
+    for (const { path: tilePath, region } of tiles) {
+        const name = `tile ${region.index} (${tilePath})`;
+        if (region.of !== of || region.frameWidth !== frameWidth || region.frameHeight !== frameHeight)
+            return `${name} is 1 of ${region.of} of a ${region.frameWidth}x${region.frameHeight} frame, tile ${tiles[0].region.index} is 1 of ${of} of a ${frameWidth}x${frameHeight} frame`;
+        if (!Number.isInteger(region.index) || region.index < 0 || region.index >= of)
+            return `${name}: its index is not between 0 and ${of - 1}`;
+        if (seen.has(region.index)) return `tile ${region.index} is given twice`;
+        seen.add(region.index);
+        const { x, y, width, height } = region;
+        if (![x, y, width, height].every(Number.isInteger) || x < 0 || y < 0 || width < 1 || height < 1)
+            return `${name}: its region ${width}x${height}+${x}+${y} is not whole pixels`;
+        if (x + width > frameWidth || y + height > frameHeight)
+            return `${name}: its region ${width}x${height}+${x}+${y} is outside the ${frameWidth}x${frameHeight} frame`;
+    }
+    const missing = Array.from({ length: of }, (_, index) => index).filter((index) => !seen.has(index));
+    if (missing.length) return `tile${missing.length > 1 ? "s" : ""} ${missing.join(", ")} of ${of} missing`;
+    for (const [i, a] of tiles.entries())
+        for (const b of tiles.slice(i + 1))
+            if (overlap(a.region, b.region))
+                return `the regions of tiles ${a.region.index} and ${b.region.index} overlap`;
+    const area = tiles.reduce((sum, { region }) => sum + region.width * region.height, 0);
+    if (area !== frameWidth * frameHeight)
+        return `the regions cover ${area} of the frame's ${frameWidth * frameHeight} pixels`;
+    return undefined;
+}
+
+function overlap(a: TileRegion, b: TileRegion): boolean {
+    return a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
+}
+
+function runOiiotool(tool: string, args: string[], timeoutMs: number, what: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+        execFile(
+            tool,
+            args,
+            { timeout: timeoutMs, killSignal: "SIGKILL", maxBuffer: 16 * 1024 * 1024 },
+            (error, stdout, stderr) => {
+                if (!error) return resolve(stdout);
+                const code = (error as NodeJS.ErrnoException).code;
+                if (code === "ENOENT")
+                    return reject(
+                        farmError(
+                            "stitch_failed",
+                            `oiiotool (${tool}) is not installed: install OpenImageIO's tools (Debian: openimageio-tools) or set OIIOTOOL_PATH`,
+                        ),
+                    );
+                const why = error.killed
+                    ? `was killed after ${timeoutMs} ms`
+                    : `failed (${error.message.split("\n")[0]})`;
+                reject(
+                    farmError("stitch_failed", `oiiotool could not ${what}: it ${why}: ${tail(`${stderr}${stdout}`)}`),
+                );
+            },
+        );
+    });
+}
+
+function tail(text: string): string {
+    const trimmed = text.trim();
+    return trimmed.length > OUTPUT_TAIL_CHARS ? `…${trimmed.slice(-OUTPUT_TAIL_CHARS)}` : trimmed;
+}
