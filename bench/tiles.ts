@@ -68,7 +68,8 @@ async function renderOnce(scene: Scene, workers: number, tiles: number | undefin
         if (reply.status !== 202) throw new Error(`submit answered ${reply.status}: ${JSON.stringify(reply.body)}`);
         const status = await waitForJobEnd(outputs, jobId, 3_600_000, 250);
         const wallSeconds = (Date.now() - started) / 1000;
-        if (status.state !== "complete") throw new Error(`job ${jobId} ended ${status.state}: ${JSON.stringify(status)}`);
+        if (status.state !== "complete")
+            throw new Error(`job ${jobId} ended ${status.state}: ${JSON.stringify(status)}`);
         const frameRecord = await readJson<FrameRecord>(outputs, `jobs/${jobId}/frames/${FRAME}.json`);
         const tileRecords = tiles
             ? await Promise.all(

@@ -122,7 +122,10 @@ function lineReporter(options: ProgressOptions, clock: Clock): ProgressReporter 
             const tilesMoved = status.tiles !== undefined && last?.tiles?.done !== status.tiles.done;
             if (
                 last &&
-                (last.frames.done !== done || last.frames.failed !== failed || last.frames.total !== total || tilesMoved)
+                (last.frames.done !== done ||
+                    last.frames.failed !== failed ||
+                    last.frames.total !== total ||
+                    tilesMoved)
             ) {
                 const eta = clock.etaSeconds(status);
                 write(

@@ -91,13 +91,11 @@ async function assertExact(outputs: FarmOutputs, jobId: string, frame: number, r
     assert.strictEqual(comparison.maxDifference, 0, `${jobId}: ${JSON.stringify(comparison)}`);
 }
 
-/** Renderer log lines saying a frame was stitched, "<jobId>/<frame>" each. */
+/** The renderers' log lines (stdout) saying a frame was stitched, "<jobId>/<frame>" each. */
 function stitches(worker: WorkerProcess): string[] {
-    return worker
-        .lines()
-        .map((line) => /renderer: frame (\d+) of job ([a-z0-9-]+) stitched from \d+ tiles/.exec(line.text))
-        .filter((match): match is RegExpExecArray => match !== null)
-        .map((match) => `${match[2]}/${match[1]}`);
+    return [...worker.stdout().matchAll(/renderer: frame (\d+) of job ([a-z0-9-]+) stitched from \d+ tiles/g)].map(
+        (match) => `${match[2]}/${match[1]}`,
+    );
 }
 
 describe("tiles: one frame rendered across renderers and stitched exactly", function () {
@@ -123,7 +121,8 @@ describe("tiles: one frame rendered across renderers and stitched exactly", func
         await uploadScene(outputs, scene);
         const jobs: { jobId: string; tiles: number; format: "PNG" | "OPEN_EXR" }[] = [];
         for (const format of ["PNG", "OPEN_EXR"] as const)
-            for (const tiles of [2, 4, 7]) jobs.push({ jobId: `tiles-${tiles}-${format.toLowerCase()}`, tiles, format });
+            for (const tiles of [2, 4, 7])
+                jobs.push({ jobId: `tiles-${tiles}-${format === "PNG" ? "png" : "exr"}`, tiles, format });
         for (const job of jobs)
             await submitTiled(outputs, job.jobId, { frames: String(FRAME), tiles: job.tiles, format: job.format });
 
@@ -227,7 +226,11 @@ describe("tiles: one frame rendered across renderers and stitched exactly", func
         // Every tile message queued a second time: SQS delivers at least once.
         const sqs = sqsOf(outputs);
         const received = await sqs.send(
-            new ReceiveMessageCommand({ QueueUrl: outputs.frameQueueUrl, MaxNumberOfMessages: 10, VisibilityTimeout: 0 }),
+            new ReceiveMessageCommand({
+                QueueUrl: outputs.frameQueueUrl,
+                MaxNumberOfMessages: 10,
+                VisibilityTimeout: 0,
+            }),
         );
         assert.strictEqual(received.Messages?.length, 4);
         for (const message of received.Messages!)
@@ -245,15 +248,27 @@ describe("tiles: one frame rendered across renderers and stitched exactly", func
         assert.deepStrictEqual(status.tiles, { of: 4, done: 4, total: 4 });
         await assertExact(outputs, "faults", FRAME, own, dir);
         // The duplicates met a done frame (or a done tile) and were dropped: the queue drains, one stitch happened.
-        await waitFor("the queue drained", 120_000, async () => {
-            const left = await sqs.send(
-                new ReceiveMessageCommand({ QueueUrl: outputs.frameQueueUrl, MaxNumberOfMessages: 10, VisibilityTimeout: 0 }),
-            );
-            return (left.Messages ?? []).length === 0 && !renderingIn(second.ready.workDir) ? true : undefined;
-        }, 500);
+        await waitFor(
+            "the queue drained",
+            120_000,
+            async () => {
+                const left = await sqs.send(
+                    new ReceiveMessageCommand({
+                        QueueUrl: outputs.frameQueueUrl,
+                        MaxNumberOfMessages: 10,
+                        VisibilityTimeout: 0,
+                    }),
+                );
+                return (left.Messages ?? []).length === 0 && !renderingIn(second.ready.workDir) ? true : undefined;
+            },
+            500,
+        );
         assert.deepStrictEqual([...stitches(first), ...stitches(second)], [`faults/${FRAME}`]);
         const left = await listKeys(outputs, frameTilesPrefix("faults", FRAME));
-        assert.deepStrictEqual(left.filter((key) => !key.endsWith(".json")), []);
+        assert.deepStrictEqual(
+            left.filter((key) => !key.endsWith(".json")),
+            [],
+        );
     });
 
     it("tiles finishing at the same moment: each frame is stitched exactly once, and exactly", async function () {
@@ -274,6 +289,7 @@ describe("tiles: one frame rendered across renderers and stitched exactly", func
             ["race/1", "race/2", "race/3", "race/4", "race/5"],
             "one stitch per frame",
         );
-        for (const frame of [1, 5]) await assertExact(outputs, "race", frame, await blenderOwnRender(scene, frame, "PNG", dir), dir);
+        for (const frame of [1, 5])
+            await assertExact(outputs, "race", frame, await blenderOwnRender(scene, frame, "PNG", dir), dir);
     });
 });

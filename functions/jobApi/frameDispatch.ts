@@ -134,7 +134,10 @@ async function sendDispatch(
     }
 
     // A tiled job's frame is `tiles` messages: a group stays about the same number of messages.
-    const groupSize = Math.max(1, Math.floor((settings.queueGroupFrames ?? QUEUE_GROUP_FRAMES) / (manifest.tiles ?? 1)));
+    const groupSize = Math.max(
+        1,
+        Math.floor((settings.queueGroupFrames ?? QUEUE_GROUP_FRAMES) / (manifest.tiles ?? 1)),
+    );
     while (stored.dispatch.sent < frames.length) {
         if (Date.now() >= deadline) {
             if (!(await save({}, false))) return busy();

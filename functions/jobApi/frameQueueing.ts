@@ -112,15 +112,15 @@ async function sendBatch(
             if (entry.SenderFault) {
                 notSent.push({ frame: original.frame, reason });
                 unsent++;
-            }
-            else {
+            } else {
                 retry.push(original);
                 lastReason.set(original.frame, reason);
             }
         }
         pending = retry;
     }
-    for (const entry of pending) notSent.push({ frame: entry.frame, reason: lastReason.get(entry.frame) ?? "not sent" });
+    for (const entry of pending)
+        notSent.push({ frame: entry.frame, reason: lastReason.get(entry.frame) ?? "not sent" });
     return { sent: batch.length - unsent - pending.length, notSent };
 }
 
@@ -136,9 +136,9 @@ export async function sendFrameMessages(
     return {
         sent: results.reduce((sum, result) => sum + result.sent, 0),
         // One entry per frame: a tiled frame's messages may fail apart.
-        notSent: [...new Map(results.flatMap((result) => result.notSent).map((entry) => [entry.frame, entry])).values()].sort(
-            (a, b) => a.frame - b.frame,
-        ),
+        notSent: [
+            ...new Map(results.flatMap((result) => result.notSent).map((entry) => [entry.frame, entry])).values(),
+        ].sort((a, b) => a.frame - b.frame),
     };
 }
 

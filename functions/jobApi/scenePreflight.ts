@@ -185,9 +185,14 @@ function sceneProblems(request: JobRequest, summary: BlendSummary, limits: JobLi
         }
     }
     if (request.tiles !== undefined) {
-        const problems = tileExactnessProblems(scene, request.engine ? BLENDER_ENGINE_IDS[request.engine] : scene.engine);
+        const problems = tileExactnessProblems(
+            scene,
+            request.engine ? BLENDER_ENGINE_IDS[request.engine] : scene.engine,
+        );
         if (problems.length > 0)
-            return refused(tilesNotExact(`scene "${request.scene}" cannot be split into tiles exactly: ${problems.join("; ")}`));
+            return refused(
+                tilesNotExact(`scene "${request.scene}" cannot be split into tiles exactly: ${problems.join("; ")}`),
+            );
     }
     const percentage = request.resolution?.percentage ?? scene.resolutionPercentage;
     const width = Math.round(((request.resolution?.x ?? scene.resolutionX) * percentage) / 100);

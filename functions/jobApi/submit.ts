@@ -32,7 +32,13 @@ import { DEFAULT_WORK_MS, isCrash, JobApiDeps } from "./settings";
 import { asProbe, widenProbe } from "./probes";
 import { readJobStatus } from "./status";
 import { TUNABLES } from "../shared/farmSettings";
-import { autoTileCount, autoTilesNeedEstimate, slowestDoneFrameSeconds, tilesEngineProblem, tooManyTiles } from "./tiles";
+import {
+    autoTileCount,
+    autoTilesNeedEstimate,
+    slowestDoneFrameSeconds,
+    tilesEngineProblem,
+    tooManyTiles,
+} from "./tiles";
 
 /** JSON with object keys sorted, so equal requests hash equally whatever their key order. */
 function canonicalJson(value: unknown): string {

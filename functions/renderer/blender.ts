@@ -2,8 +2,8 @@
 // Blender leaves behind (exit status, signal, the RENDER_FRAME_RESULT line, error lines, the output file), the
 // log tail with credentials redacted, and Blender's environment. The Blender itself: blenderProcess.ts.
 import * as os from "os";
-import { Engine, RenderSettings } from "../shared/contract";
-import { MAX_TILES, TileRegion } from "./tileStitch";
+import { Engine, MAX_TILES, MIN_TILES, RenderSettings } from "../shared/contract";
+import { PlacedTile } from "./tileStitch";
 
 export const RESULT_PREFIX = "RENDER_FRAME_RESULT ";
 /** render_frame.py's marker on stderr after a frame: every stderr line of that frame came before it. */
@@ -57,7 +57,7 @@ export interface TileRequest {
 }
 
 /** The region a tile render holds, and for a JPEG job the lossless PNG it was written as instead. */
-export interface RenderedTile extends TileRegion {
+export interface RenderedTile extends PlacedTile {
     /** "PNG" when the job's format is JPEG: the stitch encodes the JPEG once, at jpegQuality. */
     format?: "PNG";
     jpegQuality?: number;
@@ -116,8 +116,8 @@ export function requestProblem(request: FrameRequest): string | undefined {
     if (!request.tempDir) return "tempDir is empty";
     const { tile } = request;
     if (tile !== undefined) {
-        if (!Number.isInteger(tile.of) || tile.of < 2 || tile.of > MAX_TILES)
-            return `tile.of must be a whole number between 2 and ${MAX_TILES}, got ${tile.of}`;
+        if (!Number.isInteger(tile.of) || tile.of < MIN_TILES || tile.of > MAX_TILES)
+            return `tile.of must be a whole number between ${MIN_TILES} and ${MAX_TILES}, got ${tile.of}`;
         if (!Number.isInteger(tile.index) || tile.index < 0 || tile.index >= tile.of)
             return `tile.index must be a whole number between 0 and ${tile.of - 1}, got ${tile.index}`;
     }

@@ -97,13 +97,19 @@ export async function renderFrame(
         );
         return { ok: true, sceneBytes: 0 };
     }
-    const tile = message.tile !== undefined && message.of !== undefined ? { index: message.tile, of: message.of } : undefined;
+    const tile =
+        message.tile !== undefined && message.of !== undefined ? { index: message.tile, of: message.of } : undefined;
     if (tile) {
-        const tileDone = await readTileRecord(s3, settings.rendersBucket, message.jobId, message.frame, tile.index).catch(
-            () => undefined,
-        );
+        const tileDone = await readTileRecord(
+            s3,
+            settings.rendersBucket,
+            message.jobId,
+            message.frame,
+            tile.index,
+        ).catch(() => undefined);
         // A duplicate delivery, or the next delivery of a tile whose stitch did not finish: on to the stitch.
-        if (tileDone?.status === "done") return stitchTiledFrame(deps, message, tileDone, startedAt, attempts, remainingMs);
+        if (tileDone?.status === "done")
+            return stitchTiledFrame(deps, message, tileDone, startedAt, attempts, remainingMs);
     }
     // A tile renders the whole frame's size with only its region rendered, to its own key (its format lossless).
     const target = tile
@@ -219,7 +225,8 @@ export async function renderFrame(
     };
     if (tile) await writeTileRecord(s3, settings.rendersBucket, record);
     else await writeFrameRecord(s3, settings.rendersBucket, record);
-    if (tile && record.status === "done") return stitchTiledFrame(deps, message, record, startedAt, attempts, remainingMs);
+    if (tile && record.status === "done")
+        return stitchTiledFrame(deps, message, record, startedAt, attempts, remainingMs);
     if (record.status !== "done") {
         const stopped = await control.afterFailure(record).catch((error) => {
             console.error(`renderer: could not check job ${record.jobId} for failing fast: ${error?.message ?? error}`);

@@ -70,7 +70,8 @@ async function tilesOnS3(deps: StitchDeps, message: FrameMessage, of: number): P
 async function claimStitch(deps: StitchDeps, message: FrameMessage, untilMs: number): Promise<string | undefined> {
     const key = stitchMarkerKey(message.jobId, message.frame);
     const marker: StitchMarker = { owner: crypto.randomUUID(), until: new Date(untilMs).toISOString() };
-    if ((await putJsonObject(deps.s3, deps.rendersBucket, key, marker, { ifAbsent: true })).written) return marker.owner;
+    if ((await putJsonObject(deps.s3, deps.rendersBucket, key, marker, { ifAbsent: true })).written)
+        return marker.owner;
     const held = await getJsonObject(deps.s3, deps.rendersBucket, key);
     if (!held) return undefined; // Released just now: its holder failed, and the message it keeps comes back.
     const until = Date.parse((held.value as StitchMarker)?.until ?? "");

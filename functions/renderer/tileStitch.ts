@@ -5,11 +5,9 @@
 import { execFile } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { Format } from "../shared/contract";
+import { Format, MAX_TILES, MIN_TILES, TileRegion } from "../shared/contract";
 import { farmError } from "../shared/errors";
 
-/** Most tiles one frame may be split into. */
-export const MAX_TILES = 64;
 /** Blender's default JPEG quality, for a stitch not told the scene's. */
 const DEFAULT_JPEG_QUALITY = 90;
 const DEFAULT_TIMEOUT_MS = 120_000;
@@ -20,23 +18,17 @@ const OIIO_FORMATS: Record<Format, string> = { PNG: "png", JPEG: "jpeg", OPEN_EX
 /** One line of `oiiotool --info`: `<path> :  102 x   58, 4 channel, uint16 png`. */
 const INFO_LINE = / : +(\d+) x +(\d+), (\d+) channel, (\S+) /;
 
-/** Where a tile's region lies in its frame, in image pixels from the top-left. */
-export interface TileRegion {
+/** A tile's region in its frame (image pixels from the top-left), and which of the frame's tiles it is. */
+export interface PlacedTile extends TileRegion {
     /** 0 to of - 1, row-major from the top-left. */
     index: number;
     of: number;
-    x: number;
-    y: number;
-    width: number;
-    height: number;
-    frameWidth: number;
-    frameHeight: number;
 }
 
 export interface StitchTile {
     /** The tile's image: the whole frame's size, exact inside its region. */
     path: string;
-    region: TileRegion;
+    region: PlacedTile;
 }
 
 /** oiiotool as this process finds it: $OIIOTOOL_PATH, else `oiiotool` on the PATH. */
@@ -113,7 +105,8 @@ export function stitchArgs(tiles: StitchTile[], output: string, format: Format, 
 export function tilesProblem(tiles: StitchTile[]): string | undefined {
     if (tiles.length === 0) return "no tiles";
     const { of, frameWidth, frameHeight } = tiles[0].region;
-    if (!Number.isInteger(of) || of < 2 || of > MAX_TILES) return `a frame has 2 to ${MAX_TILES} tiles, not ${of}`;
+    if (!Number.isInteger(of) || of < MIN_TILES || of > MAX_TILES)
+        return `a frame has ${MIN_TILES} to ${MAX_TILES} tiles, not ${of}`;
     const seen = new Set<number>();
     for (const { path: tilePath, region } of tiles) {
         const name = `tile ${region.index} (${tilePath})`;
@@ -141,7 +134,7 @@ export function tilesProblem(tiles: StitchTile[]): string | undefined {
     return undefined;
 }
 
-function overlap(a: TileRegion, b: TileRegion): boolean {
+function overlap(a: PlacedTile, b: PlacedTile): boolean {
     return a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
 }
 

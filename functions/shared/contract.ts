@@ -558,7 +558,9 @@ function jobRequestSchema(limits: JobLimits) {
             probe: z.number().int().min(1).max(MAX_PROBE_FRAMES).optional(),
             tiles: z
                 .union([z.number().int().min(MIN_TILES).max(MAX_TILES), z.literal("auto")], {
-                    errorMap: () => ({ message: `tiles must be a whole number from ${MIN_TILES} to ${MAX_TILES}, or "auto"` }),
+                    errorMap: () => ({
+                        message: `tiles must be a whole number from ${MIN_TILES} to ${MAX_TILES}, or "auto"`,
+                    }),
                 })
                 .optional(),
         })
@@ -686,7 +688,12 @@ function frameMessageSchema() {
                 format: z.enum(FORMATS),
             }),
             output: z.object({ bucket: z.string().min(1), key }),
-            tile: z.number().int().min(0).max(MAX_TILES - 1).optional(),
+            tile: z
+                .number()
+                .int()
+                .min(0)
+                .max(MAX_TILES - 1)
+                .optional(),
             of: z.number().int().min(MIN_TILES).max(MAX_TILES).optional(),
         })
         .passthrough()

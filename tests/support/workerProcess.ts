@@ -25,6 +25,8 @@ export interface WorkerProcess {
     /** Every complete line it wrote to stderr so far. */
     lines(): LogLine[];
     stderr(): string;
+    /** Everything it wrote to stdout so far: the ready line, then what the renderers log (console.log). */
+    stdout(): string;
     exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
@@ -79,7 +81,7 @@ export async function startWorker(args: string[], readyTimeoutMs = 60_000): Prom
             );
         });
     });
-    return { child, ready, lines: () => [...lines], stderr: () => stderr, exited };
+    return { child, ready, lines: () => [...lines], stderr: () => stderr, stdout: () => stdout, exited };
 }
 
 /** SIGKILLs it: no cleanup, no release of the frame it holds. */
