@@ -14,6 +14,7 @@ import { tileRecordKey } from "../functions/shared/contract";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { api, s3Of, uploadFile, waitForJobEnd } from "../tests/support/farmClient";
 import { makeScene, Scene } from "../tests/support/scenes";
+import { StitchTile, stitchTiles } from "../functions/renderer/tileStitch";
 import { startServe, stopServe } from "../tests/support/serveProcess";
 
 export interface TilesBenchOptions {
@@ -27,6 +28,8 @@ export interface TilesBenchOptions {
 interface Run {
     /** Submit to complete, seconds. */
     wallSeconds: number;
+    /** The frame's image, downloaded. */
+    image: string;
     status: JobStatus;
     frameRecord: FrameRecord;
     tileRecords: FrameRecord[];
@@ -37,6 +40,54 @@ export interface TilesBenchResult {
     cores: number;
     whole: Run;
     tiled: Run;
+    /** oiiotool stitching N full-size tile images of this frame, seconds, for the model's tile counts. */
+    stitchSeconds: Record<number, number>;
+}
+
+/** A cols x rows grid of regions over the frame (the stitcher checks they cover it once). */
+function gridTiles(image: string, width: number, height: number, tiles: number): StitchTile[] {
+    const cols = 2 ** Math.ceil(Math.log2(tiles) / 2);
+    const rows = tiles / cols;
+    const edge = (index: number, count: number, size: number) => Math.round((index * size) / count);
+    return Array.from({ length: tiles }, (_, index) => {
+        const col = index % cols;
+        const row = Math.floor(index / cols);
+        const x = edge(col, cols, width);
+        const y = edge(row, rows, height);
+        return {
+            path: image,
+            region: {
+                index,
+                of: tiles,
+                x,
+                y,
+                width: edge(col + 1, cols, width) - x,
+                height: edge(row + 1, rows, height) - y,
+                frameWidth: width,
+                frameHeight: height,
+            },
+        };
+    });
+}
+
+/**
+ * Seconds oiiotool takes to stitch `tiles` full-size tile images: N copies of the frame (the same work as N tiles;
+ * copies, since oiiotool reads a file it has read once from its cache).
+ */
+async function timeStitch(image: string, options: TilesBenchOptions, tiles: number): Promise<number> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tiles-bench-stitch-"));
+    try {
+        const grid = gridTiles(image, options.width, options.height, tiles).map((tile, index) => {
+            const copy = path.join(dir, `${index}.png`);
+            fs.copyFileSync(image, copy);
+            return { ...tile, path: copy };
+        });
+        const started = Date.now();
+        await stitchTiles({ tiles: grid, outputPath: path.join(dir, "frame.png"), format: "PNG" });
+        return (Date.now() - started) / 1000;
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
 }
 
 /** vCPUs of a renderer at Lambda's 10,240 MB (the farm's default memory). */
@@ -78,7 +129,12 @@ async function renderOnce(scene: Scene, workers: number, tiles: number | undefin
                   ),
               )
             : [];
-        return { wallSeconds, status, frameRecord, tileRecords };
+        const image = path.join(os.tmpdir(), `tiles-bench-${process.pid}-${jobId}.png`);
+        const object = await s3Of(outputs).send(
+            new GetObjectCommand({ Bucket: outputs.rendersBucket, Key: frameRecord.output!.key }),
+        );
+        fs.writeFileSync(image, Buffer.from(await object.Body!.transformToByteArray()));
+        return { wallSeconds, image, status, frameRecord, tileRecords };
     } finally {
         await stopServe(serve);
         fs.rmSync(dataDir, { recursive: true, force: true });
@@ -96,7 +152,10 @@ export async function runTilesBench(options: TilesBenchOptions): Promise<TilesBe
     });
     const whole = await renderOnce(scene, 1, undefined);
     const tiled = await renderOnce(scene, options.tiles, options.tiles);
-    return { options, cores: os.cpus().length, whole, tiled };
+    const stitchSeconds: Record<number, number> = {};
+    for (const tiles of MODEL_TILES) stitchSeconds[tiles] = await timeStitch(whole.image, options, tiles);
+    for (const run of [whole, tiled]) fs.rmSync(run.image, { force: true });
+    return { options, cores: os.cpus().length, whole, tiled, stitchSeconds };
 }
 
 export function tilesReport(result: TilesBenchResult): string[] {
@@ -112,15 +171,16 @@ export function tilesReport(result: TilesBenchResult): string[] {
     const renderOverhead = mean(tileRender) - wholeRender;
     const attemptOverhead = mean(tileWall) - whole.frameRecord.wallMs / 1000;
     const stitchSeconds = tiled.frameRecord.stitch?.seconds ?? 0;
-    const stitchPerTile = stitchSeconds / n;
     const wholeCoreSeconds = wholeRender * cores;
     // The model: each renderer renders 1/N of the frame's core-seconds on its 6 vCPUs, plus one tile's attempt overhead
     // taken as measured here (not divided by the vCPUs: loading and syncing a scene is mostly one thread), then one
-    // renderer stitches N tiles at the measured seconds per tile.
+    // renderer stitches N tiles: oiiotool's time for N full-size tiles measured here, plus the farm's own stitch
+    // overhead (downloads, upload, record) as this run's stitch less oiiotool's share for its n tiles.
     const model = (tiles: number) => {
         const render = wholeCoreSeconds / tiles / LAMBDA_VCPUS;
         const overhead = Math.max(0, attemptOverhead);
-        const stitch = stitchPerTile * tiles;
+        const stitch =
+            result.stitchSeconds[tiles] + Math.max(0, stitchSeconds - result.stitchSeconds[tiles] * (n / tiles));
         return { tiles, render, overhead, stitch, total: render + overhead + stitch };
     };
     const wholeOnLambda = wholeCoreSeconds / LAMBDA_VCPUS;
@@ -129,7 +189,7 @@ export function tilesReport(result: TilesBenchResult): string[] {
         `whole frame, 1 renderer (${cores} threads): ${whole.wallSeconds.toFixed(1)} s submit to complete, ${wholeRender.toFixed(1)} s rendering`,
         `${n} tiles, ${n} renderers (${Math.max(1, Math.floor(cores / n))} thread(s) each): ${tiled.wallSeconds.toFixed(1)} s submit to complete; tiles rendered ${tileRender.map((seconds) => seconds.toFixed(1)).join(", ")} s; stitch ${stitchSeconds.toFixed(2)} s`,
         `ratio whole / tiled wall time: ${(whole.wallSeconds / tiled.wallSeconds).toFixed(2)}x on ${cores} cores (the renderers share them)`,
-        `per-tile overhead: ${renderOverhead.toFixed(2)} s rendering, ${attemptOverhead.toFixed(2)} s per attempt (load, sync, upload, record), beyond a tile's 1/${n} of the work on 1/${n} of the cores; stitch ${stitchPerTile.toFixed(3)} s per tile`,
+        `per-tile overhead: ${renderOverhead.toFixed(2)} s rendering, ${attemptOverhead.toFixed(2)} s per attempt (load, sync, upload, record), beyond a tile's 1/${n} of the work on 1/${n} of the cores; oiiotool stitching ${MODEL_TILES.map((tiles) => `${tiles} tiles: ${result.stitchSeconds[tiles].toFixed(2)} s`).join(", ")}`,
         ...MODEL_TILES.map((tiles) => {
             const row = model(tiles);
             return `model, Lambda ${LAMBDA_VCPUS} vCPU per renderer, ${tiles} tiles: ${row.total.toFixed(1)} s (render ${row.render.toFixed(1)} + overhead ${row.overhead.toFixed(1)} + stitch ${row.stitch.toFixed(1)}) vs the whole frame ${wholeOnLambda.toFixed(1)} s: ${(wholeOnLambda / row.total).toFixed(1)}x`;

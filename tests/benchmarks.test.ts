@@ -72,4 +72,21 @@ describe("benchmarks in smoke mode", function () {
         assert.match(lines[1], /predicted [\d.]+ s \(range [\d.]+ to [\d.]+\), actual [\d.]+ s: error -?[\d.]+ %/);
         for (const line of lines) console.log(`      ${line}`);
     });
+
+    it("bench/tiles.ts renders one frame whole and as 2 tiles on the local farm, and prints the speed-up, the per-tile overhead and the Lambda model", async function () {
+        const { code, output } = await runBenchmark("tiles.ts");
+        assert.strictEqual(code, 0, output);
+        const lines = output
+            .split("\n")
+            .filter((line) => /^(scene|whole frame|2 tiles|ratio|per-tile|model)/.test(line));
+        assert.strictEqual(lines.length, 7, output);
+        assert.match(lines[3], /^ratio whole \/ tiled wall time: [\d.]+x/);
+        assert.match(lines[4], /^per-tile overhead: -?[\d.]+ s rendering, -?[\d.]+ s per attempt/);
+        assert.match(
+            lines[5],
+            /^model, Lambda 6 vCPU per renderer, 16 tiles: [\d.]+ s .* vs the whole frame [\d.]+ s: [\d.]+x$/,
+        );
+        assert.match(lines[6], /^model, Lambda 6 vCPU per renderer, 64 tiles: /);
+        for (const line of lines) console.log(`      ${line}`);
+    });
 });

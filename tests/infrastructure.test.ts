@@ -278,7 +278,16 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
             "sqs:GetQueueAttributes",
             "sqs:ReceiveMessage",
         ]);
-        assert.ok(!rendererActions.includes("s3:DeleteObject"));
+        // It deletes only a tiled frame's tile images once stitched (and a marker it gives up): under jobs/*/tiles/.
+        const deleting = rendererPolicy.Statement.filter((statement: any) =>
+            asList<string>(statement.Action).includes("s3:DeleteObject"),
+        );
+        assert.deepStrictEqual(
+            deleting.map((statement: any) =>
+                asList<string>(statement.Resource).map((arn) => arn.replace(/^.*?\//, "")),
+            ),
+            [["jobs/*/tiles/*"]],
+        );
         const apiPolicy = JSON.parse(run.named("render-farm-api-policy").inputs.policy);
         const apiActions = apiPolicy.Statement.flatMap((statement: any) => statement.Action);
         assert.ok(apiActions.includes("sqs:SendMessage"));
