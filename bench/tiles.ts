@@ -170,15 +170,17 @@ export function tilesReport(result: TilesBenchResult): string[] {
     const mean = (values: number[]) => sum(values) / Math.max(1, values.length);
     const renderOverhead = mean(tileRender) - wholeRender;
     const attemptOverhead = mean(tileWall) - whole.frameRecord.wallMs / 1000;
+    const fixedOverhead = mean(tiled.tileRecords.map((record) => record.wallMs / 1000 - (record.renderSeconds ?? 0)));
     const stitchSeconds = tiled.frameRecord.stitch?.seconds ?? 0;
     const wholeCoreSeconds = wholeRender * cores;
     // The model: each renderer renders 1/N of the frame's core-seconds on its 6 vCPUs, plus one tile's attempt overhead
-    // taken as measured here (not divided by the vCPUs: loading and syncing a scene is mostly one thread), then one
+    // outside Blender's render as measured here (not divided by the vCPUs), then one
     // renderer stitches N tiles: oiiotool's time for N full-size tiles measured here, plus the farm's own stitch
     // overhead (downloads, upload, record) as this run's stitch less oiiotool's share for its n tiles.
     const model = (tiles: number) => {
         const render = wholeCoreSeconds / tiles / LAMBDA_VCPUS;
-        const overhead = Math.max(0, attemptOverhead);
+        // Measured per attempt beyond Blender's render: the scene's download and load, the upload, the record.
+        const overhead = fixedOverhead;
         const stitch =
             result.stitchSeconds[tiles] + Math.max(0, stitchSeconds - result.stitchSeconds[tiles] * (n / tiles));
         return { tiles, render, overhead, stitch, total: render + overhead + stitch };
@@ -189,7 +191,7 @@ export function tilesReport(result: TilesBenchResult): string[] {
         `whole frame, 1 renderer (${cores} threads): ${whole.wallSeconds.toFixed(1)} s submit to complete, ${wholeRender.toFixed(1)} s rendering`,
         `${n} tiles, ${n} renderers (${Math.max(1, Math.floor(cores / n))} thread(s) each): ${tiled.wallSeconds.toFixed(1)} s submit to complete; tiles rendered ${tileRender.map((seconds) => seconds.toFixed(1)).join(", ")} s; stitch ${stitchSeconds.toFixed(2)} s`,
         `ratio whole / tiled wall time: ${(whole.wallSeconds / tiled.wallSeconds).toFixed(2)}x on ${cores} cores (the renderers share them)`,
-        `per-tile overhead: ${renderOverhead.toFixed(2)} s rendering, ${attemptOverhead.toFixed(2)} s per attempt (load, sync, upload, record), beyond a tile's 1/${n} of the work on 1/${n} of the cores; oiiotool stitching ${MODEL_TILES.map((tiles) => `${tiles} tiles: ${result.stitchSeconds[tiles].toFixed(2)} s`).join(", ")}`,
+        `per-tile overhead: ${renderOverhead.toFixed(2)} s rendering, ${attemptOverhead.toFixed(2)} s per attempt (load, sync, upload, record), beyond a tile's 1/${n} of the work on 1/${n} of the cores (negative: ${cores} threads on one frame scale worse than ${n} renderers); ${fixedOverhead.toFixed(2)} s per attempt outside Blender's render; oiiotool stitching ${MODEL_TILES.map((tiles) => `${tiles} tiles: ${result.stitchSeconds[tiles].toFixed(2)} s`).join(", ")}`,
         ...MODEL_TILES.map((tiles) => {
             const row = model(tiles);
             return `model, Lambda ${LAMBDA_VCPUS} vCPU per renderer, ${tiles} tiles: ${row.total.toFixed(1)} s (render ${row.render.toFixed(1)} + overhead ${row.overhead.toFixed(1)} + stitch ${row.stitch.toFixed(1)}) vs the whole frame ${wholeOnLambda.toFixed(1)} s: ${(wholeOnLambda / row.total).toFixed(1)}x`;

@@ -43,6 +43,8 @@ export async function invocationProblem(event: unknown, options: InvocationCheck
         );
         if (differing.length > 0)
             return `Records[${index}]: the message differs from the one the job API queued for frame ${message.frame} of job ${message.jobId} in ${differing.join(", ")}`;
+        if (message.of !== undefined && message.of !== manifest.tiles)
+            return `Records[${index}]: job ${message.jobId} splits its frames into ${manifest.tiles ?? "no"} tiles, not ${message.of}`;
         const frameRecord = await readFrameRecord(options.s3, options.rendersBucket, message.jobId, message.frame);
         if (frameRecord?.status === "done")
             return `Records[${index}]: frame ${message.frame} of job ${message.jobId} is already done`;

@@ -7,7 +7,7 @@
 import { ChangeMessageVisibilityCommand, SQSClient } from "@aws-sdk/client-sqs";
 import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { parseFrameMessage } from "../functions/shared/contract";
-import { frameMessageOf, sendFrameMessages } from "../functions/jobApi/frameQueueing";
+import { frameMessagesOf, sendFrameMessages } from "../functions/jobApi/frameQueueing";
 import { describeAwsError } from "../functions/shared/awsErrors";
 import { readFrameRecords, readManifest } from "../functions/shared/ledger";
 import { readSummaryShards, shardsFromRecords, summarizeJob } from "../functions/shared/frameSummary";
@@ -95,7 +95,8 @@ export async function recoverInterruptedFrames(deps: RecoveryDeps): Promise<Reco
             const result = await sendFrameMessages(
                 deps.sqs,
                 resources.frameQueueUrl,
-                lost.map((frame) => frameMessageOf(manifest, resources.rendersBucket, frame)),
+                // A tiled frame's every tile: the renderer skips the tiles already done.
+                lost.flatMap((frame) => frameMessagesOf(manifest, resources.rendersBucket, frame)),
             );
             if (result.notSent.length > 0) {
                 throw new Error(

@@ -219,7 +219,14 @@ export async function renderFrame(
         costUsd: lambdaCostUsd(wallMs, settings.memoryMb),
         ...(outcome.renderSeconds !== undefined ? { renderSeconds: outcome.renderSeconds } : {}),
         ...(outcome.output ? { output: outcome.output } : {}),
-        ...(outcome.error ? { error: outcome.error } : {}),
+        // A tile's failure is its frame's until the frame is stitched: it says which tile.
+        ...(outcome.error
+            ? {
+                  error: tile
+                      ? { ...outcome.error, message: `tile ${tile.index} of ${tile.of}: ${outcome.error.message}` }
+                      : outcome.error,
+              }
+            : {}),
         logTail: outcome.logTail ?? "",
         ...(tile ? { tile: outcome.tile ?? tile } : {}),
     };
