@@ -1,7 +1,7 @@
 // The job report as one self-contained HTML file: inline CSS, SVG and data: URIs only, no script, and a
 // Content-Security-Policy that lets nothing load from anywhere, so it reads the same offline. Every string from the
 // farm or the scene is escaped (html`` in ./html).
-import type { FrameRecord, JobStatus, Quote } from "../../functions/shared/contract";
+import type { JobStatus, Quote } from "../../functions/shared/contract";
 import { recordRenderSeconds } from "../../functions/shared/frameSummary";
 import { FrameTimeline } from "./frameTimeline";
 import { html, Markup } from "./html";

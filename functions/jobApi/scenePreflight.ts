@@ -21,6 +21,7 @@ import {
     refused,
 } from "../shared/contract";
 import {
+    BlendScene,
     BlendSummary,
     describeNeed,
     HeldReference,
@@ -185,14 +186,8 @@ function sceneProblems(request: JobRequest, summary: BlendSummary, limits: JobLi
         }
     }
     if (request.tiles !== undefined) {
-        const problems = tileExactnessProblems(
-            scene,
-            request.engine ? BLENDER_ENGINE_IDS[request.engine] : scene.engine,
-        );
-        if (problems.length > 0)
-            return refused(
-                tilesNotExact(`scene "${request.scene}" cannot be split into tiles exactly: ${problems.join("; ")}`),
-            );
+        const notExact = tilesProblemOf(request, scene);
+        if (notExact) return refused(notExact);
     }
     const percentage = request.resolution?.percentage ?? scene.resolutionPercentage;
     const width = Math.round(((request.resolution?.x ?? scene.resolutionX) * percentage) / 100);
@@ -216,6 +211,23 @@ function sceneProblems(request: JobRequest, summary: BlendSummary, limits: JobLi
             message: `the scene's own frame range ${own} (used because the request has no frames): ${frames.error.message}`,
         });
     return { ok: true, value: { frames: frames.value } };
+}
+
+/** The 422 for a tiled job of this scene that could not equal its whole frames (see tileExactness.ts). */
+function tilesProblemOf(request: JobRequest, scene: BlendScene): ApiError | undefined {
+    const problems = tileExactnessProblems(scene, request.engine ? BLENDER_ENGINE_IDS[request.engine] : scene.engine);
+    if (problems.length === 0) return undefined;
+    return tilesNotExact(`scene "${request.scene}" cannot be split into tiles exactly: ${problems.join("; ")}`);
+}
+
+/**
+ * A job tiled only on a resubmit (the rest of a probe job): the scene read again for what keeps tiles from being
+ * exact, as a new tiled job's preflight does. Undefined when tiles are fine, or when no scene is there to read.
+ */
+export async function tilesPreflight(deps: JobApiDeps, request: JobRequest): Promise<ApiError | undefined> {
+    const read = await readBlendObject(deps, request.scene, true);
+    const scene = read?.summary.scenes.find((candidate) => candidate.name === read.summary.activeScene);
+    return scene ? tilesProblemOf(request, scene) : undefined;
 }
 
 /**

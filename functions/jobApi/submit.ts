@@ -25,7 +25,15 @@ import { readManifest, writeManifest } from "../shared/ledger";
 import { newDispatch, readQueueProgress } from "../shared/queueProgress";
 import { DispatchOutcome, resumeDispatch, startDispatch } from "./frameDispatch";
 import { frameMessageOf, MAX_MESSAGE_BYTES, notSentSummary } from "./frameQueueing";
-import { HEAD_CONCURRENCY, headObject, ObjectCheck, ObjectVersion, Preflight, preflightScene } from "./scenePreflight";
+import {
+    HEAD_CONCURRENCY,
+    headObject,
+    ObjectCheck,
+    ObjectVersion,
+    Preflight,
+    preflightScene,
+    tilesPreflight,
+} from "./scenePreflight";
 import { inputsTooLarge, pinAssets, versionsOf } from "./jobInputs";
 import { ApiReply, errorReply, sceneChangedError, statusUrlOf, upstreamReply } from "./replies";
 import { DEFAULT_WORK_MS, isCrash, JobApiDeps } from "./settings";
@@ -153,8 +161,9 @@ async function existingJobReply(
 }
 
 /**
- * Sets the tiles of a probe job's newly asked frames (the request's, resolved when "auto" from the probe frames
- * rendered so far); the manifest's earlier frames keep theirs.
+ * Sets the tiles of a probe job's newly asked frames: the request's, resolved when "auto" from the probe frames
+ * rendered so far. A job already tiled keeps its count (its tiles' records and images are by index), whatever the
+ * resubmit says; a job tiled now is checked as a new tiled job is (422 when its frames cannot be split exactly).
  */
 async function tilesOfWidened(
     deps: JobApiDeps,
@@ -162,6 +171,7 @@ async function tilesOfWidened(
     widened: JobManifest,
     tiles: JobRequest["tiles"],
 ): Promise<Checked<undefined>> {
+    if (manifest.tiles !== undefined || tiles === undefined) return { ok: true, value: undefined };
     let count = tiles;
     if (count === "auto") {
         const slowest = await slowestDoneFrameSeconds(deps.s3, deps.settings.rendersBucket, manifest);
@@ -169,10 +179,16 @@ async function tilesOfWidened(
         const timeout = deps.settings.frameTimeoutSeconds ?? TUNABLES.rendererTimeout.defaultValue;
         count = autoTileCount(slowest, timeout);
     }
-    if (count === undefined || count < 2) delete widened.tiles;
-    else widened.tiles = count;
-    const tooMany = widened.tiles && tooManyTiles(widened.frames.length, widened.tiles, deps.settings.limits.maxFrames);
-    return tooMany ? { ok: false, error: tooMany } : { ok: true, value: undefined };
+    if (count < 2) return { ok: true, value: undefined };
+    const request = { ...manifest.request, tiles: count };
+    const notExact =
+        (request.engine && tilesEngineProblem(request.engine)) ||
+        (deps.settings.preflight !== false ? await tilesPreflight(deps, request) : undefined);
+    if (notExact) return { ok: false, error: notExact };
+    const tooMany = tooManyTiles(widened.frames.length, count, deps.settings.limits.maxFrames);
+    if (tooMany) return { ok: false, error: tooMany };
+    widened.tiles = count;
+    return { ok: true, value: undefined };
 }
 
 /** The reply to a submit once its dispatch ran (or, for a job long queued, without one). */

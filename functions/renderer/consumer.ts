@@ -51,6 +51,8 @@ export function backoffSeconds(settings: RendererSettings, attempts: number): nu
 export interface FrameOutcome {
     /** Done, or not to be rendered (a duplicate of a done frame, a stopped job's frame): the message is deleted. */
     ok: boolean;
+    /** Not ok, but no failure: the message comes back after this many seconds (a tile whose stitch is elsewhere). */
+    retryInSeconds?: number;
     record?: FrameRecord;
     /** Bytes of the scene downloaded for this frame: 0 when the warm cache had it. */
     sceneBytes: number;
@@ -85,6 +87,20 @@ export async function renderFrame(
         );
         return { ok: true, record: earlier, sceneBytes: 0 };
     }
+    const tile =
+        message.tile !== undefined && message.of !== undefined ? { index: message.tile, of: message.of } : undefined;
+    if (tile) {
+        const tileDone = await readTileRecord(
+            s3,
+            settings.rendersBucket,
+            message.jobId,
+            message.frame,
+            tile.index,
+        ).catch(() => undefined);
+        // A duplicate delivery, or the next delivery of a tile whose stitch did not finish: on to the stitch, stopped
+        // job or not (the tiles are rendered and paid for; the stitch is what makes them a frame).
+        if (tileDone?.status === "done") return stitchTiledFrame(deps, message, tileDone, attempts, remainingMs);
+    }
     // A stopped job's frame is not rendered: its message is deleted, and the frame stays pending in the job's status.
     // When S3 cannot say, the frame goes ahead: its own reads and writes meet the same trouble and record it.
     const stop = await control.beforeFrame(message).catch((error) => {
@@ -96,20 +112,6 @@ export async function renderFrame(
             `renderer: frame ${message.frame} of job ${message.jobId} not rendered: the job is ${stop.state} (${stop.message})`,
         );
         return { ok: true, sceneBytes: 0 };
-    }
-    const tile =
-        message.tile !== undefined && message.of !== undefined ? { index: message.tile, of: message.of } : undefined;
-    if (tile) {
-        const tileDone = await readTileRecord(
-            s3,
-            settings.rendersBucket,
-            message.jobId,
-            message.frame,
-            tile.index,
-        ).catch(() => undefined);
-        // A duplicate delivery, or the next delivery of a tile whose stitch did not finish: on to the stitch.
-        if (tileDone?.status === "done")
-            return stitchTiledFrame(deps, message, tileDone, startedAt, attempts, remainingMs);
     }
     // A tile renders the whole frame's size with only its region rendered, to its own key (its format lossless).
     const target = tile
@@ -232,8 +234,7 @@ export async function renderFrame(
     };
     if (tile) await writeTileRecord(s3, settings.rendersBucket, record);
     else await writeFrameRecord(s3, settings.rendersBucket, record);
-    if (tile && record.status === "done")
-        return stitchTiledFrame(deps, message, record, startedAt, attempts, remainingMs);
+    if (tile && record.status === "done") return stitchTiledFrame(deps, message, record, attempts, remainingMs);
     if (record.status !== "done") {
         const stopped = await control.afterFailure(record).catch((error) => {
             console.error(`renderer: could not check job ${record.jobId} for failing fast: ${error?.message ?? error}`);
@@ -244,19 +245,34 @@ export async function renderFrame(
     return { ok: record.status === "done", record, sceneBytes };
 }
 
+/** The least time an invocation needs left to start a stitch; with less, the tile message comes back for it. */
+const STITCH_RESERVE_MS = 60_000;
+/** How long a renderer that found the stitch taken waits for it to finish before it leaves its message for later. */
+const STITCH_WAIT_MS = 20_000;
+/** SQS's longest visibility timeout. */
+const MAX_VISIBILITY_SECONDS = 43_200;
+
 /**
- * After a tile is done: the frame is stitched when it was the last (or its stitch is taken over). A failed stitch is
- * the frame's failure: its record says why, and the tile message comes back to stitch again.
+ * After a tile is done: the frame is stitched when it was the last (or its stitch is taken over). While another
+ * renderer holds the stitch, this tile's message stays (it comes back once that renderer's time is up, to take the
+ * stitch over should it have died) unless the frame is done within STITCH_WAIT_MS. A failed stitch is the frame's
+ * failure: its record says why, and the tile message comes back to stitch again.
  */
 async function stitchTiledFrame(
     deps: RendererDeps,
     message: FrameMessage,
     tileRecord: FrameRecord,
-    startedAt: Date,
     attempts: number,
     remainingMs: () => number,
 ): Promise<FrameOutcome> {
     const { s3, settings } = deps;
+    const startedAt = new Date();
+    if (remainingMs() < STITCH_RESERVE_MS) {
+        console.log(
+            `renderer: frame ${message.frame} of job ${message.jobId}: too little time left to stitch; the tile message comes back for it`,
+        );
+        return { ok: false, retryInSeconds: 0, record: tileRecord, sceneBytes: 0 };
+    }
     const stitchDeps = {
         s3,
         rendersBucket: settings.rendersBucket,
@@ -280,8 +296,22 @@ async function stitchTiledFrame(
             console.log(`renderer: frame ${message.frame} of job ${message.jobId} stitched from ${message.of} tiles`);
             return { ok: true, record: stitched.record, sceneBytes: 0 };
         }
-        return { ok: true, record: tileRecord, sceneBytes: 0 };
+        if (stitched.outcome === "waiting") return { ok: true, record: tileRecord, sceneBytes: 0 };
+        const done = await frameDoneWithin(deps, message, Math.min(STITCH_WAIT_MS, stitched.until - Date.now()));
+        if (done) return { ok: true, record: done, sceneBytes: 0 };
+        const seconds = Math.ceil(Math.max(0, stitched.until - Date.now()) / 1000) + 5;
+        return {
+            ok: false,
+            retryInSeconds: Math.min(MAX_VISIBILITY_SECONDS, seconds),
+            record: tileRecord,
+            sceneBytes: 0,
+        };
     } catch (error) {
+        // Another renderer may have stitched it meanwhile (it took the stitch over): its done record stays.
+        const done = await readFrameRecord(s3, settings.rendersBucket, message.jobId, message.frame).catch(
+            () => undefined,
+        );
+        if (done?.status === "done") return { ok: true, record: done, sceneBytes: 0 };
         const finishedAt = new Date();
         const wallMs = finishedAt.getTime() - startedAt.getTime();
         const text = error instanceof Error ? error.message : String(error);
@@ -304,6 +334,23 @@ async function stitchTiledFrame(
         };
         await writeFrameRecord(s3, settings.rendersBucket, record);
         return { ok: false, record, sceneBytes: 0 };
+    }
+}
+
+/** The frame's done record once it is there, polling for at most `ms`; undefined if it is not done by then. */
+async function frameDoneWithin(
+    deps: RendererDeps,
+    message: FrameMessage,
+    ms: number,
+): Promise<FrameRecord | undefined> {
+    const until = Date.now() + Math.max(0, ms);
+    for (;;) {
+        const record = await readFrameRecord(deps.s3, deps.settings.rendersBucket, message.jobId, message.frame).catch(
+            () => undefined,
+        );
+        if (record?.status === "done") return record;
+        if (Date.now() >= until) return undefined;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(1000, until - Date.now())));
     }
 }
 
@@ -382,17 +429,17 @@ export function createRendererHandler(deps: RendererDeps): RendererHandler {
         for (const sqsRecord of event.Records) {
             if (deps.settings.holdFrameVisibility !== false)
                 await holdFrameForInvocation(deps, sqsRecord, remainingMs());
-            let ok = false;
+            let outcome: FrameOutcome | undefined;
             try {
-                ok = (await renderFrame(deps, mirror, blender, control, sqsRecord, remainingMs)).ok;
+                outcome = await renderFrame(deps, mirror, blender, control, sqsRecord, remainingMs);
             } catch (error) {
                 console.error(
                     `renderer: frame message ${sqsRecord.messageId} failed: ${(error as Error)?.message ?? error}`,
                 );
             }
-            if (ok) continue;
+            if (outcome?.ok) continue;
             batchItemFailures.push({ itemIdentifier: sqsRecord.messageId });
-            await shortenVisibility(deps, sqsRecord);
+            await shortenVisibility(deps, sqsRecord, outcome?.retryInSeconds);
         }
         return { batchItemFailures };
     };
@@ -404,15 +451,18 @@ export function createRendererHandler(deps: RendererDeps): RendererHandler {
     });
 }
 
-/** A failed frame comes back after a few seconds, not after the queue's long visibility timeout. */
-async function shortenVisibility(deps: RendererDeps, sqsRecord: SQSRecord): Promise<void> {
+/**
+ * A failed frame comes back after a few seconds (or after `seconds` when its outcome says so), not after the queue's
+ * long visibility timeout.
+ */
+async function shortenVisibility(deps: RendererDeps, sqsRecord: SQSRecord, seconds?: number): Promise<void> {
     const attempts = Number(sqsRecord.attributes?.ApproximateReceiveCount ?? 1);
     try {
         await deps.sqs.send(
             new ChangeMessageVisibilityCommand({
                 QueueUrl: deps.settings.frameQueueUrl,
                 ReceiptHandle: sqsRecord.receiptHandle,
-                VisibilityTimeout: backoffSeconds(deps.settings, attempts),
+                VisibilityTimeout: seconds ?? backoffSeconds(deps.settings, attempts),
             }),
         );
     } catch (error) {

@@ -34,8 +34,8 @@ export type StitchOutcome =
     | { outcome: "stitched"; record: FrameRecord }
     /** Tiles are still missing: their renderers stitch when they finish. */
     | { outcome: "waiting"; missing: number[] }
-    /** Another renderer holds the marker: it stitches. */
-    | { outcome: "elsewhere" };
+    /** Another renderer holds the marker until `until` (ms): it stitches, unless it dies first. */
+    | { outcome: "elsewhere"; until: number };
 
 export interface StitchDeps {
     s3: S3Client;
@@ -66,18 +66,21 @@ async function tilesOnS3(deps: StitchDeps, message: FrameMessage, of: number): P
     return done;
 }
 
-/** Takes the frame's stitch marker: written if absent, or over a marker whose holder's invocation is over. */
-async function claimStitch(deps: StitchDeps, message: FrameMessage, untilMs: number): Promise<string | undefined> {
+/**
+ * Takes the frame's stitch marker: written if absent, or over a marker whose holder's invocation is over. Answers
+ * "mine", or until when another holds it.
+ */
+async function claimStitch(deps: StitchDeps, message: FrameMessage, untilMs: number): Promise<"mine" | number> {
     const key = stitchMarkerKey(message.jobId, message.frame);
     const marker: StitchMarker = { owner: crypto.randomUUID(), until: new Date(untilMs).toISOString() };
-    if ((await putJsonObject(deps.s3, deps.rendersBucket, key, marker, { ifAbsent: true })).written)
-        return marker.owner;
-    const held = await getJsonObject(deps.s3, deps.rendersBucket, key);
-    if (!held) return undefined; // Released just now: its holder failed, and the message it keeps comes back.
+    if ((await putJsonObject(deps.s3, deps.rendersBucket, key, marker, { ifAbsent: true })).written) return "mine";
+    // Absent now (403 without a listing grant): released by a holder whose stitch failed; its message comes back.
+    const held = await getJsonObject(deps.s3, deps.rendersBucket, key, { forbiddenMeansAbsent: true });
+    if (!held) return Date.now();
     const until = Date.parse((held.value as StitchMarker)?.until ?? "");
-    if (Number.isFinite(until) && until > Date.now()) return undefined;
+    if (Number.isFinite(until) && until > Date.now()) return until;
     const taken = await putJsonObject(deps.s3, deps.rendersBucket, key, marker, { ifMatch: held.etag });
-    return taken.written ? marker.owner : undefined;
+    return taken.written ? "mine" : Date.now();
 }
 
 /** Gives the marker up after a failed stitch, so the tile message's next delivery stitches at once. */
@@ -105,7 +108,8 @@ export async function stitchWhenComplete(
         const missing = Array.from({ length: of }, (_, tile) => tile).filter((tile) => !done.has(tile));
         return { outcome: "waiting", missing };
     }
-    if (!(await claimStitch(deps, message, deadlineMs))) return { outcome: "elsewhere" };
+    const claim = await claimStitch(deps, message, deadlineMs);
+    if (claim !== "mine") return { outcome: "elsewhere", until: claim };
     try {
         return { outcome: "stitched", record: await stitchFrame(deps, message, of, upload) };
     } catch (error) {
@@ -186,12 +190,14 @@ async function deleteTileImages(deps: StitchDeps, message: FrameMessage, of: num
         tileImageKey(message.jobId, message.frame, tile, message.settings.format),
     );
     try {
-        await deps.s3.send(
+        const reply = await deps.s3.send(
             new DeleteObjectsCommand({
                 Bucket: deps.rendersBucket,
                 Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: true },
             }),
         );
+        for (const error of reply.Errors ?? [])
+            console.error(`renderer: could not delete ${error.Key}: ${error.Code}: ${error.Message}`);
     } catch (error) {
         // The frame is done: tile images left behind cost only storage, and the renders bucket's lifecycle rule expires them.
         console.error(

@@ -108,7 +108,8 @@ export function applyRecord(entry: FrameSummaryEntry | undefined, record: FrameR
         const cost = record.stitch ? record.stitch.costUsd : record.costUsd;
         next.c += Number.isFinite(cost) ? cost : 0;
         next.r += record.stitch ? 0 : recordRenderSeconds(record);
-        next.k = [...next.k, started].slice(-(record.stitch ? COUNTED_TILE_ATTEMPTS_KEPT : COUNTED_ATTEMPTS_KEPT));
+        const tiled = record.stitch || next.d || next.w || next.x;
+        next.k = [...next.k, started].slice(-(tiled ? COUNTED_TILE_ATTEMPTS_KEPT : COUNTED_ATTEMPTS_KEPT));
     }
     const newer = !entry || (entry.s !== "done" && (record.status === "done" || at >= entry.t));
     if (newer) {
@@ -160,9 +161,12 @@ export function applyTileRecord(entry: FrameSummaryEntry | undefined, record: Fr
         if (tiles) next[field] = tiles;
         else delete next[field];
     };
+    // Failing with no tile failing is the stitch's failure (applyRecord): a tile done again does not hide it.
+    const stitchFailed = (next.s === "retrying" || next.s === "failed") && !next.w && !next.x && next.d !== undefined;
     set("d", record.status === "done");
     set("w", record.status === "retrying");
     set("x", record.status === "failed");
+    if (stitchFailed && record.status === "done") return next;
     next.s = next.x ? "failed" : next.w ? "retrying" : "tiling";
     next.t = Math.max(next.t, at);
     if (record.status !== "done") {

@@ -94,10 +94,22 @@ export async function writeFrameRecord(s3: S3Client, rendersBucket: string, reco
  * record is also the frame's record until the frame is stitched: the job's failures show why its frame is not done.
  */
 export async function writeTileRecord(s3: S3Client, rendersBucket: string, record: FrameRecord): Promise<void> {
-    if (!record.tile) throw new Error(`frame ${record.frame}'s record is not a tile's`);
+    const tile = record.tile;
+    if (!tile) throw new Error(`frame ${record.frame}'s record is not a tile's`);
     await summarizeRecord(s3, rendersBucket, record);
-    await putJson(s3, rendersBucket, tileRecordKey(record.jobId, record.frame, record.tile.index), record);
-    if (record.status !== "done") await putJson(s3, rendersBucket, frameRecordKey(record.jobId, record.frame), record);
+    if (record.status !== "done") {
+        // A late failure of a duplicate delivery never undoes a done tile, nor a stitched frame.
+        const [tileBefore, frameBefore] = await Promise.all([
+            readTileRecord(s3, rendersBucket, record.jobId, record.frame, tile.index),
+            readFrameRecord(s3, rendersBucket, record.jobId, record.frame),
+        ]);
+        if (tileBefore?.status !== "done")
+            await putJson(s3, rendersBucket, tileRecordKey(record.jobId, record.frame, tile.index), record);
+        if (frameBefore?.status !== "done")
+            await putJson(s3, rendersBucket, frameRecordKey(record.jobId, record.frame), record);
+        return;
+    }
+    await putJson(s3, rendersBucket, tileRecordKey(record.jobId, record.frame, tile.index), record);
 }
 
 /** The record of one tile, or undefined when none was written (or it is not that tile's). */

@@ -181,9 +181,11 @@ describe("the renderer image, run as Lambda runs an image function", function ()
     });
 
     /** Submits through the job API, receives the frame's message as the event source mapping would, and invokes. */
+    /** Submits the job through the job API's handler, then invokes the container once per message it queued. */
     async function renderThroughRuntimeApi(
         jobId: string,
         request: Record<string, unknown>,
+        messages = 1,
     ): Promise<{ response: SQSBatchResponse; renderMs: number }> {
         const jobApi = createJobApiHandler({
             s3: emulator.s3,
@@ -211,32 +213,41 @@ describe("the renderer image, run as Lambda runs an image function", function ()
                 new GetQueueAttributesCommand({ QueueUrl: farm.frameQueueUrl, AttributeNames: ["QueueArn"] }),
             )
         ).Attributes!.QueueArn!;
-        const received = await emulator.sqs.send(
-            new ReceiveMessageCommand({
-                QueueUrl: farm.frameQueueUrl,
-                MaxNumberOfMessages: 1,
-                MessageSystemAttributeNames: ["All"],
-            }),
-        );
-        assert.strictEqual(received.Messages?.length, 1, "the job API queued one frame");
-        const event: SQSEvent = { Records: [sqsRecordOf(received.Messages![0], queueArn, REGION)] };
-
         const invokedAt = Date.now();
-        const outcome = await beforeTheContainerDies(runtimeApi.invoke(event, { timeoutMs: TIMEOUT_SECONDS * 1000 }));
-        assert.ok(
-            outcome.ok,
-            `the handler failed: ${JSON.stringify(outcome)}\ncontainer output:\n${containerLog.slice(-6000)}`,
-        );
-        const response = outcome.payload as SQSBatchResponse;
-        // As the event source mapping does: a message not reported as failed is deleted.
-        if (response.batchItemFailures.length === 0)
-            await emulator.sqs.send(
-                new DeleteMessageCommand({
+        const failures: SQSBatchResponse["batchItemFailures"] = [];
+        for (let message = 0; message < messages; message++) {
+            const received = await emulator.sqs.send(
+                new ReceiveMessageCommand({
                     QueueUrl: farm.frameQueueUrl,
-                    ReceiptHandle: received.Messages![0].ReceiptHandle!,
+                    MaxNumberOfMessages: 1,
+                    MessageSystemAttributeNames: ["All"],
                 }),
             );
-        return { response, renderMs: Date.now() - invokedAt };
+            assert.strictEqual(
+                received.Messages?.length,
+                1,
+                `the job API queued message ${message + 1} of ${messages}`,
+            );
+            const event: SQSEvent = { Records: [sqsRecordOf(received.Messages![0], queueArn, REGION)] };
+            const outcome = await beforeTheContainerDies(
+                runtimeApi.invoke(event, { timeoutMs: TIMEOUT_SECONDS * 1000 }),
+            );
+            assert.ok(
+                outcome.ok,
+                `the handler failed: ${JSON.stringify(outcome)}\ncontainer output:\n${containerLog.slice(-6000)}`,
+            );
+            const response = outcome.payload as SQSBatchResponse;
+            failures.push(...response.batchItemFailures);
+            // As the event source mapping does: a message not reported as failed is deleted.
+            if (response.batchItemFailures.length === 0)
+                await emulator.sqs.send(
+                    new DeleteMessageCommand({
+                        QueueUrl: farm.frameQueueUrl,
+                        ReceiptHandle: received.Messages![0].ReceiptHandle!,
+                    }),
+                );
+        }
+        return { response: { batchItemFailures: failures }, renderMs: Date.now() - invokedAt };
     }
 
     async function getObject(bucket: string, key: string): Promise<Buffer> {
@@ -331,6 +342,35 @@ describe("the renderer image, run as Lambda runs an image function", function ()
         assert.deepStrictEqual(response, { batchItemFailures: [] }, `frame record: ${JSON.stringify(record)}`);
         const png = decodePng(writeTemp(await getObject(farm.rendersBucket, frameOutputKey("image-eevee", 3, "PNG"))));
         assert.ok(distinctColors(png) > 20, `EEVEE rendered a nearly blank frame (${distinctColors(png)} colors)`);
+    });
+
+    it("renders a frame as 2 tiles and stitches it inside the container (its oiiotool), equal to the whole frame", async function () {
+        const { response, renderMs } = await renderThroughRuntimeApi(
+            "image-tiles",
+            {
+                scene: "shots/textured/scene.blend",
+                assets: ["shots/textured/textures/checker.png"],
+                frames: "2",
+                tiles: 2,
+            },
+            2,
+        );
+        timings.twoTileInvocations = renderMs;
+        const record = JSON.parse(
+            (await getObject(farm.rendersBucket, frameRecordKey("image-tiles", 2))).toString("utf8"),
+        ) as FrameRecord;
+        assert.deepStrictEqual(response, { batchItemFailures: [] }, `frame record: ${JSON.stringify(record)}`);
+        assert.strictEqual(record.status, "done", JSON.stringify(record));
+        assert.strictEqual(record.stitch?.of, 2, JSON.stringify(record));
+        // Pixel for pixel the frame the container rendered whole (the first test's job, same scene and frame).
+        const comparison = comparePngs(
+            writeTemp(await getObject(farm.rendersBucket, frameOutputKey("image-tiles", 2, "PNG"))),
+            writeTemp(await getObject(farm.rendersBucket, frameOutputKey("image-cycles", 2, "PNG"))),
+        );
+        assert.ok(
+            comparison.sameShape && comparison.differingSamples === 0,
+            `the stitched frame differs from the whole one: ${JSON.stringify(comparison)}`,
+        );
     });
 
     it("keeps running between invocations, waiting on the Runtime API for the next event", async function () {
