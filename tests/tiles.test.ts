@@ -11,6 +11,7 @@ import { ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import type { FarmOutputs, FrameRecord, JobStatus } from "../functions/shared/contract";
 import { frameTilesPrefix, tileRecordKey } from "../functions/shared/contract";
 import { renderingIn } from "./support/blenderProcesses";
+import { runCli } from "./support/cliRunner";
 import { api, listKeys, s3Of, sqsOf, uploadFile, waitFor, waitForJobEnd } from "./support/farmClient";
 import { compareImages } from "./support/imageCompare";
 import { BLENDER, comparePngs, makeScene, run, Scene } from "./support/scenes";
@@ -162,6 +163,29 @@ describe("tiles: one frame rendered across renderers and stitched exactly", func
             );
             assert.ok(Math.abs(record.costUsd - status.costUsd) < 2e-6, "the frame's record sums its tiles");
         }
+    });
+
+    it("render --tiles: the CLI submits a tiled job, shows tiles as a sub-count of its frames, downloads the frames", async function () {
+        const dataDir = newDataDir();
+        serve = await startServe(["--port", "0", "--workers", "2", "--data-dir", dataDir]);
+        const scene = await texturedScene(16);
+        const out = path.join(dataDir, "out");
+        const run = await runCli(
+            ["render", scene.blendPath, "--frames", "2-3", "--tiles", "3", "--out", out, "--data-dir", dataDir],
+            { timeoutMs: 300_000 },
+        );
+        assert.strictEqual(run.code, 0, run.stderr);
+        assert.match(run.stderr, /2\/2 done \(tiles 6\/6\), 0 failed/);
+        assert.deepStrictEqual(
+            fs
+                .readdirSync(out)
+                .filter((name) => name.endsWith(".png"))
+                .sort(),
+            ["frame_0002.png", "frame_0003.png"],
+        );
+        const bad = await runCli(["render", scene.blendPath, "--tiles", "1", "--data-dir", dataDir]);
+        assert.strictEqual(bad.code, 2, bad.stderr);
+        assert.match(bad.stderr, /--tiles must be a whole number from 2 to 64, or auto/);
     });
 
     it("refuses what cannot be split exactly (422), and tile counts out of range", async function () {
