@@ -14,7 +14,9 @@ import { tileRecordKey } from "../functions/shared/contract";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { api, s3Of, uploadFile, waitForJobEnd } from "../tests/support/farmClient";
 import { makeScene, Scene } from "../tests/support/scenes";
-import { StitchTile, stitchTiles } from "../functions/renderer/tileStitch";
+import { oiiotoolPath, StitchTile, stitchTiles } from "../functions/renderer/tileStitch";
+import { execFile } from "child_process";
+import { promisify } from "util";
 import { startServe, stopServe } from "../tests/support/serveProcess";
 
 export interface TilesBenchOptions {
@@ -42,6 +44,8 @@ export interface TilesBenchResult {
     tiled: Run;
     /** oiiotool stitching N full-size tile images of this frame, seconds, for the model's tile counts. */
     stitchSeconds: Record<number, number>;
+    /** The same for the frame scaled to 1920x1080. */
+    stitchSeconds1080p: Record<number, number>;
 }
 
 /** A cols x rows grid of regions over the frame (the stitcher checks they cover it once). */
@@ -74,10 +78,10 @@ function gridTiles(image: string, width: number, height: number, tiles: number):
  * Seconds oiiotool takes to stitch `tiles` full-size tile images: N copies of the frame (the same work as N tiles;
  * copies, since oiiotool reads a file it has read once from its cache).
  */
-async function timeStitch(image: string, options: TilesBenchOptions, tiles: number): Promise<number> {
+async function timeStitch(image: string, size: { width: number; height: number }, tiles: number): Promise<number> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tiles-bench-stitch-"));
     try {
-        const grid = gridTiles(image, options.width, options.height, tiles).map((tile, index) => {
+        const grid = gridTiles(image, size.width, size.height, tiles).map((tile, index) => {
             const copy = path.join(dir, `${index}.png`);
             fs.copyFileSync(image, copy);
             return { ...tile, path: copy };
@@ -154,8 +158,14 @@ export async function runTilesBench(options: TilesBenchOptions): Promise<TilesBe
     const tiled = await renderOnce(scene, options.tiles, options.tiles);
     const stitchSeconds: Record<number, number> = {};
     for (const tiles of MODEL_TILES) stitchSeconds[tiles] = await timeStitch(whole.image, options, tiles);
-    for (const run of [whole, tiled]) fs.rmSync(run.image, { force: true });
-    return { options, cores: os.cpus().length, whole, tiled, stitchSeconds };
+    // The same at 1920x1080 (the frame scaled up by oiiotool): what stitching costs a production frame.
+    const hd = `${whole.image}.1080p.png`;
+    await promisify(execFile)(oiiotoolPath(), [whole.image, "--resize", "1920x1080", "-o", hd]);
+    const stitchSeconds1080p: Record<number, number> = {};
+    for (const tiles of MODEL_TILES)
+        stitchSeconds1080p[tiles] = await timeStitch(hd, { width: 1920, height: 1080 }, tiles);
+    for (const file of [whole.image, tiled.image, hd]) fs.rmSync(file, { force: true });
+    return { options, cores: os.cpus().length, whole, tiled, stitchSeconds, stitchSeconds1080p };
 }
 
 export function tilesReport(result: TilesBenchResult): string[] {
@@ -192,6 +202,7 @@ export function tilesReport(result: TilesBenchResult): string[] {
         `${n} tiles, ${n} renderers (${Math.max(1, Math.floor(cores / n))} thread(s) each): ${tiled.wallSeconds.toFixed(1)} s submit to complete; tiles rendered ${tileRender.map((seconds) => seconds.toFixed(1)).join(", ")} s; stitch ${stitchSeconds.toFixed(2)} s`,
         `ratio whole / tiled wall time: ${(whole.wallSeconds / tiled.wallSeconds).toFixed(2)}x on ${cores} cores (the renderers share them)`,
         `per-tile overhead: ${renderOverhead.toFixed(2)} s rendering, ${attemptOverhead.toFixed(2)} s per attempt (load, sync, upload, record), beyond a tile's 1/${n} of the work on 1/${n} of the cores (negative: ${cores} threads on one frame scale worse than ${n} renderers); ${fixedOverhead.toFixed(2)} s per attempt outside Blender's render; oiiotool stitching ${MODEL_TILES.map((tiles) => `${tiles} tiles: ${result.stitchSeconds[tiles].toFixed(2)} s`).join(", ")}`,
+        `oiiotool stitching full-size 1920x1080 PNG tiles (this frame scaled up): ${MODEL_TILES.map((tiles) => `${tiles} tiles ${result.stitchSeconds1080p[tiles].toFixed(2)} s`).join(", ")}`,
         ...MODEL_TILES.map((tiles) => {
             const row = model(tiles);
             return `model, Lambda ${LAMBDA_VCPUS} vCPU per renderer, ${tiles} tiles: ${row.total.toFixed(1)} s (render ${row.render.toFixed(1)} + overhead ${row.overhead.toFixed(1)} + stitch ${row.stitch.toFixed(1)}) vs the whole frame ${wholeOnLambda.toFixed(1)} s: ${(wholeOnLambda / row.total).toFixed(1)}x`;

@@ -78,15 +78,19 @@ describe("benchmarks in smoke mode", function () {
         assert.strictEqual(code, 0, output);
         const lines = output
             .split("\n")
-            .filter((line) => /^(scene|whole frame|2 tiles|ratio|per-tile|model)/.test(line));
-        assert.strictEqual(lines.length, 7, output);
+            .filter((line) => /^(scene|whole frame|2 tiles|ratio|per-tile|oiiotool|model)/.test(line));
+        assert.strictEqual(lines.length, 8, output);
         assert.match(lines[3], /^ratio whole \/ tiled wall time: [\d.]+x/);
         assert.match(lines[4], /^per-tile overhead: -?[\d.]+ s rendering, -?[\d.]+ s per attempt/);
         assert.match(
             lines[5],
+            /^oiiotool stitching full-size 1920x1080 PNG tiles .*: 16 tiles [\d.]+ s, 64 tiles [\d.]+ s$/,
+        );
+        assert.match(
+            lines[6],
             /^model, Lambda 6 vCPU per renderer, 16 tiles: [\d.]+ s .* vs the whole frame [\d.]+ s: [\d.]+x$/,
         );
-        assert.match(lines[6], /^model, Lambda 6 vCPU per renderer, 64 tiles: /);
+        assert.match(lines[7], /^model, Lambda 6 vCPU per renderer, 64 tiles: /);
         for (const line of lines) console.log(`      ${line}`);
     });
 });
