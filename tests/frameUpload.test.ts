@@ -21,6 +21,7 @@ import { createRendererHandler } from "../functions/renderer/consumer";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { createLocalRenderer, LocalRenderer, localRendererSettings } from "../local/localRenderer";
 import { FaultProxy, ProxiedRequest, startFaultProxy } from "./support/faultProxy";
+import { sqsRecordOf } from "./support/sqsRecords";
 import { BLENDER, makeScene } from "./support/scenes";
 
 const MIB = 1024 * 1024;
@@ -28,17 +29,7 @@ const MIB = 1024 * 1024;
 const PART_BYTES = 5 * MIB;
 
 function sqsRecord(message: FrameMessage): SQSRecord {
-    return {
-        messageId: crypto.randomUUID(),
-        receiptHandle: crypto.randomUUID(),
-        body: JSON.stringify(message),
-        attributes: { ApproximateReceiveCount: "1" },
-        messageAttributes: {},
-        md5OfBody: "",
-        eventSource: "aws:sqs",
-        eventSourceARN: "arn:aws:sqs:us-east-1:000000000000:frame-upload-frames",
-        awsRegion: "us-east-1",
-    } as unknown as SQSRecord;
+    return sqsRecordOf(message, "frame-upload-frames");
 }
 
 /** Rejects if `promise` has not settled in `ms`: what a hung request would otherwise do to the test. */

@@ -3,12 +3,10 @@
 // both have asked, so both find every tile done and both try to stitch. One wins the marker's conditional write and
 // stitches; the other waits for the frame and deletes its message. Exactly one frame is written, and it is exact.
 import * as assert from "assert";
-import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import type { SQSRecord } from "aws-lambda";
 import {
     FRAME_MESSAGE_VERSION,
     FrameMessage,
@@ -19,23 +17,11 @@ import {
 import { createRendererHandler, RendererHandler } from "../functions/renderer/consumer";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { localRendererSettings } from "../local/localRenderer";
+import { sqsRecordOf } from "./support/sqsRecords";
 import { BLENDER, comparePngs, makeScene, renderDirect } from "./support/scenes";
 
 const TILES = 3;
-
-function sqsRecord(message: FrameMessage): SQSRecord {
-    return {
-        messageId: crypto.randomUUID(),
-        receiptHandle: crypto.randomUUID(),
-        body: JSON.stringify(message),
-        attributes: { ApproximateReceiveCount: "1" },
-        messageAttributes: {},
-        md5OfBody: "",
-        eventSource: "aws:sqs",
-        eventSourceARN: "arn:aws:sqs:us-east-1:000000000000:stitch-election-frames",
-        awsRegion: "us-east-1",
-    } as unknown as SQSRecord;
-}
+const QUEUE = "stitch-election-frames";
 
 describe("tiles finishing at the same moment: one stitch, one frame", function () {
     let emulator: Emulator;
@@ -149,11 +135,11 @@ describe("tiles finishing at the same moment: one stitch, one frame", function (
             tile,
             of: TILES,
         });
-        assert.deepStrictEqual((await first({ Records: [sqsRecord(message(0))] })).batchItemFailures, []);
+        assert.deepStrictEqual((await first({ Records: [sqsRecordOf(message(0), QUEUE)] })).batchItemFailures, []);
         assert.deepStrictEqual(frameWrites, [], "one tile of three: no frame yet");
         const replies = await Promise.all([
-            left({ Records: [sqsRecord(message(1))] }),
-            right({ Records: [sqsRecord(message(2))] }),
+            left({ Records: [sqsRecordOf(message(1), QUEUE)] }),
+            right({ Records: [sqsRecordOf(message(2), QUEUE)] }),
         ]);
         assert.strictEqual(arrived, 2, "both renderers listed the frame's tiles at the barrier");
         assert.deepStrictEqual(

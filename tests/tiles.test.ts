@@ -14,7 +14,7 @@ import { renderingIn } from "./support/blenderProcesses";
 import { runCli } from "./support/cliRunner";
 import { api, listKeys, s3Of, sqsOf, uploadFile, waitFor, waitForJobEnd } from "./support/farmClient";
 import { compareImages } from "./support/imageCompare";
-import { BLENDER, comparePngs, makeScene, run, Scene } from "./support/scenes";
+import { comparePngs, makeScene, renderDirect, Scene } from "./support/scenes";
 import { ServeProcess, startServe, stopServe } from "./support/serveProcess";
 import { killWorker, startWorker, stopWorker, WorkerProcess } from "./support/workerProcess";
 
@@ -43,26 +43,6 @@ async function texturedScene(samples: number): Promise<Scene> {
 async function uploadScene(outputs: FarmOutputs, scene: Scene): Promise<void> {
     await uploadFile(outputs, SCENE_KEY, scene.blendPath);
     await uploadFile(outputs, TEXTURE_KEY, scene.texturePath!);
-}
-
-/** Blender's own render of `frame`, the way an artist renders it: `blender -b scene -o … -F <format> -f <frame>`. */
-async function blenderOwnRender(scene: Scene, frame: number, format: "PNG" | "OPEN_EXR", dir: string): Promise<string> {
-    await run(BLENDER, [
-        "-b",
-        scene.blendPath,
-        "--factory-startup",
-        "-noaudio",
-        "--disable-autoexec",
-        "-o",
-        path.join(dir, "own_####"),
-        "-F",
-        format,
-        "-f",
-        String(frame),
-    ]);
-    const file = path.join(dir, `own_${String(frame).padStart(4, "0")}.${format === "PNG" ? "png" : "exr"}`);
-    assert.ok(fs.existsSync(file), `blender -f ${frame} wrote no ${file}`);
-    return file;
 }
 
 async function download(outputs: FarmOutputs, key: string, file: string): Promise<string> {
@@ -114,8 +94,8 @@ describe("tiles: one frame rendered across renderers and stitched exactly", func
         const scene = await texturedScene(16);
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tiles-own-"));
         const own = {
-            PNG: await blenderOwnRender(scene, FRAME, "PNG", dir),
-            OPEN_EXR: await blenderOwnRender(scene, FRAME, "OPEN_EXR", dir),
+            PNG: await renderDirect(scene.blendPath, FRAME, dir),
+            OPEN_EXR: await renderDirect(scene.blendPath, FRAME, dir, "OPEN_EXR"),
         };
         serve = await startServe(["--port", "0", "--workers", "2", "--data-dir", dataDir]);
         const outputs = serve.outputs;
@@ -241,7 +221,7 @@ describe("tiles: one frame rendered across renderers and stitched exactly", func
         // Tiles of about a second each, so the kill lands while one renders.
         const scene = await texturedScene(768);
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tiles-faults-"));
-        const own = await blenderOwnRender(scene, FRAME, "PNG", dir);
+        const own = await renderDirect(scene.blendPath, FRAME, dir);
         serve = await startServe(["--port", "0", "--workers", "0", "--data-dir", dataDir]);
         const outputs = serve.outputs;
         await uploadScene(outputs, scene);
@@ -314,6 +294,6 @@ describe("tiles: one frame rendered across renderers and stitched exactly", func
             "one stitch per frame",
         );
         for (const frame of [1, 5])
-            await assertExact(outputs, "race", frame, await blenderOwnRender(scene, frame, "PNG", dir), dir);
+            await assertExact(outputs, "race", frame, await renderDirect(scene.blendPath, frame, dir), dir);
     });
 });

@@ -129,10 +129,15 @@ export async function makeScene(options: SceneOptions = {}): Promise<Scene> {
 }
 
 /**
- * Renders frame `frame` the way an artist would on the command line: `-o`/`-F` must come before `-f`,
- * because Blender applies its arguments in order and renders when it reaches `-f`.
+ * Renders frame `frame` the way an artist would on the command line (`blender -b scene -o … -F <format> -f <frame>`):
+ * `-o`/`-F` must come before `-f`, because Blender applies its arguments in order and renders when it reaches `-f`.
  */
-export async function renderDirect(blendPath: string, frame: number, outDir: string): Promise<string> {
+export async function renderDirect(
+    blendPath: string,
+    frame: number,
+    outDir: string,
+    format: "PNG" | "OPEN_EXR" = "PNG",
+): Promise<string> {
     await run(BLENDER, [
         "-b",
         blendPath,
@@ -142,11 +147,11 @@ export async function renderDirect(blendPath: string, frame: number, outDir: str
         "-o",
         path.join(outDir, "direct_####"),
         "-F",
-        "PNG",
+        format,
         "-f",
         String(frame),
     ]);
-    const file = path.join(outDir, `direct_${String(frame).padStart(4, "0")}.png`);
+    const file = path.join(outDir, `direct_${String(frame).padStart(4, "0")}.${format === "PNG" ? "png" : "exr"}`);
     if (!fs.existsSync(file)) throw new Error(`blender -f ${frame} wrote no ${file}`);
     return file;
 }
