@@ -1,7 +1,7 @@
 // How a job's outcome is told: the failed frames with their reasons, the summary line, the exit code.
 import type { JobStatus } from "../functions/shared/contract";
 import { EXIT_FRAMES_FAILED, EXIT_OK } from "./errors";
-import { formatDuration } from "./progress";
+import { formatDuration, tilesText } from "./progress";
 
 /** Text on one line: the farm's error messages may carry newlines. */
 export function flatten(text: string): string {
@@ -45,7 +45,7 @@ export function allFailureLines(status: JobStatus): string[] {
 
 export function summaryLine(status: JobStatus): string {
     const { total, done, failed, pending } = status.frames;
-    const parts = [`${done}/${total} done`];
+    const parts = [`${done}/${total} done${tilesText(status)}`];
     if (failed > 0) parts.push(`${failed} failed`);
     if (pending > 0) parts.push(`${pending} pending`);
     const cost = status.costUsd > 0 ? `, about $${status.costUsd.toFixed(4)}` : "";
@@ -65,6 +65,7 @@ export function jobDocument(status: JobStatus): Record<string, unknown> {
         jobId: status.jobId,
         state: status.state,
         frames: status.frames,
+        ...(status.tiles ? { tiles: status.tiles } : {}),
         failures: status.failures,
         ...(status.failuresNext ? { failuresNext: status.failuresNext } : {}),
         renderSeconds: status.renderSeconds,

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TESTS=(tests/debianBlender/wrapper.ts tests/blender.test.ts tests/renderPath.test.ts tests/hostileScenes.test.ts)
+TESTS=(tests/debianBlender/wrapper.ts tests/blender.test.ts tests/renderPath.test.ts tests/hostileScenes.test.ts tests/tileStitch.test.ts)
 SUITE=${1:?usage: scripts/test-debian-blender.sh SUITE MAJOR [mocha arguments]}
 MAJOR=${2:?usage: scripts/test-debian-blender.sh SUITE MAJOR [mocha arguments]}
 shift 2

@@ -9,7 +9,11 @@ import {
     applyTileRecord,
     entryProgress,
     FrameSummaryEntry,
+    SUMMARY_VERSION,
+    summarizeJob,
+    SummaryShard,
 } from "../functions/shared/frameSummary";
+import { framesFailingAlike } from "../functions/renderer/jobControl";
 
 const T0 = Date.parse("2026-12-01T00:00:00Z");
 
@@ -98,5 +102,32 @@ describe("a tiled frame in the frame summary", function () {
         const after = applyTileRecord(failedStitch, tileRecord(1, "done", 25));
         assert.strictEqual(after.s, "retrying");
         assert.strictEqual(after.e, "stitch_failed");
+    });
+
+    it("fail-fast counts a tiled frame's failing tiles: a one-frame tiled job stops; a done tile means something renders", function () {
+        const failing = (tile: number, second: number) => ({
+            ...tileRecord(tile, "retrying", second),
+            error: { code: "tiles_not_exact", message: "no" },
+        });
+        const shardOf = (entry: FrameSummaryEntry): SummaryShard => ({
+            v: SUMMARY_VERSION,
+            jobId: "tiled",
+            shard: "0-0",
+            updatedAt: 0,
+            frames: { "7": entry },
+        });
+        const three = apply([failing(0, 0), failing(1, 0), failing(2, 1)])!;
+        assert.strictEqual(
+            framesFailingAlike(summarizeJob({ frames: [7] }, [shardOf(three)]), 3, "tiles_not_exact"),
+            3,
+        );
+        const two = apply([failing(0, 0), failing(1, 0)])!;
+        assert.strictEqual(framesFailingAlike(summarizeJob({ frames: [7] }, [shardOf(two)]), 3, "tiles_not_exact"), 0);
+        const oneDone = apply([failing(0, 0), failing(1, 0), failing(2, 1), tileRecord(1, "done", 5)])!;
+        assert.strictEqual(
+            framesFailingAlike(summarizeJob({ frames: [7] }, [shardOf(oneDone)]), 2, "tiles_not_exact"),
+            0,
+            "a tile rendered: the scene is not what fails",
+        );
     });
 });

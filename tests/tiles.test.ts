@@ -151,7 +151,20 @@ describe("tiles: one frame rendered across renderers and stitched exactly", func
         const scene = await texturedScene(16);
         const out = path.join(dataDir, "out");
         const run = await runCli(
-            ["render", scene.blendPath, "--frames", "2-3", "--tiles", "3", "--out", out, "--data-dir", dataDir],
+            [
+                "render",
+                scene.blendPath,
+                "--frames",
+                "2-3",
+                "--tiles",
+                "3",
+                "--job-id",
+                "cli-tiles",
+                "--out",
+                out,
+                "--data-dir",
+                dataDir,
+            ],
             { timeoutMs: 300_000 },
         );
         assert.strictEqual(run.code, 0, run.stderr);
@@ -163,6 +176,11 @@ describe("tiles: one frame rendered across renderers and stitched exactly", func
                 .sort(),
             ["frame_0002.png", "frame_0003.png"],
         );
+        const status = await runCli(["status", "cli-tiles", "--data-dir", dataDir]);
+        assert.strictEqual(status.code, 0, status.stderr);
+        assert.match(status.stdout, /job cli-tiles complete: 2\/2 done \(tiles 6\/6\)/);
+        const json = await runCli(["status", "cli-tiles", "--data-dir", dataDir, "--json"]);
+        assert.deepStrictEqual(JSON.parse(json.stdout).tiles, { of: 3, done: 6, total: 6 });
         const bad = await runCli(["render", scene.blendPath, "--tiles", "1", "--data-dir", dataDir]);
         assert.strictEqual(bad.code, 2, bad.stderr);
         assert.match(bad.stderr, /--tiles must be a whole number from 2 to 64, or auto/);

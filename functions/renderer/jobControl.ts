@@ -38,12 +38,19 @@ export function expectedFrameCostUsd(summary: JobSummary): number {
     return attempts === 0 ? 0 : cost / attempts;
 }
 
-/** How many frames failed with `code` when at least `failFast` did and none is done (the job fails fast), else 0. */
+/**
+ * How many frames failed with `code` when at least `failFast` did and none is done (the job fails fast), else 0. A
+ * tiled frame counts each of its failing tiles (distinct regions, each its own render), and any tile done counts as
+ * something done: a one-frame tiled job whose scene fails in Blender stops too, instead of spending every tile's
+ * attempts.
+ */
 export function framesFailingAlike(summary: JobSummary, failFast: number, code: string | undefined): number {
-    if (failFast <= 0 || code === undefined || NOT_THE_SCENES_FAULT.has(code) || summary.done > 0) return 0;
-    let frames = 0;
-    for (const entry of summary.entries.values()) if (entry.s !== "done" && entry.e === code) frames++;
-    return frames >= failFast ? frames : 0;
+    if (failFast <= 0 || code === undefined || NOT_THE_SCENES_FAULT.has(code) || summary.tilesDone > 0) return 0;
+    let renders = 0;
+    for (const entry of summary.entries.values())
+        if (entry.s !== "done" && entry.e === code)
+            renders += Math.max(1, (entry.w?.length ?? 0) + (entry.x?.length ?? 0));
+    return renders >= failFast ? renders : 0;
 }
 
 function usd(value: number): string {
@@ -108,7 +115,7 @@ export function createJobControl(s3: S3Client, rendersBucket: string, maxReceive
                 state: "stopped_failing",
                 at: new Date().toISOString(),
                 code: record.error.code,
-                message: `job ${job.jobId} stopped: ${frames} frames failed with ${record.error.code} and none is done, so the rest would too (frame ${record.frame}: ${record.error.message}); fix it, then retry the job`,
+                message: `job ${job.jobId} stopped: ${frames} ${record.tile ? "tiles" : "frames"} failed with ${record.error.code} and none is done, so the rest would too (frame ${record.frame}: ${record.error.message}); fix it, then retry the job`,
             });
         },
     };
