@@ -300,6 +300,9 @@ async function stitchTiledFrame(
         const done = await frameDoneWithin(deps, message, Math.min(STITCH_WAIT_MS, stitched.until - Date.now()));
         if (done) return { ok: true, record: done, sceneBytes: 0 };
         const seconds = Math.ceil(Math.max(0, stitched.until - Date.now()) / 1000) + 5;
+        console.log(
+            `renderer: frame ${message.frame} of job ${message.jobId}: tile ${message.tile} done; another renderer stitches the frame, so this message comes back in ${seconds} s to take the stitch over if that one died (not a failure)`,
+        );
         return {
             ok: false,
             retryInSeconds: Math.min(MAX_VISIBILITY_SECONDS, seconds),
