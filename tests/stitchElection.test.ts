@@ -2,18 +2,22 @@
 // render a frame's last two tiles at once, and their S3 clients hold each one's listing of the frame's tiles until
 // both have asked, so both find every tile done and both try to stitch. One wins the marker's conditional write and
 // stitches; the other waits for the frame and deletes its message. Exactly one frame is written, and it is exact.
+// A duplicate tile finishing after the stitch takes its image away.
 import * as assert from "assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import {
     FRAME_MESSAGE_VERSION,
     FrameMessage,
     FrameRecord,
     frameOutputKey,
     frameRecordKey,
+    frameTilesPrefix,
+    tileImageKey,
 } from "../functions/shared/contract";
+import { stitchWhenComplete } from "../functions/renderer/frameStitch";
 import { createRendererHandler, RendererHandler } from "../functions/renderer/consumer";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { localRendererSettings } from "../local/localRenderer";
@@ -176,5 +180,26 @@ describe("tiles finishing at the same moment: one stitch, one frame", function (
         );
         const comparison = comparePngs(stitched, await renderDirect(scene.blendPath, frame, dir));
         assert.ok(comparison.sameShape && comparison.differingSamples === 0, JSON.stringify(comparison));
+
+        // A duplicate of tile 1 that started before the stitch and uploads its image after it: it finds the frame
+        // done and takes its image away, so nothing of the tiles' images is left.
+        const lateImage = tileImageKey("election", frame, 1, "PNG");
+        await emulator.s3.send(
+            new PutObjectCommand({ Bucket: resources.rendersBucket, Key: lateImage, Body: fs.readFileSync(stitched) }),
+        );
+        const late = await stitchWhenComplete(
+            { s3: emulator.s3, rendersBucket: resources.rendersBucket, memoryMb: 10240, workDir: dir },
+            message(1),
+            Date.now() + 600_000,
+            async () => assert.fail("a done frame is not uploaded again"),
+        );
+        assert.strictEqual(late.outcome, "done");
+        const tilesLeft = await emulator.s3.send(
+            new ListObjectsV2Command({ Bucket: resources.rendersBucket, Prefix: frameTilesPrefix("election", frame) }),
+        );
+        assert.deepStrictEqual(
+            (tilesLeft.Contents ?? []).map((object) => object.Key).filter((key) => !key!.endsWith(".json")),
+            [],
+        );
     });
 });

@@ -297,6 +297,7 @@ async function stitchTiledFrame(
             return { ok: true, record: stitched.record, sceneBytes: 0 };
         }
         if (stitched.outcome === "waiting") return { ok: true, record: tileRecord, sceneBytes: 0 };
+        if (stitched.outcome === "done") return { ok: true, record: stitched.record, sceneBytes: 0 };
         const done = await frameDoneWithin(deps, message, Math.min(STITCH_WAIT_MS, stitched.until - Date.now()));
         if (done) return { ok: true, record: done, sceneBytes: 0 };
         const seconds = Math.ceil(Math.max(0, stitched.until - Date.now()) / 1000) + 5;

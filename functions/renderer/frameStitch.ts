@@ -19,7 +19,7 @@ import {
 import { storageError } from "../shared/awsErrors";
 import { getJsonObject, putJsonObject } from "../shared/jsonObjects";
 import { mapWithConcurrency } from "../shared/concurrency";
-import { readTileRecord, writeFrameRecord } from "../shared/ledger";
+import { readFrameRecord, readTileRecord, writeFrameRecord } from "../shared/ledger";
 import { stitchTiles } from "./tileStitch";
 import { downloadObject } from "./workDir";
 
@@ -32,6 +32,8 @@ interface StitchMarker {
 export type StitchOutcome =
     /** This renderer stitched the frame: its done record. */
     | { outcome: "stitched"; record: FrameRecord }
+    /** The frame was stitched already (this tile was a late duplicate). */
+    | { outcome: "done"; record: FrameRecord }
     /** Tiles are still missing: their renderers stitch when they finish. */
     | { outcome: "waiting"; missing: number[] }
     /** Another renderer holds the marker until `until` (ms): it stitches, unless it dies first. */
@@ -105,6 +107,12 @@ export async function stitchWhenComplete(
     const of = message.of ?? 1;
     const done = await tilesOnS3(deps, message, of);
     if (done.size < of) {
+        // A duplicate of a tile that finished after the frame was stitched (its images deleted): its image goes too.
+        const frameRecord = await readFrameRecord(deps.s3, deps.rendersBucket, message.jobId, message.frame);
+        if (frameRecord?.status === "done") {
+            await deleteTileImages(deps, message, of);
+            return { outcome: "done", record: frameRecord };
+        }
         const missing = Array.from({ length: of }, (_, tile) => tile).filter((tile) => !done.has(tile));
         return { outcome: "waiting", missing };
     }
