@@ -99,7 +99,8 @@ export async function renderFrame(
         ).catch(() => undefined);
         // A duplicate delivery, or the next delivery of a tile whose stitch did not finish: on to the stitch, stopped
         // job or not (the tiles are rendered and paid for; the stitch is what makes them a frame).
-        if (tileDone?.status === "done") return stitchTiledFrame(deps, message, tileDone, attempts, remainingMs);
+        if (tileDone?.status === "done")
+            return stitchTiledFrame(deps, message, tileDone, { attempts, renderedNow: false }, remainingMs);
     }
     // A stopped job's frame is not rendered: its message is deleted, and the frame stays pending in the job's status.
     // When S3 cannot say, the frame goes ahead: its own reads and writes meet the same trouble and record it.
@@ -234,7 +235,8 @@ export async function renderFrame(
     };
     if (tile) await writeTileRecord(s3, settings.rendersBucket, record);
     else await writeFrameRecord(s3, settings.rendersBucket, record);
-    if (tile && record.status === "done") return stitchTiledFrame(deps, message, record, attempts, remainingMs);
+    if (tile && record.status === "done")
+        return stitchTiledFrame(deps, message, record, { attempts, renderedNow: true }, remainingMs);
     if (record.status !== "done") {
         const stopped = await control.afterFailure(record).catch((error) => {
             console.error(`renderer: could not check job ${record.jobId} for failing fast: ${error?.message ?? error}`);
@@ -245,7 +247,8 @@ export async function renderFrame(
     return { ok: record.status === "done", record, sceneBytes };
 }
 
-/** The least time an invocation needs left to start a stitch; with less, the tile message comes back for it. */
+/** The least time an invocation that just rendered a tile needs left to start a stitch; with less, the tile message
+ * comes back at once for a fresh invocation, whose whole time the stitch gets. */
 const STITCH_RESERVE_MS = 60_000;
 /** How long a renderer that found the stitch taken waits for it to finish before it leaves its message for later. */
 const STITCH_WAIT_MS = 20_000;
@@ -255,19 +258,22 @@ const MAX_VISIBILITY_SECONDS = 43_200;
 /**
  * After a tile is done: the frame is stitched when it was the last (or its stitch is taken over). While another
  * renderer holds the stitch, this tile's message stays (it comes back once that renderer's time is up, to take the
- * stitch over should it have died) unless the frame is done within STITCH_WAIT_MS. A failed stitch is the frame's
- * failure: its record says why, and the tile message comes back to stitch again.
+ * stitch over should it have died) unless the frame is done within STITCH_WAIT_MS; on the message's last delivery the
+ * frame's record says the stitch is pending instead, so the job shows the frame failed (a retry stitches it) unless
+ * the holder finishes. A failed stitch is the frame's failure: its record says why, and the message comes back.
  */
 async function stitchTiledFrame(
     deps: RendererDeps,
     message: FrameMessage,
     tileRecord: FrameRecord,
-    attempts: number,
+    delivery: { attempts: number; renderedNow: boolean },
     remainingMs: () => number,
 ): Promise<FrameOutcome> {
     const { s3, settings } = deps;
     const startedAt = new Date();
-    if (remainingMs() < STITCH_RESERVE_MS) {
+    const lastDelivery = delivery.attempts >= settings.maxReceiveCount;
+    // Once only: a delivery that finds its tile done has the invocation's whole time for the stitch.
+    if (delivery.renderedNow && !lastDelivery && remainingMs() < STITCH_RESERVE_MS) {
         console.log(
             `renderer: frame ${message.frame} of job ${message.jobId}: too little time left to stitch; the tile message comes back for it`,
         );
@@ -290,27 +296,7 @@ async function stitchTiledFrame(
             },
             deps.frameUpload ?? FRAME_UPLOAD_TUNING,
         );
-    try {
-        const stitched = await stitchWhenComplete(stitchDeps, message, Date.now() + remainingMs(), upload);
-        if (stitched.outcome === "stitched") {
-            console.log(`renderer: frame ${message.frame} of job ${message.jobId} stitched from ${message.of} tiles`);
-            return { ok: true, record: stitched.record, sceneBytes: 0 };
-        }
-        if (stitched.outcome === "waiting") return { ok: true, record: tileRecord, sceneBytes: 0 };
-        if (stitched.outcome === "done") return { ok: true, record: stitched.record, sceneBytes: 0 };
-        const done = await frameDoneWithin(deps, message, Math.min(STITCH_WAIT_MS, stitched.until - Date.now()));
-        if (done) return { ok: true, record: done, sceneBytes: 0 };
-        const seconds = Math.ceil(Math.max(0, stitched.until - Date.now()) / 1000) + 5;
-        console.log(
-            `renderer: frame ${message.frame} of job ${message.jobId}: tile ${message.tile} done; another renderer stitches the frame, so this message comes back in ${seconds} s to take the stitch over if that one died (not a failure)`,
-        );
-        return {
-            ok: false,
-            retryInSeconds: Math.min(MAX_VISIBILITY_SECONDS, seconds),
-            record: tileRecord,
-            sceneBytes: 0,
-        };
-    } catch (error) {
+    const frameFailure = async (code: string, text: string): Promise<FrameOutcome> => {
         // Another renderer may have stitched it meanwhile (it took the stitch over): its done record stays.
         const done = await readFrameRecord(s3, settings.rendersBucket, message.jobId, message.frame).catch(
             () => undefined,
@@ -318,27 +304,59 @@ async function stitchTiledFrame(
         if (done?.status === "done") return { ok: true, record: done, sceneBytes: 0 };
         const finishedAt = new Date();
         const wallMs = finishedAt.getTime() - startedAt.getTime();
-        const text = error instanceof Error ? error.message : String(error);
         const record: FrameRecord = {
             jobId: message.jobId,
             frame: message.frame,
-            status: attempts >= settings.maxReceiveCount ? "failed" : "retrying",
-            attempts,
+            status: lastDelivery ? "failed" : "retrying",
+            attempts: delivery.attempts,
             startedAt: startedAt.toISOString(),
             finishedAt: finishedAt.toISOString(),
             wallMs,
             blenderMs: 0,
             memoryMb: settings.memoryMb,
             costUsd: lambdaCostUsd(wallMs, settings.memoryMb),
-            error: {
-                code: isFarmError(error) ? error.code : "stitch_failed",
-                message: `frame ${message.frame}'s ${message.of} tiles are rendered but could not be stitched: ${text}`,
-            },
+            error: { code, message: text },
             logTail: "",
         };
         await writeFrameRecord(s3, settings.rendersBucket, record);
         return { ok: false, record, sceneBytes: 0 };
+    };
+    let stitched: Awaited<ReturnType<typeof stitchWhenComplete>>;
+    try {
+        stitched = await stitchWhenComplete(stitchDeps, message, Date.now() + remainingMs(), upload);
+    } catch (error) {
+        // S3 trouble before any stitch was held: the message comes back after the usual backoff; nothing to record.
+        console.error(
+            `renderer: frame ${message.frame} of job ${message.jobId}: could not check its tiles: ${(error as Error)?.message ?? error}`,
+        );
+        return { ok: false, record: tileRecord, sceneBytes: 0 };
     }
+    if (stitched.outcome === "stitched") {
+        console.log(`renderer: frame ${message.frame} of job ${message.jobId} stitched from ${message.of} tiles`);
+        return { ok: true, record: stitched.record, sceneBytes: 0 };
+    }
+    if (stitched.outcome === "waiting") return { ok: true, record: tileRecord, sceneBytes: 0 };
+    if (stitched.outcome === "done") return { ok: true, record: stitched.record, sceneBytes: 0 };
+    if (stitched.outcome === "failed") {
+        const error = stitched.error;
+        const text = error instanceof Error ? error.message : String(error);
+        return frameFailure(
+            isFarmError(error) ? error.code : "stitch_failed",
+            `frame ${message.frame}'s ${message.of} tiles are rendered but could not be stitched: ${text}`,
+        );
+    }
+    const done = await frameDoneWithin(deps, message, Math.min(STITCH_WAIT_MS, stitched.until - Date.now()));
+    if (done) return { ok: true, record: done, sceneBytes: 0 };
+    if (lastDelivery)
+        return frameFailure(
+            "stitch_pending",
+            `frame ${message.frame}'s ${message.of} tiles are rendered and another renderer holds its stitch, but this tile message has no delivery left to take the stitch over should that renderer die; if the frame is not done soon, retry the job`,
+        );
+    const seconds = Math.ceil(Math.max(0, stitched.until - Date.now()) / 1000) + 5;
+    console.log(
+        `renderer: frame ${message.frame} of job ${message.jobId}: tile ${message.tile} done; another renderer stitches the frame, so this message comes back in ${seconds} s to take the stitch over if that one died (not a failure)`,
+    );
+    return { ok: false, retryInSeconds: Math.min(MAX_VISIBILITY_SECONDS, seconds), record: tileRecord, sceneBytes: 0 };
 }
 
 /** The frame's done record once it is there, polling for at most `ms`; undefined if it is not done by then. */

@@ -36,6 +36,8 @@ export type StitchOutcome =
     | { outcome: "done"; record: FrameRecord }
     /** Tiles are still missing: their renderers stitch when they finish. */
     | { outcome: "waiting"; missing: number[] }
+    /** This renderer held the stitch and it failed (the marker is released): the frame's failure. */
+    | { outcome: "failed"; error: unknown }
     /** Another renderer holds the marker until `until` (ms): it stitches, unless it dies first. */
     | { outcome: "elsewhere"; until: number };
 
@@ -95,8 +97,8 @@ async function releaseStitch(deps: StitchDeps, message: FrameMessage): Promise<v
 
 /**
  * Stitches the tile message's frame when all its tiles are on S3 and this renderer wins the marker. `deadlineMs`: when
- * this invocation ends at the latest (another renderer may take the stitch over after it). Throws when the stitch
- * fails (the marker is released first).
+ * this invocation ends at the latest (another renderer may take the stitch over after it). A stitch this renderer
+ * held and that failed answers "failed" (the marker released first); S3 trouble before it held one throws.
  */
 export async function stitchWhenComplete(
     deps: StitchDeps,
@@ -122,7 +124,7 @@ export async function stitchWhenComplete(
         return { outcome: "stitched", record: await stitchFrame(deps, message, of, upload) };
     } catch (error) {
         await releaseStitch(deps, message);
-        throw error;
+        return { outcome: "failed", error };
     }
 }
 
