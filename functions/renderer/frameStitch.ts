@@ -6,7 +6,7 @@
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { DeleteObjectCommand, DeleteObjectsCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, DeleteObjectsCommand, S3Client } from "@aws-sdk/client-s3";
 import {
     FrameMessage,
     FrameRecord,
@@ -16,10 +16,9 @@ import {
     tileImageKey,
     tileRecordKey,
 } from "../shared/contract";
-import { storageError } from "../shared/awsErrors";
 import { getJsonObject, putJsonObject } from "../shared/jsonObjects";
 import { mapWithConcurrency } from "../shared/concurrency";
-import { readFrameRecord, readTileRecord, writeFrameRecord } from "../shared/ledger";
+import { listLedgerKeys, readFrameRecord, readTileRecord, writeFrameRecord } from "../shared/ledger";
 import { stitchTiles } from "./tileStitch";
 import { downloadObject } from "./workDir";
 
@@ -51,17 +50,7 @@ export interface StitchDeps {
 /** Tile indices of the frame whose record and image are both in the bucket. */
 async function tilesOnS3(deps: StitchDeps, message: FrameMessage, of: number): Promise<Set<number>> {
     const prefix = frameTilesPrefix(message.jobId, message.frame);
-    const keys = new Set<string>();
-    let token: string | undefined;
-    do {
-        const page = await deps.s3
-            .send(new ListObjectsV2Command({ Bucket: deps.rendersBucket, Prefix: prefix, ContinuationToken: token }))
-            .catch((error) => {
-                throw storageError("ListObjectsV2", deps.rendersBucket, prefix, error);
-            });
-        for (const object of page.Contents ?? []) if (object.Key) keys.add(object.Key);
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
+    const keys = new Set(await listLedgerKeys(deps.s3, deps.rendersBucket, prefix));
     const done = new Set<number>();
     for (let tile = 0; tile < of; tile++) {
         const image = tileImageKey(message.jobId, message.frame, tile, message.settings.format);

@@ -142,10 +142,9 @@ function asFrameRecord(value: unknown, jobId: string, frame: number): FrameRecor
     return record.jobId === jobId ? record : { ...record, jobId };
 }
 
-/** Frame numbers that have a record, from a paginated ListObjectsV2 of jobs/<jobId>/frames/. */
-export async function listFrameRecordFrames(s3: S3Client, rendersBucket: string, jobId: string): Promise<number[]> {
-    const prefix = frameRecordsPrefix(jobId);
-    const frames: number[] = [];
+/** Every key under `prefix` in the renders bucket, from a paginated ListObjectsV2. */
+export async function listLedgerKeys(s3: S3Client, rendersBucket: string, prefix: string): Promise<string[]> {
+    const keys: string[] = [];
     let token: string | undefined;
     do {
         let page: ListObjectsV2CommandOutput;
@@ -156,12 +155,20 @@ export async function listFrameRecordFrames(s3: S3Client, rendersBucket: string,
         } catch (error) {
             throw storageError("ListObjectsV2", rendersBucket, prefix, error);
         }
-        for (const object of page.Contents ?? []) {
-            const match = /^(\d+)\.json$/.exec(object.Key?.slice(prefix.length) ?? "");
-            if (match) frames.push(Number(match[1]));
-        }
+        for (const object of page.Contents ?? []) if (object.Key) keys.push(object.Key);
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
+    return keys;
+}
+
+/** Frame numbers that have a record, from a listing of jobs/<jobId>/frames/. */
+export async function listFrameRecordFrames(s3: S3Client, rendersBucket: string, jobId: string): Promise<number[]> {
+    const prefix = frameRecordsPrefix(jobId);
+    const frames: number[] = [];
+    for (const key of await listLedgerKeys(s3, rendersBucket, prefix)) {
+        const match = /^(\d+)\.json$/.exec(key.slice(prefix.length));
+        if (match) frames.push(Number(match[1]));
+    }
     return frames.sort((a, b) => a - b);
 }
 
