@@ -11,9 +11,15 @@ import { HeadObjectCommand, GetObjectCommand, PutObjectCommand } from "@aws-sdk/
 import { GetQueueAttributesCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { FrameRequest } from "../functions/renderer/blender";
 import { BlenderProcess, runBlender } from "../functions/renderer/blenderProcess";
-import { createRendererHandler } from "../functions/renderer/consumer";
+import { createRendererHandler, RendererHandler } from "../functions/renderer/consumer";
 import { DEFAULT_RENDER_LIMITS } from "../functions/renderer/settings";
-import { FRAME_MESSAGE_VERSION, FrameMessage, frameOutputKey, RenderSettings } from "../functions/shared/contract";
+import {
+    encodeEtags,
+    FRAME_MESSAGE_VERSION,
+    FrameMessage,
+    frameOutputKey,
+    RenderSettings,
+} from "../functions/shared/contract";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
 import { waitFor } from "./support/farmClient";
@@ -165,11 +171,8 @@ describe("sticky Blender: one Blender per renderer, frame after frame", function
             await emulator?.stop();
         });
 
-        it("renders job A, job B with an engine override, job B without, then A at a new version: each as a fresh Blender would", async function () {
-            const sceneA = await makeScene({ frames: "1-4" });
-            const sceneB = await makeScene({ frames: "1-4", texture: "textures/checker.png" });
-            const sceneA2 = await makeScene({ frames: "1-4", resolutionX: 80, resolutionY: 60 });
-            const renderer = createRendererHandler({
+        function newRenderer() {
+            return createRendererHandler({
                 s3: emulator.s3,
                 sqs: emulator.sqs,
                 settings: {
@@ -186,67 +189,87 @@ describe("sticky Blender: one Blender per renderer, frame after frame", function
                     limits: DEFAULT_RENDER_LIMITS,
                 },
             });
-            const upload = async (key: string, file: string) => {
-                await emulator.s3.send(
-                    new PutObjectCommand({ Bucket: farm.scenesBucket, Key: key, Body: fs.readFileSync(file) }),
-                );
-                return (await emulator.s3.send(new HeadObjectCommand({ Bucket: farm.scenesBucket, Key: key }))).ETag!;
+        }
+
+        /** Uploads a file to the scenes bucket; returns its ETag. */
+        async function upload(key: string, file: string): Promise<string> {
+            await emulator.s3.send(
+                new PutObjectCommand({ Bucket: farm.scenesBucket, Key: key, Body: fs.readFileSync(file) }),
+            );
+            return (await emulator.s3.send(new HeadObjectCommand({ Bucket: farm.scenesBucket, Key: key }))).ETag!;
+        }
+
+        /** Renders one frame through the handler; returns the frame downloaded from the renders bucket. */
+        async function renderOne(
+            renderer: RendererHandler,
+            job: { jobId: string; scene: string; sceneEtag: string; assets: string[]; assetEtags?: string[] },
+            frame: number,
+            settings: RenderSettings,
+        ): Promise<string> {
+            const { jobId, assetEtags, ...rest } = job;
+            const message: FrameMessage = {
+                v: FRAME_MESSAGE_VERSION,
+                jobId,
+                frame,
+                ...rest,
+                ...(assetEtags ? { assetEtags: encodeEtags(assetEtags) } : {}),
+                settings,
+                output: { bucket: farm.rendersBucket, key: frameOutputKey(jobId, frame, "PNG") },
             };
-            /** Renders one frame through the handler; returns the frame downloaded from the renders bucket. */
-            const renderOne = async (
-                jobId: string,
-                key: string,
-                etag: string,
-                assets: string[],
-                frame: number,
-                settings: RenderSettings,
-            ) => {
-                const message: FrameMessage = {
-                    v: FRAME_MESSAGE_VERSION,
-                    jobId,
-                    frame,
-                    scene: key,
-                    sceneEtag: etag,
-                    assets,
-                    settings,
-                    output: { bucket: farm.rendersBucket, key: frameOutputKey(jobId, frame, "PNG") },
-                };
-                await emulator.sqs.send(
-                    new SendMessageCommand({ QueueUrl: farm.frameQueueUrl, MessageBody: JSON.stringify(message) }),
-                );
-                const outcome = await pollOnce({
-                    sqs: emulator.sqs,
-                    queueUrl: farm.frameQueueUrl,
-                    queueArn,
-                    region: emulator.region,
-                    handler: renderer,
-                });
-                assert.strictEqual(outcome, "succeeded", `frame ${frame} of job ${jobId}`);
-                const object = await emulator.s3.send(
-                    new GetObjectCommand({ Bucket: farm.rendersBucket, Key: message.output.key }),
-                );
-                const file = path.join(work, `${jobId}-${frame}.png`);
-                fs.writeFileSync(file, Buffer.from(await object.Body!.transformToByteArray()));
-                return file;
-            };
-            const fresh = (scene: Scene, frame: number) =>
-                renderDirect(scene.blendPath, frame, fs.mkdtempSync(path.join(work, "fresh-")));
+            await emulator.sqs.send(
+                new SendMessageCommand({ QueueUrl: farm.frameQueueUrl, MessageBody: JSON.stringify(message) }),
+            );
+            const outcome = await pollOnce({
+                sqs: emulator.sqs,
+                queueUrl: farm.frameQueueUrl,
+                queueArn,
+                region: emulator.region,
+                handler: renderer,
+            });
+            assert.strictEqual(outcome, "succeeded", `frame ${frame} of job ${jobId}`);
+            const object = await emulator.s3.send(
+                new GetObjectCommand({ Bucket: farm.rendersBucket, Key: message.output.key }),
+            );
+            const file = path.join(work, `${jobId}-${frame}.png`);
+            fs.writeFileSync(file, Buffer.from(await object.Body!.transformToByteArray()));
+            return file;
+        }
+
+        const fresh = (scene: Scene, frame: number) =>
+            renderDirect(scene.blendPath, frame, fs.mkdtempSync(path.join(work, "fresh-")));
+
+        it("renders job A, job B with an engine override, job B without, then A at a new version: each as a fresh Blender would", async function () {
+            const sceneA = await makeScene({ frames: "1-4" });
+            const sceneB = await makeScene({ frames: "1-4", texture: "textures/checker.png" });
+            const sceneA2 = await makeScene({ frames: "1-4", resolutionX: 80, resolutionY: 60 });
+            const renderer = newRenderer();
+            const jobA = (jobId: string, sceneEtag: string) => ({
+                jobId,
+                scene: "shots/a/scene.blend",
+                sceneEtag,
+                assets: [],
+            });
+            const jobB = (jobId: string, sceneEtag: string) => ({
+                jobId,
+                scene: "shots/b/scene.blend",
+                sceneEtag,
+                assets: ["shots/b/textures/checker.png"],
+            });
 
             try {
                 const etagA = await upload("shots/a/scene.blend", sceneA.blendPath);
                 const etagB = await upload("shots/b/scene.blend", sceneB.blendPath);
                 await upload("shots/b/textures/checker.png", sceneB.texturePath!);
-                const bAssets = ["shots/b/textures/checker.png"];
-                const a3 = await renderOne("job-a", "shots/a/scene.blend", etagA, [], 3, { format: "PNG" });
-                const a1 = await renderOne("job-a", "shots/a/scene.blend", etagA, [], 1, { format: "PNG" });
-                const bWorkbench = await renderOne("job-b-workbench", "shots/b/scene.blend", etagB, bAssets, 2, {
+                const a3 = await renderOne(renderer, jobA("job-a", etagA), 3, { format: "PNG" });
+                const a1 = await renderOne(renderer, jobA("job-a", etagA), 1, { format: "PNG" });
+                const bWorkbench = await renderOne(renderer, jobB("job-b-workbench", etagB), 2, {
                     format: "PNG",
                     engine: "WORKBENCH",
                 });
-                const b = await renderOne("job-b", "shots/b/scene.blend", etagB, bAssets, 2, { format: "PNG" });
+                const b = await renderOne(renderer, jobB("job-b", etagB), 2, { format: "PNG" });
                 const etagA2 = await upload("shots/a/scene.blend", sceneA2.blendPath);
                 assert.notStrictEqual(etagA2, etagA);
-                const a2 = await renderOne("job-a2", "shots/a/scene.blend", etagA2, [], 3, { format: "PNG" });
+                const a2 = await renderOne(renderer, jobA("job-a2", etagA2), 3, { format: "PNG" });
 
                 assert.deepStrictEqual(renderer.blender.stats, {
                     starts: 1,
@@ -267,6 +290,52 @@ describe("sticky Blender: one Blender per renderer, frame after frame", function
                 // The Workbench override of the job before left nothing behind.
                 assert.deepStrictEqual(comparePngs(b, await fresh(sceneB, 2)), IDENTICAL, "job B frame 2");
                 assert.deepStrictEqual(comparePngs(a2, await fresh(sceneA2, 3)), IDENTICAL, "job A at its new version");
+            } finally {
+                await renderer.close();
+            }
+        });
+
+        it("a texture replaced between two jobs of the same scene: job B's frame shows the new texture, as Blender's own render does", async function () {
+            const scene = await makeScene({ frames: "1-4", texture: "textures/checker.png" });
+            // The same .blend beside another texture: what the artist has on disk after replacing the file.
+            const replaced: Scene = {
+                blendPath: path.join(work, "replaced", "scene.blend"),
+                dir: path.join(work, "replaced"),
+            };
+            const newTexture = path.join(replaced.dir, "textures", "checker.png");
+            fs.mkdirSync(path.dirname(newTexture), { recursive: true });
+            fs.copyFileSync(scene.blendPath, replaced.blendPath);
+            await run("oiiotool", [
+                "--pattern",
+                "checker:width=2:height=2:color1=1,0,0:color2=0,1,0",
+                "16x16",
+                "3",
+                "-d",
+                "uint8",
+                "-o",
+                newTexture,
+            ]);
+            const renderer = newRenderer();
+            const textureKey = "shots/t/textures/checker.png";
+            const job = (jobId: string, sceneEtag: string, textureEtag: string) => ({
+                jobId,
+                scene: "shots/t/scene.blend",
+                sceneEtag,
+                assets: [textureKey],
+                assetEtags: [textureEtag],
+            });
+            try {
+                const sceneEtag = await upload("shots/t/scene.blend", scene.blendPath);
+                const oldEtag = await upload(textureKey, scene.texturePath!);
+                const a = await renderOne(renderer, job("texture-a", sceneEtag, oldEtag), 2, { format: "PNG" });
+                const newEtag = await upload(textureKey, newTexture);
+                assert.notStrictEqual(newEtag, oldEtag);
+                const b = await renderOne(renderer, job("texture-b", sceneEtag, newEtag), 2, { format: "PNG" });
+                assert.strictEqual(renderer.blender.stats.starts, 1, "job B was not rendered by job A's Blender");
+                assert.deepStrictEqual(comparePngs(a, await fresh(scene, 2)), IDENTICAL, "job A, the old texture");
+                assert.deepStrictEqual(comparePngs(b, await fresh(replaced, 2)), IDENTICAL, "job B, the new texture");
+                // The control: the two textures make two different frames.
+                assert.ok(comparePngs(a, b).differingSamples > 100, "the new texture does not show in the frame");
             } finally {
                 await renderer.close();
             }

@@ -30,7 +30,7 @@ export interface RenderLimits {
 export interface FrameRequest {
     scenePath: string;
     /**
-     * Identifies the scene file's content and what comes with it (e.g. its ETag and its assets): a Blender that
+     * Identifies the scene file's content and what comes with it (the ETags of the scene and every asset on disk): a Blender that
      * has the scene loaded reuses it only for the same path, version, settings and limits. Without it, the
      * scene is loaded again for every frame.
      */

@@ -140,8 +140,8 @@ export async function renderFrame(
         fs.mkdirSync(frameDir, { recursive: true });
         const result = await blender.render({
             scenePath: files.scenePath,
-            // Without an ETag (seed-era messages) the scene is loaded again for every frame.
-            sceneVersion: message.sceneEtag ? JSON.stringify([message.sceneEtag, message.assets]) : undefined,
+            // What is on disk, not what the message names: an unpinned asset may have been replaced since.
+            sceneVersion: files.version,
             frame: message.frame,
             outputPath,
             settings: target.settings,

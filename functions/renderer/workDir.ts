@@ -83,11 +83,22 @@ export async function downloadObject(
     return { etag: response.ETag ?? "", bytes: fs.statSync(target).size };
 }
 
+export interface FrameFiles {
+    scenePath: string;
+    /** Scene bytes downloaded for this frame: 0 when the cached copy was used. */
+    sceneBytes: number;
+    /**
+     * Every file laid out (the scene and each asset) with the ETag of the bytes that are on disk, or undefined when
+     * S3 named no ETag for one of them. A Blender that keeps a scene loaded may reuse it only while this is the same:
+     * a replaced texture or library is a new version even when the scene and the asset keys are not.
+     */
+    version?: string;
+}
+
 /**
  * Lays out the scene and its assets for one frame. The scene is downloaded only when the cached copy is
  * another key or another version; the assets always, after the last frame's files are cleaned away, each with
  * IfMatch on its ETag when it has one.
- * Returns the scene's local path and how many scene bytes were downloaded (0 on a cache hit).
  */
 export async function prepareFrameFiles(
     s3: S3Client,
@@ -95,7 +106,7 @@ export async function prepareFrameFiles(
     mirror: SceneMirror,
     scene: { key: string; etag: string },
     assets: { key: string; etag: string }[],
-): Promise<{ scenePath: string; sceneBytes: number }> {
+): Promise<FrameFiles> {
     const scenePath = mirrorPath(mirror.root, scene.key);
     const assetPaths = assets.map((asset) => ({ ...asset, target: mirrorPath(mirror.root, asset.key) }));
     // Without an ETag (seed-era messages) the cached copy may be another version: download it again.
@@ -113,12 +124,15 @@ export async function prepareFrameFiles(
         mirror.cached = { key: scene.key, etag: downloaded.etag };
         sceneBytes = downloaded.bytes;
     }
+    const laidOut: [string, string][] = [[scene.key, mirror.cached?.etag ?? ""]];
     for (const asset of assetPaths) {
         if (asset.target === scenePath) continue;
         // IfMatch again: an asset re-uploaded mid-job fails the frame instead of mixing versions across frames.
-        await downloadObject(s3, bucket, asset.key, asset.target, asset.etag);
+        const downloaded = await downloadObject(s3, bucket, asset.key, asset.target, asset.etag);
+        laidOut.push([asset.key, downloaded.etag]);
     }
-    return { scenePath, sceneBytes };
+    const version = laidOut.every(([, etag]) => etag !== "") ? JSON.stringify(laidOut) : undefined;
+    return { scenePath, sceneBytes, version };
 }
 
 /** Cleans the frame's files away but keeps the cached scene for the next warm invocation. */
