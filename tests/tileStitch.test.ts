@@ -15,6 +15,17 @@ import { isFarmError } from "../functions/shared/errors";
 import { BLENDER, run, runBlenderScript } from "./support/scenes";
 
 const FIXTURES = path.join(__dirname, "fixtures");
+/** Every lossy OpenEXR codec Blender offers, at each depth it offers it (B44 and B44A store half floats only). */
+const LOSSY_EXR = [
+    ["DWAA", "16"],
+    ["DWAA", "32"],
+    ["DWAB", "16"],
+    ["DWAB", "32"],
+    ["B44", "16"],
+    ["B44A", "16"],
+    ["PXR24", "16"],
+    ["PXR24", "32"],
+] as const;
 const FRAME = 5;
 /** The grid for 7 tiles of 97x61 pixels: a row of 4 over a row of 3, boundaries at round(k * size / parts). */
 const SEVEN_OF_97X61 = [
@@ -74,6 +85,28 @@ describe("tiles: one frame rendered in regions by the renderer's Blender and sti
             compositor: ["--compositor"],
             denoised: ["--denoise"],
             freestyle: ["--freestyle"],
+            // Adaptive sampling as Blender's factory settings have it (noise threshold 0.01, automatic minimum).
+            adaptive64: ["--adaptive", "--samples", "64", "--resolution", "80x48"],
+            adaptive128: ["--adaptive", "--samples", "128", "--resolution", "80x48"],
+            adaptive256: ["--adaptive", "--samples", "256", "--resolution", "80x48"],
+            // Cycles' own tiles of 32 px split the 80x48 frame: each adapts its sampling on its own.
+            adaptiveCyclesTiles: [
+                "--adaptive",
+                "--samples",
+                "128",
+                "--resolution",
+                "80x48",
+                "--cycles-tile-size",
+                "32",
+            ],
+            cyclesTiles: ["--samples", "16", "--resolution", "80x48", "--cycles-tile-size", "32"],
+            guiding: ["--guiding"],
+            ...Object.fromEntries(
+                LOSSY_EXR.map(([codec, depth]) => [
+                    `exr-${codec}-${depth}`,
+                    ["--exr-codec", codec, "--exr-depth", depth, "--samples", "8"],
+                ]),
+            ),
         };
         await Promise.all(
             Object.entries(variants).map(async ([name, args]) => {
@@ -131,10 +164,12 @@ describe("tiles: one frame rendered in regions by the renderer's Blender and sti
         return tiles;
     }
 
-    async function stitched(tiles: StitchTile[], format: Format, jpegQuality?: number): Promise<string> {
+    /** Stitches as the renderer does: encoded as tile 0's result says (a JPEG's quality, a lossy EXR codec). */
+    async function stitched(tiles: StitchTile[], format: Format): Promise<string> {
         const outputPath = path.join(work, `out-${++count}`, `stitched.${FORMAT_EXTENSIONS[format]}`);
         fs.mkdirSync(path.dirname(outputPath), { recursive: true });
-        await stitchTiles({ tiles, outputPath, format, jpegQuality });
+        const { jpegQuality, exrCodec } = tiles[0].region as RenderedTile;
+        await stitchTiles({ tiles, outputPath, format, jpegQuality, exrCodec });
         return outputPath;
     }
 
@@ -188,7 +223,7 @@ describe("tiles: one frame rendered in regions by the renderer's Blender and sti
             assert.strictEqual(rendered.jpegQuality, 83);
             assert.ok(fs.readFileSync(tilePath).subarray(1, 4).equals(Buffer.from("PNG")), `${tilePath} is no PNG`);
         }
-        const jpeg = await stitched(tiles, "JPEG", (tiles[0].region as RenderedTile).jpegQuality);
+        const jpeg = await stitched(tiles, "JPEG");
         assert.ok(
             fs
                 .readFileSync(jpeg)
@@ -205,6 +240,49 @@ describe("tiles: one frame rendered in regions by the renderer's Blender and sti
         assert.deepStrictEqual(encoded.size[0], encoded.size[1]);
         assert.ok((encoded.maxDifference ?? 1) <= 16 / 255, JSON.stringify(encoded));
     });
+
+    for (const samples of [64, 128, 256]) {
+        it(`adaptive sampling at its factory settings, ${samples} samples: 2, 4 and 7 tiles stitch bit-identical to the whole frame`, async function () {
+            const scene = scenes[`adaptive${samples}`];
+            const whole = await renderWhole(scene, "OPEN_EXR");
+            const pairs: [string, string][] = [];
+            for (const of of [2, 4, 7])
+                pairs.push([whole, await stitched(await renderTiles(scene, "OPEN_EXR", of), "OPEN_EXR")]);
+            for (const result of await compare(pairs)) assertIdentical(result);
+        });
+    }
+
+    it("adaptive sampling with Cycles' own tiling of the frame: refused, naming both settings; without adaptive sampling, exact", async function () {
+        const message = await refusal(request(scenes.adaptiveCyclesTiles, "PNG", "t", { index: 0, of: 2 }));
+        assert.match(message, /adaptive sampling .*Use Tiling.*Noise Threshold/);
+        const whole = await renderWhole(scenes.cyclesTiles, "OPEN_EXR");
+        const [result] = await compare([
+            [whole, await stitched(await renderTiles(scenes.cyclesTiles, "OPEN_EXR", 4), "OPEN_EXR")],
+        ]);
+        assertIdentical(result);
+    });
+
+    it("path guiding, which learns from the whole render: refused", async function () {
+        assert.match(await refusal(request(scenes.guiding, "PNG", "t", { index: 1, of: 2 })), /Path Guiding/);
+    });
+
+    for (const [codec, depth] of LOSSY_EXR) {
+        it(`OpenEXR ${codec} (${depth}-bit): tiles are stored losslessly and the frame is encoded once, bit-identical to the whole frame`, async function () {
+            const scene = scenes[`exr-${codec}-${depth}`];
+            const whole = await renderWhole(scene, "OPEN_EXR");
+            const tiles = await renderTiles(scene, "OPEN_EXR", 4);
+            for (const { path: tilePath, region } of tiles) {
+                assert.strictEqual((region as RenderedTile).exrCodec, codec);
+                assert.match((await run("oiiotool", ["--info", "-v", tilePath])).stdout, /compression: "zip"/);
+            }
+            const frame = await stitched(tiles, "OPEN_EXR");
+            const info = (await run("oiiotool", ["--info", "-v", frame])).stdout;
+            assert.match(info, new RegExp(`compression: "${codec.toLowerCase()}`), info);
+            assert.match(info, new RegExp(`, ${depth === "16" ? "half" : "float"} openexr`), info);
+            const [result] = await compare([[whole, frame]]);
+            assertIdentical(result);
+        });
+    }
 
     async function refusal(frameRequest: FrameRequest): Promise<string> {
         const result = await blender.render(frameRequest);

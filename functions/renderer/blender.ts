@@ -2,7 +2,7 @@
 // Blender leaves behind (exit status, signal, the RENDER_FRAME_RESULT line, error lines, the output file), the
 // log tail with credentials redacted, and Blender's environment. The Blender itself: blenderProcess.ts.
 import * as os from "os";
-import { Engine, MAX_TILES, MIN_TILES, RenderSettings } from "../shared/contract";
+import { Engine, LOSSY_EXR_CODECS, LossyExrCodec, MAX_TILES, MIN_TILES, RenderSettings } from "../shared/contract";
 import { PlacedTile } from "./tileStitch";
 
 export const RESULT_PREFIX = "RENDER_FRAME_RESULT ";
@@ -61,6 +61,8 @@ export interface RenderedTile extends PlacedTile {
     /** "PNG" when the job's format is JPEG: the stitch encodes the JPEG once, at jpegQuality. */
     format?: "PNG";
     jpegQuality?: number;
+    /** The scene's lossy OpenEXR codec: the tile is lossless (ZIP) and the stitch encodes the frame with it once. */
+    exrCodec?: LossyExrCodec;
 }
 
 export interface RunBlenderOptions extends FrameRequest {
@@ -137,6 +139,7 @@ export function renderedTile(value: unknown, asked: TileRequest): RenderedTile |
     const region = Object.fromEntries(names.map((name) => [name, tile[name] as number]));
     if (region.x + region.width > region.frameWidth || region.y + region.height > region.frameHeight) return undefined;
     if (tile.format !== undefined && (tile.format !== "PNG" || !whole("jpegQuality", 0))) return undefined;
+    if (tile.exrCodec !== undefined && !LOSSY_EXR_CODECS.includes(tile.exrCodec as LossyExrCodec)) return undefined;
     return {
         index: asked.index,
         of: asked.of,
@@ -147,6 +150,7 @@ export function renderedTile(value: unknown, asked: TileRequest): RenderedTile |
         frameWidth: region.frameWidth,
         frameHeight: region.frameHeight,
         ...(tile.format === "PNG" ? { format: "PNG" as const, jpegQuality: tile.jpegQuality as number } : {}),
+        ...(tile.exrCodec !== undefined ? { exrCodec: tile.exrCodec as LossyExrCodec } : {}),
     };
 }
 

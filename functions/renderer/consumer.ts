@@ -188,8 +188,13 @@ export async function renderFrame(
                 ...(tile ? {} : { output: message.output }),
             };
             if (tile && result.tile) {
-                const { index: _index, of: _of, format: _format, jpegQuality, ...region } = result.tile;
-                outcome.tile = { ...tile, region, ...(jpegQuality !== undefined ? { jpegQuality } : {}) };
+                const { index: _index, of: _of, format: _format, jpegQuality, exrCodec, ...region } = result.tile;
+                outcome.tile = {
+                    ...tile,
+                    region,
+                    ...(jpegQuality !== undefined ? { jpegQuality } : {}),
+                    ...(exrCodec !== undefined ? { exrCodec } : {}),
+                };
             }
         } else {
             outcome = {

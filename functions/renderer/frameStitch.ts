@@ -152,6 +152,7 @@ async function stitchFrame(
             outputPath,
             format,
             jpegQuality: tiles[0].record.tile?.jpegQuality,
+            exrCodec: tiles[0].record.tile?.exrCodec,
         });
         await upload(outputPath);
         const finished = new Date();

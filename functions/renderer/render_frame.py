@@ -22,7 +22,7 @@
 # with a border and no crop, so its pixels are bit-identical to the same region of the whole frame; the result's
 # "tile" names the region {"index", "of", "x", "y", "width", "height", "frameWidth", "frameHeight"} in image pixels
 # from the top-left, and for JPEG adds {"format": "PNG", "jpegQuality"}: the tile is lossless PNG, the stitch
-# encodes JPEG once. What would not be exact (another engine, the compositor, denoising...) fails as tiles_not_exact.
+# encodes JPEG once; likewise an OpenEXR with a lossy codec adds {"exrCodec"}: the tile is ZIP, the stitch encodes. What would not be exact (another engine, the compositor, denoising...) fails as tiles_not_exact.
 # Cycles keeps its scene data between frames (persistent data), freed before another file is loaded.
 # End of stdin ends Blender, and Blender dies with its parent (PR_SET_PDEATHSIG), so it never outlives the
 # renderer. An exception this script does not catch exits with status 2 through --python-exit-code.
@@ -32,6 +32,7 @@
 import argparse
 import ctypes
 import json
+import math
 import os
 import signal
 import sys
@@ -388,6 +389,12 @@ def tile_refusals(scene):
             reasons.append("Cycles denoises each render as a whole: turn off Render Properties > Sampling > Render > Denoise")
         if getattr(cycles, "time_limit", 0) > 0:
             reasons.append("a time limit renders as many samples as fit, different in every tile: set Render Properties > Sampling > Render > Time Limit to 0")
+        if getattr(cycles, "use_guiding", False) and (cycles.use_surface_guiding or cycles.use_volume_guiding):
+            reasons.append("path guiding learns where light comes from over the whole render, so each tile would learn otherwise: turn off Render Properties > Sampling > Path Guiding")
+        if cycles.use_adaptive_sampling and auto_tiles_split(scene):
+            # Each of Cycles' own tiles adapts its sampling with only 4 pixels of its neighbours (TileManager's overscan),
+            # laid out from the rendered region's corner: a farm tile would lay them elsewhere.
+            reasons.append("adaptive sampling with Cycles' own tiling of a frame larger than its tile size (%d px) samples each of those tiles on its own: turn off Render Properties > Performance > Memory > Use Tiling, or Render Properties > Sampling > Render > Noise Threshold" % cycles.tile_size)
     if render_settings.use_freestyle and any(layer.use and layer.use_freestyle for layer in scene.view_layers):
         # Measured on Blender 3.4: strokes differ at tile seams, and a tile without strokes fails.
         reasons.append("Freestyle draws its strokes over the whole frame: turn off Output Properties > Freestyle")
@@ -408,30 +415,71 @@ def plan_tile(scene, request, where):
     if smallest[2] < 1 or smallest[3] < 1:
         raise RenderFailure("tiles_not_exact", "%s renders %dx%d pixels, too few for %d tiles (one would be %dx%d pixels): use fewer tiles or a larger resolution" % (where, width, height, count, smallest[2], smallest[3]))
     x, y, tile_width, tile_height = regions[index]
-    return {"index": index, "of": count, "x": x, "y": y, "width": tile_width, "height": tile_height, "frameWidth": width, "frameHeight": height}
+    return {"index": index, "of": count, "x": x, "y": y, "width": tile_width, "height": tile_height, "frameWidth": width, "frameHeight": height, "margin": adaptive_filter_passes(scene)}
 
 
+# OpenEXR codecs that change the pixels they store (PXR24 rounds 32-bit floats to 24 bits).
+LOSSY_EXR_CODECS = ("DWAA", "DWAB", "B44", "B44A", "PXR24")
 TILE_SETTINGS = (
     ("render", ("use_border", "use_crop_to_border", "border_min_x", "border_max_x", "border_min_y", "border_max_y")),
     ("image", ("file_format", "color_depth", "color_mode")),
 )
 
 
+# Cycles' adaptive sampling: every ADAPTIVE_STEP samples past the minimum, a pixel that has not converged makes its 8
+# neighbours render on too (film_adaptive_sampling_filter_x/y), so each such pass carries a pixel's fate one pixel
+# further. The step is fixed in Cycles (Integrator::get_adaptive_sampling) from 3.0 on.
+ADAPTIVE_STEP = 16
+
+
+def adaptive_filter_passes(scene):
+    """How many of Cycles' adaptive-sampling filter passes can change the pixels of the scene's render: a pixel's value
+    depends on pixels up to that many pixels away (0 without adaptive sampling)."""
+    cycles = getattr(scene, "cycles", None)
+    if scene.render.engine != "CYCLES" or cycles is None or not cycles.use_adaptive_sampling:
+        return 0
+    samples = render_samples(scene)
+    if getattr(cycles, "use_sample_subset", False):
+        # A subset renders fewer samples than this; counting from 0 over the whole range can only count more passes.
+        samples = min(samples, cycles.sample_offset + cycles.sample_subset_length)
+    threshold = cycles.adaptive_threshold or max(0.001, 1.0 / max(1, samples))
+    min_samples = cycles.adaptive_min_samples
+    if min_samples == 0 and threshold > 0:
+        min_samples = math.ceil(16.0 / threshold ** 0.3)  # Cycles' automatic minimum
+    # One lower than Cycles' own figure: its single-precision arithmetic may round the other way, and a pass counted
+    # too many only widens the margin.
+    min_samples = max(4, min_samples) - 1
+    # A pass after the last sample changes no pixel: no sample follows it.
+    return sum(1 for sample in range(samples - 1) if sample > min_samples and sample % ADAPTIVE_STEP == ADAPTIVE_STEP - 1)
+
+
+def auto_tiles_split(scene):
+    """Whether Cycles renders the whole frame in several tiles of its own (Performance > Memory > Use Tiling)."""
+    cycles = scene.cycles
+    width, height = output_size(scene)
+    return getattr(cycles, "use_auto_tile", False) and max(width, height) > cycles.tile_size
+
+
 def apply_tile(scene, tile):
     """Renders only the tile's region of a full-size frame (full-frame pixel coordinates: the same samples as the
-    whole frame), a JPEG as lossless PNG; returns what restores the scene for the next frame (it stays loaded)."""
+    whole frame), reaching past its inner edges by the adaptive-sampling margin so that every pixel of the region
+    meets the same neighbours as in the whole frame; a JPEG as lossless PNG. Returns what restores the scene for the
+    next frame (it stays loaded)."""
     owners = {"render": scene.render, "image": scene.render.image_settings}
     saved = [(owners[owner], name, getattr(owners[owner], name)) for owner, names in TILE_SETTINGS for name in names]
     render_settings = scene.render
-    x, y, width, height = tile["x"], tile["y"], tile["width"], tile["height"]
     frame_width, frame_height = tile["frameWidth"], tile["frameHeight"]
+    margin = tile["margin"]
+    left, top = max(0, tile["x"] - margin), max(0, tile["y"] - margin)
+    right = min(frame_width, tile["x"] + tile["width"] + margin)
+    bottom = min(frame_height, tile["y"] + tile["height"] + margin)
     render_settings.use_border = True
     render_settings.use_crop_to_border = False
     # Measured from the bottom-left; Blender truncates border * size to whole pixels: half a pixel in, it lands exactly.
-    render_settings.border_min_x = 0.0 if x == 0 else (x + 0.5) / frame_width
-    render_settings.border_max_x = 1.0 if x + width == frame_width else (x + width + 0.5) / frame_width
-    render_settings.border_min_y = 0.0 if y + height == frame_height else (frame_height - (y + height) + 0.5) / frame_height
-    render_settings.border_max_y = 1.0 if y == 0 else (frame_height - y + 0.5) / frame_height
+    render_settings.border_min_x = 0.0 if left == 0 else (left + 0.5) / frame_width
+    render_settings.border_max_x = 1.0 if right == frame_width else (right + 0.5) / frame_width
+    render_settings.border_min_y = 0.0 if bottom == frame_height else (frame_height - bottom + 0.5) / frame_height
+    render_settings.border_max_y = 1.0 if top == 0 else (frame_height - top + 0.5) / frame_height
     settings = render_settings.image_settings
     if settings.file_format == "JPEG":
         tile["format"] = "PNG"
@@ -440,6 +488,11 @@ def apply_tile(scene, tile):
         settings.file_format = "PNG"
         settings.color_depth = "8"
         settings.color_mode = color_mode
+    elif settings.file_format == "OPEN_EXR" and settings.exr_codec in LOSSY_EXR_CODECS:
+        # Encoded once, by the stitch: a lossy codec applied to the tiles and again to the frame loses twice.
+        tile["exrCodec"] = settings.exr_codec
+        saved.append((settings, "exr_codec", settings.exr_codec))
+        settings.exr_codec = "ZIP"
 
     def restore():
         for owner, name, value in saved:

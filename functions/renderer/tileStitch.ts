@@ -5,11 +5,13 @@
 import { execFile } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { Format, MAX_TILES, MIN_TILES, TileRegion } from "../shared/contract";
+import { Format, LossyExrCodec, MAX_TILES, MIN_TILES, TileRegion } from "../shared/contract";
 import { farmError } from "../shared/errors";
 
 /** Blender's default JPEG quality, for a stitch not told the scene's. */
 const DEFAULT_JPEG_QUALITY = 90;
+/** OpenEXR's default DWA level, which Blender writes with (it sets none of its own). */
+const OPENEXR_DWA_LEVEL = 45;
 const DEFAULT_TIMEOUT_MS = 120_000;
 /** How much of oiiotool's output a stitch_failed message keeps. */
 const OUTPUT_TAIL_CHARS = 2000;
@@ -43,6 +45,8 @@ export async function stitchTiles(options: {
     format: Format;
     /** The scene's JPEG quality (render_frame.py's tile result says it); default Blender's 90. */
     jpegQuality?: number;
+    /** The scene's lossy OpenEXR codec, when its tiles were stored losslessly (render_frame.py's tile result). */
+    exrCodec?: LossyExrCodec;
     oiiotoolPath?: string;
     timeoutMs?: number;
 }): Promise<void> {
@@ -76,9 +80,9 @@ export async function stitchTiles(options: {
     // Written aside and renamed into place: a failed or killed stitch leaves no torn frame under outputPath.
     const output = path.resolve(options.outputPath);
     const partial = path.join(path.dirname(output), `.${path.basename(output)}.${process.pid}.stitching`);
-    const quality = options.format === "JPEG" ? (options.jpegQuality ?? DEFAULT_JPEG_QUALITY) : undefined;
+    const encoding = frameEncoding(options);
     try {
-        await runOiiotool(tool, stitchArgs(tiles, partial, options.format, quality), timeoutMs, "stitch the tiles");
+        await runOiiotool(tool, stitchArgs(tiles, partial, options.format, encoding), timeoutMs, "stitch the tiles");
         fs.renameSync(partial, output);
     } finally {
         fs.rmSync(partial, { force: true });
@@ -86,17 +90,34 @@ export async function stitchTiles(options: {
 }
 
 /**
+ * oiiotool's --compression for the frame when the stitch is what encodes it (a JPEG, or an OpenEXR with a lossy
+ * codec), else undefined: the tiles' own lossless encoding carries over.
+ */
+export function frameEncoding(options: {
+    format: Format;
+    jpegQuality?: number;
+    exrCodec?: LossyExrCodec;
+}): string | undefined {
+    if (options.format === "JPEG") return `jpeg:${options.jpegQuality ?? DEFAULT_JPEG_QUALITY}`;
+    if (options.format === "OPEN_EXR" && options.exrCodec)
+        return options.exrCodec.startsWith("DWA")
+            ? `${options.exrCodec.toLowerCase()}:${OPENEXR_DWA_LEVEL}`
+            : options.exrCodec.toLowerCase();
+    return undefined;
+}
+
+/**
  * oiiotool's command line: tile 0, then for each other tile its region cut out (moved to the origin), swapped under
  * the frame so far and pasted back at its place. --no-autopremult: straight-alpha PNG and TIFF tiles would otherwise
  * be premultiplied on read and unpremultiplied on write, changing edge pixels.
  */
-export function stitchArgs(tiles: StitchTile[], output: string, format: Format, jpegQuality?: number): string[] {
+export function stitchArgs(tiles: StitchTile[], output: string, format: Format, compression?: string): string[] {
     const args = ["--no-autopremult", tiles[0].path];
     for (const { path: tilePath, region } of tiles.slice(1)) {
         const place = `+${region.x}+${region.y}`;
         args.push(tilePath, "--cut", `${region.width}x${region.height}${place}`, "--swap", "--paste", place);
     }
-    if (jpegQuality !== undefined) args.push("--compression", `jpeg:${jpegQuality}`);
+    if (compression !== undefined) args.push("--compression", compression);
     args.push(`-o:fileformatname=${OIIO_FORMATS[format]}`, output);
     return args;
 }

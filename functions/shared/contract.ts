@@ -166,7 +166,7 @@ export interface FrameRecord {
      * failed): which tile, and its region in the frame's pixels (origin top-left). In the frame's done record: `of`,
      * and the stitch's own seconds and cost; the record's renderSeconds and costUsd then sum every tile's too.
      */
-    tile?: { index: number; of: number; region?: TileRegion; jpegQuality?: number };
+    tile?: { index: number; of: number; region?: TileRegion; jpegQuality?: number; exrCodec?: LossyExrCodec };
     stitch?: { of: number; seconds: number; costUsd: number };
 }
 
@@ -437,6 +437,10 @@ export function tileImageKey(jobId: string, frame: number, tile: number, format:
 export function stitchMarkerKey(jobId: string, frame: number): string {
     return `${frameTilesPrefix(jobId, frame)}stitch.json`;
 }
+
+/** OpenEXR codecs that change the pixels (PXR24 rounds 32-bit floats): a tile is stored losslessly instead. */
+export const LOSSY_EXR_CODECS = ["DWAA", "DWAB", "B44", "B44A", "PXR24"] as const;
+export type LossyExrCodec = (typeof LOSSY_EXR_CODECS)[number];
 
 /** What a tile renders to: the frame's format, except JPEG, whose tiles are lossless PNG (the frame is encoded once). */
 export function tileFormatOf(format: Format): Format {
