@@ -8,4 +8,5 @@ bash scripts/setup.sh
 npx ts-node --transpile-only -e 'require("./local/imagePackages").imagePackages(process.cwd()).catch((error) => { console.error(`test: ${error.message}`); process.exit(1); })'
 npx tsc -p tsconfig.json --noEmit
 npx biome ci . --colors=off
-npx mocha "$@"
+# The spec is given here, not in .mocharc.json: there it would be added to any file named on the command line.
+npx mocha "tests/**/*.test.ts" "$@"
