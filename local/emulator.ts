@@ -7,6 +7,8 @@
 //   handler runs (see honourWriteConditions), as S3 does: 412 when the condition fails, 404 for If-Match on no object.
 // - GetQueueAttributes does not return expired in-flight messages to the visible count until the next
 //   ReceiveMessage on that queue: ApproximateNumberOfMessages{,NotVisible} can lag; a receive settles them.
+// - It answers whatever Host and Origin a request carries: refuseForeignRequests checks them first, as every
+//   endpoint of the local farm does (local/localRequests.ts).
 // - Redrive to the DLQ happens lazily, on the receive after the maxReceiveCount-th (as in AWS).
 // - Queue URLs it hands out look like AWS's, http://sqs.<region>.localhost:<port>/000000000000/<name>, a host
 //   that does not resolve here, with the port of the run that created the queue. createFarmResources returns
