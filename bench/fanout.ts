@@ -42,9 +42,11 @@ function startLatencyProxy(target: URL, roundTripMs: number): Promise<string> {
         delayed(client, upstream);
         delayed(upstream, client);
     });
-    return new Promise((resolve) =>
-        server.listen(0, "127.0.0.1", () => resolve(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`)),
-    );
+    // The emulator's own port on another loopback address: it answers only requests made to its port (the Host).
+    return new Promise((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(Number(target.port), "127.0.0.2", () => resolve(`http://127.0.0.2:${target.port}`));
+    });
 }
 
 /** Child side: start the emulator (behind the latency proxy when asked), report its endpoint, run until the parent goes away. */

@@ -7,6 +7,8 @@
 //   handler runs (see honourWriteConditions), as S3 does: 412 when the condition fails, 404 for If-Match on no object.
 // - GetQueueAttributes does not return expired in-flight messages to the visible count until the next
 //   ReceiveMessage on that queue: ApproximateNumberOfMessages{,NotVisible} can lag; a receive settles them.
+// - It answers whatever Host and Origin a request carries: refuseForeignRequests checks them first, as every
+//   endpoint of the local farm does (local/localRequests.ts).
 // - Redrive to the DLQ happens lazily, on the receive after the maxReceiveCount-th (as in AWS).
 // - Queue URLs it hands out look like AWS's, http://sqs.<region>.localhost:<port>/000000000000/<name>, a host
 //   that does not resolve here, with the port of the run that created the queue. createFarmResources returns
@@ -28,6 +30,7 @@ import {
     SQSClient,
 } from "@aws-sdk/client-sqs";
 import { urlHost } from "./addresses";
+import { forbiddenRequest } from "./localRequests";
 
 export interface EmulatorOptions {
     /** 0 (the default) picks any free port. */
@@ -99,7 +102,7 @@ interface FastifyLike {
     close(): Promise<void>;
     addHook(name: "preClose", hook: () => void): void;
     addHook(
-        name: "preHandler",
+        name: "onRequest" | "preHandler",
         hook: (request: FastifyRequestLike, reply: FastifyReplyLike, done: (error?: Error) => void) => void,
     ): void;
 }
@@ -110,6 +113,7 @@ interface FastifyRequestLike {
     params?: unknown;
     query?: unknown;
     routeOptions?: { url?: string };
+    raw: { socket: { localPort?: number } };
 }
 
 interface FastifyReplyLike {
@@ -173,8 +177,13 @@ function bareEtag(etag: string): string {
     return etag.trim().replace(/^W\//, "").replace(/^"|"$/g, "");
 }
 
+/** A message may quote a request's headers: escaped, so they stay text. */
+function xmlText(text: string): string {
+    return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
 function s3ErrorXml(code: string, message: string): string {
-    return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message></Error>`;
+    return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${xmlText(message)}</Message></Error>`;
 }
 
 /**
@@ -231,6 +240,29 @@ function writeConditionRefusal(
         if (bareEtag(ifMatch) !== "*" && bareEtag(ifMatch) !== bareEtag(current)) return failed;
     }
     return undefined;
+}
+
+/**
+ * Refuses, before routing or reading the body, a request not made to the emulator's own address or made by a web
+ * page (localRequests.ts): in the error format its SDK client reads, JSON for SQS's JSON protocol, XML otherwise.
+ */
+function refuseForeignRequests(listenHost: string) {
+    return (request: FastifyRequestLike, reply: FastifyReplyLike, done: (error?: Error) => void): void => {
+        // The port the client connected to is the one it must name: exact even before listen() has returned.
+        const port = request.raw.socket.localPort ?? 0;
+        const forbidden = forbiddenRequest(request.headers, { host: listenHost, port }, "the S3/SQS emulator");
+        if (!forbidden) {
+            done();
+            return;
+        }
+        reply.status(403);
+        if (request.headers["x-amz-target"] !== undefined)
+            reply
+                .header("content-type", "application/x-amz-json-1.0")
+                .header("x-amzn-query-error", "AccessDenied;Sender")
+                .send(JSON.stringify({ __type: "com.amazonaws.sqs#AccessDenied", message: forbidden }));
+        else reply.header("content-type", "application/xml").send(s3ErrorXml("AccessDenied", forbidden));
+    };
 }
 
 /** fauxqs is ESM-only and this project compiles to CommonJS, where TypeScript would turn import() into require(). */
@@ -322,6 +354,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
         for (const queue of sqsStore.allQueues()) queue.persistence = persistence;
     }
     const app = fauxqs.buildApp({ logger: false, defaultRegion: region, stores: { sqsStore, snsStore, s3Store } });
+    app.addHook("onRequest", refuseForeignRequests(host));
     app.addHook("preHandler", honourWriteConditions(s3Store));
     const database = persistence;
     if (database) app.addHook("preClose", () => database.close());

@@ -3,13 +3,13 @@
 //   curl -d @event.json http://127.0.0.1:8787/2015-03-31/functions/function/invocations
 import { randomUUID } from "crypto";
 import * as http from "http";
-import * as net from "net";
 import { AddressInfo } from "net";
 import { TextDecoder } from "util";
 import type { APIGatewayEventRequestContextIAMAuthorizer, APIGatewayProxyEventV2 } from "aws-lambda";
 import { apiError, errorBody, MAX_REQUEST_BYTES } from "../functions/shared/contract";
 import { HttpApiResult } from "../functions/jobApi/handler";
-import { isLoopback, urlHost } from "./addresses";
+import { urlHost } from "./addresses";
+import { forbiddenRequest } from "./localRequests";
 
 /** Lambda's own limit on a synchronous invocation's payload. */
 export const MAX_INVOKE_BYTES = 6 * 1024 * 1024;
@@ -325,44 +325,11 @@ async function serveJobApi(
     response.end(body);
 }
 
-/** Whether a Host header's host name (no port) may reach a server listening on `listenHost`. */
-function acceptedHostName(name: string, listenHost: string): boolean {
-    const bare = name.replace(/^\[(.*)\]$/, "$1").toLowerCase();
-    if (bare === listenHost.toLowerCase()) return true;
-    const wildcard = listenHost === "0.0.0.0" || listenHost === "::";
-    if (isLoopback(listenHost) || wildcard) {
-        if (bare === "localhost" || bare === "::1" || /^127\.\d+\.\d+\.\d+$/.test(bare)) return true;
-    }
-    // Listening on every address: any IP literal of this machine, never a name (a name is what DNS rebinding uses).
-    return wildcard && net.isIP(bare) !== 0;
-}
-
-/**
- * Why a request must be refused before it reaches a handler, or undefined. A Host other than the address the
- * farm listens on is a DNS-rebinding page reading the API through a name it controls; an Origin (or a
- * Sec-Fetch-Site) from another site is a web page posting to 127.0.0.1 from the user's browser.
- */
-function forbiddenRequest(request: http.IncomingMessage, listenHost: string, port: number): string | undefined {
-    const host = request.headers.host;
-    if (!host) return "the request has no Host header";
-    const match = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(host);
-    const hostPort = match?.[2] === undefined ? 80 : Number(match[2]);
-    if (!match || hostPort !== port || !acceptedHostName(match[1], listenHost))
-        return `Host ${host} is not this farm's address (${urlHost(listenHost)}:${port}); the local farm answers only requests made to it by address`;
-    const origin = request.headers.origin;
-    if (origin !== undefined && origin !== `http://${host}`)
-        return `cross-origin request from ${origin} refused: the local farm's API is not for web pages`;
-    const site = request.headers["sec-fetch-site"];
-    if (site !== undefined && site !== "same-origin" && site !== "none")
-        return `a ${site} request from a web page refused: the local farm's API is not for web pages`;
-    return undefined;
-}
-
 export async function startHttpApi(options: HttpApiOptions): Promise<HttpApi> {
     let port = options.port;
     const server = http.createServer((request, response) => {
         const url = new URL(request.url ?? "/", "http://local");
-        const forbidden = forbiddenRequest(request, options.host, port);
+        const forbidden = forbiddenRequest(request.headers, { host: options.host, port }, "the local farm's API");
         if (forbidden) {
             refuseBody(request, response);
             sendJson(response, 403, errorBody(apiError(403, "forbidden", forbidden)));

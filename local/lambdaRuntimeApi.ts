@@ -10,6 +10,7 @@ import { randomBytes, randomUUID } from "crypto";
 import * as http from "http";
 import { AddressInfo } from "net";
 import { urlHost } from "./addresses";
+import { forbiddenRequest } from "./localRequests";
 
 /** The error shape Lambda reports: what the runtime posts to /error or /init/error, or what Lambda itself says. */
 export interface LambdaError {
@@ -241,7 +242,13 @@ export async function startRuntimeApi(options: RuntimeApiOptions = {}): Promise<
         settleWaiters(new Error(`the runtime reported an init error: ${error.errorType}: ${error.errorMessage}`));
     };
 
+    let port = options.port ?? 0;
     const server = http.createServer((request, response) => {
+        const forbidden = forbiddenRequest(request.headers, { host, port }, "the Lambda Runtime API stand-in");
+        if (forbidden) {
+            reply(response, 403, { errorType: "AccessDeniedException", errorMessage: forbidden });
+            return;
+        }
         const url = request.url ?? "/";
         const route = INVOCATION_PATH.exec(url);
         const handled =
@@ -272,7 +279,7 @@ export async function startRuntimeApi(options: RuntimeApiOptions = {}): Promise<
             resolve();
         });
     });
-    const { port } = server.address() as AddressInfo;
+    port = (server.address() as AddressInfo).port;
 
     return {
         address: `${urlHost(host)}:${port}`,

@@ -9,6 +9,7 @@ import {
     SendMessageCommand,
 } from "@aws-sdk/client-sqs";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
+import { curl, RawRequest, rawRequest } from "./support/rawHttp";
 
 describe("local emulator", function () {
     let emulator: Emulator;
@@ -196,6 +197,90 @@ describe("local emulator", function () {
                 }),
             ),
             "a deleted message's receipt handle is no longer valid",
+        );
+    });
+
+    it("refuses requests made to another Host (DNS rebinding) or from a web page before any handler runs; SDK clients and curl are answered", async function () {
+        const guard = await createFarmResources(emulator, {
+            name: "emu-guard",
+            maxReceiveCount,
+            visibilityTimeoutSeconds: 30,
+        });
+        const port = Number(new URL(emulator.endpoint).port);
+        await emulator.s3.send(new PutObjectCommand({ Bucket: guard.scenesBucket, Key: "shots/own.blend", Body: "B" }));
+        await emulator.sqs.send(new SendMessageCommand({ QueueUrl: guard.frameQueueUrl, MessageBody: "real" }));
+        const sqsCall = (action: string, input: object) => ({
+            method: "POST",
+            path: "/",
+            headers: { "content-type": "application/x-amz-json-1.0", "x-amz-target": `AmazonSQS.${action}` },
+            body: JSON.stringify({ QueueUrl: guard.frameQueueUrl, ...input }),
+        });
+        const calls: RawRequest[] = [
+            { method: "GET", path: `/${guard.scenesBucket}?list-type=2`, headers: {} },
+            { method: "GET", path: `/${guard.scenesBucket}/shots/own.blend`, headers: {} },
+            { method: "PUT", path: `/${guard.scenesBucket}/shots/forged.blend`, headers: {}, body: "forged" },
+            sqsCall("SendMessage", { MessageBody: "forged" }),
+            sqsCall("ReceiveMessage", { MaxNumberOfMessages: 10 }),
+            { method: "GET", path: "/_fauxqs/queues/emu-guard-frames", headers: {} },
+        ];
+        const foreign: Record<string, string>[] = [
+            { host: `attacker.example:${port}` },
+            { host: `127.0.0.1:${port + 1}` },
+            // The host in fauxqs's own queue URLs and S3's virtual-hosted style: names, which the farm never hands out.
+            { host: `sqs.us-east-1.localhost:${port}` },
+            { host: `${guard.scenesBucket}.localhost:${port}` },
+            { origin: "http://attacker.example" },
+            { origin: "null" },
+            { "sec-fetch-site": "cross-site" },
+        ];
+        for (const call of calls) {
+            for (const headers of foreign) {
+                const reply = await rawRequest(emulator.endpoint, {
+                    ...call,
+                    headers: { ...call.headers, ...headers },
+                });
+                const what = `${call.method} ${call.path} ${JSON.stringify(headers)}`;
+                assert.strictEqual(reply.status, 403, `${what}: ${reply.body}`);
+                assert.match(reply.body, /AccessDenied/, what);
+                assert.match(reply.body, /is not the address of the S3\/SQS emulator|is not for web pages/, what);
+            }
+        }
+        for (const args of [
+            ["-H", `Host: attacker.example:${port}`],
+            ["-H", "Origin: http://attacker.example"],
+        ]) {
+            const reply = await curl([...args, `${emulator.endpoint}/${guard.scenesBucket}?list-type=2`]);
+            assert.strictEqual(reply.status, 403, `curl ${args.join(" ")}: ${reply.body}`);
+            assert.doesNotMatch(reply.body, /own\.blend/);
+        }
+        // Nothing was taken, sent or written.
+        const queue = emulator.inspectQueue(guard.frameQueueUrl)!;
+        assert.deepStrictEqual([queue.waiting, queue.inFlight.length], [["real"], 0]);
+        await assert.rejects(
+            emulator.s3.send(new HeadObjectCommand({ Bucket: guard.scenesBucket, Key: "shots/forged.blend" })),
+            (error: { $metadata?: { httpStatusCode?: number } }) => error.$metadata?.httpStatusCode === 404,
+        );
+
+        // Its own address, by number or by name, a same-origin request, curl and the SDK clients are answered.
+        for (const headers of [
+            { host: `localhost:${port}` } as Record<string, string>,
+            { host: `127.0.0.1:${port}`, origin: `http://127.0.0.1:${port}`, "sec-fetch-site": "same-origin" },
+        ]) {
+            const reply = await rawRequest(emulator.endpoint, { ...calls[0], headers });
+            assert.strictEqual(reply.status, 200, `${JSON.stringify(headers)}: ${reply.body}`);
+            assert.match(reply.body, /shots\/own\.blend/);
+        }
+        const curled = await curl([`${emulator.endpoint}/${guard.scenesBucket}/shots/own.blend`]);
+        assert.deepStrictEqual(curled, { status: 200, body: "B" });
+        const listed = await emulator.s3.send(new ListObjectsV2Command({ Bucket: guard.scenesBucket }));
+        assert.deepStrictEqual(
+            (listed.Contents ?? []).map((object) => object.Key),
+            ["shots/own.blend"],
+        );
+        const received = await receiveOne(guard.frameQueueUrl);
+        assert.strictEqual(received?.Body, "real");
+        await emulator.sqs.send(
+            new DeleteMessageCommand({ QueueUrl: guard.frameQueueUrl, ReceiptHandle: received.ReceiptHandle! }),
         );
     });
 

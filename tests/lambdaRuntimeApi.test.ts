@@ -2,6 +2,7 @@
 // answers, init errors, a runtime that dies). The real runtime client is driven against it in rendererLambda.test.ts.
 import * as assert from "assert";
 import { exitReason, RuntimeApi, startRuntimeApi } from "../local/lambdaRuntimeApi";
+import { curl, rawRequest } from "./support/rawHttp";
 
 const NEXT = "/2018-06-01/runtime/invocation/next";
 
@@ -127,5 +128,59 @@ describe("the Lambda Runtime API stand-in", function () {
         const result = await queued;
         assert.strictEqual(result.ok, false);
         assert.match(result.ok ? "" : result.error.errorMessage, /Runtime exited with error: exit status 1$/);
+    });
+
+    it("refuses requests made to another Host (DNS rebinding) or from a web page: none takes, answers or fails an invocation", async function () {
+        const port = Number(api.address.split(":").pop());
+        const result = api.invoke({ Records: [{ body: "the frame" }] }, { timeoutMs: 60_000 });
+        const foreign: Record<string, string>[] = [
+            { host: `attacker.example:${port}` },
+            { host: `127.0.0.1:${port + 1}` },
+            { origin: "http://attacker.example" },
+            { origin: "null" },
+            { "sec-fetch-site": "cross-site" },
+        ];
+        const refused = async (method: string, path: string, headers: Record<string, string>, body?: string) => {
+            const reply = await rawRequest(url("/"), { method, path, headers, body });
+            const what = `${method} ${path} ${JSON.stringify(headers)}`;
+            assert.strictEqual(reply.status, 403, `${what}: ${reply.body}`);
+            const error = JSON.parse(reply.body);
+            assert.strictEqual(error.errorType, "AccessDeniedException", what);
+            assert.match(
+                error.errorMessage,
+                /is not the address of the Lambda Runtime API stand-in|is not for web pages/,
+            );
+        };
+        for (const headers of foreign) await refused("GET", NEXT, headers);
+        for (const args of [
+            ["-H", `Host: attacker.example:${port}`],
+            ["-H", "Origin: http://attacker.example"],
+        ]) {
+            const reply = await curl([...args, url(NEXT)]);
+            assert.strictEqual(reply.status, 403, `curl ${args.join(" ")}: ${reply.body}`);
+            assert.doesNotMatch(reply.body, /the frame/);
+        }
+
+        // The invocation still waits for the runtime, which asks by the address AWS_LAMBDA_RUNTIME_API names.
+        const next = await fetch(url(NEXT));
+        assert.strictEqual(next.status, 200);
+        assert.deepStrictEqual(await next.json(), { Records: [{ body: "the frame" }] });
+        const requestId = next.headers.get("lambda-runtime-aws-request-id")!;
+        const forged = JSON.stringify({ batchItemFailures: [{ itemIdentifier: "forged" }] });
+        for (const headers of foreign) {
+            await refused("POST", `/2018-06-01/runtime/invocation/${requestId}/response`, headers, forged);
+            await refused("POST", `/2018-06-01/runtime/invocation/${requestId}/error`, headers, forged);
+            await refused("POST", "/2018-06-01/runtime/init/error", headers, forged);
+        }
+        assert.strictEqual(api.initError, undefined);
+        const answered = await curl([
+            "-H",
+            "content-type: application/json",
+            "-d",
+            '{"batchItemFailures":[]}',
+            url(`/2018-06-01/runtime/invocation/${requestId}/response`),
+        ]);
+        assert.strictEqual(answered.status, 202, answered.body);
+        assert.deepStrictEqual(await result, { requestId, ok: true, payload: { batchItemFailures: [] } });
     });
 });

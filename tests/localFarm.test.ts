@@ -25,6 +25,7 @@ import {
 } from "./support/farmClient";
 import { renderingIn } from "./support/blenderProcesses";
 import { decodePng, makeScene } from "./support/scenes";
+import { curl, RawRequest, rawRequest } from "./support/rawHttp";
 import { ServeProcess, startServe, stopServe } from "./support/serveProcess";
 
 const OUTPUT_KEYS = [
@@ -79,32 +80,6 @@ function listeners(port: number): string[] {
         }
     }
     return found;
-}
-
-/** One HTTP request with the headers given (fetch refuses to set Host): its status and body. */
-function rawRequest(
-    base: string,
-    request: { method: string; path: string; headers: Record<string, string>; body?: string },
-): Promise<{ status: number; body: string }> {
-    return new Promise((resolve, reject) => {
-        const url = new URL(request.path, base);
-        const outgoing = http.request(
-            {
-                host: url.hostname,
-                port: url.port,
-                method: request.method,
-                path: url.pathname,
-                headers: request.headers,
-            },
-            (response) => {
-                let body = "";
-                response.on("data", (chunk) => (body += chunk));
-                response.on("end", () => resolve({ status: response.statusCode ?? 0, body }));
-            },
-        );
-        outgoing.on("error", reject);
-        outgoing.end(request.body);
-    });
 }
 
 describe("render-farm serve (the local farm, over the wire)", function () {
@@ -279,6 +254,41 @@ describe("render-farm serve (the local farm, over the wire)", function () {
             ]) {
                 const reply = await rawRequest(outputs.apiUrl, { method: "GET", path: "/jobs/wire", headers });
                 assert.strictEqual(reply.status, 200, `${JSON.stringify(headers)}: ${reply.body}`);
+            }
+        });
+
+        it("its S3/SQS endpoint also refuses another Host (DNS rebinding) and web pages; curl is answered", async function () {
+            const port = Number(new URL(outputs.awsEndpoint!).port);
+            const listing = `/${outputs.rendersBucket}?list-type=2&prefix=renders/wire/`;
+            const sendMessage = {
+                method: "POST",
+                path: "/",
+                body: JSON.stringify({ QueueUrl: outputs.frameQueueUrl, MessageBody: "{}" }),
+            };
+            const sqsHeaders = {
+                "content-type": "application/x-amz-json-1.0",
+                "x-amz-target": "AmazonSQS.SendMessage",
+            };
+            const refused: RawRequest[] = [
+                { method: "GET", path: listing, headers: { host: `attacker.example:${port}` } },
+                { method: "GET", path: listing, headers: { origin: "http://attacker.example" } },
+                { ...sendMessage, headers: { ...sqsHeaders, host: `attacker.example:${port}` } },
+                { ...sendMessage, headers: { ...sqsHeaders, origin: "http://attacker.example" } },
+            ];
+            for (const request of refused) {
+                const reply = await rawRequest(outputs.awsEndpoint!, request);
+                assert.strictEqual(reply.status, 403, `${JSON.stringify(request.headers)}: ${reply.body}`);
+                assert.match(reply.body, /AccessDenied/);
+            }
+            for (const args of [
+                ["-H", `Host: attacker.example:${port}`],
+                ["-H", "Origin: http://attacker.example"],
+                [],
+            ]) {
+                const reply = await curl([...args, `${outputs.awsEndpoint}${listing}`]);
+                const expected = args.length === 0 ? 200 : 403;
+                assert.strictEqual(reply.status, expected, `curl ${args.join(" ")}: ${reply.body}`);
+                assert.strictEqual(reply.body.includes(frameKeys("wire", [1])[0]), expected === 200, reply.body);
             }
         });
 

@@ -110,7 +110,8 @@ export function startFaultProxy(upstream: string): Promise<FaultProxy> {
             port: target.port,
             method: request.method,
             path: request.url,
-            headers: request.headers,
+            // As a reverse proxy does: the emulator answers only requests made to its own address.
+            headers: { ...request.headers, host: target.host },
             agent,
         });
         forward.on("error", () => request.socket.destroy());
