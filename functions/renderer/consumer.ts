@@ -7,7 +7,7 @@ import { ChangeMessageVisibilityCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { BlenderProcess } from "./blenderProcess";
 import { FRAME_UPLOAD_TUNING, FrameUploadTuning, uploadFrameFile } from "./frameUpload";
-import { RendererSettings } from "./settings";
+import { blenderHardLimitMbFor, RendererSettings } from "./settings";
 import {
     FrameMessage,
     FrameRecord,
@@ -439,11 +439,13 @@ export function createRendererHandler(deps: RendererDeps): RendererHandler {
     // A renderer that was killed (a crashed Lambda runtime, a SIGKILLed worker) left its frame's files here.
     removeFrameWorkDirs(deps.settings.workDir);
     const memoryLimitMb = deps.settings.blenderMemoryLimitMb ?? deps.settings.memoryMb / 2;
+    const hardLimitMb = deps.settings.blenderMemoryHardLimitMb ?? blenderHardLimitMbFor(deps.settings.memoryMb);
     const control = createJobControl(deps.s3, deps.settings.rendersBucket, deps.settings.maxReceiveCount);
     const blender = new BlenderProcess({
         blenderPath: deps.settings.blenderPath,
         workDir: deps.settings.workDir,
         maxResidentBytes: memoryLimitMb > 0 ? memoryLimitMb * 1024 * 1024 : undefined,
+        memoryLimitBytes: hardLimitMb * 1024 * 1024,
     });
     const handler = async (event: SQSEvent, context?: Partial<Context>): Promise<SQSBatchResponse> => {
         const remainingMs = () => context?.getRemainingTimeInMillis?.() ?? deps.settings.defaultTimeoutMs;
