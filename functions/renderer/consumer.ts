@@ -25,6 +25,7 @@ import { DownloadError, SceneMirror, cleanFrameFiles, prepareFrameFiles } from "
 import { MAX_FAILURE_BACKOFF_SECONDS } from "../shared/farmSettings";
 import { holdFrameForInvocation } from "./frameVisibility";
 import { createJobControl, JobControl } from "./jobControl";
+import { recordLastAttempt } from "./lastAttempt";
 
 export interface RendererDeps {
     s3: S3Client;
@@ -114,6 +115,13 @@ export async function renderFrame(
         );
         return { ok: true, sceneBytes: 0 };
     }
+    if (attempts >= settings.maxReceiveCount)
+        await recordLastAttempt(deps, message, tile, {
+            attempts,
+            startedAt,
+            remainingMs: remainingMs(),
+            earlierAttempts: tile ? undefined : (earlier?.attempts ?? null),
+        });
     // A tile renders the whole frame's size with only its region rendered, to its own key (its format lossless).
     const target = tile
         ? {
