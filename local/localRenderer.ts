@@ -4,8 +4,8 @@ import * as os from "os";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import { createRendererHandler } from "../functions/renderer/consumer";
-import { DEFAULT_RENDER_LIMITS, RendererSettings } from "../functions/renderer/settings";
-import { TUNABLES } from "../functions/shared/farmSettings";
+import { blenderHardLimitMbFor, DEFAULT_RENDER_LIMITS, RendererSettings } from "../functions/renderer/settings";
+import { ENVIRONMENT, Environment, TUNABLES, wholeNumberVariable } from "../functions/shared/farmSettings";
 import { RENDERER_CLIENT_RETRY, RENDERER_CLIENT_TIMEOUTS } from "../functions/renderer/handler";
 import { EmulatorCredentials, FarmResources } from "./emulator";
 import { SqsEventHandler } from "./eventSourcePoller";
@@ -45,6 +45,7 @@ export interface LocalRendererSettingsOptions {
  */
 export function localRendererSettings(options: LocalRendererSettingsOptions): RendererSettings {
     const { resources } = options;
+    const shareMb = Math.floor(os.totalmem() / (1024 * 1024) / Math.max(1, options.workers));
     return {
         scenesBucket: resources.scenesBucket,
         rendersBucket: resources.rendersBucket,
@@ -60,10 +61,22 @@ export function localRendererSettings(options: LocalRendererSettingsOptions): Re
         // The worker pool's heartbeat owns a rendering frame's visibility (local/workers.ts).
         holdFrameVisibility: false,
         // Each worker's Blender may keep half of its share of this machine's memory between frames.
-        blenderMemoryLimitMb: Math.floor(os.totalmem() / (1024 * 1024) / Math.max(1, options.workers) / 2),
+        blenderMemoryLimitMb: Math.floor(shareMb / 2),
+        blenderMemoryHardLimitMb: localBlenderHardLimitMb(shareMb),
         // The local job API's limits (local/farm.ts): every engine, the default resolution limit.
         limits: DEFAULT_RENDER_LIMITS,
     };
+}
+
+/**
+ * A local Blender's hard memory bound: as the stack's renderer's (its default memory less what the renderer keeps), so
+ * a scene that would not fit on AWS fails here alike, or less on a machine whose share per worker is smaller.
+ * BLENDER_MEMORY_HARD_LIMIT_MB in the farm's (or worker's) environment sets it, as it does the renderer Lambda's.
+ */
+export function localBlenderHardLimitMb(shareMb: number, env: Environment = process.env): number {
+    const derived = blenderHardLimitMbFor(Math.min(shareMb, TUNABLES.rendererMemory.defaultValue));
+    const machineMb = Math.floor(os.totalmem() / (1024 * 1024));
+    return wholeNumberVariable(env, ENVIRONMENT.blenderMemoryHardLimitMb, { min: 64, max: machineMb }, derived);
 }
 
 export function createLocalRenderer(options: LocalRendererOptions): LocalRenderer {

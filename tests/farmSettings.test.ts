@@ -88,6 +88,33 @@ describe("farm settings", function () {
         );
         assert.strictEqual(settings.memoryMb, 4096);
         assert.strictEqual(settings.defaultTimeoutMs, TUNABLES.rendererTimeout.defaultValue * 1000);
+        // Blender's memory bounds follow the Lambda's memory: restarted above half, killed mid-frame above all but 512 MB.
+        assert.strictEqual(settings.blenderMemoryLimitMb, 2048);
+        assert.strictEqual(settings.blenderMemoryHardLimitMb, 4096 - 512);
+    });
+
+    it("takes Blender's hard memory bound from BLENDER_MEMORY_HARD_LIMIT_MB, up to the renderer's memory", function () {
+        const base = {
+            ...rendererEnvironment({
+                scenesBucket: "s",
+                rendersBucket: "r",
+                frameQueueUrl: "q",
+                maxReceiveCount: 3,
+                failureBackoffSeconds: 10,
+                maxResolution: 8192,
+                allowedEngines: ["CYCLES" as const],
+            }),
+            AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "3008",
+        };
+        assert.strictEqual(
+            rendererSettingsFromEnvironment({ ...base, [ENVIRONMENT.blenderMemoryHardLimitMb]: "3000" })
+                .blenderMemoryHardLimitMb,
+            3000,
+        );
+        assert.throws(
+            () => rendererSettingsFromEnvironment({ ...base, [ENVIRONMENT.blenderMemoryHardLimitMb]: "3009" }),
+            /BLENDER_MEMORY_HARD_LIMIT_MB must be a whole number from 64 to 3008, got "3009"/,
+        );
     });
 
     it("refuses a missing or out-of-range variable at cold start, naming it", function () {

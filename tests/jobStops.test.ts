@@ -8,7 +8,8 @@ import * as path from "path";
 import { ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import type { FarmOutputs, FrameMessage, FrameRecord, JobStatus } from "../functions/shared/contract";
 import { interleavedOrder } from "../functions/shared/frameOrder";
-import { renderingIn } from "./support/blenderProcesses";
+import { processesWorkingIn } from "../local/processes";
+import { renderingFrame, renderingIn } from "./support/blenderProcesses";
 import { runCli } from "./support/cliRunner";
 import { api, frameRecords, queueDepth, range, sqsOf, uploadFile, waitFor } from "./support/farmClient";
 import { makeScene } from "./support/scenes";
@@ -181,6 +182,91 @@ describe("stopping a job: cancel, budget, fail-fast, and the order frames are qu
         const retry = await api(outputs, "POST", "/jobs/on-budget/retry");
         assert.strictEqual(retry.status, 409, JSON.stringify(retry.body));
         assert.strictEqual(retry.body.error.code, "budget_spent");
+    });
+
+    it("fail-fast: a job whose every frame runs out of memory stops after 3 frames fail so, instead of spending 3 attempts on each of its 20", async function () {
+        const dataDir = newDataDir();
+        serve = await startServe(["--port", "0", "--workers", "0", "--data-dir", dataDir]);
+        const outputs = serve.outputs;
+        // Subdivided 10 levels at render time (about 6 million faces): several GB to render, past the 1 GB bound.
+        const scene = await makeScene({
+            frames: "1-20",
+            resolutionX: WIDTH,
+            resolutionY: HEIGHT,
+            samples: 1,
+            subdivision: 10,
+        });
+        await uploadFile(outputs, "shots/heavy/scene.blend", scene.blendPath);
+        const submitted = await api(outputs, "POST", "/jobs", { scene: "shots/heavy/scene.blend", jobId: "heavy" });
+        assert.strictEqual(submitted.status, 202, JSON.stringify(submitted.body));
+        worker = await startWorker(["--data-dir", dataDir, "--workers", "1", "--failure-backoff", "1"], undefined, {
+            BLENDER_MEMORY_HARD_LIMIT_MB: "1024",
+        });
+        const stopped = await waitFor("the job to fail fast", 300_000, async () => {
+            const now = await status(outputs, "heavy");
+            assert.notStrictEqual(now.state, "complete", "the frames rendered within the bound");
+            return now.state === "stopped_failing" ? now : undefined;
+        });
+        assert.strictEqual(stopped.stop?.code, "out_of_memory");
+        assert.match(
+            stopped.stop!.message,
+            /3 frames failed with out_of_memory and none is done.*: Blender used \d[\d.]* [GM]B of memory rendering frame \d+ .*, past the 1\.0 GB it may use, and was stopped/,
+        );
+        await settled(serve, dataDir);
+        const records = await frameRecords(outputs, "heavy");
+        const runs = blenderRuns(records);
+        console.log(
+            `      out of memory: ${runs} Blender run(s) for 20 frames before the job stopped (without it: 60)`,
+        );
+        assert.ok(runs <= 3 * 3, `${runs} Blender runs`);
+        for (const record of records) assert.strictEqual(record.error?.code, "out_of_memory", JSON.stringify(record));
+    });
+
+    it("fail-fast: a job whose every frame's Blender is SIGKILLed mid-frame (as the kernel's OOM killer does) stops after 3 frames fail so", async function () {
+        const dataDir = newDataDir();
+        serve = await startServe(["--port", "0", "--workers", "0", "--data-dir", dataDir]);
+        const outputs = serve.outputs;
+        // Frames of a few seconds each, so that each is caught rendering.
+        const scene = await makeScene({ frames: "1-8", resolutionX: WIDTH, resolutionY: HEIGHT, samples: 2048 });
+        await uploadFile(outputs, "shots/killed/scene.blend", scene.blendPath);
+        const submitted = await api(outputs, "POST", "/jobs", { scene: "shots/killed/scene.blend", jobId: "killed" });
+        assert.strictEqual(submitted.status, 202, JSON.stringify(submitted.body));
+        worker = await startWorker(["--data-dir", dataDir, "--workers", "1", "--failure-backoff", "1"]);
+        const workDir = worker.ready.workDir;
+        let kills = 0;
+        let killing = true;
+        const killer = (async () => {
+            while (killing) {
+                for (const pid of processesWorkingIn(workDir)) {
+                    if (renderingFrame(pid) === undefined) continue;
+                    try {
+                        process.kill(pid, "SIGKILL");
+                        kills++;
+                    } catch {
+                        // It ended meanwhile.
+                    }
+                }
+                await new Promise((resolve) => setTimeout(resolve, 100));
+            }
+        })();
+        try {
+            const stopped = await waitFor("the job to fail fast", 300_000, async () => {
+                const now = await status(outputs, "killed");
+                assert.ok(!["complete", "partial", "failed"].includes(now.state), `the job ended ${now.state}`);
+                return now.state === "stopped_failing" ? now : undefined;
+            });
+            assert.strictEqual(stopped.stop?.code, "killed");
+            assert.match(stopped.stop!.message, /3 frames failed with killed and none is done.*SIGKILL/);
+            await settled(serve, dataDir);
+        } finally {
+            killing = false;
+            await killer;
+        }
+        const runs = blenderRuns(await frameRecords(outputs, "killed"));
+        console.log(
+            `      killed: ${runs} Blender run(s) (${kills} kills) for 8 frames before the job stopped (without it: 24)`,
+        );
+        assert.ok(runs <= 3 * 3, `${runs} Blender runs`);
     });
 
     it("fail-fast: 200 frames missing a texture (preflight off) stop after at most 3 frames x 3 attempts; a job failing alike is retried once fixed, and every frame renders", async function () {

@@ -9,8 +9,9 @@ import * as os from "os";
 import * as path from "path";
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
-import type { SQSEvent } from "aws-lambda";
-import { FrameMessage, FrameRecord, frameOutputKey, frameRecordKey } from "../functions/shared/contract";
+import type { APIGatewayProxyEventV2, SQSEvent } from "aws-lambda";
+import { createJobApiHandler } from "../functions/jobApi/handler";
+import { FrameMessage, FrameRecord, frameOutputKey, frameRecordKey, JobStatus } from "../functions/shared/contract";
 import { Emulator, FarmResources, createFarmResources, startEmulator } from "../local/emulator";
 import { findBlender } from "../local/farm";
 import { ImageFunction, ImageFunctionConfig, buildImageFunction, imageSandboxOptions } from "../local/imageFunction";
@@ -20,6 +21,7 @@ import { pollOnce } from "../local/eventSourcePoller";
 import { PROJECT_ROOT } from "./support/pulumiProgram";
 import { decodePng, makeScene } from "./support/scenes";
 import { renderingIn } from "./support/blenderProcesses";
+import { waitFor } from "./support/farmClient";
 
 const WIDTH = 64;
 const HEIGHT = 48;
@@ -85,11 +87,15 @@ describe("the renderer as Lambda runs it (image/Dockerfile's ENTRYPOINT + CMD, a
         return { outcome, result: results[0] };
     }
 
-    async function frameRecord(jobId: string, frame: number): Promise<FrameRecord> {
+    async function frameRecordIn(bucket: string, jobId: string, frame: number): Promise<FrameRecord> {
         const object = await emulator.s3.send(
-            new GetObjectCommand({ Bucket: farm.rendersBucket, Key: frameRecordKey(jobId, frame) }),
+            new GetObjectCommand({ Bucket: bucket, Key: frameRecordKey(jobId, frame) }),
         );
         return JSON.parse(await object.Body!.transformToString());
+    }
+
+    async function frameRecord(jobId: string, frame: number): Promise<FrameRecord> {
+        return frameRecordIn(farm.rendersBucket, jobId, frame);
     }
 
     before(async function () {
@@ -233,6 +239,190 @@ describe("the renderer as Lambda runs it (image/Dockerfile's ENTRYPOINT + CMD, a
         const coldAgainMs = await sandbox.start();
         assert.ok(coldAgainMs > 0);
         assert.notStrictEqual(sandbox.pid(), pid);
+    });
+
+    it("a frame whose runtime is killed on its last delivery: dead-lettered, GET /jobs shows it failed with renderer_killed and why, and a retry renders it", async function () {
+        this.timeout(10 * 60_000);
+        // Two deliveries, each invocation 45 s: the renderer holds a started frame for 45 + 30 s, then SQS sees it again.
+        const maxReceiveCount = 2;
+        const timeoutSeconds = 45;
+        const last = await createFarmResources(emulator, {
+            name: "lambda-last-attempt",
+            maxReceiveCount,
+            visibilityTimeoutSeconds: 120,
+            receiveWaitTimeSeconds: 0,
+        });
+        const lastQueueArn = (
+            await emulator.sqs.send(
+                new GetQueueAttributesCommand({ QueueUrl: last.frameQueueUrl, AttributeNames: ["QueueArn"] }),
+            )
+        ).Attributes!.QueueArn!;
+        const jobApi = createJobApiHandler({
+            s3: emulator.s3,
+            sqs: emulator.sqs,
+            settings: {
+                ...last,
+                limits: { maxFrames: 100, maxResolution: 4096, allowedEngines: ["CYCLES", "EEVEE", "WORKBENCH"] },
+                maxReceiveCount,
+            },
+        });
+        const call = async (method: string, route: string): Promise<{ status: number; body: any }> => {
+            const jobId = /^\/jobs\/([^/]+)/.exec(route)?.[1];
+            const body = method === "POST" && !jobId ? JSON.stringify(submit) : undefined;
+            const reply = await jobApi({
+                version: "2.0",
+                routeKey: jobId
+                    ? `${method} /jobs/{jobId}${route.endsWith("/retry") ? "/retry" : ""}`
+                    : `${method} /jobs`,
+                rawPath: route,
+                headers: { "content-type": "application/json" },
+                requestContext: { http: { method, path: route } },
+                pathParameters: jobId ? { jobId } : undefined,
+                body,
+                isBase64Encoded: false,
+            } as unknown as APIGatewayProxyEventV2);
+            return { status: reply.statusCode, body: JSON.parse(reply.body) };
+        };
+        const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "renderer-lambda-last-"));
+        const renderer = await sandboxWith({
+            functionEnvironment: {
+                ...config.functionEnvironment,
+                SCENES_BUCKET: last.scenesBucket,
+                RENDERS_BUCKET: last.rendersBucket,
+                FRAME_QUEUE_URL: last.frameQueueUrl,
+                MAX_RECEIVE_COUNT: String(maxReceiveCount),
+            },
+            timeoutSeconds,
+            tmpDir,
+        });
+        const scene = await makeScene({ frames: "1-3", resolutionX: WIDTH, resolutionY: HEIGHT, samples: 4 });
+        await emulator.s3.send(
+            new PutObjectCommand({
+                Bucket: last.scenesBucket,
+                Key: "shots/last/scene.blend",
+                Body: fs.readFileSync(scene.blendPath),
+            }),
+        );
+        const jobId = "last-attempt-killed";
+        const submit = { scene: "shots/last/scene.blend", frames: "2", jobId };
+        const submitted = await call("POST", "/jobs");
+        assert.strictEqual(submitted.status, 202, JSON.stringify(submitted.body));
+
+        /** The event source mapping's next delivery of the frame to the renderer, waiting for it to be visible. */
+        const deliverWhenVisible = () =>
+            waitFor(
+                "the frame message delivered",
+                (timeoutSeconds + 60) * 1000,
+                async () => {
+                    const outcome = await pollOnce({
+                        sqs: emulator.sqs,
+                        queueUrl: last.frameQueueUrl,
+                        queueArn: lastQueueArn,
+                        region: emulator.region,
+                        handler: async (event: SQSEvent) => {
+                            const result = await renderer.invoke(event);
+                            if (!result.ok) throw new Error(`${result.error.errorType}: ${result.error.errorMessage}`);
+                            return result.payload as { batchItemFailures: { itemIdentifier: string }[] };
+                        },
+                    });
+                    return outcome === "empty" ? undefined : outcome;
+                },
+                500,
+            );
+        const recordOf = async (): Promise<FrameRecord | undefined> => {
+            try {
+                return await frameRecordIn(last.rendersBucket, jobId, 2);
+            } catch {
+                return undefined;
+            }
+        };
+
+        for (const attempt of [1, 2]) {
+            const delivered = deliverWhenVisible();
+            // The whole runtime dies while the frame renders, as it does past the Lambda's memory or timeout.
+            await waitFor(
+                `attempt ${attempt} rendering`,
+                (timeoutSeconds + 60) * 1000,
+                () => (renderingIn(tmpDir) ? true : undefined),
+                50,
+            );
+            process.kill(-renderer.pid()!, "SIGKILL");
+            assert.strictEqual(await delivered, "failed");
+            const record = await recordOf();
+            const now = (await call("GET", `/jobs/${jobId}`)).body as JobStatus;
+            assert.deepStrictEqual(
+                now.frames,
+                { total: 1, done: 0, failed: 0, pending: 1 },
+                `after attempt ${attempt}`,
+            );
+            if (attempt === 1) assert.strictEqual(record, undefined, "a killed attempt writes nothing");
+            else {
+                // Written before the render: failed for good only once the invocation can no longer report.
+                assert.strictEqual(record?.error?.code, "renderer_killed", JSON.stringify(record));
+                assert.ok(record!.provisionalUntil, JSON.stringify(record));
+            }
+        }
+
+        // The next receive moves the message to the DLQ; the frame then reads failed, with the reason.
+        const dlqDepth = async () =>
+            Number(
+                (
+                    await emulator.sqs.send(
+                        new GetQueueAttributesCommand({
+                            QueueUrl: last.deadLetterQueueUrl,
+                            AttributeNames: ["ApproximateNumberOfMessages"],
+                        }),
+                    )
+                ).Attributes!.ApproximateNumberOfMessages,
+            );
+        await waitFor(
+            "the frame message in the DLQ",
+            (timeoutSeconds + 60) * 1000,
+            async () => {
+                assert.strictEqual(await deliverWhenVisibleOnce(), "empty", "a third delivery");
+                return (await dlqDepth()) === 1 ? true : undefined;
+            },
+            1000,
+        );
+        const failed = await waitFor(
+            "the frame to read failed",
+            60_000,
+            async () => {
+                const now = (await call("GET", `/jobs/${jobId}`)).body as JobStatus;
+                return now.frames.failed === 1 ? now : undefined;
+            },
+            1000,
+        );
+        assert.strictEqual(failed.state, "failed");
+        assert.deepStrictEqual(failed.frames, { total: 1, done: 0, failed: 1, pending: 0 });
+        assert.strictEqual(failed.failures[0].attempts, 2);
+        assert.match(
+            failed.failures[0].error,
+            /^renderer_killed: the renderer ended without reporting on the frame's last attempt \(2 of 2\), so its message went to the dead-letter queue: it was killed mid-frame, as Lambda ends a renderer that passes its memory \(10240 MB\) or its time \(the invocation had 4\d s left\); attempt 1 left no record either; render at a lower resolution/,
+        );
+        console.log(`      ${failed.failures[0].error}`);
+
+        const retried = await call("POST", `/jobs/${jobId}/retry`);
+        assert.strictEqual(retried.status, 202, JSON.stringify(retried.body));
+        assert.strictEqual(retried.body.requeued, 1);
+        assert.strictEqual(retried.body.deadLetters.removed, 1);
+        assert.strictEqual(await deliverWhenVisible(), "succeeded");
+        const complete = (await call("GET", `/jobs/${jobId}`)).body as JobStatus;
+        assert.strictEqual(complete.state, "complete", JSON.stringify(complete));
+        const done = await recordOf();
+        assert.deepStrictEqual([done?.status, done?.attempts, done?.provisionalUntil], ["done", 1, undefined]);
+
+        async function deliverWhenVisibleOnce() {
+            return pollOnce({
+                sqs: emulator.sqs,
+                queueUrl: last.frameQueueUrl,
+                queueArn: lastQueueArn,
+                region: emulator.region,
+                handler: async () => {
+                    throw new Error("the message was delivered a third time");
+                },
+            });
+        }
     });
 
     it("would have caught the image that could not start (ENTRYPOINT node + aws-lambda-ric, no _HANDLER)", async function () {

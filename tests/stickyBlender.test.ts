@@ -11,6 +11,7 @@ import { HeadObjectCommand, GetObjectCommand, PutObjectCommand } from "@aws-sdk/
 import { GetQueueAttributesCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { FrameRequest } from "../functions/renderer/blender";
 import { BlenderProcess, runBlender } from "../functions/renderer/blenderProcess";
+import { peakTreeBytes } from "../functions/renderer/memoryWatch";
 import { createRendererHandler, RendererHandler } from "../functions/renderer/consumer";
 import { DEFAULT_RENDER_LIMITS } from "../functions/renderer/settings";
 import {
@@ -51,7 +52,7 @@ describe("sticky Blender: one Blender per renderer, frame after frame", function
         if (work) fs.rmSync(work, { recursive: true, force: true });
     });
 
-    function newBlender(options: { maxResidentBytes?: number } = {}): BlenderProcess {
+    function newBlender(options: { maxResidentBytes?: number; memoryLimitBytes?: number } = {}): BlenderProcess {
         return new BlenderProcess({ workDir: fs.mkdtempSync(path.join(work, "renderer-")), ...options });
     }
 
@@ -377,6 +378,49 @@ describe("sticky Blender: one Blender per renderer, frame after frame", function
                 assert.strictEqual(blender.pid, undefined);
                 await renderAll(blender, scene, [2]);
                 assert.deepStrictEqual(blender.stats, { starts: 2, sceneLoads: 2, frames: 2, memoryRestarts: 0 });
+            } finally {
+                await blender.stop();
+            }
+        });
+
+        it("a Blender passing the hard memory bound mid-frame is killed at once: out_of_memory naming the figure, and the next frame starts a fresh one", async function () {
+            const MB = 1024 * 1024;
+            // Subdivided at render time: about 1.6 million faces, built and handed to Cycles over a few seconds.
+            const heavy = await makeScene({ frames: "1-2", subdivision: 9 });
+            const light = await makeScene({ frames: "1-4" });
+            // What the frame takes without a bound: its peak, from the kernel's high-water mark of the Blender it ran in.
+            const unbounded = newBlender();
+            let naturalPeak: number;
+            try {
+                await renderAll(unbounded, heavy, [1]);
+                naturalPeak = peakTreeBytes(unbounded.pid)!;
+            } finally {
+                await unbounded.stop();
+            }
+            const limit = Math.round(naturalPeak / 2);
+            const blender = newBlender({ memoryLimitBytes: limit });
+            try {
+                const result = await blender.render(request(heavy, 1));
+                const first = blender.stats.starts;
+                assert.strictEqual(result.error?.code, "out_of_memory", JSON.stringify(result.error));
+                assert.strictEqual(result.signal, "SIGKILL");
+                const match =
+                    /^Blender used (\d+) MB of memory rendering frame 1 of \S+, past the (\d+) MB it may use, and was stopped; render at a lower resolution or with fewer samples, or give the renderer more memory$/.exec(
+                        result.error!.message,
+                    );
+                assert.ok(match, result.error!.message);
+                const [used, bound] = [Number(match[1]) * MB, Number(match[2]) * MB];
+                assert.strictEqual(bound, Math.round(limit / MB) * MB);
+                assert.ok(used > limit, `${used} reported, bound ${limit}`);
+                // Stopped on its way up: nearer the bound than the peak the frame reaches unbounded.
+                const halfway = limit + (naturalPeak - limit) / 2;
+                console.log(
+                    `      bound ${(limit / MB).toFixed(0)} MB: stopped at ${(used / MB).toFixed(0)} MB (unbounded the frame peaks at ${(naturalPeak / MB).toFixed(0)} MB)`,
+                );
+                assert.ok(used < halfway, `stopped at ${used} bytes, past halfway (${halfway}) to the unbounded peak`);
+                assert.strictEqual(blender.pid, undefined, "the Blender that ran out is gone");
+                await renderAll(blender, light, [1]);
+                assert.strictEqual(blender.stats.starts, first + 1);
             } finally {
                 await blender.stop();
             }

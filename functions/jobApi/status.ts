@@ -94,7 +94,7 @@ export async function readJobStatus(
     now: Date = new Date(),
 ): Promise<JobStatus> {
     const { shards, progress, stop, records } = await readJobLedger(deps, manifest);
-    const summary = summarizeJob(manifest, shards, deps.settings.maxReceiveCount);
+    const summary = summarizeJob(manifest, shards, deps.settings.maxReceiveCount, now.getTime());
     const remaining =
         after === undefined ? summary.failedFrames : summary.failedFrames.filter((frame) => frame > after);
     const page = remaining.slice(0, FAILURES_PAGE_SIZE);

@@ -1,8 +1,11 @@
 // One Blender per renderer, kept between frames ("sticky"): render_frame.py --serve renders the frames it is sent
 // on stdin and keeps the scene loaded while they share it, so a frame pays for Blender's start and the scene's load
 // only when the job, the scene's version or the settings change. A frame that fails, times out or crashes ends that
-// Blender, as does memory grown past a bound: the next frame starts a fresh one. Blender never outlives the
-// process that started it: end of stdin ends it, and render_frame.py has the kernel kill it when its parent dies.
+// Blender, as does memory grown past a bound: the next frame starts a fresh one. Two bounds on its memory: a hard one
+// watched while a frame renders (Blender is killed at it and the frame fails with out_of_memory, before the renderer
+// itself runs out), and a softer one checked after a frame (Blender is restarted, so that what a scene left behind
+// does not burden the next). Blender never outlives the process that started it: end of stdin ends it, and
+// render_frame.py has the kernel kill it when its parent dies.
 import { ChildProcessWithoutNullStreams, spawn } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
@@ -20,6 +23,7 @@ import {
     renderedTile,
     requestProblem,
 } from "./blender";
+import { formatBytes, processTree, residentTreeBytes, watchMemory } from "./memoryWatch";
 
 /** setTimeout fires at once for delays above this. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -35,8 +39,13 @@ export interface BlenderProcessOptions {
     scriptPath?: string;
     /** The renderer's work dir: Blender's own temp dir is `<workDir>/blender-temp`, and its command line names it. */
     workDir: string;
-    /** Blender is ended after a frame that leaves its resident memory above this; default: no bound. */
+    /** Soft bound: Blender is ended after a frame that leaves its resident memory above this; default: no bound. */
     maxResidentBytes?: number;
+    /**
+     * Hard bound: Blender (with any process it started) is killed as soon as its resident memory passes this while
+     * a frame renders, and the frame fails with out_of_memory; default: no bound.
+     */
+    memoryLimitBytes?: number;
 }
 
 export interface BlenderExit {
@@ -51,7 +60,7 @@ export interface BlenderStats {
     sceneLoads: number;
     /** Frames rendered to the end. */
     frames: number;
-    /** Blenders ended because their memory grew past the bound. */
+    /** Blenders ended after a frame because their memory grew past the soft bound. */
     memoryRestarts: number;
 }
 
@@ -241,9 +250,12 @@ export class BlenderProcess {
             })}\n`,
         );
         let outcome: "answered" | "exited" | "timeout";
+        let overLimit: number | undefined;
+        const stopWatch = this.watchFrameMemory(running, (peak) => (overLimit = peak));
         try {
             outcome = await this.waitForFrame(running, log, request.deadlineMs);
         } finally {
+            stopWatch();
             running.log = undefined;
             // A Blender killed mid-frame leaves its tile buffers (about 1 GB per pass at 8K) behind.
             fs.rmSync(tempDir, { recursive: true, force: true });
@@ -268,6 +280,11 @@ export class BlenderProcess {
         };
         const detail = log.firstError ? `: ${log.firstError}` : "";
 
+        if (overLimit !== undefined && outcome !== "answered")
+            return fail(
+                "out_of_memory",
+                `Blender used ${formatBytes(overLimit)} of memory rendering ${what}, past the ${formatBytes(this.options.memoryLimitBytes!)} it may use, and was stopped; render at a lower resolution or with fewer samples, or give the renderer more memory`,
+            );
         if (outcome === "timeout")
             return fail(
                 "timeout",
@@ -318,7 +335,7 @@ export class BlenderProcess {
         this.stats.frames++;
         if (script?.sceneLoaded) this.stats.sceneLoads++;
         running.loadedKey = key;
-        const resident = residentBytes(running.child.pid);
+        const resident = residentTreeBytes(running.child.pid);
         if (
             this.options.maxResidentBytes !== undefined &&
             resident !== undefined &&
@@ -327,7 +344,26 @@ export class BlenderProcess {
             this.stats.memoryRestarts++;
             await this.stop();
         }
+        // Answered as the watch killed it: the frame is whole, and the next one gets a fresh Blender.
+        if (overLimit !== undefined) await this.stop();
         return { ok: true, ...base, ...(tile ? { tile } : {}) };
+    }
+
+    /** Kills Blender and its children once they pass the hard bound mid-frame, telling `exceeded` the peak. */
+    private watchFrameMemory(running: Running, exceeded: (peakBytes: number) => void): () => void {
+        const limit = this.options.memoryLimitBytes;
+        const pid = running.child.pid;
+        if (limit === undefined || pid === undefined) return () => undefined;
+        return watchMemory(pid, limit, (peak) => {
+            exceeded(peak);
+            for (const member of processTree(pid)) {
+                try {
+                    process.kill(member, "SIGKILL");
+                } catch {
+                    // Gone already.
+                }
+            }
+        });
     }
 
     /** Until the frame's result and end marker arrive, Blender exits, or the deadline kills it. */
@@ -386,17 +422,6 @@ export async function runBlender(options: RunBlenderOptions): Promise<BlenderRes
 function fileSize(file: string): number | undefined {
     try {
         return fs.statSync(file).size;
-    } catch {
-        return undefined;
-    }
-}
-
-/** Resident memory of a process from /proc (Linux); undefined elsewhere or once it is gone. */
-function residentBytes(pid: number | undefined): number | undefined {
-    if (pid === undefined) return undefined;
-    try {
-        const match = /^VmRSS:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
-        return match ? Number(match[1]) * 1024 : undefined;
     } catch {
         return undefined;
     }

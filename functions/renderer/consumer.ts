@@ -7,7 +7,7 @@ import { ChangeMessageVisibilityCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { BlenderProcess } from "./blenderProcess";
 import { FRAME_UPLOAD_TUNING, FrameUploadTuning, uploadFrameFile } from "./frameUpload";
-import { RendererSettings } from "./settings";
+import { blenderHardLimitMbFor, RendererSettings } from "./settings";
 import {
     FrameMessage,
     FrameRecord,
@@ -25,6 +25,7 @@ import { DownloadError, SceneMirror, cleanFrameFiles, prepareFrameFiles } from "
 import { MAX_FAILURE_BACKOFF_SECONDS } from "../shared/farmSettings";
 import { holdFrameForInvocation } from "./frameVisibility";
 import { createJobControl, JobControl } from "./jobControl";
+import { recordLastAttempt } from "./lastAttempt";
 
 export interface RendererDeps {
     s3: S3Client;
@@ -114,6 +115,13 @@ export async function renderFrame(
         );
         return { ok: true, sceneBytes: 0 };
     }
+    if (attempts >= settings.maxReceiveCount)
+        await recordLastAttempt(deps, message, tile, {
+            attempts,
+            startedAt,
+            remainingMs: remainingMs(),
+            earlierAttempts: tile ? undefined : (earlier?.attempts ?? null),
+        });
     // A tile renders the whole frame's size with only its region rendered, to its own key (its format lossless).
     const target = tile
         ? {
@@ -444,11 +452,13 @@ export function createRendererHandler(deps: RendererDeps): RendererHandler {
     // A renderer that was killed (a crashed Lambda runtime, a SIGKILLed worker) left its frame's files here.
     removeFrameWorkDirs(deps.settings.workDir);
     const memoryLimitMb = deps.settings.blenderMemoryLimitMb ?? deps.settings.memoryMb / 2;
+    const hardLimitMb = deps.settings.blenderMemoryHardLimitMb ?? blenderHardLimitMbFor(deps.settings.memoryMb);
     const control = createJobControl(deps.s3, deps.settings.rendersBucket, deps.settings.maxReceiveCount);
     const blender = new BlenderProcess({
         blenderPath: deps.settings.blenderPath,
         workDir: deps.settings.workDir,
         maxResidentBytes: memoryLimitMb > 0 ? memoryLimitMb * 1024 * 1024 : undefined,
+        memoryLimitBytes: hardLimitMb * 1024 * 1024,
     });
     const handler = async (event: SQSEvent, context?: Partial<Context>): Promise<SQSBatchResponse> => {
         const remainingMs = () => context?.getRemainingTimeInMillis?.() ?? deps.settings.defaultTimeoutMs;

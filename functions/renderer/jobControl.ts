@@ -14,9 +14,10 @@ const MANIFESTS_KEPT = 8;
 const MANIFEST_KEPT_MS = 15_000;
 /**
  * Error codes that say nothing about the scene (S3 or the renderer itself failed): they never stop a job early. A
- * frame past its deadline does count: every frame of a scene that slow would be.
+ * frame past its deadline does count: every frame of a scene that slow would be. So do a Blender stopped at its memory
+ * bound (out_of_memory) and one SIGKILLed from outside (killed: the kernel's OOM killer, at the Lambda's memory).
  */
-const NOT_THE_SCENES_FAULT = new Set(["storage_error", "renderer_error", "invalid_ledger_object", "killed"]);
+const NOT_THE_SCENES_FAULT = new Set(["storage_error", "renderer_error", "invalid_ledger_object"]);
 
 export interface JobControl {
     /** The stop that keeps this frame from starting (written now if the frame would pass the budget), or undefined. */

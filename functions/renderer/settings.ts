@@ -29,13 +29,33 @@ export interface RendererSettings {
     limits: RenderLimits;
     /** Used when no Lambda context says how long is left (the local farm). */
     defaultTimeoutMs: number;
-    /** Blender is started afresh after a frame that leaves it using more memory than this; default: half of memoryMb. */
+    /**
+     * Soft bound: Blender is started afresh after a frame that leaves it using more memory than this; default: half of
+     * memoryMb.
+     */
     blenderMemoryLimitMb?: number;
+    /**
+     * Hard bound: Blender is killed mid-frame once it uses more memory than this, and the frame fails with
+     * out_of_memory; default: memoryMb less RENDERER_OWN_MEMORY_MB (blenderHardLimitMbFor).
+     */
+    blenderMemoryHardLimitMb?: number;
     /**
      * Cut a started frame's visibility to what the invocation has left (frameVisibility.ts). Default on; off on the
      * local farm, whose worker pool keeps the frame it renders hidden with a heartbeat instead (local/workers.ts).
      */
     holdFrameVisibility?: boolean;
+}
+
+/**
+ * Memory the renderer keeps for itself out of its Lambda's: Node with the AWS SDK (about 150 MB), a frame's upload
+ * (five 8 MiB parts) and the runtime, with room to spare. Blender may use the rest; at the Lambda's own limit the
+ * whole runtime would be killed, and the frame would end without a word about why.
+ */
+export const RENDERER_OWN_MEMORY_MB = 512;
+
+/** The hard bound on Blender's memory in a renderer of `memoryMb`: all of it but what the renderer keeps. */
+export function blenderHardLimitMbFor(memoryMb: number): number {
+    return Math.max(64, memoryMb - RENDERER_OWN_MEMORY_MB);
 }
 
 /** A renderer's limits when its environment sets none: the stack's defaults and the contract's samples limit. */
@@ -89,6 +109,12 @@ export function rendererSettingsFromEnvironment(env: Environment): RendererSetti
             names.blenderMemoryLimitMb,
             { min: 64, max: 10240 },
             Math.floor(memoryMb / 2),
+        ),
+        blenderMemoryHardLimitMb: wholeNumberVariable(
+            env,
+            names.blenderMemoryHardLimitMb,
+            { min: 64, max: memoryMb },
+            blenderHardLimitMbFor(memoryMb),
         ),
         limits: {
             allowedEngines: enginesVariable(env, names.allowedEngines),

@@ -168,6 +168,11 @@ export interface FrameRecord {
      */
     tile?: { index: number; of: number; region?: TileRegion; jpegQuality?: number; exrCodec?: LossyExrCodec };
     stitch?: { of: number; seconds: number; costUsd: number };
+    /**
+     * A failure written before a message's last attempt renders (renderer_killed): the attempt's own outcome replaces
+     * it, so it stands only when the renderer was killed before reporting. Until this time the frame reads pending.
+     */
+    provisionalUntil?: string;
 }
 
 /** A tile's pixels in its frame: x, y from the top-left corner, in final pixels (after the resolution percentage). */

@@ -152,6 +152,8 @@ export const ENVIRONMENT = {
     maxSamples: "MAX_SAMPLES",
     /** Blender is started afresh after a frame that leaves it using more memory than this (default: half the memory). */
     blenderMemoryLimitMb: "BLENDER_MEMORY_LIMIT_MB",
+    /** Blender is killed mid-frame, the frame failing with out_of_memory, past this (default: the memory less 512 MB). */
+    blenderMemoryHardLimitMb: "BLENDER_MEMORY_HARD_LIMIT_MB",
 } as const;
 
 /** What the job API's environment carries; T is a string, or a Pulumi Output of one in components/. */

@@ -49,6 +49,10 @@ export interface FrameSummaryEntry {
     d?: number[];
     w?: number[];
     x?: number[];
+    /** The tiles among x whose failure is provisional (written before their last attempt, see FrameRecord). */
+    p?: number[];
+    /** Until when (ms) the frame's provisional failure leaves it pending: its last attempt may still report. */
+    u?: number;
 }
 
 export interface SummaryShard {
@@ -103,7 +107,8 @@ export function applyRecord(entry: FrameSummaryEntry | undefined, record: FrameR
     const next: FrameSummaryEntry = entry
         ? { ...entry, k: [...entry.k] }
         : { s: "retrying", a: 0, t: 0, c: 0, r: 0, k: [] };
-    if (record.attempts > 0 && !next.k.includes(started)) {
+    // A provisional failure costs nothing: the attempt's own outcome, with the same start, counts it.
+    if (record.attempts > 0 && !isProvisional(record) && !next.k.includes(started)) {
         // A stitched frame's record sums its tiles, which their own records counted: only the stitch is new.
         const cost = record.stitch ? record.stitch.costUsd : record.costUsd;
         next.c += Number.isFinite(cost) ? cost : 0;
@@ -118,13 +123,20 @@ export function applyRecord(entry: FrameSummaryEntry | undefined, record: FrameR
         next.t = at;
         if (record.error?.code) next.e = record.error.code;
         else delete next.e;
+        if (isProvisional(record)) next.u = millis(record.provisionalUntil);
+        else delete next.u;
         if (record.status === "done") {
             delete next.d;
             delete next.w;
             delete next.x;
+            delete next.p;
         }
     }
     return next;
+}
+
+function isProvisional(record: FrameRecord): boolean {
+    return record.provisionalUntil !== undefined && millis(record.provisionalUntil) > 0;
 }
 
 /** A tile attempt's key among the frame's counted attempts: apart from the frame's own (start ms) and other tiles'. */
@@ -150,13 +162,13 @@ export function applyTileRecord(entry: FrameSummaryEntry | undefined, record: Fr
         ? { ...entry, k: [...entry.k] }
         : { s: "tiling", a: 0, t: 0, c: 0, r: 0, k: [] };
     const key = tileAttemptKey(record);
-    if (record.attempts > 0 && !next.k.includes(key)) {
+    if (record.attempts > 0 && !isProvisional(record) && !next.k.includes(key)) {
         next.c += Number.isFinite(record.costUsd) ? record.costUsd : 0;
         next.r += recordRenderSeconds(record);
         next.k = [...next.k, key].slice(-COUNTED_TILE_ATTEMPTS_KEPT);
     }
     if (next.s === "done" || (record.status !== "done" && next.d?.includes(tile))) return next;
-    const set = (field: "d" | "w" | "x", present: boolean) => {
+    const set = (field: "d" | "w" | "x" | "p", present: boolean) => {
         const tiles = withTile(next[field], tile, present);
         if (tiles) next[field] = tiles;
         else delete next[field];
@@ -166,6 +178,9 @@ export function applyTileRecord(entry: FrameSummaryEntry | undefined, record: Fr
     set("d", record.status === "done");
     set("w", record.status === "retrying");
     set("x", record.status === "failed");
+    set("p", isProvisional(record));
+    if (!next.p) delete next.u;
+    else if (isProvisional(record)) next.u = Math.max(next.u ?? 0, millis(record.provisionalUntil));
     if (stitchFailed && record.status === "done") return next;
     next.s = next.x ? "failed" : next.w ? "retrying" : "tiling";
     next.t = Math.max(next.t, at);
@@ -184,7 +199,7 @@ export function applyRequeue(entry: FrameSummaryEntry | undefined, at: number): 
     if (entry?.s === "done") return undefined;
     const base = entry ?? { s: "requeued" as const, a: 0, t: at, c: 0, r: 0, k: [] };
     // Never back in time: a renderer's clock a little ahead of the job API's must not make its next outcome look older.
-    const { w: _retrying, x: _failed, ...kept } = base;
+    const { w: _retrying, x: _failed, p: _provisional, u: _until, ...kept } = base;
     // A tiled frame keeps its done tiles (their images wait for the stitch); the others are queued again.
     return { ...kept, s: "requeued", a: 0, t: Math.max(base.t, at) };
 }
@@ -325,11 +340,19 @@ export type FrameProgress = "done" | "failed" | "pending";
 
 /**
  * done: the frame is on S3. failed: no attempts left; a "retrying" frame whose attempts reached maxReceiveCount counts
- * too, since SQS moves its message to the DLQ on the next receive. Everything else is pending.
+ * too, since SQS moves its message to the DLQ on the next receive. A provisional failure (FrameRecord.provisionalUntil)
+ * reads failed only from its time `u` on (`now`, ms): before, its last attempt may still report. Everything else is
+ * pending.
  */
-export function entryProgress(entry: FrameSummaryEntry | undefined, maxReceiveCount?: number): FrameProgress {
+export function entryProgress(
+    entry: FrameSummaryEntry | undefined,
+    maxReceiveCount?: number,
+    now = Date.now(),
+): FrameProgress {
     if (!entry) return "pending";
     if (entry.s === "done") return "done";
+    const failedForGood = entry.x?.some((tile) => !entry.p?.includes(tile)) ?? false;
+    if (entry.u !== undefined && now < entry.u && !failedForGood) return "pending";
     if (entry.s === "failed") return "failed";
     if (entry.s === "retrying" && maxReceiveCount !== undefined && entry.a >= maxReceiveCount) return "failed";
     return "pending";
@@ -364,6 +387,7 @@ export function summarizeJob(
     manifest: Pick<JobManifest, "frames" | "tiles">,
     shards: readonly SummaryShard[],
     maxReceiveCount?: number,
+    now = Date.now(),
 ): JobSummary {
     const entries = new Map<number, FrameSummaryEntry>();
     let startedAt: number | undefined;
@@ -396,7 +420,7 @@ export function summarizeJob(
             summary.costUsd += entry.c;
             summary.renderSeconds += entry.r;
         }
-        const progress = entryProgress(entry, maxReceiveCount);
+        const progress = entryProgress(entry, maxReceiveCount, now);
         summary.tilesDone += progress === "done" ? (manifest.tiles ?? 1) : (entry?.d?.length ?? 0);
         if (progress === "done") summary.done++;
         else if (progress === "failed") {

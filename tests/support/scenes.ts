@@ -33,6 +33,8 @@ export interface SceneOptions {
     tileSize?: number;
     /** Adds a sphere falling onto the ground, an unbaked rigid body simulation. */
     rigidBody?: boolean;
+    /** Subdivides the moving cube this many levels at render time: rendering needs memory the file does not show. */
+    subdivision?: number;
 }
 
 export interface Scene {
@@ -115,6 +117,7 @@ export async function makeScene(options: SceneOptions = {}): Promise<Scene> {
     if (scene.fileOutputDir) args.push("--file-output", scene.fileOutputDir);
     if (options.tileSize !== undefined) args.push("--tile-size", String(options.tileSize));
     if (options.rigidBody) args.push("--rigid-body");
+    if (options.subdivision !== undefined) args.push("--subdivision", String(options.subdivision));
     await runBlenderScript(MAKE_SCENE, args);
     fs.writeFileSync(path.join(building, ".complete"), "");
     fs.mkdirSync(CACHE_ROOT, { recursive: true });

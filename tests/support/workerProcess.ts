@@ -30,12 +30,19 @@ export interface WorkerProcess {
     exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Starts `render-farm worker <args> --json` with this (Node 22) node, so the pid is the worker's own. */
-export async function startWorker(args: string[], readyTimeoutMs = 60_000): Promise<WorkerProcess> {
+/**
+ * Starts `render-farm worker <args> --json` with this (Node 22) node, so the pid is the worker's own; `env` adds to
+ * this process's environment.
+ */
+export async function startWorker(
+    args: string[],
+    readyTimeoutMs = 60_000,
+    env: Record<string, string> = {},
+): Promise<WorkerProcess> {
     const child = spawn(process.execPath, [RENDER_FARM, "worker", ...args, "--json"], {
         cwd: ROOT,
         stdio: ["ignore", "pipe", "pipe"],
-        env: { ...process.env, NODE_NO_WARNINGS: "1" },
+        env: { ...process.env, NODE_NO_WARNINGS: "1", ...env },
     });
     let stdout = "";
     let partial = "";
