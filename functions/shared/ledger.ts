@@ -29,15 +29,25 @@ async function getJson(s3: S3Client, bucket: string, key: string): Promise<unkno
 
 // ---- the manifest ---------------------------------------------------------------------------
 
-/** Writes jobs/<jobId>/job.json. With ifAbsent, answers "exists" instead of overwriting another writer's manifest. */
+/** A manifest as read, with the ETag a conditional write of its next version names. */
+export interface StoredManifest {
+    manifest: JobManifest;
+    etag: string;
+}
+
+/**
+ * Writes jobs/<jobId>/job.json. With ifAbsent, answers "exists" instead of overwriting another writer's manifest; with
+ * ifMatch, answers "exists" when another writer replaced the version with that ETag.
+ */
 export async function writeManifest(
     s3: S3Client,
     rendersBucket: string,
     manifest: JobManifest,
-    options: { ifAbsent?: boolean } = {},
+    options: { ifAbsent?: boolean; ifMatch?: string } = {},
 ): Promise<"written" | "exists"> {
-    // A conditional create: two identical submits racing cannot both think they created the job.
-    const condition: WriteCondition | undefined = options.ifAbsent ? { ifAbsent: true } : undefined;
+    let condition: WriteCondition | undefined;
+    if (options.ifMatch !== undefined) condition = { ifMatch: options.ifMatch };
+    else if (options.ifAbsent) condition = { ifAbsent: true };
     const outcome = await putJsonObject(s3, rendersBucket, manifestKey(manifest.jobId), manifest, condition);
     return outcome.written ? "written" : "exists";
 }
@@ -49,9 +59,19 @@ export async function readManifest(
     jobId: string,
     options: { forbiddenMeansAbsent?: boolean } = {},
 ): Promise<JobManifest | undefined> {
-    const value = (await getJsonObject(s3, rendersBucket, manifestKey(jobId), options))?.value;
-    if (value === undefined) return undefined;
-    const manifest = value as JobManifest;
+    return (await readStoredManifest(s3, rendersBucket, jobId, options))?.manifest;
+}
+
+/** The job's manifest and its ETag, or undefined for an unknown job. */
+export async function readStoredManifest(
+    s3: S3Client,
+    rendersBucket: string,
+    jobId: string,
+    options: { forbiddenMeansAbsent?: boolean } = {},
+): Promise<StoredManifest | undefined> {
+    const stored = await getJsonObject(s3, rendersBucket, manifestKey(jobId), options);
+    if (stored === undefined) return undefined;
+    const manifest = stored.value as JobManifest;
     if (
         typeof manifest !== "object" ||
         manifest === null ||
@@ -63,7 +83,7 @@ export async function readManifest(
             `s3://${rendersBucket}/${manifestKey(jobId)} is not a job manifest for ${jobId}`,
         );
     }
-    return manifest;
+    return { manifest, etag: stored.etag };
 }
 
 // ---- frame records --------------------------------------------------------------------------
