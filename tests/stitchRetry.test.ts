@@ -205,6 +205,6 @@ describe("a stitch that fails on every delivery: a retry renders the frame's til
         const comparison = comparePngs(stitched, await renderDirect(scene.blendPath, FRAME, work));
         assert.ok(comparison.sameShape && comparison.differingSamples === 0, JSON.stringify(comparison));
         // The retry told why the tiles were rendered again.
-        assert.match(reply.message, /1 of them could not be stitched, so their tiles are rendered again/);
+        assert.match(reply.message, /1 requeued frame\(s\) could not be stitched, so their tiles are rendered again/);
     });
 });

@@ -199,7 +199,7 @@ export async function retryJob(
         const counts = { requeued: requeue.length, failed: failed.length, lost: lost.length, inFlight, resumed };
 
         let retrySince: number | undefined;
-        const rerendered = failedStitchFrames(summary, failed);
+        const rerendered = failedStitchFrames(summary, requeue);
         if (requeue.length > 0) {
             // Before any message goes out: a failed stitch's tiles are rendered again, not stitched again as they are.
             await clearFailedStitches(deps, manifest, rerendered);
@@ -222,7 +222,9 @@ export async function retryJob(
         if (resumed > 0) parts.push(`queued ${resumed} frame(s) an earlier request had not queued`);
         parts.push(`requeued ${failed.length} failed frame(s)`);
         if (rerendered.length > 0)
-            parts.push(`${rerendered.length} of them could not be stitched, so their tiles are rendered again`);
+            parts.push(
+                `${rerendered.length} requeued frame(s) could not be stitched, so their tiles are rendered again`,
+            );
         if (lost.length > 0) parts.push(`requeued ${lost.length} frame(s) that never finished, since ${why}`);
         if (inFlight > 0)
             parts.push(
