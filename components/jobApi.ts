@@ -64,13 +64,20 @@ export class JobApi extends pulumi.ComponentResource {
                 // ListBucket: GetObject of an absent ledger object (a new job's queue progress or summary shards)
                 // answers 404 rather than 403; a job from before the frame summary has its records listed.
                 { Sid: "FindJobs", Effect: "Allow", Action: ["s3:ListBucket"], Resource: args.rendersBucket.arn },
-                // No DeleteObject: a submit or retry whose frames could not all be queued keeps its progress, and the
-                // same request carries on, instead of rolling back.
+                // No DeleteObject on the ledger: a submit or retry whose frames could not all be queued keeps its
+                // progress, and the same request carries on, instead of rolling back.
                 {
                     Sid: "ReadWriteLedger",
                     Effect: "Allow",
                     Action: ["s3:GetObject", "s3:PutObject"],
                     Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*`,
+                },
+                // A retry renders again the tiles of a frame whose stitch failed: it deletes their records and images.
+                {
+                    Sid: "RerenderFailedStitches",
+                    Effect: "Allow",
+                    Action: ["s3:DeleteObject"],
+                    Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*/tiles/*`,
                 },
                 // GetQueueAttributes: a retry requeues lost frames only once the frame queue is empty.
                 {

@@ -301,9 +301,20 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
                 if (actions.includes(consumerOnly))
                     assert.deepStrictEqual(resources, [dlqArn], `${consumerOnly} on ${resources}`);
             assert.ok(!resources.includes(frameQueueArn) || !actions.includes("sqs:ReceiveMessage"));
-            for (const never of ["sqs:ChangeMessageVisibility", "sqs:PurgeQueue", "s3:DeleteObject"])
+            for (const never of ["sqs:ChangeMessageVisibility", "sqs:PurgeQueue"])
                 assert.ok(!actions.includes(never), never);
         }
+        // It deletes only the tile records and images of a frame whose stitch failed, when a retry renders them again.
+        const apiDeleting = apiPolicy.Statement.filter((statement: any) =>
+            asList<string>(statement.Action).includes("s3:DeleteObject"),
+        );
+        assert.deepStrictEqual(
+            apiDeleting.map((statement: any) => [
+                asList<string>(statement.Action),
+                asList<string>(statement.Resource).map((arn) => arn.replace(/^.*?\//, "")),
+            ]),
+            [[["s3:DeleteObject"], ["jobs/*/tiles/*"]]],
+        );
     });
 
     it("keeps both buckets private, encrypted and TLS-only, with forceDestroy from config", function () {

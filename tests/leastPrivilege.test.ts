@@ -128,6 +128,7 @@ async function decide(
     arn: string,
     resourcePolicy: { owner: string; document: any } | undefined,
     secureTransport: boolean,
+    context: Record<string, string> = {},
 ): Promise<Decision> {
     farm.used.add(`${role}-policy`);
     if (resourcePolicy) farm.used.add(resourcePolicy.owner);
@@ -137,7 +138,7 @@ async function decide(
                 principal: `arn:aws:sts::${ACCOUNT}:assumed-role/${farm.roleName[role]}/${role}-session`,
                 action,
                 resource: { resource: arn, accountId: ACCOUNT },
-                contextVariables: { "aws:SecureTransport": String(secureTransport) },
+                contextVariables: { "aws:SecureTransport": String(secureTransport), ...context },
             },
             identityPolicies: [{ name: `${role}-policy`, policy: farm.identityPolicy[role] }],
             serviceControlPolicies: [],
@@ -255,6 +256,12 @@ const TABLE: Row[] = [
     allow("jobApi", "s3:PutObject", `renders/jobs/${JOB}/frames/1.json`),
     // No rollback deletes anything: a submit or retry that could not queue every frame keeps its queue progress.
     deny("jobApi", "s3:DeleteObject", `renders/jobs/${JOB}/job.json`),
+    deny("jobApi", "s3:DeleteObject", `renders/jobs/${JOB}/queue.json`),
+    deny("jobApi", "s3:DeleteObject", `renders/jobs/${JOB}/frames/7.json`),
+    deny("jobApi", "s3:DeleteObject", `renders/jobs/${JOB}/frames/summary/0-7.json`),
+    // A retry of a frame whose stitch failed deletes its tiles' records and images, so they render again.
+    allow("jobApi", "s3:DeleteObject", `renders/jobs/${JOB}/tiles/7/3.json`),
+    allow("jobApi", "s3:DeleteObject", `renders/jobs/${JOB}/tiles/7/3.png`),
     allow("jobApi", "s3:PutObject", `renders/jobs/${JOB}/queue.json`),
     allow("jobApi", "s3:PutObject", `renders/jobs/${JOB}/frames/summary/0-7.json`),
     deny("jobApi", "s3:PutObject", "scenes/shots/a/scene.blend"),
@@ -437,6 +444,8 @@ const IAM_ACTION_OF: Record<string, string> = {
     CompleteMultipartUploadCommand: "s3:PutObject",
     AbortMultipartUploadCommand: "s3:AbortMultipartUpload",
     DeleteObjectCommand: "s3:DeleteObject",
+    // Authorized as DeleteObject of each of its keys.
+    DeleteObjectsCommand: "s3:DeleteObject",
     ListObjectsV2Command: "s3:ListBucket",
     SendMessageCommand: "sqs:SendMessage",
     SendMessageBatchCommand: "sqs:SendMessage",
@@ -489,6 +498,9 @@ function fakeBlender(dir: string, outcome: "renders" | "fails"): string {
             ? [
                   "    open(request['output'], 'wb').write(bytes(6291456))",
                   "    result = {'ok': True, 'renderSeconds': 0.01, 'engine': 'CYCLES', 'missingFiles': []}",
+                  // A tile of two side by side in a 64x48 frame (its image is no image: its stitch fails).
+                  "    tile = request.get('tile')",
+                  "    if tile: result['tile'] = {'index': tile['index'], 'of': tile['of'], 'x': 32 * tile['index'], 'y': 0, 'width': 32, 'height': 48, 'frameWidth': 64, 'frameHeight': 48}",
               ]
             : ["    result = {'ok': False, 'code': 'no_camera', 'message': 'no camera'}"];
     const body = [
@@ -535,9 +547,12 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
         await emulator?.stop();
     });
 
-    /** The mocked ARN a call's bucket/key or queue URL stands for; the emulator's names map one to one. */
-    function arnOf(call: Call): string {
-        const { Bucket, Key, Prefix, QueueUrl } = call.input;
+    /**
+     * The mocked ARNs a call's bucket/key(s) or queue URL stand for (the emulator's names map one to one), each with
+     * the condition keys IAM evaluates it with (a listing's prefix).
+     */
+    function targetsOf(call: Call): { arn: string; context: Record<string, string> }[] {
+        const { Bucket, Key, Prefix, QueueUrl, Delete } = call.input;
         if (Bucket !== undefined) {
             const bucketArn =
                 Bucket === resources.scenesBucket
@@ -546,14 +561,21 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
                       ? farm.bucketArn.renders
                       : undefined;
             if (!bucketArn) throw new Error(`${call.command} on an unknown bucket ${Bucket}`);
-            return call.command === "ListObjectsV2Command" ? bucketArn : `${bucketArn}/${Key ?? Prefix}`;
+            if (call.command === "ListObjectsV2Command")
+                return [{ arn: bucketArn, context: Prefix === undefined ? {} : { "s3:prefix": Prefix } }];
+            if (call.command === "DeleteObjectsCommand")
+                return Delete.Objects.map((object: { Key: string }) => ({
+                    arn: `${bucketArn}/${object.Key}`,
+                    context: {},
+                }));
+            return [{ arn: `${bucketArn}/${Key}`, context: {} }];
         }
-        if (QueueUrl === resources.frameQueueUrl) return farm.queueArn.frames;
-        if (QueueUrl === resources.deadLetterQueueUrl) return farm.queueArn.dlq;
+        if (QueueUrl === resources.frameQueueUrl) return [{ arn: farm.queueArn.frames, context: {} }];
+        if (QueueUrl === resources.deadLetterQueueUrl) return [{ arn: farm.queueArn.dlq, context: {} }];
         throw new Error(`${call.command} on an unknown target ${JSON.stringify(call.input).slice(0, 200)}`);
     }
 
-    it("covers submit, resubmit, status, retry (with its dead-letter cleanup) and a refused queue of the job API, and done/failed frames of the renderer", async function () {
+    it("covers submit, resubmit, status, retry (with its dead-letter cleanup, and of a failed stitch) and a refused queue of the job API, and done/failed frames and tiles of the renderer", async function () {
         const work = fs.mkdtempSync(path.join(os.tmpdir(), "least-privilege-"));
         const clients = () => emulatorClients(emulator.endpoint, emulator.region, emulator.credentials);
         const apiClients = clients();
@@ -671,9 +693,23 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
         assert.strictEqual(lost.status, 503, JSON.stringify(lost.body));
         refuseSends.commands.clear();
         assert.deepStrictEqual(
-            calls.filter((call) => call.command === "DeleteObjectCommand"),
+            calls.filter((call) => call.role === "jobApi" && call.command.startsWith("DeleteObject")),
             [],
             "no rollback deletes a ledger object",
+        );
+
+        // A tiled frame whose stitch fails on its only delivery (the stand-in's tiles are no images): the renderer
+        // lists the frame's tiles and releases the stitch it held; a retry deletes the tiles' records and images.
+        const tiled = await api("POST", "/jobs", { ...request, jobId: "lp-tiles", frames: "1", tiles: 2 });
+        assert.strictEqual(tiled.status, 202, JSON.stringify(tiled.body));
+        assert.strictEqual(await poll("renders"), "succeeded", "the first tile waits for the other");
+        assert.strictEqual(await poll("renders"), "failed", "the second tile's stitch fails");
+        const restitched = await api("POST", "/jobs/lp-tiles/retry");
+        assert.strictEqual(restitched.status, 202, JSON.stringify(restitched.body));
+        assert.match(restitched.body.message, /their tiles are rendered again/);
+        assert.ok(
+            calls.some((call) => call.role === "jobApi" && call.command === "DeleteObjectsCommand"),
+            "the retry deleted the tiles",
         );
 
         const refused: string[] = [];
@@ -681,18 +717,20 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
         for (const call of calls) {
             const action = IAM_ACTION_OF[call.command];
             assert.ok(action, `${call.role} sent ${call.command}, which this test does not map to an IAM action yet`);
-            const arn = arnOf(call);
-            const line = `${call.role} ${action} ${arn}`;
-            if (checked.has(line)) continue;
-            checked.add(line);
-            const bucket = /^arn:aws:s3:::([^/]+)/.exec(arn)?.[1];
-            const which =
-                bucket === undefined ? undefined : arn.startsWith(farm.bucketArn.scenes) ? "scenes" : "renders";
-            const resourcePolicy = which
-                ? { owner: `${which}-tls-only`, document: farm.bucketPolicy[which] }
-                : undefined;
-            const decision = await decide(farm, call.role, action, arn, resourcePolicy, true);
-            if (decision !== "Allowed") refused.push(`${line} (${call.command}): ${decision}`);
+            for (const { arn, context } of targetsOf(call)) {
+                const line = `${call.role} ${action} ${arn}`;
+                const evaluated = `${line} ${JSON.stringify(context)}`;
+                if (checked.has(evaluated)) continue;
+                checked.add(evaluated);
+                const bucket = /^arn:aws:s3:::([^/]+)/.exec(arn)?.[1];
+                const which =
+                    bucket === undefined ? undefined : arn.startsWith(farm.bucketArn.scenes) ? "scenes" : "renders";
+                const resourcePolicy = which
+                    ? { owner: `${which}-tls-only`, document: farm.bucketPolicy[which] }
+                    : undefined;
+                const decision = await decide(farm, call.role, action, arn, resourcePolicy, true, context);
+                if (decision !== "Allowed") refused.push(`${evaluated} (${call.command}): ${decision}`);
+            }
         }
         const actions = new Set([...checked].map((line) => line.split(" ").slice(0, 2).join(" ")));
         for (const command of ["CreateMultipartUploadCommand", "UploadPartCommand", "CompleteMultipartUploadCommand"])
@@ -709,6 +747,9 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
             "jobApi sqs:GetQueueAttributes",
             "jobApi sqs:ReceiveMessage",
             "jobApi sqs:DeleteMessage",
+            "jobApi s3:DeleteObject",
+            "renderer s3:ListBucket",
+            "renderer s3:DeleteObject",
             "renderer s3:GetObject",
             "renderer s3:PutObject",
             "renderer sqs:ReceiveMessage",

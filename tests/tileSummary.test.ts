@@ -1,6 +1,6 @@
 // A tiled frame in the job's frame summary: every tile attempt's cost counted once, the frame failed while a tile is
 // out of attempts, a done tile staying done, the stitch alone making the frame done, a failed stitch not hidden by
-// a duplicate's done tile, and a retry keeping the done tiles.
+// a duplicate's done tile, and a retry keeping the done tiles (unless the stitch failed: they render again).
 import * as assert from "assert";
 import type { FrameRecord } from "../functions/shared/contract";
 import {
@@ -9,6 +9,7 @@ import {
     applyTileRecord,
     entryProgress,
     FrameSummaryEntry,
+    stitchFailed,
     SUMMARY_VERSION,
     summarizeJob,
     SummaryShard,
@@ -102,6 +103,33 @@ describe("a tiled frame in the frame summary", function () {
         const after = applyTileRecord(failedStitch, tileRecord(1, "done", 25));
         assert.strictEqual(after.s, "retrying");
         assert.strictEqual(after.e, "stitch_failed");
+    });
+
+    it("a retry of a frame whose stitch failed forgets its done tiles; one whose stitch was pending elsewhere keeps them", function () {
+        const tiles = [tileRecord(0, "done", 0), tileRecord(1, "done", 0), tileRecord(2, "done", 1)];
+        const stitchFailure = (code: string) =>
+            applyRecord(apply(tiles), {
+                ...tiles[2],
+                tile: undefined,
+                status: "failed",
+                attempts: 3,
+                startedAt: new Date(T0 + 20_000).toISOString(),
+                finishedAt: new Date(T0 + 21_000).toISOString(),
+                error: { code, message: "no" },
+            });
+        const failedStitch = stitchFailure("stitch_failed");
+        assert.ok(stitchFailed(failedStitch));
+        const requeued = applyRequeue(failedStitch, T0 + 60_000)!;
+        assert.strictEqual(requeued.s, "requeued");
+        assert.strictEqual(requeued.d, undefined, "its tiles render again");
+        assert.strictEqual(requeued.c, failedStitch.c, "what they cost stays counted");
+        const pending = stitchFailure("stitch_pending");
+        assert.ok(!stitchFailed(pending));
+        assert.deepStrictEqual(applyRequeue(pending, T0 + 60_000)!.d, [0, 1, 2], "the retry stitches its tiles");
+        // A frame failed by a tile out of attempts is no failed stitch: its done tiles stay.
+        const failingTile = apply([tileRecord(0, "done", 0), tileRecord(1, "failed", 0)])!;
+        assert.ok(!stitchFailed(failingTile));
+        assert.deepStrictEqual(applyRequeue(failingTile, T0 + 60_000)!.d, [0]);
     });
 
     it("fail-fast counts a tiled frame's failing tiles: a one-frame tiled job stops; a done tile means something renders", function () {

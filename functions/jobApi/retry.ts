@@ -10,6 +10,7 @@ import { jobStateOf } from "../shared/jobStatus";
 import { writeManifest } from "../shared/ledger";
 import { dispatchFrames, newDispatch, readQueueProgress, StoredDispatch } from "../shared/queueProgress";
 import { removeDeadLetters } from "./deadLetters";
+import { clearFailedStitches, failedStitchFrames } from "./failedStitches";
 import { DispatchOutcome, resumeDispatch, startDispatch } from "./frameDispatch";
 import { notSentSummary } from "./frameQueueing";
 import { ApiReply, errorReply, sceneChangedError, statusUrlOf, upstreamReply } from "./replies";
@@ -198,7 +199,10 @@ export async function retryJob(
         const counts = { requeued: requeue.length, failed: failed.length, lost: lost.length, inFlight, resumed };
 
         let retrySince: number | undefined;
+        const rerendered = failedStitchFrames(summary, requeue);
         if (requeue.length > 0) {
+            // Before any message goes out: a failed stitch's tiles are rendered again, not stitched again as they are.
+            await clearFailedStitches(deps, manifest, rerendered);
             const dispatch = newDispatch(manifest.jobId, "retry", requeue, progress?.dispatch, now);
             retrySince = Date.parse(dispatch.createdAt);
             const outcome = await startDispatch(deps, manifest, dispatch, progress?.etag, deadline);
@@ -217,6 +221,10 @@ export async function retryJob(
         const parts = [];
         if (resumed > 0) parts.push(`queued ${resumed} frame(s) an earlier request had not queued`);
         parts.push(`requeued ${failed.length} failed frame(s)`);
+        if (rerendered.length > 0)
+            parts.push(
+                `${rerendered.length} requeued frame(s) could not be stitched, so their tiles are rendered again`,
+            );
         if (lost.length > 0) parts.push(`requeued ${lost.length} frame(s) that never finished, since ${why}`);
         if (inFlight > 0)
             parts.push(

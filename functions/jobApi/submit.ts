@@ -21,7 +21,7 @@ import {
     SubmitReply,
 } from "../shared/contract";
 import { mapWithConcurrency } from "../shared/concurrency";
-import { readManifest, writeManifest } from "../shared/ledger";
+import { readStoredManifest, StoredManifest, writeManifest } from "../shared/ledger";
 import { newDispatch, readQueueProgress } from "../shared/queueProgress";
 import { DispatchOutcome, resumeDispatch, startDispatch } from "./frameDispatch";
 import { frameMessageOf, MAX_MESSAGE_BYTES, notSentSummary } from "./frameQueueing";
@@ -40,6 +40,8 @@ import { DEFAULT_WORK_MS, isCrash, JobApiDeps } from "./settings";
 import { asProbe, widenProbe } from "./probes";
 import { readJobStatus } from "./status";
 import { TUNABLES } from "../shared/farmSettings";
+import { farmError } from "../shared/errors";
+import { conflictBackoff } from "../shared/jsonObjects";
 import {
     autoTileCount,
     autoTilesNeedEstimate,
@@ -92,11 +94,12 @@ async function checkObjects(deps: JobApiDeps, keys: string[]): Promise<ObjectChe
  */
 async function existingJobReply(
     deps: JobApiDeps,
-    manifest: JobManifest,
+    stored: StoredManifest,
     requestHash: string,
     request: Pick<JobRequest, "probe" | "tiles">,
     deadline: number,
 ): Promise<ApiReply> {
+    const { manifest } = stored;
     if (manifest.requestHash !== requestHash) {
         return errorReply(
             apiError(
@@ -141,8 +144,8 @@ async function existingJobReply(
                       deadline,
                   );
         if (outcome.outcome === "busy") return submitReplyOf(deps, manifest, outcome, {}, false);
-        await writeManifest(deps.s3, deps.settings.rendersBucket, widened.manifest);
-        return submitReplyOf(deps, widened.manifest, outcome, {}, false);
+        const written = await writeWidenedManifest(deps, stored, widened.manifest, request.probe);
+        return submitReplyOf(deps, written, outcome, {}, false);
     }
     if (manifest.v !== 1) {
         // No progress yet: the request that wrote the manifest was killed before sending anything.
@@ -158,6 +161,43 @@ async function existingJobReply(
             outcome = await resumeDispatch(deps, manifest, progress, deadline);
     }
     return submitReplyOf(deps, manifest, outcome, {}, false);
+}
+
+/** Conditional writes of a widened manifest that meet another resubmit's before the request gives up. */
+const MANIFEST_WRITE_ATTEMPTS = 8;
+
+/**
+ * Writes the widened manifest over the version it was widened from (If-Match). Another resubmit may have widened it
+ * meanwhile (an estimate's more probe frames, a render of the whole job): then the widening is applied again to what
+ * that one wrote. Widening only adds frames, so the manifest written covers every frame either request queued.
+ * Answers the manifest that stands.
+ */
+async function writeWidenedManifest(
+    deps: JobApiDeps,
+    from: StoredManifest,
+    widened: JobManifest,
+    probe: number | undefined,
+): Promise<JobManifest> {
+    const { s3, settings } = deps;
+    let base = from;
+    let next = widened;
+    for (let attempt = 0; attempt < MANIFEST_WRITE_ATTEMPTS; attempt++) {
+        if (attempt > 0) await conflictBackoff(attempt);
+        if ((await writeManifest(s3, settings.rendersBucket, next, { ifMatch: base.etag })) === "written") return next;
+        const current = await readStoredManifest(s3, settings.rendersBucket, next.jobId);
+        if (!current)
+            throw farmError("storage_error", `the manifest of job ${next.jobId} vanished while it was widened`, 503);
+        const again = widenProbe(current.manifest, probe);
+        // Already as wide (or the whole job): the other request's manifest covers this one's frames.
+        if (!again) return current.manifest;
+        base = current;
+        next = again.manifest;
+    }
+    throw farmError(
+        "storage_error",
+        `PutObject of the manifest of job ${widened.jobId} failed: ${MANIFEST_WRITE_ATTEMPTS} conditional writes in a row met another request; submit the same request again`,
+        503,
+    );
 }
 
 /**
@@ -334,7 +374,7 @@ export async function submitJob(
 
     try {
         if (request.jobId !== undefined) {
-            const existing = await readManifest(deps.s3, settings.rendersBucket, jobId);
+            const existing = await readStoredManifest(deps.s3, settings.rendersBucket, jobId);
             if (existing) return await existingJobReply(deps, existing, requestHash, request, deadline);
         }
     } catch (error) {
@@ -440,7 +480,7 @@ export async function submitJob(
         const written = await writeManifest(deps.s3, settings.rendersBucket, manifest, { ifAbsent: true });
         if (written === "exists") {
             // Another submit of the same jobId won the race: answer as a resubmit would.
-            const existing = await readManifest(deps.s3, settings.rendersBucket, jobId);
+            const existing = await readStoredManifest(deps.s3, settings.rendersBucket, jobId);
             if (existing) return await existingJobReply(deps, existing, requestHash, request, deadline);
             return errorReply(
                 apiError(409, "job_conflict", `job ${jobId} is being created by another request; try again`, "jobId"),

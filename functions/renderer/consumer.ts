@@ -246,8 +246,18 @@ export async function renderFrame(
         logTail: outcome.logTail ?? "",
         ...(tile ? { tile: outcome.tile ?? tile } : {}),
     };
-    if (tile) await writeTileRecord(s3, settings.rendersBucket, record);
-    else await writeFrameRecord(s3, settings.rendersBucket, record);
+    const standing = tile
+        ? await writeTileRecord(s3, settings.rendersBucket, record)
+        : await writeFrameRecord(s3, settings.rendersBucket, record);
+    if (standing !== record) {
+        // A duplicate delivery finished the tile or the frame meanwhile: done is final, and so is this message.
+        console.log(
+            `renderer: frame ${message.frame} of job ${message.jobId}${tile ? ` (tile ${tile.index})` : ""} failed here but is done elsewhere; this failure is not recorded`,
+        );
+        if (standing.tile)
+            return stitchTiledFrame(deps, message, standing, { attempts, renderedNow: false }, remainingMs);
+        return { ok: true, record: standing, sceneBytes };
+    }
     if (tile && record.status === "done")
         return stitchTiledFrame(deps, message, record, { attempts, renderedNow: true }, remainingMs);
     if (record.status !== "done") {
@@ -310,11 +320,6 @@ async function stitchTiledFrame(
             deps.frameUpload ?? FRAME_UPLOAD_TUNING,
         );
     const frameFailure = async (code: string, text: string): Promise<FrameOutcome> => {
-        // Another renderer may have stitched it meanwhile (it took the stitch over): its done record stays.
-        const done = await readFrameRecord(s3, settings.rendersBucket, message.jobId, message.frame).catch(
-            () => undefined,
-        );
-        if (done?.status === "done") return { ok: true, record: done, sceneBytes: 0 };
         const finishedAt = new Date();
         const wallMs = finishedAt.getTime() - startedAt.getTime();
         const record: FrameRecord = {
@@ -331,7 +336,9 @@ async function stitchTiledFrame(
             error: { code, message: text },
             logTail: "",
         };
-        await writeFrameRecord(s3, settings.rendersBucket, record);
+        // Another renderer may have stitched it meanwhile (it took the stitch over): its done record stays.
+        const standing = await writeFrameRecord(s3, settings.rendersBucket, record);
+        if (standing.status === "done") return { ok: true, record: standing, sceneBytes: 0 };
         return { ok: false, record, sceneBytes: 0 };
     };
     let stitched: Awaited<ReturnType<typeof stitchWhenComplete>>;

@@ -22,6 +22,9 @@ import { listLedgerKeys, readFrameRecord, readTileRecord, writeFrameRecord } fro
 import { stitchTiles } from "./tileStitch";
 import { downloadObject } from "./workDir";
 
+/** Time kept back from oiiotool's deadline to upload the frame and record it before the invocation ends. */
+const UPLOAD_RESERVE_MS = 20_000;
+
 /** Who stitches a frame, and until when its invocation may still be running. */
 interface StitchMarker {
     owner: string;
@@ -110,7 +113,7 @@ export async function stitchWhenComplete(
     const claim = await claimStitch(deps, message, deadlineMs);
     if (claim !== "mine") return { outcome: "elsewhere", until: claim };
     try {
-        return { outcome: "stitched", record: await stitchFrame(deps, message, of, upload) };
+        return { outcome: "stitched", record: await stitchFrame(deps, message, of, upload, deadlineMs) };
     } catch (error) {
         await releaseStitch(deps, message);
         return { outcome: "failed", error };
@@ -122,6 +125,7 @@ async function stitchFrame(
     message: FrameMessage,
     of: number,
     upload: (localPath: string) => Promise<void>,
+    deadlineMs: number,
 ): Promise<FrameRecord> {
     const started = new Date();
     const { jobId, frame } = message;
@@ -153,6 +157,7 @@ async function stitchFrame(
             format,
             jpegQuality: tiles[0].record.tile?.jpegQuality,
             exrCodec: tiles[0].record.tile?.exrCodec,
+            deadlineMs: deadlineMs - UPLOAD_RESERVE_MS,
         });
         await upload(outputPath);
         const finished = new Date();

@@ -192,15 +192,26 @@ export function applyTileRecord(entry: FrameSummaryEntry | undefined, record: Fr
 }
 
 /**
+ * A tiled frame whose tiles are all rendered and whose stitch failed, not one whose stitch another renderer still held
+ * (stitch_pending): the same tiles would fail the same way again, so a retry renders them again.
+ */
+export function stitchFailed(entry: FrameSummaryEntry | undefined): boolean {
+    if (!entry || (entry.s !== "failed" && entry.s !== "retrying")) return false;
+    return entry.d !== undefined && !entry.w && !entry.x && entry.e !== "stitch_pending";
+}
+
+/**
  * A frame's entry once a retry queues it again (at `at`), unless it is done. Whatever else a renderer wrote meanwhile
  * is superseded: the marks are written before the retry's first message goes out, so no outcome of it exists yet.
  */
 export function applyRequeue(entry: FrameSummaryEntry | undefined, at: number): FrameSummaryEntry | undefined {
     if (entry?.s === "done") return undefined;
     const base = entry ?? { s: "requeued" as const, a: 0, t: at, c: 0, r: 0, k: [] };
-    // Never back in time: a renderer's clock a little ahead of the job API's must not make its next outcome look older.
     const { w: _retrying, x: _failed, p: _provisional, u: _until, ...kept } = base;
-    // A tiled frame keeps its done tiles (their images wait for the stitch); the others are queued again.
+    // A tiled frame keeps its done tiles (their images wait for the stitch); the others are queued again. A failed
+    // stitch's tiles are rendered again (the retry deleted their records and images).
+    if (stitchFailed(base)) delete kept.d;
+    // Never back in time: a renderer's clock a little ahead of the job API's must not make its next outcome look older.
     return { ...kept, s: "requeued", a: 0, t: Math.max(base.t, at) };
 }
 

@@ -16,23 +16,11 @@ import {
     tileRecordKey,
 } from "./contract";
 import { shardsFromRecords, summarizeJob, summarizeRecord } from "./frameSummary";
-import { getJsonObject, putJsonObject } from "./jsonObjects";
+import { conflictBackoff, getJsonObject, putJsonObject, WriteCondition } from "./jsonObjects";
 import { failureOf, jobStatusOf } from "./jobStatus";
 
 /** GetObject calls in flight at once when reading a job's frame records. */
 export const RECORD_READ_CONCURRENCY = 32;
-
-async function putJson(
-    s3: S3Client,
-    bucket: string,
-    key: string,
-    value: unknown,
-    ifAbsent = false,
-): Promise<"written" | "exists"> {
-    // A conditional create: two identical submits racing cannot both think they created the job.
-    const outcome = await putJsonObject(s3, bucket, key, value, ifAbsent ? { ifAbsent: true } : undefined);
-    return outcome.written ? "written" : "exists";
-}
 
 /** The parsed JSON at `key`, or undefined when there is no such object. */
 async function getJson(s3: S3Client, bucket: string, key: string): Promise<unknown> {
@@ -41,14 +29,27 @@ async function getJson(s3: S3Client, bucket: string, key: string): Promise<unkno
 
 // ---- the manifest ---------------------------------------------------------------------------
 
-/** Writes jobs/<jobId>/job.json. With ifAbsent, answers "exists" instead of overwriting another writer's manifest. */
-export function writeManifest(
+/** A manifest as read, with the ETag a conditional write of its next version names. */
+export interface StoredManifest {
+    manifest: JobManifest;
+    etag: string;
+}
+
+/**
+ * Writes jobs/<jobId>/job.json. With ifAbsent, answers "exists" instead of overwriting another writer's manifest; with
+ * ifMatch, answers "exists" when another writer replaced the version with that ETag.
+ */
+export async function writeManifest(
     s3: S3Client,
     rendersBucket: string,
     manifest: JobManifest,
-    options: { ifAbsent?: boolean } = {},
+    options: { ifAbsent?: boolean; ifMatch?: string } = {},
 ): Promise<"written" | "exists"> {
-    return putJson(s3, rendersBucket, manifestKey(manifest.jobId), manifest, options.ifAbsent ?? false);
+    let condition: WriteCondition | undefined;
+    if (options.ifMatch !== undefined) condition = { ifMatch: options.ifMatch };
+    else if (options.ifAbsent) condition = { ifAbsent: true };
+    const outcome = await putJsonObject(s3, rendersBucket, manifestKey(manifest.jobId), manifest, condition);
+    return outcome.written ? "written" : "exists";
 }
 
 /** The job's manifest, or undefined for an unknown job (forbiddenMeansAbsent: see getJsonObject). */
@@ -58,9 +59,19 @@ export async function readManifest(
     jobId: string,
     options: { forbiddenMeansAbsent?: boolean } = {},
 ): Promise<JobManifest | undefined> {
-    const value = (await getJsonObject(s3, rendersBucket, manifestKey(jobId), options))?.value;
-    if (value === undefined) return undefined;
-    const manifest = value as JobManifest;
+    return (await readStoredManifest(s3, rendersBucket, jobId, options))?.manifest;
+}
+
+/** The job's manifest and its ETag, or undefined for an unknown job. */
+export async function readStoredManifest(
+    s3: S3Client,
+    rendersBucket: string,
+    jobId: string,
+    options: { forbiddenMeansAbsent?: boolean } = {},
+): Promise<StoredManifest | undefined> {
+    const stored = await getJsonObject(s3, rendersBucket, manifestKey(jobId), options);
+    if (stored === undefined) return undefined;
+    const manifest = stored.value as JobManifest;
     if (
         typeof manifest !== "object" ||
         manifest === null ||
@@ -72,44 +83,78 @@ export async function readManifest(
             `s3://${rendersBucket}/${manifestKey(jobId)} is not a job manifest for ${jobId}`,
         );
     }
-    return manifest;
+    return { manifest, etag: stored.etag };
 }
 
 // ---- frame records --------------------------------------------------------------------------
 
 const FRAME_STATUSES: readonly FrameStatus[] = ["done", "retrying", "failed"];
 
+/** Conditional writes of a failure record that meet another writer before it gives up (each one a fresh read). */
+const FAILURE_WRITE_ATTEMPTS = 8;
+
 /**
  * Writes jobs/<jobId>/frames/<frame>.json; a duplicate delivery rewrites the same key. The frame's summary shard is
  * updated first: a writer killed in between leaves a record missing (its message comes back and writes it), never a
- * record the summary does not count.
+ * record the summary does not count. Done is final: a failure is written only over a record that is not done (see
+ * putUnlessDone). Answers the record that stands: `record`, or the done record a failure met.
  */
-export async function writeFrameRecord(s3: S3Client, rendersBucket: string, record: FrameRecord): Promise<void> {
+export async function writeFrameRecord(s3: S3Client, rendersBucket: string, record: FrameRecord): Promise<FrameRecord> {
     await summarizeRecord(s3, rendersBucket, record);
-    await putJson(s3, rendersBucket, frameRecordKey(record.jobId, record.frame), record);
+    const key = frameRecordKey(record.jobId, record.frame);
+    if (record.status === "done") {
+        await putJsonObject(s3, rendersBucket, key, record);
+        return record;
+    }
+    return (await putUnlessDone(s3, rendersBucket, key, record)) ?? record;
 }
 
 /**
  * Writes a tile's record (jobs/<jobId>/tiles/<frame>/<tile>.json) after its frame's summary entry. A failed tile's
  * record is also the frame's record until the frame is stitched: the job's failures show why its frame is not done.
+ * A late failure of a duplicate delivery never undoes a done tile, nor a stitched frame: answers the done record it
+ * met (the tile's or the frame's), else `record`.
  */
-export async function writeTileRecord(s3: S3Client, rendersBucket: string, record: FrameRecord): Promise<void> {
+export async function writeTileRecord(s3: S3Client, rendersBucket: string, record: FrameRecord): Promise<FrameRecord> {
     const tile = record.tile;
     if (!tile) throw new Error(`frame ${record.frame}'s record is not a tile's`);
     await summarizeRecord(s3, rendersBucket, record);
-    if (record.status !== "done") {
-        // A late failure of a duplicate delivery never undoes a done tile, nor a stitched frame.
-        const [tileBefore, frameBefore] = await Promise.all([
-            readTileRecord(s3, rendersBucket, record.jobId, record.frame, tile.index),
-            readFrameRecord(s3, rendersBucket, record.jobId, record.frame),
-        ]);
-        if (tileBefore?.status !== "done")
-            await putJson(s3, rendersBucket, tileRecordKey(record.jobId, record.frame, tile.index), record);
-        if (frameBefore?.status !== "done")
-            await putJson(s3, rendersBucket, frameRecordKey(record.jobId, record.frame), record);
-        return;
+    const tileKey = tileRecordKey(record.jobId, record.frame, tile.index);
+    if (record.status === "done") {
+        await putJsonObject(s3, rendersBucket, tileKey, record);
+        return record;
     }
-    await putJson(s3, rendersBucket, tileRecordKey(record.jobId, record.frame, tile.index), record);
+    const doneTile = await putUnlessDone(s3, rendersBucket, tileKey, record);
+    if (doneTile) return doneTile;
+    const frameKey = frameRecordKey(record.jobId, record.frame);
+    return (await putUnlessDone(s3, rendersBucket, frameKey, record)) ?? record;
+}
+
+/**
+ * Writes a failure record at `key` unless a done record is there, or answers that done record. The write replaces
+ * only the version just read (If-Match), or creates the key only if it is still absent (If-None-Match), so a done
+ * record written in between makes it fail, and the next read finds the done one. A 403 on the read counts as absent
+ * (the renderer may not list the ledger): the create then fails if the key does exist.
+ */
+async function putUnlessDone(
+    s3: S3Client,
+    rendersBucket: string,
+    key: string,
+    record: FrameRecord,
+): Promise<FrameRecord | undefined> {
+    for (let attempt = 0; attempt < FAILURE_WRITE_ATTEMPTS; attempt++) {
+        if (attempt > 0) await conflictBackoff(attempt);
+        const stored = await getJsonObject(s3, rendersBucket, key, { forbiddenMeansAbsent: true });
+        const before = stored && asFrameRecord(stored.value, record.jobId, record.frame);
+        if (before?.status === "done") return before;
+        const condition: WriteCondition = stored ? { ifMatch: stored.etag } : { ifAbsent: true };
+        if ((await putJsonObject(s3, rendersBucket, key, record, condition)).written) return undefined;
+    }
+    throw farmError(
+        "storage_error",
+        `PutObject s3://${rendersBucket}/${key} failed: ${FAILURE_WRITE_ATTEMPTS} conditional writes in a row met another writer (or GetObject is refused on the record)`,
+        503,
+    );
 }
 
 /** The record of one tile, or undefined when none was written (or it is not that tile's). */
