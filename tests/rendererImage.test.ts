@@ -76,7 +76,8 @@ describe("the renderer image (image/Dockerfile)", function () {
                 `${source} is in the build context`,
             );
         }
-        assert.ok(sources.includes("functions/renderer/render_frame.py"), "render_frame.py ships beside the handler");
+        for (const script of ["render_frame.py", "encode_frame.py"])
+            assert.ok(sources.includes(`functions/renderer/${script}`), `${script} ships beside the handler`);
     });
 
     it("starts through aws-lambda-ric and renders with the official Blender build of the configured version", function () {

@@ -164,12 +164,14 @@ describe("tiles: one frame rendered in regions by the renderer's Blender and sti
         return tiles;
     }
 
-    /** Stitches as the renderer does: encoded as tile 0's result says (a JPEG's quality, a lossy EXR codec). */
+    /** Stitches as the renderer does: encoded as tile 0's result says (a JPEG, a lossy EXR codec). */
     async function stitched(tiles: StitchTile[], format: Format): Promise<string> {
         const outputPath = path.join(work, `out-${++count}`, `stitched.${FORMAT_EXTENSIONS[format]}`);
         fs.mkdirSync(path.dirname(outputPath), { recursive: true });
-        const { jpegQuality, exrCodec } = tiles[0].region as RenderedTile;
-        await stitchTiles({ tiles, outputPath, format, jpegQuality, exrCodec });
+        const { encode } = tiles[0].region as RenderedTile;
+        await stitchTiles({ tiles, outputPath, format, encode: encode?.format === format ? encode : undefined });
+        // Nothing but the frame is left beside it: no lossless intermediate, no encoder's temp dir.
+        assert.deepStrictEqual(fs.readdirSync(path.dirname(outputPath)), [path.basename(outputPath)]);
         return outputPath;
     }
 
@@ -213,14 +215,14 @@ describe("tiles: one frame rendered in regions by the renderer's Blender and sti
         assertIdentical(result);
     });
 
-    it("JPEG: tiles come as lossless 8-bit PNG with the scene's quality, and the frame is encoded once", async function () {
+    it("JPEG: tiles come as lossless 8-bit PNG with the scene's quality, and Blender encodes the frame once: bit-identical to its own JPEG of the whole frame", async function () {
         const wholePng = await renderWhole(scenes.opaque, "PNG");
         const wholeJpeg = await renderWhole(scenes.opaque, "JPEG");
         const tiles = await renderTiles(scenes.opaque, "JPEG", 4);
         for (const { path: tilePath, region } of tiles) {
             const rendered = region as RenderedTile;
             assert.strictEqual(rendered.format, "PNG");
-            assert.strictEqual(rendered.jpegQuality, 83);
+            assert.deepStrictEqual(rendered.encode, { format: "JPEG", quality: 83, colorMode: "RGB" });
             assert.ok(fs.readFileSync(tilePath).subarray(1, 4).equals(Buffer.from("PNG")), `${tilePath} is no PNG`);
         }
         const jpeg = await stitched(tiles, "JPEG");
@@ -235,10 +237,8 @@ describe("tiles: one frame rendered in regions by the renderer's Blender and sti
             [wholePng, await stitched(tiles, "PNG")],
             [wholeJpeg, jpeg],
         ]);
-        // Before encoding, the frame is Blender's own pixels; after, two JPEG encoders differ by a few levels.
         assertIdentical(lossless);
-        assert.deepStrictEqual(encoded.size[0], encoded.size[1]);
-        assert.ok((encoded.maxDifference ?? 1) <= 16 / 255, JSON.stringify(encoded));
+        assertIdentical(encoded);
     });
 
     for (const samples of [64, 128, 256]) {
@@ -272,7 +272,12 @@ describe("tiles: one frame rendered in regions by the renderer's Blender and sti
             const whole = await renderWhole(scene, "OPEN_EXR");
             const tiles = await renderTiles(scene, "OPEN_EXR", 4);
             for (const { path: tilePath, region } of tiles) {
-                assert.strictEqual((region as RenderedTile).exrCodec, codec);
+                assert.deepStrictEqual((region as RenderedTile).encode, {
+                    format: "OPEN_EXR",
+                    quality: 83,
+                    exrCodec: codec,
+                    colorDepth: depth,
+                });
                 assert.match((await run("oiiotool", ["--info", "-v", tilePath])).stdout, /compression: "zip"/);
             }
             const frame = await stitched(tiles, "OPEN_EXR");
@@ -357,6 +362,21 @@ describe("tiles: one frame rendered in regions by the renderer's Blender and sti
                 [tiles[0], tiles[1], { ...tiles[2], path: texture }, tiles[3]],
                 /64x64 pixels, not its frame's 97x61/,
             );
+        });
+
+        it("a JPEG whose encoder cannot run: Blender named, nothing left beside the frame", async function () {
+            const outputPath = path.join(work, `out-${++count}`, "stitched.jpg");
+            fs.mkdirSync(path.dirname(outputPath), { recursive: true });
+            const encode = { format: "JPEG" as const, quality: 90, colorMode: "RGB" as const };
+            await assert.rejects(
+                stitchTiles({ tiles, outputPath, format: "JPEG", encode, blenderPath: path.join(work, "no-blender") }),
+                (error: unknown) => {
+                    assert.ok(isFarmError(error, "stitch_failed"), String(error));
+                    assert.match((error as Error).message, /Blender could not encode .*is not installed .*no-blender/);
+                    return true;
+                },
+            );
+            assert.deepStrictEqual(fs.readdirSync(path.dirname(outputPath)), [], "a failed encode left a file");
         });
 
         it("a tile oiiotool cannot read, with oiiotool's own words", async function () {

@@ -2,8 +2,16 @@
 // Blender leaves behind (exit status, signal, the RENDER_FRAME_RESULT line, error lines, the output file), the
 // log tail with credentials redacted, and Blender's environment. The Blender itself: blenderProcess.ts.
 import * as os from "os";
-import { Engine, LOSSY_EXR_CODECS, LossyExrCodec, MAX_TILES, MIN_TILES, RenderSettings } from "../shared/contract";
-import { PlacedTile } from "./tileStitch";
+import {
+    Engine,
+    FrameEncoding,
+    LOSSY_EXR_CODECS,
+    LossyExrCodec,
+    MAX_TILES,
+    MIN_TILES,
+    RenderSettings,
+    TileRegion,
+} from "../shared/contract";
 
 export const RESULT_PREFIX = "RENDER_FRAME_RESULT ";
 /** render_frame.py's marker on stderr after a frame: every stderr line of that frame came before it. */
@@ -57,12 +65,18 @@ export interface TileRequest {
 }
 
 /** The region a tile render holds, and for a JPEG job the lossless PNG it was written as instead. */
+/** A tile's region in its frame (image pixels from the top-left), and which of the frame's tiles it is. */
+export interface PlacedTile extends TileRegion {
+    /** 0 to of - 1, row-major from the top-left. */
+    index: number;
+    of: number;
+}
+
 export interface RenderedTile extends PlacedTile {
-    /** "PNG" when the job's format is JPEG: the stitch encodes the JPEG once, at jpegQuality. */
+    /** "PNG" when the job's format is JPEG: its tiles are lossless PNG. */
     format?: "PNG";
-    jpegQuality?: number;
-    /** The scene's lossy OpenEXR codec: the tile is lossless (ZIP) and the stitch encodes the frame with it once. */
-    exrCodec?: LossyExrCodec;
+    /** A JPEG, or an OpenEXR with a lossy codec: the tile is lossless, and the stitch encodes the frame once. */
+    encode?: FrameEncoding;
 }
 
 export interface RunBlenderOptions extends FrameRequest {
@@ -138,8 +152,10 @@ export function renderedTile(value: unknown, asked: TileRequest): RenderedTile |
     if (!whole("frameWidth", 1) || !whole("frameHeight", 1)) return undefined;
     const region = Object.fromEntries(names.map((name) => [name, tile[name] as number]));
     if (region.x + region.width > region.frameWidth || region.y + region.height > region.frameHeight) return undefined;
-    if (tile.format !== undefined && (tile.format !== "PNG" || !whole("jpegQuality", 0))) return undefined;
-    if (tile.exrCodec !== undefined && !LOSSY_EXR_CODECS.includes(tile.exrCodec as LossyExrCodec)) return undefined;
+    if (tile.format !== undefined && tile.format !== "PNG") return undefined;
+    const encode = tile.encode === undefined ? undefined : frameEncodingOf(tile.encode);
+    if (tile.encode !== undefined && !encode) return undefined;
+    if ((tile.format === "PNG") !== (encode?.format === "JPEG")) return undefined;
     return {
         index: asked.index,
         of: asked.of,
@@ -149,9 +165,23 @@ export function renderedTile(value: unknown, asked: TileRequest): RenderedTile |
         height: region.height,
         frameWidth: region.frameWidth,
         frameHeight: region.frameHeight,
-        ...(tile.format === "PNG" ? { format: "PNG" as const, jpegQuality: tile.jpegQuality as number } : {}),
-        ...(tile.exrCodec !== undefined ? { exrCodec: tile.exrCodec as LossyExrCodec } : {}),
+        ...(tile.format === "PNG" ? { format: "PNG" as const } : {}),
+        ...(encode ? { encode } : {}),
     };
+}
+
+/** render_frame.py's description of how a tiled frame is encoded, checked; undefined when it is not one. */
+function frameEncodingOf(value: unknown): FrameEncoding | undefined {
+    if (typeof value !== "object" || value === null) return undefined;
+    const { format, quality, colorMode, exrCodec, colorDepth } = value as Record<string, unknown>;
+    if (typeof quality !== "number" || !Number.isInteger(quality) || quality < 0 || quality > 100) return undefined;
+    if (format === "JPEG")
+        return (colorMode === "BW" || colorMode === "RGB") && exrCodec === undefined && colorDepth === undefined
+            ? { format, quality, colorMode }
+            : undefined;
+    if (format !== "OPEN_EXR" || !LOSSY_EXR_CODECS.includes(exrCodec as LossyExrCodec)) return undefined;
+    if (colorDepth !== "16" && colorDepth !== "32") return undefined;
+    return colorMode === undefined ? { format, quality, exrCodec: exrCodec as LossyExrCodec, colorDepth } : undefined;
 }
 
 /**
@@ -265,4 +295,13 @@ function parseScriptResult(json: string): ScriptResult | undefined {
         // A garbled line counts as no line.
     }
     return undefined;
+}
+
+/** How much of a tool's output (oiiotool's, Blender's) a stitch_failed message keeps. */
+const OUTPUT_TAIL_CHARS = 2000;
+
+/** The end of what a failed tool printed, for its error message. */
+export function outputTail(text: string): string {
+    const trimmed = text.trim();
+    return trimmed.length > OUTPUT_TAIL_CHARS ? `…${trimmed.slice(-OUTPUT_TAIL_CHARS)}` : trimmed;
 }

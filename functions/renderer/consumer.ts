@@ -196,13 +196,8 @@ export async function renderFrame(
                 ...(tile ? {} : { output: message.output }),
             };
             if (tile && result.tile) {
-                const { index: _index, of: _of, format: _format, jpegQuality, exrCodec, ...region } = result.tile;
-                outcome.tile = {
-                    ...tile,
-                    region,
-                    ...(jpegQuality !== undefined ? { jpegQuality } : {}),
-                    ...(exrCodec !== undefined ? { exrCodec } : {}),
-                };
+                const { index: _index, of: _of, format: _format, encode, ...region } = result.tile;
+                outcome.tile = { ...tile, region, ...(encode ? { encode } : {}) };
             }
         } else {
             outcome = {
@@ -307,6 +302,7 @@ async function stitchTiledFrame(
         rendersBucket: settings.rendersBucket,
         memoryMb: settings.memoryMb,
         workDir: settings.workDir,
+        blenderPath: settings.blenderPath,
     };
     const upload = (localPath: string) =>
         uploadFrameFile(

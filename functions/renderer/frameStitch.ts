@@ -48,6 +48,8 @@ export interface StitchDeps {
     rendersBucket: string;
     memoryMb: number;
     workDir: string;
+    /** The Blender that encodes a frame whose tiles were stored losslessly (a JPEG, a lossy OpenEXR codec). */
+    blenderPath?: string;
 }
 
 /** Tile indices of the frame whose record and image are both in the bucket. */
@@ -155,8 +157,8 @@ async function stitchFrame(
             })),
             outputPath,
             format,
-            jpegQuality: tiles[0].record.tile?.jpegQuality,
-            exrCodec: tiles[0].record.tile?.exrCodec,
+            encode: tiles[0].record.tile?.encode,
+            blenderPath: deps.blenderPath,
             deadlineMs: deadlineMs - UPLOAD_RESERVE_MS,
         });
         await upload(outputPath);

@@ -21,8 +21,9 @@
 # A tile ("of" 2 to 64, 0 <= "index" < "of") renders one region of the frame's grid (tile_grid) as a full-size frame
 # with a border and no crop, so its pixels are bit-identical to the same region of the whole frame; the result's
 # "tile" names the region {"index", "of", "x", "y", "width", "height", "frameWidth", "frameHeight"} in image pixels
-# from the top-left, and for JPEG adds {"format": "PNG", "jpegQuality"}: the tile is lossless PNG, the stitch
-# encodes JPEG once; likewise an OpenEXR with a lossy codec adds {"exrCodec"}: the tile is ZIP, the stitch encodes. What would not be exact (another engine, the compositor, denoising...) fails as tiles_not_exact.
+# from the top-left. For a JPEG it adds {"format": "PNG", "encode": {"format": "JPEG", "quality", "colorMode"}}: the tile is
+# lossless PNG and the stitch has Blender encode the JPEG once (encode_frame.py); likewise an OpenEXR with a lossy
+# codec adds {"encode": {"format": "OPEN_EXR", "quality", "exrCodec", "colorDepth"}} and its tile is ZIP. What would not be exact (another engine, the compositor, denoising...) fails as tiles_not_exact.
 # Cycles keeps its scene data between frames (persistent data), freed before another file is loaded.
 # End of stdin ends Blender, and Blender dies with its parent (PR_SET_PDEATHSIG), so it never outlives the
 # renderer. An exception this script does not catch exits with status 2 through --python-exit-code.
@@ -481,16 +482,16 @@ def apply_tile(scene, tile):
     render_settings.border_min_y = 0.0 if bottom == frame_height else (frame_height - bottom + 0.5) / frame_height
     render_settings.border_max_y = 1.0 if top == 0 else (frame_height - top + 0.5) / frame_height
     settings = render_settings.image_settings
+    # A lossy format is encoded once, by Blender, after the stitch: tiles encoded and the frame again would lose twice.
     if settings.file_format == "JPEG":
         tile["format"] = "PNG"
-        tile["jpegQuality"] = settings.quality
         color_mode = settings.color_mode  # BW or RGB, as the JPEG would have it
+        tile["encode"] = {"format": "JPEG", "quality": settings.quality, "colorMode": color_mode}
         settings.file_format = "PNG"
         settings.color_depth = "8"
         settings.color_mode = color_mode
     elif settings.file_format == "OPEN_EXR" and settings.exr_codec in LOSSY_EXR_CODECS:
-        # Encoded once, by the stitch: a lossy codec applied to the tiles and again to the frame loses twice.
-        tile["exrCodec"] = settings.exr_codec
+        tile["encode"] = {"format": "OPEN_EXR", "quality": settings.quality, "exrCodec": settings.exr_codec, "colorDepth": settings.color_depth}
         saved.append((settings, "exr_codec", settings.exr_codec))
         settings.exr_codec = "ZIP"
 

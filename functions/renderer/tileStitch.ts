@@ -1,17 +1,18 @@
 // Assembles one frame from its tiles with OpenImageIO's oiiotool. Each tile is a full-size render that is exact
 // inside its region only (render_frame.py: a border without crop keeps full-frame pixel coordinates), so the frame
 // is tile 0 with every other tile's region cut out and pasted over it, pixel for pixel, in the tiles' own data
-// format. A JPEG job's tiles are lossless PNG: the frame is encoded to JPEG once, here.
+// format. A JPEG's tiles are lossless PNG, a lossy OpenEXR codec's are ZIP: Blender encodes the frame once, after
+// the stitch (frameEncode.ts).
 import { execFile } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { Format, LossyExrCodec, MAX_TILES, MIN_TILES, TileRegion } from "../shared/contract";
+import { Format, FrameEncoding, MAX_TILES, MIN_TILES } from "../shared/contract";
 import { farmError } from "../shared/errors";
+import { outputTail, PlacedTile } from "./blender";
+import { encodeFrame } from "./frameEncode";
 
 /** Blender's default JPEG quality, for a stitch not told the scene's. */
 const DEFAULT_JPEG_QUALITY = 90;
-/** OpenEXR's default DWA level, which Blender writes with (it sets none of its own). */
-const OPENEXR_DWA_LEVEL = 45;
 /** The least time oiiotool gets for a stitch: a small frame's stitch takes seconds, even on a busy machine. */
 const MIN_STITCH_TIMEOUT_MS = 120_000;
 /**
@@ -20,19 +21,10 @@ const MIN_STITCH_TIMEOUT_MS = 120_000;
  * float EXR in 54 s with that machine 7 times oversubscribed: 1 s per megapixel is 2.5 times that worst case.
  */
 const STITCH_MS_PER_MEGAPIXEL = 1000;
-/** How much of oiiotool's output a stitch_failed message keeps. */
-const OUTPUT_TAIL_CHARS = 2000;
 /** oiiotool's names for the farm's formats (its -o fileformatname). */
 const OIIO_FORMATS: Record<Format, string> = { PNG: "png", JPEG: "jpeg", OPEN_EXR: "openexr", TIFF: "tiff" };
 /** One line of `oiiotool --info`: `<path> :  102 x   58, 4 channel, uint16 png`. */
 const INFO_LINE = / : +(\d+) x +(\d+), (\d+) channel, (\S+) /;
-
-/** A tile's region in its frame (image pixels from the top-left), and which of the frame's tiles it is. */
-export interface PlacedTile extends TileRegion {
-    /** 0 to of - 1, row-major from the top-left. */
-    index: number;
-    of: number;
-}
 
 export interface StitchTile {
     /** The tile's image: the whole frame's size, exact inside its region. */
@@ -55,10 +47,13 @@ export async function stitchTiles(options: {
     tiles: StitchTile[];
     outputPath: string;
     format: Format;
-    /** The scene's JPEG quality (render_frame.py's tile result says it); default Blender's 90. */
-    jpegQuality?: number;
-    /** The scene's lossy OpenEXR codec, when its tiles were stored losslessly (render_frame.py's tile result). */
-    exrCodec?: LossyExrCodec;
+    /**
+     * How Blender encodes the frame once stitched, when its tiles were stored losslessly (render_frame.py's tile
+     * result says); a JPEG without it is encoded at Blender's default quality.
+     */
+    encode?: FrameEncoding;
+    /** The Blender that encodes; default $BLENDER_PATH, else `blender` on the PATH. */
+    blenderPath?: string;
     oiiotoolPath?: string;
     /** oiiotool's time for the whole stitch; default stitchTimeoutMs of the frame's pixels and tiles. */
     timeoutMs?: number;
@@ -83,7 +78,10 @@ export async function stitchTiles(options: {
     const info = await runOiiotool(tool, ["--info", ...tiles.map((tile) => tile.path)], timeLeft(), "read the tiles");
     const lines = info.split("\n").filter((line) => INFO_LINE.test(line));
     if (lines.length !== tiles.length)
-        throw farmError("stitch_failed", `oiiotool described ${lines.length} of ${tiles.length} tiles: ${tail(info)}`);
+        throw farmError(
+            "stitch_failed",
+            `oiiotool described ${lines.length} of ${tiles.length} tiles: ${outputTail(info)}`,
+        );
     const first = INFO_LINE.exec(lines[0])!;
     tiles.forEach((tile, i) => {
         const [, width, height, channels, dataFormat] = INFO_LINE.exec(lines[i])!;
@@ -102,30 +100,37 @@ export async function stitchTiles(options: {
     // Written aside and renamed into place: a failed or killed stitch leaves no torn frame under outputPath.
     const output = path.resolve(options.outputPath);
     const partial = path.join(path.dirname(output), `.${path.basename(output)}.${process.pid}.stitching`);
-    const encoding = frameEncoding(options);
+    const encode =
+        options.encode ??
+        (options.format === "JPEG"
+            ? { format: "JPEG" as const, quality: DEFAULT_JPEG_QUALITY, colorMode: "RGB" as const }
+            : undefined);
+    if (encode && encode.format !== options.format)
+        throw farmError(
+            "stitch_failed",
+            `cannot stitch ${options.outputPath}: its tiles are to be encoded as ${encode.format}, not ${options.format}`,
+        );
+    // The tiles' own lossless format, for Blender to encode from.
+    const lossless = `${partial}.lossless.${encode?.format === "JPEG" ? "png" : "exr"}`;
     try {
-        await runOiiotool(tool, stitchArgs(tiles, partial, options.format, encoding), timeLeft(), "stitch the tiles");
+        if (!encode) {
+            await runOiiotool(tool, stitchArgs(tiles, partial, options.format), timeLeft(), "stitch the tiles");
+        } else {
+            const tileFormat = encode.format === "JPEG" ? "PNG" : "OPEN_EXR";
+            await runOiiotool(tool, stitchArgs(tiles, lossless, tileFormat), timeLeft(), "stitch the tiles");
+            await encodeFrame({
+                blenderPath: options.blenderPath,
+                input: lossless,
+                output: partial,
+                encode,
+                timeoutMs: timeLeft(),
+            });
+        }
         fs.renameSync(partial, output);
     } finally {
         fs.rmSync(partial, { force: true });
+        fs.rmSync(lossless, { force: true });
     }
-}
-
-/**
- * oiiotool's --compression for the frame when the stitch is what encodes it (a JPEG, or an OpenEXR with a lossy
- * codec), else undefined: the tiles' own lossless encoding carries over.
- */
-export function frameEncoding(options: {
-    format: Format;
-    jpegQuality?: number;
-    exrCodec?: LossyExrCodec;
-}): string | undefined {
-    if (options.format === "JPEG") return `jpeg:${options.jpegQuality ?? DEFAULT_JPEG_QUALITY}`;
-    if (options.format === "OPEN_EXR" && options.exrCodec)
-        return options.exrCodec.startsWith("DWA")
-            ? `${options.exrCodec.toLowerCase()}:${OPENEXR_DWA_LEVEL}`
-            : options.exrCodec.toLowerCase();
-    return undefined;
 }
 
 /**
@@ -133,13 +138,12 @@ export function frameEncoding(options: {
  * the frame so far and pasted back at its place. --no-autopremult: straight-alpha PNG and TIFF tiles would otherwise
  * be premultiplied on read and unpremultiplied on write, changing edge pixels.
  */
-export function stitchArgs(tiles: StitchTile[], output: string, format: Format, compression?: string): string[] {
+export function stitchArgs(tiles: StitchTile[], output: string, format: Format): string[] {
     const args = ["--no-autopremult", tiles[0].path];
     for (const { path: tilePath, region } of tiles.slice(1)) {
         const place = `+${region.x}+${region.y}`;
         args.push(tilePath, "--cut", `${region.width}x${region.height}${place}`, "--swap", "--paste", place);
     }
-    if (compression !== undefined) args.push("--compression", compression);
     args.push(`-o:fileformatname=${OIIO_FORMATS[format]}`, output);
     return args;
 }
@@ -201,14 +205,12 @@ function runOiiotool(tool: string, args: string[], timeoutMs: number, what: stri
                     ? `was killed after ${timeoutMs} ms`
                     : `failed (${error.message.split("\n")[0]})`;
                 reject(
-                    farmError("stitch_failed", `oiiotool could not ${what}: it ${why}: ${tail(`${stderr}${stdout}`)}`),
+                    farmError(
+                        "stitch_failed",
+                        `oiiotool could not ${what}: it ${why}: ${outputTail(`${stderr}${stdout}`)}`,
+                    ),
                 );
             },
         );
     });
-}
-
-function tail(text: string): string {
-    const trimmed = text.trim();
-    return trimmed.length > OUTPUT_TAIL_CHARS ? `…${trimmed.slice(-OUTPUT_TAIL_CHARS)}` : trimmed;
 }

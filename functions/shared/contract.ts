@@ -166,7 +166,7 @@ export interface FrameRecord {
      * failed): which tile, and its region in the frame's pixels (origin top-left). In the frame's done record: `of`,
      * and the stitch's own seconds and cost; the record's renderSeconds and costUsd then sum every tile's too.
      */
-    tile?: { index: number; of: number; region?: TileRegion; jpegQuality?: number; exrCodec?: LossyExrCodec };
+    tile?: { index: number; of: number; region?: TileRegion; encode?: FrameEncoding };
     stitch?: { of: number; seconds: number; costUsd: number };
     /**
      * A failure written before a message's last attempt renders (renderer_killed): the attempt's own outcome replaces
@@ -446,6 +446,23 @@ export function stitchMarkerKey(jobId: string, frame: number): string {
 /** OpenEXR codecs that change the pixels (PXR24 rounds 32-bit floats): a tile is stored losslessly instead. */
 export const LOSSY_EXR_CODECS = ["DWAA", "DWAB", "B44", "B44A", "PXR24"] as const;
 export type LossyExrCodec = (typeof LOSSY_EXR_CODECS)[number];
+
+/**
+ * How a tiled frame whose tiles are stored losslessly is encoded once stitched: with Blender's own encoder and the
+ * scene's settings, so that it is the file Blender writes for the whole frame (a JPEG, or an OpenEXR with a lossy
+ * codec: Blender 5 takes the DWA level from `quality`).
+ */
+export interface FrameEncoding {
+    format: "JPEG" | "OPEN_EXR";
+    /** The scene's image quality (0 to 100). */
+    quality: number;
+    /** JPEG only: grayscale or color. */
+    colorMode?: "BW" | "RGB";
+    /** OPEN_EXR only. */
+    exrCodec?: LossyExrCodec;
+    /** OPEN_EXR only: half ("16") or full ("32") floats. */
+    colorDepth?: "16" | "32";
+}
 
 /** What a tile renders to: the frame's format, except JPEG, whose tiles are lossless PNG (the frame is encoded once). */
 export function tileFormatOf(format: Format): Format {
