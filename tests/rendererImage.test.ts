@@ -140,13 +140,13 @@ describe("the renderer image (image/Dockerfile)", function () {
         const entry = shellCommands(fs.readFileSync(path.join(PROJECT_ROOT, script), "utf8"), script);
         assert.deepStrictEqual(entry[0].words, ["set", "-eu"], `${script} stops at its first failure`);
         const exported = entry.find((command) => command.words[0] === "export" && "_HANDLER" in command.assigns);
-        assert.strictEqual(exported?.assigns._HANDLER, "${1}", "_HANDLER is the CMD, the script's first argument");
+        assert.strictEqual(exported?.assigns._HANDLER, "$1", "_HANDLER is the CMD, the script's first argument");
         // It ends by replacing itself with the runtime client of the image's node_modules.
         const last = entry.at(-1)!;
         assert.deepStrictEqual(last.words.slice(0, 2), ["exec", "node"]);
-        assert.match(last.words[2], /^\$\{task_root\}\/node_modules\/aws-lambda-ric\/index\.mjs$/);
+        assert.match(last.words[2], /^\$task_root\/node_modules\/aws-lambda-ric\/index\.mjs$/);
         const taskRoot = entry.find((command) => "task_root" in command.assigns)?.assigns.task_root;
-        assert.strictEqual(taskRoot, "${LAMBDA_TASK_ROOT}");
+        assert.strictEqual(taskRoot, "$LAMBDA_TASK_ROOT");
         assert.strictEqual(envOf(finalStage).LAMBDA_TASK_ROOT, "/var/task");
         assert.ok(
             finalStage.some(
@@ -184,9 +184,9 @@ describe("the renderer image (image/Dockerfile)", function () {
         const download = runs.find((commands) => commands.some((command) => command.words[0] === "sha256sum"));
         assert.ok(download, "a RUN of the blender stage checks a checksum");
         const assigned = Object.assign({}, ...download!.map((command) => command.assigns));
-        assert.strictEqual(assigned.archive, "blender-${BLENDER_VERSION}-linux-x64.tar.xz");
-        assert.strictEqual(assigned.base, "https://download.blender.org/release/Blender${series}");
-        assert.strictEqual(assigned.series, "${BLENDER_VERSION}", "the series is read from BLENDER_VERSION");
+        assert.strictEqual(assigned.archive, "blender-$BLENDER_VERSION-linux-x64.tar.xz");
+        assert.strictEqual(assigned.base, "https://download.blender.org/release/Blender$series");
+        assert.strictEqual(assigned.series, "$BLENDER_VERSION", "the series is read from BLENDER_VERSION");
         const at = (test: (command: ShellCommand) => boolean, what: string) => {
             const index = download!.findIndex(test);
             assert.ok(index >= 0, `the download RUN ${what}`);
@@ -196,7 +196,7 @@ describe("the renderer image (image/Dockerfile)", function () {
         const fetched = at(
             (command) =>
                 command.words[0] === "curl" &&
-                command.words.includes("${base}/${archive}") &&
+                command.words.includes("$base/$archive") &&
                 command.words.some((word) => /^-[a-zA-Z]*f/.test(word)),
             "fetches the archive with curl --fail",
         );
@@ -205,13 +205,11 @@ describe("the renderer image (image/Dockerfile)", function () {
             "checks the archive against the release's checksum (sha256sum -c)",
         );
         const unpacked = at(
-            (command) => command.words[0] === "tar" && command.words.includes("/tmp/${archive}"),
+            (command) => command.words[0] === "tar" && command.words.includes("/tmp/$archive"),
             "unpacks the archive",
         );
         assert.ok(fetched < checked && checked < unpacked, "fetched, then checked, then unpacked");
-        const checksums = download!.find((command) =>
-            command.words.includes("${base}/blender-${BLENDER_VERSION}.sha256"),
-        );
+        const checksums = download!.find((command) => command.words.includes("$base/blender-$BLENDER_VERSION.sha256"));
         assert.ok(checksums, "the checksums are the release's own");
         assert.strictEqual(envOf(finalStage).HOME, "/tmp", "HOME is writable on Lambda");
         const packages = finalStage

@@ -7,7 +7,7 @@ import { syntax } from "mvdan-sh";
 const AND = 10;
 
 export interface ShellCommand {
-    /** The command's words, quotes removed; a parameter reads `${name}` (its expansion operator left out). */
+    /** The command's words, quotes removed; a parameter reads `$name`, whether braced or not (any operator left out). */
     words: string[];
     /** Assignments before the command, or of an export/local/readonly (name to value, as words read). */
     assigns: Record<string, string>;
@@ -35,7 +35,7 @@ function partText(part: any): string {
         case "DblQuoted":
             return part.Parts.map(partText).join("");
         case "ParamExp":
-            return `\${${part.Param.Value}}`;
+            return `$${part.Param.Value}`;
         default:
             return `<${syntax.NodeType(part)}>`;
     }
