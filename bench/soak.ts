@@ -20,7 +20,8 @@ import {
     waitFor,
     waitForJobEnd,
 } from "../tests/support/farmClient";
-import { renderingIn } from "../tests/support/blenderProcesses";
+import { frameDirOf, renderingFrame } from "../tests/support/blenderProcesses";
+import { processesWorkingIn } from "../local/processes";
 import { makeScene } from "../tests/support/scenes";
 import { ServeProcess, startServe, stopServe } from "../tests/support/serveProcess";
 import { framesDone, killWorker, startWorker, stopWorker, WorkerProcess } from "../tests/support/workerProcess";
@@ -44,6 +45,8 @@ export interface SoakResult {
     kills: number;
     /** Kills that caught the worker rendering a frame, i.e. holding a frame's message. */
     killsHoldingFrame: number;
+    /** The frames those kills caught; each must have come back and been rendered once (else a problem). */
+    heldFrames: number[];
     /** Receives beyond the first, over all frames: sum of (attempts - 1) from the frame records. */
     retries: number;
     /** Frames rendered to the end, over all workers' logs (a frame redelivered after its upload counts twice). */
@@ -55,8 +58,33 @@ export interface SoakResult {
 
 const JOB_ID = "soak";
 const SCENE_KEY = "soak/scene.blend";
-/** How long a kill waits for its victim to be mid-frame (with Blender running). */
-const HOLDING_WAIT_MS = 10_000;
+/** How long a kill waits for its victim to hold a frame mid-render: the job still has frames for it to take. */
+const HOLDING_WAIT_MS = 120_000;
+
+/**
+ * Waits for `worker` to render a frame and freezes it (SIGSTOP) while it holds that frame's message: its renderer
+ * removes the frame's work dir before it records the frame and deletes the message, so a work dir still there once
+ * the worker is frozen means the SIGKILL that follows catches the frame unfinished. The frame, or undefined if the
+ * worker held none in `timeoutMs`.
+ */
+async function freezeHoldingFrame(worker: WorkerProcess, timeoutMs: number): Promise<number | undefined> {
+    return waitFor(
+        `worker ${worker.ready.pid} to hold a frame`,
+        timeoutMs,
+        () => {
+            for (const pid of processesWorkingIn(worker.ready.workDir)) {
+                const frame = renderingFrame(pid);
+                const frameDir = frame === undefined ? undefined : frameDirOf(pid, frame);
+                if (frameDir === undefined) continue;
+                worker.child.kill("SIGSTOP");
+                if (fs.existsSync(frameDir)) return frame;
+                worker.child.kill("SIGCONT");
+            }
+            return undefined;
+        },
+        20,
+    ).catch(() => undefined);
+}
 
 export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     const { frames, killEvery } = options;
@@ -89,7 +117,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
         );
 
         let kills = 0;
-        let killsHoldingFrame = 0;
+        /** The frames killed workers held mid-render, each with the worker that held it. */
+        const heldFrames: { frame: number; worker: WorkerProcess }[] = [];
         let nextKill = killEvery;
         let nextReport = Math.max(1, Math.round(frames / 10));
         const doneFrames = () => new Set(all.flatMap((worker) => framesDone(worker.lines(), JOB_ID))).size;
@@ -108,19 +137,14 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
                     nextKill += killEvery;
                     const slot = kills % running.length;
                     const victim = running[slot];
-                    const holding = await waitFor(
-                        "the worker to be mid-frame",
-                        HOLDING_WAIT_MS,
-                        () => (renderingIn(victim.ready.workDir) ? true : undefined),
-                        20,
-                    ).catch(() => false);
+                    const held = await freezeHoldingFrame(victim, HOLDING_WAIT_MS);
                     await killWorker(victim);
                     kills++;
-                    if (holding) killsHoldingFrame++;
+                    if (held !== undefined) heldFrames.push({ frame: held, worker: victim });
                     running[slot] = await startWorker(workerArgs);
                     all.push(running[slot]);
                     log(
-                        `soak: killed worker process ${victim.ready.pid} at ${done} frames done${holding ? ", while it rendered a frame" : ""}; started ${running[slot].ready.pid}`,
+                        `soak: killed worker process ${victim.ready.pid} at ${done} frames done${held !== undefined ? `, while it held frame ${held}` : ", holding no frame"}; started ${running[slot].ready.pid}`,
                     );
                 }
                 return done >= frames ? true : undefined;
@@ -161,6 +185,18 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
                     .join(", ")}`,
             );
         const retries = records.reduce((sum, record) => sum + record.attempts - 1, 0);
+        // A frame lost with its worker came back (received again) and was rendered to the end once, not by that worker.
+        for (const { frame, worker } of heldFrames) {
+            const attempts = records.find((record) => record.frame === frame)?.attempts ?? 0;
+            const rendered = all
+                .flatMap((each) => framesDone(each.lines(), JOB_ID))
+                .filter((f) => f === `${JOB_ID}/${frame}`);
+            if (attempts < 2) problems.push(`frame ${frame}, held by a killed worker, has ${attempts} attempt(s)`);
+            if (rendered.length !== 1)
+                problems.push(`frame ${frame}, held by a killed worker, rendered ${rendered.length} times`);
+            if (framesDone(worker.lines(), JOB_ID).includes(`${JOB_ID}/${frame}`))
+                problems.push(`frame ${frame} was rendered to the end by the worker killed while it held it`);
+        }
         await waitFor(
             "the frame queue to drain",
             60_000,
@@ -175,7 +211,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
             seconds,
             framesPerMinute: (frames / seconds) * 60,
             kills,
-            killsHoldingFrame,
+            killsHoldingFrame: heldFrames.length,
+            heldFrames: heldFrames.map((held) => held.frame),
             retries,
             renders,
             status,
@@ -191,7 +228,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
 /** The one line the soak prints. */
 export function soakSummary(result: SoakResult): string {
     return (
-        `soak: ${result.frames} frames, ${result.workers} workers, ${result.kills} kill(s) (${result.killsHoldingFrame} mid-frame): ` +
+        `soak: ${result.frames} frames, ${result.workers} workers, ${result.kills} kill(s) (${result.killsHoldingFrame} mid-frame: frame(s) ${result.heldFrames.join(", ") || "none"}): ` +
         `${(result.seconds / 60).toFixed(1)} min, ${result.framesPerMinute.toFixed(1)} frames/min, ${result.retries} retries, ` +
         `${result.renders - result.frames} frame(s) rendered twice; ${result.problems.length === 0 ? "every frame exactly once, counts exact" : `PROBLEMS: ${result.problems.join("; ")}`}`
     );
