@@ -20,11 +20,16 @@ import {
     waitFor,
     waitForJobEnd,
 } from "../tests/support/farmClient";
-import { frameDirOf, renderingFrame } from "../tests/support/blenderProcesses";
-import { processesWorkingIn } from "../local/processes";
 import { makeScene } from "../tests/support/scenes";
 import { ServeProcess, startServe, stopServe } from "../tests/support/serveProcess";
-import { framesDone, killWorker, startWorker, stopWorker, WorkerProcess } from "../tests/support/workerProcess";
+import {
+    framesDone,
+    freezeHoldingFrame,
+    killWorker,
+    startWorker,
+    stopWorker,
+    WorkerProcess,
+} from "../tests/support/workerProcess";
 
 export interface SoakOptions {
     frames: number;
@@ -60,31 +65,6 @@ const JOB_ID = "soak";
 const SCENE_KEY = "soak/scene.blend";
 /** How long a kill waits for its victim to hold a frame mid-render: the job still has frames for it to take. */
 const HOLDING_WAIT_MS = 120_000;
-
-/**
- * Waits for `worker` to render a frame and freezes it (SIGSTOP) while it holds that frame's message: its renderer
- * removes the frame's work dir before it records the frame and deletes the message, so a work dir still there once
- * the worker is frozen means the SIGKILL that follows catches the frame unfinished. The frame, or undefined if the
- * worker held none in `timeoutMs`.
- */
-async function freezeHoldingFrame(worker: WorkerProcess, timeoutMs: number): Promise<number | undefined> {
-    return waitFor(
-        `worker ${worker.ready.pid} to hold a frame`,
-        timeoutMs,
-        () => {
-            for (const pid of processesWorkingIn(worker.ready.workDir)) {
-                const frame = renderingFrame(pid);
-                const frameDir = frame === undefined ? undefined : frameDirOf(pid, frame);
-                if (frameDir === undefined) continue;
-                worker.child.kill("SIGSTOP");
-                if (fs.existsSync(frameDir)) return frame;
-                worker.child.kill("SIGCONT");
-            }
-            return undefined;
-        },
-        20,
-    ).catch(() => undefined);
-}
 
 export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     const { frames, killEvery } = options;
