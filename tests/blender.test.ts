@@ -247,7 +247,7 @@ describe("runBlender with the real Blender", function () {
         assert.ok(distinctColors(png) > 5, `cube-2016 rendered a blank image (${distinctColors(png)} colors)`);
     });
 
-    it("never runs code that comes with the scene", async () => {
+    it("does not run the scene's registered text block, which runs when auto-execution is on", async () => {
         const probed = await makeScene({ autoexecProbe: true });
         const marker = probed.markerPath as string;
         fs.rmSync(marker, { force: true });
