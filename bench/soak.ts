@@ -20,10 +20,16 @@ import {
     waitFor,
     waitForJobEnd,
 } from "../tests/support/farmClient";
-import { renderingIn } from "../tests/support/blenderProcesses";
 import { makeScene } from "../tests/support/scenes";
 import { ServeProcess, startServe, stopServe } from "../tests/support/serveProcess";
-import { framesDone, killWorker, startWorker, stopWorker, WorkerProcess } from "../tests/support/workerProcess";
+import {
+    framesDone,
+    freezeHoldingFrame,
+    killWorker,
+    startWorker,
+    stopWorker,
+    WorkerProcess,
+} from "../tests/support/workerProcess";
 
 export interface SoakOptions {
     frames: number;
@@ -44,6 +50,8 @@ export interface SoakResult {
     kills: number;
     /** Kills that caught the worker rendering a frame, i.e. holding a frame's message. */
     killsHoldingFrame: number;
+    /** The frames those kills caught; each must have come back and been rendered once (else a problem). */
+    heldFrames: number[];
     /** Receives beyond the first, over all frames: sum of (attempts - 1) from the frame records. */
     retries: number;
     /** Frames rendered to the end, over all workers' logs (a frame redelivered after its upload counts twice). */
@@ -55,8 +63,8 @@ export interface SoakResult {
 
 const JOB_ID = "soak";
 const SCENE_KEY = "soak/scene.blend";
-/** How long a kill waits for its victim to be mid-frame (with Blender running). */
-const HOLDING_WAIT_MS = 10_000;
+/** How long a kill waits for its victim to hold a frame mid-render: the job still has frames for it to take. */
+const HOLDING_WAIT_MS = 120_000;
 
 export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     const { frames, killEvery } = options;
@@ -89,7 +97,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
         );
 
         let kills = 0;
-        let killsHoldingFrame = 0;
+        /** The frames killed workers held mid-render, each with the worker that held it. */
+        const heldFrames: { frame: number; worker: WorkerProcess }[] = [];
         let nextKill = killEvery;
         let nextReport = Math.max(1, Math.round(frames / 10));
         const doneFrames = () => new Set(all.flatMap((worker) => framesDone(worker.lines(), JOB_ID))).size;
@@ -108,19 +117,14 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
                     nextKill += killEvery;
                     const slot = kills % running.length;
                     const victim = running[slot];
-                    const holding = await waitFor(
-                        "the worker to be mid-frame",
-                        HOLDING_WAIT_MS,
-                        () => (renderingIn(victim.ready.workDir) ? true : undefined),
-                        20,
-                    ).catch(() => false);
+                    const held = await freezeHoldingFrame(victim, HOLDING_WAIT_MS);
                     await killWorker(victim);
                     kills++;
-                    if (holding) killsHoldingFrame++;
+                    if (held !== undefined) heldFrames.push({ frame: held, worker: victim });
                     running[slot] = await startWorker(workerArgs);
                     all.push(running[slot]);
                     log(
-                        `soak: killed worker process ${victim.ready.pid} at ${done} frames done${holding ? ", while it rendered a frame" : ""}; started ${running[slot].ready.pid}`,
+                        `soak: killed worker process ${victim.ready.pid} at ${done} frames done${held !== undefined ? `, while it held frame ${held}` : ", holding no frame"}; started ${running[slot].ready.pid}`,
                     );
                 }
                 return done >= frames ? true : undefined;
@@ -161,6 +165,18 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
                     .join(", ")}`,
             );
         const retries = records.reduce((sum, record) => sum + record.attempts - 1, 0);
+        // A frame lost with its worker came back (received again) and was rendered to the end once, not by that worker.
+        for (const { frame, worker } of heldFrames) {
+            const attempts = records.find((record) => record.frame === frame)?.attempts ?? 0;
+            const rendered = all
+                .flatMap((each) => framesDone(each.lines(), JOB_ID))
+                .filter((f) => f === `${JOB_ID}/${frame}`);
+            if (attempts < 2) problems.push(`frame ${frame}, held by a killed worker, has ${attempts} attempt(s)`);
+            if (rendered.length !== 1)
+                problems.push(`frame ${frame}, held by a killed worker, rendered ${rendered.length} times`);
+            if (framesDone(worker.lines(), JOB_ID).includes(`${JOB_ID}/${frame}`))
+                problems.push(`frame ${frame} was rendered to the end by the worker killed while it held it`);
+        }
         await waitFor(
             "the frame queue to drain",
             60_000,
@@ -175,7 +191,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
             seconds,
             framesPerMinute: (frames / seconds) * 60,
             kills,
-            killsHoldingFrame,
+            killsHoldingFrame: heldFrames.length,
+            heldFrames: heldFrames.map((held) => held.frame),
             retries,
             renders,
             status,
@@ -191,7 +208,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
 /** The one line the soak prints. */
 export function soakSummary(result: SoakResult): string {
     return (
-        `soak: ${result.frames} frames, ${result.workers} workers, ${result.kills} kill(s) (${result.killsHoldingFrame} mid-frame): ` +
+        `soak: ${result.frames} frames, ${result.workers} workers, ${result.kills} kill(s) (${result.killsHoldingFrame} mid-frame: frame(s) ${result.heldFrames.join(", ") || "none"}): ` +
         `${(result.seconds / 60).toFixed(1)} min, ${result.framesPerMinute.toFixed(1)} frames/min, ${result.retries} retries, ` +
         `${result.renders - result.frames} frame(s) rendered twice; ${result.problems.length === 0 ? "every frame exactly once, counts exact" : `PROBLEMS: ${result.problems.join("; ")}`}`
     );

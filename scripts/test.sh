@@ -8,5 +8,8 @@ bash scripts/setup.sh
 npx ts-node --transpile-only -e 'require("./local/imagePackages").imagePackages(process.cwd()).catch((error) => { console.error(`test: ${error.message}`); process.exit(1); })'
 npx tsc -p tsconfig.json --noEmit
 npx biome ci . --colors=off
-# The spec is given here, not in .mocharc.json: there it would be added to any file named on the command line.
-npx mocha "tests/**/*.test.ts" "$@"
+# Every test file unless some are named: mocha would add a config file's spec to the files named on its command line.
+named=false
+for arg in "$@"; do case "$arg" in *.ts | *.js) named=true ;; esac; done
+$named || set -- "$@" 'tests/**/*.test.ts'
+npx mocha "$@"

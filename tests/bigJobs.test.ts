@@ -1,4 +1,4 @@
-// Big jobs and partial failures (issue 11, items 4, 5, 6 and 9) through the job API's handler on the emulator: a
+// Big jobs and partial failures through the job API's handler on the emulator: a
 // submit killed half-way, a status with a thousand failures, a retry of hundreds of frames, a scene changed under a
 // job. Each case is written so that the code before the fix fails it on its outcome (see the commit message).
 import * as assert from "assert";
@@ -180,7 +180,7 @@ describe("big jobs and partial failures", function () {
 
     // ---- item 5: the status of a job with 1,300 failed frames ----
 
-    it("GET /jobs/{id} with 1,300 failed frames (4 KB log tails each): under 1 MB, the first page and a token, no read per record", async function () {
+    it("GET /jobs/{id} with 1,300 failed frames (4 KB log tails each): under 1 MB, the first page and a token, records read for that page only", async function () {
         const jobId = "many-failures";
         const submitted = await api("POST", "/jobs", { body: { scene: SCENE, frames: "1-1500", jobId } });
         assert.strictEqual(submitted.status, 202, JSON.stringify(submitted.body));

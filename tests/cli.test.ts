@@ -395,7 +395,7 @@ describe("render-farm CLI", function () {
     });
 });
 
-describe("render-farm waiting for big or stuck jobs (issue 11, items 4 and 5)", function () {
+describe("render-farm waiting for big or stuck jobs", function () {
     this.timeout(300_000);
     let farm: LocalFarm;
     let target: string[];
@@ -485,7 +485,7 @@ describe("render-farm waiting for big or stuck jobs (issue 11, items 4 and 5)", 
     });
 });
 
-describe("render-farm inspect, and render uploading the files a scene references (issue #6)", function () {
+describe("render-farm inspect, and render uploading the files a scene references", function () {
     /** What Blender itself says: `expr` evaluated by bpy with the file open, printed as JSON. */
     async function blenderSays(blendPath: string, expr: string): Promise<any> {
         const printed = await run(BLENDER, [

@@ -15,7 +15,13 @@ import { createFarmResources, Emulator, FarmResources, startEmulator } from "../
 import { createLocalRenderer, LocalRenderer, localRendererSettings } from "../local/localRenderer";
 import { processesWorkingIn } from "../local/processes";
 import { blenderRenderingIn, commandLine } from "./support/blenderProcesses";
-import { FRAME_VISIBILITY_SECONDS, frameLog, startWorkerPool, WorkerPool } from "../local/workers";
+import {
+    FRAME_VISIBILITY_SECONDS,
+    frameLog,
+    startWorkerPool,
+    VISIBILITY_HEARTBEAT_MS,
+    WorkerPool,
+} from "../local/workers";
 import { runCli } from "./support/cliRunner";
 import { makeFailingFrameScene } from "./support/failingFrameScene";
 import {
@@ -55,20 +61,37 @@ async function downloadPng(outputs: FarmOutputs, key: string): Promise<{ width: 
     }
 }
 
-/** "frame 1 of job poison (worker 1, 0.3 s): failed, attempt 2 of 3, …" lines of one frame, with their times. */
+/**
+ * "frame 1 of job poison (worker 1, 0.3 s): failed, attempt 2 of 3, …" lines of one frame, with the time each arrived
+ * and how long its attempt ran.
+ */
 function failedAttempts(
     lines: LogLine[],
     jobId: string,
     frame: number,
-): { at: number; attempt: number; text: string }[] {
+): { at: number; attempt: number; attemptMs: number; text: string }[] {
     const pattern = new RegExp(
-        `^frame ${frame} of job ${jobId} \\(worker \\d+, [\\d.]+ s\\): failed, attempt (\\d+) of \\d+`,
+        `^frame ${frame} of job ${jobId} \\(worker \\d+, ([\\d.]+) s\\): failed, attempt (\\d+) of \\d+`,
     );
     return lines.flatMap(({ at, text }) => {
         const match = pattern.exec(text);
-        return match ? [{ at, attempt: Number(match[1]), text }] : [];
+        return match ? [{ at, attempt: Number(match[2]), attemptMs: Number(match[1]) * 1000, text }] : [];
     });
 }
+
+/**
+ * How long each retry waited in the queue: from one failed attempt's end to the next attempt's start (its end less its
+ * own run time), so a slow Blender on a loaded machine does not count.
+ */
+function waitsBetween(attempts: { at: number; attemptMs: number }[]): number[] {
+    return attempts.slice(1).map((next, index) => next.at - next.attemptMs - attempts[index].at);
+}
+
+/**
+ * A failed frame left to the queue's visibility timeout (no backoff) comes back no sooner than this after its attempt
+ * ended: the worker's last heartbeat hid it for FRAME_VISIBILITY_SECONDS at most VISIBILITY_HEARTBEAT_MS before then.
+ */
+const LEFT_TO_VISIBILITY_MS = FRAME_VISIBILITY_SECONDS * 1000 - VISIBILITY_HEARTBEAT_MS;
 
 describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
     describe("Blender killed mid-frame", function () {
@@ -556,10 +579,11 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
                 attempts.map((attempt) => attempt.attempt),
                 [1, 2, 3],
             );
-            const spacing = attempts.slice(1).map((attempt, index) => attempt.at - attempts[index].at);
+            const waits = waitsBetween(attempts);
+            assert.strictEqual(waits.length, 2);
             assert.ok(
-                spacing.every((ms) => ms < 15_000),
-                `attempts ${spacing.join(" ms, ")} ms apart`,
+                waits.every((ms) => ms < LEFT_TO_VISIBILITY_MS),
+                `retries waited ${waits.join(" ms, ")} ms: one was left to the visibility timeout`,
             );
             assert.match(attempts[2].text, /no attempts left: missing_object/);
 
@@ -595,7 +619,7 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
             );
             assert.deepStrictEqual(await listKeys(outputs, `renders/${jobId}/`), frameKeys(jobId, [1]));
             console.log(
-                `      attempts ${spacing.map((ms) => `${(ms / 1000).toFixed(1)} s`).join(", ")} apart; retry exited 0 after ${(retry.ms / 1000).toFixed(1)} s`,
+                `      retries waited ${waits.map((ms) => `${(ms / 1000).toFixed(1)} s`).join(", ")}; retry exited 0 after ${(retry.ms / 1000).toFixed(1)} s`,
             );
         });
 
@@ -631,11 +655,19 @@ describe("faults: crashes, lost workers, flaky S3, poison frames", function () {
                 dead.map((message) => JSON.parse(message.Body!).frame),
                 [2],
             );
-            const attempts = failedAttempts(worker.lines(), jobId, 2);
-            const spacing = attempts.slice(1).map((attempt, index) => attempt.at - attempts[index].at);
+            // Its three receives, each retry after its failure backoff, none left to the queue's visibility timeout.
+            const attempts = await waitFor("three failed attempts of frame 2 in the worker's log", 30_000, () => {
+                const found = failedAttempts(worker!.lines(), jobId, 2);
+                return found.length >= 3 ? found : undefined;
+            });
+            assert.deepStrictEqual(
+                attempts.map((attempt) => attempt.attempt),
+                [1, 2, 3],
+            );
+            const waits = waitsBetween(attempts);
             assert.ok(
-                spacing.every((ms) => ms < 15_000),
-                `attempts ${spacing.join(" ms, ")} ms apart`,
+                waits.every((ms) => ms < LEFT_TO_VISIBILITY_MS),
+                `retries waited ${waits.join(" ms, ")} ms: one was left to the visibility timeout`,
             );
             assert.deepStrictEqual(await listKeys(outputs, `renders/${jobId}/`), frameKeys(jobId, [1, 3]));
         });

@@ -6,12 +6,12 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { ReceiveMessageCommand } from "@aws-sdk/client-sqs";
-import type { FarmOutputs, FrameMessage, FrameRecord, JobStatus } from "../functions/shared/contract";
+import { FarmOutputs, FrameMessage, FrameRecord, frameOutputKey, JobStatus } from "../functions/shared/contract";
 import { interleavedOrder } from "../functions/shared/frameOrder";
 import { processesWorkingIn } from "../local/processes";
-import { renderingFrame, renderingIn } from "./support/blenderProcesses";
+import { pauseMidFrame, renderingFrame, renderingIn } from "./support/blenderProcesses";
 import { runCli } from "./support/cliRunner";
-import { api, frameRecords, queueDepth, range, sqsOf, uploadFile, waitFor } from "./support/farmClient";
+import { api, frameRecords, listKeys, queueDepth, range, sqsOf, uploadFile, waitFor } from "./support/farmClient";
 import { makeScene } from "./support/scenes";
 import { ServeProcess, startServe, stopServe } from "./support/serveProcess";
 import { startWorker, stopWorker, WorkerProcess } from "./support/workerProcess";
@@ -100,12 +100,22 @@ describe("stopping a job: cancel, budget, fail-fast, and the order frames are qu
             (await api(outputs, "POST", "/jobs", { scene: "shots/cancel/scene.blend", jobId: "cancel-me" })).status,
             202,
         );
-        await waitFor("a frame rendering", 120_000, () => (renderingIn(path.join(dataDir, "work")) ? true : undefined));
-        const doneBefore = (await status(outputs, "cancel-me")).frames.done;
-        const cancelledAt = Date.now();
-        const cancel = await runCli(["cancel", "cancel-me", "--data-dir", dataDir, "--json"], { timeoutMs: 60_000 });
-        assert.strictEqual(cancel.code, 0, cancel.stderr);
-        const reply = JSON.parse(cancel.stdout);
+        // The one worker's Blender held mid-frame (paused before it wrote the frame) until the cancel has landed.
+        const held = await pauseMidFrame(path.join(dataDir, "work"), 120_000);
+        let doneBefore: number;
+        let cancelledAt: number;
+        let reply: any;
+        try {
+            doneBefore = (await status(outputs, "cancel-me")).frames.done;
+            cancelledAt = Date.now();
+            const cancel = await runCli(["cancel", "cancel-me", "--data-dir", dataDir, "--json"], {
+                timeoutMs: 60_000,
+            });
+            assert.strictEqual(cancel.code, 0, cancel.stderr);
+            reply = JSON.parse(cancel.stdout);
+        } finally {
+            held.resume();
+        }
         assert.strictEqual(reply.state, "cancelled");
         assert.match(reply.message, /frame\(s\) not yet rendered will not be/);
 
@@ -114,8 +124,18 @@ describe("stopping a job: cancel, budget, fail-fast, and the order frames are qu
         assert.strictEqual(after.state, "cancelled");
         assert.strictEqual(after.stop?.state, "cancelled");
         assert.ok(after.frames.pending > 0, JSON.stringify(after.frames));
-        assert.ok(after.frames.done <= doneBefore + 1, `done ${doneBefore} at the cancel, ${after.frames.done} after`);
+        // The frame rendering at the cancel is the only one done since.
+        assert.strictEqual(after.frames.done, doneBefore + 1, `done ${doneBefore} at the cancel`);
         const records = await frameRecords(outputs, "cancel-me");
+        const heldRecord = records.find((record) => record.frame === held.frame);
+        assert.strictEqual(heldRecord?.status, "done", `frame ${held.frame}, rendering at the cancel, is done`);
+        assert.ok(Date.parse(heldRecord!.startedAt) < cancelledAt, "it started before the cancel");
+        const kept = await listKeys(outputs, "renders/cancel-me/");
+        assert.ok(
+            kept.includes(frameOutputKey("cancel-me", held.frame, "PNG")),
+            `its file is kept: ${kept.join(", ")}`,
+        );
+        assert.strictEqual(kept.length, after.frames.done, "one file per frame done");
         const startedLate = records.filter((record) => Date.parse(record.startedAt) > cancelledAt);
         assert.deepStrictEqual(startedLate, [], "no frame started after the cancel");
         // The waiting frames' messages were deleted (the queue is empty) without a Blender run (no record).
@@ -154,15 +174,28 @@ describe("stopping a job: cancel, budget, fail-fast, and the order frames are qu
             maxCostUsd: budget,
         });
         assert.strictEqual(submitted.status, 202, JSON.stringify(submitted.body));
-        const stopped = await waitFor("the job to stop on its budget", 180_000, async () => {
-            const now = await status(outputs, "on-budget");
-            assert.notStrictEqual(now.state, "complete", "a 24-frame job cannot finish on 6.5 frames' budget");
-            return now.state === "stopped_budget" ? now : undefined;
-        });
+        // One renderer's Blender held mid-frame (paused before it wrote the frame) until the other stops the job.
+        const held = await pauseMidFrame(path.join(dataDir, "work"), 120_000);
+        let stopped: JobStatus;
+        try {
+            assert.notStrictEqual((await status(outputs, "on-budget")).state, "stopped_budget", "held before the stop");
+            stopped = await waitFor("the job to stop on its budget", 180_000, async () => {
+                const now = await status(outputs, "on-budget");
+                assert.notStrictEqual(now.state, "complete", "a 24-frame job cannot finish on 6.5 frames' budget");
+                return now.state === "stopped_budget" ? now : undefined;
+            });
+        } finally {
+            held.resume();
+        }
         await settled(serve, dataDir);
         const final = await status(outputs, "on-budget");
         const records = await frameRecords(outputs, "on-budget");
-        const costliest = Math.max(...records.map((record) => record.costUsd));
+        const heldRecord = records.find((record) => record.frame === held.frame);
+        assert.strictEqual(heldRecord?.status, "done", `frame ${held.frame}, rendering at the stop, is done`);
+        assert.ok(Date.parse(heldRecord!.startedAt) < Date.parse(stopped.stop!.at), "it started before the stop");
+        // The held frame's cost counts its pause; the other renderer goes over by at most one frame of its own.
+        const others = records.filter((record) => record !== heldRecord);
+        const costliest = Math.max(...others.map((record) => record.costUsd));
         console.log(
             `      budget $${budget.toFixed(6)} (6.5 frames at $${frameCost.toFixed(6)}): spent $${final.costUsd.toFixed(6)}, ${final.frames.done} of 24 frames done, stopped at $${stopped.stop?.spentUsd?.toFixed(6)}`,
         );
@@ -173,12 +206,21 @@ describe("stopping a job: cancel, budget, fail-fast, and the order frames are qu
         assert.ok(final.stop!.spentUsd! <= final.costUsd, JSON.stringify(final.stop));
         assert.ok(final.stop!.spentUsd! > budget / 2, `stopped early: ${JSON.stringify(final.stop)}`);
         assert.ok(
-            final.costUsd <= budget + costliest * workers,
-            `spent ${final.costUsd} > budget ${budget} + ${workers} frames of at most ${costliest}`,
+            final.costUsd - heldRecord!.costUsd <= budget + costliest * (workers - 1),
+            `spent ${final.costUsd} (${heldRecord!.costUsd} on the held frame) > budget ${budget} + ${workers - 1} frame(s) of at most ${costliest}`,
         );
         assert.ok(final.frames.done >= 3 && final.frames.done < 24, JSON.stringify(final.frames));
-        const fileCount = records.filter((record) => record.status === "done").length;
-        assert.strictEqual(fileCount, final.frames.done, "the frames rendered are kept");
+        assert.strictEqual(
+            records.filter((record) => record.status === "done").length,
+            final.frames.done,
+            "a done record per frame done",
+        );
+        const kept = await listKeys(outputs, "renders/on-budget/");
+        assert.ok(
+            kept.includes(frameOutputKey("on-budget", held.frame, "PNG")),
+            `its file is kept: ${kept.join(", ")}`,
+        );
+        assert.strictEqual(kept.length, final.frames.done, "the frames rendered are kept");
         const retry = await api(outputs, "POST", "/jobs/on-budget/retry");
         assert.strictEqual(retry.status, 409, JSON.stringify(retry.body));
         assert.strictEqual(retry.body.error.code, "budget_spent");

@@ -10,11 +10,12 @@ import { GetQueueAttributesCommand, PurgeQueueCommand, SQSClient } from "@aws-sd
 import { runSimulation } from "@cloud-copilot/iam-simulate";
 import { createJobApiHandler, HttpApiEvent } from "../functions/jobApi/handler";
 import { createRendererHandler } from "../functions/renderer/consumer";
+import { frameTilesPrefix } from "../functions/shared/contract";
 import { DEFAULT_RENDER_LIMITS } from "../functions/renderer/settings";
 import { createFarmResources, emulatorClients, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
 import { ProgramRun, runProgram } from "./support/pulumiProgram";
-import { makeScene } from "./support/scenes";
+import { BLENDER, makeScene } from "./support/scenes";
 
 const ACCOUNT = "123456789012";
 type Decision = "Allowed" | "ImplicitlyDenied" | "ExplicitlyDenied";
@@ -120,15 +121,33 @@ function resolveTarget(farm: Farm, target: string): { arn: string; resourcePolic
     throw new Error(`unknown target ${target}`);
 }
 
-/** What the simulator decides for `role` (as its Lambda session) doing `action` on `arn`. */
+/**
+ * The condition keys the requests below carry, as AWS sets them: aws:SecureTransport on every request, s3:prefix on a
+ * listing that names a prefix. A policy condition on any other key would be evaluated as absent: the coverage suite
+ * fails on one.
+ */
+const MODELED_CONDITION_KEYS = ["aws:SecureTransport", "s3:prefix"];
+
+/** The request context of `action`: TLS or not, and a listing's prefix (absent when the listing names none). */
+function requestContext(secureTransport: boolean, listPrefix?: string): Record<string, string> {
+    return {
+        "aws:SecureTransport": String(secureTransport),
+        ...(listPrefix !== undefined ? { "s3:prefix": listPrefix } : {}),
+    };
+}
+
+/**
+ * What the simulator decides for `role` (as its Lambda session) doing `action` on `arn` with `context`; `identityPolicy`
+ * replaces the role's own (the coverage suite takes statements out of it).
+ */
 async function decide(
     farm: Farm,
     role: Role,
     action: string,
     arn: string,
     resourcePolicy: { owner: string; document: any } | undefined,
-    secureTransport: boolean,
-    context: Record<string, string> = {},
+    context: Record<string, string>,
+    identityPolicy: any = farm.identityPolicy[role],
 ): Promise<Decision> {
     farm.used.add(`${role}-policy`);
     if (resourcePolicy) farm.used.add(resourcePolicy.owner);
@@ -138,9 +157,9 @@ async function decide(
                 principal: `arn:aws:sts::${ACCOUNT}:assumed-role/${farm.roleName[role]}/${role}-session`,
                 action,
                 resource: { resource: arn, accountId: ACCOUNT },
-                contextVariables: { "aws:SecureTransport": String(secureTransport), ...context },
+                contextVariables: context,
             },
-            identityPolicies: [{ name: `${role}-policy`, policy: farm.identityPolicy[role] }],
+            identityPolicies: [{ name: `${role}-policy`, policy: identityPolicy }],
             serviceControlPolicies: [],
             resourceControlPolicies: [],
             resourcePolicy: resourcePolicy?.document,
@@ -160,15 +179,31 @@ interface Row {
     expect: Decision;
     /** Default true: Lambda's SDK calls always use TLS. */
     secure?: boolean;
+    /** For s3:ListBucket: the prefix the listing names (the s3:prefix condition key); none by default. */
+    prefix?: string;
 }
 
-const allow = (role: Role, action: string, target: string): Row => ({ role, action, target, expect: "Allowed" });
-const deny = (role: Role, action: string, target: string): Row => ({
+const allow = (role: Role, action: string, target: string, prefix?: string): Row => ({
+    role,
+    action,
+    target,
+    expect: "Allowed",
+    ...(prefix !== undefined ? { prefix } : {}),
+});
+const deny = (role: Role, action: string, target: string, prefix?: string): Row => ({
     role,
     action,
     target,
     expect: "ImplicitlyDenied",
+    ...(prefix !== undefined ? { prefix } : {}),
 });
+
+/** The decision for a table row, against the role's own policy or `identityPolicy`. */
+async function decideRow(farm: Farm, row: Row, identityPolicy?: any): Promise<Decision> {
+    const { arn, resourcePolicy } = resolveTarget(farm, row.target);
+    const context = requestContext(row.secure !== false, row.prefix);
+    return decide(farm, row.role, row.action, arn, resourcePolicy, context, identityPolicy);
+}
 
 const JOB = "shot-010-v3";
 const TABLE: Row[] = [
@@ -208,7 +243,13 @@ const TABLE: Row[] = [
     allow("renderer", "s3:PutObject", `renders/jobs/${JOB}/tiles/7/stitch.json`),
     deny("renderer", "s3:DeleteObject", `renders/jobs/${JOB}/stop.json`),
     allow("renderer", "s3:ListBucket", "scenes bucket"),
+    // The stitch lists a frame's tiles (which are done); no other listing of the renders bucket.
+    allow("renderer", "s3:ListBucket", "renders bucket", `jobs/${JOB}/tiles/7/`),
     deny("renderer", "s3:ListBucket", "renders bucket"),
+    deny("renderer", "s3:ListBucket", "renders bucket", ""),
+    deny("renderer", "s3:ListBucket", "renders bucket", `jobs/${JOB}/frames/`),
+    deny("renderer", "s3:ListBucket", "renders bucket", `renders/${JOB}/`),
+    deny("renderer", "s3:ListBucket", "renders bucket", "jobs/"),
     deny("renderer", "s3:PutBucketPolicy", "renders bucket"),
     {
         role: "renderer",
@@ -329,13 +370,13 @@ describe("least privilege, evaluated with an IAM policy simulator", function () 
     describe("the roles' inline policies and the buckets' TLS-only policies", function () {
         for (const row of TABLE) {
             const transport = row.secure === false ? " over plain HTTP" : "";
-            it(`${row.role} ${row.expect === "Allowed" ? "may" : "may not"} ${row.action} on ${row.target}${transport} (${row.expect})`, async function () {
-                const { arn, resourcePolicy } = resolveTarget(farm, row.target);
-                const decision = await decide(farm, row.role, row.action, arn, resourcePolicy, row.secure !== false);
+            const prefix = row.prefix === undefined ? "" : ` with s3:prefix "${row.prefix}"`;
+            it(`${row.role} ${row.expect === "Allowed" ? "may" : "may not"} ${row.action} on ${row.target}${prefix}${transport} (${row.expect})`, async function () {
+                const decision = await decideRow(farm, row);
                 assert.strictEqual(
                     decision,
                     row.expect,
-                    `${row.role} ${row.action} ${arn}: simulator says ${decision}`,
+                    `${row.role} ${row.action} ${row.target}${prefix}: simulator says ${decision}`,
                 );
             });
         }
@@ -422,6 +463,47 @@ describe("least privilege, evaluated with an IAM policy simulator", function () 
             const allowed = TABLE.filter((row) => row.expect === "Allowed").length;
             const denied = TABLE.length - allowed;
             assert.ok(Math.min(allowed, denied) >= 20, `${allowed} allowed and ${denied} denied rows`);
+        });
+
+        it("every statement of each role's policy is what allows some allowed row: taking any one out fails a row", async function () {
+            const unneeded: string[] = [];
+            for (const role of ["renderer", "jobApi"] as Role[]) {
+                const policy = farm.identityPolicy[role];
+                const rows = TABLE.filter((row) => row.role === role && row.expect === "Allowed");
+                for (const statement of policy.Statement) {
+                    const without = { ...policy, Statement: policy.Statement.filter((s: any) => s !== statement) };
+                    let needed = false;
+                    for (const row of rows) if ((await decideRow(farm, row, without)) !== "Allowed") needed = true;
+                    if (!needed) unneeded.push(`${role} ${statement.Sid}`);
+                }
+                assert.ok(policy.Statement.length >= 5, `${role} has ${policy.Statement.length} statements`);
+            }
+            assert.deepStrictEqual(unneeded, [], "statements no allowed row depends on");
+        });
+
+        it("the requests carry every condition key the IAM documents test (a missing key would read as absent)", function () {
+            const keys = new Set<string>();
+            const documents = [
+                farm.identityPolicy.renderer,
+                farm.identityPolicy.jobApi,
+                farm.bucketPolicy.scenes,
+                farm.bucketPolicy.renders,
+                farm.trustPolicy.renderer,
+                farm.trustPolicy.jobApi,
+            ];
+            for (const document of documents)
+                for (const statement of document.Statement)
+                    for (const operator of Object.values(statement.Condition ?? {}))
+                        for (const key of Object.keys(operator as object)) keys.add(key);
+            assert.ok(
+                keys.has("aws:SecureTransport"),
+                `the buckets' TLS-only condition is among ${[...keys].join(", ")}`,
+            );
+            assert.deepStrictEqual(
+                [...keys].filter((key) => !MODELED_CONDITION_KEYS.includes(key)),
+                [],
+                "condition keys no request of this file sets",
+            );
         });
     });
 });
@@ -548,11 +630,11 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
     });
 
     /**
-     * The mocked ARNs a call's bucket/key(s) or queue URL stand for (the emulator's names map one to one), each with
-     * the condition keys IAM evaluates it with (a listing's prefix).
+     * The mocked ARNs a call's bucket/key(s) or queue URL stand for (the emulator's names map one to one): one per
+     * object a DeleteObjects names, which S3 authorizes as s3:DeleteObject of each.
      */
-    function targetsOf(call: Call): { arn: string; context: Record<string, string> }[] {
-        const { Bucket, Key, Prefix, QueueUrl, Delete } = call.input;
+    function arnsOf(call: Call): string[] {
+        const { Bucket, Key, Prefix, QueueUrl } = call.input;
         if (Bucket !== undefined) {
             const bucketArn =
                 Bucket === resources.scenesBucket
@@ -561,21 +643,17 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
                       ? farm.bucketArn.renders
                       : undefined;
             if (!bucketArn) throw new Error(`${call.command} on an unknown bucket ${Bucket}`);
-            if (call.command === "ListObjectsV2Command")
-                return [{ arn: bucketArn, context: Prefix === undefined ? {} : { "s3:prefix": Prefix } }];
+            if (call.command === "ListObjectsV2Command") return [bucketArn];
             if (call.command === "DeleteObjectsCommand")
-                return Delete.Objects.map((object: { Key: string }) => ({
-                    arn: `${bucketArn}/${object.Key}`,
-                    context: {},
-                }));
-            return [{ arn: `${bucketArn}/${Key}`, context: {} }];
+                return call.input.Delete.Objects.map((object: { Key: string }) => `${bucketArn}/${object.Key}`);
+            return [`${bucketArn}/${Key ?? Prefix}`];
         }
-        if (QueueUrl === resources.frameQueueUrl) return [{ arn: farm.queueArn.frames, context: {} }];
-        if (QueueUrl === resources.deadLetterQueueUrl) return [{ arn: farm.queueArn.dlq, context: {} }];
+        if (QueueUrl === resources.frameQueueUrl) return [farm.queueArn.frames];
+        if (QueueUrl === resources.deadLetterQueueUrl) return [farm.queueArn.dlq];
         throw new Error(`${call.command} on an unknown target ${JSON.stringify(call.input).slice(0, 200)}`);
     }
 
-    it("covers submit, resubmit, status, retry (with its dead-letter cleanup, and of a failed stitch) and a refused queue of the job API, and done/failed frames and tiles of the renderer", async function () {
+    it("covers submit, resubmit, status, retry (with its dead-letter cleanup, and of a failed stitch) and a refused queue of the job API, and done/failed frames and a tiled frame's tiles and stitch of the renderer", async function () {
         const work = fs.mkdtempSync(path.join(os.tmpdir(), "least-privilege-"));
         const clients = () => emulatorClients(emulator.endpoint, emulator.region, emulator.credentials);
         const apiClients = clients();
@@ -613,8 +691,10 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
         recordCalls(rendererClients.sqs, "renderer", calls);
         // The event source mapping polls with the function's own role.
         const pollerSqs = recordCalls(clients().sqs, "renderer", calls);
-        const poll = async (blender: "renders" | "fails") => {
-            const handler = createRendererHandler(rendererDeps(fakeBlender(work, blender)));
+        /** One message through the renderer, with the stand-in Blender or (given its path) a real one. */
+        const poll = async (blender: "renders" | "fails" | string) => {
+            const blenderPath = blender === "renders" || blender === "fails" ? fakeBlender(work, blender) : blender;
+            const handler = createRendererHandler(rendererDeps(blenderPath));
             try {
                 return await pollOnce({
                     sqs: pollerSqs,
@@ -698,10 +778,32 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
             "no rollback deletes a ledger object",
         );
 
+        // A tiled frame, rendered by real Blender: each tile's image and record, then the stitch, which lists the
+        // frame's tiles, takes the stitch marker, reads the tiles, writes the frame and deletes the tile images.
+        const tiled = await api("POST", "/jobs", { ...request, jobId: "lp-tiled", frames: "1", tiles: 2 });
+        assert.strictEqual(tiled.status, 202, JSON.stringify(tiled.body));
+        assert.strictEqual(await poll(BLENDER), "succeeded");
+        assert.strictEqual(await poll(BLENDER), "succeeded");
+        const tiledStatus = await api("GET", "/jobs/lp-tiled");
+        assert.deepStrictEqual(
+            [tiledStatus.body.state, tiledStatus.body.frames.done],
+            ["complete", 1],
+            JSON.stringify(tiledStatus.body),
+        );
+        assert.ok(
+            calls.some(
+                (call) =>
+                    call.role === "renderer" &&
+                    call.command === "ListObjectsV2Command" &&
+                    call.input.Prefix === frameTilesPrefix("lp-tiled", 1),
+            ),
+            "the stitch listed the frame's tiles",
+        );
+
         // A tiled frame whose stitch fails on its only delivery (the stand-in's tiles are no images): the renderer
         // lists the frame's tiles and releases the stitch it held; a retry deletes the tiles' records and images.
-        const tiled = await api("POST", "/jobs", { ...request, jobId: "lp-tiles", frames: "1", tiles: 2 });
-        assert.strictEqual(tiled.status, 202, JSON.stringify(tiled.body));
+        const failedStitch = await api("POST", "/jobs", { ...request, jobId: "lp-tiles", frames: "1", tiles: 2 });
+        assert.strictEqual(failedStitch.status, 202, JSON.stringify(failedStitch.body));
         assert.strictEqual(await poll("renders"), "succeeded", "the first tile waits for the other");
         assert.strictEqual(await poll("renders"), "failed", "the second tile's stitch fails");
         const restitched = await api("POST", "/jobs/lp-tiles/retry");
@@ -717,19 +819,27 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
         for (const call of calls) {
             const action = IAM_ACTION_OF[call.command];
             assert.ok(action, `${call.role} sent ${call.command}, which this test does not map to an IAM action yet`);
-            for (const { arn, context } of targetsOf(call)) {
-                const line = `${call.role} ${action} ${arn}`;
-                const evaluated = `${line} ${JSON.stringify(context)}`;
-                if (checked.has(evaluated)) continue;
-                checked.add(evaluated);
+            // A listing carries its prefix as the s3:prefix condition key, which the renderer's ListTiles tests.
+            const listPrefix = call.command === "ListObjectsV2Command" ? call.input.Prefix : undefined;
+            for (const arn of arnsOf(call)) {
+                const line = `${call.role} ${action} ${arn}${listPrefix === undefined ? "" : ` s3:prefix=${listPrefix}`}`;
+                if (checked.has(line)) continue;
+                checked.add(line);
                 const bucket = /^arn:aws:s3:::([^/]+)/.exec(arn)?.[1];
                 const which =
                     bucket === undefined ? undefined : arn.startsWith(farm.bucketArn.scenes) ? "scenes" : "renders";
                 const resourcePolicy = which
                     ? { owner: `${which}-tls-only`, document: farm.bucketPolicy[which] }
                     : undefined;
-                const decision = await decide(farm, call.role, action, arn, resourcePolicy, true, context);
-                if (decision !== "Allowed") refused.push(`${evaluated} (${call.command}): ${decision}`);
+                const decision = await decide(
+                    farm,
+                    call.role,
+                    action,
+                    arn,
+                    resourcePolicy,
+                    requestContext(true, listPrefix),
+                );
+                if (decision !== "Allowed") refused.push(`${line} (${call.command}): ${decision}`);
             }
         }
         const actions = new Set([...checked].map((line) => line.split(" ").slice(0, 2).join(" ")));

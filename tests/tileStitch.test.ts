@@ -1,4 +1,4 @@
-// One frame rendered as tiles (issue 14): each tile is a full-size Cycles render with a border and no crop, made
+// One frame rendered as tiles: each tile is a full-size Cycles render with a border and no crop, made
 // by the renderer's own Blender (BlenderProcess with render_frame.py), and oiiotool stitches them. The stitched frame
 // must be bit-identical to the whole frame's render, judged by Blender's own image decoders
 // (tests/fixtures/compare_images.py), not by oiiotool. What cannot be split exactly is refused as tiles_not_exact.

@@ -16,7 +16,7 @@ import { api, listKeys, s3Of, sqsOf, uploadFile, waitFor, waitForJobEnd } from "
 import { compareImages } from "./support/imageCompare";
 import { comparePngs, makeScene, renderDirect, Scene } from "./support/scenes";
 import { ServeProcess, startServe, stopServe } from "./support/serveProcess";
-import { killWorker, startWorker, stopWorker, WorkerProcess } from "./support/workerProcess";
+import { freezeHoldingFrame, killWorker, startWorker, stopWorker, WorkerProcess } from "./support/workerProcess";
 
 // Odd sizes: tile edges fall on uneven pixel boundaries, rows of 7 tiles differ in width.
 const WIDTH = 101;
@@ -260,7 +260,9 @@ describe("tiles: one frame rendered across renderers and stitched exactly", func
 
         const first = await startWorker(["--data-dir", dataDir, "--workers", "1"]);
         workers.push(first);
-        await waitFor("a tile rendering", 120_000, () => (renderingIn(first.ready.workDir) ? true : undefined), 50);
+        // Frozen while it holds a tile mid-render (its frame's work dir still there), then SIGKILLed.
+        const held = await freezeHoldingFrame(first, 120_000);
+        assert.strictEqual(held, FRAME, "the first renderer was caught holding a tile");
         await killWorker(first);
         const second = await startWorker(["--data-dir", dataDir, "--workers", "2"]);
         workers.push(second);
@@ -293,7 +295,7 @@ describe("tiles: one frame rendered across renderers and stitched exactly", func
         );
     });
 
-    it("tiles finishing at the same moment: each frame is stitched exactly once, and exactly", async function () {
+    it("two renderers on each frame's two equal tiles: each frame is stitched exactly once, and exactly", async function () {
         const dataDir = newDataDir();
         const scene = await texturedScene(64);
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tiles-race-"));

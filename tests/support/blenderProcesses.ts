@@ -58,3 +58,69 @@ export async function blenderRenderingIn(
         100,
     );
 }
+
+/** A Blender stopped with SIGSTOP in the middle of a frame; `resume()` lets it go on (SIGCONT). */
+export interface PausedFrame {
+    pid: number;
+    frame: number;
+    resume(): void;
+}
+
+/** Sends `name` to `pid`; false if it has exited meanwhile. */
+function signal(pid: number, name: NodeJS.Signals): boolean {
+    try {
+        process.kill(pid, name);
+        return true;
+    } catch {
+        return false;
+    }
+}
+
+/** The work dir of `frame` of the renderer whose Blender is `pid` (the renderer removes it after the frame). */
+export function frameDirOf(pid: number, frame: number): string | undefined {
+    let args: string[];
+    try {
+        args = commandLine(pid);
+    } catch {
+        return undefined;
+    }
+    const at = args.indexOf("--work-dir");
+    return at < 0 ? undefined : path.join(args[at + 1], "frames", String(frame));
+}
+
+/** Whether Blender `pid` is rendering `frame` and has not written its output yet (only its temp dir is there). */
+function midFrame(pid: number, frame: number): boolean {
+    const frameDir = frameDirOf(pid, frame);
+    try {
+        return frameDir !== undefined && fs.readdirSync(frameDir).every((entry) => entry === "blender-temp");
+    } catch {
+        return false;
+    }
+}
+
+/**
+ * Waits for a Blender working in `dir` to render a frame, and stops it (SIGSTOP) before it wrote the frame's output:
+ * the frame is then provably mid-render, and stays so (its renderer cannot finish it) until `resume()`. A Blender
+ * caught after its output was written is let go, and the wait goes on.
+ */
+export async function pauseMidFrame(dir: string, timeoutMs: number): Promise<PausedFrame> {
+    return waitFor(
+        `a Blender in ${dir} to pause mid-frame`,
+        timeoutMs,
+        () => {
+            for (const pid of processesWorkingIn(dir)) {
+                const frame = renderingFrame(pid);
+                if (frame === undefined || !signal(pid, "SIGSTOP")) continue;
+                let paused = false;
+                try {
+                    paused = renderingFrame(pid) === frame && midFrame(pid, frame);
+                } finally {
+                    if (!paused) signal(pid, "SIGCONT");
+                }
+                if (paused) return { pid, frame, resume: () => void signal(pid, "SIGCONT") };
+            }
+            return undefined;
+        },
+        50,
+    );
+}

@@ -1,7 +1,11 @@
 // `render-farm worker --json` as a child process: ready when it prints its JSON line on stdout. Its stderr
 // lines are kept with the time each arrived, so tests can tell how far apart a frame's attempts were.
 import { ChildProcess, spawn } from "child_process";
+import * as fs from "fs";
 import * as path from "path";
+import { processesWorkingIn } from "../../local/processes";
+import { frameDirOf, renderingFrame } from "./blenderProcesses";
+import { waitFor } from "./farmClient";
 
 const ROOT = path.join(__dirname, "..", "..");
 const RENDER_FARM = path.join(ROOT, "cli", "render-farm.js");
@@ -114,4 +118,29 @@ export function framesDone(lines: LogLine[], jobId?: string): string[] {
         if (match && (jobId === undefined || match[2] === jobId)) done.push(`${match[2]}/${match[1]}`);
     }
     return done;
+}
+
+/**
+ * Waits for `worker` to render a frame and freezes it (SIGSTOP) while it holds that frame's message: its renderer
+ * removes the frame's work dir before it records the frame and deletes the message, so a work dir still there once
+ * the worker is frozen means the SIGKILL that follows catches the frame unfinished. The frame, or undefined if the
+ * worker held none in `timeoutMs`.
+ */
+export async function freezeHoldingFrame(worker: WorkerProcess, timeoutMs: number): Promise<number | undefined> {
+    return waitFor(
+        `worker ${worker.ready.pid} to hold a frame`,
+        timeoutMs,
+        () => {
+            for (const pid of processesWorkingIn(worker.ready.workDir)) {
+                const frame = renderingFrame(pid);
+                const frameDir = frame === undefined ? undefined : frameDirOf(pid, frame);
+                if (frameDir === undefined) continue;
+                worker.child.kill("SIGSTOP");
+                if (fs.existsSync(frameDir)) return frame;
+                worker.child.kill("SIGCONT");
+            }
+            return undefined;
+        },
+        20,
+    ).catch(() => undefined);
 }
