@@ -63,13 +63,34 @@ describe("benchmarks in smoke mode", function () {
         for (const row of rows) console.log(`    ${row.trim()}`);
     });
 
-    it("bench/quote.ts estimates a 24-frame shot from its probe frames, renders the rest, and prints the quote beside the actual", async function () {
+    it("bench/quote.ts estimates a 16-frame shot whole and in 2 tiles on fresh local farms, renders the rest, and prints each quote beside the actual", async function () {
         const { code, output } = await runBenchmark("quote.ts");
         assert.strictEqual(code, 0, output);
-        const lines = output.split("\n").filter((line) => /^(quote|render seconds|cost|ratio)/.test(line));
-        assert.strictEqual(lines.length, 4, output);
-        assert.match(lines[0], /^quote: 24 frames .* from \d+ probe frames \(1: [\d.]+ s, .*24: [\d.]+ s/);
-        assert.match(lines[1], /predicted [\d.]+ s \(range [\d.]+ to [\d.]+\), actual [\d.]+ s: error -?[\d.]+ %/);
+        const lines = output.split("\n").filter((line) => /^(whole frames|2 tiles a frame)[,:]/.test(line));
+        assert.strictEqual(lines.length, 8, output);
+        for (const [at, job] of [
+            [0, "whole frames, 1 renderer"],
+            [4, "2 tiles a frame, 2 renderer"],
+        ] as const) {
+            assert.match(
+                lines[at],
+                new RegExp(
+                    `^${job}\\(s\\): 16 frames .* quoted from \\d+ probe frames \\(1: [\\d.]+ s, .*16: [\\d.]+ s\\)`,
+                ),
+            );
+            assert.match(
+                lines[at + 1],
+                /render seconds: quoted [\d.]+ s \(range [\d.]+ s to [\d.]+ s\), actual [\d.]+ s: error -?[\d.]+ %/,
+            );
+            assert.match(
+                lines[at + 2],
+                /cost: quoted \$[\d.]+ \(range \$[\d.]+ to \$[\d.]+\), actual \$[\d.]+: error -?[\d.]+ %/,
+            );
+            assert.match(
+                lines[at + 3],
+                /billed besides the render: [\d.]+ s a frame .* cold start of [\d.]+ s .* × \d renderer/,
+            );
+        }
         for (const line of lines) console.log(`      ${line}`);
     });
 

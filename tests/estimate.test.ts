@@ -3,17 +3,79 @@ import * as assert from "assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import type { JobStatus, Quote } from "../functions/shared/contract";
+import { lambdaPriceFor, REQUEST_PRICES } from "../cli/pricing";
+import { ProbeSample, probeDisagreement, probeSampleOf, quoteJob } from "../cli/quote";
 import { probeFramesOf } from "../functions/jobApi/probes";
-import { lambdaPriceFor } from "../cli/pricing";
-import { ProbeSample, probeDisagreement, quoteJob } from "../cli/quote";
+import { FrameRecord, JobStatus, lambdaCostUsd, Quote, StartupCost } from "../functions/shared/contract";
 import { runCli } from "./support/cliRunner";
 import { api, frameRecords, range } from "./support/farmClient";
 import { makeScene } from "./support/scenes";
 import { ServeProcess, startServe, stopServe } from "./support/serveProcess";
 
 function probe(frame: number, renderSeconds: number): ProbeSample {
-    return { frame, renderSeconds, billedSeconds: renderSeconds + 0.5, costUsd: 0, memoryMb: 10240 };
+    const billedSeconds = renderSeconds + 0.5;
+    return {
+        frame,
+        renderSeconds,
+        billedSeconds,
+        costUsd: 0,
+        memoryMb: 10240,
+        coldStarts: [],
+        longestSeconds: billedSeconds,
+    };
+}
+
+const MEMORY_MB = 10240;
+const WARM: StartupCost = { blenderSeconds: 0, downloadSeconds: 0, sceneBytes: 0, loadSeconds: 0, sceneKept: true };
+
+/** A done record as a renderer writes it: billed for its wall time at MEMORY_MB. */
+function record(frame: number, renderSeconds: number, wallSeconds: number, startup = WARM): FrameRecord {
+    return {
+        jobId: "j",
+        frame,
+        status: "done",
+        attempts: 1,
+        startedAt: new Date(frame * 1000).toISOString(),
+        finishedAt: new Date(frame * 1000 + wallSeconds * 1000).toISOString(),
+        wallMs: wallSeconds * 1000,
+        blenderMs: wallSeconds * 1000,
+        renderSeconds,
+        memoryMb: MEMORY_MB,
+        costUsd: lambdaCostUsd(wallSeconds * 1000, MEMORY_MB),
+        logTail: "",
+        startup,
+    };
+}
+
+/** A tiled frame's tiles' records and its stitched record, as the renderers write them (frameStitch.ts). */
+function tiledRecords(
+    frame: number,
+    tiles: { renderSeconds: number; wallSeconds: number; startup?: StartupCost }[],
+    stitchSeconds: number,
+): { frame: FrameRecord; tiles: FrameRecord[] } {
+    const tileRecords = tiles.map((tile, index) => ({
+        ...record(frame, tile.renderSeconds, tile.wallSeconds, tile.startup),
+        tile: { index, of: tiles.length },
+    }));
+    const stitchCost = lambdaCostUsd(stitchSeconds * 1000, MEMORY_MB);
+    const wallSeconds = Math.max(...tiles.map((tile) => tile.wallSeconds)) + stitchSeconds;
+    return {
+        frame: {
+            ...record(frame, 0, wallSeconds),
+            renderSeconds: tiles.reduce((total, tile) => total + tile.renderSeconds, 0),
+            costUsd: tileRecords.reduce((total, tile) => total + tile.costUsd, 0) + stitchCost,
+            stitch: { of: tiles.length, seconds: stitchSeconds, costUsd: stitchCost },
+            startup: undefined,
+        },
+        tiles: tileRecords,
+    };
+}
+
+function closeTo(actual: number, expected: number, what: string): void {
+    assert.ok(
+        Math.abs(actual - expected) <= 1e-9 * Math.max(1, Math.abs(expected)),
+        `${what}: ${actual}, not ${expected}`,
+    );
 }
 
 describe("estimate: a quote from probe frames rendered on the farm", function () {
@@ -41,6 +103,141 @@ describe("estimate: a quote from probe frames rendered on the farm", function ()
             // 101 frames on 10 renderers: a tenth of the billed seconds, never less than the longest frame.
             assert.ok(Math.abs(quote.wallSeconds.expected - (exact + 0.5 * 101) / 10) < 1e-6);
             assert.strictEqual(probeDisagreement(probes), 0);
+        });
+
+        it("prices a renderer's cold start once per renderer and the warm overhead per frame (60 frames, 1 renderer, then 4)", function () {
+            const frames = range(1, 60);
+            // Frame 1 started Blender (2 s), downloaded the scene (0.5 s) and loaded it (1.5 s); each frame bills 0.4 s
+            // besides its render and a cold start.
+            const cold: StartupCost = {
+                ...WARM,
+                blenderSeconds: 2,
+                downloadSeconds: 0.5,
+                sceneBytes: 1e6,
+                loadSeconds: 1.5,
+            };
+            const probes = [record(1, 3, 3 + 0.4 + 4, cold), record(31, 3, 3.4), record(60, 3, 3.4)].map((one) =>
+                probeSampleOf(one),
+            );
+            const quoteAt = (concurrency: number) =>
+                quoteJob({ jobId: "j", jobFrames: frames, probes, concurrency, region: "us-east-1", now: new Date(0) });
+            const one = quoteAt(1);
+            closeTo(one.renderSeconds.expected, 180, "render seconds");
+            closeTo(one.overheadSecondsPerFrame!.expected, 0.4, "overhead per frame");
+            assert.deepStrictEqual(one.coldStart, { seconds: { low: 4, expected: 4, high: 4 }, renderers: 1 });
+            closeTo(one.gbSeconds.expected, (180 + 0.4 * 60 + 4) * 10, "GB-s at 1 renderer");
+            const price = lambdaPriceFor("us-east-1").usdPerGbSecond;
+            closeTo(one.costUsd.expected, one.gbSeconds.expected * price + one.requestsUsd!, "cost");
+            // Every probe frame on a renderer of its own: no warm frame to compare with, so what the records measured.
+            const allCold = [record(1, 3, 7.4, cold), record(31, 3, 7.4, cold), record(60, 3, 7.4, cold)];
+            const three = quoteJob({
+                jobId: "j",
+                jobFrames: frames,
+                probes: allCold.map((one) => probeSampleOf(one)),
+                concurrency: 3,
+                region: "us-east-1",
+                now: new Date(0),
+            });
+            closeTo(three.gbSeconds.expected, (180 + 0.4 * 60 + 4 * 3) * 10, "GB-s with no warm probe frame");
+            const four = quoteAt(4);
+            closeTo(four.gbSeconds.expected, (180 + 0.4 * 60 + 4 * 4) * 10, "GB-s at 4 renderers");
+            closeTo(four.wallSeconds.expected, (180 + 0.4 * 60 + 4 * 4) / 4, "wall seconds at 4 renderers");
+            // A scene loaded again for every frame (an unbaked simulation) pays its load every frame.
+            const reloaded = [
+                record(1, 3, 3 + 0.4 + 2.5 + 1.5, { ...cold, sceneKept: false }),
+                record(31, 3, 3 + 0.4 + 1.5, { ...WARM, loadSeconds: 1.5, sceneKept: false }),
+                record(60, 3, 3 + 0.4 + 1.5, { ...WARM, loadSeconds: 1.5, sceneKept: false }),
+            ].map((one) => probeSampleOf(one));
+            const simulation = quoteJob({
+                jobId: "j",
+                jobFrames: frames,
+                probes: reloaded,
+                concurrency: 1,
+                region: "us-east-1",
+                now: new Date(0),
+            });
+            closeTo(simulation.gbSeconds.expected, (180 + 1.9 * 60 + 2.5) * 10, "GB-s of a scene reloaded every frame");
+        });
+
+        it("a job made of its probe frames is quoted at what their records billed, whole or tiled (tiles and stitch)", function () {
+            const cold = (blenderSeconds: number): StartupCost => ({
+                ...WARM,
+                blenderSeconds,
+                downloadSeconds: 0.3,
+                sceneBytes: 5e5,
+                loadSeconds: 0.7,
+            });
+            const whole = [record(1, 2, 4.5, cold(1.2)), record(2, 2.5, 3.1), record(3, 3.5, 6.6, cold(1.6))];
+            const tiled = [
+                tiledRecords(
+                    1,
+                    [
+                        { renderSeconds: 1, wallSeconds: 3.9, startup: cold(1.4) },
+                        { renderSeconds: 1.2, wallSeconds: 4.2, startup: cold(1.1) },
+                    ],
+                    0.6,
+                ),
+                tiledRecords(
+                    2,
+                    [
+                        { renderSeconds: 1.5, wallSeconds: 2 },
+                        { renderSeconds: 1.4, wallSeconds: 2.1 },
+                    ],
+                    0.5,
+                ),
+                tiledRecords(
+                    3,
+                    [
+                        { renderSeconds: 2, wallSeconds: 2.6 },
+                        { renderSeconds: 1.9, wallSeconds: 2.4 },
+                    ],
+                    0.7,
+                ),
+            ];
+            const cases: [string, FrameRecord[], ProbeSample[], number][] = [
+                ["whole", whole, whole.map((one) => probeSampleOf(one)), 1],
+                ["tiled", tiled.map((one) => one.frame), tiled.map((one) => probeSampleOf(one.frame, one.tiles)), 2],
+            ];
+            for (const [what, records, probes, tiles] of cases) {
+                // Two renderers: as many as the cold starts the records show.
+                const quote = quoteJob({
+                    jobId: "j",
+                    jobFrames: [1, 2, 3],
+                    probes,
+                    tiles,
+                    concurrency: 2,
+                    region: "us-east-1",
+                    now: new Date(0),
+                });
+                const billed = records.reduce((sum, one) => sum + one.costUsd, 0);
+                closeTo(quote.costUsd.expected - quote.requestsUsd!, billed, `${what}: the cost`);
+                assert.ok(
+                    quote.costUsd.low - quote.requestsUsd! <= billed &&
+                        billed <= quote.costUsd.high - quote.requestsUsd!,
+                );
+                closeTo(
+                    quote.renderSeconds.expected,
+                    records.reduce((sum, one) => sum + one.renderSeconds!, 0),
+                    `${what}: render`,
+                );
+            }
+            const perRequest =
+                REQUEST_PRICES.lambdaPerRequest + REQUEST_PRICES.sqsMessagesPerFrame * REQUEST_PRICES.sqsPerRequest;
+            const requests = (tiles: number) =>
+                quoteJob({
+                    jobId: "j",
+                    jobFrames: [1, 2, 3],
+                    probes: [probe(1, 1)],
+                    tiles,
+                    concurrency: 2,
+                    region: "us-east-1",
+                    now: new Date(0),
+                }).requestsUsd!;
+            closeTo(requests(4) - requests(1), 3 * 3 * perRequest, "a tile is a request and its messages");
+            assert.throws(
+                () => probeSampleOf(tiled[0].frame, tiled[0].tiles.slice(1)),
+                /stitched from 2 tiles but 1 tile records were read/,
+            );
         });
 
         it("says when the probes disagree with a straight line, and names an unlisted region's price", function () {
@@ -113,6 +310,13 @@ describe("estimate: a quote from probe frames rendered on the farm", function ()
                 );
             }
             assert.strictEqual(records.length, 31);
+            // The ledger's Lambda duration (every attempt) plus the requests: inside the quoted range.
+            const actualCost = done.costUsd + (quote.requestsUsd ?? 0);
+            const { low, high } = quote.costUsd;
+            assert.ok(low <= actualCost && actualCost <= high, `actual $${actualCost} outside $${low} to $${high}`);
+            // On this fresh farm the first probe frame started Blender and loaded the scene: paid once, by its one renderer.
+            assert.ok(quote.probes[0].coldSeconds! > 0, JSON.stringify(quote.probes));
+            assert.strictEqual(quote.coldStart?.renderers, 1);
         });
     });
 });
