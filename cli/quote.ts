@@ -3,8 +3,9 @@
 // What Lambda bills besides the render is priced in two parts: a renderer's cold start (Blender's start, the scene's
 // download and load), paid once by each renderer the job uses, and the rest (downloads of the assets, the upload,
 // the records, a tiled frame's stitch), paid every frame. Each range comes from the probes' own spread: the render's
-// holds the same sum with each frame priced as its left or its right probe, widened by one frame's run-to-run noise;
-// the overheads' span the least and the most the probe frames paid. The wall time follows from the concurrency.
+// holds the same sum with each frame priced as its left or its right probe, widened by how far the probes stray from
+// the trend (noise: at least 5 %); the overheads' span the least and the most the probe frames paid. The wall time
+// follows from the farm's concurrency.
 import type { Estimate, FrameRecord, Quote, StartupCost } from "../functions/shared/contract";
 import { recordRenderSeconds } from "../functions/shared/frameSummary";
 import { lambdaPriceFor, REQUEST_PRICES } from "./pricing";
@@ -34,7 +35,7 @@ export interface QuoteInput {
     now: Date;
 }
 
-/** Widening of the render's range for what the probes cannot see: run-to-run noise of one frame's render time. */
+/** Least widening of the render's range, for what the probes cannot see: run-to-run noise of one frame's render. */
 const NOISE = 0.05;
 
 /**
@@ -124,27 +125,48 @@ function added(...estimates: Estimate[]): Estimate {
 }
 
 /**
- * The render time the probes predict for frames they did not render, against what those did: the largest relative
- * error of the linear model built without each inner probe. Large: the probes disagree, and more are worth rendering.
+ * The render time the probes predict for frames they did not render, against what those did: for each inner probe,
+ * the relative error of the linear model built without it.
  */
-export function probeDisagreement(probes: readonly RenderPoint[]): number {
+function leftOutErrors(probes: readonly RenderPoint[]): number[] {
     const sorted = [...probes].sort((a, b) => a.frame - b.frame);
-    let worst = 0;
+    const errors: number[] = [];
     for (let index = 1; index < sorted.length - 1; index++) {
         const others = sorted.filter((_, other) => other !== index);
         const [predicted] = perFrame([sorted[index].frame], others, "linear");
         const actual = sorted[index].renderSeconds;
-        worst = Math.max(worst, Math.abs(predicted - actual) / Math.max(actual, 1e-6));
+        errors.push(Math.abs(predicted - actual) / Math.max(actual, 1e-6));
     }
-    return worst;
+    return errors;
 }
 
-/** The job's render seconds: each frame interpolated between the probes, the range as each frame's left or right probe. */
+/** The largest of leftOutErrors. Large: the probes disagree, and more are worth rendering. */
+export function probeDisagreement(probes: readonly RenderPoint[]): number {
+    return Math.max(0, ...leftOutErrors(probes));
+}
+
+/**
+ * How far a frame's render time strays from the trend, as the probes show it: the median of leftOutErrors (a cut or
+ * a peak misses a probe or two, noise misses most of them), at least NOISE.
+ */
+function renderNoise(probes: readonly RenderPoint[]): number {
+    const errors = leftOutErrors(probes).sort((a, b) => a - b);
+    if (errors.length === 0) return NOISE;
+    const middle = errors.length / 2;
+    const median = errors.length % 2 ? errors[Math.floor(middle)] : (errors[middle - 1] + errors[middle]) / 2;
+    return Math.max(NOISE, median);
+}
+
+/**
+ * The job's render seconds: each frame interpolated between the probes; the range as each frame's left or right
+ * probe, widened by renderNoise.
+ */
 function renderSecondsOf(jobFrames: readonly number[], probes: readonly RenderPoint[]): Estimate {
     const linear = sum(perFrame(jobFrames, probes, "linear"));
     const left = sum(perFrame(jobFrames, probes, "left"));
     const right = sum(perFrame(jobFrames, probes, "right"));
-    return range(linear, Math.min(linear, left, right) * (1 - NOISE), Math.max(linear, left, right) * (1 + NOISE));
+    const noise = renderNoise(probes);
+    return range(linear, Math.min(linear, left, right) * (1 - noise), Math.max(linear, left, right) * (1 + noise));
 }
 
 /** What a frame billed besides Blender's render. */

@@ -3,6 +3,7 @@ import * as assert from "assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { PROBE_AGREEMENT, PROBE_ROUNDS } from "../cli/estimate";
 import { lambdaPriceFor, REQUEST_PRICES } from "../cli/pricing";
 import { ProbeSample, probeDisagreement, probeSampleOf, quoteJob } from "../cli/quote";
 import { probeFramesOf } from "../functions/jobApi/probes";
@@ -78,6 +79,16 @@ function closeTo(actual: number, expected: number, what: string): void {
     );
 }
 
+/** The probes `render-farm estimate` ends with for a shot whose frame n renders in curve(n) s: its rounds, in order. */
+function probesFor(frames: number[], curve: (frame: number) => number): ProbeSample[] {
+    let probes: ProbeSample[] = [];
+    for (const count of PROBE_ROUNDS) {
+        probes = probeFramesOf(frames, count).map((frame) => probe(frame, curve(frame)));
+        if (probeDisagreement(probes) <= PROBE_AGREEMENT) break;
+    }
+    return probes;
+}
+
 describe("estimate: a quote from probe frames rendered on the farm", function () {
     describe("the quote (cli/quote.ts)", function () {
         it("sums a linear trend exactly, and its range holds each frame priced as its left or right probe", function () {
@@ -103,6 +114,35 @@ describe("estimate: a quote from probe frames rendered on the farm", function ()
             // 101 frames on 10 renderers: a tenth of the billed seconds, never less than the longest frame.
             assert.ok(Math.abs(quote.wallSeconds.expected - (exact + 0.5 * 101) / 10) < 1e-6);
             assert.strictEqual(probeDisagreement(probes), 0);
+        });
+
+        it("a noisy shot (frames stray from 4 s by +25, -25, 0, +10, -10 % in turn, as on a busy machine): the range widens by the probes' scatter and holds the exact sum", function () {
+            const frames = range(1, 120);
+            const jitter = [0.25, -0.25, 0, 0.1, -0.1];
+            const curve = (n: number) => 4 * (1 + jitter[n % jitter.length]);
+            const probes = probesFor(frames, curve);
+            const quote = quoteJob({
+                jobId: "j",
+                jobFrames: frames,
+                probes,
+                concurrency: 10,
+                region: "us-east-1",
+                now: new Date(0),
+            });
+            const exact = frames.reduce((sum, frame) => sum + curve(frame), 0);
+            const { low, expected, high } = quote.renderSeconds;
+            const said = `${expected} (${low} to ${high}) from probes ${probes.map((one) => one.frame)}, exact ${exact}`;
+            assert.ok(low <= exact && exact <= high, said);
+            // Widened by the probes' scatter, not by a fixed margin: a quiet shot's range is its sum, 5 % either side.
+            const quiet = quoteJob({
+                jobId: "j",
+                jobFrames: frames,
+                probes: probesFor(frames, () => 4),
+                concurrency: 10,
+                region: "us-east-1",
+                now: new Date(0),
+            });
+            assert.deepStrictEqual(quiet.renderSeconds, { low: 456, expected: 480, high: 504 });
         });
 
         it("prices a renderer's cold start once per renderer and the warm overhead per frame (60 frames, 1 renderer, then 4)", function () {
