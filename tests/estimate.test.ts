@@ -116,6 +116,37 @@ describe("estimate: a quote from probe frames rendered on the farm", function ()
             assert.strictEqual(probeDisagreement(probes), 0);
         });
 
+        // Shots whose render time is no straight line, with the probes the estimate's rounds pick: the quote sums each
+        // frame interpolated between its probes, close to the exact sum, which its range holds. (The flat mean of the
+        // probes misses each by 10 % or more: interleaved probes are not evenly spaced.)
+        const curves: [string, number, (frame: number) => number][] = [
+            ["a rise: flat, then growing 5x over the second half", 100, (n) => (n <= 50 ? 2 : 2 + ((n - 50) / 50) * 8)],
+            ["a peak: 2 s with a 10 s swell around frame 45", 60, (n) => 2 + 8 * Math.exp(-(((n - 45) / 12) ** 2))],
+            ["a cut: 3 s a frame, 9 s from frame 71 on", 100, (n) => (n <= 70 ? 3 : 9)],
+        ];
+        for (const [shape, count, curve] of curves) {
+            it(`${shape}: the quote is within 2 % of the exact sum of ${count} frames, inside its range`, function () {
+                const frames = range(1, count);
+                const probes = probesFor(frames, curve);
+                const quote = quoteJob({
+                    jobId: "j",
+                    jobFrames: frames,
+                    probes,
+                    concurrency: 10,
+                    region: "us-east-1",
+                    now: new Date(0),
+                });
+                const exact = frames.reduce((sum, frame) => sum + curve(frame), 0);
+                const predicted = quote.renderSeconds;
+                const error = (predicted.expected - exact) / exact;
+                const said = `predicted ${predicted.expected.toFixed(1)} s (${predicted.low.toFixed(1)} to ${predicted.high.toFixed(1)}) from probes ${probes.map((one) => one.frame)}, exact ${exact.toFixed(1)} s`;
+                assert.ok(Math.abs(error) <= 0.02, said);
+                assert.ok(predicted.low <= exact && exact <= predicted.high, said);
+                // Billed: the render plus the probes' 0.5 s a frame besides it.
+                closeTo(quote.gbSeconds.expected, (predicted.expected + 0.5 * count) * (MEMORY_MB / 1024), "GB-s");
+            });
+        }
+
         it("a noisy shot (frames stray from 4 s by +25, -25, 0, +10, -10 % in turn, as on a busy machine): the range widens by the probes' scatter and holds the exact sum", function () {
             const frames = range(1, 120);
             const jitter = [0.25, -0.25, 0, 0.1, -0.1];
