@@ -5,14 +5,13 @@
 // options and --job-id renders the rest of the job.
 import * as fs from "fs";
 import * as path from "path";
-import type { JobManifest, JobStatus, Quote } from "../functions/shared/contract";
-import { recordRenderSeconds } from "../functions/shared/frameSummary";
-import { readFrameRecord, readManifest } from "../functions/shared/ledger";
+import type { FrameRecord, JobManifest, JobStatus, Quote } from "../functions/shared/contract";
+import { readFrameRecord, readManifest, readTileRecord } from "../functions/shared/ledger";
 import { EXIT_FRAMES_FAILED, EXIT_OK } from "./errors";
 import { allFailureLines, summaryLine } from "./jobReport";
 import { watchJob } from "./jobWatch";
 import { formatDuration } from "./progress";
-import { ProbeSample, probeDisagreement, quoteJob } from "./quote";
+import { ProbeSample, probeDisagreement, probeSampleOf, quoteJob } from "./quote";
 import { prepareJob, RenderFlags } from "./render";
 import type { Session } from "./session";
 import type { Target } from "./target";
@@ -41,6 +40,16 @@ export function quoteLines(quote: Quote): string[] {
         `job ${quote.jobId}: ${quote.frames} frame(s), priced from ${quote.probes.length} probe frame(s) rendered on the farm: ${quote.probes.map((probe) => `${probe.frame} (${seconds(probe.renderSeconds)})`).join(", ")}`,
         `render time per frame: ${rangeText(quote.renderSecondsPerFrame, seconds)}`,
         `render time, whole job: ${rangeText(quote.renderSeconds, seconds)}`,
+        ...(quote.overheadSecondsPerFrame
+            ? [
+                  `billed besides the render, per frame${quote.tiles ? ` (${quote.tiles} tiles and the stitch)` : ""}: ${rangeText(quote.overheadSecondsPerFrame, seconds)}`,
+              ]
+            : []),
+        ...(quote.coldStart
+            ? [
+                  `cold start (Blender's start, the scene's download and load), once per renderer: ${rangeText(quote.coldStart.seconds, seconds)} × ${quote.coldStart.renderers} renderer(s)`,
+              ]
+            : []),
         `billed: ${rangeText(quote.gbSeconds, gb)} at ${quote.memoryMb} MB`,
         `cost: ${rangeText(quote.costUsd, dollars)}; ${dollars(quote.costUsd.expected / quote.frames)} a frame (Lambda at $${quote.price.usdPerGbSecond}/GB-s in ${quote.price.region}, plus requests, SQS and API Gateway; prices: ${quote.price.source})`,
         `wall time at ${quote.concurrency} renderer(s) at once: ${rangeText(quote.wallSeconds, seconds)}`,
@@ -54,21 +63,24 @@ async function readJobManifest(target: Target, jobId: string): Promise<JobManife
     return manifest;
 }
 
-/** The rendered probe frames' times and costs, from their records. */
+/** The rendered probe frames' times and costs, from their records (a tiled frame's, and its tiles'). */
 async function probeSamples(target: Target, jobId: string, frames: number[]): Promise<ProbeSample[]> {
     const s3 = target.s3();
-    const records = await Promise.all(
-        frames.map((frame) => readFrameRecord(s3, target.outputs!.rendersBucket, jobId, frame)),
+    const bucket = target.outputs!.rendersBucket;
+    const records = await Promise.all(frames.map((frame) => readFrameRecord(s3, bucket, jobId, frame)));
+    const done = records.filter((record): record is FrameRecord => record?.status === "done");
+    return Promise.all(
+        done.map(async (record) => {
+            const of = record.stitch?.of ?? 0;
+            const tiles = await Promise.all(
+                Array.from({ length: of }, (_, tile) => readTileRecord(s3, bucket, jobId, record.frame, tile)),
+            );
+            return probeSampleOf(
+                record,
+                tiles.filter((tile): tile is FrameRecord => tile !== undefined),
+            );
+        }),
     );
-    return records
-        .filter((record) => record?.status === "done")
-        .map((record) => ({
-            frame: record!.frame,
-            renderSeconds: recordRenderSeconds(record!),
-            billedSeconds: record!.wallMs / 1000,
-            costUsd: record!.costUsd,
-            memoryMb: record!.memoryMb,
-        }));
 }
 
 export async function estimateCommand(
@@ -112,6 +124,7 @@ export async function estimateCommand(
         jobId: status!.jobId,
         jobFrames: manifest!.probe?.jobFrames ?? manifest!.frames,
         probes,
+        ...(manifest!.tiles ? { tiles: manifest!.tiles } : {}),
         concurrency: status!.timing?.maxConcurrency ?? 1,
         region: target.outputs!.region,
         now: new Date(),

@@ -21,6 +21,7 @@ import {
     frameOutputKey,
     RenderSettings,
 } from "../functions/shared/contract";
+import { readFrameRecord } from "../functions/shared/ledger";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
 import { waitFor } from "./support/farmClient";
@@ -110,6 +111,10 @@ describe("sticky Blender: one Blender per renderer, frame after frame", function
         try {
             const outputs = await renderAll(blender, scene, [2, 3]);
             assert.deepStrictEqual(blender.stats, { starts: 1, sceneLoads: 2, frames: 2, memoryRestarts: 0 });
+            // What a quote needs to know: this scene's load is paid every frame, not once per renderer.
+            const again = await blender.render(request(scene, 4));
+            assert.ok(again.ok && again.sceneLoaded && again.sceneKept === false, JSON.stringify(again));
+            assert.ok(again.loadSeconds! > 0 && again.blenderStartSeconds === undefined, JSON.stringify(again));
             const freshDir = fs.mkdtempSync(path.join(work, "fresh-"));
             const fresh = [
                 await renderDirect(scene.blendPath, 2, freshDir),
@@ -338,6 +343,42 @@ describe("sticky Blender: one Blender per renderer, frame after frame", function
                 assert.deepStrictEqual(comparePngs(b, await fresh(replaced, 2)), IDENTICAL, "job B, the new texture");
                 // The control: the two textures make two different frames.
                 assert.ok(comparePngs(a, b).differingSamples > 100, "the new texture does not show in the frame");
+            } finally {
+                await renderer.close();
+            }
+        });
+
+        it("a frame's record says what readying its renderer cost: Blender's start, the scene's download and load on the first frame, none of it on the next", async function () {
+            const scene = await makeScene({ frames: "1-4" });
+            const renderer = newRenderer();
+            const job = (sceneEtag: string) => ({
+                jobId: "startup",
+                scene: "shots/s/scene.blend",
+                sceneEtag,
+                assets: [],
+            });
+            try {
+                const sceneEtag = await upload("shots/s/scene.blend", scene.blendPath);
+                await renderOne(renderer, job(sceneEtag), 3, { format: "PNG" });
+                await renderOne(renderer, job(sceneEtag), 1, { format: "PNG" });
+                const [first, next] = await Promise.all(
+                    [3, 1].map((frame) => readFrameRecord(emulator.s3, farm.rendersBucket, "startup", frame)),
+                );
+                const cold = first?.startup;
+                assert.ok(cold, JSON.stringify(first));
+                assert.ok(cold.blenderSeconds > 0, `Blender's start: ${JSON.stringify(cold)}`);
+                assert.strictEqual(cold.sceneBytes, fs.statSync(scene.blendPath).size);
+                assert.ok(cold.downloadSeconds > 0 && cold.loadSeconds > 0, JSON.stringify(cold));
+                assert.strictEqual(cold.sceneKept, true);
+                const readying = cold.blenderSeconds + cold.downloadSeconds + cold.loadSeconds;
+                assert.ok(readying < first!.wallMs / 1000, `${readying} s of readying in ${first!.wallMs} ms`);
+                assert.deepStrictEqual(next?.startup, {
+                    blenderSeconds: 0,
+                    downloadSeconds: 0,
+                    sceneBytes: 0,
+                    loadSeconds: 0,
+                    sceneKept: true,
+                });
             } finally {
                 await renderer.close();
             }

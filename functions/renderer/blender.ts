@@ -100,6 +100,12 @@ export interface BlenderResult {
     missingFiles?: string[];
     /** Whether Blender loaded the scene for this frame (false: it was still loaded from the frame before). */
     sceneLoaded?: boolean;
+    /** Seconds Blender spent loading the scene for this frame (0 when it was still loaded). */
+    loadSeconds?: number;
+    /** Whether the scene stays loaded for the next frame (false: it depends on the frames before, so it is reloaded). */
+    sceneKept?: boolean;
+    /** When this frame started Blender: the seconds from its spawn until it read the frame's request. */
+    blenderStartSeconds?: number;
     /** For a tile request: the region of the frame the image holds. */
     tile?: RenderedTile;
     error?: { code: string; message: string };
@@ -117,6 +123,10 @@ export interface ScriptResult {
     blenderVersion?: string;
     missingFiles?: string[];
     sceneLoaded?: boolean;
+    loadSeconds?: number;
+    sceneKept?: boolean;
+    /** When the script read the request, seconds since the epoch. */
+    receivedAt?: number;
     tile?: unknown;
 }
 

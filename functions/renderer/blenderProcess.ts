@@ -66,6 +66,8 @@ export interface BlenderStats {
 
 interface Running {
     child: ChildProcessWithoutNullStreams;
+    /** When it was spawned, ms since the epoch. */
+    spawnedAt: number;
     /** Resolves when Blender has exited and its output is read to the end. */
     closed: Promise<void>;
     exit?: BlenderExit & { spawnError?: Error };
@@ -161,7 +163,7 @@ export class BlenderProcess {
             stdio: ["pipe", "pipe", "pipe"],
         });
         this.stats.starts++;
-        const running: Running = { child, idleLines: [], closed: Promise.resolve() };
+        const running: Running = { child, spawnedAt: Date.now(), idleLines: [], closed: Promise.resolve() };
         const onLine = (stream: "stdout" | "stderr", line: string) => {
             if (running.log) {
                 running.log.line(stream, line);
@@ -221,7 +223,8 @@ export class BlenderProcess {
         fs.mkdirSync(tempDir, { recursive: true });
 
         const started = Date.now();
-        const running = this.running && !this.running.exit ? this.running : this.start();
+        const warm = this.running && !this.running.exit ? this.running : undefined;
+        const running = warm ?? this.start();
         const id = crypto.randomBytes(8).toString("hex");
         // Settings and limits are part of it: a scene another job changed is never rendered for this one.
         const key =
@@ -272,6 +275,11 @@ export class BlenderProcess {
             ...(script?.blenderVersion !== undefined ? { blenderVersion: script.blenderVersion } : {}),
             ...(script?.missingFiles !== undefined ? { missingFiles: script.missingFiles } : {}),
             ...(script?.sceneLoaded !== undefined ? { sceneLoaded: script.sceneLoaded } : {}),
+            ...(typeof script?.loadSeconds === "number" ? { loadSeconds: script.loadSeconds } : {}),
+            ...(typeof script?.sceneKept === "boolean" ? { sceneKept: script.sceneKept } : {}),
+            ...(!warm && typeof script?.receivedAt === "number"
+                ? { blenderStartSeconds: Math.max(0, script.receivedAt * 1000 - running.spawnedAt) / 1000 }
+                : {}),
         };
         const fail = async (code: string, message: string): Promise<BlenderResult> => {
             // Whatever state the failure left Blender in, the next frame gets a fresh one.

@@ -15,6 +15,7 @@ import {
     lambdaCostUsd,
     parseFrameMessage,
     pinnedAssets,
+    StartupCost,
     tileFormatOf,
     tileImageKey,
 } from "../shared/contract";
@@ -133,6 +134,7 @@ export async function renderFrame(
     let outcome: Pick<FrameRecord, "status" | "error" | "logTail" | "renderSeconds" | "output" | "tile"> & {
         blenderMs: number;
     };
+    let startup: StartupCost | undefined;
     try {
         const files = await prepareFrameFiles(
             s3,
@@ -159,6 +161,13 @@ export async function renderFrame(
             tempDir: path.join(frameDir, "blender-temp"),
             deadlineMs: Date.now() + remainingMs() - REPORTING_RESERVE_MS,
         });
+        startup = {
+            blenderSeconds: result.blenderStartSeconds ?? 0,
+            downloadSeconds: files.sceneDownloadSeconds,
+            sceneBytes,
+            loadSeconds: result.loadSeconds ?? 0,
+            sceneKept: result.sceneKept ?? true,
+        };
         if (result.ok && result.missingFiles?.length) {
             // Blender renders a missing texture pink rather than failing: a frame like that is not done.
             outcome = {
@@ -240,6 +249,7 @@ export async function renderFrame(
             : {}),
         logTail: outcome.logTail ?? "",
         ...(tile ? { tile: outcome.tile ?? tile } : {}),
+        ...(startup ? { startup } : {}),
     };
     const standing = tile
         ? await writeTileRecord(s3, settings.rendersBucket, record)

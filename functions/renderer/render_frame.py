@@ -16,7 +16,9 @@
 #   stderr: RENDER_FRAME_END <id>             (every line the frame wrote to stderr came before it)
 #   stdout: RENDER_FRAME_RESULT {json}        (the last line of the frame on stdout), either
 #     {"id", "ok": true, "frame", "output", "renderSeconds", "engine", "blenderVersion", "missingFiles",
-#      "mutedFileOutputs", "sceneLoaded", "loadSeconds", ["tile"]}
+#      "mutedFileOutputs", "sceneLoaded", "loadSeconds", "sceneKept", "receivedAt", ["tile"]}
+#   ("sceneKept": the scene stays loaded for the next frame; "receivedAt": when the request was read, seconds since
+#   the epoch, which tells the farm how long a Blender it just started took to be ready.)
 #     {"id", "ok": false, "code", "message"}   and then Blender exits with status 3: the farm starts a fresh one.
 # A tile ("of" 2 to 64, 0 <= "index" < "of") renders one region of the frame's grid (tile_grid) as a full-size frame
 # with a border and no crop, so its pixels are bit-identical to the same region of the whole frame; the result's
@@ -655,6 +657,7 @@ def render(request, loaded):
         "mutedFileOutputs": muted,
         "sceneLoaded": load_seconds is not None,
         "loadSeconds": round(load_seconds or 0, 3),
+        "sceneKept": not loaded.frame_dependent,
     }
     if tile:
         result["tile"] = tile
@@ -721,6 +724,7 @@ def serve():
     loaded = LoadedScene()
     while True:
         line = sys.stdin.readline()
+        received = time.time()
         if not line:
             return  # The renderer closed stdin (or died): nothing more to render.
         if not line.strip():
@@ -729,7 +733,7 @@ def serve():
         try:
             request = Request(line)
             request_id = request.id
-            result = render(request, loaded)
+            result = dict(render(request, loaded), receivedAt=round(received, 3))
         except RenderFailure as failure:
             answer(request_id, {"ok": False, "code": failure.code, "message": failure.message})
             sys.exit(FAILURE_EXIT_STATUS)

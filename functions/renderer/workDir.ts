@@ -87,6 +87,8 @@ export interface FrameFiles {
     scenePath: string;
     /** Scene bytes downloaded for this frame: 0 when the cached copy was used. */
     sceneBytes: number;
+    /** Seconds the scene's download took (0 when the cached copy was used). */
+    sceneDownloadSeconds: number;
     /**
      * Every file laid out (the scene and each asset) with the ETag of the bytes that are on disk, or undefined when
      * S3 named no ETag for one of them. A Blender that keeps a scene loaded may reuse it only while this is the same:
@@ -117,12 +119,15 @@ export async function prepareFrameFiles(
         fs.existsSync(scenePath);
     removeAllBut(mirror.root, cacheHit ? scenePath : undefined);
     let sceneBytes = 0;
+    let sceneDownloadSeconds = 0;
     if (!cacheHit) {
+        const started = Date.now();
         mirror.cached = undefined;
         // IfMatch: every frame of a job renders the scene version that was submitted, or fails saying so.
         const downloaded = await downloadObject(s3, bucket, scene.key, scenePath, scene.etag);
         mirror.cached = { key: scene.key, etag: downloaded.etag };
         sceneBytes = downloaded.bytes;
+        sceneDownloadSeconds = (Date.now() - started) / 1000;
     }
     const laidOut: [string, string][] = [[scene.key, mirror.cached?.etag ?? ""]];
     for (const asset of assetPaths) {
@@ -132,7 +137,7 @@ export async function prepareFrameFiles(
         laidOut.push([asset.key, downloaded.etag]);
     }
     const version = laidOut.every(([, etag]) => etag !== "") ? JSON.stringify(laidOut) : undefined;
-    return { scenePath, sceneBytes, version };
+    return { scenePath, sceneBytes, sceneDownloadSeconds, version };
 }
 
 /** Cleans the frame's files away but keeps the cached scene for the next warm invocation. */

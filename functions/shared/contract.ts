@@ -173,6 +173,21 @@ export interface FrameRecord {
      * it, so it stands only when the renderer was killed before reporting. Until this time the frame reads pending.
      */
     provisionalUntil?: string;
+    /**
+     * What this attempt (a frame's or a tile's) spent readying its renderer, seconds within wallMs, each 0 when the
+     * renderer had it already: Blender's start (its spawn until it read the request), the scene's download
+     * (`sceneBytes`) and its load into Blender. A renderer pays them once for a job's frames, except the load of a
+     * scene not kept between frames (`sceneKept` false: its state depends on the frames before), paid every frame.
+     */
+    startup?: StartupCost;
+}
+
+export interface StartupCost {
+    blenderSeconds: number;
+    downloadSeconds: number;
+    sceneBytes: number;
+    loadSeconds: number;
+    sceneKept: boolean;
 }
 
 /** A tile's pixels in its frame: x, y from the top-left corner, in final pixels (after the resolution percentage). */
@@ -334,19 +349,33 @@ export interface Estimate {
  */
 export interface Quote {
     jobId: string;
-    /** The probe frames rendered, and each one's render seconds, billed seconds and cost. */
-    probes: { frame: number; renderSeconds: number; billedSeconds: number; costUsd: number }[];
+    /**
+     * The probe frames rendered, and each one's render seconds, billed seconds (a tiled frame's: its tiles' and its
+     * stitch's), cost, and the seconds of its billing that were a renderer's cold start.
+     */
+    probes: { frame: number; renderSeconds: number; billedSeconds: number; costUsd: number; coldSeconds?: number }[];
     frames: number;
+    /** A tiled job: each frame is this many invocations. */
+    tiles?: number;
     memoryMb: number;
     /** USD per GB-second used, its region, and where the price comes from. */
     price: { usdPerGbSecond: number; region: string; source: string };
     renderSecondsPerFrame: Estimate;
     /** Render seconds for the whole job (every frame). */
     renderSeconds: Estimate;
+    /**
+     * Seconds billed per frame besides Blender's render and a renderer's cold start: the assets' downloads, the
+     * upload, the records, a tiled frame's stitch.
+     */
+    overheadSecondsPerFrame?: Estimate;
+    /** A renderer's cold start (Blender's start, the scene's download and load), paid once by each of `renderers`. */
+    coldStart?: { seconds: Estimate; renderers: number };
     /** Billed GB-seconds for the whole job. */
     gbSeconds: Estimate;
     /** USD for the whole job: Lambda duration plus requests, SQS and API Gateway. */
     costUsd: Estimate;
+    /** Of costUsd: the requests, SQS and API Gateway (the rest is Lambda's duration, what a job's ledger counts). */
+    requestsUsd?: number;
     /** Wall seconds at the farm's concurrency. */
     wallSeconds: Estimate;
     concurrency: number;
