@@ -167,6 +167,9 @@ describe("stopping a job: cancel, budget, fail-fast, and the order frames are qu
         });
         const frameCost = priced.costUsd / priced.frames.total;
         const budget = frameCost * 6.5;
+        // With one renderer held, the other spends the budget alone: 6.5 of its frames, given twice that and more.
+        const slowestFrameMs = Math.max(...(await frameRecords(outputs, "price")).map((record) => record.wallMs));
+        const stopWithinMs = Math.max(180_000, 16 * slowestFrameMs);
 
         const submitted = await api(outputs, "POST", "/jobs", {
             scene: "shots/budget/scene.blend",
@@ -179,7 +182,7 @@ describe("stopping a job: cancel, budget, fail-fast, and the order frames are qu
         let stopped: JobStatus;
         try {
             assert.notStrictEqual((await status(outputs, "on-budget")).state, "stopped_budget", "held before the stop");
-            stopped = await waitFor("the job to stop on its budget", 180_000, async () => {
+            stopped = await waitFor("the job to stop on its budget", stopWithinMs, async () => {
                 const now = await status(outputs, "on-budget");
                 assert.notStrictEqual(now.state, "complete", "a 24-frame job cannot finish on 6.5 frames' budget");
                 return now.state === "stopped_budget" ? now : undefined;
