@@ -1,9 +1,9 @@
 // Fan-out benchmark: queue 10,000 frames through submitJob (the real code path: validation, HeadObject,
 // manifest, SendMessageBatch in parallel) and, in the same run, through one SendMessage per frame in
-// sequence (the seed implementation's approach), both against the embedded emulator over HTTP.
+// sequence (the simplest way to queue them, the baseline), both against the embedded emulator over HTTP.
 // The emulator runs in a child process, so that its work does not share this process's one thread with
 // the client's: one process would measure the sum of both sides' CPU rather than the fan-out.
-// On loopback a request costs only CPU, which is not what the seed paid: its Lambda waited a network
+// On loopback a request costs only CPU, whereas a Lambda sending one message per frame waits a network
 // round trip to SQS for every frame. So the run is made twice: on loopback, and through a proxy that adds
 // SQS's in-region round trip (a few ms) to every request; the last line reports the latter.
 // `--smoke` (run by tests/benchmarks.test.ts in npm test): 200 frames, one run each, so a broken benchmark fails CI.

@@ -1,4 +1,4 @@
-// Tiles benchmark (issue 14): one heavy frame rendered whole by one renderer, then as N tiles by N renderers, on the
+// Tiles benchmark: one heavy frame rendered whole by one renderer, then as N tiles by N renderers, on the
 // local farm (`render-farm serve`), in the same process. It prints the speed-up, each tile's overhead (what a tile
 // costs beyond its share of the whole frame: the scene's load and sync, its own BVH, the upload) and the stitch, and
 // from those a model of the wall time on Lambda, 6 vCPU per renderer, for 16 and 64 tiles.

@@ -62,7 +62,7 @@ export class JobApi extends pulumi.ComponentResource {
             [
                 ...readScenesStatements(args.scenesBucket),
                 // ListBucket: GetObject of an absent ledger object (a new job's queue progress or summary shards)
-                // answers 404 rather than 403; a job from before the frame summary has its records listed.
+                // answers 404 rather than 403; a job whose manifest has no frame summary (version 1) has its records listed.
                 { Sid: "FindJobs", Effect: "Allow", Action: ["s3:ListBucket"], Resource: args.rendersBucket.arn },
                 // No DeleteObject on the ledger: a submit or retry whose frames could not all be queued keeps its
                 // progress, and the same request carries on, instead of rolling back.

@@ -19,7 +19,7 @@ host_mirror() {
 }
 MIRROR=${DEBIAN_BLENDER_MIRROR:-$(host_mirror)}
 # EEVEE and Workbench render headless through EGL: Mesa's EGL vendor, its llvmpipe (software) driver, and
-# libOpenGL (libepoxy aborts Blender without it; sid's Blender 5 no longer pulls in libGL). Blender 5's
+# libOpenGL (libepoxy aborts Blender without it; sid's Blender 5 does not pull in libGL). Blender 5's
 # extensions add-on imports cattrs and requests at startup (official builds bundle them; Debian's package
 # does not depend on them, and the ImportError's traceback would fail every frame).
 PACKAGES=(blender libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 python3-cattr python3-requests)

@@ -1,4 +1,4 @@
-// A frame in flight is held no longer than its invocation can last (item 7): the renderer cuts the message's
+// A frame in flight is held no longer than its invocation can last: the renderer cuts the message's
 // visibility, at frame start, from the queue's long timeout (6 x the renderer's timeout, for throttled invocations) to
 // the invocation's remaining time plus a margin, so a renderer killed mid-frame gives its frame back minutes later.
 // The local farm leaves this to its worker pool's heartbeat. The job API's stale threshold outlasts all of it.

@@ -200,7 +200,7 @@ describe("job inputs: pinned versions, linked libraries and the renderer's disk"
         return (await emulator.s3.send(new HeadObjectCommand({ Bucket: farm.scenesBucket, Key: key }))).ETag!;
     }
 
-    // ---- item 8: every asset pinned by ETag ----------------------------------------------------
+    // ---- every asset pinned by ETag -----------------------------------------------------------
 
     it("pins each asset to the version submitted: a texture re-uploaded mid-job fails the later frame with asset_changed, naming it", async function () {
         const scene = await makeScene({ texture: "textures/checker.png", frames: "1-2" });
@@ -332,7 +332,7 @@ describe("job inputs: pinned versions, linked libraries and the renderer's disk"
         }
     });
 
-    // ---- item 11: linked libraries' own files, and the renderer's disk ---------------------------
+    // ---- linked libraries' own files, and the renderer's disk ---------------------------
 
     it("follows linked libraries: a library's own textures and the libraries it links, each resolved next to that library; the frame renders as `blender -f` does", async function () {
         await uploadTree(libraries, "libs", (file) => file === "lib/deep/tex/deep.png");

@@ -848,7 +848,7 @@ describe("every S3/SQS call the handlers make is allowed by their role (handlers
                 calls.some((call) => call.role === "renderer" && call.command === command),
                 `the renderer's frame went up in parts (${command})`,
             );
-        // jobApi s3:ListBucket is no call of its own any more (status reads the frame summary, not a listing): it is
+        // jobApi s3:ListBucket backs no call of its own (status reads the frame summary, not a listing): it is
         // what makes GetObject of an absent queue progress or shard answer 404 rather than 403.
         for (const expected of [
             "jobApi s3:GetObject",

@@ -406,7 +406,7 @@ describe("the render path: job API → SQS → renderer → S3, with Blender", f
         assert.deepStrictEqual(left, [path.join("scenes", "warm", "scene.blend")]);
     });
 
-    it("accepts the seed-era message shape", async function () {
+    it("accepts the unversioned frame message {file_name, frame, support_files}", async function () {
         const scene = await makeScene({ frames: "1-4" });
         await upload("legacy/shot.blend", scene.blendPath);
         await emulator.sqs.send(

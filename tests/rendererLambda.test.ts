@@ -425,15 +425,16 @@ describe("the renderer as Lambda runs it (image/Dockerfile's ENTRYPOINT + CMD, a
         }
     });
 
-    it("would have caught the image that could not start (ENTRYPOINT node + aws-lambda-ric, no _HANDLER)", async function () {
-        // image/Dockerfile before 5ba511e: the runtime client started directly, the CMD ignored.
-        const before5ba511e = fs
+    it("reports an image that cannot start: ENTRYPOINT node + aws-lambda-ric, no _HANDLER", async function () {
+        // The runtime client started directly reads the handler only from _HANDLER, which Lambda leaves unset for an
+        // image function: the CMD is ignored and the runtime exits before its first invocation.
+        const directRuntimeClient = fs
             .readFileSync(path.join(PROJECT_ROOT, "image", "Dockerfile"), "utf8")
             .replace(
                 /^ENTRYPOINT .*$/m,
                 'ENTRYPOINT ["/usr/local/bin/node", "/var/task/node_modules/aws-lambda-ric/index.mjs"]',
             );
-        const old = await rendererImageFunction(before5ba511e);
+        const old = await rendererImageFunction(directRuntimeClient);
         const oldSandbox = await startLambdaSandbox(imageSandboxOptions(old, config));
         sandboxes.push(oldSandbox);
         await assert.rejects(

@@ -61,7 +61,7 @@ function usd(value: number): string {
 export function createJobControl(s3: S3Client, rendersBucket: string, maxReceiveCount: number): JobControl {
     const rules = new Map<string, { job: JobRules | null; at: number }>();
 
-    /** The job's budget and fail-fast rules from its manifest (null for a job without one: seed-era messages). */
+    /** The job's budget and fail-fast rules from its manifest (null for a job without one: the unversioned frame message). */
     async function rulesOf(jobId: string): Promise<JobRules | null> {
         const known = rules.get(jobId);
         if (known !== undefined && Date.now() - known.at < MANIFEST_KEPT_MS) return known.job;

@@ -111,7 +111,7 @@ export async function prepareFrameFiles(
 ): Promise<FrameFiles> {
     const scenePath = mirrorPath(mirror.root, scene.key);
     const assetPaths = assets.map((asset) => ({ ...asset, target: mirrorPath(mirror.root, asset.key) }));
-    // Without an ETag (seed-era messages) the cached copy may be another version: download it again.
+    // Without an ETag (the unversioned frame message) the cached copy may be another version: download it again.
     const cacheHit =
         scene.etag !== "" &&
         mirror.cached?.key === scene.key &&

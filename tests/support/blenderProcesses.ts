@@ -1,5 +1,5 @@
 // What a renderer's Blender is doing, seen from outside its process (Linux /proc): a sticky Blender lives between
-// frames, so "a Blender runs" no longer means "a frame renders". A frame renders while its work dir exists
+// frames, so "a Blender runs" does not mean "a frame renders". A frame renders while its work dir exists
 // (<workDir>/frames/<frame>, functions/renderer/consumer.ts), and Blender's command line names the work dir.
 import * as fs from "fs";
 import * as path from "path";
