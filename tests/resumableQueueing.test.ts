@@ -222,7 +222,8 @@ describe("resumable submit and retry (the job API killed between every two steps
             settings: {
                 ...settings,
                 failureBackoffSeconds: 1,
-                memoryMb: 0,
+                // A renderer's memory as Lambda gives it: Blender may use all of it but what the renderer keeps.
+                memoryMb: 2048,
                 blenderPath: wrapper,
                 workDir: path.join(work, "renderer"),
                 threads: 1,
