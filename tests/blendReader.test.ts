@@ -430,7 +430,16 @@ describe(".blend reader", function () {
             "a pre-2.80 file",
         );
         // Each setting that decides tile exactness, on in one scene and off in another.
-        for (const setting of ["compositing", "border", "sequencer", "cyclesDenoising", "motionBlur"]) {
+        for (const setting of [
+            "compositing",
+            "border",
+            "sequencer",
+            "cyclesDenoising",
+            "cyclesAdaptiveSampling",
+            "cyclesAutoTile",
+            "cyclesGuiding",
+            "motionBlur",
+        ]) {
             assert.ok(
                 scenes.some((scene) => scene[setting] === true) && scenes.some((scene) => scene[setting] === false),
                 `${setting} on and off`,

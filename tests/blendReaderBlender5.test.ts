@@ -10,7 +10,16 @@ import { BlendSummary, inspectBlendFile } from "../functions/blend";
 
 const FIXTURE = path.join(__dirname, "fixtures", "blender-5.2");
 const LISTS = ["scenes", "images", "libraries", "movieClips", "volumes", "cacheFiles", "fonts"] as const;
-const TILE_SETTINGS = ["compositing", "border", "sequencer", "cyclesDenoising", "motionBlur"] as const;
+const TILE_SETTINGS = [
+    "compositing",
+    "border",
+    "sequencer",
+    "cyclesDenoising",
+    "cyclesAdaptiveSampling",
+    "cyclesAutoTile",
+    "cyclesGuiding",
+    "motionBlur",
+] as const;
 
 /** The reader's summary and Blender 5.2's report on one file, as comparable objects (scenes by name). */
 async function compared(blend: string, oracleFile: string) {

@@ -27,6 +27,11 @@ const EXACT: BlendScene = {
     border: false,
     sequencer: false,
     cyclesDenoising: false,
+    // Blender's factory settings: adaptive sampling on, Cycles' own tiles of 2048 px (larger than this frame).
+    cyclesAdaptiveSampling: true,
+    cyclesAutoTile: true,
+    cyclesTileSize: 2048,
+    cyclesGuiding: false,
     motionBlur: false,
 };
 
@@ -42,6 +47,9 @@ describe("tile exactness (tileExactnessProblems)", function () {
             [{ cyclesDenoising: true }, "CYCLES", /denoises.*Sampling > Render > Denoise/],
             [{ sequencer: true }, "CYCLES", /Sequencer.*Post Processing > Sequencer/],
             [{ border: true }, "CYCLES", /Render Region/],
+            [{ cyclesGuiding: true }, "CYCLES", /path guiding.*Sampling > Path Guiding/],
+            [{ cyclesTileSize: 256 }, "CYCLES", /samples adaptively .*640x480 .*256 px.*Use Tiling.*Noise Threshold/],
+            [{ resolutionX: 4200, resolutionPercentage: 50 }, "CYCLES", /2100x240 .*Use Tiling/],
             [{}, "BLENDER_EEVEE", /EEVEE.*whole frame.*Cycles/],
             [{}, "BLENDER_EEVEE_NEXT", /EEVEE.*Cycles/],
             [{}, "BLENDER_WORKBENCH", /Workbench.*Cycles/],
@@ -62,9 +70,32 @@ describe("tile exactness (tileExactnessProblems)", function () {
         );
     });
 
+    it("passes adaptive sampling on a frame Cycles renders in one piece, or with Use Tiling or adaptive sampling off", function () {
+        for (const change of [
+            { resolutionX: 2048 },
+            { resolutionX: 4096 },
+            { cyclesTileSize: 256, cyclesAutoTile: false },
+            { cyclesTileSize: 256, cyclesAdaptiveSampling: false },
+        ]) {
+            const problems = tileExactnessProblems({ ...EXACT, ...change }, "CYCLES");
+            const expected = change.resolutionX === 4096 ? 1 : 0;
+            assert.strictEqual(problems.length, expected, `${JSON.stringify(change)}: ${problems.join(" | ")}`);
+        }
+    });
+
     it("leaves what the file cannot tell (null) to the renderer's check in Blender", function () {
-        const unknown = { ...EXACT, compositing: null, cyclesDenoising: null, sequencer: null, border: null };
-        assert.deepStrictEqual(tileExactnessProblems(unknown, "CYCLES"), []);
+        const unknown = {
+            ...EXACT,
+            compositing: null,
+            cyclesDenoising: null,
+            sequencer: null,
+            border: null,
+            cyclesAdaptiveSampling: null,
+            cyclesAutoTile: null,
+            cyclesTileSize: null,
+            cyclesGuiding: null,
+        };
+        assert.deepStrictEqual(tileExactnessProblems({ ...unknown, resolutionX: 8192 }, "CYCLES"), []);
     });
 
     it("judges the scenes Blender wrote, one per setting", async function () {
@@ -72,18 +103,25 @@ describe("tile exactness (tileExactnessProblems)", function () {
         const verdicts = Object.fromEntries(
             summary.scenes.map((scene) => [scene.name, tileExactnessProblems(scene, "CYCLES").length]),
         );
+        // A new scene renders 1920x1080: in one piece with Cycles' default 2048 px tiles, in several of 256 px.
         assert.deepStrictEqual(verdicts, {
+            AdaptiveOff: 1,
+            AdaptiveOn: 1,
             Border: 2, // and denoising, Cycles' default for a 3.x scene
             Compositor: 2,
             CompositorOff: 1,
             Defaults: 1,
             DenoiseOff: 0,
             DenoiseOn: 1,
+            Guiding: 2,
+            GuidingNoSurfaceNoVolume: 1,
             MotionBlur: 1,
             NodesUnused: 1,
             Sequencer: 2,
             SequencerOff: 1,
             SequencerSound: 1,
+            TileSize256: 2,
+            TilingOff: 1,
         });
     });
 

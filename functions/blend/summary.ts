@@ -30,6 +30,14 @@ export interface BlendScene {
     sequencer: boolean | null;
     /** scene.cycles.use_denoising (Render Properties > Sampling > Denoise), Cycles' default when never set. */
     cyclesDenoising: boolean | null;
+    /** scene.cycles.use_adaptive_sampling (Sampling > Render > Noise Threshold), Cycles' default when never set. */
+    cyclesAdaptiveSampling: boolean | null;
+    /** scene.cycles.use_auto_tile (Performance > Memory > Use Tiling), Cycles' default when never set. */
+    cyclesAutoTile: boolean | null;
+    /** scene.cycles.tile_size, pixels, Cycles' default when never set. */
+    cyclesTileSize: number | null;
+    /** scene.cycles.use_guiding with surface or volume guiding on (Sampling > Path Guiding). */
+    cyclesGuiding: boolean | null;
     /** RenderData.mode R_MBLUR (render.use_motion_blur). */
     motionBlur: boolean | null;
 }
@@ -144,10 +152,12 @@ const R_MBLUR = 1 << 14;
 /** Sequence.type (SEQ_TYPE_SOUND_RAM, STRIP_TYPE_SOUND_RAM in 5.x): sound does not make the sequencer render. */
 const STRIP_TYPE_SOUND_RAM = 4;
 /**
- * Files up to this version get use_denoising = False when it was never set (Cycles' version_update.py, when its
- * default became True in 3.0); newer ones read the default, True.
+ * Files up to this version get use_denoising and use_adaptive_sampling False when never set (Cycles'
+ * version_update.py, when their defaults became True in 3.0); newer ones read the defaults, True.
  */
 const LAST_VERSION_DENOISING_OFF: [number, number, number] = [3, 0, 25];
+/** Cycles' own tile size (scene.cycles.tile_size) when the file never set it. */
+const CYCLES_DEFAULT_TILE_SIZE = 2048;
 /** Longest list walked (UDIM tiles go up to 1001..2000): a cycle in corrupt data ends here. */
 const MAX_LIST_LENGTH = 100000;
 
@@ -266,10 +276,11 @@ export function summarize(walk: WalkResult, file: string, compression: Compressi
     }
 
     /**
-     * scene.cycles.use_denoising: an ID property of the "cycles" group (Blender 5 keeps add-on properties in
-     * ID.system_properties), else Cycles' default for the file's version.
+     * A setting of scene.cycles: an ID property of the "cycles" group (Blender 5 keeps add-on properties in
+     * ID.system_properties). Its integer value; `fallback` (Cycles' default) when the file never set it; null when
+     * the kept blocks cannot tell.
      */
-    function cyclesDenoisingOf(scene: StructRef): boolean | null {
+    function cyclesSettingOf(scene: StructRef, name: string, fallback: number): number | null {
         const id = nested(scene, "id");
         if (!id) return null;
         const roots = header.version >= 500 ? ["system_properties", "properties"] : ["properties"];
@@ -282,11 +293,21 @@ export function summarize(walk: WalkResult, file: string, compression: Compressi
             if (cycles !== null) break;
         }
         if (cycles === undefined) return null;
-        const setting = cycles ? groupChild(sdna, byAddress, cycles, "use_denoising") : null;
+        const setting = cycles ? groupChild(sdna, byAddress, cycles, name) : null;
         if (setting === undefined) return null;
-        const value = setting ? integerValue(setting) : undefined;
-        if (value !== undefined) return value !== 0;
-        return compareVersions(fileVersion, LAST_VERSION_DENOISING_OFF) > 0;
+        return (setting ? integerValue(setting) : undefined) ?? (setting ? null : fallback);
+    }
+
+    const asFlag = (value: number | null): boolean | null => (value === null ? null : value !== 0);
+    // Files up to 3.0.25 read use_denoising and use_adaptive_sampling False when never set; newer ones True.
+    const onSince300 = compareVersions(fileVersion, LAST_VERSION_DENOISING_OFF) > 0 ? 1 : 0;
+    /** Path guiding learns from the whole render: on when guiding is, with surface or volume guiding. */
+    function cyclesGuidingOf(scene: StructRef): boolean | null {
+        const guiding = asFlag(cyclesSettingOf(scene, "use_guiding", 0));
+        if (guiding !== true) return guiding;
+        const surface = asFlag(cyclesSettingOf(scene, "use_surface_guiding", 1));
+        const volume = asFlag(cyclesSettingOf(scene, "use_volume_guiding", 1));
+        return surface === true || volume === true ? true : surface === null || volume === null ? null : false;
     }
 
     const sceneBlocks = ofCode("SC");
@@ -315,7 +336,11 @@ export function summarize(walk: WalkResult, file: string, compression: Compressi
             compositing: compositingOf(ref, scemode),
             border: flag(mode, R_BORDER),
             sequencer: sequencerOf(ref, scemode),
-            cyclesDenoising: cyclesDenoisingOf(ref),
+            cyclesDenoising: asFlag(cyclesSettingOf(ref, "use_denoising", onSince300)),
+            cyclesAdaptiveSampling: asFlag(cyclesSettingOf(ref, "use_adaptive_sampling", onSince300)),
+            cyclesAutoTile: asFlag(cyclesSettingOf(ref, "use_auto_tile", 1)),
+            cyclesTileSize: cyclesSettingOf(ref, "tile_size", CYCLES_DEFAULT_TILE_SIZE),
+            cyclesGuiding: cyclesGuidingOf(ref),
             motionBlur: flag(mode, R_MBLUR),
         };
     });

@@ -12,6 +12,26 @@ function engineName(engine: string): string {
     return engine;
 }
 
+/** The frame's size in pixels, after the resolution percentage (Blender's integer arithmetic). */
+function outputWidth(scene: BlendScene): number {
+    return Math.floor((scene.resolutionX * scene.resolutionPercentage) / 100);
+}
+
+function outputHeight(scene: BlendScene): number {
+    return Math.floor((scene.resolutionY * scene.resolutionPercentage) / 100);
+}
+
+/** Adaptive sampling with Cycles' own tiling of a frame larger than its tile size: each tile adapts on its own. */
+function adaptiveOverCyclesTiles(scene: BlendScene): boolean {
+    const { cyclesAdaptiveSampling: adaptive, cyclesAutoTile: tiling, cyclesTileSize: size } = scene;
+    return (
+        adaptive === true &&
+        tiling === true &&
+        size !== null &&
+        Math.max(outputWidth(scene), outputHeight(scene)) > size
+    );
+}
+
 /**
  * Why the scene's frames cannot be split into tiles exactly; empty when they can. `engine` is the Blender engine id
  * the job renders with, after the request's override ("CYCLES", "BLENDER_EEVEE", ...).
@@ -29,6 +49,14 @@ export function tileExactnessProblems(scene: BlendScene, engine: string): string
     if (scene.cyclesDenoising === true && engine === "CYCLES")
         problems.push(
             `scene "${scene.name}" denoises its renders, and Cycles denoises each tile on its own, so seams would show; turn off Render Properties > Sampling > Render > Denoise`,
+        );
+    if (engine === "CYCLES" && scene.cyclesGuiding === true)
+        problems.push(
+            `scene "${scene.name}" uses path guiding, which learns where light comes from over the whole render, so each tile would learn otherwise; turn off Render Properties > Sampling > Path Guiding`,
+        );
+    if (engine === "CYCLES" && adaptiveOverCyclesTiles(scene))
+        problems.push(
+            `scene "${scene.name}" samples adaptively and Cycles splits its ${outputWidth(scene)}x${outputHeight(scene)} frame into tiles of its own (${scene.cyclesTileSize} px), each adapting with only a few pixels of its neighbours, so a farm tile would not match them; turn off Render Properties > Performance > Memory > Use Tiling, or Render Properties > Sampling > Render > Noise Threshold`,
         );
     if (scene.sequencer === true)
         problems.push(
