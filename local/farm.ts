@@ -6,7 +6,8 @@ import * as path from "path";
 import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
 import type { SQSEvent } from "aws-lambda";
 import { FarmOutputs } from "../functions/shared/contract";
-import { FARM_DEFAULTS, staleAfterSecondsFor, TUNABLES } from "../functions/shared/farmSettings";
+import { FARM_DEFAULTS, FARM_SETTINGS } from "../functions/shared/farmSettings";
+import { staleAfterSecondsFor } from "../functions/shared/farmTiming";
 import { createJobApiHandler } from "../functions/jobApi/handler";
 import { backoffSeconds } from "../functions/renderer/consumer";
 import { isLoopback } from "./addresses";
@@ -28,15 +29,15 @@ export interface LocalFarmOptions {
     workers?: number;
     /** Default ".farm". */
     dataDir?: string;
-    /** Receives of a frame before SQS moves it to the DLQ; default TUNABLES.maxReceiveCount.defaultValue (3). */
+    /** Receives of a frame before SQS moves it to the DLQ; default FARM_SETTINGS.maxReceiveCount.defaultValue (3). */
     maxReceiveCount?: number;
-    /** A failed frame's first retry delay, doubled per attempt; default TUNABLES.failureBackoffSeconds.defaultValue (10). */
+    /** A failed frame's first retry delay, doubled per attempt; default FARM_SETTINGS.failureBackoffSeconds.defaultValue (10). */
     failureBackoffSeconds?: number;
     /** Default $BLENDER_PATH, else `blender` on the PATH. */
     blenderPath?: string;
     /** The job API reads every scene before queueing (a stack's `preflight`); default FARM_DEFAULTS.preflight (on). */
     preflight?: boolean;
-    /** Longest a frame may render, seconds; default the stack's (TUNABLES.rendererTimeout.defaultValue, 900). */
+    /** Longest a frame may render, seconds; default the stack's (FARM_SETTINGS.rendererTimeout.defaultValue, 900). */
     frameTimeoutSeconds?: number;
     /** One line per frame done or failed, and the farm's own notices; default stderr. */
     log?: (line: string) => void;
@@ -125,7 +126,7 @@ export function findBlender(blenderPath: string): string {
 export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<LocalFarm> {
     const port = wholeNumber("port", options.port, 8787, 0, 65535);
     const workers = wholeNumber("workers", options.workers, os.cpus().length, 0);
-    const { maxReceiveCount: receives, failureBackoffSeconds: backoff } = TUNABLES;
+    const { maxReceiveCount: receives, failureBackoffSeconds: backoff } = FARM_SETTINGS;
     const maxReceiveCount = wholeNumber(
         "maxReceiveCount",
         options.maxReceiveCount,
@@ -140,7 +141,7 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
         backoff.min,
         backoff.max,
     );
-    const { rendererTimeout } = TUNABLES;
+    const { rendererTimeout } = FARM_SETTINGS;
     const frameTimeoutSeconds = wholeNumber(
         "frameTimeoutSeconds",
         options.frameTimeoutSeconds,
@@ -228,8 +229,8 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
                 rendersBucket: resources.rendersBucket,
                 frameQueueUrl: resources.frameQueueUrl,
                 limits: {
-                    maxFrames: TUNABLES.maxFramesPerJob.defaultValue,
-                    maxResolution: TUNABLES.maxResolution.defaultValue,
+                    maxFrames: FARM_SETTINGS.maxFramesPerJob.defaultValue,
+                    maxResolution: FARM_SETTINGS.maxResolution.defaultValue,
                     allowedEngines: FARM_DEFAULTS.allowedEngines,
                 },
                 maxReceiveCount,
