@@ -79,7 +79,8 @@ function settingsReadBy<F extends FunctionName>(
     return picked;
 }
 
-function resourceVariables<T>(resources: FunctionResources<T>): Record<string, T> {
+/** The variables that say where a function's buckets and queue are. */
+export function resourceVariables<T>(resources: FunctionResources<T>): Record<string, T> {
     return {
         [ENVIRONMENT.scenesBucket]: resources.scenesBucket,
         [ENVIRONMENT.rendersBucket]: resources.rendersBucket,
