@@ -11,6 +11,7 @@ import { createJobApiHandler } from "../functions/jobApi/handler";
 import { jobApiSettingsFromEnvironment } from "../functions/jobApi/settings";
 import { createRendererHandler } from "../functions/renderer/consumer";
 import { rendererSettingsFromEnvironment } from "../functions/renderer/settings";
+import { resourceVariables } from "../functions/shared/functionEnvironment";
 import { createFarmResources, Emulator, startEmulator } from "../local/emulator";
 import { findBlender } from "../local/farm";
 import { buildImageFunction, imageSandboxOptions } from "../local/imageFunction";
@@ -111,12 +112,7 @@ async function main(): Promise<void> {
             scratch: path.join(scratch, "renderer"),
         });
         const shipped = await shippedFunctions(path.join(scratch, "job-api", "task"));
-        const onEmulator = {
-            SCENES_BUCKET: farm.scenesBucket,
-            RENDERS_BUCKET: farm.rendersBucket,
-            FRAME_QUEUE_URL: farm.frameQueueUrl,
-            AWS_ENDPOINT_URL: emulator.endpoint,
-        };
+        const onEmulator = { ...resourceVariables(farm), AWS_ENDPOINT_URL: emulator.endpoint };
         const common = { region: emulator.region, credentials: emulator.credentials };
         const rendererOptions = imageSandboxOptions(image, {
             ...common,

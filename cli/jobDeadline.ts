@@ -1,15 +1,17 @@
 // How long the CLI waits for a job, from the job's size and the farm's timing (its status says both): a deadline no
 // job can outlive, and a stall limit (no progress for as long as the farm lets a frame in flight stay silent).
 import type { FarmTiming, JobStatus } from "../functions/shared/contract";
+import { FARM_DEFAULTS } from "../functions/shared/farmSettings";
+import { stackStaleAfterSeconds } from "../functions/shared/farmTiming";
 import { CliError, EXIT_WAIT_EXPIRED } from "./errors";
 import { formatDuration } from "./progress";
 
 /** For a farm too old to report its timing: the stack's defaults. */
 const DEFAULT_TIMING: FarmTiming = {
-    frameTimeoutSeconds: 900,
-    maxReceiveCount: 3,
-    maxConcurrency: 100,
-    staleAfterSeconds: 6330,
+    frameTimeoutSeconds: FARM_DEFAULTS.rendererTimeout,
+    maxReceiveCount: FARM_DEFAULTS.maxReceiveCount,
+    maxConcurrency: FARM_DEFAULTS.maxConcurrency,
+    staleAfterSeconds: stackStaleAfterSeconds(FARM_DEFAULTS),
 };
 
 export interface WaitLimits {

@@ -14,6 +14,8 @@ import {
     JOB_ID_PATTERN,
     parseFrameSpec,
 } from "../functions/shared/contract";
+import { FARM_SETTINGS, WholeNumberRange, wholeNumberProblem } from "../functions/shared/farmSettings";
+import { LOCAL_FARM_SETTINGS } from "../local/localSettings";
 import { CliError, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, oneLine } from "./errors";
 import { estimateCommand } from "./estimate";
 import { cancelCommand, downloadCommand, retryCommand, statusCommand } from "./jobCommands";
@@ -44,13 +46,27 @@ function packageVersion(): string {
 
 // ---- argument parsers (commander reports their errors as usage errors) ----------------------
 
-function positiveInt(label: string, max = Number.MAX_SAFE_INTEGER) {
+/** A whole number `range` accepts: a setting's (functions/shared/farmSettings.ts, local/localSettings.ts), or a request field's. */
+function wholeNumber(label: string, range: WholeNumberRange) {
     return (value: string): number => {
-        const number = Number(value);
-        if (!/^\d+$/.test(value.trim()) || number < 1 || number > max)
-            throw new InvalidArgumentError(`${label} must be a whole number from 1 to ${max}.`);
-        return number;
+        const problem = wholeNumberProblem(/^\d+$/.test(value.trim()) ? Number(value) : Number.NaN, range);
+        if (problem) throw new InvalidArgumentError(`${label} ${problem}.`);
+        return Number(value);
     };
+}
+
+function positiveInt(label: string, max = Number.MAX_SAFE_INTEGER) {
+    return wholeNumber(label, { min: 1, max });
+}
+
+/** A flag's help, with the default it stands for. */
+function withDefault(help: string, fallback: number | string): string {
+    return `${help} (default ${fallback})`;
+}
+
+/** The default of the stack setting a local farm's flag stands for. */
+function stackDefault(key: keyof typeof FARM_SETTINGS): string {
+    return `${FARM_SETTINGS[key].defaultValue}, as a stack's ${key}`;
 }
 
 /** --max-cost: US dollars, more than 0. */
@@ -77,14 +93,6 @@ function nonNegativeInt(label: string) {
         if (!/^\d+$/.test(value.trim())) throw new InvalidArgumentError(`${label} must be a whole number >= 0.`);
         return Number(value);
     };
-}
-
-/** serve's --workers: 0 is a farm that only queues, for `render-farm worker` processes to render. */
-function workerCount(value: string): number {
-    const number = Number(value);
-    if (!/^\d+$/.test(value.trim()) || number > 64)
-        throw new InvalidArgumentError("--workers must be a whole number from 0 to 64.");
-    return number;
 }
 
 function oneOf<T extends string>(label: string, allowed: readonly T[]) {
@@ -186,7 +194,7 @@ function withTargetOptions(command: Command): Command {
         .option(
             "--workers <n>",
             "frames the local farm started for this run renders at once",
-            positiveInt("--workers", 64),
+            wholeNumber("--workers", LOCAL_FARM_SETTINGS.renderingWorkers),
         )
         .option("--json", "print one JSON document on stdout when done")
         .option("--verbose", "show the local farm's log lines");
@@ -317,23 +325,27 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
     program
         .command("serve")
         .description("run the local farm (S3/SQS emulator, job API, renderers) until Ctrl-C")
-        .option("--port <n>", "job API port (0 = any free port)", nonNegativeInt("--port"), 8787)
+        .option(
+            "--port <n>",
+            withDefault("job API port (0 = any free port)", LOCAL_FARM_SETTINGS.port.defaultValue),
+            wholeNumber("--port", LOCAL_FARM_SETTINGS.port),
+        )
         .option("--host <address>", "listen address (default 127.0.0.1; anything else exposes the farm)")
         .option(
             "--workers <n>",
-            "frames rendered at once; 0 leaves the rendering to `render-farm worker` processes",
-            workerCount,
+            "frames rendered at once (default: one per CPU); 0 leaves the rendering to `render-farm worker` processes",
+            wholeNumber("--workers", LOCAL_FARM_SETTINGS.workers),
         )
         .option("--data-dir <dir>", "where the farm keeps its buckets, queues and outputs.json", DEFAULT_DATA_DIR)
         .option(
             "--max-receive-count <n>",
-            "attempts per frame before it is dead-lettered",
-            positiveInt("--max-receive-count", 10),
+            withDefault("attempts per frame before it is dead-lettered", stackDefault("maxReceiveCount")),
+            wholeNumber("--max-receive-count", LOCAL_FARM_SETTINGS.maxReceiveCount),
         )
         .option(
             "--failure-backoff <seconds>",
-            "delay before a failed frame's retry",
-            nonNegativeInt("--failure-backoff"),
+            withDefault("delay before a failed frame's retry", stackDefault("failureBackoffSeconds")),
+            wholeNumber("--failure-backoff", LOCAL_FARM_SETTINGS.failureBackoffSeconds),
         )
         .option("--blender <path>", "the Blender executable (default: blender on PATH)")
         .addOption(
@@ -346,8 +358,8 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
         )
         .option(
             "--frame-timeout <seconds>",
-            "longest a frame may render (default 900, as a stack's rendererTimeout)",
-            positiveInt("--frame-timeout", 900),
+            withDefault("longest a frame may render", stackDefault("rendererTimeout")),
+            wholeNumber("--frame-timeout", LOCAL_FARM_SETTINGS.frameTimeoutSeconds),
         )
         .option(
             "--no-preflight",
@@ -389,11 +401,15 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
             "the running farm's data dir (its outputs.json says where its queue and buckets are)",
             DEFAULT_DATA_DIR,
         )
-        .option("--workers <n>", "frames rendered at once (default: one per CPU)", positiveInt("--workers", 64))
+        .option(
+            "--workers <n>",
+            "frames rendered at once (default: one per CPU)",
+            wholeNumber("--workers", LOCAL_FARM_SETTINGS.renderingWorkers),
+        )
         .option(
             "--failure-backoff <seconds>",
-            "delay before a failed frame's retry (default 5)",
-            nonNegativeInt("--failure-backoff"),
+            withDefault("delay before a failed frame's retry", stackDefault("failureBackoffSeconds")),
+            wholeNumber("--failure-backoff", LOCAL_FARM_SETTINGS.failureBackoffSeconds),
         )
         .option("--blender <path>", "the Blender executable (default: blender on PATH)")
         .option("--json", "print one JSON line (pid, workers, work dir, the farm's endpoints) once the workers poll")

@@ -1,13 +1,11 @@
 // The frame queue (one message per frame) and its dead-letter queue.
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import type { FarmSettings } from "../functions/shared/farmSettings";
 // The visibility timeout is defined beside the stale threshold that follows from it.
-import { frameVisibilityTimeoutSeconds } from "../functions/shared/farmSettings";
+import { frameVisibilityTimeoutSeconds } from "../functions/shared/farmTiming";
 
-export interface FrameQueueArgs {
-    rendererTimeoutSeconds: number;
-    maxReceiveCount: number;
-}
+export type FrameQueueArgs = Pick<FarmSettings, "rendererTimeout" | "maxReceiveCount">;
 
 /** How long a frame that ran out of attempts waits in the DLQ for someone to look: SQS's maximum. */
 const DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600;
@@ -31,7 +29,7 @@ export class FrameQueue extends pulumi.ComponentResource {
         this.queue = new aws.sqs.Queue(
             `${name}-queue`,
             {
-                visibilityTimeoutSeconds: frameVisibilityTimeoutSeconds(args.rendererTimeoutSeconds),
+                visibilityTimeoutSeconds: frameVisibilityTimeoutSeconds(args.rendererTimeout),
                 messageRetentionSeconds: FRAME_RETENTION_SECONDS,
                 receiveWaitTimeSeconds: 20,
                 sqsManagedSseEnabled: true,

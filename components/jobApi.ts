@@ -3,34 +3,23 @@ import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
-import { Engine } from "../functions/shared/contract";
+import type { FarmSettings, SettingsReadBy } from "../functions/shared/farmSettings";
 import { jobApiSettingsFromEnvironment } from "../functions/jobApi/settings";
-import { jobApiEnvironment } from "../functions/shared/farmSettings";
+import { jobApiEnvironment } from "../functions/shared/functionEnvironment";
 import { createJobApiHandler } from "../functions/jobApi/handler";
 import { lambdaRole, readScenesStatements, writeLogsStatement } from "./iam";
 import * as packageJson from "../package.json";
 
-export interface JobApiArgs {
+/** The settings of the API in front of the function, and those its environment carries (FARM_SETTINGS says which). */
+export interface JobApiArgs
+    extends Pick<
+        FarmSettings,
+        "apiAuth" | "apiRateLimit" | "apiBurstLimit" | "logRetentionDays" | SettingsReadBy<"jobApi">
+    > {
     scenesBucket: aws.s3.Bucket;
     rendersBucket: aws.s3.Bucket;
     frameQueue: aws.sqs.Queue;
     deadLetterQueue: aws.sqs.Queue;
-    maxFramesPerJob: number;
-    maxResolution: number;
-    allowedEngines: Engine[];
-    maxReceiveCount: number;
-    /** The renderer's: a job's status reports them, and the stale threshold follows from them. */
-    rendererTimeoutSeconds: number;
-    failureBackoffSeconds: number;
-    maxConcurrency: number;
-    /** Read each scene before queueing: its frame range, camera, and the files it needs. */
-    preflight: boolean;
-    /** The renderer's /tmp, MB: the job API refuses jobs whose files cannot fit in it. */
-    rendererEphemeralStorageMb: number;
-    apiAuth: "iam" | "none";
-    apiRateLimit: number;
-    apiBurstLimit: number;
-    logRetentionDays: number;
 }
 
 export const JOB_API_ROUTES = [
@@ -108,21 +97,15 @@ export class JobApi extends pulumi.ComponentResource {
                 timeout: JOB_API_TIMEOUT_SECONDS,
                 loggingConfig: { logFormat: "Text", logGroup: logGroup.name },
                 environment: {
-                    variables: jobApiEnvironment({
-                        scenesBucket: args.scenesBucket.bucket,
-                        rendersBucket: args.rendersBucket.bucket,
-                        frameQueueUrl: args.frameQueue.url,
-                        deadLetterQueueUrl: args.deadLetterQueue.url,
-                        maxFramesPerJob: args.maxFramesPerJob,
-                        maxResolution: args.maxResolution,
-                        allowedEngines: args.allowedEngines,
-                        maxReceiveCount: args.maxReceiveCount,
-                        preflight: args.preflight,
-                        rendererTimeoutSeconds: args.rendererTimeoutSeconds,
-                        failureBackoffSeconds: args.failureBackoffSeconds,
-                        maxConcurrency: args.maxConcurrency,
-                        rendererEphemeralStorageMb: args.rendererEphemeralStorageMb,
-                    }),
+                    variables: jobApiEnvironment(
+                        {
+                            scenesBucket: args.scenesBucket.bucket,
+                            rendersBucket: args.rendersBucket.bucket,
+                            frameQueueUrl: args.frameQueue.url,
+                            deadLetterQueueUrl: args.deadLetterQueue.url,
+                        },
+                        args,
+                    ),
                 },
                 // Clients are made here, once per cold start: captured SDK v3 clients do not survive serialization.
                 // The SQS endpoint comes from the region (or AWS_ENDPOINT_URL), not from the queue URL's host.

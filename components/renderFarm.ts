@@ -15,43 +15,15 @@ export class RenderFarm extends pulumi.ComponentResource {
 
     constructor(name: string, config: FarmConfig, opts?: pulumi.ComponentResourceOptions) {
         super("render-farm:index:RenderFarm", name, {}, opts);
-        const storage = new Storage(
-            `${name}-storage`,
-            {
-                forceDestroy: config.forceDestroy,
-                renderRetentionDays: config.renderRetentionDays,
-            },
-            { parent: this },
-        );
-        const frames = new FrameQueue(
-            `${name}-frames`,
-            {
-                rendererTimeoutSeconds: config.rendererTimeoutSeconds,
-                maxReceiveCount: config.maxReceiveCount,
-            },
-            { parent: this },
-        );
-        const image = new RendererImage(
-            `${name}-image`,
-            {
-                blenderVersion: config.blenderVersion,
-                imagesToKeep: config.imagesToKeep,
-            },
-            { parent: this },
-        );
+        // Each component takes the settings its args name (FARM_SETTINGS declares them): the whole config carries them.
+        const storage = new Storage(`${name}-storage`, config, { parent: this });
+        const frames = new FrameQueue(`${name}-frames`, config, { parent: this });
+        const image = new RendererImage(`${name}-image`, config, { parent: this });
         const renderer = new Renderer(
             `${name}-renderer`,
             {
+                ...config,
                 imageUri: image.imageUri,
-                memoryMb: config.rendererMemoryMb,
-                timeoutSeconds: config.rendererTimeoutSeconds,
-                ephemeralStorageMb: config.rendererEphemeralStorageMb,
-                maxConcurrency: config.maxConcurrency,
-                maxReceiveCount: config.maxReceiveCount,
-                failureBackoffSeconds: config.failureBackoffSeconds,
-                maxResolution: config.maxResolution,
-                allowedEngines: config.allowedEngines,
-                logRetentionDays: config.logRetentionDays,
                 scenesBucket: storage.scenesBucket,
                 rendersBucket: storage.rendersBucket,
                 frameQueue: frames.queue,
@@ -61,23 +33,11 @@ export class RenderFarm extends pulumi.ComponentResource {
         const jobApi = new JobApi(
             `${name}-api`,
             {
+                ...config,
                 scenesBucket: storage.scenesBucket,
                 rendersBucket: storage.rendersBucket,
                 frameQueue: frames.queue,
                 deadLetterQueue: frames.deadLetterQueue,
-                maxFramesPerJob: config.maxFramesPerJob,
-                maxResolution: config.maxResolution,
-                allowedEngines: config.allowedEngines,
-                maxReceiveCount: config.maxReceiveCount,
-                rendererTimeoutSeconds: config.rendererTimeoutSeconds,
-                failureBackoffSeconds: config.failureBackoffSeconds,
-                maxConcurrency: config.maxConcurrency,
-                preflight: config.preflight,
-                rendererEphemeralStorageMb: config.rendererEphemeralStorageMb,
-                apiAuth: config.apiAuth,
-                apiRateLimit: config.apiRateLimit,
-                apiBurstLimit: config.apiBurstLimit,
-                logRetentionDays: config.logRetentionDays,
             },
             { parent: this },
         );

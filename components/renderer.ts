@@ -1,22 +1,22 @@
 // The renderer: a container Lambda running Blender, fed one frame at a time by the frame queue.
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import type { Engine } from "../functions/shared/contract";
-import { rendererEnvironment } from "../functions/shared/farmSettings";
+import type { FarmSettings, SettingsReadBy } from "../functions/shared/farmSettings";
+import { rendererEnvironment } from "../functions/shared/functionEnvironment";
 import { lambdaRole, readScenesStatements, writeLogsStatement } from "./iam";
 
-export interface RendererArgs {
+/** The settings that size the function and its mapping, and those its environment carries (FARM_SETTINGS says which). */
+export interface RendererArgs
+    extends Pick<
+        FarmSettings,
+        | "rendererMemory"
+        | "rendererTimeout"
+        | "rendererEphemeralStorage"
+        | "maxConcurrency"
+        | "logRetentionDays"
+        | SettingsReadBy<"renderer">
+    > {
     imageUri: pulumi.Input<string>;
-    memoryMb: number;
-    timeoutSeconds: number;
-    ephemeralStorageMb: number;
-    maxConcurrency: number;
-    maxReceiveCount: number;
-    failureBackoffSeconds: number;
-    /** The job API's limits, enforced again by Blender on what each frame actually renders. */
-    maxResolution: number;
-    allowedEngines: Engine[];
-    logRetentionDays: number;
     scenesBucket: aws.s3.Bucket;
     rendersBucket: aws.s3.Bucket;
     frameQueue: aws.sqs.Queue;
@@ -112,21 +112,20 @@ export class Renderer extends pulumi.ComponentResource {
                 packageType: "Image",
                 imageUri: args.imageUri,
                 architectures: ["x86_64"],
-                memorySize: args.memoryMb,
-                timeout: args.timeoutSeconds,
-                ephemeralStorage: { size: args.ephemeralStorageMb },
+                memorySize: args.rendererMemory,
+                timeout: args.rendererTimeout,
+                ephemeralStorage: { size: args.rendererEphemeralStorage },
                 role: role.arn,
                 loggingConfig: { logFormat: "Text", logGroup: logGroup.name },
                 environment: {
-                    variables: rendererEnvironment({
-                        scenesBucket: args.scenesBucket.bucket,
-                        rendersBucket: args.rendersBucket.bucket,
-                        frameQueueUrl: args.frameQueue.url,
-                        maxReceiveCount: args.maxReceiveCount,
-                        failureBackoffSeconds: args.failureBackoffSeconds,
-                        maxResolution: args.maxResolution,
-                        allowedEngines: args.allowedEngines,
-                    }),
+                    variables: rendererEnvironment(
+                        {
+                            scenesBucket: args.scenesBucket.bucket,
+                            rendersBucket: args.rendersBucket.bucket,
+                            frameQueueUrl: args.frameQueue.url,
+                        },
+                        args,
+                    ),
                 },
             },
             { parent: this, dependsOn: [policy] },

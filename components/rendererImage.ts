@@ -3,11 +3,9 @@ import * as aws from "@pulumi/aws";
 import * as docker from "@pulumi/docker";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
+import type { FarmSettings } from "../functions/shared/farmSettings";
 
-export interface RendererImageArgs {
-    blenderVersion: string;
-    imagesToKeep: number;
-}
+export type RendererImageArgs = Pick<FarmSettings, "blenderVersion" | "imagesToKeep">;
 
 /** The build context is the project root: the image compiles functions/ itself (see image/Dockerfile). */
 export const IMAGE_BUILD_CONTEXT = path.join(__dirname, "..");

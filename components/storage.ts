@@ -1,11 +1,9 @@
 // The scenes bucket (what users upload) and the renders bucket (the ledger and the frames).
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import type { FarmSettings } from "../functions/shared/farmSettings";
 
-export interface StorageArgs {
-    forceDestroy: boolean;
-    renderRetentionDays: number;
-}
+export type StorageArgs = Pick<FarmSettings, "forceDestroy" | "renderRetentionDays">;
 
 export class Storage extends pulumi.ComponentResource {
     public readonly scenesBucket: aws.s3.Bucket;

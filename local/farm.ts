@@ -6,7 +6,8 @@ import * as path from "path";
 import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
 import type { SQSEvent } from "aws-lambda";
 import { FarmOutputs } from "../functions/shared/contract";
-import { FARM_DEFAULTS, staleAfterSecondsFor, TUNABLES } from "../functions/shared/farmSettings";
+import { FARM_DEFAULTS } from "../functions/shared/farmSettings";
+import { staleAfterSecondsFor } from "../functions/shared/farmTiming";
 import { createJobApiHandler } from "../functions/jobApi/handler";
 import { backoffSeconds } from "../functions/renderer/consumer";
 import { isLoopback } from "./addresses";
@@ -15,12 +16,13 @@ import { createFarmResources, startEmulator } from "./emulator";
 import { HttpApiIntegration, Invocable, InvocationRefused, startHttpApi } from "./httpApi";
 import { invocationProblem } from "./invocationCheck";
 import { createLocalRenderer, LocalRenderer, localRendererSettings } from "./localRenderer";
+import { LOCAL_FARM_SETTINGS, wholeNumberOption } from "./localSettings";
 import { killProcessesWorkingIn } from "./processes";
 import { recoverInterruptedFrames } from "./recovery";
 import { Consumer, FRAME_VISIBILITY_SECONDS, frameLog, startWorkerPool } from "./workers";
 
 export interface LocalFarmOptions {
-    /** API port, default 8787; 0 = any free port. */
+    /** API port (LOCAL_FARM_SETTINGS.port); 0 = any free port. */
     port?: number;
     /** Default "127.0.0.1". Anything else exposes an API without authentication: only when asked for. */
     host?: string;
@@ -28,15 +30,15 @@ export interface LocalFarmOptions {
     workers?: number;
     /** Default ".farm". */
     dataDir?: string;
-    /** Receives of a frame before SQS moves it to the DLQ; default TUNABLES.maxReceiveCount.defaultValue (3). */
+    /** Receives of a frame before SQS moves it to the DLQ; default the stack's (FARM_SETTINGS.maxReceiveCount). */
     maxReceiveCount?: number;
-    /** A failed frame's first retry delay, doubled per attempt; default TUNABLES.failureBackoffSeconds.defaultValue (10). */
+    /** A failed frame's first retry delay, doubled per attempt; default the stack's (FARM_SETTINGS). */
     failureBackoffSeconds?: number;
     /** Default $BLENDER_PATH, else `blender` on the PATH. */
     blenderPath?: string;
-    /** The job API reads every scene before queueing (a stack's `preflight`); default FARM_DEFAULTS.preflight (on). */
+    /** The job API reads every scene before queueing (a stack's `preflight`); default the stack's (on). */
     preflight?: boolean;
-    /** Longest a frame may render, seconds; default the stack's (TUNABLES.rendererTimeout.defaultValue, 900). */
+    /** Longest a frame may render, seconds (LOCAL_FRAME_TIMEOUT); default the stack's. */
     frameTimeoutSeconds?: number;
     /** One line per frame done or failed, and the farm's own notices; default stderr. */
     log?: (line: string) => void;
@@ -85,22 +87,6 @@ const RENDERER_FUNCTION_NAME = "local-renderer";
  */
 export const VISIBILITY_TIMEOUT_SECONDS = FRAME_VISIBILITY_SECONDS;
 
-function wholeNumber(
-    name: string,
-    value: number | undefined,
-    fallback: number,
-    min: number,
-    max = Number.MAX_SAFE_INTEGER,
-): number {
-    if (value === undefined) return fallback;
-    if (!Number.isInteger(value) || value < min || value > max) {
-        throw new Error(
-            `${name} must be a whole number from ${min} to ${max === Number.MAX_SAFE_INTEGER ? "any" : max}, got ${value}`,
-        );
-    }
-    return value;
-}
-
 /** The Blender executable, checked now rather than failing every frame into the DLQ. */
 export function findBlender(blenderPath: string): string {
     const candidates = blenderPath.includes(path.sep)
@@ -123,30 +109,19 @@ export function findBlender(blenderPath: string): string {
 }
 
 export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<LocalFarm> {
-    const port = wholeNumber("port", options.port, 8787, 0, 65535);
-    const workers = wholeNumber("workers", options.workers, os.cpus().length, 0);
-    const { maxReceiveCount: receives, failureBackoffSeconds: backoff } = TUNABLES;
-    const maxReceiveCount = wholeNumber(
-        "maxReceiveCount",
-        options.maxReceiveCount,
-        receives.defaultValue,
-        receives.min,
-        receives.max,
-    );
-    const failureBackoffSeconds = wholeNumber(
+    const settings = LOCAL_FARM_SETTINGS;
+    const port = wholeNumberOption("port", options.port, settings.port);
+    const workers = wholeNumberOption("workers", options.workers, settings.workers, os.cpus().length);
+    const maxReceiveCount = wholeNumberOption("maxReceiveCount", options.maxReceiveCount, settings.maxReceiveCount);
+    const failureBackoffSeconds = wholeNumberOption(
         "failureBackoffSeconds",
         options.failureBackoffSeconds,
-        backoff.defaultValue,
-        backoff.min,
-        backoff.max,
+        settings.failureBackoffSeconds,
     );
-    const { rendererTimeout } = TUNABLES;
-    const frameTimeoutSeconds = wholeNumber(
+    const frameTimeoutSeconds = wholeNumberOption(
         "frameTimeoutSeconds",
         options.frameTimeoutSeconds,
-        rendererTimeout.defaultValue,
-        1,
-        rendererTimeout.max,
+        settings.frameTimeoutSeconds,
     );
     const host = options.host ?? "127.0.0.1";
     const runtime = options.runtime ?? "inprocess";
@@ -228,8 +203,8 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
                 rendersBucket: resources.rendersBucket,
                 frameQueueUrl: resources.frameQueueUrl,
                 limits: {
-                    maxFrames: TUNABLES.maxFramesPerJob.defaultValue,
-                    maxResolution: TUNABLES.maxResolution.defaultValue,
+                    maxFrames: FARM_DEFAULTS.maxFramesPerJob,
+                    maxResolution: FARM_DEFAULTS.maxResolution,
                     allowedEngines: FARM_DEFAULTS.allowedEngines,
                 },
                 maxReceiveCount,

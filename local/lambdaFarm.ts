@@ -14,7 +14,7 @@ import { InvokeResult } from "./lambdaRuntimeApi";
 import { LambdaSandbox, startLambdaSandbox } from "./lambdaSandbox";
 import { managedRuntimeDir, managedSandboxOptions } from "./managedRuntime";
 import type { Consumer } from "./workers";
-import { ENVIRONMENT } from "../functions/shared/farmSettings";
+import { ENVIRONMENT, settingVariables } from "../functions/shared/functionEnvironment";
 
 export interface LambdaFarmOptions {
     endpoint: string;
@@ -98,8 +98,7 @@ export async function startLambdaFunctions(options: LambdaFarmOptions): Promise<
         [ENVIRONMENT.scenesBucket]: resources.scenesBucket,
         [ENVIRONMENT.rendersBucket]: resources.rendersBucket,
         [ENVIRONMENT.frameQueueUrl]: resources.frameQueueUrl,
-        [ENVIRONMENT.maxReceiveCount]: String(options.maxReceiveCount),
-        [ENVIRONMENT.preflight]: options.preflight ? "on" : "off",
+        ...settingVariables({ maxReceiveCount: options.maxReceiveCount, preflight: options.preflight }),
         // The one variable the stack does not set: the SDK v3 sends every request to the emulator.
         AWS_ENDPOINT_URL: endpoint,
     };
@@ -143,7 +142,7 @@ export async function startLambdaFunctions(options: LambdaFarmOptions): Promise<
                     functionEnvironment: {
                         ...shipped.renderer.variables,
                         ...onEmulator,
-                        FAILURE_BACKOFF_SECONDS: String(options.failureBackoffSeconds),
+                        ...settingVariables({ failureBackoffSeconds: options.failureBackoffSeconds }),
                     },
                     memoryMb: shipped.renderer.memoryMb,
                     timeoutSeconds: shipped.renderer.timeoutSeconds,

@@ -4,8 +4,14 @@ import * as os from "os";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import { createRendererHandler } from "../functions/renderer/consumer";
-import { blenderHardLimitMbFor, DEFAULT_RENDER_LIMITS, RendererSettings } from "../functions/renderer/settings";
-import { ENVIRONMENT, Environment, TUNABLES, wholeNumberVariable } from "../functions/shared/farmSettings";
+import {
+    blenderHardLimitMbFor,
+    DEFAULT_RENDER_LIMITS,
+    MIN_BLENDER_MEMORY_MB,
+    RendererSettings,
+} from "../functions/renderer/settings";
+import { FARM_DEFAULTS } from "../functions/shared/farmSettings";
+import { ENVIRONMENT, Environment, wholeNumberVariable } from "../functions/shared/functionEnvironment";
 import { RENDERER_CLIENT_RETRY, RENDERER_CLIENT_TIMEOUTS } from "../functions/renderer/handler";
 import { EmulatorCredentials, FarmResources } from "./emulator";
 import { SqsEventHandler } from "./eventSourcePoller";
@@ -35,7 +41,7 @@ export interface LocalRendererSettingsOptions {
     workDir: string;
     /** Renderers sharing this machine's CPUs (in this process). */
     workers: number;
-    /** Longest a frame may render; default the stack's (TUNABLES.rendererTimeout). */
+    /** Longest a frame may render; default the stack's. */
     frameTimeoutSeconds?: number;
 }
 
@@ -52,12 +58,12 @@ export function localRendererSettings(options: LocalRendererSettingsOptions): Re
         frameQueueUrl: resources.frameQueueUrl,
         maxReceiveCount: options.maxReceiveCount,
         failureBackoffSeconds: options.failureBackoffSeconds,
-        memoryMb: TUNABLES.rendererMemory.defaultValue,
+        memoryMb: FARM_DEFAULTS.rendererMemory,
         blenderPath: options.blenderPath,
         workDir: options.workDir,
         threads: Math.max(1, Math.floor(os.cpus().length / Math.max(1, options.workers))),
         // As the stack's renderer Lambda's default, unless the farm was given its own.
-        defaultTimeoutMs: (options.frameTimeoutSeconds ?? TUNABLES.rendererTimeout.defaultValue) * 1000,
+        defaultTimeoutMs: (options.frameTimeoutSeconds ?? FARM_DEFAULTS.rendererTimeout) * 1000,
         // The worker pool's heartbeat owns a rendering frame's visibility (local/workers.ts).
         holdFrameVisibility: false,
         // Each worker's Blender may keep half of its share of this machine's memory between frames.
@@ -74,9 +80,10 @@ export function localRendererSettings(options: LocalRendererSettingsOptions): Re
  * BLENDER_MEMORY_HARD_LIMIT_MB in the farm's (or worker's) environment sets it, as it does the renderer Lambda's.
  */
 export function localBlenderHardLimitMb(shareMb: number, env: Environment = process.env): number {
-    const derived = blenderHardLimitMbFor(Math.min(shareMb, TUNABLES.rendererMemory.defaultValue));
+    const derived = blenderHardLimitMbFor(Math.min(shareMb, FARM_DEFAULTS.rendererMemory));
     const machineMb = Math.floor(os.totalmem() / (1024 * 1024));
-    return wholeNumberVariable(env, ENVIRONMENT.blenderMemoryHardLimitMb, { min: 64, max: machineMb }, derived);
+    const range = { min: MIN_BLENDER_MEMORY_MB, max: machineMb };
+    return wholeNumberVariable(env, ENVIRONMENT.blenderMemoryHardLimitMb, range, derived);
 }
 
 export function createLocalRenderer(options: LocalRendererOptions): LocalRenderer {

@@ -13,6 +13,7 @@ import { isLoopbackUrl } from "./addresses";
 import { emulatorClients } from "./emulator";
 import { findBlender, OUTPUTS_FILE } from "./farm";
 import { createLocalRenderer, LocalRenderer, localRendererSettings } from "./localRenderer";
+import { LOCAL_FARM_SETTINGS, wholeNumberOption } from "./localSettings";
 import { killProcessesWorkingIn } from "./processes";
 import { frameLog, startWorkerPool, WorkerPool } from "./workers";
 
@@ -21,7 +22,7 @@ export interface RemoteWorkerOptions {
     dataDir?: string;
     /** Pollers, each rendering one frame at a time; default os.cpus().length. */
     workers?: number;
-    /** A failed frame's first retry delay, doubled per attempt; default 5, as the farm's. */
+    /** A failed frame's first retry delay, doubled per attempt; default the farm's (FARM_SETTINGS). */
     failureBackoffSeconds?: number;
     /** Default $BLENDER_PATH, else `blender` on the PATH. */
     blenderPath?: string;
@@ -90,10 +91,9 @@ function readOutputs(file: string): FarmOutputs | undefined {
 
 export async function startRemoteWorkers(options: RemoteWorkerOptions = {}): Promise<RemoteWorkers> {
     const dataDir = path.resolve(options.dataDir ?? ".farm");
-    const workers = options.workers ?? os.cpus().length;
-    if (!Number.isInteger(workers) || workers < 1)
-        throw new Error(`workers must be a whole number >= 1, got ${workers}`);
-    const failureBackoffSeconds = options.failureBackoffSeconds ?? 5;
+    const { renderingWorkers, failureBackoffSeconds: backoff } = LOCAL_FARM_SETTINGS;
+    const workers = wholeNumberOption("workers", options.workers, renderingWorkers, os.cpus().length);
+    const failureBackoffSeconds = wholeNumberOption("failureBackoffSeconds", options.failureBackoffSeconds, backoff);
     const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
     const blenderPath = findBlender(options.blenderPath ?? process.env.BLENDER_PATH ?? "blender");
 

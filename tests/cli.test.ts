@@ -12,6 +12,7 @@ import { uploadObjects } from "../cli/upload";
 import { LocalFarm, startLocalFarm } from "../local/farm";
 import { emulatorClients } from "../local/emulator";
 import { writeFrameRecord } from "../functions/shared/ledger";
+import { LOCAL_FARM_SETTINGS } from "../local/localSettings";
 import { runCli, runCliOnTerminal, CliRun } from "./support/cliRunner";
 import { makeFailingFrameScene } from "./support/failingFrameScene";
 import { makeReferenceScene } from "./support/referenceScene";
@@ -107,6 +108,16 @@ describe("render-farm CLI", function () {
                 await runCli(["render", CUBE_2016_SCENE, "--resolution", "wide"], { cwd }),
                 2,
                 /--resolution.*WIDTHxHEIGHT/,
+            );
+        });
+
+        it("a local farm setting outside its declared range exits 2, naming the flag and the range", async function () {
+            // Every flag and bound: tests/settingsPipeline.test.ts. Here, the shim as users run it.
+            const { max } = LOCAL_FARM_SETTINGS.failureBackoffSeconds;
+            assertOneLineReason(
+                await runCli(["serve", "--failure-backoff", String(max + 1)], { cwd }),
+                2,
+                new RegExp(`--failure-backoff must be a whole number from 0 to ${max}\\.$`),
             );
         });
 

@@ -1,40 +1,56 @@
-// The farm's tunables are stated once (functions/shared/farmSettings.ts): the stack's config, the environment the
-// components hand to the functions, and the functions' own reading of it must agree.
+// The farm's settings are declared once (functions/shared/farmSettings.ts): the stack's config, the environment the
+// components hand to the functions (functions/shared/functionEnvironment.ts), and the functions' own reading of it
+// must agree.
 import * as assert from "assert";
 import { jobApiSettingsFromEnvironment } from "../functions/jobApi/settings";
 import { rendererSettingsFromEnvironment } from "../functions/renderer/settings";
+import { FARM_SETTINGS, FarmSetting, wholeNumberProblem } from "../functions/shared/farmSettings";
+import { frameVisibilityTimeoutSeconds } from "../functions/shared/farmTiming";
 import {
     ENVIRONMENT,
-    frameVisibilityTimeoutSeconds,
     jobApiEnvironment,
     rendererEnvironment,
-    TUNABLES,
-} from "../functions/shared/farmSettings";
+    settingVariable,
+} from "../functions/shared/functionEnvironment";
+
+const RESOURCES = { scenesBucket: "s", rendersBucket: "r", frameQueueUrl: "q" };
+const RENDERER_SETTINGS = {
+    maxReceiveCount: 3,
+    failureBackoffSeconds: 10,
+    maxResolution: 8192,
+    allowedEngines: ["CYCLES" as const],
+};
 
 describe("farm settings", function () {
-    it("every tunable's default lies within its range", function () {
-        for (const [key, { min, max, defaultValue: fallback }] of Object.entries(TUNABLES)) {
-            assert.ok(min <= fallback && fallback <= max, `${key}: ${min} <= ${fallback} <= ${max}`);
+    it("every setting's default is a value it accepts", function () {
+        for (const [key, setting] of Object.entries<FarmSetting>(FARM_SETTINGS)) {
+            if (setting.kind === "wholeNumber")
+                assert.strictEqual(wholeNumberProblem(setting.defaultValue, setting), undefined, key);
+            if (setting.kind === "choice") assert.ok(setting.choices.includes(setting.defaultValue), key);
+            if (setting.kind === "version") assert.match(setting.defaultValue, new RegExp(setting.pattern), key);
         }
     });
 
     it("the job API reads back exactly what a stack writes into its environment", function () {
-        const written = {
+        const resources = {
             scenesBucket: "scenes-1",
             rendersBucket: "renders-1",
             frameQueueUrl: "https://sqs.eu-west-1.amazonaws.com/1/frames",
             deadLetterQueueUrl: "https://sqs.eu-west-1.amazonaws.com/1/frames-dlq",
+        };
+        const stack = {
             maxFramesPerJob: 1234,
             maxResolution: 4096,
             allowedEngines: ["EEVEE" as const, "CYCLES" as const],
             maxReceiveCount: 4,
             preflight: false,
-            rendererTimeoutSeconds: 600,
+            rendererTimeout: 600,
             failureBackoffSeconds: 20,
             maxConcurrency: 250,
-            rendererEphemeralStorageMb: 2048,
+            rendererEphemeralStorage: 2048,
         };
-        const settings = jobApiSettingsFromEnvironment(jobApiEnvironment(written));
+        const written = { ...resources, ...stack };
+        const settings = jobApiSettingsFromEnvironment(jobApiEnvironment(resources, stack));
         assert.deepStrictEqual(
             {
                 scenesBucket: settings.scenesBucket,
@@ -46,10 +62,10 @@ describe("farm settings", function () {
                 allowedEngines: settings.limits.allowedEngines,
                 maxReceiveCount: settings.maxReceiveCount,
                 preflight: settings.preflight,
-                rendererTimeoutSeconds: settings.frameTimeoutSeconds,
+                rendererTimeout: settings.frameTimeoutSeconds,
                 failureBackoffSeconds: written.failureBackoffSeconds,
                 maxConcurrency: settings.maxConcurrency,
-                rendererEphemeralStorageMb: settings.rendererEphemeralStorageMb,
+                rendererEphemeralStorage: settings.rendererEphemeralStorageMb,
             },
             written,
         );
@@ -61,17 +77,20 @@ describe("farm settings", function () {
     });
 
     it("the renderer reads back exactly what a stack writes into its environment, plus Lambda's memory size", function () {
-        const written = {
+        const resources = {
             scenesBucket: "scenes-1",
             rendersBucket: "renders-1",
             frameQueueUrl: "https://sqs.eu-west-1.amazonaws.com/1/frames",
+        };
+        const stack = {
             maxReceiveCount: 5,
             failureBackoffSeconds: 0,
             maxResolution: 2048,
             allowedEngines: ["CYCLES" as const],
         };
+        const written = { ...resources, ...stack };
         const settings = rendererSettingsFromEnvironment({
-            ...rendererEnvironment(written),
+            ...rendererEnvironment(resources, stack),
             AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "4096",
         });
         assert.deepStrictEqual(
@@ -87,7 +106,7 @@ describe("farm settings", function () {
             written,
         );
         assert.strictEqual(settings.memoryMb, 4096);
-        assert.strictEqual(settings.defaultTimeoutMs, TUNABLES.rendererTimeout.defaultValue * 1000);
+        assert.strictEqual(settings.defaultTimeoutMs, FARM_SETTINGS.rendererTimeout.defaultValue * 1000);
         // Blender's memory bounds follow the Lambda's memory: restarted above half, killed mid-frame above all but 512 MB.
         assert.strictEqual(settings.blenderMemoryLimitMb, 2048);
         assert.strictEqual(settings.blenderMemoryHardLimitMb, 4096 - 512);
@@ -95,15 +114,7 @@ describe("farm settings", function () {
 
     it("takes Blender's hard memory bound from BLENDER_MEMORY_HARD_LIMIT_MB, up to the renderer's memory", function () {
         const base = {
-            ...rendererEnvironment({
-                scenesBucket: "s",
-                rendersBucket: "r",
-                frameQueueUrl: "q",
-                maxReceiveCount: 3,
-                failureBackoffSeconds: 10,
-                maxResolution: 8192,
-                allowedEngines: ["CYCLES" as const],
-            }),
+            ...rendererEnvironment(RESOURCES, RENDERER_SETTINGS),
             AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "3008",
         };
         assert.strictEqual(
@@ -119,21 +130,13 @@ describe("farm settings", function () {
 
     it("refuses a missing or out-of-range variable at cold start, naming it", function () {
         assert.throws(() => rendererSettingsFromEnvironment({}), /SCENES_BUCKET, RENDERS_BUCKET, FRAME_QUEUE_URL/);
-        const base = rendererEnvironment({
-            scenesBucket: "s",
-            rendersBucket: "r",
-            frameQueueUrl: "q",
-            maxReceiveCount: 3,
-            failureBackoffSeconds: 10,
-            maxResolution: 8192,
-            allowedEngines: ["CYCLES" as const],
-        });
+        const base = rendererEnvironment(RESOURCES, RENDERER_SETTINGS);
         assert.throws(
-            () => rendererSettingsFromEnvironment({ ...base, [ENVIRONMENT.maxReceiveCount]: "11" }),
+            () => rendererSettingsFromEnvironment({ ...base, [settingVariable("maxReceiveCount")]: "11" }),
             /MAX_RECEIVE_COUNT must be a whole number from 1 to 10, got "11"/,
         );
         assert.throws(
-            () => jobApiSettingsFromEnvironment({ ...base, [ENVIRONMENT.allowedEngines]: "CYCLES,LUXCORE" }),
+            () => jobApiSettingsFromEnvironment({ ...base, [settingVariable("allowedEngines")]: "CYCLES,LUXCORE" }),
             /ALLOWED_ENGINES has unknown engine\(s\) LUXCORE/,
         );
     });

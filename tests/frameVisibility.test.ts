@@ -13,14 +13,16 @@ import { FrameMessage } from "../functions/shared/contract";
 import { createRendererHandler } from "../functions/renderer/consumer";
 import { RendererSettings } from "../functions/renderer/settings";
 import { jobApiSettingsFromEnvironment } from "../functions/jobApi/settings";
-import { frameVisibilityTimeoutSeconds, jobApiEnvironment, TUNABLES } from "../functions/shared/farmSettings";
+import { FARM_SETTINGS } from "../functions/shared/farmSettings";
+import { frameVisibilityTimeoutSeconds } from "../functions/shared/farmTiming";
+import { jobApiEnvironment } from "../functions/shared/functionEnvironment";
 import { sqsRecordOf } from "../local/eventSourcePoller";
 import { localRendererSettings } from "../local/localRenderer";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { DEFAULT_RENDER_LIMITS } from "../functions/renderer/settings";
 
 /** The stack's frame queue at its default renderer timeout hides a received frame this long. */
-const QUEUE_VISIBILITY_SECONDS = frameVisibilityTimeoutSeconds(TUNABLES.rendererTimeout.defaultValue);
+const QUEUE_VISIBILITY_SECONDS = frameVisibilityTimeoutSeconds(FARM_SETTINGS.rendererTimeout.defaultValue);
 
 describe("a frame in flight is held no longer than its invocation", function () {
     this.timeout(120_000);
@@ -159,21 +161,20 @@ describe("a frame in flight is held no longer than its invocation", function () 
     it("the stack's job API counts a frame as lost only after it could have been hidden, rendered and backed off", function () {
         for (const rendererTimeoutSeconds of [60, 300, 900]) {
             const settings = jobApiSettingsFromEnvironment(
-                jobApiEnvironment({
-                    scenesBucket: "s",
-                    rendersBucket: "r",
-                    frameQueueUrl: "q",
-                    deadLetterQueueUrl: "d",
-                    maxFramesPerJob: 100,
-                    maxResolution: 4096,
-                    allowedEngines: ["CYCLES"],
-                    maxReceiveCount: 3,
-                    rendererEphemeralStorageMb: 10240,
-                    preflight: true,
-                    rendererTimeoutSeconds,
-                    failureBackoffSeconds: 10,
-                    maxConcurrency: 100,
-                }),
+                jobApiEnvironment(
+                    { scenesBucket: "s", rendersBucket: "r", frameQueueUrl: "q", deadLetterQueueUrl: "d" },
+                    {
+                        maxFramesPerJob: 100,
+                        maxResolution: 4096,
+                        allowedEngines: ["CYCLES"],
+                        maxReceiveCount: 3,
+                        rendererEphemeralStorage: 10240,
+                        preflight: true,
+                        rendererTimeout: rendererTimeoutSeconds,
+                        failureBackoffSeconds: 10,
+                        maxConcurrency: 100,
+                    },
+                ),
             );
             const visibility = frameVisibilityTimeoutSeconds(rendererTimeoutSeconds);
             assert.ok(

@@ -4,7 +4,8 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { readFarmConfig } from "../config";
-import { frameVisibilityTimeoutSeconds, TUNABLES } from "../functions/shared/farmSettings";
+import { FARM_DEFAULTS, FARM_SETTINGS, FarmSetting } from "../functions/shared/farmSettings";
+import { frameVisibilityTimeoutSeconds } from "../functions/shared/farmTiming";
 import { archiveFiles, writeArchive } from "./support/archive";
 import { PROJECT_ROOT, ProgramRun, RecordedResource, runProgram, stackConfig } from "./support/pulumiProgram";
 
@@ -37,6 +38,25 @@ function policyDocuments(run: ProgramRun): { owner: string; document: any }[] {
 
 const asList = <T>(value: T | T[] | undefined): T[] =>
     value === undefined ? [] : Array.isArray(value) ? value : [value];
+
+/** Values just outside what a setting declares, as a stack's config would hold them. */
+function disallowedValues(setting: FarmSetting): string[] {
+    switch (setting.kind) {
+        case "wholeNumber": {
+            const outside = [setting.min - 1, setting.max + 1, setting.min + 0.5];
+            const unlisted = setting.oneOf && setting.min + 1 < setting.max ? [setting.min + 1] : [];
+            return [...outside, ...unlisted.filter((value) => !setting.oneOf!.includes(value))].map(String);
+        }
+        case "switch":
+            return ["maybe"];
+        case "choice":
+            return [`${setting.defaultValue}-not`];
+        case "version":
+            return ["latest"];
+        case "engines":
+            return [JSON.stringify(["OCTANE"]), "[]"];
+    }
+}
 
 function componentOf(resource: RecordedResource): string | undefined {
     const chain = resource.qualifiedType.split("$");
@@ -113,7 +133,7 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
 
     it("hides a frame at least as long as the renderer may run, for every allowed timeout, and redrives to the DLQ", function () {
         // Every timeout the config allows (render-farm:rendererTimeout) gives a value SQS accepts (<= 12 h).
-        for (let timeout = TUNABLES.rendererTimeout.min; timeout <= TUNABLES.rendererTimeout.max; timeout++) {
+        for (let timeout = FARM_SETTINGS.rendererTimeout.min; timeout <= FARM_SETTINGS.rendererTimeout.max; timeout++) {
             assert.ok(frameVisibilityTimeoutSeconds(timeout) >= timeout, `timeout ${timeout}`);
             assert.ok(frameVisibilityTimeoutSeconds(timeout) <= 43200, `SQS maximum at timeout ${timeout}`);
         }
@@ -388,6 +408,7 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
         const invalid: [string, string, RegExp][] = [
             ["rendererTimeout", "901", /render-farm:rendererTimeout/],
             ["rendererTimeout", "ten", /render-farm:rendererTimeout/],
+            ["rendererTimeout", "60.5", /render-farm:rendererTimeout' value '60.5' must be a whole number/],
             ["rendererMemory", "100", /render-farm:rendererMemory/],
             ["rendererEphemeralStorage", "20000", /render-farm:rendererEphemeralStorage/],
             ["maxConcurrency", "1", /render-farm:maxConcurrency/],
@@ -415,5 +436,19 @@ describe("the Pulumi program (dev stack, under mocks)", function () {
                 assert.throws(() => readFarmConfig(), message);
             });
         }
+
+        it("refuses, for every declared key, a value the declaration does not allow, naming the key", function () {
+            for (const [key, setting] of Object.entries<FarmSetting>(FARM_SETTINGS)) {
+                for (const value of disallowedValues(setting)) {
+                    pulumi.runtime.setAllConfig({ ...config, [`render-farm:${key}`]: value });
+                    assert.throws(() => readFarmConfig(), new RegExp(`render-farm:${key}\\b`), `${key}=${value}`);
+                }
+            }
+        });
+
+        it("reads every declared key at its default when the stack sets none", function () {
+            pulumi.runtime.setAllConfig({ "aws:region": "us-east-1" });
+            assert.deepStrictEqual(readFarmConfig(), FARM_DEFAULTS);
+        });
     });
 });

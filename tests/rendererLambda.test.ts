@@ -11,6 +11,8 @@ import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/
 import { GetQueueAttributesCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import type { APIGatewayProxyEventV2, SQSEvent } from "aws-lambda";
 import { createJobApiHandler } from "../functions/jobApi/handler";
+import { FARM_DEFAULTS } from "../functions/shared/farmSettings";
+import { rendererEnvironment } from "../functions/shared/functionEnvironment";
 import { FrameMessage, FrameRecord, frameOutputKey, frameRecordKey, JobStatus } from "../functions/shared/contract";
 import { Emulator, FarmResources, createFarmResources, startEmulator } from "../local/emulator";
 import { findBlender } from "../local/farm";
@@ -119,11 +121,7 @@ describe("the renderer as Lambda runs it (image/Dockerfile's ENTRYPOINT + CMD, a
             // The stack's variables for the renderer (components/renderer.ts), on the emulator. AWS_ENDPOINT_URL is the
             // one addition: the SDK v3 reads it, and picks path-style S3 addressing itself for an IP-address endpoint.
             functionEnvironment: {
-                SCENES_BUCKET: farm.scenesBucket,
-                RENDERS_BUCKET: farm.rendersBucket,
-                FRAME_QUEUE_URL: farm.frameQueueUrl,
-                MAX_RECEIVE_COUNT: "3",
-                FAILURE_BACKOFF_SECONDS: "1",
+                ...rendererEnvironment(farm, { ...FARM_DEFAULTS, maxReceiveCount: 3, failureBackoffSeconds: 1 }),
                 AWS_ENDPOINT_URL: emulator.endpoint,
             },
             memoryMb: 10240,
@@ -287,10 +285,7 @@ describe("the renderer as Lambda runs it (image/Dockerfile's ENTRYPOINT + CMD, a
         const renderer = await sandboxWith({
             functionEnvironment: {
                 ...config.functionEnvironment,
-                SCENES_BUCKET: last.scenesBucket,
-                RENDERS_BUCKET: last.rendersBucket,
-                FRAME_QUEUE_URL: last.frameQueueUrl,
-                MAX_RECEIVE_COUNT: String(maxReceiveCount),
+                ...rendererEnvironment(last, { ...FARM_DEFAULTS, maxReceiveCount, failureBackoffSeconds: 1 }),
             },
             timeoutSeconds,
             tmpDir,

@@ -3,19 +3,15 @@ import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import { JobLimits } from "../shared/contract";
 import { FarmTiming } from "../shared/contract";
+import { FARM_DEFAULTS, SettingsReadBy } from "../shared/farmSettings";
+import { STALE_AFTER_RANGE, stackStaleAfterSeconds } from "../shared/farmTiming";
 import {
     ENVIRONMENT,
     Environment,
-    enginesVariable,
-    FARM_DEFAULTS,
-    requiredVariables,
-    STALE_AFTER_RANGE,
-    stackStaleAfterSeconds,
-    switchVariable,
-    Tunable,
-    TUNABLES,
+    resourcesFromEnvironment,
+    settingFromEnvironment,
     wholeNumberVariable,
-} from "../shared/farmSettings";
+} from "../shared/functionEnvironment";
 
 export interface JobApiSettings {
     scenesBucket: string;
@@ -30,9 +26,9 @@ export interface JobApiSettings {
      * the job's ledger has been quiet this long. @default the stack's at the default settings (stackStaleAfterSeconds)
      */
     staleAfterSeconds?: number;
-    /** The renderer's timeout, reported in a job's status. @default TUNABLES.rendererTimeout.defaultValue */
+    /** The renderer's timeout, reported in a job's status. @default FARM_DEFAULTS.rendererTimeout */
     frameTimeoutSeconds?: number;
-    /** Frames rendering at once at most, reported in a job's status. @default TUNABLES.maxConcurrency.defaultValue */
+    /** Frames rendering at once at most, reported in a job's status. @default FARM_DEFAULTS.maxConcurrency */
     maxConcurrency?: number;
     /** Frames sent between two writes of the queue progress. @default QUEUE_GROUP_FRAMES */
     queueGroupFrames?: number;
@@ -43,7 +39,7 @@ export interface JobApiSettings {
     preflight?: boolean;
     /**
      * The renderer's /tmp, MB: a job whose scene and assets cannot fit in it (less room for the frame and Blender's
-     * temp files) is refused with 413. @default TUNABLES.rendererEphemeralStorage.defaultValue
+     * temp files) is refused with 413. @default FARM_DEFAULTS.rendererEphemeralStorage
      */
     rendererEphemeralStorageMb?: number;
 }
@@ -69,16 +65,16 @@ export function isCrash(error: unknown): boolean {
 
 /** The farm timing a job's status reports, with the defaults for what the settings leave out. */
 export function farmTimingOf(settings: JobApiSettings): FarmTiming {
-    const frameTimeoutSeconds = settings.frameTimeoutSeconds ?? TUNABLES.rendererTimeout.defaultValue;
+    const frameTimeoutSeconds = settings.frameTimeoutSeconds ?? FARM_DEFAULTS.rendererTimeout;
     return {
         frameTimeoutSeconds,
         maxReceiveCount: settings.maxReceiveCount,
-        maxConcurrency: settings.maxConcurrency ?? TUNABLES.maxConcurrency.defaultValue,
+        maxConcurrency: settings.maxConcurrency ?? FARM_DEFAULTS.maxConcurrency,
         staleAfterSeconds:
             settings.staleAfterSeconds ??
             stackStaleAfterSeconds({
-                rendererTimeoutSeconds: frameTimeoutSeconds,
-                failureBackoffSeconds: TUNABLES.failureBackoffSeconds.defaultValue,
+                rendererTimeout: frameTimeoutSeconds,
+                failureBackoffSeconds: FARM_DEFAULTS.failureBackoffSeconds,
                 maxReceiveCount: settings.maxReceiveCount,
             }),
     };
@@ -86,34 +82,32 @@ export function farmTimingOf(settings: JobApiSettings): FarmTiming {
 
 /** The job API's settings from its Lambda environment; throws (at cold start) naming the variable that is wrong. */
 export function jobApiSettingsFromEnvironment(env: Environment): JobApiSettings {
-    const names = ENVIRONMENT;
-    const where = requiredVariables(
-        env,
-        { scenesBucket: names.scenesBucket, rendersBucket: names.rendersBucket, frameQueueUrl: names.frameQueueUrl },
-        "the job API",
-    );
-    const number = (name: string, tunable: Tunable) => wholeNumberVariable(env, name, tunable, tunable.defaultValue);
-    const maxReceiveCount = number(names.maxReceiveCount, TUNABLES.maxReceiveCount);
-    const frameTimeoutSeconds = number(names.frameTimeoutSeconds, TUNABLES.rendererTimeout);
-    const failureBackoffSeconds = number(names.failureBackoffSeconds, TUNABLES.failureBackoffSeconds);
-    const derivedStaleAfter = stackStaleAfterSeconds({
-        rendererTimeoutSeconds: frameTimeoutSeconds,
-        failureBackoffSeconds,
-        maxReceiveCount,
-    });
+    const resources = resourcesFromEnvironment(env, "the job API");
+    const setting = <K extends SettingsReadBy<"jobApi">>(key: K) => settingFromEnvironment(env, key);
+    const stack = {
+        rendererTimeout: setting("rendererTimeout"),
+        failureBackoffSeconds: setting("failureBackoffSeconds"),
+        maxReceiveCount: setting("maxReceiveCount"),
+    };
+    const deadLetterQueueUrl = env[ENVIRONMENT.deadLetterQueueUrl];
     return {
-        ...where,
-        ...(env[names.deadLetterQueueUrl] ? { deadLetterQueueUrl: env[names.deadLetterQueueUrl] } : {}),
+        ...resources,
+        ...(deadLetterQueueUrl ? { deadLetterQueueUrl } : {}),
         limits: {
-            maxFrames: number(names.maxFramesPerJob, TUNABLES.maxFramesPerJob),
-            maxResolution: number(names.maxResolution, TUNABLES.maxResolution),
-            allowedEngines: enginesVariable(env, names.allowedEngines),
+            maxFrames: setting("maxFramesPerJob"),
+            maxResolution: setting("maxResolution"),
+            allowedEngines: setting("allowedEngines"),
         },
-        maxReceiveCount,
-        staleAfterSeconds: wholeNumberVariable(env, names.staleAfterSeconds, STALE_AFTER_RANGE, derivedStaleAfter),
-        frameTimeoutSeconds,
-        maxConcurrency: number(names.maxConcurrency, TUNABLES.maxConcurrency),
-        preflight: switchVariable(env, names.preflight, FARM_DEFAULTS.preflight),
-        rendererEphemeralStorageMb: number(names.rendererEphemeralStorage, TUNABLES.rendererEphemeralStorage),
+        maxReceiveCount: stack.maxReceiveCount,
+        staleAfterSeconds: wholeNumberVariable(
+            env,
+            ENVIRONMENT.staleAfterSeconds,
+            STALE_AFTER_RANGE,
+            stackStaleAfterSeconds(stack),
+        ),
+        frameTimeoutSeconds: stack.rendererTimeout,
+        maxConcurrency: setting("maxConcurrency"),
+        preflight: setting("preflight"),
+        rendererEphemeralStorageMb: setting("rendererEphemeralStorage"),
     };
 }

@@ -39,7 +39,7 @@ import { ApiReply, errorReply, sceneChangedError, statusUrlOf, upstreamReply } f
 import { DEFAULT_WORK_MS, isCrash, JobApiDeps } from "./settings";
 import { asProbe, widenProbe } from "./probes";
 import { readJobStatus } from "./status";
-import { TUNABLES } from "../shared/farmSettings";
+import { FARM_DEFAULTS } from "../shared/farmSettings";
 import { farmError } from "../shared/errors";
 import { conflictBackoff } from "../shared/jsonObjects";
 import {
@@ -216,7 +216,7 @@ async function tilesOfWidened(
     if (count === "auto") {
         const slowest = await slowestDoneFrameSeconds(deps.s3, deps.settings.rendersBucket, manifest);
         if (slowest === undefined) return { ok: false, error: autoTilesNeedEstimate(manifest.jobId) };
-        const timeout = deps.settings.frameTimeoutSeconds ?? TUNABLES.rendererTimeout.defaultValue;
+        const timeout = deps.settings.frameTimeoutSeconds ?? FARM_DEFAULTS.rendererTimeout;
         count = autoTileCount(slowest, timeout);
     }
     if (count < 2) return { ok: true, value: undefined };
@@ -466,7 +466,7 @@ export async function submitJob(
     const tooLarge = inputsTooLarge(
         manifest,
         versions,
-        settings.rendererEphemeralStorageMb ?? TUNABLES.rendererEphemeralStorage.defaultValue,
+        settings.rendererEphemeralStorageMb ?? FARM_DEFAULTS.rendererEphemeralStorage,
     );
     if (tooLarge) return errorReply(tooLarge);
     const late = messageSizeProblem(manifest, settings.rendersBucket, manifest.frames);

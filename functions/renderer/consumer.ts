@@ -23,7 +23,7 @@ import { isFarmError } from "../shared/errors";
 import { readFrameRecord, readTileRecord, writeFrameRecord, writeTileRecord } from "../shared/ledger";
 import { stitchWhenComplete } from "./frameStitch";
 import { DownloadError, SceneMirror, cleanFrameFiles, prepareFrameFiles } from "./workDir";
-import { MAX_FAILURE_BACKOFF_SECONDS } from "../shared/farmSettings";
+import { MAX_FAILURE_BACKOFF_SECONDS } from "../shared/farmTiming";
 import { holdFrameForInvocation } from "./frameVisibility";
 import { createJobControl, JobControl } from "./jobControl";
 import { recordLastAttempt } from "./lastAttempt";

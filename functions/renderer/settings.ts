@@ -3,15 +3,15 @@
 import * as os from "os";
 import * as path from "path";
 import { MAX_SAMPLES } from "../shared/contract";
+import { FARM_DEFAULTS, FARM_SETTINGS, LOCAL_FRAME_TIMEOUT, SettingsReadBy } from "../shared/farmSettings";
 import {
-    enginesVariable,
     ENVIRONMENT,
     Environment,
-    FARM_DEFAULTS,
-    requiredVariables,
-    TUNABLES,
+    resourcesFromEnvironment,
+    settingFromEnvironment,
+    settingVariable,
     wholeNumberVariable,
-} from "../shared/farmSettings";
+} from "../shared/functionEnvironment";
 import { RenderLimits } from "./blender";
 
 export interface RendererSettings {
@@ -53,78 +53,66 @@ export interface RendererSettings {
  */
 export const RENDERER_OWN_MEMORY_MB = 512;
 
+/** The least memory either bound on Blender's may be: less, and it could not load even an empty scene. */
+export const MIN_BLENDER_MEMORY_MB = 64;
+
+/** What Lambda itself allows a function's memory to be (AWS_LAMBDA_FUNCTION_MEMORY_SIZE). */
+const LAMBDA_MEMORY_RANGE = { min: 128, max: FARM_SETTINGS.rendererMemory.max };
+
 /** The hard bound on Blender's memory in a renderer of `memoryMb`: all of it but what the renderer keeps. */
 export function blenderHardLimitMbFor(memoryMb: number): number {
-    return Math.max(64, memoryMb - RENDERER_OWN_MEMORY_MB);
+    return Math.max(MIN_BLENDER_MEMORY_MB, memoryMb - RENDERER_OWN_MEMORY_MB);
 }
 
 /** A renderer's limits when its environment sets none: the stack's defaults and the contract's samples limit. */
 export const DEFAULT_RENDER_LIMITS: RenderLimits = {
     allowedEngines: FARM_DEFAULTS.allowedEngines,
-    maxResolution: TUNABLES.maxResolution.defaultValue,
+    maxResolution: FARM_DEFAULTS.maxResolution,
     maxSamples: MAX_SAMPLES,
 };
 
 export function rendererSettingsFromEnvironment(env: Environment): RendererSettings {
-    const names = ENVIRONMENT;
-    const where = requiredVariables(
-        env,
-        { scenesBucket: names.scenesBucket, rendersBucket: names.rendersBucket, frameQueueUrl: names.frameQueueUrl },
-        "the renderer",
-    );
-    const anyCount = { min: 1, max: 1024 };
+    const resources = resourcesFromEnvironment(env, "the renderer");
+    const setting = <K extends SettingsReadBy<"renderer">>(key: K) => settingFromEnvironment(env, key);
     const memoryMb = wholeNumberVariable(
         env,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", // set by Lambda itself
-        { min: 128, max: 10240 },
-        TUNABLES.rendererMemory.defaultValue,
+        LAMBDA_MEMORY_RANGE,
+        FARM_DEFAULTS.rendererMemory,
     );
+    const blenderMemoryRange = (max: number) => ({ min: MIN_BLENDER_MEMORY_MB, max });
     return {
-        ...where,
-        maxReceiveCount: wholeNumberVariable(
-            env,
-            names.maxReceiveCount,
-            TUNABLES.maxReceiveCount,
-            TUNABLES.maxReceiveCount.defaultValue,
-        ),
-        failureBackoffSeconds: wholeNumberVariable(
-            env,
-            names.failureBackoffSeconds,
-            TUNABLES.failureBackoffSeconds,
-            TUNABLES.failureBackoffSeconds.defaultValue,
-        ),
+        ...resources,
+        maxReceiveCount: setting("maxReceiveCount"),
+        failureBackoffSeconds: setting("failureBackoffSeconds"),
         memoryMb,
-        blenderPath: env[names.blenderPath] || "blender",
-        workDir: env[names.workDir] || path.join(os.tmpdir(), "render-farm"),
-        threads: wholeNumberVariable(env, names.threads, anyCount, os.cpus().length),
+        blenderPath: env[ENVIRONMENT.blenderPath] || "blender",
+        workDir: env[ENVIRONMENT.workDir] || path.join(os.tmpdir(), "render-farm"),
+        threads: wholeNumberVariable(env, ENVIRONMENT.threads, { min: 1, max: 1024 }, os.cpus().length),
+        // Read only where no Lambda context says how long is left: a stack does not set it on the renderer.
         defaultTimeoutMs:
             wholeNumberVariable(
                 env,
-                names.frameTimeoutSeconds,
-                { min: 1, max: 24 * 3600 },
-                TUNABLES.rendererTimeout.defaultValue,
+                settingVariable("rendererTimeout"),
+                LOCAL_FRAME_TIMEOUT,
+                LOCAL_FRAME_TIMEOUT.defaultValue,
             ) * 1000,
         blenderMemoryLimitMb: wholeNumberVariable(
             env,
-            names.blenderMemoryLimitMb,
-            { min: 64, max: 10240 },
+            ENVIRONMENT.blenderMemoryLimitMb,
+            blenderMemoryRange(LAMBDA_MEMORY_RANGE.max),
             Math.floor(memoryMb / 2),
         ),
         blenderMemoryHardLimitMb: wholeNumberVariable(
             env,
-            names.blenderMemoryHardLimitMb,
-            { min: 64, max: memoryMb },
+            ENVIRONMENT.blenderMemoryHardLimitMb,
+            blenderMemoryRange(memoryMb),
             blenderHardLimitMbFor(memoryMb),
         ),
         limits: {
-            allowedEngines: enginesVariable(env, names.allowedEngines),
-            maxResolution: wholeNumberVariable(
-                env,
-                names.maxResolution,
-                TUNABLES.maxResolution,
-                DEFAULT_RENDER_LIMITS.maxResolution,
-            ),
-            maxSamples: wholeNumberVariable(env, names.maxSamples, { min: 1, max: MAX_SAMPLES }, MAX_SAMPLES),
+            allowedEngines: setting("allowedEngines"),
+            maxResolution: setting("maxResolution"),
+            maxSamples: wholeNumberVariable(env, ENVIRONMENT.maxSamples, { min: 1, max: MAX_SAMPLES }, MAX_SAMPLES),
         },
     };
 }

@@ -13,6 +13,8 @@ import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { DeleteMessageCommand, GetQueueAttributesCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import type { SQSBatchResponse, SQSEvent } from "aws-lambda";
 import { createJobApiHandler } from "../../functions/jobApi/handler";
+import { FARM_DEFAULTS } from "../../functions/shared/farmSettings";
+import { rendererEnvironment } from "../../functions/shared/functionEnvironment";
 import { ENGINES, FrameRecord, frameOutputKey, frameRecordKey } from "../../functions/shared/contract";
 import { Emulator, FarmResources, createFarmResources, startEmulator } from "../../local/emulator";
 import { sqsRecordOf } from "../../local/eventSourcePoller";
@@ -77,12 +79,8 @@ function lambdaEnvironment(runtimeApi: string, emulator: Emulator, farm: FarmRes
         LAMBDA_TASK_ROOT: "/var/task",
         LAMBDA_RUNTIME_DIR: "/var/runtime",
         TZ: ":UTC",
-        // The function's environment, as components/renderer.ts sets it.
-        SCENES_BUCKET: farm.scenesBucket,
-        RENDERS_BUCKET: farm.rendersBucket,
-        FRAME_QUEUE_URL: farm.frameQueueUrl,
-        MAX_RECEIVE_COUNT: "3",
-        FAILURE_BACKOFF_SECONDS: "10",
+        // The function's environment, as components/renderer.ts sets it for a stack at the defaults.
+        ...rendererEnvironment(farm, FARM_DEFAULTS),
         // The one addition Lambda would not make: the SDK's endpoint for S3 and SQS is the emulator.
         AWS_ENDPOINT_URL: emulator.endpoint,
     };

@@ -10,7 +10,7 @@ import { LambdaSandbox, LambdaSandboxOptions, startLambdaSandbox } from "../../l
 import { managedRuntimeDir, managedSandboxOptions } from "../../local/managedRuntime";
 import { shippedFunctions } from "../../local/shippedFunctions";
 import { PROJECT_ROOT } from "../../local/stackProgram";
-import { ENVIRONMENT } from "../../functions/shared/farmSettings";
+import { ENVIRONMENT } from "../../functions/shared/functionEnvironment";
 
 export interface ShippedJobApi {
     /** Sends one API Gateway v2 event to the archive's handler; the reply's body is parsed. */
