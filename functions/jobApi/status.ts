@@ -1,7 +1,6 @@
 // GET /jobs/{jobId}[?failures=<token>]: the job's progress from its frame summary and queue progress (a few hundred
 // small reads at most, whatever the job's size), with its failed frames a page at a time.
 import {
-    apiError,
     Checked,
     FAILURES_PAGE_SIZE,
     FrameRecord,
@@ -35,12 +34,10 @@ export function parseFailuresToken(token: string | undefined): Checked<number | 
     const match = /^after:(\d{1,7})$/.exec(text);
     if (!match)
         return refused(
-            apiError(
-                400,
-                "invalid_failures_token",
-                "failures must be the failuresNext token of an earlier reply for this job",
-                "failures",
-            ),
+            400,
+            "invalid_failures_token",
+            "failures must be the failuresNext token of an earlier reply for this job",
+            "failures",
         );
     return { ok: true, value: Number(match[1]) };
 }

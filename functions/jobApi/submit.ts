@@ -17,6 +17,7 @@ import {
     outputPrefix,
     parseFrameSpec,
     parseJobRequest,
+    refused,
     renderSettingsOf,
     SubmitReply,
 } from "../shared/contract";
@@ -215,7 +216,7 @@ async function tilesOfWidened(
     let count = tiles;
     if (count === "auto") {
         const slowest = await slowestDoneFrameSeconds(deps.s3, deps.settings.rendersBucket, manifest);
-        if (slowest === undefined) return { ok: false, error: autoTilesNeedEstimate(manifest.jobId) };
+        if (slowest === undefined) return refused(autoTilesNeedEstimate(manifest.jobId));
         const timeout = deps.settings.frameTimeoutSeconds ?? TUNABLES.rendererTimeout.defaultValue;
         count = autoTileCount(slowest, timeout);
     }
@@ -224,9 +225,9 @@ async function tilesOfWidened(
     const notExact =
         (request.engine && tilesEngineProblem(request.engine)) ||
         (deps.settings.preflight !== false ? await tilesPreflight(deps, request) : undefined);
-    if (notExact) return { ok: false, error: notExact };
+    if (notExact) return refused(notExact);
     const tooMany = tooManyTiles(widened.frames.length, count, deps.settings.limits.maxFrames);
-    if (tooMany) return { ok: false, error: tooMany };
+    if (tooMany) return refused(tooMany);
     widened.tiles = count;
     return { ok: true, value: undefined };
 }

@@ -10,12 +10,17 @@ export interface ApiError {
     missing?: string[];
 }
 
-/** What a check answers: the value, or the error a caller replies with (see functions/shared/errors.ts). */
-export type Checked<T> = { ok: true; value: T } | { ok: false; error: ApiError };
+/** The failed side of a Checked: the error a caller replies with. */
+export type Refusal = { ok: false; error: ApiError };
 
-/** The failed side of a Checked. */
-export function refused(error: ApiError): { ok: false; error: ApiError } {
-    return { ok: false, error };
+/** What a check answers: the value, or why it refuses (see functions/shared/errors.ts). */
+export type Checked<T> = { ok: true; value: T } | Refusal;
+
+/** The one way a check refuses: with an ApiError, or with what makes one (as apiError takes it). */
+export function refused(error: ApiError): Refusal;
+export function refused(status: number, code: string, message: string, field?: string): Refusal;
+export function refused(error: ApiError | number, code?: string, message?: string, field?: string): Refusal {
+    return { ok: false, error: typeof error === "number" ? apiError(error, code!, message!, field) : error };
 }
 
 export function apiError(status: number, code: string, message: string, field?: string): ApiError {

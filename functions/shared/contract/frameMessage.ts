@@ -1,7 +1,7 @@
 // The frame message (one SQS message per frame, or per tile): parsed and checked where the renderer reads it.
 import * as crypto from "crypto";
 import { z } from "zod";
-import { ApiError, apiError, Checked } from "./apiErrors";
+import { ApiError, apiError, Checked, refused } from "./apiErrors";
 import { decodeEtags } from "./etags";
 import { FORMATS } from "./formats";
 import { frameOutputKey, outputPrefix } from "./ledgerKeys";
@@ -85,12 +85,12 @@ export function parseFrameMessage(body: string, rendersBucket: string): Checked<
     try {
         json = JSON.parse(body);
     } catch {
-        return { ok: false, error: apiError(400, "invalid_message", "the frame message is not JSON") };
+        return refused(400, "invalid_message", "the frame message is not JSON");
     }
     const isLegacy = typeof json === "object" && json !== null && "file_name" in json && !("v" in json);
     if (isLegacy) {
         const legacy = legacyFrameMessageSchema().safeParse(json);
-        if (!legacy.success) return { ok: false, error: messageError(legacy.error.issues[0]) };
+        if (!legacy.success) return refused(messageError(legacy.error.issues[0]));
         const jobId = legacyJobId(legacy.data.file_name);
         return {
             ok: true,
@@ -107,30 +107,24 @@ export function parseFrameMessage(body: string, rendersBucket: string): Checked<
         };
     }
     const parsed = frameMessageSchema().safeParse(json);
-    if (!parsed.success) return { ok: false, error: messageError(parsed.error.issues[0]) };
+    if (!parsed.success) return refused(messageError(parsed.error.issues[0]));
     const message = parsed.data as FrameMessage;
     if (message.assetEtags !== undefined && decodeEtags(message.assetEtags, message.assets.length) === undefined)
-        return {
-            ok: false,
-            error: apiError(
-                400,
-                "invalid_message",
-                `frame message assetEtags is not ${message.assets.length} encoded ETag(s), one per asset`,
-                "assetEtags",
-            ),
-        };
+        return refused(
+            400,
+            "invalid_message",
+            `frame message assetEtags is not ${message.assets.length} encoded ETag(s), one per asset`,
+            "assetEtags",
+        );
     // The renderer writes where the message says, so it may say only the job's own prefix of the renders bucket.
     if (message.output.bucket !== rendersBucket || !message.output.key.startsWith(outputPrefix(message.jobId))) {
         const where = `s3://${message.output.bucket}/${message.output.key}`;
-        return {
-            ok: false,
-            error: apiError(
-                400,
-                "invalid_message",
-                `frame message output ${where} is not under s3://${rendersBucket}/${outputPrefix(message.jobId)}`,
-                "output",
-            ),
-        };
+        return refused(
+            400,
+            "invalid_message",
+            `frame message output ${where} is not under s3://${rendersBucket}/${outputPrefix(message.jobId)}`,
+            "output",
+        );
     }
     return { ok: true, value: message };
 }

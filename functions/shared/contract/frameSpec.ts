@@ -1,5 +1,5 @@
 // Frame specs: "1-250", "1-250x2", "1,5,10-20" to frame numbers and back.
-import { apiError, Checked } from "./apiErrors";
+import { Checked, refused } from "./apiErrors";
 import { MAX_FRAME_NUMBER } from "./limits";
 
 /**
@@ -7,10 +7,7 @@ import { MAX_FRAME_NUMBER } from "./limits";
  * The count is computed before anything is expanded, so a huge range costs nothing.
  */
 export function parseFrameSpec(spec: string, maxFrames: number): Checked<number[]> {
-    const invalid = (message: string) => ({
-        ok: false as const,
-        error: apiError(400, "invalid_frames", message, "frames"),
-    });
+    const invalid = (message: string) => refused(400, "invalid_frames", message, "frames");
     if (spec.trim() === "") return invalid('frames is empty; use e.g. "1-250", "1-250x2" or "1,5,10-20"');
     const ranges: { start: number; end: number; step: number }[] = [];
     let upperBound = 0;
@@ -30,15 +27,12 @@ export function parseFrameSpec(spec: string, maxFrames: number): Checked<number[
         if (upperBound > maxFrames) break;
     }
     if (upperBound > maxFrames) {
-        return {
-            ok: false,
-            error: apiError(
-                413,
-                "too_many_frames",
-                `frames "${spec}" asks for more than this farm's limit of ${maxFrames} frames per job`,
-                "frames",
-            ),
-        };
+        return refused(
+            413,
+            "too_many_frames",
+            `frames "${spec}" asks for more than this farm's limit of ${maxFrames} frames per job`,
+            "frames",
+        );
     }
     const frames = new Set<number>();
     for (const { start, end, step } of ranges) {

@@ -1,6 +1,6 @@
 // The job request (POST /jobs): its schema, built per call (see functions/README.md), and the settings it renders with.
 import { z } from "zod";
-import { apiError, Checked } from "./apiErrors";
+import { Checked, refused } from "./apiErrors";
 import { FORMATS } from "./formats";
 import {
     JOB_ID_PATTERN,
@@ -54,7 +54,7 @@ function jobRequestSchema(limits: JobLimits) {
 /** Validates a parsed request body: types, unknown fields, bounds, keys. Frames are checked by parseFrameSpec. */
 export function parseJobRequest(body: unknown, limits: JobLimits): Checked<JobRequest> {
     if (typeof body !== "object" || body === null || Array.isArray(body)) {
-        return { ok: false, error: apiError(400, "invalid_request", "the request body must be a JSON object") };
+        return refused(400, "invalid_request", "the request body must be a JSON object");
     }
     const parsed = jobRequestSchema(limits).safeParse(body);
     if (!parsed.success) {
@@ -65,28 +65,23 @@ export function parseJobRequest(body: unknown, limits: JobLimits): Checked<JobRe
             issue.code === "unrecognized_keys"
                 ? `unknown field ${issue.keys.map((key) => `"${key}"`).join(", ")}`
                 : `${field || "body"}: ${issue.message}`;
-        return { ok: false, error: apiError(400, "invalid_request", message, field || undefined) };
+        return refused(400, "invalid_request", message, field || undefined);
     }
     const request = parsed.data as JobRequest;
     const sceneProblem =
         objectKeyProblem(request.scene) ?? (/\.blend$/i.test(request.scene) ? undefined : "is not a .blend file");
-    if (sceneProblem)
-        return { ok: false, error: apiError(400, "invalid_key", `scene "${request.scene}" ${sceneProblem}`, "scene") };
+    if (sceneProblem) return refused(400, "invalid_key", `scene "${request.scene}" ${sceneProblem}`, "scene");
     for (const [index, asset] of request.assets.entries()) {
         const problem = objectKeyProblem(asset);
-        if (problem)
-            return { ok: false, error: apiError(400, "invalid_key", `asset "${asset}" ${problem}`, `assets.${index}`) };
+        if (problem) return refused(400, "invalid_key", `asset "${asset}" ${problem}`, `assets.${index}`);
     }
     if (request.engine && !limits.allowedEngines.includes(request.engine)) {
-        return {
-            ok: false,
-            error: apiError(
-                400,
-                "engine_not_allowed",
-                `engine ${request.engine} is not allowed on this farm (allowed: ${limits.allowedEngines.join(", ")})`,
-                "engine",
-            ),
-        };
+        return refused(
+            400,
+            "engine_not_allowed",
+            `engine ${request.engine} is not allowed on this farm (allowed: ${limits.allowedEngines.join(", ")})`,
+            "engine",
+        );
     }
     return { ok: true, value: request };
 }
