@@ -16,12 +16,15 @@ import {
     JobStatus,
     MANIFEST_VERSION,
     manifestKey,
+    queueProgressKey,
+    summaryShardKey,
 } from "../functions/shared/contract";
 import { createJobApiHandler } from "../functions/jobApi/handler";
 import { JobApiSettings } from "../functions/jobApi/settings";
-import { shardsFromRecords, summaryShardKey } from "../functions/shared/frameSummary";
-import { computeJobStatus, readFrameRecords, readManifest } from "../functions/shared/ledger";
-import { newDispatch, queueProgressKey } from "../functions/shared/queueProgress";
+import { shardsFromRecords } from "../functions/shared/frameSummary";
+import { computeJobStatus } from "../functions/shared/jobStatus";
+import { jobLedger } from "../functions/shared/ledger";
+import { newDispatch } from "../functions/shared/queueProgress";
 import { createFarmResources, emulatorClients, startEmulator } from "../local/emulator";
 
 const SMOKE = process.argv.includes("--smoke");
@@ -201,8 +204,9 @@ async function main(): Promise<void> {
         // The baseline: every record read, every failure in the reply.
         const before = counter.requests;
         const start = process.hrtime.bigint();
-        const manifest = (await readManifest(s3, settings.rendersBucket, JOB_ID))!;
-        const records = await readFrameRecords(s3, settings.rendersBucket, JOB_ID);
+        const ledger = jobLedger(s3, settings.rendersBucket);
+        const manifest = (await ledger.readManifest(JOB_ID))!;
+        const records = await ledger.readFrameRecords(JOB_ID);
         const baselineBody = JSON.stringify(computeJobStatus(manifest, records, settings.maxReceiveCount));
         const baseline = {
             seconds: seconds(start),

@@ -9,6 +9,7 @@ import { FarmOutputs } from "../functions/shared/contract";
 import { FARM_DEFAULTS, staleAfterSecondsFor, TUNABLES } from "../functions/shared/farmSettings";
 import { createJobApiHandler } from "../functions/jobApi/handler";
 import { backoffSeconds } from "../functions/renderer/consumer";
+import { jobLedger } from "../functions/shared/ledger";
 import { isLoopback } from "./addresses";
 import { lockDataDir } from "./dataDirLock";
 import { createFarmResources, startEmulator } from "./emulator";
@@ -284,13 +285,11 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
         }
         // The invoke path runs one event at a time, as the Lambda runtime interface emulator does, and only
         // messages the job API queued for frames not done yet (local/invocationCheck.ts says why).
+        const ledger = jobLedger(emulator.s3, resources.rendersBucket);
         let invocations: Promise<unknown> = Promise.resolve();
         const invokeRendererFunction: Invocable = (event: unknown) => {
             const run = invocations.then(async () => {
-                const problem = await invocationProblem(event, {
-                    s3: emulator.s3,
-                    rendersBucket: resources.rendersBucket,
-                });
+                const problem = await invocationProblem(event, { ledger });
                 if (problem) throw new InvocationRefused(problem);
                 return renderEvent(event);
             });

@@ -10,13 +10,12 @@ import {
     refused,
 } from "../shared/contract";
 import { mapWithConcurrency } from "../shared/concurrency";
-import { readSummaryShards, shardsFromRecords, summarizeJob, SummaryShard } from "../shared/frameSummary";
+import { shardsFromRecords, summarizeJob, SummaryShard } from "../shared/frameSummary";
 import { failureOf, jobStatusOf } from "../shared/jobStatus";
-import { readFrameRecord, readFrameRecords, readManifest } from "../shared/ledger";
-import { readJobStop, StoredStop } from "../shared/jobStop";
-import { readQueueProgress, StoredDispatch } from "../shared/queueProgress";
+import { StoredStop } from "../shared/ledger";
+import { StoredDispatch } from "../shared/queueProgress";
 import { ApiReply, errorReply, jobNotFound, upstreamError } from "./replies";
-import { farmTimingOf, JobApiDeps } from "./settings";
+import { farmTimingOf, JobApiContext, JobApiDeps, jobApiContext } from "./settings";
 
 /** GetObject calls in flight when reading the records of a page of failures. */
 const FAILURE_READ_CONCURRENCY = 16;
@@ -43,10 +42,10 @@ export function parseFailuresToken(token: string | undefined): Checked<number | 
 }
 
 /** The job's manifest; 404 for an unknown (or impossible) id, 502/503 when S3 fails. */
-export async function loadManifest(deps: JobApiDeps, jobId: unknown): Promise<Checked<JobManifest>> {
+export async function loadManifest(deps: JobApiContext, jobId: unknown): Promise<Checked<JobManifest>> {
     if (typeof jobId !== "string" || !JOB_ID_PATTERN.test(jobId)) return refused(jobNotFound(jobId));
     try {
-        const manifest = await readManifest(deps.s3, deps.settings.rendersBucket, jobId);
+        const manifest = await deps.ledger.readManifest(jobId);
         if (!manifest) return refused(jobNotFound(jobId));
         return { ok: true, value: manifest };
     } catch (error) {
@@ -56,7 +55,7 @@ export async function loadManifest(deps: JobApiDeps, jobId: unknown): Promise<Ch
 
 /** The job's summary shards and queue progress; a job from before the summary has its shards built from its records. */
 export async function readJobLedger(
-    deps: JobApiDeps,
+    deps: JobApiContext,
     manifest: JobManifest,
 ): Promise<{
     shards: SummaryShard[];
@@ -64,28 +63,28 @@ export async function readJobLedger(
     stop?: StoredStop;
     records?: Map<number, FrameRecord>;
 }> {
-    const { s3, settings } = deps;
+    const { ledger } = deps;
     if (manifest.v === 1) {
-        const records = await readFrameRecords(s3, settings.rendersBucket, manifest.jobId);
+        const records = await ledger.readFrameRecords(manifest.jobId);
         const latest = new Map<number, FrameRecord>();
         for (const record of records) {
             const previous = latest.get(record.frame);
             if (!previous || record.finishedAt >= previous.finishedAt) latest.set(record.frame, record);
         }
-        const stop = await readJobStop(s3, settings.rendersBucket, manifest.jobId);
+        const stop = await ledger.readJobStop(manifest.jobId);
         return { shards: shardsFromRecords(manifest.jobId, records), stop, records: latest };
     }
     const [shards, progress, stop] = await Promise.all([
-        readSummaryShards(s3, settings.rendersBucket, manifest),
-        readQueueProgress(s3, settings.rendersBucket, manifest.jobId),
-        readJobStop(s3, settings.rendersBucket, manifest.jobId),
+        ledger.readSummaryShards(manifest),
+        ledger.readQueueProgress(manifest.jobId),
+        ledger.readJobStop(manifest.jobId),
     ]);
     return { shards, progress, stop };
 }
 
 /** The job's status with the page of failures after frame `after` (from the first failure without it). */
 export async function readJobStatus(
-    deps: JobApiDeps,
+    deps: JobApiContext,
     manifest: JobManifest,
     after: number | undefined,
     now: Date = new Date(),
@@ -99,9 +98,7 @@ export async function readJobStatus(
         failureOf(
             frame,
             summary.entries.get(frame),
-            records
-                ? records.get(frame)
-                : await readFrameRecord(deps.s3, deps.settings.rendersBucket, manifest.jobId, frame),
+            records ? records.get(frame) : await deps.ledger.readFrameRecord(manifest.jobId, frame),
         ),
     );
     return jobStatusOf(manifest, summary, {
@@ -118,10 +115,11 @@ export async function readJobStatus(
 export async function getJobStatus(deps: JobApiDeps, jobId: unknown, failures?: string): Promise<ApiReply> {
     const token = parseFailuresToken(failures);
     if (!token.ok) return errorReply(token.error);
-    const manifest = await loadManifest(deps, jobId);
+    const api = jobApiContext(deps);
+    const manifest = await loadManifest(api, jobId);
     if (!manifest.ok) return errorReply(manifest.error);
     try {
-        return { status: 200, body: await readJobStatus(deps, manifest.value, token.value) };
+        return { status: 200, body: await readJobStatus(api, manifest.value, token.value) };
     } catch (error) {
         return errorReply(upstreamError("storage_error", error));
     }
