@@ -10,7 +10,6 @@ import { parseFrameMessage } from "../functions/shared/contract/frameMessage";
 import { frameMessagesOf, sendFrameMessages } from "../functions/jobApi/frameQueueing";
 import { describeAwsError } from "../functions/shared/awsErrors";
 import { jobLedger } from "../functions/shared/ledger";
-import { shardsFromRecords, summarizeJob } from "../functions/shared/frameSummary";
 import { Emulator, FarmResources } from "./emulator";
 
 export interface RecoveryReport {
@@ -59,14 +58,10 @@ export async function recoverInterruptedFrames(deps: RecoveryDeps): Promise<Reco
 
     const requeued: RecoveryReport["requeued"] = [];
     for (const jobId of await ledger.listJobIds()) {
-        const manifest = await ledger.readManifest(jobId);
+        const manifest = (await ledger.openJob(jobId))?.manifest;
         // A stopped job's frames were left unrendered on purpose (cancel, budget, fail-fast).
         if (!manifest || (await ledger.readJobStop(jobId))) continue;
-        const shards =
-            manifest.v === 1
-                ? shardsFromRecords(jobId, await ledger.readFrameRecords(jobId))
-                : await ledger.readSummaryShards(manifest);
-        const summary = summarizeJob(manifest, shards, deps.maxReceiveCount);
+        const summary = await ledger.readSummary(manifest, deps.maxReceiveCount);
         const lost = summary.pendingFrames.filter((frame) => !queued.has(`${jobId}/${frame}`));
         if (lost.length > 0) {
             const result = await sendFrameMessages(

@@ -23,7 +23,7 @@ import {
 import { getJobStatus } from "../functions/jobApi/status";
 import { JobApiDeps, jobApiSettingsFromEnvironment } from "../functions/jobApi/settings";
 import { retryJob } from "../functions/jobApi/retry";
-import { submitJob } from "../functions/jobApi/submit";
+import { requestHashOf, submitJob } from "../functions/jobApi/submit";
 import { createJobApiHandler, HttpApiEvent, HttpApiResult, JobApiHandler } from "../functions/jobApi/handler";
 import { computeJobStatus } from "../functions/shared/jobStatus";
 import { jobLedger } from "../functions/shared/ledger";
@@ -877,6 +877,49 @@ describe("job API", function () {
             body.failures.map((failure: { frame: number }) => failure.frame),
             [500, 1000, 1500],
         );
+    });
+
+    it("opens a job from before the frame summary (manifest v1) once: its summary from its records, and its frames are not queued again", async function () {
+        const jobId = "from-v1";
+        const request = { scene: SCENE, assets: [], frames: "1-4", format: "PNG" as const, jobId };
+        const manifest: JobManifest = {
+            v: 1,
+            jobId,
+            request,
+            requestHash: requestHashOf(request, [1, 2, 3, 4]),
+            frames: [1, 2, 3, 4],
+            scenesBucket: farm.scenesBucket,
+            sceneEtag,
+            settings: { format: "PNG" },
+            outputPrefix: `renders/${jobId}/`,
+            createdAt: "2030-01-01T00:00:00.000Z",
+        };
+        // Written as the job's renderers wrote them then: records only, no summary shard, no queue progress.
+        const put = (key: string, value: unknown) =>
+            emulator.s3.send(
+                new PutObjectCommand({ Bucket: farm.rendersBucket, Key: key, Body: JSON.stringify(value) }),
+            );
+        await put(manifestKey(jobId), manifest);
+        for (const frame of [1, 2, 3, 4]) await put(frameRecordKey(jobId, frame), record(jobId, frame, "done"));
+
+        const status = await call("GET", `/jobs/${jobId}`);
+        assert.strictEqual(status.status, 200, JSON.stringify(status.body));
+        assert.deepStrictEqual(status.body.frames, { total: 4, done: 4, failed: 0, pending: 0 });
+        assert.strictEqual(status.body.state, "complete");
+        assert.strictEqual(status.body.renderSeconds, 4 * 8);
+        // Upgraded where it was opened: the current manifest, and a summary that counts every record.
+        const opened = await readManifestObject(jobId);
+        assert.strictEqual(opened.v, 2);
+        assert.strictEqual((await ledger().readSummary(opened)).done, 4);
+
+        // Nothing is left to requeue, and the same request again queues nothing: its frames were queued when it was submitted.
+        const retried = await call("POST", `/jobs/${jobId}/retry`);
+        assert.strictEqual(retried.status, 202, JSON.stringify(retried.body));
+        assert.strictEqual(retried.body.requeued, 0);
+        const again = await call("POST", "/jobs", request);
+        assert.strictEqual(again.status, 202, JSON.stringify(again.body));
+        assert.strictEqual(again.body.state, "complete");
+        assert.strictEqual(await messagesInQueue(), 0);
     });
 
     it("computes failed, partial and complete states", function () {

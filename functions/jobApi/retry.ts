@@ -3,7 +3,6 @@
 import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
 import { apiError } from "../shared/contract/apiErrors";
 import { RetryReply } from "../shared/contract/replies";
-import { JobManifest } from "../shared/contract/types";
 import { awsErrorStatus, describeAwsError } from "../shared/awsErrors";
 import { farmError } from "../shared/errors";
 import { jobStateOf } from "../shared/jobStatus";
@@ -14,8 +13,8 @@ import { DispatchOutcome, resumeDispatch, startDispatch } from "./frameDispatch"
 import { notSentSummary } from "./frameQueueing";
 import { ApiReply, errorReply, sceneChangedError, statusUrlOf, upstreamReply } from "./replies";
 import { headObject } from "./scenePreflight";
-import { DEFAULT_WORK_MS, farmTimingOf, isCrash, JobApiContext, JobApiDeps, jobApiContext } from "./settings";
-import { loadManifest, readJobLedger } from "./status";
+import { DEFAULT_WORK_MS, farmTimingOf, isCrash, JobApiDeps, jobApiContext } from "./settings";
+import { loadManifest } from "./status";
 
 /** True when the frame queue holds nothing at all (visible, in flight or delayed): nothing of any job is still coming. */
 async function frameQueueIsEmpty(deps: JobApiDeps): Promise<boolean> {
@@ -38,16 +37,6 @@ async function frameQueueIsEmpty(deps: JobApiDeps): Promise<boolean> {
         );
     }
     return names.every((name) => Number(attributes[name] ?? 0) === 0);
-}
-
-/** A job from before the frame summary: its shards built once from its records, and its manifest marked as having them. */
-async function withSummary(deps: JobApiContext, manifest: JobManifest): Promise<JobManifest> {
-    if (manifest.v !== 1) return manifest;
-    const { shards } = await readJobLedger(deps, manifest);
-    for (const shard of shards) await deps.ledger.writeShard(shard);
-    const upgraded: JobManifest = { ...manifest, v: 2 };
-    await deps.ledger.writeManifest(upgraded);
-    return upgraded;
 }
 
 function incompleteReply(jobId: string, outcome: DispatchOutcome, partial: Partial<RetryReply>): ApiReply {
@@ -108,7 +97,7 @@ export async function retryJob(
     const loaded = await loadManifest(api, jobId);
     if (!loaded.ok) return errorReply(loaded.error);
     try {
-        let manifest = loaded.value;
+        const manifest = loaded.value;
         const scene = await headObject(api.s3, manifest.scenesBucket, manifest.request.scene);
         if (scene.missing || scene.etag !== manifest.sceneEtag)
             return errorReply(
@@ -120,7 +109,6 @@ export async function retryJob(
                         : "the job's frames render the version it was submitted with, so retrying cannot render the new one: submit it as a new job (another jobId, or none)",
                 ),
             );
-        manifest = await withSummary(api, manifest);
 
         // A cancelled job stays cancelled, a spent budget stays spent; a job stopped for failing frames runs again.
         const stopped = await ledger.readJobStop(manifest.jobId);

@@ -1,19 +1,12 @@
 // GET /jobs/{jobId}[?failures=<token>]: the job's progress from its frame summary and queue progress (a few hundred
 // small reads at most, whatever the job's size), with its failed frames a page at a time.
-import {
-    Checked,
-    FAILURES_PAGE_SIZE,
-    FrameRecord,
-    JOB_ID_PATTERN,
-    JobManifest,
-    JobStatus,
-    refused,
-} from "../shared/contract";
+import { Checked, refused } from "../shared/contract/apiErrors";
+import { JOB_ID_PATTERN } from "../shared/contract/limits";
+import { FAILURES_PAGE_SIZE, JobStatus } from "../shared/contract/replies";
+import { JobManifest } from "../shared/contract/types";
 import { mapWithConcurrency } from "../shared/concurrency";
-import { shardsFromRecords, summarizeJob, SummaryShard } from "../shared/frameSummary";
+import { summarizeJob } from "../shared/frameSummary";
 import { failureOf, jobStatusOf } from "../shared/jobStatus";
-import { StoredStop } from "../shared/ledger";
-import { StoredDispatch } from "../shared/queueProgress";
 import { ApiReply, errorReply, jobNotFound, upstreamError } from "./replies";
 import { farmTimingOf, JobApiContext, JobApiDeps, jobApiContext } from "./settings";
 
@@ -41,45 +34,16 @@ export function parseFailuresToken(token: string | undefined): Checked<number | 
     return { ok: true, value: Number(match[1]) };
 }
 
-/** The job's manifest; 404 for an unknown (or impossible) id, 502/503 when S3 fails. */
+/** The job's manifest, opened (see JobLedger.openJob); 404 for an unknown (or impossible) id, 502/503 when S3 fails. */
 export async function loadManifest(deps: JobApiContext, jobId: unknown): Promise<Checked<JobManifest>> {
     if (typeof jobId !== "string" || !JOB_ID_PATTERN.test(jobId)) return refused(jobNotFound(jobId));
     try {
-        const manifest = await deps.ledger.readManifest(jobId);
-        if (!manifest) return refused(jobNotFound(jobId));
-        return { ok: true, value: manifest };
+        const opened = await deps.ledger.openJob(jobId);
+        if (!opened) return refused(jobNotFound(jobId));
+        return { ok: true, value: opened.manifest };
     } catch (error) {
         return refused(upstreamError("storage_error", error));
     }
-}
-
-/** The job's summary shards and queue progress; a job from before the summary has its shards built from its records. */
-export async function readJobLedger(
-    deps: JobApiContext,
-    manifest: JobManifest,
-): Promise<{
-    shards: SummaryShard[];
-    progress?: StoredDispatch;
-    stop?: StoredStop;
-    records?: Map<number, FrameRecord>;
-}> {
-    const { ledger } = deps;
-    if (manifest.v === 1) {
-        const records = await ledger.readFrameRecords(manifest.jobId);
-        const latest = new Map<number, FrameRecord>();
-        for (const record of records) {
-            const previous = latest.get(record.frame);
-            if (!previous || record.finishedAt >= previous.finishedAt) latest.set(record.frame, record);
-        }
-        const stop = await ledger.readJobStop(manifest.jobId);
-        return { shards: shardsFromRecords(manifest.jobId, records), stop, records: latest };
-    }
-    const [shards, progress, stop] = await Promise.all([
-        ledger.readSummaryShards(manifest),
-        ledger.readQueueProgress(manifest.jobId),
-        ledger.readJobStop(manifest.jobId),
-    ]);
-    return { shards, progress, stop };
 }
 
 /** The job's status with the page of failures after frame `after` (from the first failure without it). */
@@ -89,17 +53,18 @@ export async function readJobStatus(
     after: number | undefined,
     now: Date = new Date(),
 ): Promise<JobStatus> {
-    const { shards, progress, stop, records } = await readJobLedger(deps, manifest);
+    const { ledger } = deps;
+    const [shards, progress, stop] = await Promise.all([
+        ledger.readSummaryShards(manifest),
+        ledger.readQueueProgress(manifest.jobId),
+        ledger.readJobStop(manifest.jobId),
+    ]);
     const summary = summarizeJob(manifest, shards, deps.settings.maxReceiveCount, now.getTime());
     const remaining =
         after === undefined ? summary.failedFrames : summary.failedFrames.filter((frame) => frame > after);
     const page = remaining.slice(0, FAILURES_PAGE_SIZE);
     const failures = await mapWithConcurrency(page, FAILURE_READ_CONCURRENCY, async (frame) =>
-        failureOf(
-            frame,
-            summary.entries.get(frame),
-            records ? records.get(frame) : await deps.ledger.readFrameRecord(manifest.jobId, frame),
-        ),
+        failureOf(frame, summary.entries.get(frame), await ledger.readFrameRecord(manifest.jobId, frame)),
     );
     return jobStatusOf(manifest, summary, {
         failures,

@@ -148,19 +148,17 @@ async function existingJobReply(
         const written = await writeWidenedManifest(deps, stored, widened.manifest, request.probe);
         return submitReplyOf(deps, written, outcome, {}, false);
     }
-    if (manifest.v !== 1) {
-        // No progress yet: the request that wrote the manifest was killed before sending anything.
-        if (!progress)
-            outcome = await startDispatch(
-                deps,
-                manifest,
-                newDispatch(manifest.jobId, "submit", manifest.frames, undefined, new Date()),
-                undefined,
-                deadline,
-            );
-        else if (progress.dispatch.kind === "submit" && !progress.dispatch.complete)
-            outcome = await resumeDispatch(deps, manifest, progress, deadline);
-    }
+    // No progress yet: the request that wrote the manifest was killed before sending anything.
+    if (!progress)
+        outcome = await startDispatch(
+            deps,
+            manifest,
+            newDispatch(manifest.jobId, "submit", manifest.frames, undefined, new Date()),
+            undefined,
+            deadline,
+        );
+    else if (progress.dispatch.kind === "submit" && !progress.dispatch.complete)
+        outcome = await resumeDispatch(deps, manifest, progress, deadline);
     return submitReplyOf(deps, manifest, outcome, {}, false);
 }
 
@@ -376,7 +374,7 @@ export async function submitJob(
 
     try {
         if (request.jobId !== undefined) {
-            const existing = await ledger.readStoredManifest(jobId);
+            const existing = await ledger.openJob(jobId);
             if (existing) return await existingJobReply(api, existing, requestHash, request, deadline);
         }
     } catch (error) {
@@ -482,7 +480,7 @@ export async function submitJob(
         const written = await ledger.writeManifest(manifest, { ifAbsent: true });
         if (written === "exists") {
             // Another submit of the same jobId won the race: answer as a resubmit would.
-            const existing = await ledger.readStoredManifest(jobId);
+            const existing = await ledger.openJob(jobId);
             if (existing) return await existingJobReply(api, existing, requestHash, request, deadline);
             return errorReply(
                 apiError(409, "job_conflict", `job ${jobId} is being created by another request; try again`, "jobId"),

@@ -60,7 +60,7 @@ function usd(value: number): string {
 export function createJobControl(ledger: JobLedger, maxReceiveCount: number): JobControl {
     const rules = new Map<string, { job: JobRules | null; at: number }>();
 
-    /** The job's budget and fail-fast rules from its manifest (null for a job without one: seed-era messages). */
+    /** The job's budget and fail-fast rules from its manifest (null without one: a message without a version's job). */
     async function rulesOf(jobId: string): Promise<JobRules | null> {
         const known = rules.get(jobId);
         if (known !== undefined && Date.now() - known.at < MANIFEST_KEPT_MS) return known.job;

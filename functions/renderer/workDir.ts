@@ -111,7 +111,7 @@ export async function prepareFrameFiles(
 ): Promise<FrameFiles> {
     const scenePath = mirrorPath(mirror.root, scene.key);
     const assetPaths = assets.map((asset) => ({ ...asset, target: mirrorPath(mirror.root, asset.key) }));
-    // Without an ETag (seed-era messages) the cached copy may be another version: download it again.
+    // Without an ETag (a message without a version pins none) the cached copy may be another version: download again.
     const cacheHit =
         scene.etag !== "" &&
         mirror.cached?.key === scene.key &&

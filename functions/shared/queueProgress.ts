@@ -80,6 +80,12 @@ export function newDispatch(
     };
 }
 
+/** A submit whose every frame was queued at `at`, in one go: its progress once it is over. */
+export function completedSubmit(jobId: string, frames: number[], at: Date): QueueDispatch {
+    const dispatch = newDispatch(jobId, "submit", frames, undefined, at);
+    return { ...dispatch, sent: dispatch.count, complete: true, messagesSent: dispatch.count };
+}
+
 /** Incomplete, and no request holds a live lease on it: someone must carry on. */
 export function isStalled(dispatch: QueueDispatch, now: Date): boolean {
     return !dispatch.complete && (!dispatch.lease || Date.parse(dispatch.lease.until) <= now.getTime());

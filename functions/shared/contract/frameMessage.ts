@@ -58,7 +58,8 @@ function frameMessageSchema() {
         });
 }
 
-function legacyFrameMessageSchema() {
+/** The message without a version, `{file_name, frame, support_files}`: a PNG of the scene's frame, nothing pinned. */
+function unversionedMessageSchema() {
     const key = z.string().refine((value) => objectKeyProblem(value) === undefined, "is not a safe object key");
     return z.object({
         file_name: key,
@@ -67,7 +68,7 @@ function legacyFrameMessageSchema() {
     });
 }
 
-/** A job id for seed-era messages, which carried none: derived from the scene key so retries share it. */
+/** A job id for messages without a version, which carry none: derived from the scene key so retries share it. */
 export function legacyJobId(sceneKey: string): string {
     const slug = sceneKey
         .toLowerCase()
@@ -79,7 +80,32 @@ export function legacyJobId(sceneKey: string): string {
     return `${`legacy-${slug}`.slice(0, 55).replace(/-+$/, "")}-${hash}`;
 }
 
-/** Parses an SQS body: the versioned message, or the seed-era `{file_name, frame, support_files}`. */
+/**
+ * The message in its current shape: a message without a version (`{file_name, frame, support_files}`) becomes the
+ * versioned message of a job named after its scene, so that nothing past parseFrameMessage meets the older shape.
+ * Anything else is passed on as it is, for the schema to check.
+ */
+function currentShapeOf(json: unknown, rendersBucket: string): Checked<unknown> {
+    const unversioned = typeof json === "object" && json !== null && "file_name" in json && !("v" in json);
+    if (!unversioned) return { ok: true, value: json };
+    const older = unversionedMessageSchema().safeParse(json);
+    if (!older.success) return refused(messageError(older.error.issues[0]));
+    const { file_name: scene, frame, support_files: assets } = older.data;
+    const jobId = legacyJobId(scene);
+    const message: FrameMessage = {
+        v: FRAME_MESSAGE_VERSION,
+        jobId,
+        frame,
+        scene,
+        sceneEtag: "",
+        assets,
+        settings: { format: "PNG" },
+        output: { bucket: rendersBucket, key: frameOutputKey(jobId, frame, "PNG") },
+    };
+    return { ok: true, value: message };
+}
+
+/** Parses an SQS body into the current frame message, from any shape the queue may hold (see currentShapeOf). */
 export function parseFrameMessage(body: string, rendersBucket: string): Checked<FrameMessage> {
     let json: unknown;
     try {
@@ -87,26 +113,9 @@ export function parseFrameMessage(body: string, rendersBucket: string): Checked<
     } catch {
         return refused(400, "invalid_message", "the frame message is not JSON");
     }
-    const isLegacy = typeof json === "object" && json !== null && "file_name" in json && !("v" in json);
-    if (isLegacy) {
-        const legacy = legacyFrameMessageSchema().safeParse(json);
-        if (!legacy.success) return refused(messageError(legacy.error.issues[0]));
-        const jobId = legacyJobId(legacy.data.file_name);
-        return {
-            ok: true,
-            value: {
-                v: FRAME_MESSAGE_VERSION,
-                jobId,
-                frame: legacy.data.frame,
-                scene: legacy.data.file_name,
-                sceneEtag: "",
-                assets: legacy.data.support_files,
-                settings: { format: "PNG" },
-                output: { bucket: rendersBucket, key: frameOutputKey(jobId, legacy.data.frame, "PNG") },
-            },
-        };
-    }
-    const parsed = frameMessageSchema().safeParse(json);
+    const current = currentShapeOf(json, rendersBucket);
+    if (!current.ok) return current;
+    const parsed = frameMessageSchema().safeParse(current.value);
     if (!parsed.success) return refused(messageError(parsed.error.issues[0]));
     const message = parsed.data as FrameMessage;
     if (message.assetEtags !== undefined && decodeEtags(message.assetEtags, message.assets.length) === undefined)

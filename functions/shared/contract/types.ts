@@ -87,7 +87,10 @@ export interface FrameMessage {
 }
 
 export interface JobManifest {
-    /** 1: a job from before the frame summary; its status is computed from every frame record. */
+    /**
+     * 1: a job whose ledger has no frame summary and no queue progress; the job API upgrades it where it opens the job
+     * (functions/shared/ledger/manifestUpgrade.ts), so only the manifest's readers of request and frames meet it.
+     */
     v: 1 | typeof MANIFEST_VERSION;
     jobId: string;
     request: JobRequest;

@@ -5,6 +5,7 @@
 import { S3Client } from "@aws-sdk/client-s3";
 import { Dispatches, dispatchesIn } from "./dispatches";
 import { FrameRecords, frameRecordsIn } from "./frameRecords";
+import { JobOpening, jobOpeningIn } from "./manifestUpgrade";
 import { Manifests, manifestsIn } from "./manifests";
 import { Stops, stopsIn } from "./stops";
 import { ledgerStore } from "./store";
@@ -15,20 +16,24 @@ export type { StoredManifest } from "./manifests";
 export type { StoredStop } from "./stops";
 export type { DeleteFailure } from "./store";
 
-export interface JobLedger extends Manifests, FrameRecords, SummaryShards, Dispatches, Stops, Tiles {
+export interface JobLedger extends Manifests, JobOpening, FrameRecords, SummaryShards, Dispatches, Stops, Tiles {
     /** The renders bucket the ledger is in. */
     bucket: string;
 }
 
 export function jobLedger(s3: S3Client, rendersBucket: string): JobLedger {
     const store = ledgerStore(s3, rendersBucket);
+    const manifests = manifestsIn(store);
     const summary = summaryShardsIn(store);
+    const records = frameRecordsIn(store, summary);
+    const dispatches = dispatchesIn(store);
     return {
         bucket: rendersBucket,
-        ...manifestsIn(store),
-        ...frameRecordsIn(store, summary),
+        ...manifests,
+        ...jobOpeningIn(manifests, records, summary, dispatches),
+        ...records,
         ...summary,
-        ...dispatchesIn(store),
+        ...dispatches,
         ...stopsIn(store),
         ...tilesIn(store),
     };
