@@ -1,6 +1,7 @@
 // The scenes bucket (what users upload) and the renders bucket (the ledger and the frames).
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import { LEDGER_PREFIX, OUTPUTS_PREFIX } from "../functions/shared/contract/ledgerKeys";
 
 export interface StorageArgs {
     forceDestroy: boolean;
@@ -33,13 +34,13 @@ export class Storage extends pulumi.ComponentResource {
                     {
                         id: "expire-renders",
                         status: "Enabled",
-                        filter: { prefix: "renders/" },
+                        filter: { prefix: OUTPUTS_PREFIX },
                         expiration: { days: args.renderRetentionDays },
                     },
                     {
                         id: "expire-job-ledger",
                         status: "Enabled",
-                        filter: { prefix: "jobs/" },
+                        filter: { prefix: LEDGER_PREFIX },
                         expiration: { days: args.renderRetentionDays },
                     },
                     abortIncompleteUploads(),
