@@ -1,7 +1,7 @@
 // Status benchmark: GET /jobs/{jobId} of a 100,000-frame job with 2,000 failed frames (each with a 4 KB log tail),
 // through the job API's handler against the embedded emulator over HTTP, and in the same run the baseline: the job's
 // status from every frame record (one ListObjectsV2 per 1,000 keys, one GetObject per record, every failure in one
-// reply), as GET /jobs/{jobId} worked before the frame summary and as it still works for a job from before it.
+// reply), as GET /jobs/{jobId} worked before the frame summary.
 // The emulator runs in a child process, so its work does not share this process's thread with the client's; the job
 // is laid down in the emulator's store directly (records, summary shards, manifest, queue progress: the objects a
 // renderer and the job API would have written), which takes seconds instead of 100,000 PutObject round trips.

@@ -1,9 +1,8 @@
 // What the local farm's Lambda invoke path accepts: only the frame messages the job API itself queued, for
 // frames not done yet. Anything else (a forged message) could make the renderer write a "done" record and a
 // frame of its choosing into any job, since the renderer trusts its queue.
-import { parseFrameMessage } from "../functions/shared/contract/frameMessage";
+import { frameMessageOf, parseFrameMessage } from "../functions/shared/contract/frameMessage";
 import type { JobLedger } from "../functions/shared/ledger";
-import { frameMessageOf } from "../functions/jobApi/frameQueueing";
 
 /** JSON with object keys sorted, so two equal values compare equal whatever order their keys came in. */
 function canonical(value: unknown): string {

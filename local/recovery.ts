@@ -6,8 +6,8 @@
 //    job's queue progress is then complete: nothing is left for a resubmit or a retry to carry on.
 import { ChangeMessageVisibilityCommand, SQSClient } from "@aws-sdk/client-sqs";
 import { S3Client } from "@aws-sdk/client-s3";
-import { parseFrameMessage } from "../functions/shared/contract/frameMessage";
-import { frameMessagesOf, sendFrameMessages } from "../functions/jobApi/frameQueueing";
+import { frameMessagesOf, parseFrameMessage } from "../functions/shared/contract/frameMessage";
+import { sendFrameMessages } from "../functions/jobApi/frameQueueing";
 import { describeAwsError } from "../functions/shared/awsErrors";
 import { jobLedger } from "../functions/shared/ledger";
 import { Emulator, FarmResources } from "./emulator";

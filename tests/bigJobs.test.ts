@@ -6,7 +6,7 @@ import * as fs from "fs";
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { SendMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
 import { FrameMessage, FrameRecord, JobStatus, parseFrameMessage } from "../functions/shared/contract";
-import { frameMessageOf } from "../functions/jobApi/frameQueueing";
+import { frameMessageOf } from "../functions/shared/contract/frameMessage";
 import { createJobApiHandler, HttpApiEvent } from "../functions/jobApi/handler";
 import { JobApiDeps, JobApiSettings } from "../functions/jobApi/settings";
 import { submitJob } from "../functions/jobApi/submit";

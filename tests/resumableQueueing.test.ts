@@ -15,7 +15,7 @@ import {
     SendMessageCommand,
 } from "@aws-sdk/client-sqs";
 import { FrameMessage, FrameRecord, JobStatus, parseFrameMessage } from "../functions/shared/contract";
-import { frameMessageOf } from "../functions/jobApi/frameQueueing";
+import { frameMessageOf } from "../functions/shared/contract/frameMessage";
 import { retryJob } from "../functions/jobApi/retry";
 import { JobApiDeps, JobApiSettings } from "../functions/jobApi/settings";
 import { getJobStatus } from "../functions/jobApi/status";

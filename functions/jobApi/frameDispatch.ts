@@ -4,9 +4,10 @@
 // frames at once; a request killed between sending a group and recording it leaves that one group to be sent again
 // (SQS has no way to ask whether a message went), which the renderer absorbs: a frame already done is skipped.
 import * as crypto from "crypto";
+import { frameMessagesOf } from "../shared/contract/frameMessage";
 import { JobManifest, JobStop } from "../shared/contract/types";
 import { dispatchFrames, isStalled, QueueDispatch, StoredDispatch } from "../shared/queueProgress";
-import { frameMessagesOf, SEND_CONCURRENCY, SendResult, sendFrameMessages } from "./frameQueueing";
+import { SEND_CONCURRENCY, SendResult, sendFrameMessages } from "./frameQueueing";
 import { JobApiContext } from "./settings";
 
 /** Frames per group: one round of SendMessageBatch calls in flight; at most this many are sent twice after a kill. */

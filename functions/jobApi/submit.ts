@@ -10,6 +10,7 @@ import {
     encodeEtags,
     errorBody,
     formatFrameSpec,
+    frameMessageOf,
     JobManifest,
     JobRequest,
     MANIFEST_VERSION,
@@ -26,7 +27,7 @@ import { StoredManifest } from "../shared/ledger";
 import { conflictBackoff } from "../shared/ledger/jsonObjects";
 import { newDispatch } from "../shared/queueProgress";
 import { DispatchOutcome, resumeDispatch, startDispatch } from "./frameDispatch";
-import { frameMessageOf, MAX_MESSAGE_BYTES, notSentSummary } from "./frameQueueing";
+import { MAX_MESSAGE_BYTES, notSentSummary } from "./frameQueueing";
 import {
     HEAD_CONCURRENCY,
     headObject,

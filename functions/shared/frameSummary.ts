@@ -246,7 +246,7 @@ export function framesByShard(frames: readonly number[]): Map<string, number[]> 
     return groups;
 }
 
-/** Shards built from whole records at once (a job from before the summary existed, and the status benchmark). */
+/** Shards built from whole records at once (a job upgraded by openJob, and the status benchmark). */
 export function shardsFromRecords(jobId: string, records: readonly FrameRecord[]): SummaryShard[] {
     const shards = new Map<string, SummaryShard>();
     const ordered = [...records].sort((a, b) => millis(a.finishedAt) - millis(b.finishedAt));

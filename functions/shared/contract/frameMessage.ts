@@ -1,4 +1,5 @@
-// The frame message (one SQS message per frame, or per tile): parsed and checked where the renderer reads it.
+// The frame message (one SQS message per frame, or per tile): built from the job's manifest where the job API queues
+// it, parsed and checked where the renderer reads it.
 import * as crypto from "crypto";
 import { z } from "zod";
 import { ApiError, apiError, Checked, refused } from "./apiErrors";
@@ -7,7 +8,31 @@ import { FORMATS } from "./formats";
 import { frameOutputKey, outputPrefix } from "./ledgerKeys";
 import { JOB_ID_PATTERN, MAX_ASSETS, MAX_FRAME_NUMBER, MAX_SAMPLES, MAX_TILES, MIN_TILES } from "./limits";
 import { objectKeyProblem } from "./objectKeys";
-import { ENGINES, FRAME_MESSAGE_VERSION, FrameMessage } from "./types";
+import { ENGINES, FRAME_MESSAGE_VERSION, FrameMessage, JobManifest } from "./types";
+
+/** The message of one frame of the job, as the job API queues it. */
+export function frameMessageOf(manifest: JobManifest, rendersBucket: string, frame: number): FrameMessage {
+    return {
+        v: FRAME_MESSAGE_VERSION,
+        jobId: manifest.jobId,
+        frame,
+        scene: manifest.request.scene,
+        sceneEtag: manifest.sceneEtag,
+        assets: manifest.request.assets,
+        // A manifest without assetEtags pins nothing: its frames download the assets as they are.
+        ...(manifest.assetEtags === undefined ? {} : { assetEtags: manifest.assetEtags }),
+        settings: manifest.settings,
+        output: { bucket: rendersBucket, key: frameOutputKey(manifest.jobId, frame, manifest.settings.format) },
+    };
+}
+
+/** A frame's messages: the frame, or one per tile when the job is tiled. */
+export function frameMessagesOf(manifest: JobManifest, rendersBucket: string, frame: number): FrameMessage[] {
+    const message = frameMessageOf(manifest, rendersBucket, frame);
+    const of = manifest.tiles;
+    if (of === undefined) return [message];
+    return Array.from({ length: of }, (_, tile) => ({ ...message, tile, of }));
+}
 
 /** The message's assets, each with the ETag to download it with ("" when the message pins none). */
 export function pinnedAssets(message: FrameMessage): { key: string; etag: string }[] {
