@@ -46,42 +46,42 @@ function asFrameRecord(value: unknown, jobId: string, frame: number): FrameRecor
     return record.jobId === jobId ? record : { ...record, jobId };
 }
 
-export function frameRecordsIn(store: LedgerStore, summary: Pick<SummaryShards, "summarizeRecord">): FrameRecords {
-    /**
-     * Writes a failure record at `key` unless a done record is there, or answers that done record. The write replaces
-     * only the version just read (If-Match), or creates the key only if it is still absent (If-None-Match), so a done
-     * record written in between makes it fail, and the next read finds the done one. A 403 on the read counts as absent
-     * (the renderer may not list the ledger): the create then fails if the key does exist.
-     */
-    async function putUnlessDone(key: string, record: FrameRecord): Promise<FrameRecord | undefined> {
-        for (let attempt = 0; attempt < FAILURE_WRITE_ATTEMPTS; attempt++) {
-            if (attempt > 0) await conflictBackoff(attempt);
-            const stored = await store.get(key, { forbiddenMeansAbsent: true });
-            const before = stored && asFrameRecord(stored.value, record.jobId, record.frame);
-            if (before?.status === "done") return before;
-            const condition: WriteCondition = stored ? { ifMatch: stored.etag } : { ifAbsent: true };
-            if ((await store.put(key, record, condition)).written) return undefined;
-        }
-        throw farmError(
-            "storage_error",
-            `PutObject ${store.where(key)} failed: ${FAILURE_WRITE_ATTEMPTS} conditional writes in a row met another writer (or GetObject is refused on the record)`,
-            503,
-        );
+/**
+ * Writes a failure record at `key` unless a done record is there, or answers that done record. The write replaces
+ * only the version just read (If-Match), or creates the key only if it is still absent (If-None-Match), so a done
+ * record written in between makes it fail, and the next read finds the done one. A 403 on the read counts as absent
+ * (the renderer may not list the ledger): the create then fails if the key does exist.
+ */
+async function putUnlessDone(store: LedgerStore, key: string, record: FrameRecord): Promise<FrameRecord | undefined> {
+    for (let attempt = 0; attempt < FAILURE_WRITE_ATTEMPTS; attempt++) {
+        if (attempt > 0) await conflictBackoff(attempt);
+        const stored = await store.get(key, { forbiddenMeansAbsent: true });
+        const before = stored && asFrameRecord(stored.value, record.jobId, record.frame);
+        if (before?.status === "done") return before;
+        const condition: WriteCondition = stored ? { ifMatch: stored.etag } : { ifAbsent: true };
+        if ((await store.put(key, record, condition)).written) return undefined;
     }
+    throw farmError(
+        "storage_error",
+        `PutObject ${store.where(key)} failed: ${FAILURE_WRITE_ATTEMPTS} conditional writes in a row met another writer (or GetObject is refused on the record)`,
+        503,
+    );
+}
 
+/** Frame numbers that have a record, from a listing of jobs/<jobId>/frames/. */
+async function listFrameRecordFrames(store: LedgerStore, jobId: string): Promise<number[]> {
+    const prefix = frameRecordsPrefix(jobId);
+    const frames: number[] = [];
+    for (const key of await store.list(prefix)) {
+        const match = /^(\d+)\.json$/.exec(key.slice(prefix.length));
+        if (match) frames.push(Number(match[1]));
+    }
+    return frames.sort((a, b) => a - b);
+}
+
+export function frameRecordsIn(store: LedgerStore, summary: Pick<SummaryShards, "summarizeRecord">): FrameRecords {
     async function readFrameRecord(jobId: string, frame: number): Promise<FrameRecord | undefined> {
         return asFrameRecord((await store.get(frameRecordKey(jobId, frame)))?.value, jobId, frame);
-    }
-
-    /** Frame numbers that have a record, from a listing of jobs/<jobId>/frames/. */
-    async function listFrameRecordFrames(jobId: string): Promise<number[]> {
-        const prefix = frameRecordsPrefix(jobId);
-        const frames: number[] = [];
-        for (const key of await store.list(prefix)) {
-            const match = /^(\d+)\.json$/.exec(key.slice(prefix.length));
-            if (match) frames.push(Number(match[1]));
-        }
-        return frames.sort((a, b) => a - b);
     }
 
     return {
@@ -92,7 +92,7 @@ export function frameRecordsIn(store: LedgerStore, summary: Pick<SummaryShards, 
                 await store.put(key, record);
                 return record;
             }
-            return (await putUnlessDone(key, record)) ?? record;
+            return (await putUnlessDone(store, key, record)) ?? record;
         },
         async writeTileRecord(record) {
             const tile = record.tile;
@@ -103,9 +103,9 @@ export function frameRecordsIn(store: LedgerStore, summary: Pick<SummaryShards, 
                 await store.put(tileKey, record);
                 return record;
             }
-            const doneTile = await putUnlessDone(tileKey, record);
+            const doneTile = await putUnlessDone(store, tileKey, record);
             if (doneTile) return doneTile;
-            return (await putUnlessDone(frameRecordKey(record.jobId, record.frame), record)) ?? record;
+            return (await putUnlessDone(store, frameRecordKey(record.jobId, record.frame), record)) ?? record;
         },
         readFrameRecord,
         async readTileRecord(jobId, frame, tile) {
@@ -114,7 +114,7 @@ export function frameRecordsIn(store: LedgerStore, summary: Pick<SummaryShards, 
             return record?.tile?.index === tile ? record : undefined;
         },
         async readFrameRecords(jobId, concurrency = RECORD_READ_CONCURRENCY) {
-            const frames = await listFrameRecordFrames(jobId);
+            const frames = await listFrameRecordFrames(store, jobId);
             const records = await mapWithConcurrency(frames, concurrency, (frame) => readFrameRecord(jobId, frame));
             return records.filter((record): record is FrameRecord => record !== undefined);
         },

@@ -38,41 +38,67 @@ export interface LedgerStore {
     deleteKeys(keys: readonly string[]): Promise<DeleteFailure[]>;
 }
 
-export function ledgerStore(s3: S3Client, bucket: string): LedgerStore {
-    async function listPages(prefix: string, delimiter?: string): Promise<ListObjectsV2CommandOutput[]> {
-        const pages: ListObjectsV2CommandOutput[] = [];
-        let token: string | undefined;
-        do {
-            let page: ListObjectsV2CommandOutput;
-            try {
-                page = await s3.send(
-                    new ListObjectsV2Command({
-                        Bucket: bucket,
-                        Prefix: prefix,
-                        Delimiter: delimiter,
-                        ContinuationToken: token,
-                    }),
-                );
-            } catch (error) {
-                throw storageError("ListObjectsV2", bucket, prefix, error);
-            }
+/** Every page of a ListObjectsV2 of `prefix` (with `delimiter`, its folders are CommonPrefixes). */
+async function listPages(
+    s3: S3Client,
+    bucket: string,
+    prefix: string,
+    delimiter?: string,
+): Promise<ListObjectsV2CommandOutput[]> {
+    const pages: ListObjectsV2CommandOutput[] = [];
+    let token: string | undefined;
+    do {
+        try {
+            const page = await s3.send(
+                new ListObjectsV2Command({
+                    Bucket: bucket,
+                    Prefix: prefix,
+                    Delimiter: delimiter,
+                    ContinuationToken: token,
+                }),
+            );
             pages.push(page);
             token = page.IsTruncated ? page.NextContinuationToken : undefined;
-        } while (token);
-        return pages;
-    }
+        } catch (error) {
+            throw storageError("ListObjectsV2", bucket, prefix, error);
+        }
+    } while (token);
+    return pages;
+}
 
+/** DeleteObjects in batches of S3's limit, stopping after the first batch with keys S3 could not delete. */
+async function deleteInBatches(s3: S3Client, bucket: string, keys: readonly string[]): Promise<DeleteFailure[]> {
+    const failures: DeleteFailure[] = [];
+    for (let from = 0; from < keys.length && failures.length === 0; from += DELETE_BATCH_KEYS) {
+        const batch = keys.slice(from, from + DELETE_BATCH_KEYS);
+        try {
+            const reply = await s3.send(
+                new DeleteObjectsCommand({
+                    Bucket: bucket,
+                    Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+                }),
+            );
+            for (const error of reply.Errors ?? [])
+                failures.push({ key: error.Key ?? "", code: error.Code ?? "", message: error.Message ?? "" });
+        } catch (error) {
+            throw storageError("DeleteObjects", bucket, batch[0], error);
+        }
+    }
+    return failures;
+}
+
+export function ledgerStore(s3: S3Client, bucket: string): LedgerStore {
     return {
         bucket,
         where: (key) => `s3://${bucket}/${key}`,
         get: (key, options) => getJsonObject(s3, bucket, key, options),
         put: (key, value, condition, options) => putJsonObject(s3, bucket, key, value, condition, options),
         async list(prefix) {
-            const pages = await listPages(prefix);
+            const pages = await listPages(s3, bucket, prefix);
             return pages.flatMap((page) => (page.Contents ?? []).flatMap((object) => (object.Key ? [object.Key] : [])));
         },
         async listFolders(prefix) {
-            const pages = await listPages(prefix, "/");
+            const pages = await listPages(s3, bucket, prefix, "/");
             return pages.flatMap((page) =>
                 (page.CommonPrefixes ?? []).flatMap((folder) => (folder.Prefix ? [folder.Prefix] : [])),
             );
@@ -84,25 +110,6 @@ export function ledgerStore(s3: S3Client, bucket: string): LedgerStore {
                 throw storageError("DeleteObject", bucket, key, error);
             }
         },
-        async deleteKeys(keys) {
-            const failures: DeleteFailure[] = [];
-            for (let from = 0; from < keys.length; from += DELETE_BATCH_KEYS) {
-                const batch = keys.slice(from, from + DELETE_BATCH_KEYS);
-                try {
-                    const reply = await s3.send(
-                        new DeleteObjectsCommand({
-                            Bucket: bucket,
-                            Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
-                        }),
-                    );
-                    for (const error of reply.Errors ?? [])
-                        failures.push({ key: error.Key ?? "", code: error.Code ?? "", message: error.Message ?? "" });
-                } catch (error) {
-                    throw storageError("DeleteObjects", bucket, batch[0], error);
-                }
-                if (failures.length > 0) break;
-            }
-            return failures;
-        },
+        deleteKeys: (keys) => deleteInBatches(s3, bucket, keys),
     };
 }
