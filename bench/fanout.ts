@@ -13,10 +13,11 @@ import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, PurgeQueueCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import * as fs from "fs";
 import { ENGINES } from "../functions/shared/contract";
-import { frameMessageOf, SEND_CONCURRENCY, sendFrameMessages } from "../functions/jobApi/frameQueueing";
+import { SEND_CONCURRENCY, sendFrameMessages } from "../functions/jobApi/frameQueueing";
+import { frameMessageOf } from "../functions/shared/contract/frameMessage";
 import { JobApiDeps } from "../functions/jobApi/settings";
 import { submitJob } from "../functions/jobApi/submit";
-import { readManifest } from "../functions/shared/ledger";
+import { jobLedger } from "../functions/shared/ledger";
 import { createFarmResources, emulatorClients, startEmulator } from "../local/emulator";
 import { makeScene } from "../tests/support/scenes";
 
@@ -178,7 +179,7 @@ async function measure(roundTripMs: number): Promise<void> {
         }
         const batched = [...runs].sort((a, b) => a - b)[Math.floor(runs.length / 2)];
 
-        const manifest = (await readManifest(deps.s3, farm.rendersBucket, "fanout-1"))!;
+        const manifest = (await jobLedger(deps.s3, farm.rendersBucket).readManifest("fanout-1"))!;
         const messages = manifest.frames.map((frame) => frameMessageOf(manifest, farm.rendersBucket, frame));
         console.log(`frame message: ${Buffer.byteLength(JSON.stringify(messages[0]))} bytes`);
         for (const concurrency of roundTripMs > 0 || SMOKE ? [SEND_CONCURRENCY] : [1, 8, 16, 32, 64]) {

@@ -1,7 +1,7 @@
 // Status benchmark: GET /jobs/{jobId} of a 100,000-frame job with 2,000 failed frames (each with a 4 KB log tail),
 // through the job API's handler against the embedded emulator over HTTP, and in the same run the baseline: the job's
 // status from every frame record (one ListObjectsV2 per 1,000 keys, one GetObject per record, every failure in one
-// reply), as GET /jobs/{jobId} reads a job whose manifest has no frame summary (version 1).
+// reply), the naive way: no frame summary.
 // The emulator runs in a child process, so its work does not share this process's thread with the client's; the job
 // is laid down in the emulator's store directly (records, summary shards, manifest, queue progress: the objects a
 // renderer and the job API would have written), which takes seconds instead of 100,000 PutObject round trips.
@@ -16,12 +16,15 @@ import {
     JobStatus,
     MANIFEST_VERSION,
     manifestKey,
+    queueProgressKey,
+    summaryShardKey,
 } from "../functions/shared/contract";
 import { createJobApiHandler } from "../functions/jobApi/handler";
 import { JobApiSettings } from "../functions/jobApi/settings";
-import { shardsFromRecords, summaryShardKey } from "../functions/shared/frameSummary";
-import { computeJobStatus, readFrameRecords, readManifest } from "../functions/shared/ledger";
-import { newDispatch, queueProgressKey } from "../functions/shared/queueProgress";
+import { shardsFromRecords } from "../functions/shared/frameSummary";
+import { computeJobStatus } from "../functions/shared/jobStatus";
+import { jobLedger } from "../functions/shared/ledger";
+import { newDispatch } from "../functions/shared/queueProgress";
 import { createFarmResources, emulatorClients, startEmulator } from "../local/emulator";
 
 const SMOKE = process.argv.includes("--smoke");
@@ -201,8 +204,9 @@ async function main(): Promise<void> {
         // The baseline: every record read, every failure in the reply.
         const before = counter.requests;
         const start = process.hrtime.bigint();
-        const manifest = (await readManifest(s3, settings.rendersBucket, JOB_ID))!;
-        const records = await readFrameRecords(s3, settings.rendersBucket, JOB_ID);
+        const ledger = jobLedger(s3, settings.rendersBucket);
+        const manifest = (await ledger.readManifest(JOB_ID))!;
+        const records = await ledger.readFrameRecords(JOB_ID);
         const baselineBody = JSON.stringify(computeJobStatus(manifest, records, settings.maxReceiveCount));
         const baseline = {
             seconds: seconds(start),

@@ -6,7 +6,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { FrameRecord, JobManifest, JobStatus, Quote } from "../functions/shared/contract";
-import { readFrameRecord, readManifest, readTileRecord } from "../functions/shared/ledger";
+import { JobLedger, jobLedger } from "../functions/shared/ledger";
 import { EXIT_FRAMES_FAILED, EXIT_OK } from "./errors";
 import { allFailureLines, summaryLine } from "./jobReport";
 import { watchJob } from "./jobWatch";
@@ -56,24 +56,27 @@ export function quoteLines(quote: Quote): string[] {
     ];
 }
 
+/** The farm's ledger (a usage error when the target has no outputs to find it by). */
+function ledgerOf(target: Target): JobLedger {
+    return jobLedger(target.s3(), target.outputs!.rendersBucket);
+}
+
 /** The job's manifest: which frames are probes, and every frame of the job. */
-async function readJobManifest(target: Target, jobId: string): Promise<JobManifest> {
-    const manifest = await readManifest(target.s3(), target.outputs!.rendersBucket, jobId);
-    if (!manifest) throw new Error(`job ${jobId} has no manifest in s3://${target.outputs!.rendersBucket}`);
+async function readJobManifest(ledger: JobLedger, jobId: string): Promise<JobManifest> {
+    const manifest = await ledger.readManifest(jobId);
+    if (!manifest) throw new Error(`job ${jobId} has no manifest in s3://${ledger.bucket}`);
     return manifest;
 }
 
 /** The rendered probe frames' times and costs, from their records (a tiled frame's, and its tiles'). */
-async function probeSamples(target: Target, jobId: string, frames: number[]): Promise<ProbeSample[]> {
-    const s3 = target.s3();
-    const bucket = target.outputs!.rendersBucket;
-    const records = await Promise.all(frames.map((frame) => readFrameRecord(s3, bucket, jobId, frame)));
+async function probeSamples(ledger: JobLedger, jobId: string, frames: number[]): Promise<ProbeSample[]> {
+    const records = await Promise.all(frames.map((frame) => ledger.readFrameRecord(jobId, frame)));
     const done = records.filter((record): record is FrameRecord => record?.status === "done");
     return Promise.all(
         done.map(async (record) => {
             const of = record.stitch?.of ?? 0;
             const tiles = await Promise.all(
-                Array.from({ length: of }, (_, tile) => readTileRecord(s3, bucket, jobId, record.frame, tile)),
+                Array.from({ length: of }, (_, tile) => ledger.readTileRecord(jobId, record.frame, tile)),
             );
             return probeSampleOf(
                 record,
@@ -111,8 +114,9 @@ export async function estimateCommand(
             output.problem(`job ${status.jobId}: the probe frames did not all render, so there is no quote`);
             return EXIT_FRAMES_FAILED;
         }
-        manifest = await readJobManifest(target, status.jobId);
-        probes = await probeSamples(target, status.jobId, manifest.frames);
+        const ledger = ledgerOf(target);
+        manifest = await readJobManifest(ledger, status.jobId);
+        probes = await probeSamples(ledger, status.jobId, manifest.frames);
         const disagreement = probeDisagreement(probes);
         const allProbed = (status.probe?.frames ?? 0) >= (status.probe?.of ?? 0);
         if (disagreement <= PROBE_AGREEMENT || allProbed) break;

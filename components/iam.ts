@@ -1,6 +1,8 @@
-// The pieces every function role shares: who may assume it, and writing to its own log group.
+// The pieces every function role shares: who may assume it, writing to its own log group, reading the scenes, and
+// the renders bucket's statements from the grants the ledger derives (functions/shared/ledger/grants.ts).
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import { RendersBucketGrant } from "../functions/shared/ledger/grants";
 
 export interface PolicyStatement {
     Sid: string;
@@ -63,4 +65,29 @@ export function readScenesStatements(scenesBucket: aws.s3.Bucket): PolicyStateme
             Resource: pulumi.interpolate`${scenesBucket.arn}/*`,
         },
     ];
+}
+
+/** One resource as a string, several as a list: the shape IAM documents are written in. */
+function oneOrList<T>(items: T[]): T | T[] {
+    return items.length === 1 ? items[0] : items;
+}
+
+/** The statements of `grants` on the renders bucket: objects by key pattern, listings by prefix pattern. */
+export function rendersBucketStatements(rendersBucket: aws.s3.Bucket, grants: RendersBucketGrant[]): PolicyStatement[] {
+    return grants.map((grant): PolicyStatement => {
+        if ("list" in grant)
+            return {
+                Sid: grant.sid,
+                Effect: "Allow",
+                Action: ["s3:ListBucket"],
+                Resource: rendersBucket.arn,
+                ...(grant.prefixes ? { Condition: { StringLike: { "s3:prefix": oneOrList(grant.prefixes) } } } : {}),
+            };
+        return {
+            Sid: grant.sid,
+            Effect: "Allow",
+            Action: [...grant.actions],
+            Resource: oneOrList(grant.keys.map((key) => pulumi.interpolate`${rendersBucket.arn}/${key}`)),
+        };
+    });
 }

@@ -7,7 +7,8 @@ import type { FarmSettings, SettingsReadBy } from "../functions/shared/farmSetti
 import { jobApiSettingsFromEnvironment } from "../functions/jobApi/settings";
 import { jobApiEnvironment } from "../functions/shared/functionEnvironment";
 import { createJobApiHandler } from "../functions/jobApi/handler";
-import { lambdaRole, readScenesStatements, writeLogsStatement } from "./iam";
+import { RENDERS_BUCKET_GRANTS } from "../functions/shared/ledger/grants";
+import { lambdaRole, readScenesStatements, rendersBucketStatements, writeLogsStatement } from "./iam";
 import * as packageJson from "../package.json";
 
 /** The settings of the API in front of the function, and those its environment carries (FARM_SETTINGS says which). */
@@ -50,24 +51,7 @@ export class JobApi extends pulumi.ComponentResource {
             name,
             [
                 ...readScenesStatements(args.scenesBucket),
-                // ListBucket: GetObject of an absent ledger object (a new job's queue progress or summary shards)
-                // answers 404 rather than 403; a job whose manifest has no frame summary (version 1) has its records listed.
-                { Sid: "FindJobs", Effect: "Allow", Action: ["s3:ListBucket"], Resource: args.rendersBucket.arn },
-                // No DeleteObject on the ledger: a submit or retry whose frames could not all be queued keeps its
-                // progress, and the same request carries on, instead of rolling back.
-                {
-                    Sid: "ReadWriteLedger",
-                    Effect: "Allow",
-                    Action: ["s3:GetObject", "s3:PutObject"],
-                    Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*`,
-                },
-                // A retry renders again the tiles of a frame whose stitch failed: it deletes their records and images.
-                {
-                    Sid: "RerenderFailedStitches",
-                    Effect: "Allow",
-                    Action: ["s3:DeleteObject"],
-                    Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*/tiles/*`,
-                },
+                ...rendersBucketStatements(args.rendersBucket, RENDERS_BUCKET_GRANTS.jobApi),
                 // GetQueueAttributes: a retry requeues lost frames only once the frame queue is empty.
                 {
                     Sid: "QueueFrames",

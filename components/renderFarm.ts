@@ -10,7 +10,7 @@ import { RendererImage } from "./rendererImage";
 import { Storage } from "./storage";
 
 export class RenderFarm extends pulumi.ComponentResource {
-    /** The stack outputs (functions/shared/contract.ts names them): index.ts exports exactly these. */
+    /** The stack outputs (functions/shared/contract/stackOutputs.ts names them): index.ts exports exactly these. */
     public readonly outputs: Record<StackOutputName, pulumi.Output<string>>;
 
     constructor(name: string, config: FarmConfig, opts?: pulumi.ComponentResourceOptions) {

@@ -3,7 +3,8 @@ import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import type { FarmSettings, SettingsReadBy } from "../functions/shared/farmSettings";
 import { rendererEnvironment } from "../functions/shared/functionEnvironment";
-import { lambdaRole, readScenesStatements, writeLogsStatement } from "./iam";
+import { RENDERS_BUCKET_GRANTS } from "../functions/shared/ledger/grants";
+import { lambdaRole, readScenesStatements, rendersBucketStatements, writeLogsStatement } from "./iam";
 
 /** The settings that size the function and its mapping, and those its environment carries (FARM_SETTINGS says which). */
 export interface RendererArgs
@@ -37,59 +38,7 @@ export class Renderer extends pulumi.ComponentResource {
             name,
             [
                 ...readScenesStatements(args.scenesBucket),
-                // Frames go up in parts (functions/renderer/frameUpload.ts): a failed upload is aborted.
-                {
-                    Sid: "WriteFrames",
-                    Effect: "Allow",
-                    Action: ["s3:PutObject", "s3:AbortMultipartUpload"],
-                    Resource: pulumi.interpolate`${args.rendersBucket.arn}/renders/*`,
-                },
-                // Its frame records only: the manifests and anything else under jobs/ are the job API's.
-                {
-                    Sid: "WriteFrameRecords",
-                    Effect: "Allow",
-                    Action: ["s3:PutObject"],
-                    Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*/frames/*`,
-                },
-                // Reading its own frame records lets a duplicate delivery see that the frame is already done.
-                {
-                    Sid: "ReadFrameRecords",
-                    Effect: "Allow",
-                    Action: ["s3:GetObject"],
-                    Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*/frames/*`,
-                },
-                // A tiled frame's tiles: each tile's record and image, the stitch marker; the stitcher deletes the
-                // images (and gives up a marker whose stitch failed) and lists what is done.
-                {
-                    Sid: "WorkTiles",
-                    Effect: "Allow",
-                    Action: ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-                    Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*/tiles/*`,
-                },
-                {
-                    Sid: "ListTiles",
-                    Effect: "Allow",
-                    Action: ["s3:ListBucket"],
-                    Resource: args.rendersBucket.arn,
-                    Condition: { StringLike: { "s3:prefix": "jobs/*/tiles/*" } },
-                },
-                // Before each frame: the job's stop, and its manifest (budget, fail-fast, the frames its summary covers).
-                {
-                    Sid: "ReadJobRules",
-                    Effect: "Allow",
-                    Action: ["s3:GetObject"],
-                    Resource: [
-                        pulumi.interpolate`${args.rendersBucket.arn}/jobs/*/job.json`,
-                        pulumi.interpolate`${args.rendersBucket.arn}/jobs/*/stop.json`,
-                    ],
-                },
-                // It stops a job whose budget is spent or whose frames fail alike.
-                {
-                    Sid: "StopJobs",
-                    Effect: "Allow",
-                    Action: ["s3:PutObject"],
-                    Resource: pulumi.interpolate`${args.rendersBucket.arn}/jobs/*/stop.json`,
-                },
+                ...rendersBucketStatements(args.rendersBucket, RENDERS_BUCKET_GRANTS.renderer),
                 {
                     Sid: "ConsumeFrames",
                     Effect: "Allow",

@@ -2,6 +2,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import type { FarmSettings } from "../functions/shared/farmSettings";
+import { LEDGER_PREFIX, OUTPUTS_PREFIX } from "../functions/shared/contract/ledgerKeys";
 
 export type StorageArgs = Pick<FarmSettings, "forceDestroy" | "renderRetentionDays">;
 
@@ -31,13 +32,13 @@ export class Storage extends pulumi.ComponentResource {
                     {
                         id: "expire-renders",
                         status: "Enabled",
-                        filter: { prefix: "renders/" },
+                        filter: { prefix: OUTPUTS_PREFIX },
                         expiration: { days: args.renderRetentionDays },
                     },
                     {
                         id: "expire-job-ledger",
                         status: "Enabled",
-                        filter: { prefix: "jobs/" },
+                        filter: { prefix: LEDGER_PREFIX },
                         expiration: { days: args.renderRetentionDays },
                     },
                     abortIncompleteUploads(),

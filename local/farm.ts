@@ -10,6 +10,7 @@ import { FARM_DEFAULTS } from "../functions/shared/farmSettings";
 import { staleAfterSecondsFor } from "../functions/shared/farmTiming";
 import { createJobApiHandler } from "../functions/jobApi/handler";
 import { backoffSeconds } from "../functions/renderer/consumer";
+import { jobLedger } from "../functions/shared/ledger";
 import { isLoopback } from "./addresses";
 import { lockDataDir } from "./dataDirLock";
 import { createFarmResources, startEmulator } from "./emulator";
@@ -259,13 +260,11 @@ export async function startLocalFarm(options: LocalFarmOptions = {}): Promise<Lo
         }
         // The invoke path runs one event at a time, as the Lambda runtime interface emulator does, and only
         // messages the job API queued for frames not done yet (local/invocationCheck.ts says why).
+        const ledger = jobLedger(emulator.s3, resources.rendersBucket);
         let invocations: Promise<unknown> = Promise.resolve();
         const invokeRendererFunction: Invocable = (event: unknown) => {
             const run = invocations.then(async () => {
-                const problem = await invocationProblem(event, {
-                    s3: emulator.s3,
-                    rendersBucket: resources.rendersBucket,
-                });
+                const problem = await invocationProblem(event, { ledger });
                 if (problem) throw new InvocationRefused(problem);
                 return renderEvent(event);
             });

@@ -1,10 +1,8 @@
 // What the local farm's Lambda invoke path accepts: only the frame messages the job API itself queued, for
 // frames not done yet. Anything else (a forged message) could make the renderer write a "done" record and a
 // frame of its choosing into any job, since the renderer trusts its queue.
-import type { S3Client } from "@aws-sdk/client-s3";
-import { parseFrameMessage } from "../functions/shared/contract";
-import { readFrameRecord, readManifest } from "../functions/shared/ledger";
-import { frameMessageOf } from "../functions/jobApi/frameQueueing";
+import { frameMessageOf, parseFrameMessage } from "../functions/shared/contract/frameMessage";
+import type { JobLedger } from "../functions/shared/ledger";
 
 /** JSON with object keys sorted, so two equal values compare equal whatever order their keys came in. */
 function canonical(value: unknown): string {
@@ -18,8 +16,8 @@ function canonical(value: unknown): string {
 }
 
 export interface InvocationCheckOptions {
-    s3: S3Client;
-    rendersBucket: string;
+    /** The farm's ledger, in its renders bucket. */
+    ledger: JobLedger;
 }
 
 /** Why the event must not run, or undefined when every record is a message the job API queued for a pending frame. */
@@ -30,14 +28,15 @@ export async function invocationProblem(event: unknown, options: InvocationCheck
     for (const [index, record] of records.entries()) {
         const body = (record as { body?: unknown } | null)?.body;
         if (typeof body !== "string") return `Records[${index}] has no body`;
-        const parsed = parseFrameMessage(body, options.rendersBucket);
+        const { ledger } = options;
+        const parsed = parseFrameMessage(body, ledger.bucket);
         if (!parsed.ok) return `Records[${index}]: ${parsed.error.message}`;
         const message = parsed.value;
-        const manifest = await readManifest(options.s3, options.rendersBucket, message.jobId);
+        const manifest = await ledger.readManifest(message.jobId);
         if (!manifest) return `Records[${index}]: no job ${message.jobId} on this farm; submit it with POST /jobs`;
         if (!manifest.frames.includes(message.frame))
             return `Records[${index}]: frame ${message.frame} is not a frame of job ${message.jobId}`;
-        const queued = frameMessageOf(manifest, options.rendersBucket, message.frame);
+        const queued = frameMessageOf(manifest, ledger.bucket, message.frame);
         const differing = (Object.keys(queued) as (keyof typeof queued)[]).filter(
             (field) => canonical(message[field]) !== canonical(queued[field]),
         );
@@ -45,7 +44,7 @@ export async function invocationProblem(event: unknown, options: InvocationCheck
             return `Records[${index}]: the message differs from the one the job API queued for frame ${message.frame} of job ${message.jobId} in ${differing.join(", ")}`;
         if (message.of !== undefined && message.of !== manifest.tiles)
             return `Records[${index}]: job ${message.jobId} splits its frames into ${manifest.tiles ?? "no"} tiles, not ${message.of}`;
-        const frameRecord = await readFrameRecord(options.s3, options.rendersBucket, message.jobId, message.frame);
+        const frameRecord = await ledger.readFrameRecord(message.jobId, message.frame);
         if (frameRecord?.status === "done")
             return `Records[${index}]: frame ${message.frame} of job ${message.jobId} is already done`;
     }

@@ -5,14 +5,11 @@
 //    unlike SQS): a crash between writing a job's manifest and queueing all of its frames leaves such frames. The
 //    job's queue progress is then complete: nothing is left for a resubmit or a retry to carry on.
 import { ChangeMessageVisibilityCommand, SQSClient } from "@aws-sdk/client-sqs";
-import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
-import { parseFrameMessage } from "../functions/shared/contract";
-import { frameMessagesOf, sendFrameMessages } from "../functions/jobApi/frameQueueing";
+import { S3Client } from "@aws-sdk/client-s3";
+import { frameMessagesOf, parseFrameMessage } from "../functions/shared/contract/frameMessage";
+import { sendFrameMessages } from "../functions/jobApi/frameQueueing";
 import { describeAwsError } from "../functions/shared/awsErrors";
-import { readFrameRecords, readManifest } from "../functions/shared/ledger";
-import { readSummaryShards, shardsFromRecords, summarizeJob } from "../functions/shared/frameSummary";
-import { readJobStop } from "../functions/shared/jobStop";
-import { readQueueProgress, writeQueueProgress } from "../functions/shared/queueProgress";
+import { jobLedger } from "../functions/shared/ledger";
 import { Emulator, FarmResources } from "./emulator";
 
 export interface RecoveryReport {
@@ -30,30 +27,9 @@ export interface RecoveryDeps {
     maxReceiveCount: number;
 }
 
-/** Job ids with something under jobs/<jobId>/ in the renders bucket. */
-async function listJobIds(s3: S3Client, rendersBucket: string): Promise<string[]> {
-    const ids: string[] = [];
-    let token: string | undefined;
-    do {
-        const page = await s3.send(
-            new ListObjectsV2Command({
-                Bucket: rendersBucket,
-                Prefix: "jobs/",
-                Delimiter: "/",
-                ContinuationToken: token,
-            }),
-        );
-        for (const prefix of page.CommonPrefixes ?? []) {
-            const id = prefix.Prefix?.slice("jobs/".length, -1);
-            if (id) ids.push(id);
-        }
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
-    return ids;
-}
-
 export async function recoverInterruptedFrames(deps: RecoveryDeps): Promise<RecoveryReport> {
     const { resources } = deps;
+    const ledger = jobLedger(deps.s3, resources.rendersBucket);
     const contents = deps.emulator.inspectQueue(resources.frameQueueUrl);
     if (!contents) throw new Error(`the frame queue ${resources.frameQueueUrl} is missing from the emulator`);
 
@@ -81,15 +57,11 @@ export async function recoverInterruptedFrames(deps: RecoveryDeps): Promise<Reco
     }
 
     const requeued: RecoveryReport["requeued"] = [];
-    for (const jobId of await listJobIds(deps.s3, resources.rendersBucket)) {
-        const manifest = await readManifest(deps.s3, resources.rendersBucket, jobId);
+    for (const jobId of await ledger.listJobIds()) {
+        const manifest = (await ledger.openJob(jobId))?.manifest;
         // A stopped job's frames were left unrendered on purpose (cancel, budget, fail-fast).
-        if (!manifest || (await readJobStop(deps.s3, resources.rendersBucket, jobId))) continue;
-        const shards =
-            manifest.v === 1
-                ? shardsFromRecords(jobId, await readFrameRecords(deps.s3, resources.rendersBucket, jobId))
-                : await readSummaryShards(deps.s3, resources.rendersBucket, manifest);
-        const summary = summarizeJob(manifest, shards, deps.maxReceiveCount);
+        if (!manifest || (await ledger.readJobStop(jobId))) continue;
+        const summary = await ledger.readSummary(manifest, deps.maxReceiveCount);
         const lost = summary.pendingFrames.filter((frame) => !queued.has(`${jobId}/${frame}`));
         if (lost.length > 0) {
             const result = await sendFrameMessages(
@@ -107,12 +79,10 @@ export async function recoverInterruptedFrames(deps: RecoveryDeps): Promise<Reco
         }
         // Every frame of the job that is not rendered is queued now. Not a retry that was stopped before marking its
         // frames requeued: those still read failed, and are the next retry's to send.
-        const progress = await readQueueProgress(deps.s3, resources.rendersBucket, jobId);
+        const progress = await ledger.readQueueProgress(jobId);
         if (progress && !progress.dispatch.complete && progress.dispatch.marked) {
             const { lease: _lease, ...rest } = progress.dispatch;
-            await writeQueueProgress(
-                deps.s3,
-                resources.rendersBucket,
+            await ledger.writeQueueProgress(
                 {
                     ...rest,
                     sent: rest.count,

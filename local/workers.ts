@@ -6,9 +6,9 @@ import { setTimeout as sleep } from "timers/promises";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { ChangeMessageVisibilityCommand, DeleteMessageCommand, Message, SQSClient } from "@aws-sdk/client-sqs";
 import type { SQSRecord } from "aws-lambda";
-import { parseFrameMessage } from "../functions/shared/contract";
+import { parseFrameMessage } from "../functions/shared/contract/frameMessage";
 import { describeAwsError } from "../functions/shared/awsErrors";
-import { readFrameRecord } from "../functions/shared/ledger";
+import { jobLedger } from "../functions/shared/ledger";
 import { invokeConsumer, receiveOne, SqsEventHandler, sqsRecordOf } from "./eventSourcePoller";
 
 /**
@@ -240,6 +240,7 @@ export interface FrameLogOptions {
 /** The pool's describe and onSettled for frame messages: one line per frame done or failed, with the reason. */
 export function frameLog(options: FrameLogOptions): Pick<WorkerPoolOptions, "describe" | "onSettled"> {
     const { log, maxReceiveCount } = options;
+    const ledger = jobLedger(options.s3, options.rendersBucket);
     const frameOf = (record: SQSRecord) => {
         const parsed = parseFrameMessage(record.body, options.rendersBucket);
         return parsed.ok ? parsed.value : undefined;
@@ -259,7 +260,7 @@ export function frameLog(options: FrameLogOptions): Pick<WorkerPoolOptions, "des
         }
         const frame = frameOf(record);
         const frameRecord = frame
-            ? await readFrameRecord(options.s3, options.rendersBucket, frame.jobId, frame.frame).catch(() => undefined)
+            ? await ledger.readFrameRecord(frame.jobId, frame.frame).catch(() => undefined)
             : undefined;
         const attempts = Number(record.attributes.ApproximateReceiveCount);
         const next =

@@ -6,11 +6,11 @@ import * as fs from "fs";
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { SendMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
 import { FrameMessage, FrameRecord, JobStatus, parseFrameMessage } from "../functions/shared/contract";
-import { frameMessageOf } from "../functions/jobApi/frameQueueing";
+import { frameMessageOf } from "../functions/shared/contract/frameMessage";
 import { createJobApiHandler, HttpApiEvent } from "../functions/jobApi/handler";
 import { JobApiDeps, JobApiSettings } from "../functions/jobApi/settings";
 import { submitJob } from "../functions/jobApi/submit";
-import { readManifest, writeFrameRecord } from "../functions/shared/ledger";
+import { jobLedger } from "../functions/shared/ledger";
 import { mapWithConcurrency } from "../functions/shared/concurrency";
 import { createFarmResources, Emulator, emulatorClients, FarmResources, startEmulator } from "../local/emulator";
 import { makeScene } from "./support/scenes";
@@ -45,6 +45,7 @@ describe("big jobs and partial failures", function () {
     this.timeout(600_000);
     let emulator: Emulator;
     let farm: FarmResources;
+    const ledger = () => jobLedger(emulator.s3, farm.rendersBucket);
     let settings: JobApiSettings;
     let deps: JobApiDeps;
     let sceneBytes: Buffer;
@@ -124,7 +125,7 @@ describe("big jobs and partial failures", function () {
             { step: "initialize", name: "hang" },
         );
         void submitJob({ s3, sqs, settings }, request, Date.now() + 1000);
-        for (let waited = 0; !(await readManifest(emulator.s3, farm.rendersBucket, request.jobId)); waited += 50) {
+        for (let waited = 0; !(await ledger().readManifest(request.jobId)); waited += 50) {
             assert.ok(waited < 20_000, "the manifest was never written");
             await sleep(50);
         }
@@ -161,7 +162,7 @@ describe("big jobs and partial failures", function () {
             { step: "initialize", name: "waitForTheOther" },
         );
         const first = submitJob({ s3, sqs, settings }, request);
-        for (let waited = 0; !(await readManifest(emulator.s3, farm.rendersBucket, request.jobId)); waited += 50) {
+        for (let waited = 0; !(await ledger().readManifest(request.jobId)); waited += 50) {
             assert.ok(waited < 20_000, "the manifest was never written");
             await sleep(50);
         }
@@ -189,9 +190,7 @@ describe("big jobs and partial failures", function () {
             Array.from({ length: 1500 }, (_, i) => i + 1),
             32,
             (frame) =>
-                writeFrameRecord(
-                    emulator.s3,
-                    farm.rendersBucket,
+                ledger().writeFrameRecord(
                     frame <= 1300
                         ? failedRecord(jobId, frame, at)
                         : { ...failedRecord(jobId, frame, at), status: "done", error: undefined, logTail: "" },
@@ -244,10 +243,10 @@ describe("big jobs and partial failures", function () {
             (await api("POST", "/jobs", { body: { scene: SCENE, frames: "1-600", jobId } })).status,
             202,
         );
-        const manifest = (await readManifest(emulator.s3, farm.rendersBucket, jobId))!;
+        const manifest = (await ledger().readManifest(jobId))!;
         const at = new Date(Date.now() - 60_000).toISOString();
         await mapWithConcurrency(manifest.frames, 32, async (frame) => {
-            await writeFrameRecord(emulator.s3, farm.rendersBucket, failedRecord(jobId, frame, at));
+            await ledger().writeFrameRecord(failedRecord(jobId, frame, at));
             await emulator.sqs.send(
                 new SendMessageCommand({
                     QueueUrl: farm.deadLetterQueueUrl,
@@ -302,8 +301,8 @@ describe("big jobs and partial failures", function () {
         const jobId = "scene-edited";
         const request = { scene: SCENE, frames: "1-2", jobId };
         assert.strictEqual((await api("POST", "/jobs", { body: request })).status, 202);
-        const manifest = (await readManifest(emulator.s3, farm.rendersBucket, jobId))!;
-        await writeFrameRecord(emulator.s3, farm.rendersBucket, failedRecord(jobId, 2, new Date().toISOString()));
+        const manifest = (await ledger().readManifest(jobId))!;
+        await ledger().writeFrameRecord(failedRecord(jobId, 2, new Date().toISOString()));
         // The artist edits the scene and uploads it under the same key.
         const edited = await emulator.s3.send(
             new PutObjectCommand({

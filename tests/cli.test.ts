@@ -11,7 +11,7 @@ import { createS3Client } from "../cli/storage";
 import { uploadObjects } from "../cli/upload";
 import { LocalFarm, startLocalFarm } from "../local/farm";
 import { emulatorClients } from "../local/emulator";
-import { writeFrameRecord } from "../functions/shared/ledger";
+import { jobLedger } from "../functions/shared/ledger";
 import { LOCAL_FARM_SETTINGS } from "../local/localSettings";
 import { runCli, runCliOnTerminal, CliRun } from "./support/cliRunner";
 import { makeFailingFrameScene } from "./support/failingFrameScene";
@@ -461,9 +461,10 @@ describe("render-farm waiting for big or stuck jobs", function () {
             accessKeyId: "emulator",
             secretAccessKey: "emulator",
         });
+        const ledger = jobLedger(s3, farm.outputs.rendersBucket);
         const at = new Date().toISOString();
         for (let frame = 1; frame <= 60; frame++)
-            await writeFrameRecord(s3, farm.outputs.rendersBucket, {
+            await ledger.writeFrameRecord({
                 jobId: "cli-many-failures",
                 frame,
                 status: "failed",

@@ -23,9 +23,10 @@ import {
 import { getJobStatus } from "../functions/jobApi/status";
 import { JobApiDeps, jobApiSettingsFromEnvironment } from "../functions/jobApi/settings";
 import { retryJob } from "../functions/jobApi/retry";
-import { submitJob } from "../functions/jobApi/submit";
+import { requestHashOf, submitJob } from "../functions/jobApi/submit";
 import { createJobApiHandler, HttpApiEvent, HttpApiResult, JobApiHandler } from "../functions/jobApi/handler";
-import { computeJobStatus, writeFrameRecord, writeManifest } from "../functions/shared/ledger";
+import { computeJobStatus } from "../functions/shared/jobStatus";
+import { jobLedger } from "../functions/shared/ledger";
 import { mapWithConcurrency } from "../functions/shared/concurrency";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { makeScene } from "./support/scenes";
@@ -42,6 +43,7 @@ const MAX_RECEIVE_COUNT = 3;
 describe("job API", function () {
     let emulator: Emulator;
     let farm: FarmResources;
+    const ledger = () => jobLedger(emulator.s3, farm.rendersBucket);
     let deps: JobApiDeps;
     let handler: JobApiHandler;
     let sceneEtag: string;
@@ -808,19 +810,15 @@ describe("job API", function () {
         assert.strictEqual(status.state, "queued");
         assert.deepStrictEqual(status.frames, { total: 6, done: 0, failed: 0, pending: 6 });
 
-        await writeFrameRecord(emulator.s3, farm.rendersBucket, record("progress", 1, "retrying"));
-        await writeFrameRecord(emulator.s3, farm.rendersBucket, record("progress", 1, "done", { attempts: 2 })); // rewritten: counts once
-        await writeFrameRecord(emulator.s3, farm.rendersBucket, record("progress", 2, "done"));
-        await writeFrameRecord(emulator.s3, farm.rendersBucket, record("progress", 2, "done")); // duplicate delivery
-        await writeFrameRecord(emulator.s3, farm.rendersBucket, record("progress", 3, "failed", { attempts: 3 }));
-        await writeFrameRecord(emulator.s3, farm.rendersBucket, record("progress", 4, "retrying", { attempts: 1 }));
-        await writeFrameRecord(
-            emulator.s3,
-            farm.rendersBucket,
-            record("progress", 5, "retrying", { attempts: MAX_RECEIVE_COUNT }),
-        ); // next receive goes to the DLQ
+        await ledger().writeFrameRecord(record("progress", 1, "retrying"));
+        await ledger().writeFrameRecord(record("progress", 1, "done", { attempts: 2 })); // rewritten: counts once
+        await ledger().writeFrameRecord(record("progress", 2, "done"));
+        await ledger().writeFrameRecord(record("progress", 2, "done")); // duplicate delivery
+        await ledger().writeFrameRecord(record("progress", 3, "failed", { attempts: 3 }));
+        await ledger().writeFrameRecord(record("progress", 4, "retrying", { attempts: 1 }));
+        await ledger().writeFrameRecord(record("progress", 5, "retrying", { attempts: MAX_RECEIVE_COUNT })); // next receive goes to the DLQ
         // A record for a frame outside the job is ignored.
-        await writeFrameRecord(emulator.s3, farm.rendersBucket, record("progress", 99, "done"));
+        await ledger().writeFrameRecord(record("progress", 99, "done"));
 
         const reply = await call("GET", "/jobs/progress");
         assert.strictEqual(reply.status, 200);
@@ -843,12 +841,11 @@ describe("job API", function () {
         assert.strictEqual(status.startedAt, "2030-01-01T00:00:01.000Z");
         assert.strictEqual(status.updatedAt, "2030-01-01T00:01:05.000Z");
 
-        for (const frame of [4, 5, 6])
-            await writeFrameRecord(emulator.s3, farm.rendersBucket, record("progress", frame, "done"));
+        for (const frame of [4, 5, 6]) await ledger().writeFrameRecord(record("progress", frame, "done"));
         status = (await call("GET", "/jobs/progress")).body;
         assert.strictEqual(status.state, "partial");
         assert.deepStrictEqual(status.frames, { total: 6, done: 5, failed: 1, pending: 0 });
-        await writeFrameRecord(emulator.s3, farm.rendersBucket, record("progress", 3, "done"));
+        await ledger().writeFrameRecord(record("progress", 3, "done"));
         status = (await call("GET", "/jobs/progress")).body;
         assert.strictEqual(status.state, "complete");
         assert.deepStrictEqual(status.failures, []);
@@ -868,13 +865,9 @@ describe("job API", function () {
             outputPrefix: "renders/big-job/",
             createdAt: "2030-01-01T00:00:00.000Z",
         };
-        assert.strictEqual(await writeManifest(emulator.s3, farm.rendersBucket, manifest), "written");
+        assert.strictEqual(await ledger().writeManifest(manifest), "written");
         await mapWithConcurrency(frames, 32, (frame) =>
-            writeFrameRecord(
-                emulator.s3,
-                farm.rendersBucket,
-                record("big-job", frame, frame % 500 === 0 ? "failed" : "done"),
-            ),
+            ledger().writeFrameRecord(record("big-job", frame, frame % 500 === 0 ? "failed" : "done")),
         );
         const { status, body } = await call("GET", "/jobs/big-job");
         assert.strictEqual(status, 200);
@@ -884,6 +877,49 @@ describe("job API", function () {
             body.failures.map((failure: { frame: number }) => failure.frame),
             [500, 1000, 1500],
         );
+    });
+
+    it("opens a job from before the frame summary (manifest v1) once: its summary from its records, and its frames are not queued again", async function () {
+        const jobId = "from-v1";
+        const request = { scene: SCENE, assets: [], frames: "1-4", format: "PNG" as const, jobId };
+        const manifest: JobManifest = {
+            v: 1,
+            jobId,
+            request,
+            requestHash: requestHashOf(request, [1, 2, 3, 4]),
+            frames: [1, 2, 3, 4],
+            scenesBucket: farm.scenesBucket,
+            sceneEtag,
+            settings: { format: "PNG" },
+            outputPrefix: `renders/${jobId}/`,
+            createdAt: "2030-01-01T00:00:00.000Z",
+        };
+        // Written as the job's renderers wrote them then: records only, no summary shard, no queue progress.
+        const put = (key: string, value: unknown) =>
+            emulator.s3.send(
+                new PutObjectCommand({ Bucket: farm.rendersBucket, Key: key, Body: JSON.stringify(value) }),
+            );
+        await put(manifestKey(jobId), manifest);
+        for (const frame of [1, 2, 3, 4]) await put(frameRecordKey(jobId, frame), record(jobId, frame, "done"));
+
+        const status = await call("GET", `/jobs/${jobId}`);
+        assert.strictEqual(status.status, 200, JSON.stringify(status.body));
+        assert.deepStrictEqual(status.body.frames, { total: 4, done: 4, failed: 0, pending: 0 });
+        assert.strictEqual(status.body.state, "complete");
+        assert.strictEqual(status.body.renderSeconds, 4 * 8);
+        // Upgraded where it was opened: the current manifest, and a summary that counts every record.
+        const opened = await readManifestObject(jobId);
+        assert.strictEqual(opened.v, 2);
+        assert.strictEqual((await ledger().readSummary(opened)).done, 4);
+
+        // Nothing is left to requeue, and the same request again queues nothing: its frames were queued when it was submitted.
+        const retried = await call("POST", `/jobs/${jobId}/retry`);
+        assert.strictEqual(retried.status, 202, JSON.stringify(retried.body));
+        assert.strictEqual(retried.body.requeued, 0);
+        const again = await call("POST", "/jobs", request);
+        assert.strictEqual(again.status, 202, JSON.stringify(again.body));
+        assert.strictEqual(again.body.state, "complete");
+        assert.strictEqual(await messagesInQueue(), 0);
     });
 
     it("computes failed, partial and complete states", function () {
@@ -937,10 +973,10 @@ describe("job API", function () {
             202,
         );
         const original = (await drainQueue()).map((text) => JSON.parse(text) as FrameMessage);
-        await writeFrameRecord(emulator.s3, farm.rendersBucket, record("retry-me", 1, "done"));
-        await writeFrameRecord(emulator.s3, farm.rendersBucket, record("retry-me", 2, "failed", { attempts: 3 }));
-        await writeFrameRecord(emulator.s3, farm.rendersBucket, record("retry-me", 3, "failed", { attempts: 3 }));
-        await writeFrameRecord(emulator.s3, farm.rendersBucket, record("retry-me", 4, "retrying", { attempts: 1 }));
+        await ledger().writeFrameRecord(record("retry-me", 1, "done"));
+        await ledger().writeFrameRecord(record("retry-me", 2, "failed", { attempts: 3 }));
+        await ledger().writeFrameRecord(record("retry-me", 3, "failed", { attempts: 3 }));
+        await ledger().writeFrameRecord(record("retry-me", 4, "retrying", { attempts: 1 }));
         // Frame 5 has no record. Another job's message is in flight, so the queue is not empty.
         await emulator.sqs.send(
             new SendMessageCommand({ QueueUrl: farm.frameQueueUrl, MessageBody: "another job's frame" }),
@@ -988,8 +1024,8 @@ describe("job API", function () {
         // With the queue empty (the other job's message done), lost frames are requeued at once.
         await emulator.sqs.send(new PurgeQueueCommand({ QueueUrl: farm.frameQueueUrl }));
         void other;
-        await writeFrameRecord(emulator.s3, farm.rendersBucket, record("retry-me", 2, "done"));
-        await writeFrameRecord(emulator.s3, farm.rendersBucket, record("retry-me", 3, "done"));
+        await ledger().writeFrameRecord(record("retry-me", 2, "done"));
+        await ledger().writeFrameRecord(record("retry-me", 3, "done"));
         const drained = await call("POST", "/jobs/retry-me/retry");
         assert.strictEqual(drained.body.requeued, 2, JSON.stringify(drained.body));
         assert.strictEqual(drained.body.lost, 2);

@@ -10,7 +10,7 @@ import { JobStatus, manifestKey } from "../functions/shared/contract";
 import { createJobApiHandler, HttpApiEvent } from "../functions/jobApi/handler";
 import { JobApiSettings } from "../functions/jobApi/settings";
 import { probeFramesOf } from "../functions/jobApi/probes";
-import { readManifest } from "../functions/shared/ledger";
+import { jobLedger } from "../functions/shared/ledger";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { makeScene } from "./support/scenes";
 
@@ -20,6 +20,7 @@ const JOB_FRAMES = Array.from({ length: 12 }, (_, i) => i + 1);
 describe("two resubmits widening a probe job at once: the manifest ends as wide as both", function () {
     let emulator: Emulator;
     let farm: FarmResources;
+    const ledger = () => jobLedger(emulator.s3, farm.rendersBucket);
     let settings: JobApiSettings;
     const clients: S3Client[] = [];
 
@@ -121,7 +122,7 @@ describe("two resubmits widening a probe job at once: the manifest ends as wide 
         const plain = jobApi();
         const created = await plain("POST", "/jobs", { ...request, probe: 3 });
         assert.strictEqual(created.status, 202, JSON.stringify(created.body));
-        assert.deepStrictEqual((await readManifest(emulator.s3, farm.rendersBucket, jobId))?.frames, [1, 6, 12]);
+        assert.deepStrictEqual((await ledger().readManifest(jobId))?.frames, [1, 6, 12]);
 
         let arrived = () => {};
         const reached = new Promise<void>((resolve) => {
@@ -139,7 +140,7 @@ describe("two resubmits widening a probe job at once: the manifest ends as wide 
         const late = await slow;
         assert.strictEqual(late.status, 202, JSON.stringify(late.body));
 
-        const manifest = (await readManifest(emulator.s3, farm.rendersBucket, jobId))!;
+        const manifest = (await ledger().readManifest(jobId))!;
         const queued = await queuedFrames(jobId);
         for (const frame of queued)
             assert.ok(
@@ -153,7 +154,7 @@ describe("two resubmits widening a probe job at once: the manifest ends as wide 
 
     it("an estimate asking for more probe frames, and a render of the whole job answered first: the whole job stands", async function () {
         const status = await race("widen-whole", { probe: 6 }, {});
-        const manifest = (await readManifest(emulator.s3, farm.rendersBucket, "widen-whole"))!;
+        const manifest = (await ledger().readManifest("widen-whole"))!;
         assert.deepStrictEqual(manifest.frames, JOB_FRAMES);
         assert.strictEqual(manifest.probe, undefined, "no longer a probe job");
         assert.strictEqual(status.frames.total, JOB_FRAMES.length, JSON.stringify(status));
@@ -162,7 +163,7 @@ describe("two resubmits widening a probe job at once: the manifest ends as wide 
 
     it("two estimates asking for more probe frames, the wider answered first: the wider stands", async function () {
         const status = await race("widen-probes", { probe: 6 }, { probe: 9 });
-        const manifest = (await readManifest(emulator.s3, farm.rendersBucket, "widen-probes"))!;
+        const manifest = (await ledger().readManifest("widen-probes"))!;
         assert.deepStrictEqual(manifest.frames, probeFramesOf(JOB_FRAMES, 9));
         assert.deepStrictEqual(manifest.probe, { count: 9, jobFrames: JOB_FRAMES });
         assert.strictEqual(status.frames.total, 9, JSON.stringify(status));
@@ -170,7 +171,7 @@ describe("two resubmits widening a probe job at once: the manifest ends as wide 
 
     it("the narrower answered first: the wider request's write is applied over it", async function () {
         const status = await race("widen-after", { probe: 9 }, { probe: 6 });
-        const manifest = (await readManifest(emulator.s3, farm.rendersBucket, "widen-after"))!;
+        const manifest = (await ledger().readManifest("widen-after"))!;
         assert.deepStrictEqual(manifest.frames, probeFramesOf(JOB_FRAMES, 9));
         assert.strictEqual(status.frames.total, 9, JSON.stringify(status));
     });

@@ -15,13 +15,12 @@ import {
     SendMessageCommand,
 } from "@aws-sdk/client-sqs";
 import { FrameMessage, FrameRecord, JobStatus, parseFrameMessage } from "../functions/shared/contract";
-import { frameMessageOf } from "../functions/jobApi/frameQueueing";
+import { frameMessageOf } from "../functions/shared/contract/frameMessage";
 import { retryJob } from "../functions/jobApi/retry";
 import { JobApiDeps, JobApiSettings } from "../functions/jobApi/settings";
 import { getJobStatus } from "../functions/jobApi/status";
 import { submitJob } from "../functions/jobApi/submit";
-import { readManifest, writeFrameRecord } from "../functions/shared/ledger";
-import { readQueueProgress } from "../functions/shared/queueProgress";
+import { jobLedger } from "../functions/shared/ledger";
 import { mapWithConcurrency } from "../functions/shared/concurrency";
 import { createRendererHandler } from "../functions/renderer/consumer";
 import { pollOnce } from "../local/eventSourcePoller";
@@ -87,6 +86,7 @@ describe("resumable submit and retry (the job API killed between every two steps
     this.timeout(600_000);
     let emulator: Emulator;
     let farm: FarmResources;
+    const ledger = () => jobLedger(emulator.s3, farm.rendersBucket);
     let settings: JobApiSettings;
 
     before(async function () {
@@ -130,7 +130,7 @@ describe("resumable submit and retry (the job API killed between every two steps
 
     /** Waits until the lease a killed request left on the job's queue progress has run out, as a later request would. */
     async function leaseExpiry(jobId: string): Promise<void> {
-        const progress = await readQueueProgress(emulator.s3, farm.rendersBucket, jobId);
+        const progress = await ledger().readQueueProgress(jobId);
         const until = progress?.dispatch.lease ? Date.parse(progress.dispatch.lease.until) : 0;
         const wait = until - Date.now() + 50;
         if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
@@ -165,7 +165,7 @@ describe("resumable submit and retry (the job API killed between every two steps
         for (const n of points) {
             const jobId = `submit-kill-${n}`;
             if (n < 2) continue; // killed before its queue progress existed: nothing holds a lease
-            const progress = await readQueueProgress(emulator.s3, farm.rendersBucket, jobId);
+            const progress = await ledger().readQueueProgress(jobId);
             if (progress?.dispatch.complete) continue;
             // While the killed request's lease lasts, a resubmit neither sends nor waits: 202, still queueing.
             const early = await submitJob(deps(), request(jobId));
@@ -283,7 +283,7 @@ describe("resumable submit and retry (the job API killed between every two steps
 
     /** Every frame of the job failed for good, with its message in the dead-letter queue, as the farm leaves it. */
     async function failEveryFrame(jobId: string): Promise<void> {
-        const manifest = (await readManifest(emulator.s3, farm.rendersBucket, jobId))!;
+        const manifest = (await ledger().readManifest(jobId))!;
         const at = new Date(Date.now() - 60_000).toISOString();
         await mapWithConcurrency(manifest.frames, 8, async (frame) => {
             const record: FrameRecord = {
@@ -300,7 +300,7 @@ describe("resumable submit and retry (the job API killed between every two steps
                 error: { code: "missing_files", message: "a texture was not uploaded" },
                 logTail: "",
             };
-            await writeFrameRecord(emulator.s3, farm.rendersBucket, record);
+            await ledger().writeFrameRecord(record);
             await emulator.sqs.send(
                 new SendMessageCommand({
                     QueueUrl: farm.deadLetterQueueUrl,

@@ -21,7 +21,7 @@ import {
     frameOutputKey,
     RenderSettings,
 } from "../functions/shared/contract";
-import { readFrameRecord } from "../functions/shared/ledger";
+import { jobLedger } from "../functions/shared/ledger";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { pollOnce } from "../local/eventSourcePoller";
 import { waitFor } from "./support/farmClient";
@@ -157,6 +157,7 @@ describe("sticky Blender: one Blender per renderer, frame after frame", function
     describe("the renderer's Blender across jobs (consumer handler, emulator)", function () {
         let emulator: Emulator;
         let farm: FarmResources;
+        const ledger = () => jobLedger(emulator.s3, farm.rendersBucket);
         let queueArn: string;
 
         before(async function () {
@@ -362,7 +363,7 @@ describe("sticky Blender: one Blender per renderer, frame after frame", function
                 await renderOne(renderer, job(sceneEtag), 3, { format: "PNG" });
                 await renderOne(renderer, job(sceneEtag), 1, { format: "PNG" });
                 const [first, next] = await Promise.all(
-                    [3, 1].map((frame) => readFrameRecord(emulator.s3, farm.rendersBucket, "startup", frame)),
+                    [3, 1].map((frame) => ledger().readFrameRecord("startup", frame)),
                 );
                 const cold = first?.startup;
                 assert.ok(cold, JSON.stringify(first));

@@ -18,6 +18,7 @@ import {
     tileImageKey,
 } from "../functions/shared/contract";
 import { stitchWhenComplete } from "../functions/renderer/frameStitch";
+import { jobLedger } from "../functions/shared/ledger";
 import { createRendererHandler, RendererHandler } from "../functions/renderer/consumer";
 import { createFarmResources, Emulator, FarmResources, startEmulator } from "../local/emulator";
 import { localRendererSettings } from "../local/localRenderer";
@@ -188,7 +189,7 @@ describe("tiles finishing at the same moment: one stitch, one frame", function (
             new PutObjectCommand({ Bucket: resources.rendersBucket, Key: lateImage, Body: fs.readFileSync(stitched) }),
         );
         const late = await stitchWhenComplete(
-            { s3: emulator.s3, rendersBucket: resources.rendersBucket, memoryMb: 10240, workDir: dir },
+            { s3: emulator.s3, ledger: jobLedger(emulator.s3, resources.rendersBucket), memoryMb: 10240, workDir: dir },
             message(1),
             Date.now() + 600_000,
             async () => assert.fail("a done frame is not uploaded again"),

@@ -7,7 +7,7 @@ import * as fs from "fs";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import type { FrameMessage, JobManifest } from "../functions/shared/contract";
-import { readManifest, writeFrameRecord } from "../functions/shared/ledger";
+import { jobLedger } from "../functions/shared/ledger";
 import { submitJob } from "../functions/jobApi/submit";
 import { JobApiDeps } from "../functions/jobApi/settings";
 import { autoTileCount } from "../functions/jobApi/tiles";
@@ -20,6 +20,7 @@ const FRAME_TIMEOUT_SECONDS = 900;
 describe("tiles: auto, from the job's probe frames", function () {
     let emulator: Emulator;
     let farm: FarmResources;
+    const ledger = () => jobLedger(emulator.s3, farm.rendersBucket);
     let deps: JobApiDeps;
 
     before(async function () {
@@ -69,7 +70,7 @@ describe("tiles: auto, from the job's probe frames", function () {
     async function probeDone(manifest: JobManifest, renderSeconds: number[]): Promise<void> {
         for (const [index, frame] of manifest.frames.entries()) {
             const at = new Date(Date.now() - 1000 * (index + 1));
-            await writeFrameRecord(emulator.s3, farm.rendersBucket, {
+            await ledger().writeFrameRecord({
                 jobId: manifest.jobId,
                 frame,
                 status: "done",
@@ -109,7 +110,7 @@ describe("tiles: auto, from the job's probe frames", function () {
                 [5, undefined],
             ].sort(),
         );
-        const manifest = (await readManifest(emulator.s3, farm.rendersBucket, "heavy"))!;
+        const manifest = (await ledger().readManifest("heavy"))!;
         // Nearly 12 minutes at worst: at most a third of the 15-minute timeout a tile, so 3 tiles.
         await probeDone(manifest, [200, 700, 450]);
 
@@ -127,7 +128,7 @@ describe("tiles: auto, from the job's probe frames", function () {
             assert.deepStrictEqual(tiles.sort(), [0, 1, 2], `frame ${frame}'s tiles`);
         }
         assert.ok(messages.every((message) => message.of === 3));
-        const widened = (await readManifest(emulator.s3, farm.rendersBucket, "heavy"))!;
+        const widened = (await ledger().readManifest("heavy"))!;
         assert.strictEqual(widened.tiles, 3);
         assert.strictEqual(widened.probe, undefined);
     });

@@ -5,7 +5,8 @@ import * as fs from "fs";
 import * as path from "path";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { FrameRecord, JobManifest, JobStatus, Quote } from "../../functions/shared/contract";
-import { readFrameRecords, readManifest } from "../../functions/shared/ledger";
+import { jobLedgerPrefix } from "../../functions/shared/contract/ledgerKeys";
+import { jobLedger } from "../../functions/shared/ledger";
 import type { ApiClient } from "../apiClient";
 import type { DownloadedFrame } from "../download";
 import { oneLine } from "../errors";
@@ -50,10 +51,14 @@ export async function gatherJobReport(
     let manifest: JobManifest | undefined;
     let records: FrameRecord[];
     try {
-        manifest = await readManifest(sources.s3, sources.rendersBucket, jobId);
-        records = await readFrameRecords(sources.s3, sources.rendersBucket, jobId);
+        const ledger = jobLedger(sources.s3, sources.rendersBucket);
+        manifest = await ledger.readManifest(jobId);
+        records = await ledger.readFrameRecords(jobId);
     } catch (error) {
-        throw storageError(`reading the ledger of job ${jobId} in s3://${sources.rendersBucket}/jobs/${jobId}/`, error);
+        throw storageError(
+            `reading the ledger of job ${jobId} in s3://${sources.rendersBucket}/${jobLedgerPrefix(jobId)}`,
+            error,
+        );
     }
     return {
         jobId,

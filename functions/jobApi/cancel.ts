@@ -1,25 +1,21 @@
 // POST /jobs/{jobId}/cancel: stop a job for good. Its frames not yet rendered never are: renderers delete the job's
 // messages without starting Blender, and a submit or retry still sending its frames stops. Frames rendering at that
 // moment finish, and are kept (and paid for). A second cancel answers the first one's time and changes nothing.
-import { apiError, CancelReply } from "../shared/contract";
-import { readSummaryShards, summarizeJob } from "../shared/frameSummary";
-import { readJobStop, stopJob } from "../shared/jobStop";
+import { apiError } from "../shared/contract/apiErrors";
+import { CancelReply } from "../shared/contract/replies";
 import { ApiReply, errorReply, statusUrlOf, upstreamReply } from "./replies";
-import { JobApiDeps } from "./settings";
+import { JobApiDeps, jobApiContext } from "./settings";
 import { loadManifest } from "./status";
 
 export async function cancelJob(deps: JobApiDeps, jobId: unknown, now: Date = new Date()): Promise<ApiReply> {
-    const { s3, settings } = deps;
-    const loaded = await loadManifest(deps, jobId);
+    const api = jobApiContext(deps);
+    const { ledger, settings } = api;
+    const loaded = await loadManifest(api, jobId);
     if (!loaded.ok) return errorReply(loaded.error);
     const manifest = loaded.value;
     try {
-        const before = summarizeJob(
-            manifest,
-            await readSummaryShards(s3, settings.rendersBucket, manifest),
-            settings.maxReceiveCount,
-        );
-        const earlier = await readJobStop(s3, settings.rendersBucket, manifest.jobId);
+        const before = await ledger.readSummary(manifest, settings.maxReceiveCount);
+        const earlier = await ledger.readJobStop(manifest.jobId);
         if (before.pending === 0 && earlier?.stop.state !== "cancelled")
             return errorReply(
                 apiError(
@@ -29,7 +25,7 @@ export async function cancelJob(deps: JobApiDeps, jobId: unknown, now: Date = ne
                     "jobId",
                 ),
             );
-        const stop = await stopJob(s3, settings.rendersBucket, {
+        const stop = await ledger.stopJob({
             v: 1,
             jobId: manifest.jobId,
             state: "cancelled",

@@ -4,19 +4,11 @@
 // frames at once; a request killed between sending a group and recording it leaves that one group to be sent again
 // (SQS has no way to ask whether a message went), which the renderer absorbs: a frame already done is skipped.
 import * as crypto from "crypto";
-import { JobManifest, JobStop } from "../shared/contract";
-import { readJobStop } from "../shared/jobStop";
-import { summarizeRequeue } from "../shared/frameSummary";
-import {
-    dispatchFrames,
-    isStalled,
-    QueueDispatch,
-    readQueueProgress,
-    StoredDispatch,
-    writeQueueProgress,
-} from "../shared/queueProgress";
-import { frameMessagesOf, SEND_CONCURRENCY, SendResult, sendFrameMessages } from "./frameQueueing";
-import { JobApiDeps } from "./settings";
+import { frameMessagesOf } from "../shared/contract/frameMessage";
+import { JobManifest, JobStop } from "../shared/contract/types";
+import { dispatchFrames, isStalled, QueueDispatch, StoredDispatch } from "../shared/queueProgress";
+import { SEND_CONCURRENCY, SendResult, sendFrameMessages } from "./frameQueueing";
+import { JobApiContext } from "./settings";
 
 /** Frames per group: one round of SendMessageBatch calls in flight; at most this many are sent twice after a kill. */
 export const QUEUE_GROUP_FRAMES = SEND_CONCURRENCY * 10;
@@ -35,7 +27,7 @@ export type DispatchOutcome =
     /** SQS refused some messages even after retries: the progress stops before the first of them. */
     | { outcome: "queue_error"; stored: StoredDispatch; sentNow: number; result: SendResult };
 
-function crash(deps: JobApiDeps, step: string): void {
+function crash(deps: JobApiContext, step: string): void {
     deps.crashPoint?.(step);
 }
 
@@ -51,21 +43,16 @@ function withLease(dispatch: QueueDispatch, owner: string | undefined, deadline:
  * Answers busy, without sending, when another request changed the progress first.
  */
 export async function startDispatch(
-    deps: JobApiDeps,
+    deps: JobApiContext,
     manifest: JobManifest,
     dispatch: QueueDispatch,
     previousEtag: string | undefined,
     deadline: number,
 ): Promise<DispatchOutcome> {
     const owner = crypto.randomUUID();
-    const stored = await writeQueueProgress(
-        deps.s3,
-        deps.settings.rendersBucket,
-        withLease(dispatch, owner, deadline, new Date()),
-        previousEtag,
-    );
+    const stored = await deps.ledger.writeQueueProgress(withLease(dispatch, owner, deadline, new Date()), previousEtag);
     if (!stored) {
-        const current = await readQueueProgress(deps.s3, deps.settings.rendersBucket, manifest.jobId);
+        const current = await deps.ledger.readQueueProgress(manifest.jobId);
         return { outcome: "busy", dispatch: current?.dispatch ?? dispatch, sentNow: 0 };
     }
     crash(deps, `${dispatch.kind}-dispatch-created`);
@@ -74,7 +61,7 @@ export async function startDispatch(
 
 /** Carries on an incomplete dispatch unless another request is sending it now. */
 export async function resumeDispatch(
-    deps: JobApiDeps,
+    deps: JobApiContext,
     manifest: JobManifest,
     stored: StoredDispatch,
     deadline: number,
@@ -82,14 +69,12 @@ export async function resumeDispatch(
     if (stored.dispatch.complete) return { outcome: "complete", stored, sentNow: 0 };
     if (!isStalled(stored.dispatch, new Date())) return { outcome: "busy", dispatch: stored.dispatch, sentNow: 0 };
     const owner = crypto.randomUUID();
-    const claimed = await writeQueueProgress(
-        deps.s3,
-        deps.settings.rendersBucket,
+    const claimed = await deps.ledger.writeQueueProgress(
         withLease(stored.dispatch, owner, deadline, new Date()),
         stored.etag,
     );
     if (!claimed) {
-        const current = await readQueueProgress(deps.s3, deps.settings.rendersBucket, manifest.jobId);
+        const current = await deps.ledger.readQueueProgress(manifest.jobId);
         return { outcome: "busy", dispatch: current?.dispatch ?? stored.dispatch, sentNow: 0 };
     }
     crash(deps, `${stored.dispatch.kind}-dispatch-claimed`);
@@ -98,36 +83,30 @@ export async function resumeDispatch(
 
 /** Sends the frames the progress has not recorded yet, group by group, while the lease and the time last. */
 async function sendDispatch(
-    deps: JobApiDeps,
+    deps: JobApiContext,
     manifest: JobManifest,
     initial: StoredDispatch,
     owner: string,
     deadline: number,
 ): Promise<DispatchOutcome> {
-    const { s3, settings } = deps;
+    const { ledger, settings } = deps;
     let stored = initial;
     let sentNow = 0;
     const save = async (change: Partial<QueueDispatch>, keepLease: boolean): Promise<boolean> => {
         const next = withLease({ ...stored.dispatch, ...change }, keepLease ? owner : undefined, deadline, new Date());
-        const written = await writeQueueProgress(s3, settings.rendersBucket, next, stored.etag);
+        const written = await ledger.writeQueueProgress(next, stored.etag);
         if (written) stored = written;
         return written !== undefined;
     };
     const busy = async (): Promise<DispatchOutcome> => {
-        const current = await readQueueProgress(s3, settings.rendersBucket, manifest.jobId);
+        const current = await ledger.readQueueProgress(manifest.jobId);
         return { outcome: "busy", dispatch: current?.dispatch ?? stored.dispatch, sentNow };
     };
 
     const frames = dispatchFrames(stored.dispatch);
     if (!stored.dispatch.marked) {
         // Before any message goes out: the frames read pending (not failed) again, and a second retry leaves them be.
-        await summarizeRequeue(
-            s3,
-            settings.rendersBucket,
-            manifest.jobId,
-            frames,
-            Date.parse(stored.dispatch.createdAt),
-        );
+        await ledger.summarizeRequeue(manifest.jobId, frames, Date.parse(stored.dispatch.createdAt));
         crash(deps, "retry-frames-marked");
         if (!(await save({ marked: true }, true))) return busy();
         crash(deps, "retry-marks-recorded");
@@ -143,7 +122,7 @@ async function sendDispatch(
             if (!(await save({}, false))) return busy();
             return { outcome: "paused", stored, sentNow };
         }
-        const stopped = await readJobStop(s3, settings.rendersBucket, manifest.jobId);
+        const stopped = await ledger.readJobStop(manifest.jobId);
         if (stopped) {
             if (!(await save({}, false))) return busy();
             return { outcome: "stopped", stored, sentNow, stop: stopped.stop };

@@ -1,7 +1,8 @@
 // Queueing a job's frames: one message per frame, SendMessageBatch 10 at a time, batches in parallel,
 // entries SQS reports as failed sent again with backoff.
 import { SendMessageBatchCommand, SQSClient } from "@aws-sdk/client-sqs";
-import { FrameMessage, FRAME_MESSAGE_VERSION, formatFrameSpec, frameOutputKey, JobManifest } from "../shared/contract";
+import { formatFrameSpec } from "../shared/contract/frameSpec";
+import { FrameMessage } from "../shared/contract/types";
 import { awsErrorStatus, describeAwsError } from "../shared/awsErrors";
 import { mapWithConcurrency } from "../shared/concurrency";
 
@@ -11,29 +12,6 @@ export const SEND_CONCURRENCY = 24;
 export const SEND_ATTEMPTS = 6;
 /** SQS's limit on a message and on a whole batch at the queue's default MaximumMessageSize. */
 export const MAX_MESSAGE_BYTES = 262144;
-
-export function frameMessageOf(manifest: JobManifest, rendersBucket: string, frame: number): FrameMessage {
-    return {
-        v: FRAME_MESSAGE_VERSION,
-        jobId: manifest.jobId,
-        frame,
-        scene: manifest.request.scene,
-        sceneEtag: manifest.sceneEtag,
-        assets: manifest.request.assets,
-        // Manifests written before assets were pinned have none: their frames download the assets unpinned.
-        ...(manifest.assetEtags === undefined ? {} : { assetEtags: manifest.assetEtags }),
-        settings: manifest.settings,
-        output: { bucket: rendersBucket, key: frameOutputKey(manifest.jobId, frame, manifest.settings.format) },
-    };
-}
-
-/** A frame's messages: the frame, or one per tile when the job is tiled. */
-export function frameMessagesOf(manifest: JobManifest, rendersBucket: string, frame: number): FrameMessage[] {
-    const message = frameMessageOf(manifest, rendersBucket, frame);
-    const of = manifest.tiles;
-    if (of === undefined) return [message];
-    return Array.from({ length: of }, (_, tile) => ({ ...message, tile, of }));
-}
 
 export interface SendResult {
     /** Messages sent. */

@@ -55,18 +55,21 @@ function parseBody(event: HttpApiEvent): Checked<unknown> {
     // Checked before decoding so an oversized body costs nothing: base64 is 4 characters per 3 bytes.
     const encodedLimit = event.isBase64Encoded ? Math.ceil(MAX_REQUEST_BYTES / 3) * 4 : MAX_REQUEST_BYTES;
     const tooLarge = refused(
-        apiError(413, "body_too_large", `the request body is larger than ${MAX_REQUEST_BYTES} bytes`, "body"),
+        413,
+        "body_too_large",
+        `the request body is larger than ${MAX_REQUEST_BYTES} bytes`,
+        "body",
     );
     if (raw.length > encodedLimit) return tooLarge;
     const text = event.isBase64Encoded ? Buffer.from(raw, "base64").toString("utf8") : raw;
     if (Buffer.byteLength(text, "utf8") > MAX_REQUEST_BYTES) return tooLarge;
     if (text.trim() === "")
-        return refused(apiError(400, "invalid_json", "the request body is empty; send a JSON object", "body"));
+        return refused(400, "invalid_json", "the request body is empty; send a JSON object", "body");
     try {
         return { ok: true, value: JSON.parse(text) };
     } catch (error) {
         const why = error instanceof Error ? error.message : String(error);
-        return refused(apiError(400, "invalid_json", `the request body is not valid JSON: ${why}`, "body"));
+        return refused(400, "invalid_json", `the request body is not valid JSON: ${why}`, "body");
     }
 }
 

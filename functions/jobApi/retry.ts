@@ -1,22 +1,20 @@
 // POST /jobs/{jobId}/retry: carry on an earlier submit or retry that was cut off, requeue the job's failed frames (and
 // its lost ones once the job has gone quiet), then remove the job's old messages from the dead-letter queue.
 import { GetQueueAttributesCommand } from "@aws-sdk/client-sqs";
-import { apiError, JobManifest, RetryReply } from "../shared/contract";
+import { apiError } from "../shared/contract/apiErrors";
+import { RetryReply } from "../shared/contract/replies";
 import { awsErrorStatus, describeAwsError } from "../shared/awsErrors";
 import { farmError } from "../shared/errors";
-import { readSummaryShards, summarizeJob, writeShard } from "../shared/frameSummary";
-import { liftJobStop, readJobStop } from "../shared/jobStop";
 import { jobStateOf } from "../shared/jobStatus";
-import { writeManifest } from "../shared/ledger";
-import { dispatchFrames, newDispatch, readQueueProgress, StoredDispatch } from "../shared/queueProgress";
+import { dispatchFrames, newDispatch, StoredDispatch } from "../shared/queueProgress";
 import { removeDeadLetters } from "./deadLetters";
 import { clearFailedStitches, failedStitchFrames } from "./failedStitches";
 import { DispatchOutcome, resumeDispatch, startDispatch } from "./frameDispatch";
 import { notSentSummary } from "./frameQueueing";
 import { ApiReply, errorReply, sceneChangedError, statusUrlOf, upstreamReply } from "./replies";
 import { headObject } from "./scenePreflight";
-import { DEFAULT_WORK_MS, farmTimingOf, isCrash, JobApiDeps } from "./settings";
-import { loadManifest, readJobLedger } from "./status";
+import { DEFAULT_WORK_MS, farmTimingOf, isCrash, JobApiDeps, jobApiContext } from "./settings";
+import { loadManifest } from "./status";
 
 /** True when the frame queue holds nothing at all (visible, in flight or delayed): nothing of any job is still coming. */
 async function frameQueueIsEmpty(deps: JobApiDeps): Promise<boolean> {
@@ -39,16 +37,6 @@ async function frameQueueIsEmpty(deps: JobApiDeps): Promise<boolean> {
         );
     }
     return names.every((name) => Number(attributes[name] ?? 0) === 0);
-}
-
-/** A job from before the frame summary: its shards built once from its records, and its manifest marked as having them. */
-async function withSummary(deps: JobApiDeps, manifest: JobManifest): Promise<JobManifest> {
-    if (manifest.v !== 1) return manifest;
-    const { shards } = await readJobLedger(deps, manifest);
-    for (const shard of shards) await writeShard(deps.s3, deps.settings.rendersBucket, shard);
-    const upgraded: JobManifest = { ...manifest, v: 2 };
-    await writeManifest(deps.s3, deps.settings.rendersBucket, upgraded);
-    return upgraded;
 }
 
 function incompleteReply(jobId: string, outcome: DispatchOutcome, partial: Partial<RetryReply>): ApiReply {
@@ -104,12 +92,13 @@ export async function retryJob(
     now: Date = new Date(),
     deadline: number = Date.now() + DEFAULT_WORK_MS,
 ): Promise<ApiReply> {
-    const { settings } = deps;
-    const loaded = await loadManifest(deps, jobId);
+    const api = jobApiContext(deps);
+    const { ledger, settings } = api;
+    const loaded = await loadManifest(api, jobId);
     if (!loaded.ok) return errorReply(loaded.error);
     try {
-        let manifest = loaded.value;
-        const scene = await headObject(deps.s3, manifest.scenesBucket, manifest.request.scene);
+        const manifest = loaded.value;
+        const scene = await headObject(api.s3, manifest.scenesBucket, manifest.request.scene);
         if (scene.missing || scene.etag !== manifest.sceneEtag)
             return errorReply(
                 sceneChangedError(
@@ -120,10 +109,9 @@ export async function retryJob(
                         : "the job's frames render the version it was submitted with, so retrying cannot render the new one: submit it as a new job (another jobId, or none)",
                 ),
             );
-        manifest = await withSummary(deps, manifest);
 
         // A cancelled job stays cancelled, a spent budget stays spent; a job stopped for failing frames runs again.
-        const stopped = await readJobStop(deps.s3, settings.rendersBucket, manifest.jobId);
+        const stopped = await ledger.readJobStop(manifest.jobId);
         if (stopped?.stop.state === "cancelled")
             return errorReply(
                 apiError(
@@ -142,23 +130,19 @@ export async function retryJob(
                     "jobId",
                 ),
             );
-        if (stopped && !(await liftJobStop(deps.s3, settings.rendersBucket, stopped, now)))
+        if (stopped && !(await ledger.liftJobStop(stopped, now)))
             return errorReply(
                 apiError(409, "job_stopping", `job ${manifest.jobId} is being stopped right now; retry again`, "jobId"),
             );
 
-        let progress: StoredDispatch | undefined = await readQueueProgress(
-            deps.s3,
-            settings.rendersBucket,
-            manifest.jobId,
-        );
+        let progress: StoredDispatch | undefined = await ledger.readQueueProgress(manifest.jobId);
         let queued = 0;
         let resumed = 0;
         /** Frames this request queued by carrying on a cut-off submit or retry: not to be requeued below. */
         const justQueued = new Set<number>();
         if (progress && !progress.dispatch.complete) {
             const before = progress.dispatch.sent;
-            const outcome = await resumeDispatch(deps, manifest, progress, deadline);
+            const outcome = await resumeDispatch(api, manifest, progress, deadline);
             queued += outcome.sentNow;
             if (outcome.outcome !== "complete") return incompleteReply(manifest.jobId, outcome, { queued });
             resumed = outcome.stored.dispatch.count - before;
@@ -166,8 +150,7 @@ export async function retryJob(
             progress = outcome.stored;
         }
 
-        const shards = await readSummaryShards(deps.s3, settings.rendersBucket, manifest);
-        const summary = summarizeJob(manifest, shards, settings.maxReceiveCount);
+        const summary = await ledger.readSummary(manifest, settings.maxReceiveCount);
         const failed = summary.failedFrames;
         const pending = summary.pendingFrames;
         const { staleAfterSeconds } = farmTimingOf(settings);
@@ -183,7 +166,7 @@ export async function retryJob(
             if (idleMs >= staleAfterSeconds * 1000) {
                 quiet = true;
                 why = `nothing was written for job ${manifest.jobId} in ${Math.round(idleMs / 1000)} s`;
-            } else if (await frameQueueIsEmpty(deps)) {
+            } else if (await frameQueueIsEmpty(api)) {
                 quiet = true;
                 why = "the frame queue is empty";
             }
@@ -202,10 +185,10 @@ export async function retryJob(
         const rerendered = failedStitchFrames(summary, requeue);
         if (requeue.length > 0) {
             // Before any message goes out: a failed stitch's tiles are rendered again, not stitched again as they are.
-            await clearFailedStitches(deps, manifest, rerendered);
+            await clearFailedStitches(api, manifest, rerendered);
             const dispatch = newDispatch(manifest.jobId, "retry", requeue, progress?.dispatch, now);
             retrySince = Date.parse(dispatch.createdAt);
-            const outcome = await startDispatch(deps, manifest, dispatch, progress?.etag, deadline);
+            const outcome = await startDispatch(api, manifest, dispatch, progress?.etag, deadline);
             queued += outcome.sentNow;
             if (outcome.outcome !== "complete") return incompleteReply(manifest.jobId, outcome, { ...counts, queued });
         } else if (progress?.dispatch.kind === "retry") {
@@ -215,8 +198,8 @@ export async function retryJob(
         const deadLetters =
             retrySince === undefined
                 ? { removed: 0, complete: true }
-                : await removeDeadLetters(deps, manifest.jobId, retrySince, deadline);
-        deps.crashPoint?.("dead-letters-removed");
+                : await removeDeadLetters(api, manifest.jobId, retrySince, deadline);
+        api.crashPoint?.("dead-letters-removed");
 
         const parts = [];
         if (resumed > 0) parts.push(`queued ${resumed} frame(s) an earlier request had not queued`);

@@ -160,15 +160,13 @@ const SCENE_ENGINES: Record<string, Engine> = {
  */
 function sceneProblems(request: JobRequest, summary: BlendSummary, limits: JobLimits): Checked<{ frames?: number[] }> {
     const scene = summary.scenes.find((candidate) => candidate.name === summary.activeScene);
-    if (!scene) return refused(apiError(400, "no_scene", `scene "${request.scene}" holds no scene to render`, "scene"));
+    if (!scene) return refused(400, "no_scene", `scene "${request.scene}" holds no scene to render`, "scene");
     if (scene.camera === null) {
         return refused(
-            apiError(
-                400,
-                "no_camera",
-                `scene "${request.scene}": its scene "${scene.name}" has no active camera, so Blender cannot render it; set one (Scene Properties > Camera) and upload it again`,
-                "scene",
-            ),
+            400,
+            "no_camera",
+            `scene "${request.scene}": its scene "${scene.name}" has no active camera, so Blender cannot render it; set one (Scene Properties > Camera) and upload it again`,
+            "scene",
         );
     }
     if (request.engine === undefined) {
@@ -176,12 +174,10 @@ function sceneProblems(request: JobRequest, summary: BlendSummary, limits: JobLi
         if (engine === undefined || !limits.allowedEngines.includes(engine)) {
             const allowed = limits.allowedEngines.join(", ");
             return refused(
-                apiError(
-                    400,
-                    "engine_not_allowed",
-                    `scene "${request.scene}" renders with ${engine ?? scene.engine}, which this farm does not offer (it has ${allowed}); set "engine" in the request`,
-                    "engine",
-                ),
+                400,
+                "engine_not_allowed",
+                `scene "${request.scene}" renders with ${engine ?? scene.engine}, which this farm does not offer (it has ${allowed}); set "engine" in the request`,
+                "engine",
             );
         }
     }
@@ -194,12 +190,10 @@ function sceneProblems(request: JobRequest, summary: BlendSummary, limits: JobLi
     const height = Math.round(((request.resolution?.y ?? scene.resolutionY) * percentage) / 100);
     if (Math.max(width, height) > limits.maxResolution) {
         return refused(
-            apiError(
-                400,
-                "resolution_too_large",
-                `scene "${request.scene}" would render ${width}x${height}, over this farm's ${limits.maxResolution} pixels per side; set "resolution" in the request`,
-                "resolution",
-            ),
+            400,
+            "resolution_too_large",
+            `scene "${request.scene}" would render ${width}x${height}, over this farm's ${limits.maxResolution} pixels per side; set "resolution" in the request`,
+            "resolution",
         );
     }
     if (request.frames !== undefined) return { ok: true, value: {} };
@@ -277,7 +271,7 @@ export async function preflightScene(
         });
     } catch (error) {
         if (!isFarmError(error, "too_many_libraries")) throw error;
-        return refused(apiError(413, "too_many_libraries", `scene "${request.scene}": ${error.message}`, "scene"));
+        return refused(413, "too_many_libraries", `scene "${request.scene}": ${error.message}`, "scene");
     }
     if (unreadable) return refused(unreadable);
 

@@ -1,10 +1,12 @@
-// The job API's settings, read once per cold start from its Lambda environment, and the clients it is given.
+// The job API's settings, read once per cold start from its Lambda environment, the clients it is given, and the
+// ledger a request works with.
 import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
-import { JobLimits } from "../shared/contract";
-import { FarmTiming } from "../shared/contract";
+import { FarmTiming } from "../shared/contract/replies";
+import { JobLimits } from "../shared/contract/types";
 import { FARM_DEFAULTS, SettingsReadBy } from "../shared/farmSettings";
 import { STALE_AFTER_RANGE, stackStaleAfterSeconds } from "../shared/farmTiming";
+import { JobLedger, jobLedger } from "../shared/ledger";
 import {
     ENVIRONMENT,
     Environment,
@@ -53,6 +55,19 @@ export interface JobApiDeps {
      * to stand for the job API being killed there (see tests/resumableQueueing.test.ts).
      */
     crashPoint?: (step: string) => void;
+}
+
+/**
+ * What a request works with: the clients and settings the job API was given, and the ledger in their renders bucket.
+ * Each route's function (submitJob, getJobStatus, retryJob, cancelJob) builds it once from the deps it is called with.
+ */
+export interface JobApiContext extends JobApiDeps {
+    ledger: JobLedger;
+}
+
+/** The context of one request: `deps` and the ledger built from their S3 client and renders bucket. */
+export function jobApiContext(deps: JobApiDeps): JobApiContext {
+    return { ...deps, ledger: jobLedger(deps.s3, deps.settings.rendersBucket) };
 }
 
 /** How long a request may spend queueing when nobody says how long it has (the local farm: no Lambda deadline). */

@@ -1,23 +1,14 @@
 // GET /jobs/{jobId}[?failures=<token>]: the job's progress from its frame summary and queue progress (a few hundred
 // small reads at most, whatever the job's size), with its failed frames a page at a time.
-import {
-    apiError,
-    Checked,
-    FAILURES_PAGE_SIZE,
-    FrameRecord,
-    JOB_ID_PATTERN,
-    JobManifest,
-    JobStatus,
-    refused,
-} from "../shared/contract";
+import { Checked, refused } from "../shared/contract/apiErrors";
+import { JOB_ID_PATTERN } from "../shared/contract/limits";
+import { FAILURES_PAGE_SIZE, JobStatus } from "../shared/contract/replies";
+import { JobManifest } from "../shared/contract/types";
 import { mapWithConcurrency } from "../shared/concurrency";
-import { readSummaryShards, shardsFromRecords, summarizeJob, SummaryShard } from "../shared/frameSummary";
+import { summarizeJob } from "../shared/frameSummary";
 import { failureOf, jobStatusOf } from "../shared/jobStatus";
-import { readFrameRecord, readFrameRecords, readManifest } from "../shared/ledger";
-import { readJobStop, StoredStop } from "../shared/jobStop";
-import { readQueueProgress, StoredDispatch } from "../shared/queueProgress";
 import { ApiReply, errorReply, jobNotFound, upstreamError } from "./replies";
-import { farmTimingOf, JobApiDeps } from "./settings";
+import { farmTimingOf, JobApiContext, JobApiDeps, jobApiContext } from "./settings";
 
 /** GetObject calls in flight when reading the records of a page of failures. */
 const FAILURE_READ_CONCURRENCY = 16;
@@ -35,77 +26,45 @@ export function parseFailuresToken(token: string | undefined): Checked<number | 
     const match = /^after:(\d{1,7})$/.exec(text);
     if (!match)
         return refused(
-            apiError(
-                400,
-                "invalid_failures_token",
-                "failures must be the failuresNext token of an earlier reply for this job",
-                "failures",
-            ),
+            400,
+            "invalid_failures_token",
+            "failures must be the failuresNext token of an earlier reply for this job",
+            "failures",
         );
     return { ok: true, value: Number(match[1]) };
 }
 
-/** The job's manifest; 404 for an unknown (or impossible) id, 502/503 when S3 fails. */
-export async function loadManifest(deps: JobApiDeps, jobId: unknown): Promise<Checked<JobManifest>> {
+/** The job's manifest, opened (see JobLedger.openJob); 404 for an unknown (or impossible) id, 502/503 when S3 fails. */
+export async function loadManifest(deps: JobApiContext, jobId: unknown): Promise<Checked<JobManifest>> {
     if (typeof jobId !== "string" || !JOB_ID_PATTERN.test(jobId)) return refused(jobNotFound(jobId));
     try {
-        const manifest = await readManifest(deps.s3, deps.settings.rendersBucket, jobId);
-        if (!manifest) return refused(jobNotFound(jobId));
-        return { ok: true, value: manifest };
+        const opened = await deps.ledger.openJob(jobId);
+        if (!opened) return refused(jobNotFound(jobId));
+        return { ok: true, value: opened.manifest };
     } catch (error) {
         return refused(upstreamError("storage_error", error));
     }
 }
 
-/** The job's summary shards and queue progress; a job from before the summary has its shards built from its records. */
-export async function readJobLedger(
-    deps: JobApiDeps,
-    manifest: JobManifest,
-): Promise<{
-    shards: SummaryShard[];
-    progress?: StoredDispatch;
-    stop?: StoredStop;
-    records?: Map<number, FrameRecord>;
-}> {
-    const { s3, settings } = deps;
-    if (manifest.v === 1) {
-        const records = await readFrameRecords(s3, settings.rendersBucket, manifest.jobId);
-        const latest = new Map<number, FrameRecord>();
-        for (const record of records) {
-            const previous = latest.get(record.frame);
-            if (!previous || record.finishedAt >= previous.finishedAt) latest.set(record.frame, record);
-        }
-        const stop = await readJobStop(s3, settings.rendersBucket, manifest.jobId);
-        return { shards: shardsFromRecords(manifest.jobId, records), stop, records: latest };
-    }
-    const [shards, progress, stop] = await Promise.all([
-        readSummaryShards(s3, settings.rendersBucket, manifest),
-        readQueueProgress(s3, settings.rendersBucket, manifest.jobId),
-        readJobStop(s3, settings.rendersBucket, manifest.jobId),
-    ]);
-    return { shards, progress, stop };
-}
-
 /** The job's status with the page of failures after frame `after` (from the first failure without it). */
 export async function readJobStatus(
-    deps: JobApiDeps,
+    deps: JobApiContext,
     manifest: JobManifest,
     after: number | undefined,
     now: Date = new Date(),
 ): Promise<JobStatus> {
-    const { shards, progress, stop, records } = await readJobLedger(deps, manifest);
+    const { ledger } = deps;
+    const [shards, progress, stop] = await Promise.all([
+        ledger.readSummaryShards(manifest),
+        ledger.readQueueProgress(manifest.jobId),
+        ledger.readJobStop(manifest.jobId),
+    ]);
     const summary = summarizeJob(manifest, shards, deps.settings.maxReceiveCount, now.getTime());
     const remaining =
         after === undefined ? summary.failedFrames : summary.failedFrames.filter((frame) => frame > after);
     const page = remaining.slice(0, FAILURES_PAGE_SIZE);
     const failures = await mapWithConcurrency(page, FAILURE_READ_CONCURRENCY, async (frame) =>
-        failureOf(
-            frame,
-            summary.entries.get(frame),
-            records
-                ? records.get(frame)
-                : await readFrameRecord(deps.s3, deps.settings.rendersBucket, manifest.jobId, frame),
-        ),
+        failureOf(frame, summary.entries.get(frame), await ledger.readFrameRecord(manifest.jobId, frame)),
     );
     return jobStatusOf(manifest, summary, {
         failures,
@@ -121,10 +80,11 @@ export async function readJobStatus(
 export async function getJobStatus(deps: JobApiDeps, jobId: unknown, failures?: string): Promise<ApiReply> {
     const token = parseFailuresToken(failures);
     if (!token.ok) return errorReply(token.error);
-    const manifest = await loadManifest(deps, jobId);
+    const api = jobApiContext(deps);
+    const manifest = await loadManifest(api, jobId);
     if (!manifest.ok) return errorReply(manifest.error);
     try {
-        return { status: 200, body: await readJobStatus(deps, manifest.value, token.value) };
+        return { status: 200, body: await readJobStatus(api, manifest.value, token.value) };
     } catch (error) {
         return errorReply(upstreamError("storage_error", error));
     }

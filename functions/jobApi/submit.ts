@@ -10,6 +10,7 @@ import {
     encodeEtags,
     errorBody,
     formatFrameSpec,
+    frameMessageOf,
     JobManifest,
     JobRequest,
     MANIFEST_VERSION,
@@ -17,14 +18,16 @@ import {
     outputPrefix,
     parseFrameSpec,
     parseJobRequest,
+    refused,
     renderSettingsOf,
     SubmitReply,
 } from "../shared/contract";
 import { mapWithConcurrency } from "../shared/concurrency";
-import { readStoredManifest, StoredManifest, writeManifest } from "../shared/ledger";
-import { newDispatch, readQueueProgress } from "../shared/queueProgress";
+import { StoredManifest } from "../shared/ledger";
+import { conflictBackoff } from "../shared/ledger/jsonObjects";
+import { newDispatch } from "../shared/queueProgress";
 import { DispatchOutcome, resumeDispatch, startDispatch } from "./frameDispatch";
-import { frameMessageOf, MAX_MESSAGE_BYTES, notSentSummary } from "./frameQueueing";
+import { MAX_MESSAGE_BYTES, notSentSummary } from "./frameQueueing";
 import {
     HEAD_CONCURRENCY,
     headObject,
@@ -36,12 +39,11 @@ import {
 } from "./scenePreflight";
 import { inputsTooLarge, pinAssets, versionsOf } from "./jobInputs";
 import { ApiReply, errorReply, sceneChangedError, statusUrlOf, upstreamReply } from "./replies";
-import { DEFAULT_WORK_MS, isCrash, JobApiDeps } from "./settings";
+import { DEFAULT_WORK_MS, isCrash, JobApiContext, JobApiDeps, jobApiContext } from "./settings";
 import { asProbe, widenProbe } from "./probes";
 import { readJobStatus } from "./status";
 import { FARM_DEFAULTS } from "../shared/farmSettings";
 import { farmError } from "../shared/errors";
-import { conflictBackoff } from "../shared/jsonObjects";
 import {
     autoTileCount,
     autoTilesNeedEstimate,
@@ -93,7 +95,7 @@ async function checkObjects(deps: JobApiDeps, keys: string[]): Promise<ObjectChe
  * same scene: carries on queueing where an earlier request stopped (killed, or out of time), then 202.
  */
 async function existingJobReply(
-    deps: JobApiDeps,
+    deps: JobApiContext,
     stored: StoredManifest,
     requestHash: string,
     request: Pick<JobRequest, "probe" | "tiles">,
@@ -119,7 +121,7 @@ async function existingJobReply(
                 "to render the new version, submit it as a new job (another jobId, or none)",
             ),
         );
-    let progress = await readQueueProgress(deps.s3, deps.settings.rendersBucket, manifest.jobId);
+    let progress = await deps.ledger.readQueueProgress(manifest.jobId);
     let outcome: DispatchOutcome | undefined;
     const widened = widenProbe(manifest, request.probe);
     if (widened) {
@@ -147,19 +149,17 @@ async function existingJobReply(
         const written = await writeWidenedManifest(deps, stored, widened.manifest, request.probe);
         return submitReplyOf(deps, written, outcome, {}, false);
     }
-    if (manifest.v !== 1) {
-        // No progress yet: the request that wrote the manifest was killed before sending anything.
-        if (!progress)
-            outcome = await startDispatch(
-                deps,
-                manifest,
-                newDispatch(manifest.jobId, "submit", manifest.frames, undefined, new Date()),
-                undefined,
-                deadline,
-            );
-        else if (progress.dispatch.kind === "submit" && !progress.dispatch.complete)
-            outcome = await resumeDispatch(deps, manifest, progress, deadline);
-    }
+    // No progress yet: the request that wrote the manifest was killed before sending anything.
+    if (!progress)
+        outcome = await startDispatch(
+            deps,
+            manifest,
+            newDispatch(manifest.jobId, "submit", manifest.frames, undefined, new Date()),
+            undefined,
+            deadline,
+        );
+    else if (progress.dispatch.kind === "submit" && !progress.dispatch.complete)
+        outcome = await resumeDispatch(deps, manifest, progress, deadline);
     return submitReplyOf(deps, manifest, outcome, {}, false);
 }
 
@@ -173,18 +173,18 @@ const MANIFEST_WRITE_ATTEMPTS = 8;
  * Answers the manifest that stands.
  */
 async function writeWidenedManifest(
-    deps: JobApiDeps,
+    deps: JobApiContext,
     from: StoredManifest,
     widened: JobManifest,
     probe: number | undefined,
 ): Promise<JobManifest> {
-    const { s3, settings } = deps;
+    const { ledger } = deps;
     let base = from;
     let next = widened;
     for (let attempt = 0; attempt < MANIFEST_WRITE_ATTEMPTS; attempt++) {
         if (attempt > 0) await conflictBackoff(attempt);
-        if ((await writeManifest(s3, settings.rendersBucket, next, { ifMatch: base.etag })) === "written") return next;
-        const current = await readStoredManifest(s3, settings.rendersBucket, next.jobId);
+        if ((await ledger.writeManifest(next, { ifMatch: base.etag })) === "written") return next;
+        const current = await ledger.readStoredManifest(next.jobId);
         if (!current)
             throw farmError("storage_error", `the manifest of job ${next.jobId} vanished while it was widened`, 503);
         const again = widenProbe(current.manifest, probe);
@@ -206,7 +206,7 @@ async function writeWidenedManifest(
  * resubmit says; a job tiled now is checked as a new tiled job is (422 when its frames cannot be split exactly).
  */
 async function tilesOfWidened(
-    deps: JobApiDeps,
+    deps: JobApiContext,
     manifest: JobManifest,
     widened: JobManifest,
     tiles: JobRequest["tiles"],
@@ -214,8 +214,8 @@ async function tilesOfWidened(
     if (manifest.tiles !== undefined || tiles === undefined) return { ok: true, value: undefined };
     let count = tiles;
     if (count === "auto") {
-        const slowest = await slowestDoneFrameSeconds(deps.s3, deps.settings.rendersBucket, manifest);
-        if (slowest === undefined) return { ok: false, error: autoTilesNeedEstimate(manifest.jobId) };
+        const slowest = await slowestDoneFrameSeconds(deps.ledger, manifest);
+        if (slowest === undefined) return refused(autoTilesNeedEstimate(manifest.jobId));
         const timeout = deps.settings.frameTimeoutSeconds ?? FARM_DEFAULTS.rendererTimeout;
         count = autoTileCount(slowest, timeout);
     }
@@ -224,16 +224,16 @@ async function tilesOfWidened(
     const notExact =
         (request.engine && tilesEngineProblem(request.engine)) ||
         (deps.settings.preflight !== false ? await tilesPreflight(deps, request) : undefined);
-    if (notExact) return { ok: false, error: notExact };
+    if (notExact) return refused(notExact);
     const tooMany = tooManyTiles(widened.frames.length, count, deps.settings.limits.maxFrames);
-    if (tooMany) return { ok: false, error: tooMany };
+    if (tooMany) return refused(tooMany);
     widened.tiles = count;
     return { ok: true, value: undefined };
 }
 
 /** The reply to a submit once its dispatch ran (or, for a job long queued, without one). */
 async function submitReplyOf(
-    deps: JobApiDeps,
+    deps: JobApiContext,
     manifest: JobManifest,
     outcome: DispatchOutcome | undefined,
     extra: Pick<SubmitReply, "assetsAdded" | "warnings">,
@@ -327,7 +327,8 @@ export async function submitJob(
     body: unknown,
     deadline: number = Date.now() + DEFAULT_WORK_MS,
 ): Promise<ApiReply> {
-    const { settings } = deps;
+    const api = jobApiContext(deps);
+    const { ledger, settings } = api;
     const preflightOn = settings.preflight !== false;
     const parsed = parseJobRequest(body, settings.limits);
     // A body that is not an object at all has no field to blame but the body itself.
@@ -374,8 +375,8 @@ export async function submitJob(
 
     try {
         if (request.jobId !== undefined) {
-            const existing = await readStoredManifest(deps.s3, settings.rendersBucket, jobId);
-            if (existing) return await existingJobReply(deps, existing, requestHash, request, deadline);
+            const existing = await ledger.openJob(jobId);
+            if (existing) return await existingJobReply(api, existing, requestHash, request, deadline);
         }
     } catch (error) {
         if (isCrash(error)) throw error;
@@ -391,7 +392,7 @@ export async function submitJob(
 
     let checks: ObjectCheck[];
     try {
-        checks = await checkObjects(deps, [request.scene, ...assets]);
+        checks = await checkObjects(api, [request.scene, ...assets]);
     } catch (error) {
         return upstreamReply("storage_error", error);
     }
@@ -406,7 +407,7 @@ export async function submitJob(
     if (preflightOn) {
         let checked: Checked<Preflight>;
         try {
-            checked = await preflightScene(deps, request, assets);
+            checked = await preflightScene(api, request, assets);
         } catch (error) {
             if (!isBlendFileError(error)) return upstreamReply("storage_error", error);
             return errorReply(
@@ -477,25 +478,25 @@ export async function submitJob(
 
     manifest.createdAt = new Date().toISOString();
     try {
-        const written = await writeManifest(deps.s3, settings.rendersBucket, manifest, { ifAbsent: true });
+        const written = await ledger.writeManifest(manifest, { ifAbsent: true });
         if (written === "exists") {
             // Another submit of the same jobId won the race: answer as a resubmit would.
-            const existing = await readStoredManifest(deps.s3, settings.rendersBucket, jobId);
-            if (existing) return await existingJobReply(deps, existing, requestHash, request, deadline);
+            const existing = await ledger.openJob(jobId);
+            if (existing) return await existingJobReply(api, existing, requestHash, request, deadline);
             return errorReply(
                 apiError(409, "job_conflict", `job ${jobId} is being created by another request; try again`, "jobId"),
             );
         }
-        deps.crashPoint?.("manifest-written");
+        api.crashPoint?.("manifest-written");
         // No rollback if the queue refuses: the manifest stays, and the same request again queues the rest.
         const outcome = await startDispatch(
-            deps,
+            api,
             manifest,
             newDispatch(jobId, "submit", manifest.frames, undefined, new Date()),
             undefined,
             deadline,
         );
-        return await submitReplyOf(deps, manifest, outcome, extra, true);
+        return await submitReplyOf(api, manifest, outcome, extra, true);
     } catch (error) {
         if (isCrash(error)) throw error;
         return upstreamReply("storage_error", error);

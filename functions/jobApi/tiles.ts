@@ -1,9 +1,10 @@
 // A tiled job (JobRequest.tiles): how many regions each frame is split into, and what refuses it. A frame's tiles are
 // messages of their own, so they count against the farm's messages per job; "auto" takes its count from the job's
 // probe frames (an estimate), which say how long one whole frame renders.
-import { S3Client } from "@aws-sdk/client-s3";
-import { ApiError, apiError, Engine, JobManifest, MAX_TILES, MIN_TILES } from "../shared/contract";
-import { readSummaryShards, summarizeJob } from "../shared/frameSummary";
+import { ApiError, apiError } from "../shared/contract/apiErrors";
+import { MAX_TILES, MIN_TILES } from "../shared/contract/limits";
+import { Engine, JobManifest } from "../shared/contract/types";
+import { JobLedger } from "../shared/ledger";
 
 /** A tile should take at most this share of the renderer's timeout: room for a slow renderer, the scene's download, the stitch. */
 export const AUTO_TILE_TIMEOUT_SHARE = 1 / 3;
@@ -40,12 +41,8 @@ export function autoTileCount(slowestFrameSeconds: number, frameTimeoutSeconds: 
 }
 
 /** The render seconds of the job's slowest done frame (its probes'), or undefined when none is done. */
-export async function slowestDoneFrameSeconds(
-    s3: S3Client,
-    rendersBucket: string,
-    manifest: JobManifest,
-): Promise<number | undefined> {
-    const summary = summarizeJob(manifest, await readSummaryShards(s3, rendersBucket, manifest));
+export async function slowestDoneFrameSeconds(ledger: JobLedger, manifest: JobManifest): Promise<number | undefined> {
+    const summary = await ledger.readSummary(manifest);
     let slowest: number | undefined;
     for (const entry of summary.entries.values()) {
         // Its render seconds over every attempt: a frame that failed once before it rendered reads slower, never faster.

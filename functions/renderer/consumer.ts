@@ -2,39 +2,24 @@
 // run Blender, upload the frame and its record; on failure record why, back off briefly and report it.
 import * as fs from "fs";
 import * as path from "path";
-import { S3Client } from "@aws-sdk/client-s3";
-import { ChangeMessageVisibilityCommand, SQSClient } from "@aws-sdk/client-sqs";
+import { ChangeMessageVisibilityCommand } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { BlenderProcess } from "./blenderProcess";
-import { FRAME_UPLOAD_TUNING, FrameUploadTuning, uploadFrameFile } from "./frameUpload";
-import { blenderHardLimitMbFor, RendererSettings } from "./settings";
-import {
-    FrameMessage,
-    FrameRecord,
-    Format,
-    lambdaCostUsd,
-    parseFrameMessage,
-    pinnedAssets,
-    StartupCost,
-    tileFormatOf,
-    tileImageKey,
-} from "../shared/contract";
+import { FRAME_UPLOAD_TUNING, uploadFrameFile } from "./frameUpload";
+import { blenderHardLimitMbFor, RendererContext, RendererDeps, RendererSettings } from "./settings";
+import { lambdaCostUsd } from "../shared/contract/cost";
+import { Format, tileFormatOf } from "../shared/contract/formats";
+import { parseFrameMessage, pinnedAssets } from "../shared/contract/frameMessage";
+import { tileImageKey } from "../shared/contract/ledgerKeys";
+import { FrameMessage, FrameRecord, StartupCost } from "../shared/contract/types";
 import { isFarmError } from "../shared/errors";
-import { readFrameRecord, readTileRecord, writeFrameRecord, writeTileRecord } from "../shared/ledger";
+import { jobLedger } from "../shared/ledger";
 import { stitchWhenComplete } from "./frameStitch";
 import { DownloadError, SceneMirror, cleanFrameFiles, prepareFrameFiles } from "./workDir";
 import { MAX_FAILURE_BACKOFF_SECONDS } from "../shared/farmTiming";
 import { holdFrameForInvocation } from "./frameVisibility";
 import { createJobControl, JobControl } from "./jobControl";
 import { recordLastAttempt } from "./lastAttempt";
-
-export interface RendererDeps {
-    s3: S3Client;
-    sqs: SQSClient;
-    settings: RendererSettings;
-    /** How frames are streamed to S3; FRAME_UPLOAD_TUNING unless given. */
-    frameUpload?: FrameUploadTuning;
-}
 
 /** Time kept back from Blender's deadline to upload the frame and write the record before Lambda's timeout. */
 const REPORTING_RESERVE_MS = 20_000;
@@ -62,14 +47,14 @@ export interface FrameOutcome {
 
 /** Renders the frame one SQS record asks for and writes its record; never throws for a frame's failure. */
 export async function renderFrame(
-    deps: RendererDeps,
+    deps: RendererContext,
     mirror: SceneMirror,
     blender: BlenderProcess,
     control: JobControl,
     sqsRecord: SQSRecord,
     remainingMs: () => number,
 ): Promise<FrameOutcome> {
-    const { s3, settings } = deps;
+    const { s3, ledger, settings } = deps;
     const startedAt = new Date();
     const attempts = Number(sqsRecord.attributes?.ApproximateReceiveCount ?? 1);
     const parsed = parseFrameMessage(sqsRecord.body, settings.rendersBucket);
@@ -80,9 +65,7 @@ export async function renderFrame(
     }
     const message = parsed.value;
     // SQS delivers at least once: a frame already done stays done, whatever a late duplicate would meet.
-    const earlier = await readFrameRecord(s3, settings.rendersBucket, message.jobId, message.frame).catch(
-        () => undefined,
-    );
+    const earlier = await ledger.readFrameRecord(message.jobId, message.frame).catch(() => undefined);
     if (earlier?.status === "done") {
         console.log(
             `renderer: frame ${message.frame} of job ${message.jobId} is already done; duplicate delivery ${sqsRecord.messageId} skipped`,
@@ -92,13 +75,7 @@ export async function renderFrame(
     const tile =
         message.tile !== undefined && message.of !== undefined ? { index: message.tile, of: message.of } : undefined;
     if (tile) {
-        const tileDone = await readTileRecord(
-            s3,
-            settings.rendersBucket,
-            message.jobId,
-            message.frame,
-            tile.index,
-        ).catch(() => undefined);
+        const tileDone = await ledger.readTileRecord(message.jobId, message.frame, tile.index).catch(() => undefined);
         // A duplicate delivery, or the next delivery of a tile whose stitch did not finish: on to the stitch, stopped
         // job or not (the tiles are rendered and paid for; the stitch is what makes them a frame).
         if (tileDone?.status === "done")
@@ -251,9 +228,7 @@ export async function renderFrame(
         ...(tile ? { tile: outcome.tile ?? tile } : {}),
         ...(startup ? { startup } : {}),
     };
-    const standing = tile
-        ? await writeTileRecord(s3, settings.rendersBucket, record)
-        : await writeFrameRecord(s3, settings.rendersBucket, record);
+    const standing = tile ? await ledger.writeTileRecord(record) : await ledger.writeFrameRecord(record);
     if (standing !== record) {
         // A duplicate delivery finished the tile or the frame meanwhile: done is final, and so is this message.
         console.log(
@@ -291,13 +266,13 @@ const MAX_VISIBILITY_SECONDS = 43_200;
  * the holder finishes. A failed stitch is the frame's failure: its record says why, and the message comes back.
  */
 async function stitchTiledFrame(
-    deps: RendererDeps,
+    deps: RendererContext,
     message: FrameMessage,
     tileRecord: FrameRecord,
     delivery: { attempts: number; renderedNow: boolean },
     remainingMs: () => number,
 ): Promise<FrameOutcome> {
-    const { s3, settings } = deps;
+    const { s3, ledger, settings } = deps;
     const startedAt = new Date();
     const lastDelivery = delivery.attempts >= settings.maxReceiveCount;
     // Once only: a delivery that finds its tile done has the invocation's whole time for the stitch.
@@ -309,7 +284,7 @@ async function stitchTiledFrame(
     }
     const stitchDeps = {
         s3,
-        rendersBucket: settings.rendersBucket,
+        ledger,
         memoryMb: settings.memoryMb,
         workDir: settings.workDir,
         blenderPath: settings.blenderPath,
@@ -343,7 +318,7 @@ async function stitchTiledFrame(
             logTail: "",
         };
         // Another renderer may have stitched it meanwhile (it took the stitch over): its done record stays.
-        const standing = await writeFrameRecord(s3, settings.rendersBucket, record);
+        const standing = await ledger.writeFrameRecord(record);
         if (standing.status === "done") return { ok: true, record: standing, sceneBytes: 0 };
         return { ok: false, record, sceneBytes: 0 };
     };
@@ -387,15 +362,13 @@ async function stitchTiledFrame(
 
 /** The frame's done record once it is there, polling for at most `ms`; undefined if it is not done by then. */
 async function frameDoneWithin(
-    deps: RendererDeps,
+    deps: RendererContext,
     message: FrameMessage,
     ms: number,
 ): Promise<FrameRecord | undefined> {
     const until = Date.now() + Math.max(0, ms);
     for (;;) {
-        const record = await readFrameRecord(deps.s3, deps.settings.rendersBucket, message.jobId, message.frame).catch(
-            () => undefined,
-        );
+        const record = await deps.ledger.readFrameRecord(message.jobId, message.frame).catch(() => undefined);
         if (record?.status === "done") return record;
         if (Date.now() >= until) return undefined;
         await new Promise((resolve) => setTimeout(resolve, Math.min(1000, until - Date.now())));
@@ -461,12 +434,13 @@ export interface RendererHandler {
  * Blender across frames, and across invocations while the handler lives (a warm Lambda container, a local worker).
  */
 export function createRendererHandler(deps: RendererDeps): RendererHandler {
+    const renderer: RendererContext = { ...deps, ledger: jobLedger(deps.s3, deps.settings.rendersBucket) };
     const mirror: SceneMirror = { root: path.join(deps.settings.workDir, "scenes") };
     // A renderer that was killed (a crashed Lambda runtime, a SIGKILLed worker) left its frame's files here.
     removeFrameWorkDirs(deps.settings.workDir);
     const memoryLimitMb = deps.settings.blenderMemoryLimitMb ?? deps.settings.memoryMb / 2;
     const hardLimitMb = deps.settings.blenderMemoryHardLimitMb ?? blenderHardLimitMbFor(deps.settings.memoryMb);
-    const control = createJobControl(deps.s3, deps.settings.rendersBucket, deps.settings.maxReceiveCount);
+    const control = createJobControl(renderer.ledger, deps.settings.maxReceiveCount);
     const blender = new BlenderProcess({
         blenderPath: deps.settings.blenderPath,
         workDir: deps.settings.workDir,
@@ -481,7 +455,7 @@ export function createRendererHandler(deps: RendererDeps): RendererHandler {
                 await holdFrameForInvocation(deps, sqsRecord, remainingMs());
             let outcome: FrameOutcome | undefined;
             try {
-                outcome = await renderFrame(deps, mirror, blender, control, sqsRecord, remainingMs);
+                outcome = await renderFrame(renderer, mirror, blender, control, sqsRecord, remainingMs);
             } catch (error) {
                 console.error(
                     `renderer: frame message ${sqsRecord.messageId} failed: ${(error as Error)?.message ?? error}`,

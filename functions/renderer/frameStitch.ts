@@ -3,33 +3,19 @@
 // PutObject (never torn), records the frame done, and deletes the tile images. A renderer that finds the tiles done
 // and the marker held by another leaves it to that one; a marker whose holder's invocation ended (it was killed) is
 // taken over by the next delivery of the tile message that holder never deleted.
-import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { DeleteObjectCommand, DeleteObjectsCommand, S3Client } from "@aws-sdk/client-s3";
-import {
-    FrameMessage,
-    FrameRecord,
-    frameTilesPrefix,
-    lambdaCostUsd,
-    stitchMarkerKey,
-    tileImageKey,
-    tileRecordKey,
-} from "../shared/contract";
-import { getJsonObject, putJsonObject } from "../shared/jsonObjects";
+import { S3Client } from "@aws-sdk/client-s3";
+import { lambdaCostUsd } from "../shared/contract/cost";
+import { tileImageKey } from "../shared/contract/ledgerKeys";
+import { FrameMessage, FrameRecord } from "../shared/contract/types";
 import { mapWithConcurrency } from "../shared/concurrency";
-import { listLedgerKeys, readFrameRecord, readTileRecord, writeFrameRecord } from "../shared/ledger";
+import { JobLedger } from "../shared/ledger";
 import { stitchTiles } from "./tileStitch";
 import { downloadObject } from "./workDir";
 
 /** Time kept back from oiiotool's deadline to upload the frame and record it before the invocation ends. */
 const UPLOAD_RESERVE_MS = 20_000;
-
-/** Who stitches a frame, and until when its invocation may still be running. */
-interface StitchMarker {
-    owner: string;
-    until: string;
-}
 
 export type StitchOutcome =
     /** This renderer stitched the frame: its done record. */
@@ -44,49 +30,13 @@ export type StitchOutcome =
     | { outcome: "elsewhere"; until: number };
 
 export interface StitchDeps {
+    /** Downloads the tiles' images. */
     s3: S3Client;
-    rendersBucket: string;
+    ledger: JobLedger;
     memoryMb: number;
     workDir: string;
     /** The Blender that encodes a frame whose tiles were stored losslessly (a JPEG, a lossy OpenEXR codec). */
     blenderPath?: string;
-}
-
-/** Tile indices of the frame whose record and image are both in the bucket. */
-async function tilesOnS3(deps: StitchDeps, message: FrameMessage, of: number): Promise<Set<number>> {
-    const prefix = frameTilesPrefix(message.jobId, message.frame);
-    const keys = new Set(await listLedgerKeys(deps.s3, deps.rendersBucket, prefix));
-    const done = new Set<number>();
-    for (let tile = 0; tile < of; tile++) {
-        const image = tileImageKey(message.jobId, message.frame, tile, message.settings.format);
-        if (keys.has(image) && keys.has(tileRecordKey(message.jobId, message.frame, tile))) done.add(tile);
-    }
-    return done;
-}
-
-/**
- * Takes the frame's stitch marker: written if absent, or over a marker whose holder's invocation is over. Answers
- * "mine", or until when another holds it.
- */
-async function claimStitch(deps: StitchDeps, message: FrameMessage, untilMs: number): Promise<"mine" | number> {
-    const key = stitchMarkerKey(message.jobId, message.frame);
-    const marker: StitchMarker = { owner: crypto.randomUUID(), until: new Date(untilMs).toISOString() };
-    if ((await putJsonObject(deps.s3, deps.rendersBucket, key, marker, { ifAbsent: true })).written) return "mine";
-    // Absent now (403 without a listing grant): released by a holder whose stitch failed; its message comes back.
-    const held = await getJsonObject(deps.s3, deps.rendersBucket, key, { forbiddenMeansAbsent: true });
-    if (!held) return Date.now();
-    const until = Date.parse((held.value as StitchMarker)?.until ?? "");
-    if (Number.isFinite(until) && until > Date.now()) return until;
-    const taken = await putJsonObject(deps.s3, deps.rendersBucket, key, marker, { ifMatch: held.etag });
-    return taken.written ? "mine" : Date.now();
-}
-
-/** Gives the marker up after a failed stitch, so the tile message's next delivery stitches at once. */
-async function releaseStitch(deps: StitchDeps, message: FrameMessage): Promise<void> {
-    const key = stitchMarkerKey(message.jobId, message.frame);
-    await deps.s3
-        .send(new DeleteObjectCommand({ Bucket: deps.rendersBucket, Key: key }))
-        .catch((error) => console.error(`renderer: could not release ${key}: ${error?.message ?? error}`));
 }
 
 /**
@@ -101,10 +51,11 @@ export async function stitchWhenComplete(
     upload: (localPath: string) => Promise<void>,
 ): Promise<StitchOutcome> {
     const of = message.of ?? 1;
-    const done = await tilesOnS3(deps, message, of);
+    const { ledger } = deps;
+    const done = await ledger.tilesOnS3(message.jobId, message.frame, of, message.settings.format);
     if (done.size < of) {
         // A duplicate of a tile that finished after the frame was stitched (its images deleted): its image goes too.
-        const frameRecord = await readFrameRecord(deps.s3, deps.rendersBucket, message.jobId, message.frame);
+        const frameRecord = await ledger.readFrameRecord(message.jobId, message.frame);
         if (frameRecord?.status === "done") {
             await deleteTileImages(deps, message, of);
             return { outcome: "done", record: frameRecord };
@@ -112,12 +63,17 @@ export async function stitchWhenComplete(
         const missing = Array.from({ length: of }, (_, tile) => tile).filter((tile) => !done.has(tile));
         return { outcome: "waiting", missing };
     }
-    const claim = await claimStitch(deps, message, deadlineMs);
+    const claim = await ledger.claimStitch(message.jobId, message.frame, deadlineMs);
     if (claim !== "mine") return { outcome: "elsewhere", until: claim };
     try {
         return { outcome: "stitched", record: await stitchFrame(deps, message, of, upload, deadlineMs) };
     } catch (error) {
-        await releaseStitch(deps, message);
+        // Given up after a failed stitch, so the tile message's next delivery stitches at once.
+        await ledger
+            .releaseStitch(message.jobId, message.frame)
+            .catch((failure) =>
+                console.error(`renderer: could not release the stitch: ${failure?.message ?? failure}`),
+            );
         return { outcome: "failed", error };
     }
 }
@@ -140,12 +96,12 @@ async function stitchFrame(
             Array.from({ length: of }, (_, tile) => tile),
             8,
             async (tile) => {
-                const record = await readTileRecord(deps.s3, deps.rendersBucket, jobId, frame, tile);
+                const record = await deps.ledger.readTileRecord(jobId, frame, tile);
                 if (record?.status !== "done" || !record.tile?.region)
                     throw new Error(`tile ${tile} of frame ${frame} has no done record with its region`);
                 const key = tileImageKey(jobId, frame, tile, format);
                 const file = path.join(dir, path.posix.basename(key));
-                await downloadObject(deps.s3, deps.rendersBucket, key, file);
+                await downloadObject(deps.s3, deps.ledger.bucket, key, file);
                 return { record, file };
             },
         );
@@ -183,7 +139,7 @@ async function stitchFrame(
             logTail: `stitched ${of} tiles in ${(stitchMs / 1000).toFixed(2)} s`,
             stitch: { of, seconds: stitchMs / 1000, costUsd: stitchCost },
         };
-        await writeFrameRecord(deps.s3, deps.rendersBucket, record);
+        await deps.ledger.writeFrameRecord(record);
         await deleteTileImages(deps, message, of);
         return record;
     } finally {
@@ -193,18 +149,10 @@ async function stitchFrame(
 
 /** The tile images go once the frame is on S3 (their records and the marker stay: the frame's history). */
 async function deleteTileImages(deps: StitchDeps, message: FrameMessage, of: number): Promise<void> {
-    const keys = Array.from({ length: of }, (_, tile) =>
-        tileImageKey(message.jobId, message.frame, tile, message.settings.format),
-    );
     try {
-        const reply = await deps.s3.send(
-            new DeleteObjectsCommand({
-                Bucket: deps.rendersBucket,
-                Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: true },
-            }),
-        );
-        for (const error of reply.Errors ?? [])
-            console.error(`renderer: could not delete ${error.Key}: ${error.Code}: ${error.Message}`);
+        const failures = await deps.ledger.deleteTileImages(message.jobId, message.frame, of, message.settings.format);
+        for (const failure of failures)
+            console.error(`renderer: could not delete ${failure.key}: ${failure.code}: ${failure.message}`);
     } catch (error) {
         // The frame is done: tile images left behind cost only storage, and the renders bucket's lifecycle rule expires them.
         console.error(

@@ -5,7 +5,7 @@
 // minutes after its invocation ended instead of over an hour later.
 import { ChangeMessageVisibilityCommand } from "@aws-sdk/client-sqs";
 import type { SQSRecord } from "aws-lambda";
-import type { RendererDeps } from "./consumer";
+import type { RendererDeps } from "./settings";
 
 /** Past the invocation's end: Lambda has reported it by then, whether it returned, timed out or crashed. */
 export const FRAME_HOLD_MARGIN_SECONDS = 30;

@@ -2,11 +2,10 @@
 // its frames failing alike), would this frame pass the job's budget, and has the job failed fast. The budget and
 // fail-fast checks read the job's frame summary (functions/shared/frameSummary.ts), whose shards the renderer finds
 // from the job's manifest; a warm renderer keeps the manifests of its last few jobs.
-import { S3Client } from "@aws-sdk/client-s3";
-import { DEFAULT_FAIL_FAST_FRAMES, FrameMessage, FrameRecord, JobManifest, JobStop } from "../shared/contract";
-import { JobSummary, readSummaryShards, summarizeJob } from "../shared/frameSummary";
-import { readJobStop, stopJob } from "../shared/jobStop";
-import { readManifest } from "../shared/ledger";
+import { DEFAULT_FAIL_FAST_FRAMES } from "../shared/contract/limits";
+import { FrameMessage, FrameRecord, JobManifest, JobStop } from "../shared/contract/types";
+import { JobSummary } from "../shared/frameSummary";
+import { JobLedger } from "../shared/ledger";
 
 /** Manifests a warm renderer keeps: a renderer serves one or two jobs at a time. */
 const MANIFESTS_KEPT = 8;
@@ -58,7 +57,7 @@ function usd(value: number): string {
     return `$${value.toFixed(value < 1 ? 4 : 2)}`;
 }
 
-export function createJobControl(s3: S3Client, rendersBucket: string, maxReceiveCount: number): JobControl {
+export function createJobControl(ledger: JobLedger, maxReceiveCount: number): JobControl {
     const rules = new Map<string, { job: JobRules | null; at: number }>();
 
     /** The job's budget and fail-fast rules from its manifest (null for a job without one: the unversioned frame message). */
@@ -66,7 +65,7 @@ export function createJobControl(s3: S3Client, rendersBucket: string, maxReceive
         const known = rules.get(jobId);
         if (known !== undefined && Date.now() - known.at < MANIFEST_KEPT_MS) return known.job;
         rules.delete(jobId);
-        const manifest = await readManifest(s3, rendersBucket, jobId, { forbiddenMeansAbsent: true });
+        const manifest = await ledger.readManifest(jobId, { forbiddenMeansAbsent: true });
         const found = manifest
             ? {
                   jobId,
@@ -80,20 +79,20 @@ export function createJobControl(s3: S3Client, rendersBucket: string, maxReceive
         return found;
     }
 
-    async function summaryOf(job: JobRules): Promise<JobSummary> {
-        return summarizeJob(job, await readSummaryShards(s3, rendersBucket, job), maxReceiveCount);
+    function summaryOf(job: JobRules): Promise<JobSummary> {
+        return ledger.readSummary(job, maxReceiveCount);
     }
 
     return {
         async beforeFrame(message) {
-            const stopped = await readJobStop(s3, rendersBucket, message.jobId);
+            const stopped = await ledger.readJobStop(message.jobId);
             if (stopped) return stopped.stop;
             const job = await rulesOf(message.jobId);
             if (job?.maxCostUsd === undefined) return undefined;
             const summary = await summaryOf(job);
             const expected = expectedFrameCostUsd(summary);
             if (summary.costUsd + expected <= job.maxCostUsd) return undefined;
-            return stopJob(s3, rendersBucket, {
+            return ledger.stopJob({
                 v: 1,
                 jobId: job.jobId,
                 state: "stopped_budget",
@@ -110,7 +109,7 @@ export function createJobControl(s3: S3Client, rendersBucket: string, maxReceive
             const summary = await summaryOf(job);
             const frames = framesFailingAlike(summary, job.failFast, record.error.code);
             if (frames === 0) return undefined;
-            return stopJob(s3, rendersBucket, {
+            return ledger.stopJob({
                 v: 1,
                 jobId: job.jobId,
                 state: "stopped_failing",

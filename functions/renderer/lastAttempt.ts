@@ -3,10 +3,9 @@
 // worker killed) writes nothing; its message goes to the dead-letter queue, and without this record the frame would
 // read pending forever. The record is provisional until the invocation's end plus the message's hold margin: the
 // frame reads pending until then (its attempt may still report), failed after. One write per last delivery only.
-import type { FrameMessage, FrameRecord } from "../shared/contract";
-import { writeFrameRecord, writeTileRecord } from "../shared/ledger";
-import type { RendererDeps } from "./consumer";
+import type { FrameMessage, FrameRecord } from "../shared/contract/types";
 import { FRAME_HOLD_MARGIN_SECONDS } from "./frameVisibility";
+import type { RendererContext } from "./settings";
 
 export const RENDERER_KILLED = "renderer_killed";
 
@@ -35,7 +34,7 @@ export function lastAttemptRecord(
     message: FrameMessage,
     tile: { index: number; of: number } | undefined,
     attempt: LastAttempt,
-    settings: Pick<RendererDeps["settings"], "maxReceiveCount" | "memoryMb">,
+    settings: Pick<RendererContext["settings"], "maxReceiveCount" | "memoryMb">,
 ): FrameRecord {
     const seconds = Math.round(attempt.remainingMs / 1000);
     const earlier = unrecordedAttempts(attempt);
@@ -62,15 +61,15 @@ export function lastAttemptRecord(
 
 /** Writes the last attempt's provisional record; S3 trouble only costs the reason should the renderer be killed. */
 export async function recordLastAttempt(
-    deps: Pick<RendererDeps, "s3" | "settings">,
+    deps: Pick<RendererContext, "ledger" | "settings">,
     message: FrameMessage,
     tile: { index: number; of: number } | undefined,
     attempt: LastAttempt,
 ): Promise<void> {
     const record = lastAttemptRecord(message, tile, attempt, deps.settings);
     try {
-        if (tile) await writeTileRecord(deps.s3, deps.settings.rendersBucket, record);
-        else await writeFrameRecord(deps.s3, deps.settings.rendersBucket, record);
+        if (tile) await deps.ledger.writeTileRecord(record);
+        else await deps.ledger.writeFrameRecord(record);
     } catch (error) {
         console.error(
             `renderer: frame ${message.frame} of job ${message.jobId}: could not record its last attempt ahead: ${(error as Error)?.message ?? error}`,

@@ -1,9 +1,13 @@
 // The renderer's settings, read once per cold start from its environment (the stack's variables, and Lambda's
-// own AWS_LAMBDA_FUNCTION_MEMORY_SIZE), or given by the local farm.
+// own AWS_LAMBDA_FUNCTION_MEMORY_SIZE), or given by the local farm; the clients it is given, and the ledger it works
+// with.
 import * as os from "os";
 import * as path from "path";
-import { MAX_SAMPLES } from "../shared/contract";
+import type { S3Client } from "@aws-sdk/client-s3";
+import type { SQSClient } from "@aws-sdk/client-sqs";
+import { MAX_SAMPLES } from "../shared/contract/limits";
 import { FARM_DEFAULTS, FARM_SETTINGS, LOCAL_FRAME_TIMEOUT, SettingsReadBy } from "../shared/farmSettings";
+import type { JobLedger } from "../shared/ledger";
 import {
     ENVIRONMENT,
     Environment,
@@ -13,6 +17,7 @@ import {
     wholeNumberVariable,
 } from "../shared/functionEnvironment";
 import { RenderLimits } from "./blender";
+import type { FrameUploadTuning } from "./frameUpload";
 
 export interface RendererSettings {
     scenesBucket: string;
@@ -44,6 +49,19 @@ export interface RendererSettings {
      * local farm, whose worker pool keeps the frame it renders hidden with a heartbeat instead (local/workers.ts).
      */
     holdFrameVisibility?: boolean;
+}
+
+export interface RendererDeps {
+    s3: S3Client;
+    sqs: SQSClient;
+    settings: RendererSettings;
+    /** How frames are streamed to S3; FRAME_UPLOAD_TUNING unless given. */
+    frameUpload?: FrameUploadTuning;
+}
+
+/** What the renderer works with: the clients and settings it was given, and the ledger in their renders bucket. */
+export interface RendererContext extends RendererDeps {
+    ledger: JobLedger;
 }
 
 /**

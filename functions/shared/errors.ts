@@ -1,7 +1,7 @@
 // The one way functions/ reports failure. What a caller answers (a bad request, a missing object, a scene the farm
-// refuses) is a value: `Checked<T>` with an `ApiError` (shared/contract.ts). What it cannot answer (S3 down, a
-// file that is not a .blend) is thrown as a FarmError: a plain Error, since Pulumi's closure serializer does not
-// keep Error subclasses, with a code to branch on and, for AWS failures, the HTTP status S3 or SQS answered.
+// refuses) is a value: `Checked<T>` with an `ApiError` (shared/contract/apiErrors.ts). What it cannot answer (S3
+// down, a file that is not a .blend) is thrown as a FarmError: a plain Error, since Pulumi's closure serializer does
+// not keep Error subclasses, with a code to branch on and, for AWS failures, the HTTP status S3 or SQS answered.
 
 export interface FarmError extends Error {
     /** Marks an error the farm made: Node's own errors (ECONNRESET, ENOENT) carry a string `code` too. */

@@ -1,23 +1,16 @@
 // The job's frame summary: each frame's latest state, attempts and spent cost, kept in shards of at most a few hundred
 // frames under jobs/<jobId>/frames/summary/, so that a job's status reads a few hundred small objects at most instead
 // of one record per frame. Whoever changes a frame's state updates its shard with a conditional write (If-Match): the
-// renderer through ledger.writeFrameRecord, a retry in bulk. Frames are spread over 64 shards per block of 16384
-// frame numbers by a multiplicative hash, so renderers finishing neighbouring frames rarely meet on one shard.
-import { S3Client } from "@aws-sdk/client-s3";
-import { mapWithConcurrency } from "./concurrency";
-import { FrameRecord, JobManifest } from "./contract";
-import { farmError } from "./errors";
-import { conflictBackoff, getJsonObject, putJsonObject, WriteCondition } from "./jsonObjects";
+// renderer through its frame record's write, a retry in bulk (functions/shared/ledger/summaryShards.ts). Frames are
+// spread over 64 shards per block of 16384 frame numbers by a multiplicative hash, so renderers finishing
+// neighbouring frames rarely meet on one shard. Everything here is the shards' logic; the ledger reads and writes them.
+import { FrameRecord, JobManifest } from "./contract/types";
 
 export const SUMMARY_VERSION = 1;
 /** Shards per block of frame numbers: spreads concurrent writers. */
 const LANES = 64;
 /** Frame numbers per block: bounds a shard to about BLOCK_FRAMES / LANES frames (256). */
 const BLOCK_FRAMES = 16384;
-/** Conditional write attempts before a shard update gives up (each one a fresh read). */
-const UPDATE_ATTEMPTS = 12;
-/** GetObject calls in flight when a status reads a job's shards. */
-export const SHARD_READ_CONCURRENCY = 64;
 /** Attempt start times remembered per frame (to count each attempt's cost once): more than a frame ever gets. */
 const COUNTED_ATTEMPTS_KEPT = 32;
 /** The same for a tiled frame, whose every tile's attempts count: up to 64 tiles of a few attempts each. */
@@ -72,19 +65,9 @@ export function shardOf(frame: number): string {
     return `${Math.floor(frame / BLOCK_FRAMES)}-${lane % LANES}`;
 }
 
-export function summaryShardKey(jobId: string, shard: string): string {
-    return `jobs/${jobId}/frames/summary/${shard}.json`;
-}
-
-function emptyShard(jobId: string, shard: string): SummaryShard {
+/** A shard no frame has been written to yet. */
+export function emptyShard(jobId: string, shard: string): SummaryShard {
     return { v: SUMMARY_VERSION, jobId, shard, updatedAt: 0, frames: {} };
-}
-
-function asShard(value: unknown, jobId: string, shard: string, where: string): SummaryShard {
-    const candidate = value as SummaryShard;
-    if (typeof candidate !== "object" || candidate === null || typeof candidate.frames !== "object")
-        throw farmError("invalid_ledger_object", `${where} is not a frame summary shard`);
-    return { ...candidate, jobId, shard };
 }
 
 function millis(iso: string | undefined): number {
@@ -215,58 +198,44 @@ export function applyRequeue(entry: FrameSummaryEntry | undefined, at: number): 
     return { ...kept, s: "requeued", a: 0, t: Math.max(base.t, at) };
 }
 
-/**
- * Reads the shard, lets `change` modify it (returning false when there is nothing to write), and writes it back only
- * if nobody wrote it in between; otherwise reads again. Throws a storage error after UPDATE_ATTEMPTS conflicts.
- */
-export async function updateShard(
-    s3: S3Client,
-    rendersBucket: string,
-    jobId: string,
-    shard: string,
-    change: (shard: SummaryShard) => boolean,
-): Promise<void> {
-    const key = summaryShardKey(jobId, shard);
-    for (let attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
-        if (attempt > 0) await conflictBackoff(attempt);
-        const stored = await getJsonObject(s3, rendersBucket, key, { forbiddenMeansAbsent: true });
-        const current = stored
-            ? asShard(stored.value, jobId, shard, `s3://${rendersBucket}/${key}`)
-            : emptyShard(jobId, shard);
-        if (!change(current)) return;
-        const condition: WriteCondition = stored ? { ifMatch: stored.etag } : { ifAbsent: true };
-        const outcome = await putJsonObject(s3, rendersBucket, key, current, condition, { compact: true });
-        if (outcome.written) return;
-    }
-    throw farmError(
-        "storage_error",
-        `PutObject s3://${rendersBucket}/${key} failed: ${UPDATE_ATTEMPTS} conditional writes in a row met another writer (or GetObject is refused on the shard)`,
-        503,
-    );
+/** The earliest start of a rendered attempt and the latest write, once `entry` (from `record`) is in the shard. */
+function noteWrite(shard: SummaryShard, record: FrameRecord, entry: FrameSummaryEntry): void {
+    const started = millis(record.startedAt);
+    if (record.attempts > 0 && started > 0 && (shard.startedAt === undefined || started < shard.startedAt))
+        shard.startedAt = started;
+    shard.updatedAt = Math.max(shard.updatedAt, entry.t);
 }
 
 /**
- * Applies a frame record (or a tile's, which has `tile`) to its shard: what a renderer's record write does first
- * (ledger.writeFrameRecord, ledger.writeTileRecord).
+ * Applies a frame record (or a tile's, which has `tile`) to its shard, as a renderer's record write does first; false
+ * when the shard is unchanged (nothing to write).
  */
-export function summarizeRecord(s3: S3Client, rendersBucket: string, record: FrameRecord): Promise<void> {
+export function summarizeRecordInto(shard: SummaryShard, record: FrameRecord): boolean {
     const apply = record.tile ? applyTileRecord : applyRecord;
-    return updateShard(s3, rendersBucket, record.jobId, shardOf(record.frame), (shard) => {
-        const before = JSON.stringify(shard.frames[record.frame]);
-        const entry = apply(shard.frames[record.frame], record);
-        if (JSON.stringify(entry) === before) return false;
-        shard.frames[record.frame] = entry;
-        if (record.attempts > 0) {
-            const started = millis(record.startedAt);
-            if (started > 0 && (shard.startedAt === undefined || started < shard.startedAt)) shard.startedAt = started;
-        }
-        shard.updatedAt = Math.max(shard.updatedAt, entry.t);
-        return true;
-    });
+    const before = JSON.stringify(shard.frames[record.frame]);
+    const entry = apply(shard.frames[record.frame], record);
+    if (JSON.stringify(entry) === before) return false;
+    shard.frames[record.frame] = entry;
+    noteWrite(shard, record, entry);
+    return true;
+}
+
+/** Marks `frames` of the shard requeued at `at` (ms); false when none changed. */
+export function summarizeRequeueInto(shard: SummaryShard, frames: readonly number[], at: number): boolean {
+    let changed = false;
+    for (const frame of frames) {
+        const entry = applyRequeue(shard.frames[frame], at);
+        // Unchanged when a resumed retry marks again what it marked before it was killed.
+        if (!entry || JSON.stringify(entry) === JSON.stringify(shard.frames[frame])) continue;
+        shard.frames[frame] = entry;
+        changed = true;
+    }
+    if (changed) shard.updatedAt = Math.max(shard.updatedAt, at);
+    return changed;
 }
 
 /** Frames grouped by their shard. */
-function byShard(frames: readonly number[]): Map<string, number[]> {
+export function framesByShard(frames: readonly number[]): Map<string, number[]> {
     const groups = new Map<string, number[]>();
     for (const frame of frames) {
         const shard = shardOf(frame);
@@ -277,32 +246,7 @@ function byShard(frames: readonly number[]): Map<string, number[]> {
     return groups;
 }
 
-/** Marks `frames` requeued at `at` (ms): one conditional write per shard, not one per frame. */
-export async function summarizeRequeue(
-    s3: S3Client,
-    rendersBucket: string,
-    jobId: string,
-    frames: readonly number[],
-    at: number,
-    concurrency = 16,
-): Promise<void> {
-    await mapWithConcurrency([...byShard(frames)], concurrency, ([shard, group]) =>
-        updateShard(s3, rendersBucket, jobId, shard, (current) => {
-            let changed = false;
-            for (const frame of group) {
-                const entry = applyRequeue(current.frames[frame], at);
-                // Unchanged when a resumed retry marks again what it marked before it was killed.
-                if (!entry || JSON.stringify(entry) === JSON.stringify(current.frames[frame])) continue;
-                current.frames[frame] = entry;
-                changed = true;
-            }
-            if (changed) current.updatedAt = Math.max(current.updatedAt, at);
-            return changed;
-        }),
-    );
-}
-
-/** Shards built from whole records at once (a job from before the summary existed, and the status benchmark). */
+/** Shards built from whole records at once (a job upgraded by openJob, and the status benchmark). */
 export function shardsFromRecords(jobId: string, records: readonly FrameRecord[]): SummaryShard[] {
     const shards = new Map<string, SummaryShard>();
     const ordered = [...records].sort((a, b) => millis(a.finishedAt) - millis(b.finishedAt));
@@ -312,36 +256,9 @@ export function shardsFromRecords(jobId: string, records: readonly FrameRecord[]
         shards.set(id, shard);
         const entry = applyRecord(shard.frames[record.frame], record);
         shard.frames[record.frame] = entry;
-        const started = millis(record.startedAt);
-        if (record.attempts > 0 && started > 0 && (shard.startedAt === undefined || started < shard.startedAt))
-            shard.startedAt = started;
-        shard.updatedAt = Math.max(shard.updatedAt, entry.t);
+        noteWrite(shard, record, entry);
     }
     return [...shards.values()];
-}
-
-/** Writes a whole shard, replacing what is there (only for shards built from records, see shardsFromRecords). */
-export async function writeShard(s3: S3Client, rendersBucket: string, shard: SummaryShard): Promise<void> {
-    await putJsonObject(s3, rendersBucket, summaryShardKey(shard.jobId, shard.shard), shard, undefined, {
-        compact: true,
-    });
-}
-
-/** The shards holding the job's frames (absent ones, where no frame has been written yet, as empty shards). */
-export async function readSummaryShards(
-    s3: S3Client,
-    rendersBucket: string,
-    manifest: Pick<JobManifest, "jobId" | "frames">,
-    concurrency = SHARD_READ_CONCURRENCY,
-): Promise<SummaryShard[]> {
-    const ids = [...new Set(manifest.frames.map(shardOf))];
-    return mapWithConcurrency(ids, concurrency, async (shard) => {
-        const key = summaryShardKey(manifest.jobId, shard);
-        const stored = await getJsonObject(s3, rendersBucket, key);
-        return stored
-            ? asShard(stored.value, manifest.jobId, shard, `s3://${rendersBucket}/${key}`)
-            : emptyShard(manifest.jobId, shard);
-    });
 }
 
 // ---- the job's summary --------------------------------------------------------------------

@@ -2,11 +2,10 @@
 // are queued (a count into the ascending list, advanced after each group of messages: one write per group, not per
 // frame), and which request is sending them now (a lease). Written only conditionally (If-Match), so two requests
 // can never both send the same frames, and a request killed half-way leaves exactly where to carry on.
-import { S3Client } from "@aws-sdk/client-s3";
-import { formatFrameSpec, parseFrameSpec } from "./contract";
+import { formatFrameSpec, parseFrameSpec } from "./contract/frameSpec";
+import { queueProgressKey } from "./contract/ledgerKeys";
 import { farmError } from "./errors";
 import { interleavedOrder } from "./frameOrder";
-import { getJsonObject, putJsonObject } from "./jsonObjects";
 
 export const QUEUE_PROGRESS_VERSION = 1;
 
@@ -48,10 +47,6 @@ export interface StoredDispatch {
     etag: string;
 }
 
-export function queueProgressKey(jobId: string): string {
-    return `jobs/${jobId}/queue.json`;
-}
-
 /** The dispatch's frames in sending order. */
 export function dispatchFrames(dispatch: QueueDispatch): number[] {
     const parsed = parseFrameSpec(dispatch.frames, Number.MAX_SAFE_INTEGER);
@@ -85,45 +80,10 @@ export function newDispatch(
     };
 }
 
-/** The job's queue progress and its ETag, or undefined for a job that has none yet. */
-export async function readQueueProgress(
-    s3: S3Client,
-    rendersBucket: string,
-    jobId: string,
-): Promise<StoredDispatch | undefined> {
-    const key = queueProgressKey(jobId);
-    const stored = await getJsonObject(s3, rendersBucket, key);
-    if (!stored) return undefined;
-    const dispatch = stored.value as QueueDispatch;
-    if (
-        typeof dispatch !== "object" ||
-        dispatch === null ||
-        dispatch.jobId !== jobId ||
-        typeof dispatch.frames !== "string" ||
-        !Number.isInteger(dispatch.sent)
-    )
-        throw farmError("invalid_ledger_object", `s3://${rendersBucket}/${key} is not the queue progress of ${jobId}`);
-    return { dispatch, etag: stored.etag };
-}
-
-/**
- * Writes the queue progress over the version `etag` names (or creates it, without one). Answers the new version, or
- * undefined when another request wrote it first.
- */
-export async function writeQueueProgress(
-    s3: S3Client,
-    rendersBucket: string,
-    dispatch: QueueDispatch,
-    etag: string | undefined,
-): Promise<StoredDispatch | undefined> {
-    const outcome = await putJsonObject(
-        s3,
-        rendersBucket,
-        queueProgressKey(dispatch.jobId),
-        dispatch,
-        etag === undefined ? { ifAbsent: true } : { ifMatch: etag },
-    );
-    return outcome.written ? { dispatch, etag: outcome.etag } : undefined;
+/** A submit whose every frame was queued at `at`, in one go: its progress once it is over. */
+export function completedSubmit(jobId: string, frames: number[], at: Date): QueueDispatch {
+    const dispatch = newDispatch(jobId, "submit", frames, undefined, at);
+    return { ...dispatch, sent: dispatch.count, complete: true, messagesSent: dispatch.count };
 }
 
 /** Incomplete, and no request holds a live lease on it: someone must carry on. */

@@ -1,8 +1,8 @@
 // JSON documents in S3 with their ETags. Where several writers may meet (the frame summary, the queue progress) they
 // write conditionally, as S3 allows: If-None-Match: * creates a key once, If-Match replaces only the version read.
 import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { AwsErrorLike, awsErrorStatus, isNotFound, storageError } from "./awsErrors";
-import { farmError } from "./errors";
+import { AwsErrorLike, awsErrorStatus, isNotFound, storageError } from "../awsErrors";
+import { farmError } from "../errors";
 
 export interface StoredJson {
     value: unknown;
