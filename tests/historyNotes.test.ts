@@ -8,11 +8,6 @@ const ROOT = path.join(__dirname, "..");
 const SKIPPED_DIRS = new Set(["node_modules", "dist", "renders", ".farm", ".git", ".test-cache"]);
 /** Binary files, the lock file, and mutation patches (snapshots of code, checked when they stop applying). */
 const SKIPPED_FILES = /\.(blend|png|jpg|exr|tgz|patch)$|^package-lock\.json$/;
-/**
- * Files with history notes that are being removed on another branch (functions/shared/contract.ts is being split into
- * modules there); each entry names the file and goes once those notes are gone.
- */
-const PENDING: string[] = [path.join("functions", "shared", "contract.ts")];
 
 /** What a history note looks like: an issue or its items, a commit as a point in time, the project's first version. */
 const HISTORY_NOTES: { what: string; pattern: RegExp }[] = [
@@ -54,18 +49,10 @@ function historyNotes(file: string, text: string): string[] {
 describe("history notes", function () {
     it("no file of the project names an issue, a commit as a point in time, or the seed version", function () {
         const self = path.relative(ROOT, __filename);
-        const files = projectFiles().filter((file) => file !== self && !PENDING.includes(file));
+        const files = projectFiles().filter((file) => file !== self);
         assert.ok(files.includes("README.md") && files.some((file) => file.endsWith(".py")), "the scan finds the tree");
         const found = files.flatMap((file) => historyNotes(file, fs.readFileSync(path.join(ROOT, file), "utf8")));
         assert.deepStrictEqual(found, []);
-    });
-
-    it("lists as pending only files that still hold history notes", function () {
-        for (const file of PENDING) {
-            const full = path.join(ROOT, file);
-            const notes = fs.existsSync(full) ? historyNotes(file, fs.readFileSync(full, "utf8")) : [];
-            assert.ok(notes.length > 0, `${file} has no history notes left (or is gone): remove it from PENDING`);
-        }
     });
 
     it("tells history notes from the words they resemble", function () {
