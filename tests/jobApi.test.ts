@@ -879,7 +879,7 @@ describe("job API", function () {
         );
     });
 
-    it("opens a job from before the frame summary (manifest v1) once: its summary from its records, and its frames are not queued again", async function () {
+    it("opens a job whose manifest is version 1 (no frame summary) once: its summary from its records, and its frames are not queued again", async function () {
         const jobId = "from-v1";
         const request = { scene: SCENE, assets: [], frames: "1-4", format: "PNG" as const, jobId };
         const manifest: JobManifest = {

@@ -251,7 +251,7 @@ describe("job inputs: pinned versions, linked libraries and the renderer's disk"
         assert.deepStrictEqual(decodeEtags(manifest.assetEtags!, 3), etags);
     });
 
-    it("still renders a message queued before assets were pinned (no assetEtags), whatever version is there", async function () {
+    it("renders a message that pins no asset versions (no assetEtags), whatever version is there", async function () {
         const scene = await makeScene({ texture: "textures/checker.png", frames: "1-2" });
         await upload("unpinned/scene.blend", scene.blendPath);
         await upload("unpinned/textures/checker.png", scene.texturePath!);

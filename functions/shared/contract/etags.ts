@@ -9,7 +9,7 @@ const ENCODED_ETAG = /^(?:([A-Za-z0-9_-]{22})(-[1-9][0-9]{0,4})?|~([A-Za-z0-9_-]
  * ETags as one short string, comma-separated in order: S3's quoted MD5 ETag as its 16 bytes in base64url (22
  * characters, "-<parts>" after it for a multipart one), any other ETag as "~" and base64url of its text, an unknown
  * one as nothing. 23 to 29 bytes an asset instead of 39 as a JSON array of strings: 1,000 pinned assets fit in an SQS
- * message with the keys they had room for before.
+ * message beside keys of the usual length.
  */
 export function encodeEtags(etags: string[]): string {
     return etags

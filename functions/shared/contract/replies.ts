@@ -50,7 +50,7 @@ export interface JobStatus {
      */
     failures: FrameFailure[];
     failuresNext?: string;
-    /** Present once the job keeps its queue progress (jobs submitted since it exists). */
+    /** The job's queue progress: how far its submit (or retry) got queueing frames. */
     queue?: QueueProgress;
     /** Present when the job was stopped (its state says how): why and when. */
     stop?: Omit<JobStop, "v" | "jobId" | "liftedAt">;

@@ -99,7 +99,7 @@ export interface JobManifest {
     frames: number[];
     scenesBucket: string;
     sceneEtag: string;
-    /** The ETags of `request.assets`, in their order, as the frame messages carry them (absent in older manifests). */
+    /** The ETags of `request.assets`, in their order, as the frame messages carry them (absent: the assets are not pinned). */
     assetEtags?: string;
     settings: RenderSettings;
     outputPrefix: string;

@@ -1,4 +1,4 @@
-// A job from before the frame summary has a version 1 manifest: no summary shards and no queue progress in its
+// A version 1 manifest is a job without a frame summary: no summary shards and no queue progress in its
 // ledger, its status computed from every frame record. Where the job API (or the local farm) opens a job, such a job
 // is upgraded once, so that nothing past openJob meets the older shape: its summary is built from its records, its
 // queue progress recorded complete (a submit then queued every frame in one go), its manifest rewritten current.
@@ -12,7 +12,7 @@ import { SummaryShards } from "./summaryShards";
 
 export interface JobOpening {
     /**
-     * The job's manifest and its ETag in the current version (a job from before the frame summary upgraded first), or
+     * The job's manifest and its ETag in the current version (a version 1 manifest upgraded first), or
      * undefined for an unknown job. For the job API and the local farm, which list and write the ledger; a reader of
      * the manifest's request and frames only (the renderer, the CLI) reads it as stored with readManifest.
      */
